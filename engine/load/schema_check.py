@@ -1,0 +1,83 @@
+"""Check a YAML document against a JSON Schema, in words a person can act on.
+
+jsonschema's own messages quote whole instances; ours say what was expected
+at which key, and the YamlDocument supplies the line.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+from ..problems import Problem
+from .yaml_source import YamlDocument
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "integer": "a whole number",
+              "number": "a number", "boolean": "true or false", "null": "null"}
+
+
+@lru_cache(maxsize=None)
+def schema_validator(name: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def check_against_schema(doc: YamlDocument, schema_name: str) -> list[Problem]:
+    validator = schema_validator(schema_name)
+    problems = []
+    for error in validator.iter_errors(doc.data):
+        # Mapping-language values are checked by the compiler, with better words.
+        if "value" in error.schema_path and error.validator in ("anyOf", "propertyNames"):
+            continue
+        path, message = _words(error)
+        problems.append(doc.problem(path, message))
+    return sorted(problems, key=lambda p: (p.line or 0, p.path))
+
+
+def _words(error) -> tuple[tuple, str]:
+    path = tuple(error.absolute_path)
+    kind, value, instance = error.validator, error.validator_value, error.instance
+    if kind == "required":
+        missing = [key for key in value if isinstance(instance, dict) and key not in instance]
+        return path, f"'{missing[0] if missing else value}' is required"
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = [key for key in instance if key not in error.schema.get("properties", {})]
+        hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
+        return path + (extra[0],), f"unknown key '{extra[0]}'{hint}"
+    if kind == "propertyNames":
+        bad = next((key for key in instance if not _valid_name(error, key)), "?")
+        expected = value.get("enum") or value.get("pattern")
+        return path + (bad,), f"'{bad}' is not allowed here (expected {expected})"
+    if kind == "type":
+        wanted = value if isinstance(value, list) else [value]
+        return path, f"expected {' or '.join(TYPE_WORDS.get(w, w) for w in wanted)}, got {_type_of(instance)}"
+    if kind in ("enum", "const"):
+        options = value if kind == "enum" else [value]
+        return path, f"{json.dumps(instance)} is not one of: {', '.join(json.dumps(o) for o in options)}"
+    if kind == "oneOf":
+        return path, "does not match any allowed form" + (f": {error.schema['description']}" if "description" in error.schema else "")
+    if kind == "minLength":
+        return path, "must not be empty"
+    if kind in ("minimum", "minProperties"):
+        return path, f"must be at least {value}" if kind == "minimum" else "must not be empty"
+    if kind == "pattern":
+        return path, f"{instance!r} does not match {value}"
+    return path, error.message
+
+
+def _valid_name(error, key) -> bool:
+    return not any(True for _ in Draft202012Validator(error.validator_value).iter_errors(key))
+
+
+def _type_of(value) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    for name, python in (("object", dict), ("array", list), ("string", str), ("null", type(None))):
+        if isinstance(value, python):
+            return TYPE_WORDS[name]
+    return "a number" if isinstance(value, (int, float)) else type(value).__name__
