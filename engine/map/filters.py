@@ -1,0 +1,570 @@
+"""Named filters of the mapping language.
+
+Each filter is a small pure function ``f(value, *args)``. The same table serves
+Jinja2 templates (``{{ traits.email | lower }}``) and YAML
+(``"@filter": [lower, {hmac_sha256: [key]}]``, called as
+``FILTERS[name](value, *args)``).
+
+Conventions shared by every built-in filter:
+
+* Missing in, missing out: ``None`` (or a Jinja2 ``Undefined``) gives ``None``,
+  so absent data stays absent and the caller can drop the field. ``default``
+  is the one exception, since replacing missing values is its job.
+* A value of the wrong type, or one that cannot be converted, raises
+  :class:`FilterError` with a plain sentence, never a bare traceback.
+
+Users add their own filters with :func:`register_filter`; those are stored
+as given (no missing-value handling is added for them).
+"""
+from __future__ import annotations
+
+import base64 as _b64
+import binascii
+import functools
+import hashlib
+import hmac as _hmac
+import json as _json
+import math
+import re
+from datetime import date as _date
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+import phonenumbers
+from jinja2 import Undefined
+
+from engine.problems import EventmapError
+
+__all__ = ["FilterError", "FILTERS", "register_filter"]
+
+
+class FilterError(EventmapError, ValueError):
+    """A filter could not convert its input; the message is one plain sentence."""
+
+
+FILTERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_filter(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding ``fn(value, *args)`` to FILTERS under ``name``; never overwrites."""
+    _check_new_name(name)
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(fn):
+            raise ValueError(f"filter {name!r} must be a function, got {type(fn).__name__}")
+        _check_new_name(name)  # a filter of the same name may have arrived meanwhile
+        FILTERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def _check_new_name(name: object) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(
+            f"filter name {name!r} is not usable: it must be a Python/Jinja2 identifier "
+            "such as 'my_filter'"
+        )
+    if name in FILTERS:
+        raise ValueError(
+            f"a filter named {name!r} already exists; register yours under another name"
+        )
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def _missing(value: Any) -> bool:
+    return value is None or isinstance(value, Undefined)
+
+
+def _plain(value: Any) -> Any:
+    """Jinja2's Undefined stands for missing data; treat it exactly like None."""
+    return None if isinstance(value, Undefined) else value
+
+
+def _missing_stays_missing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a built-in so None/Undefined in gives None out, and Undefined args read as None."""
+
+    @functools.wraps(fn)
+    def wrapper(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if _missing(value):
+            return None
+        args = tuple(_plain(a) for a in args)
+        kwargs = {k: _plain(v) for k, v in kwargs.items()}
+        return fn(value, *args, **kwargs)
+
+    return wrapper
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _got(value: Any) -> str:
+    return f"got {type(value).__name__} {_show(value)}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _text(filter_name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise FilterError(f"{filter_name} expects text, {_got(value)}")
+    return value
+
+
+def _raw(filter_name: str, value: Any, what: str = "value") -> bytes:
+    """Text (encoded as UTF-8) or bytes, for hashing and encoding filters."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise FilterError(
+        f"{filter_name} expects text or bytes as its {what}, {_got(value)}; "
+        "convert it first with the 'string' filter"
+    )
+
+
+def _mapping(filter_name: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise FilterError(f"{filter_name} expects an object (mapping), {_got(value)}")
+    return value
+
+
+# --------------------------------------------------------------------------
+# date-time parsing, shared by epoch_ms, epoch_s, iso8601 and date
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_ISO_8601 = re.compile(
+    r"""
+    (?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})
+    (?:
+        [Tt\ ]
+        (?P<hour>\d{2}):(?P<minute>\d{2})
+        (?: :(?P<second>\d{2}) (?:[.,](?P<fraction>\d+))? )?
+        (?P<tz>[Zz] | [+-]\d{2}(?::?\d{2})?)?
+    )?
+    """,
+    re.VERBOSE,
+)
+
+
+def _parse_iso(text: str) -> datetime:
+    """Parse an ISO-8601 date or date-time into an aware UTC datetime (naive means UTC)."""
+    bad = FilterError(f"{text!r} is not an ISO-8601 date-time")
+    m = _ISO_8601.fullmatch(text.strip())
+    if not m:
+        raise bad
+    g = m.groupdict()
+    fraction = (g["fraction"] or "")[:6].ljust(6, "0")  # beyond microseconds is truncated
+    tz = timezone.utc
+    if g["tz"] and g["tz"] not in "Zz":
+        digits = g["tz"][1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+        if hours > 23 or minutes > 59:
+            raise bad
+        offset = timedelta(hours=hours, minutes=minutes)
+        tz = timezone(-offset if g["tz"][0] == "-" else offset)
+    try:
+        parsed = datetime(
+            int(g["year"]), int(g["month"]), int(g["day"]),
+            int(g["hour"] or 0), int(g["minute"] or 0), int(g["second"] or 0),
+            int(fraction), tzinfo=tz,
+        )
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise bad from None
+
+
+def _from_epoch_ms(filter_name: str, ms: float) -> datetime:
+    try:
+        return _EPOCH + timedelta(milliseconds=ms)
+    except (ValueError, OverflowError):
+        raise FilterError(f"{filter_name}: {_show(ms)} milliseconds is outside the supported date range") from None
+
+
+def _as_datetime(filter_name: str, value: Any) -> datetime:
+    """An ISO-8601 string, epoch milliseconds, or a datetime/date object, as aware UTC."""
+    if isinstance(value, str):
+        return _parse_iso(value)
+    if _is_number(value):
+        if not math.isfinite(value):
+            raise FilterError(f"{filter_name} cannot use {value!r} as a time")
+        return _from_epoch_ms(filter_name, value)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, _date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    raise FilterError(
+        f"{filter_name} expects an ISO-8601 date-time string or epoch milliseconds, {_got(value)}"
+    )
+
+
+def _whole(filter_name: str, value: float) -> int:
+    if not math.isfinite(value):
+        raise FilterError(f"{filter_name} cannot use {value!r} as a time")
+    return int(value)
+
+
+# --------------------------------------------------------------------------
+# text
+
+
+@register_filter("snake_case")
+@_missing_stays_missing
+def snake_case(value: Any) -> str:
+    """Audience/trait key the way Segment Engage makes it: "Order Completed Last 30days" -> order_completed_last_30days.
+
+    Lowercased; a camelCase boundary (lower->Upper, or the last capital of an
+    acronym before a lowercase letter: "HTTPServer" -> http_server) starts a
+    word; any run of non-alphanumerics becomes one "_"; leading/trailing "_"
+    trimmed. Digits are never split from adjacent letters ("Last30Days" ->
+    last30days). Non-ASCII letters are kept ("Café Crème" -> café_crème).
+    """
+    text = _text("snake_case", value)
+    words: list[str] = []
+    word: list[str] = []
+    for i, ch in enumerate(text):
+        if not ch.isalnum():
+            if word:
+                words.append("".join(word))
+                word = []
+            continue
+        if word and ch.isupper():
+            prev = word[-1]
+            nxt = text[i + 1] if i + 1 < len(text) else ""
+            if prev.islower() or (prev.isupper() and nxt.islower()):
+                words.append("".join(word))
+                word = []
+        word.append(ch)
+    if word:
+        words.append("".join(word))
+    return "_".join(words).lower()
+
+
+@register_filter("lower")
+@_missing_stays_missing
+def lower(value: Any) -> str:
+    """Lowercase text, e.g. emails before hashing or matching."""
+    return _text("lower", value).lower()
+
+
+@register_filter("upper")
+@_missing_stays_missing
+def upper(value: Any) -> str:
+    """Uppercase text, e.g. country or currency codes."""
+    return _text("upper", value).upper()
+
+
+@register_filter("trim")
+@_missing_stays_missing
+def trim(value: Any) -> str:
+    """Strip leading and trailing whitespace (Unicode-aware)."""
+    return _text("trim", value).strip()
+
+
+# --------------------------------------------------------------------------
+# dates and times
+
+
+@register_filter("epoch_ms")
+@_missing_stays_missing
+def epoch_ms(value: Any) -> int:
+    """ISO-8601 date-time (naive = UTC) -> integer milliseconds since the Unix epoch; numbers pass through as int."""
+    if _is_number(value):
+        return _whole("epoch_ms", value)
+    return (_as_datetime("epoch_ms", value) - _EPOCH) // timedelta(milliseconds=1)
+
+
+@register_filter("epoch_s")
+@_missing_stays_missing
+def epoch_s(value: Any) -> int:
+    """ISO-8601 date-time (naive = UTC) -> integer seconds since the Unix epoch; numbers (taken as seconds) pass through as int."""
+    if _is_number(value):
+        return _whole("epoch_s", value)
+    return (_as_datetime("epoch_s", value) - _EPOCH) // timedelta(seconds=1)
+
+
+@register_filter("iso8601")
+@_missing_stays_missing
+def iso8601(value: Any) -> str:
+    """Normalise a date-time (ISO-8601 string, or epoch milliseconds) to UTC "YYYY-MM-DDTHH:MM:SS.sssZ"."""
+    dt = _as_datetime("iso8601", value)
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T"
+        f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond // 1000:03d}Z"
+    )
+
+
+@register_filter("date")
+@_missing_stays_missing
+def to_date(value: Any) -> str:
+    """The UTC calendar date "YYYY-MM-DD" of a date-time (ISO-8601 string, or epoch milliseconds)."""
+    dt = _as_datetime("date", value)
+    return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+
+
+# --------------------------------------------------------------------------
+# encoding and hashing
+
+
+@register_filter("base64")
+@_missing_stays_missing
+def to_base64(value: Any) -> str:
+    """Standard (padded, non-URL-safe) base64 of UTF-8 text or bytes, e.g. for Basic auth."""
+    return _b64.b64encode(_raw("base64", value)).decode("ascii")
+
+
+@register_filter("base64_decode")
+@_missing_stays_missing
+def from_base64(value: Any) -> str:
+    """Decode standard base64 (whitespace and missing padding tolerated) to UTF-8 text."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("ascii", errors="replace")
+    text = "".join(_text("base64_decode", value).split())
+    text += "=" * (-len(text) % 4)
+    try:
+        raw = _b64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise FilterError(f"{_show(value)} is not valid base64") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FilterError(f"{_show(value)} is base64 but does not decode to UTF-8 text") from None
+
+
+@register_filter("sha256")
+@_missing_stays_missing
+def sha256(value: Any) -> str:
+    """Lowercase hex SHA-256 of UTF-8 text, as ad platforms want for hashed identifiers."""
+    return hashlib.sha256(_raw("sha256", value)).hexdigest()
+
+
+def _hmac_digest(filter_name: str, value: Any, key: Any) -> bytes:
+    if key is None:
+        raise FilterError(f"{filter_name} needs a key (secret), but the key is missing")
+    return _hmac.new(_raw(filter_name, key, "key"), _raw(filter_name, value), hashlib.sha256).digest()
+
+
+@register_filter("hmac_sha256")
+@_missing_stays_missing
+def hmac_sha256(value: Any, key: Any) -> str:
+    """Lowercase hex HMAC-SHA256 of the value under key, for signed requests and webhooks."""
+    return _hmac_digest("hmac_sha256", value, key).hex()
+
+
+@register_filter("hmac_sha256_base64")
+@_missing_stays_missing
+def hmac_sha256_base64(value: Any, key: Any) -> str:
+    """Standard base64 of the raw HMAC-SHA256 of the value under key, for vendors that sign that way."""
+    return _b64.b64encode(_hmac_digest("hmac_sha256_base64", value, key)).decode("ascii")
+
+
+@register_filter("json")
+@_missing_stays_missing
+def to_json(value: Any, sort_keys: Any = False) -> str:
+    """Compact JSON text (UTF-8 kept, no spaces), keys sorted when given true, for vendors taking JSON in a string field."""
+    if not isinstance(sort_keys, bool):
+        raise FilterError(f"json's sort_keys argument must be true or false, {_got(sort_keys)}")
+    try:
+        return _json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise FilterError(f"json cannot encode {_show(value)}: {exc}") from None
+
+
+# --------------------------------------------------------------------------
+# phone numbers
+
+
+@register_filter("e164")
+@_missing_stays_missing
+def e164(value: Any, region: Any = None) -> str:
+    """Phone number -> E.164 ("+14155550132") where possible, else the trimmed input unchanged.
+
+    A number starting with "+" is parsed on its own; otherwise ``region`` (an
+    ISO 3166 code such as "GB") says which country's dialling rules apply.
+    When the number cannot be parsed, is not a possible number, or has no "+"
+    and no region, the input is returned trimmed rather than raising: a
+    phone number a vendor may still accept is better than a dropped event.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = _text("e164", value).strip()
+    if region is not None and not isinstance(region, str):
+        raise FilterError(f"e164's region must be a country code such as 'GB', {_got(region)}")
+    region_code = None if text.startswith("+") or not region else region.strip().upper()
+    try:
+        number = phonenumbers.parse(text, region_code)
+    except phonenumbers.NumberParseException:
+        return text
+    if not phonenumbers.is_possible_number(number):
+        return text
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# --------------------------------------------------------------------------
+# type conversion
+
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0"}
+
+
+@register_filter("string")
+@_missing_stays_missing
+def to_string(value: Any) -> str:
+    """Value as text: booleans as "true"/"false", objects and lists as compact JSON, bytes as UTF-8."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list, tuple)):
+        return to_json(value)
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FilterError(f"string cannot read {_show(value)} as UTF-8 text") from None
+    return str(value)
+
+
+@register_filter("number")
+@_missing_stays_missing
+def to_number(value: Any) -> int | float:
+    """Text or number -> int when integral ("4.0" -> 4), else float; for vendors that reject numbers sent as strings."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise FilterError(f"number expects text or a number, {_got(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FilterError(f"{value!r} is not a finite number")
+        return int(value) if value.is_integer() else value
+    text = value.strip()
+    if not _DECIMAL.fullmatch(text):
+        raise FilterError(f"{value!r} is not a number")
+    try:
+        exact = Decimal(text)
+        return int(exact) if exact == exact.to_integral_value() else float(exact)
+    except (InvalidOperation, OverflowError, ValueError):
+        raise FilterError(f"{value!r} is not a number") from None
+
+
+@register_filter("boolean")
+@_missing_stays_missing
+def to_boolean(value: Any) -> bool:
+    """true/false from a boolean, 1/0, or the text "true"/"false"/"1"/"0" (any case, trimmed)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise FilterError(f"{_show(value)} is not a boolean; expected true, false, 1 or 0")
+
+
+# --------------------------------------------------------------------------
+# objects and lists
+
+_SCALARS = (str, int, float, bool)
+
+
+@register_filter("flatten")
+@_missing_stays_missing
+def flatten(value: Any, sep: Any = ".") -> dict:
+    """Nested object -> one level with joined keys ("a.b"); lists become compact JSON, None is dropped. For vendors (e.g. Crisp) taking only flat values."""
+    obj = _mapping("flatten", value)
+    if not isinstance(sep, str):
+        raise FilterError(f"flatten's separator must be text, {_got(sep)}")
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, item in node.items():
+            name = f"{prefix}{sep}{key}" if prefix else str(key)
+            if _missing(item):
+                continue
+            if isinstance(item, dict):
+                walk(item, name)
+                continue
+            if name in flat:
+                raise FilterError(f"flatten would produce the key {name!r} twice; the object has clashing keys")
+            flat[name] = item if isinstance(item, _SCALARS) else to_json(item)
+
+    walk(obj, "")
+    return flat
+
+
+def _empty(item: Any) -> bool:
+    return _missing(item) or (isinstance(item, (str, list, tuple, dict)) and len(item) == 0)
+
+
+@register_filter("compact")
+@_missing_stays_missing
+def compact(value: Any) -> dict | list:
+    """Drop None, "", [] and {} entries from an object (one level) or a list; false and 0 are kept."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if not _empty(v)}
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if not _empty(v)]
+    raise FilterError(f"compact expects an object or a list, {_got(value)}")
+
+
+@register_filter("default")
+def default(value: Any, fallback: Any) -> Any:
+    """The fallback when the value is missing (None/undefined) or "", else the value unchanged."""
+    value = _plain(value)
+    return _plain(fallback) if value is None or value == "" else value
+
+
+def _keys(args: tuple) -> list:
+    """Keys given one per argument, or as one list (handy in YAML: {pick: [[a, b]]})."""
+    keys: list = []
+    for arg in args:
+        if isinstance(arg, (list, tuple)):
+            keys.extend(arg)
+        else:
+            keys.append(arg)
+    return keys
+
+
+@register_filter("omit")
+@_missing_stays_missing
+def omit(value: Any, *keys: Any) -> dict:
+    """A copy of the object without the named keys (absent keys are ignored)."""
+    obj = _mapping("omit", value)
+    drop = set(_keys(keys))
+    return {k: v for k, v in obj.items() if k not in drop}
+
+
+@register_filter("pick")
+@_missing_stays_missing
+def pick(value: Any, *keys: Any) -> dict:
+    """A new object with only the named keys that are present, in the order named."""
+    obj = _mapping("pick", value)
+    return {k: obj[k] for k in dict.fromkeys(_keys(keys)) if k in obj}
+
+
+@register_filter("split_name")
+@_missing_stays_missing
+def split_name(value: Any, part: Any) -> str | None:
+    """First word ("first") or the remaining words ("last") of a full name; a one-word name has no last name (None)."""
+    if part not in ("first", "last"):
+        raise FilterError(f"split_name's part must be 'first' or 'last', got {_show(part)}")
+    words = _text("split_name", value).split()
+    if not words:
+        return None
+    if part == "first":
+        return words[0]
+    return " ".join(words[1:]) or None
