@@ -1,0 +1,5 @@
+"""Segment-spec checks: schema errors for calls, warnings for ecommerce v2 events."""
+from engine.validate.ecommerce import lint_ecommerce
+from engine.validate.events import EventValidator
+
+__all__ = ["EventValidator", "lint_ecommerce"]

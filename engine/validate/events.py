@@ -1,0 +1,187 @@
+"""Check Segment calls against the JSON Schemas in ``schemas/``.
+
+The schemas are the single statement of the Segment spec; this module only
+compiles them once and turns jsonschema's errors into short sentences with a
+dotted JSON path, so callers get :class:`Problem` data and never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from datetime import datetime
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import SchemaError, best_match
+from referencing import Registry, Resource
+from referencing.exceptions import Unresolvable
+
+from engine.problems import ConfigError, Problem
+
+CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+_TYPE_LIST = ", ".join(CALL_TYPES)
+SCHEMA_DIR = pathlib.Path(__file__).resolve().parents[2] / "schemas"
+
+
+def _is_datetime(value: object) -> bool:
+    """ISO-8601 date-time with a time part; 'Z' is normalised for fromisoformat.
+
+    Written here rather than relying on jsonschema's default checker, which
+    silently passes everything when the optional rfc3339 package is absent.
+    """
+    if not isinstance(value, str):
+        return True  # "type" reports non-strings
+    if len(value) < 11 or value[10] not in "Tt ":
+        return False  # a bare date is not a date-time
+    text = value[:-1] + "+00:00" if value[-1] in "Zz" else value
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+FORMATS = FormatChecker(formats=())
+FORMATS.checks("date-time")(_is_datetime)
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a Python value, with its article, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a Python {type(value).__name__}"  # not JSON at all
+
+
+def _expected(types: str | list) -> str:
+    """['string', 'null'] -> 'a string or null', the wording of the 'type' rule."""
+    names = {"object": "an object", "array": "an array", "string": "a string", "number": "a number",
+             "integer": "an integer", "boolean": "a boolean", "null": "null"}
+    words = [names.get(t, t) for t in ([types] if isinstance(types, str) else types)]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def format_path(parts) -> str:
+    """['properties', 'products', 2, 'price'] -> 'properties.products[2].price'."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not isinstance(part, str) or "." in part or "[" in part:  # keep the path unambiguous
+            out += f"[{json.dumps(part)}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+_MISSING = object()
+
+
+def _type_message(value: object) -> str:
+    """The one message for a missing or unknown call type: no schema can be picked."""
+    if value is _MISSING:
+        return f"'type' is required; expected one of {_TYPE_LIST}"
+    shown = f"'{value}'" if isinstance(value, str) else json.dumps(value, default=str)
+    return f"{shown} is not a call type; expected one of {_TYPE_LIST}"
+
+
+def _sentences(error, kind: str) -> list[tuple[list, str]]:
+    """(path parts, message) for one jsonschema error, in eventmap's wording."""
+    parts, rule, value, inst = list(error.absolute_path), error.validator, error.validator_value, error.instance
+    key = parts[-1] if parts and isinstance(parts[-1], str) else (format_path(parts) or "value")
+    if rule == "required":  # only a batch item requires 'type'
+        return [(parts + [k], _type_message(_MISSING) if k == "type" else f"{kind}: '{k}' is required")
+                for k in value if k not in inst]
+    if rule in ("anyOf", "oneOf"):
+        if all("required" in branch for branch in value):  # "this or that is required"
+            keys = " or ".join(f"'{b['required'][0]}'" for b in value)
+            return [(parts, f"{kind}: {keys} is required")]
+        best = best_match(error.context)
+        return _sentences(best, kind) if best else [(parts, f"{key} matches none of the allowed shapes")]
+    if rule == "type":
+        return [(parts, f"expected {_expected(value)}, got {_json_type(inst)}")]
+    if rule == "format":
+        what = "an ISO-8601 date-time" if value == "date-time" else f"a valid {value}"
+        return [(parts, f"'{inst}' is not {what}")]
+    if rule == "maxLength":
+        return [(parts, f"{key} is {len(inst)} characters; at most {value} are allowed")]
+    if rule == "minLength":
+        if value == 1:
+            return [(parts, f"{key} must not be empty")]
+        return [(parts, f"{key} is {len(inst)} characters; at least {value} are required")]
+    if rule == "maxItems":
+        return [(parts, f"{key} has {len(inst)} items; at most {value} are allowed")]
+    if rule == "enum" and value == list(CALL_TYPES):
+        return [(parts, _type_message(inst))]
+    if rule in ("const", "enum"):
+        allowed = ", ".join(json.dumps(v) for v in ([value] if rule == "const" else value))
+        return [(parts, f"expected {allowed}, got {json.dumps(inst, default=str)}")]
+    return [(parts, f"{key} does not satisfy the '{rule}' rule")]
+
+
+def _sort_key(parts: list) -> tuple:
+    """Sort paths numerically within arrays (batch[2] before batch[10])."""
+    return tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in parts)
+
+
+class EventValidator:
+    """Validates single calls and batch envelopes; schemas compile once here."""
+
+    def __init__(self, schema_dir: pathlib.Path | None = None):
+        schema_dir = pathlib.Path(schema_dir) if schema_dir else SCHEMA_DIR
+        try:
+            # Only our own files: other schemas in the folder are not ours to load.
+            schemas = {name: json.loads((schema_dir / f"{name}.schema.json").read_text())
+                       for name in ("common", *CALL_TYPES, "batch")}
+            registry = Registry().with_resources(
+                (s["$id"], Resource.from_contents(s)) for s in schemas.values())
+            self._validators = {}
+            for name in (*CALL_TYPES, "batch"):
+                schema = schemas[name]
+                Draft202012Validator.check_schema(schema)
+                self._validators[name] = Draft202012Validator(
+                    schema, registry=registry, format_checker=FORMATS)
+        except (OSError, ValueError, KeyError, SchemaError) as exc:
+            raise ConfigError([Problem("", f"cannot load Segment schemas: {exc}", file=str(schema_dir))]) from exc
+
+    def check(self, event) -> list[Problem]:
+        """Every violation of one call, sorted by path; [] if valid."""
+        if not isinstance(event, dict):
+            return [Problem("", f"expected an object, got {_json_type(event)}")]
+        kind = event.get("type", _MISSING)
+        if kind not in CALL_TYPES:
+            return [Problem("type", _type_message(kind))]
+        return self._run(self._validators[kind], event, lambda parts: kind)
+
+    def check_batch(self, envelope) -> list[Problem]:
+        """The envelope and each item; item paths look like batch[3].event."""
+        if not isinstance(envelope, dict):
+            return [Problem("", f"expected an object, got {_json_type(envelope)}")]
+
+        def kind_at(parts):
+            """An item's problems are worded with the item's own type."""
+            if len(parts) >= 2 and parts[0] == "batch" and isinstance(parts[1], int):
+                item = envelope["batch"][parts[1]]
+                return item.get("type") if isinstance(item, dict) else "batch"
+            return "batch"
+        return self._run(self._validators["batch"], envelope, kind_at)
+
+    @staticmethod
+    def _run(validator, instance, kind_at) -> list[Problem]:
+        found: dict[tuple, list] = {}
+        try:
+            for error in validator.iter_errors(instance):
+                for where, message in _sentences(error, kind_at(list(error.absolute_path))):
+                    found.setdefault((format_path(where), message), where)
+        except Unresolvable as exc:  # a broken schema, not bad data: still no traceback
+            return [Problem("", f"cannot validate: {exc}")]
+        ordered = sorted(found.items(), key=lambda item: (_sort_key(item[1]), item[0][1]))
+        return [Problem(path, message) for (path, message), _ in ordered]
