@@ -1,0 +1,249 @@
+"""The ``eventmap`` command. Output is for people and scripts alike: JSON on stdout,
+``file:line: path: message`` on stderr, and stable exit codes:
+0 sent or skipped, 2 rejected (the event is bad), 1 usage or configuration error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from .engine import DEFAULT_MAPPINGS, Engine, load_destinations
+from .load.config import load_config, routes_from_config
+from .load.schema_check import SCHEMA_DIR
+from .map.language import Scope, leaves, MappingError
+from .outcome import REJECTED
+from .problems import ConfigError, Problem
+
+EXIT_OK, EXIT_CONFIG, EXIT_REJECTED = 0, 1, 2
+
+DESCRIPTION = """\
+eventmap turns Segment-spec events (identify, track, page, screen, group, alias)
+into the exact HTTP requests each vendor expects, from YAML mapping files.
+
+  eventmap validate                         check every mapping file
+  eventmap render planhat event.json --settings '{"tenant_token": "..."}'
+  eventmap explain crisp event.json         which expression made each field
+  eventmap batch events.jsonl --config eventmap.yaml
+
+Settings may also come from environment variables EVENTMAP_<DESTINATION>_<SETTING>,
+e.g. EVENTMAP_PLANHAT_TENANT_TOKEN. Secrets are masked unless --show-secrets.
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        return EXIT_CONFIG
+    except UsageError as exc:
+        print(f"eventmap: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventmap", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def mappings_option(p):
+        p.add_argument("--mappings", type=Path, default=None, metavar="DIR",
+                       help="folder with destinations/ and sources/ (default: ./mappings if present, else the shipped ones)")
+
+    p = commands.add_parser("validate", help="check all mapping files and schemas; print every problem as file:line: path: message")
+    p.add_argument("path", nargs="?", type=Path, help="a mappings folder (default: ./mappings or the shipped one)")
+    p.set_defaults(run=cmd_validate)
+
+    p = commands.add_parser("render", help="render one event for one destination and print the outcome as JSON")
+    p.add_argument("destination", help="file name (planhat) or display name (Planhat)")
+    p.add_argument("event", nargs="?", default="-", help="a JSON file with one event, or - for stdin (default)")
+    p.add_argument("--settings", help="settings as a JSON object or a JSON/YAML file")
+    p.add_argument("--show-secrets", action="store_true", help="print credentials instead of ***")
+    mappings_option(p)
+    p.set_defaults(run=cmd_render)
+
+    p = commands.add_parser("explain", help="show each output field with the expression that produced it and its value")
+    p.add_argument("destination")
+    p.add_argument("event", help="a JSON file with one event, or -")
+    p.add_argument("--settings", help="settings as a JSON object or a JSON/YAML file")
+    mappings_option(p)
+    p.set_defaults(run=cmd_explain)
+
+    p = commands.add_parser("batch", help="render JSON Lines events; write one outcome per event and destination per line")
+    p.add_argument("events", nargs="?", default="-", help="a JSON Lines file, or - for stdin (default)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--destination", help="one destination (settings from --settings or the environment)")
+    target.add_argument("--config", type=Path, help="a routes file naming every configured destination")
+    p.add_argument("--settings", help="with --destination: settings as JSON or a file")
+    p.add_argument("--show-secrets", action="store_true")
+    mappings_option(p)
+    p.set_defaults(run=cmd_batch)
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_validate(args) -> int:
+    root = args.path or default_mappings()
+    problems = validate_all(root)
+    for problem in problems:
+        print(str(problem), file=sys.stderr)
+    if any(p.severity == "error" for p in problems):
+        return EXIT_CONFIG
+    destinations, _ = load_destinations(root)
+    print(f"ok: {len(destinations)} destinations ({', '.join(sorted(destinations))})")
+    return EXIT_OK
+
+
+def validate_all(root: Path) -> list[Problem]:
+    problems = []
+    for schema_file in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        try:
+            from jsonschema import Draft202012Validator
+            Draft202012Validator.check_schema(json.loads(schema_file.read_text(encoding="utf-8")))
+        except (ValueError, Exception) as exc:  # a broken shipped schema must be reported, not crash
+            problems.append(Problem("", f"invalid JSON Schema: {str(exc).splitlines()[0]}", str(schema_file)))
+    _, found = load_destinations(root)
+    return problems + found
+
+
+def cmd_render(args) -> int:
+    engine = make_engine(args)
+    route = engine.route(args.destination, read_settings(args.settings))
+    event = read_event(args.event)
+    outcome = engine.render(event, route)
+    print_json(outcome.to_dict(args.show_secrets))
+    return EXIT_REJECTED if outcome.status == REJECTED else EXIT_OK
+
+
+def cmd_explain(args) -> int:
+    engine = make_engine(args)
+    route = engine.route(args.destination, read_settings(args.settings))
+    event = read_event(args.event)
+    outcome = engine.render(event, route)
+    if outcome.status != "send":
+        print_json(outcome.to_dict())
+        return EXIT_REJECTED if outcome.status == REJECTED else EXIT_OK
+    action = route.destination.actions[event["type"]]
+    scope = Scope(event, route.settings, {})
+    lines = []
+    for name, node in action.vars:
+        scope.set_var(name, node.evaluate(scope))
+        lines.append((f"vars.{name}", node.describe(), scope.vars[name]))
+    for path, node in leaves(action.body):
+        try:
+            value = node.evaluate(scope)
+        except MappingError as exc:
+            value = f"<error: {exc.message}>"
+        lines.append((".".join(map(str, path)) or "(body)", node.describe(), value))
+    width = max(len(p) for p, _, _ in lines)
+    for path, how, value in lines:
+        shown = json.dumps(value, ensure_ascii=False) if value is not None else "(left out: no value)"
+        print(f"{path:<{width}}  {how}\n{'':<{width}}  = {shown}")
+    return EXIT_OK
+
+
+def cmd_batch(args) -> int:
+    engine = make_engine(args)
+    if args.config:
+        config, problems = load_config(args.config)
+        if problems:
+            raise ConfigError(problems)
+        routes = routes_from_config(engine, config, str(args.config))
+    else:
+        routes = [engine.route(args.destination, read_settings(args.settings))]
+    rejected = False
+    for number, event in read_lines(args.events):
+        if isinstance(event, Problem):
+            outcomes = [{"destination": r.destination.name, "status": REJECTED, "requests": [], "reason": "unreadable line",
+                         "errors": [event.as_dict()]} for r in routes]
+        else:
+            outcomes = [o.to_dict(args.show_secrets) for o in engine.render_all(event, routes)]
+        for outcome in outcomes:
+            rejected |= outcome["status"] == REJECTED
+            print_json({"line": number, **outcome}, indent=None)
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+# --------------------------------------------------------------------------- input helpers
+
+def default_mappings() -> Path:
+    local = Path("mappings")
+    return local if (local / "destinations").is_dir() else DEFAULT_MAPPINGS
+
+
+def make_engine(args) -> Engine:
+    return Engine(args.mappings or default_mappings())
+
+
+def read_settings(text: str | None) -> dict:
+    if not text:
+        return {}
+    if text.lstrip().startswith("{"):
+        source, name = text, "--settings"
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise UsageError(f"--settings: '{text}' is neither a JSON object nor a file")
+        source, name = path.read_text(encoding="utf-8"), text
+    try:
+        data = yaml.safe_load(source)  # YAML is a superset of JSON
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{name}: not valid JSON or YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{name}: expected an object of settings")
+    return data
+
+
+def read_event(name: str):
+    text = sys.stdin.read() if name == "-" else _read_file(name)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+
+
+def read_lines(name: str):
+    """(line number, event) per non-blank line; an unreadable line yields a Problem, never vanishes."""
+    stream = sys.stdin if name == "-" else open(name, encoding="utf-8")
+    with stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, Problem("", f"{name}:{number}: not valid JSON: {exc.msg} (column {exc.colno})")
+
+
+def _read_file(name: str) -> str:
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+
+
+def print_json(data, indent: int | None = 2) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=indent))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

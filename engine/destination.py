@@ -1,0 +1,87 @@
+"""A loaded destination: compiled actions plus the rules that turn one event into requests."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .load.settings import SettingsSpec
+from .map.language import MappingError, Scope
+from .outcome import REJECTED, SEND, SKIPPED, Outcome
+from .problems import Problem
+from .render.action import Action, Batching, Envelope
+from .render.request import Request
+
+
+@dataclass
+class Destination:
+    name: str          # display name, the key in an event's integrations object
+    slug: str          # file name without .yaml, used on the command line
+    file: str
+    description: str
+    settings: SettingsSpec
+    actions: dict      # call type -> Action
+    envelope: Envelope | None
+    batching: Batching | None
+
+    @property
+    def call_types(self) -> list[str]:
+        return list(self.actions)
+
+    def render(self, event: dict, settings: dict, secrets: frozenset) -> Outcome:
+        """Map one already-validated event; never raises for bad event data."""
+        call_type = event.get("type")
+        message_id = event.get("messageId")
+        action = self.actions.get(call_type)
+        if action is None:
+            return Outcome(self.name, SKIPPED, reason=f"call type '{call_type}' is not accepted by {self.name} "
+                           f"(accepts: {', '.join(self.actions)})", message_id=message_id)
+        label = f"{self.name} {call_type}"
+        try:
+            payload, scope = action.payload(event, settings)
+            missing = action.missing_required(payload, scope, label)
+            if missing:
+                return Outcome(self.name, REJECTED, errors=missing, message_id=message_id, action=call_type,
+                               reason="required fields are missing")
+            body = self.envelope.wrap([payload], settings) if self.envelope else payload
+            request = action.endpoint.build(scope, body, self.name, call_type, (message_id,), secrets)
+        except MappingError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{label}: {exc.message}")],
+                           message_id=message_id, action=call_type, reason="the mapping could not be applied")
+        return Outcome(self.name, SEND, [request], message_id=message_id, items=[payload], action=call_type)
+
+    def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset) -> list[Request]:
+        """Combine the sendable outcomes into as few requests as the vendor allows.
+
+        Actions without batching (or a destination without it) keep one request
+        per event; order is preserved within each group.
+        """
+        requests: list[Request] = []
+        if self.batching is None:
+            return [r for o in outcomes if o.status == SEND for r in o.requests]
+        group: list[Outcome] = []
+        size = 0
+        for outcome in outcomes:
+            if outcome.status != SEND:
+                continue
+            if not self.actions[outcome.action].batched:
+                requests.extend(outcome.requests)
+                continue
+            item_size = len(outcome.requests[0].encoded_body() or b"")
+            full = len(group) >= self.batching.max_events or (
+                self.batching.max_bytes and group and size + item_size > self.batching.max_bytes)
+            if full:
+                requests.append(self._batch_request(group, settings, secrets))
+                group, size = [], 0
+            group.append(outcome)
+            size += item_size
+        if group:
+            requests.append(self._batch_request(group, settings, secrets))
+        return requests
+
+    def _batch_request(self, group: list[Outcome], settings: dict, secrets) -> Request:
+        items = [item for outcome in group for item in outcome.items]
+        envelope = self.batching.envelope or self.envelope
+        body = envelope.wrap(items, settings) if envelope else items
+        scope = Scope({"items": items}, settings, {})
+        ids = tuple(outcome.message_id for outcome in group)
+        return self.batching.endpoint.build(scope, body, self.name, "batch", ids, secrets)

@@ -1,0 +1,122 @@
+"""The library entry point: load the mappings once, then render events quickly."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .destination import Destination
+from .load.destination import load_destination
+from .outcome import REJECTED, SKIPPED, Outcome
+from .problems import ConfigError, Problem
+from .render.request import Request
+from .route import Route
+from .validate import EventValidator, lint_ecommerce
+
+DEFAULT_MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
+
+
+def display_path(path: Path) -> str:
+    """Paths in messages are relative to where the user stands, when that is shorter."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return relative if not relative.startswith("..") else str(path)
+
+
+def load_destinations(root: Path) -> tuple[dict[str, Destination], list[Problem]]:
+    destinations: dict[str, Destination] = {}
+    problems: list[Problem] = []
+    folder = Path(root) / "destinations"
+    if not folder.is_dir():
+        return {}, [Problem("", f"no destinations folder at {display_path(folder)}", display_path(Path(root)))]
+    by_name: dict[str, str] = {}
+    for file in sorted(folder.glob("*.y*ml")):
+        destination, found = load_destination(file, display_path(file))
+        problems += found
+        if destination is None:
+            continue
+        if destination.name in by_name:
+            problems.append(Problem("name", f"'{destination.name}' is already the name of {by_name[destination.name]}",
+                                    destination.file, 1))
+        by_name[destination.name] = destination.file
+        destinations[destination.slug] = destination
+    return destinations, problems
+
+
+class Engine:
+    """Load with ``Engine()`` (or ``Engine("path/to/mappings")``), then render.
+
+    Loading compiles every mapping and raises ConfigError listing every
+    problem in every file; rendering never raises for bad events, it returns
+    a rejected Outcome with every error.
+    """
+
+    def __init__(self, mappings: str | Path = DEFAULT_MAPPINGS, *, lint: bool = True):
+        self.root = Path(mappings)
+        self.destinations, problems = load_destinations(self.root)
+        if problems:
+            raise ConfigError(problems)
+        self.validator = EventValidator()
+        self.lint = lint
+
+    # --- destinations and routes
+    def destination(self, name: str) -> Destination:
+        """Find a destination by file name (``planhat``) or display name (``Planhat``)."""
+        wanted = name.lower()
+        for slug, destination in self.destinations.items():
+            if wanted in (slug.lower(), destination.name.lower()):
+                return destination
+        known = ", ".join(sorted(self.destinations))
+        raise ConfigError([Problem("destination", f"unknown destination '{name}' (known: {known})")])
+
+    def route(self, name: str, settings: dict | None = None, *, enabled: bool = True, types=None, events=None,
+              where: str | None = None, environ=None) -> Route:
+        destination = self.destination(name)
+        resolved, problems = destination.settings.resolve(settings, environ)
+        if problems:
+            raise ConfigError(problems)
+        return Route(destination, resolved, destination.settings.secrets_in(resolved), enabled,
+                     frozenset(types) if types is not None else None,
+                     frozenset(events) if events is not None else None, where)
+
+    # --- rendering
+    def validate(self, event) -> tuple[list[Problem], list[Problem]]:
+        errors = self.validator.check(event)
+        warnings = lint_ecommerce(event) if self.lint and not errors else []
+        return errors, warnings
+
+    def render(self, event, route: Route | str, settings: dict | None = None) -> Outcome:
+        """One event, one destination."""
+        if isinstance(route, str):
+            route = self.route(route, settings)
+        return self.render_all(event, [route])[0]
+
+    def render_all(self, event, routes: list[Route]) -> list[Outcome]:
+        """One event, every configured destination: exactly one outcome each."""
+        errors, warnings = self.validate(event)
+        message_id = event.get("messageId") if isinstance(event, dict) else None
+        outcomes = []
+        for route in routes:
+            name = route.destination.name
+            if errors:
+                outcome = Outcome(name, REJECTED, errors=errors, message_id=message_id,
+                                  reason="the event does not follow the Segment spec")
+            else:
+                reason = route.skip_reason(event)
+                if reason:
+                    outcome = Outcome(name, SKIPPED, reason=reason, message_id=message_id)
+                else:
+                    outcome = route.destination.render(event, route.settings, route.secrets)
+            outcome.warnings = list(warnings)
+            outcomes.append(outcome)
+        return outcomes
+
+    def render_many(self, events: Iterable, routes: list[Route]) -> Iterator[list[Outcome]]:
+        for event in events:
+            yield self.render_all(event, routes)
+
+    def batch(self, route: Route, outcomes: list[Outcome]) -> list[Request]:
+        """Sendable outcomes of one route combined into the vendor's batch requests."""
+        return route.destination.batch(outcomes, route.settings, route.secrets)

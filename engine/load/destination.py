@@ -1,0 +1,94 @@
+"""Load one destination file: parse, check against the schema, compile, lint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from jmespath.exceptions import JMESPathError
+
+from ..destination import Destination
+from ..map.language import Compiler
+from ..problems import Problem
+from ..render.action import Action, Batching, Envelope, Required
+from ..render.endpoint import compile_endpoint, merge_request
+from .schema_check import check_against_schema
+from .settings import SettingsSpec
+from .yaml_source import YamlDocument, load_yaml
+
+
+def load_destination(path: Path, display_name: str | None = None) -> tuple[Destination | None, list[Problem]]:
+    doc, problems = load_yaml(path, display_name)
+    if doc is None:
+        return None, problems
+    problems += check_against_schema(doc, "mapping.schema.json")
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    destination, compile_problems = compile_destination(doc, Path(path).stem)
+    problems += compile_problems
+    return (None if problems else destination), problems
+
+
+def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list[Problem]]:
+    data = doc.data
+    settings = SettingsSpec(slug, data["settings"])
+    setting_names = set(settings.properties)
+    problems = [doc.problem(("settings", "required", i), f"required setting '{name}' is not declared in settings.properties")
+                for i, name in enumerate(settings.required) if name not in settings.properties]
+    defaults = (data.get("defaults") or {}).get("request")
+
+    actions = {}
+    for call_type, spec in data["actions"].items():
+        compiler = Compiler(doc.problem, setting_names)
+        path = ("actions", call_type)
+        variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
+        body = compiler.value(spec["body"], path + ("body",))
+        endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
+        required = _compile_required(spec.get("required", []), compiler, path + ("required",), variables)
+        problems += compiler.problems
+        actions[call_type] = Action(call_type, variables, body, required, endpoint, spec.get("batch", True))
+
+    envelope = _compile_envelope(data.get("envelope"), doc, setting_names, ("envelope",), problems)
+    batching = None
+    if "batch" in data:
+        spec = data["batch"]
+        compiler = Compiler(doc.problem, setting_names, {"items"})
+        endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, ("batch", "request"))
+        problems += compiler.problems
+        batch_envelope = _compile_envelope(spec.get("envelope"), doc, setting_names, ("batch", "envelope"), problems)
+        batching = Batching(spec["max_events"], spec.get("max_bytes"), endpoint, batch_envelope)
+
+    destination = Destination(data["name"], slug, doc.file, data.get("description", ""), settings,
+                              actions, envelope, batching)
+    return destination, problems
+
+
+def _compile_vars(compiler: Compiler, spec, path) -> list:
+    compiled = []
+    for name, raw in (spec or {}).items():
+        compiled.append((name, compiler.value(raw, path + (name,))))
+        compiler.define_var(name)  # later vars and the body may read it
+    return compiled
+
+
+def _compile_required(entries, compiler: Compiler, path, variables) -> list:
+    rules = []
+    names = {name for name, _ in variables}
+    for i, entry in enumerate(entries):
+        field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
+        if field.startswith("vars.") and field[5:].split(".")[0] not in names:
+            compiler.report(path + (i,), f"'{field}' names a variable this action does not define")
+            continue
+        try:
+            rules.append(Required(field, message))
+        except JMESPathError as exc:
+            compiler.report(path + (i,), f"'{field}' is not a valid field path: {str(exc).splitlines()[0]}")
+    return rules
+
+
+def _compile_envelope(spec, doc, setting_names, path, problems) -> Envelope | None:
+    if spec is None:
+        return None
+    compiler = Compiler(doc.problem, setting_names, {"items"})
+    variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
+    body = compiler.value(spec["body"], path + ("body",))
+    problems += compiler.problems
+    return Envelope(variables, body)

@@ -1,0 +1,81 @@
+"""A compiled action (what one call type becomes) and the envelope around items."""
+from __future__ import annotations
+
+import jmespath
+
+from ..map.language import Node, Scope, find_node, is_empty
+from ..problems import Problem
+from .endpoint import Endpoint
+
+
+class Required:
+    """One entry of an action's ``required`` list: an output field that must not be empty."""
+
+    __slots__ = ("path", "expression", "message")
+
+    def __init__(self, path: str, message: str | None):
+        self.path = path
+        self.expression = jmespath.compile(path)
+        self.message = message
+
+    def missing(self, payload, vars: dict) -> bool:
+        data = {"vars": vars} if self.path.startswith("vars.") else payload
+        return is_empty(self.expression.search(data))
+
+
+class Action:
+    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched")
+
+    def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool):
+        self.call_type, self.vars, self.body = call_type, vars, body
+        self.required, self.endpoint, self.batched = required, endpoint, batched
+
+    def payload(self, event: dict, settings: dict) -> tuple[object, Scope]:
+        """Evaluate vars then body; raises MappingError on data a filter cannot take."""
+        scope = Scope(event, settings, {})
+        for name, node in self.vars:
+            scope.set_var(name, node.evaluate(scope))
+        return self.body.evaluate(scope), scope
+
+    def missing_required(self, payload, scope: Scope, label: str) -> list[Problem]:
+        problems = []
+        for rule in self.required:
+            if rule.missing(payload, scope.vars):
+                problems.append(Problem(rule.path, rule.message or self._default_message(rule, label)))
+        return problems
+
+    def _default_message(self, rule: Required, label: str) -> str:
+        source = ""
+        if not rule.path.startswith("vars."):
+            node = find_node(self.body, tuple(rule.path.split(".")))
+            if node is not None:
+                source = f" (mapped from {node.describe()})"
+        else:
+            node = dict(self.vars).get(rule.path[5:])
+            if node is not None:
+                source = f" (from {node.describe()})"
+        field = rule.path.rsplit(".", 1)[-1]
+        return f"{label}: '{field}' is required but missing or empty{source}"
+
+
+class Envelope:
+    """Wraps a list of mapped items into the body the vendor wants (arrays, signatures)."""
+
+    __slots__ = ("vars", "body")
+
+    def __init__(self, vars: list, body: Node):
+        self.vars, self.body = vars, body
+
+    def wrap(self, items: list, settings: dict):
+        scope = Scope({"items": items}, settings, {})
+        for name, node in self.vars:
+            scope.set_var(name, node.evaluate(scope))
+        return self.body.evaluate(scope)
+
+
+class Batching:
+    __slots__ = ("max_events", "max_bytes", "endpoint", "envelope")
+
+    def __init__(self, max_events: int, max_bytes: int | None, endpoint: Endpoint, envelope: Envelope | None):
+        self.max_events, self.max_bytes, self.endpoint, self.envelope = max_events, max_bytes, endpoint, envelope
+

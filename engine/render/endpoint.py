@@ -1,0 +1,86 @@
+"""A compiled endpoint: method, URL template, headers, query, auth, encoding."""
+from __future__ import annotations
+
+import base64
+
+from ..map.language import MappingError, Node, Scope
+from .request import Request
+
+AUTH_HEADER = "Authorization"
+
+
+class Endpoint:
+    __slots__ = ("method", "url", "headers", "query", "auth", "format")
+
+    def __init__(self, method: str, url: Node, headers: list, query: list, auth: tuple | None, format: str):
+        self.method, self.url, self.headers, self.query = method, url, headers, query
+        self.auth, self.format = auth, format
+
+    def build(self, scope: Scope, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
+        url = self.url.evaluate(scope)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise MappingError(self.url.where, f"the request URL rendered to {url!r}, not an http(s) URL")
+        headers = {}
+        for name, node in self.headers:
+            value = node.evaluate(scope)
+            if value is not None and value != "":
+                headers[name] = str(value)
+        if self.auth is not None:
+            headers[AUTH_HEADER] = self._auth_header(scope)
+        query = {}
+        for name, node in self.query:
+            value = node.evaluate(scope)
+            if value is not None and value != "":
+                query[name] = value
+        if self.method == "GET":
+            body = None
+        elif self.format == "json":
+            headers.setdefault("Content-Type", "application/json")
+        else:
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        return Request(destination, action, self.method, url, headers, query, body, self.format,
+                       message_ids, secrets)
+
+    def _auth_header(self, scope: Scope) -> str:
+        kind, parts = self.auth
+        values = [node.evaluate(scope) for node in parts]
+        if kind == "bearer":
+            if not values[0]:
+                raise MappingError(parts[0].where, "the bearer token rendered empty")
+            return f"Bearer {values[0]}"
+        username, password = (str(v) if v is not None else "" for v in values)
+        if not username:
+            raise MappingError(parts[0].where, "the basic-auth username rendered empty")
+        token = base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
+        return f"Basic {token}"
+
+
+def compile_endpoint(spec: dict, compiler, path: tuple) -> Endpoint:
+    """``spec`` is the merged request object (defaults, then the action's own)."""
+    url_source = spec.get("url")
+    if not url_source:
+        compiler.report(path, "'url' is required (in the action's request or in defaults.request)")
+        url_source = ""
+    url = compiler.value(url_source, path + ("url",))
+    headers = [(name, compiler.value(v, path + ("headers", name))) for name, v in (spec.get("headers") or {}).items()]
+    query = [(name, compiler.value(v, path + ("query", name))) for name, v in (spec.get("query") or {}).items()]
+    auth = None
+    if "auth" in spec:
+        if "bearer" in spec["auth"]:
+            auth = ("bearer", [compiler.value(spec["auth"]["bearer"], path + ("auth", "bearer"))])
+        else:
+            basic = spec["auth"]["basic"]
+            auth = ("basic", [compiler.value(basic.get("username", ""), path + ("auth", "basic", "username")),
+                              compiler.value(basic.get("password", ""), path + ("auth", "basic", "password"))])
+    return Endpoint(spec.get("method", "POST"), url, headers, query, auth, spec.get("format", "json"))
+
+
+def merge_request(defaults: dict | None, own: dict | None) -> dict:
+    """Action fields win; headers and query are merged key by key."""
+    merged = dict(defaults or {})
+    for key, value in (own or {}).items():
+        if key in ("headers", "query") and isinstance(value, dict):
+            merged[key] = {**(merged.get(key) or {}), **value}
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,56 @@
+"""The product of rendering: one HTTP request, as plain data.
+
+A Request carries the real credentials so it can be sent, and hides them in
+``repr`` and in ``to_dict()`` unless asked, so printing or logging one never
+leaks a key.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from ..secrets import MASK, Masker
+
+
+@dataclass(frozen=True, repr=False)
+class Request:
+    destination: str
+    action: str
+    method: str
+    url: str
+    headers: dict
+    query: dict
+    body: object
+    format: str = "json"  # "json" or "form"
+    message_ids: tuple = ()
+    secrets: frozenset = field(default=frozenset(), compare=False)
+
+    def to_dict(self, show_secrets: bool = False) -> dict:
+        data = {"method": self.method, "url": self.url, "headers": self.headers,
+                "query": self.query, "body": self.body}
+        if show_secrets:
+            return data
+        masked = Masker(self.secrets).data(data)
+        auth = masked["headers"].get("Authorization")
+        if auth and auth != self.headers.get("Authorization"):
+            # any secret inside a credential hides the whole credential, not only its middle
+            masked["headers"]["Authorization"] = auth.split(" ", 1)[0] + " " + MASK
+        return masked
+
+    def full_url(self) -> str:
+        if not self.query:
+            return self.url
+        joiner = "&" if "?" in self.url else "?"
+        return self.url + joiner + urlencode(self.query, doseq=True)
+
+    def encoded_body(self) -> bytes | None:
+        if self.body is None:
+            return None
+        if self.format == "form":
+            return urlencode(self.body, doseq=True).encode("utf-8")
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def __repr__(self) -> str:
+        shown = self.to_dict()
+        return f"<Request {self.destination}.{self.action} {shown['method']} {shown['url']} events={len(self.message_ids)}>"

@@ -1,0 +1,66 @@
+"""Which configured destinations an event goes to, and why not when it doesn't.
+
+The rules follow Segment: the event's ``integrations`` object turns a
+destination on or off by its display name, ``All`` covers every destination
+without a key of its own, and everything is on by default. On top of that a
+configured destination may subscribe to some call types, some track event
+names, or a JMESPath condition.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import jmespath
+
+from .destination import Destination
+from .map.language import is_truthy
+
+
+def integrations_decision(event: dict, name: str) -> str | None:
+    """None when the integrations object lets the event through, else the reason it does not."""
+    integrations = event.get("integrations") or {}
+    if not isinstance(integrations, dict):
+        return None
+    if name in integrations:
+        if integrations[name] is False:
+            return f"disabled in integrations ({json.dumps({name: False})})"
+        return None
+    if integrations.get("All", True) is False:
+        return f"disabled in integrations ('All' is false and there is no '{name}' key)"
+    return None
+
+
+@dataclass
+class Route:
+    """One destination as configured by a user: its settings and its subscription."""
+
+    destination: Destination
+    settings: dict
+    secrets: frozenset
+    enabled: bool = True
+    types: frozenset | None = None    # call types to send; None means all the destination accepts
+    events: frozenset | None = None   # track/page/screen names to send; None means all
+    where: str | None = None          # JMESPath condition on the event
+
+    def __post_init__(self):
+        self._where = jmespath.compile(self.where) if self.where else None
+
+    def skip_reason(self, event: dict) -> str | None:
+        name = self.destination.name
+        if not self.enabled:
+            return f"{name} is disabled in the configuration"
+        reason = integrations_decision(event, name)
+        if reason:
+            return reason
+        call_type = event.get("type")
+        if call_type not in self.destination.actions:
+            return f"call type '{call_type}' is not accepted by {name} (accepts: {', '.join(self.destination.actions)})"
+        if self.types is not None and call_type not in self.types:
+            return f"not subscribed: call type '{call_type}' is not in this route's types ({', '.join(sorted(self.types))})"
+        label = event.get("event") if call_type == "track" else event.get("name")
+        if self.events is not None and call_type in ("track", "page", "screen") and label not in self.events:
+            return f"not subscribed: '{label}' is not in this route's events"
+        if self._where is not None and not is_truthy(self._where.search(event)):
+            return f"not subscribed: condition {self.where!r} is false for this event"
+        return None
