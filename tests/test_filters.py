@@ -549,3 +549,11 @@ def test_jinja_undefined_counts_as_missing():
     assert render("{{ t.nope | lower | default('n/a') }}", t={}) == "n/a"
     with pytest.raises(FilterError, match=r"key is missing"):
         render("{{ 'x' | hmac_sha256(s.nope) }}", s={})
+
+
+def test_uuid5_is_stable_and_distinct():
+    first = FILTERS["uuid5"]("gladly:evt-1:created")
+    assert first == FILTERS["uuid5"]("gladly:evt-1:created")
+    assert first != FILTERS["uuid5"]("gladly:evt-2:created")
+    assert len(first) == 36 and first[14] == "5"
+    assert FILTERS["uuid5"](None) is None

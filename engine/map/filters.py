@@ -26,6 +26,7 @@ import hmac as _hmac
 import json as _json
 import math
 import re
+import uuid as _uuid
 from datetime import date as _date
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -44,6 +45,8 @@ class FilterError(EventmapError, ValueError):
 
 
 FILTERS: dict[str, Callable[..., Any]] = {}
+# uuid5 namespace for ids eventmap derives (a fixed random UUID, so ids never collide with other tools')
+EVENTMAP_NAMESPACE = _uuid.UUID("6f1d2f0e-5b8a-4c57-9a51-3c0e7d2b9a44")
 
 
 def register_filter(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -357,6 +360,13 @@ def _hmac_digest(filter_name: str, value: Any, key: Any) -> bytes:
 def hmac_sha256(value: Any, key: Any) -> str:
     """Lowercase hex HMAC-SHA256 of the value under key, for signed requests and webhooks."""
     return _hmac_digest("hmac_sha256", value, key).hex()
+
+
+@register_filter("uuid5")
+@_missing_stays_missing
+def to_uuid5(value: Any) -> str:
+    """A UUID derived from the text, the same every time: stable message ids for retried deliveries."""
+    return str(_uuid.uuid5(EVENTMAP_NAMESPACE, _text("uuid5", value)))
 
 
 @register_filter("hmac_sha256_base64")
