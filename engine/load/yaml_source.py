@@ -64,6 +64,11 @@ def parse_yaml(text: str, name: str) -> tuple[YamlDocument | None, list[Problem]
         node = loader.get_single_node()
         if node is None:
             return None, [Problem("", "the file is empty", name, 1)]
+        # Index before constructing: construction folds `<<` merges into the node,
+        # and a key that overrides a merged one is not a duplicate.
+        lines: dict = {}
+        problems: list[Problem] = []
+        _index(node, (), lines, problems, name)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -74,10 +79,7 @@ def parse_yaml(text: str, name: str) -> tuple[YamlDocument | None, list[Problem]
         return None, [Problem("", f"invalid YAML: {exc}", name)]
     finally:
         loader.dispose()
-    doc = YamlDocument(name, data)
-    problems: list[Problem] = []
-    _index(node, (), doc.lines, problems, name)
-    return doc, problems
+    return YamlDocument(name, data, lines), problems
 
 
 def _index(node, path, lines, problems, name) -> None:
@@ -86,8 +88,10 @@ def _index(node, path, lines, problems, name) -> None:
         seen: dict = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            if key == "<<":
+                continue  # merged keys keep the lines of the anchor they come from
             line = key_node.start_mark.line + 1
-            if key in seen and key != "<<":
+            if key in seen:
                 problems.append(Problem(format_path(path + (key,)),
                                         f"duplicate key '{key}' (first on line {seen[key]})", name, line))
             seen.setdefault(key, line)
