@@ -11,14 +11,15 @@ from pathlib import Path
 
 import yaml
 
-from .engine import DEFAULT_MAPPINGS, Engine, load_destinations
+from .deliver import HttpClient, SavedResponses, deliver
+from .engine import DEFAULT_MAPPINGS, Engine, load_mappings
 from .load.config import load_config, routes_from_config
 from .load.schema_check import SCHEMA_DIR
 from .map.language import Scope, leaves, MappingError
 from .outcome import REJECTED
 from .problems import ConfigError, Problem
 
-EXIT_OK, EXIT_CONFIG, EXIT_REJECTED = 0, 1, 2
+EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
 
 DESCRIPTION = """\
 eventmap turns Segment-spec events (identify, track, page, screen, group, alias)
@@ -28,6 +29,7 @@ into the exact HTTP requests each vendor expects, from YAML mapping files.
   eventmap render planhat event.json --settings '{"tenant_token": "..."}'
   eventmap explain crisp event.json         which expression made each field
   eventmap batch events.jsonl --config eventmap.yaml
+  eventmap source gladly webhook.json --lookups saved/ --to planhat
 
 Settings may also come from environment variables EVENTMAP_<DESTINATION>_<SETTING>,
 e.g. EVENTMAP_PLANHAT_TENANT_TOKEN. Secrets are masked unless --show-secrets.
@@ -96,6 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-secrets", action="store_true")
     mappings_option(p)
     p.set_defaults(run=cmd_batch)
+
+    p = commands.add_parser("source", help="turn vendor webhook payloads into Segment events (and optionally route or send them)",
+                            description="Map a webhook payload through a source file. Exit 0 events or skipped, "
+                                        "2 rejected, 3 a lookup or delivery failed (retry later), 1 configuration error.")
+    p.add_argument("source", help="file name (gladly) or display name")
+    p.add_argument("payload", nargs="?", default="-", help="a JSON file with one payload, or - for stdin (default)")
+    p.add_argument("--jsonl", action="store_true", help="the input is JSON Lines, one payload a line; one result a line out")
+    p.add_argument("--lookups", type=Path, metavar="DIR",
+                   help="answer lookups from saved responses DIR/<url path>.json instead of calling the vendor")
+    p.add_argument("--settings", help="the source's settings as JSON or a file (or EVENTMAP_<SOURCE>_<SETTING>)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per lookup or delivery request (default 10)")
+    route = p.add_mutually_exclusive_group()
+    route.add_argument("--to", action="append", metavar="DESTINATION",
+                       help="also render the events for this destination (repeatable; settings from the environment)")
+    route.add_argument("--config", type=Path, help="also render the events for every destination in this routes file")
+    p.add_argument("--send", action="store_true", help="deliver the rendered requests (retrying 429 and 5xx)")
+    p.add_argument("--show-secrets", action="store_true")
+    mappings_option(p)
+    p.set_defaults(run=cmd_source)
     return parser
 
 
@@ -108,8 +129,9 @@ def cmd_validate(args) -> int:
         print(str(problem), file=sys.stderr)
     if any(p.severity == "error" for p in problems):
         return EXIT_CONFIG
-    destinations, _ = load_destinations(root)
-    print(f"ok: {len(destinations)} destinations ({', '.join(sorted(destinations))})")
+    destinations, sources, _ = load_mappings(root)
+    print(f"ok: {len(destinations)} destinations ({', '.join(sorted(destinations))}), "
+          f"{len(sources)} sources ({', '.join(sorted(sources)) or 'none'})")
     return EXIT_OK
 
 
@@ -121,7 +143,7 @@ def validate_all(root: Path) -> list[Problem]:
             Draft202012Validator.check_schema(json.loads(schema_file.read_text(encoding="utf-8")))
         except (ValueError, Exception) as exc:  # a broken shipped schema must be reported, not crash
             problems.append(Problem("", f"invalid JSON Schema: {str(exc).splitlines()[0]}", str(schema_file)))
-    _, found = load_destinations(root)
+    _, _, found = load_mappings(root)
     return problems + found
 
 
@@ -181,6 +203,58 @@ def cmd_batch(args) -> int:
             rejected |= outcome["status"] == REJECTED
             print_json({"line": number, **outcome}, indent=None)
     return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def cmd_source(args) -> int:
+    engine = make_engine(args)
+    source = engine.source(args.source, read_settings(args.settings))
+    client = SavedResponses(args.lookups) if args.lookups else HttpClient(timeout=args.timeout)
+    routes = []
+    if args.config:
+        config, problems = load_config(args.config)
+        if problems:
+            raise ConfigError(problems)
+        routes = routes_from_config(engine, config, str(args.config))
+    elif args.to:
+        routes = [engine.route(name) for name in args.to]
+    if args.send and not routes:
+        raise UsageError("--send needs --to or --config: where should the events go?")
+    sender = HttpClient(timeout=args.timeout)
+    worst = EXIT_OK
+    payloads = read_lines(args.payload) if args.jsonl else [(None, read_event(args.payload))]
+    for number, payload in payloads:
+        if isinstance(payload, Problem):
+            line = {"line": number, "source": source.source.name, "status": "rejected", "errors": [payload.as_dict()]}
+            worst = max(worst, EXIT_REJECTED)
+        else:
+            result = source.process(payload, client)
+            line = result.to_dict()
+            worst = max(worst, {"rejected": EXIT_REJECTED, "failed": EXIT_FAILED}.get(result.status, EXIT_OK))
+            if routes and result.events:
+                outcomes = [engine.render_all(event, routes) for event in result.events]
+                line["outcomes"] = [o.to_dict(args.show_secrets) for per_event in outcomes for o in per_event]
+                if args.send:
+                    line["deliveries"] = deliveries = send_all(engine, routes, outcomes, sender)
+                    if any(not d["delivered"] for d in deliveries):
+                        worst = max(worst, EXIT_FAILED)
+            if number is not None:
+                line = {"line": number, **line}
+        print_json(line, indent=None if args.jsonl else 2)
+    return worst
+
+
+def send_all(engine, routes, outcomes_per_event, client) -> list[dict]:
+    """Batch each route's sendable outcomes and deliver them; report each request's fate."""
+    reports = []
+    for index, route in enumerate(routes):
+        sendable = [per_event[index] for per_event in outcomes_per_event]
+        for request in engine.batch(route, sendable):
+            delivery = deliver(client, request)
+            reports.append({"destination": request.destination, "url": request.to_dict()["url"],
+                            "messageIds": list(request.message_ids), "delivered": delivery.delivered,
+                            "attempts": delivery.attempts, "status": delivery.status, "error": delivery.error,
+                            "retryable": delivery.retryable})
+    return reports
 
 
 # --------------------------------------------------------------------------- input helpers

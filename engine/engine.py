@@ -7,10 +7,12 @@ from typing import Iterable, Iterator
 
 from .destination import Destination
 from .load.destination import load_destination
+from .load.source import load_source
 from .outcome import REJECTED, SKIPPED, Outcome
 from .problems import ConfigError, Problem
 from .render.request import Request
 from .route import Route
+from .source import BoundSource, Source
 from .validate import EventValidator, lint_ecommerce
 
 DEFAULT_MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
@@ -25,24 +27,32 @@ def display_path(path: Path) -> str:
     return relative if not relative.startswith("..") else str(path)
 
 
-def load_destinations(root: Path) -> tuple[dict[str, Destination], list[Problem]]:
-    destinations: dict[str, Destination] = {}
+def load_folder(root: Path, kind: str, load) -> tuple[dict, list[Problem]]:
+    """Every file in ``root/kind`` (destinations or sources), keyed by file name; all problems at once."""
+    loaded: dict = {}
     problems: list[Problem] = []
-    folder = Path(root) / "destinations"
+    folder = Path(root) / kind
     if not folder.is_dir():
-        return {}, [Problem("", f"no destinations folder at {display_path(folder)}", display_path(Path(root)))]
+        if kind == "sources":
+            return {}, []  # sources are optional
+        return {}, [Problem("", f"no {kind} folder at {display_path(folder)}", display_path(Path(root)))]
     by_name: dict[str, str] = {}
     for file in sorted(folder.glob("*.y*ml")):
-        destination, found = load_destination(file, display_path(file))
+        item, found = load(file, display_path(file))
         problems += found
-        if destination is None:
+        if item is None:
             continue
-        if destination.name in by_name:
-            problems.append(Problem("name", f"'{destination.name}' is already the name of {by_name[destination.name]}",
-                                    destination.file, 1))
-        by_name[destination.name] = destination.file
-        destinations[destination.slug] = destination
-    return destinations, problems
+        if item.name in by_name:
+            problems.append(Problem("name", f"'{item.name}' is already the name of {by_name[item.name]}", item.file, 1))
+        by_name[item.name] = item.file
+        loaded[item.slug] = item
+    return loaded, problems
+
+
+def load_mappings(root: Path) -> tuple[dict[str, Destination], dict[str, Source], list[Problem]]:
+    destinations, problems = load_folder(root, "destinations", load_destination)
+    sources, more = load_folder(root, "sources", load_source)
+    return destinations, sources, problems + more
 
 
 class Engine:
@@ -55,7 +65,7 @@ class Engine:
 
     def __init__(self, mappings: str | Path = DEFAULT_MAPPINGS, *, lint: bool = True):
         self.root = Path(mappings)
-        self.destinations, problems = load_destinations(self.root)
+        self.destinations, self.sources, problems = load_mappings(self.root)
         if problems:
             raise ConfigError(problems)
         self.validator = EventValidator()
@@ -64,12 +74,15 @@ class Engine:
     # --- destinations and routes
     def destination(self, name: str) -> Destination:
         """Find a destination by file name (``planhat``) or display name (``Planhat``)."""
-        wanted = name.lower()
-        for slug, destination in self.destinations.items():
-            if wanted in (slug.lower(), destination.name.lower()):
-                return destination
-        known = ", ".join(sorted(self.destinations))
-        raise ConfigError([Problem("destination", f"unknown destination '{name}' (known: {known})")])
+        return _find(self.destinations, name, "destination")
+
+    def source(self, name: str, settings: dict | None = None, environ=None) -> BoundSource:
+        """A source with its settings resolved, ready to ``process`` webhook payloads."""
+        source = _find(self.sources, name, "source")
+        resolved, problems = source.settings.resolve(settings, environ)
+        if problems:
+            raise ConfigError(problems)
+        return BoundSource(source, resolved, source.settings.secrets_in(resolved), self.validator)
 
     def route(self, name: str, settings: dict | None = None, *, enabled: bool = True, types=None, events=None,
               where: str | None = None, environ=None) -> Route:
@@ -120,3 +133,11 @@ class Engine:
     def batch(self, route: Route, outcomes: list[Outcome]) -> list[Request]:
         """Sendable outcomes of one route combined into the vendor's batch requests."""
         return route.destination.batch(outcomes, route.settings, route.secrets)
+
+
+def _find(items: dict, name: str, kind: str):
+    wanted = name.lower()
+    for slug, item in items.items():
+        if wanted in (slug.lower(), item.name.lower()):
+            return item
+    raise ConfigError([Problem(kind, f"unknown {kind} '{name}' (known: {', '.join(sorted(items)) or 'none'})")])

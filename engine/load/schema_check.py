@@ -7,23 +7,29 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 
 from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
 from ..problems import Problem
+from ..validate.events import SCHEMA_DIR
 from .yaml_source import YamlDocument
-
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "integer": "a whole number",
               "number": "a number", "boolean": "true or false", "null": "null"}
+
+
+@lru_cache(maxsize=None)
+def schema_registry() -> Registry:
+    """Every shipped schema by its $id, so one file can $ref another without any network."""
+    schemas = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(SCHEMA_DIR.glob("*.schema.json"))]
+    return Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
 
 
 @lru_cache(maxsize=None)
 def schema_validator(name: str) -> Draft202012Validator:
     schema = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return Draft202012Validator(schema, registry=schema_registry())
 
 
 def check_against_schema(doc: YamlDocument, schema_name: str) -> list[Problem]:

@@ -1,0 +1,134 @@
+"""One HTTP client for everything eventmap sends, so tests can point it at localhost.
+
+Lookups (a source enriching a webhook) and deliveries (a rendered request to a
+vendor) both go through ``HttpClient.send``. ``SavedResponses`` answers the
+same calls from files, for offline mapping and reproducible tests.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from ..render.request import Request
+from ..secrets import Masker
+
+USER_AGENT = "eventmap/0.1 (+https://github.com/eventmap)"
+
+
+@dataclass
+class Response:
+    status: int
+    body: object = None          # parsed JSON when the answer is JSON, else text
+    headers: dict = field(default_factory=dict)
+
+
+class TransportError(Exception):
+    """No HTTP answer at all: timeout, refused connection, DNS. Always worth a retry."""
+
+
+def is_retryable(status: int) -> bool:
+    """Segment's Destination Actions rule: 4xx is final except 408, 423, 429; 5xx retries except 501."""
+    return status in (408, 423, 429) or (status >= 500 and status != 501)
+
+
+class HttpClient:
+    def __init__(self, timeout: float = 10.0, session: requests.Session | None = None):
+        self.timeout = timeout
+        self.session = session or requests.Session()
+
+    def send(self, request: Request) -> Response:
+        headers = {"User-Agent": USER_AGENT, **request.headers}
+        try:
+            answer = self.session.request(request.method, request.url, params=request.query or None,
+                                          data=request.encoded_body(), headers=headers, timeout=self.timeout)
+        except requests.Timeout:
+            raise TransportError(f"no answer within {self.timeout:g}s from {_masked_url(request)}") from None
+        except requests.RequestException as exc:
+            raise TransportError(f"cannot reach {_masked_url(request)}: {type(exc).__name__}") from None
+        return Response(answer.status_code, _body(answer), dict(answer.headers))
+
+
+class SavedResponses:
+    """Answers GETs from ``DIR/<url path>.json``; a missing file is a 404, as a live API would say."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def send(self, request: Request) -> Response:
+        relative = unquote(urlsplit(request.url).path).strip("/")
+        file = (self.folder / f"{relative}.json").resolve()
+        if self.folder.resolve() not in file.parents or not file.is_file():
+            return Response(404, {"errors": [{"code": "not found", "detail": f"no saved response {relative}.json"}]})
+        return Response(200, json.loads(file.read_text(encoding="utf-8")))
+
+
+@dataclass
+class Delivery:
+    """How sending one request ended: delivered, or failed (retryable or not) after some attempts."""
+
+    request: Request
+    delivered: bool
+    attempts: int
+    status: int | None = None
+    error: str | None = None
+    retryable: bool = False
+
+
+def deliver(client, request: Request, attempts: int = 4, backoff: float = 0.5, max_wait: float = 30.0,
+            sleep=time.sleep) -> Delivery:
+    """Send with retries on 408/423/429/5xx and transport errors, honouring Retry-After."""
+    last = Delivery(request, False, 0)
+    for attempt in range(1, attempts + 1):
+        try:
+            response = client.send(request)
+        except TransportError as exc:
+            last = Delivery(request, False, attempt, None, str(exc), True)
+            wait = backoff * 2 ** (attempt - 1)
+        else:
+            if 200 <= response.status < 300:
+                return Delivery(request, True, attempt, response.status)
+            retryable = is_retryable(response.status)
+            last = Delivery(request, False, attempt, response.status,
+                            f"{request.destination} answered {response.status}: {_summary(response.body, request)}", retryable)
+            if not retryable:
+                return last
+            wait = retry_after(response.headers) or backoff * 2 ** (attempt - 1)
+        if attempt < attempts:
+            sleep(min(wait, max_wait))
+    return last
+
+
+def retry_after(headers: dict) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def _body(answer: requests.Response):
+    if "json" in answer.headers.get("Content-Type", ""):
+        try:
+            return answer.json()
+        except ValueError:
+            pass
+    return answer.text
+
+
+def _summary(body, request: Request) -> str:
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    text = Masker(request.secrets).text(text or "(empty body)")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _masked_url(request: Request) -> str:
+    return Masker(request.secrets).text(request.url)

@@ -1,0 +1,75 @@
+"""Load one source file: parse, check against the schema, compile, lint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+from ..map.language import Compiler
+from ..problems import Problem
+from ..render.endpoint import compile_endpoint, merge_request
+from ..source import Handler, Lookup, Source
+from .schema_check import check_against_schema
+from .settings import SettingsSpec
+from .yaml_source import YamlDocument, load_yaml
+
+SOURCE_NAMES = {"payload", "lookups"}  # what a source's templates read besides settings and vars
+
+
+def load_source(path: Path, display_name: str | None = None) -> tuple[Source | None, list[Problem]]:
+    doc, problems = load_yaml(path, display_name)
+    if doc is None:
+        return None, problems
+    problems += check_against_schema(doc, "source.schema.json")
+    if problems:
+        return None, problems
+    source, found = compile_source(doc, Path(path).stem)
+    return (None if found else source), problems + found
+
+
+def compile_source(doc: YamlDocument, slug: str) -> tuple[Source, list[Problem]]:
+    data = doc.data
+    settings = SettingsSpec(slug, data["settings"])
+    compiler = Compiler(doc.problem, set(settings.properties), SOURCE_NAMES)
+    problems: list[Problem] = []
+
+    def expression(text, path):
+        try:
+            return jmespath.compile(text)
+        except JMESPathError as exc:
+            problems.append(doc.problem(path, f"{text!r} is not a valid JMESPath expression: {str(exc).splitlines()[0]}"))
+            return jmespath.compile("`null`")
+
+    variables = []
+    for name, raw in (data.get("vars") or {}).items():
+        variables.append((name, compiler.value(raw, ("vars", name))))
+        compiler.define_var(name)
+
+    defaults = (data.get("defaults") or {}).get("request")
+    lookups = {}
+    for name, spec in (data.get("lookups") or {}).items():
+        path = ("lookups", name)
+        when = expression(spec["when"], path + ("when",)) if "when" in spec else None
+        endpoint = compile_endpoint(merge_request(defaults, spec["request"]), compiler, path + ("request",))
+        on_status = {}
+        for status, rule in (spec.get("on_status") or {}).items():
+            action, message = next(iter(rule.items()))
+            node = compiler.value(message, path + ("on_status", status, action)) if action != "empty" else None
+            on_status[int(status)] = (action, node)
+        lookups[name] = Lookup(name, when, endpoint, on_status)
+
+    handlers = {}
+    for kind, spec in data["handlers"].items():
+        path = ("handlers", kind)
+        for i, name in enumerate(spec.get("lookups", [])):
+            if name not in lookups:
+                compiler.report(path + ("lookups", i), f"unknown lookup '{name}' (declared: {', '.join(lookups) or 'none'})")
+        events = [compiler.value(raw, path + ("events", i)) for i, raw in enumerate(spec["events"])]
+        handlers[kind] = Handler([n for n in spec.get("lookups", []) if n in lookups], events)
+
+    webhook = data["webhook"]
+    source = Source(data["name"], slug, doc.file, settings, variables,
+                    expression(webhook["type"], ("webhook", "type")), expression(webhook["id"], ("webhook", "id")),
+                    dict(webhook.get("ignore") or {}), lookups, handlers)
+    return source, problems + compiler.problems
