@@ -14,7 +14,7 @@ import yaml
 from .deliver import HttpClient, SavedResponses, deliver
 from .engine import DEFAULT_MAPPINGS, Engine, load_mappings
 from .load.config import load_config, routes_from_config
-from .load.schema_check import SCHEMA_DIR
+from .paths import SCHEMA_DIR
 from .map.language import Scope, leaves, MappingError
 from .outcome import REJECTED
 from .problems import ConfigError, Problem

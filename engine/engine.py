@@ -15,7 +15,7 @@ from .route import Route
 from .source import BoundSource, Source
 from .validate import EventValidator, lint_ecommerce
 
-DEFAULT_MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
+from .paths import MAPPINGS_DIR as DEFAULT_MAPPINGS
 
 
 def display_path(path: Path) -> str:

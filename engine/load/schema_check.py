@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from ..problems import Problem
-from ..validate.events import SCHEMA_DIR
+from ..paths import SCHEMA_DIR
 from .yaml_source import YamlDocument
 TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "integer": "a whole number",
               "number": "a number", "boolean": "true or false", "null": "null"}

@@ -10,7 +10,8 @@ import json
 import re
 
 from engine.problems import Problem
-from engine.validate.events import SCHEMA_DIR, _expected, _json_type
+from engine.paths import SCHEMA_DIR
+from engine.validate.events import _expected, _json_type
 
 _SPEC: dict | None = None
 

@@ -19,7 +19,7 @@ from engine.problems import ConfigError, Problem
 
 CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 _TYPE_LIST = ", ".join(CALL_TYPES)
-SCHEMA_DIR = pathlib.Path(__file__).resolve().parents[2] / "schemas"
+from engine.paths import SCHEMA_DIR
 
 
 def _is_datetime(value: object) -> bool:
