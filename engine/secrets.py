@@ -7,14 +7,15 @@ we look for all three forms, not only the raw text.
 from __future__ import annotations
 
 import base64
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_ENCODED = 4  # base64 needles shorter than this would mask innocent text
 
 
 def needles(secret: str) -> list[str]:
-    forms = {secret, quote(secret, safe="")}
+    # percent-encoded as a path segment, a path (Jinja's urlencode keeps "/"), and a query value
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
     raw = secret.encode("utf-8")
     for offset in range(3):
         encoded = base64.b64encode(b"\0" * offset + raw).decode("ascii")
