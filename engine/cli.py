@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import sys
 from pathlib import Path
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--config", type=Path, help="a routes file naming every configured destination")
     p.add_argument("--settings", help="with --destination: settings as JSON or a file")
     p.add_argument("--show-secrets", action="store_true")
+    p.add_argument("--strict", action="store_true", help="exit 2 when any event is rejected (default: 0, with a summary on stderr)")
     mappings_option(p)
     p.set_defaults(run=cmd_batch)
 
@@ -192,7 +194,7 @@ def cmd_batch(args) -> int:
         routes = routes_from_config(engine, config, str(args.config))
     else:
         routes = [engine.route(args.destination, read_settings(args.settings))]
-    rejected = False
+    counts = Counter()
     for number, event in read_lines(args.events):
         if isinstance(event, Problem):
             outcomes = [{"destination": r.destination.name, "status": REJECTED, "requests": [], "reason": "unreadable line",
@@ -200,9 +202,11 @@ def cmd_batch(args) -> int:
         else:
             outcomes = [o.to_dict(args.show_secrets) for o in engine.render_all(event, routes)]
         for outcome in outcomes:
-            rejected |= outcome["status"] == REJECTED
+            counts[outcome["status"]] += 1
             print_json({"line": number, **outcome}, indent=None)
-    return EXIT_REJECTED if rejected else EXIT_OK
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("send", "skipped", "rejected"))
+    print(f"eventmap batch: {summary}", file=sys.stderr)
+    return EXIT_REJECTED if args.strict and counts[REJECTED] else EXIT_OK
 
 
 def cmd_source(args) -> int:
