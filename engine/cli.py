@@ -186,13 +186,10 @@ def cmd_explain(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    engine = make_engine(args)
     if args.config:
-        config, problems = load_config(args.config)
-        if problems:
-            raise ConfigError(problems)
-        routes = routes_from_config(engine, config, str(args.config))
+        engine, routes = engine_and_routes(args)
     else:
+        engine = make_engine(args)
         routes = [engine.route(args.destination, read_settings(args.settings))]
     counts = Counter()
     for number, event in read_lines(args.events):
@@ -210,17 +207,11 @@ def cmd_batch(args) -> int:
 
 
 def cmd_source(args) -> int:
-    engine = make_engine(args)
+    engine, routes = engine_and_routes(args) if args.config else (make_engine(args), [])
+    if args.to:
+        routes = [engine.route(name) for name in args.to]
     source = engine.source(args.source, read_settings(args.settings))
     client = SavedResponses(args.lookups) if args.lookups else HttpClient(timeout=args.timeout)
-    routes = []
-    if args.config:
-        config, problems = load_config(args.config)
-        if problems:
-            raise ConfigError(problems)
-        routes = routes_from_config(engine, config, str(args.config))
-    elif args.to:
-        routes = [engine.route(name) for name in args.to]
     if args.send and not routes:
         raise UsageError("--send needs --to or --config: where should the events go?")
     sender = HttpClient(timeout=args.timeout)
@@ -268,8 +259,18 @@ def default_mappings() -> Path:
     return local if (local / "destinations").is_dir() else DEFAULT_MAPPINGS
 
 
-def make_engine(args) -> Engine:
-    return Engine(args.mappings or default_mappings())
+def make_engine(args, config_mappings: Path | None = None) -> Engine:
+    return Engine(args.mappings or config_mappings or default_mappings())
+
+
+def engine_and_routes(args):
+    """A routes file may name its own mappings folder (relative to the file); --mappings still wins."""
+    config, problems = load_config(args.config)
+    if problems:
+        raise ConfigError(problems)
+    folder = (args.config.parent / config["mappings"]) if config.get("mappings") else None
+    engine = make_engine(args, folder)
+    return engine, routes_from_config(engine, config, str(args.config))
 
 
 def read_settings(text: str | None) -> dict:

@@ -1,6 +1,7 @@
 """A loaded destination: compiled actions plus the rules that turn one event into requests."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .load.settings import SettingsSpec
@@ -59,24 +60,31 @@ class Destination:
         if self.batching is None:
             return [r for o in outcomes if o.status == SEND for r in o.requests]
         group: list[Outcome] = []
-        size = 0
+        # max_bytes counts the items as JSON, their commas, and the envelope around none of them;
+        # exact for envelopes that embed the items as JSON (arrays, {"batch": [...]}).
+        overhead = self._envelope_size(settings)
+        size = overhead
         for outcome in outcomes:
             if outcome.status != SEND:
                 continue
             if not self.actions[outcome.action].batched:
                 requests.extend(outcome.requests)
                 continue
-            item_size = len(outcome.requests[0].encoded_body() or b"")
-            full = len(group) >= self.batching.max_events or (
+            item_size = sum(len(_json_bytes(item)) + 1 for item in outcome.items)
+            full = len(group) >= self.batching.max_events or bool(
                 self.batching.max_bytes and group and size + item_size > self.batching.max_bytes)
             if full:
                 requests.append(self._batch_request(group, settings, secrets))
-                group, size = [], 0
+                group, size = [], overhead
             group.append(outcome)
             size += item_size
         if group:
             requests.append(self._batch_request(group, settings, secrets))
         return requests
+
+    def _envelope_size(self, settings: dict) -> int:
+        envelope = self.batching.envelope or self.envelope
+        return len(_json_bytes(envelope.wrap([], settings) if envelope else []))
 
     def _batch_request(self, group: list[Outcome], settings: dict, secrets) -> Request:
         items = [item for outcome in group for item in outcome.items]
@@ -85,3 +93,7 @@ class Destination:
         scope = Scope({"items": items}, settings, {})
         ids = tuple(outcome.message_id for outcome in group)
         return self.batching.endpoint.build(scope, body, self.name, "batch", ids, secrets)
+
+
+def _json_bytes(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -37,16 +37,30 @@ def check_against_schema(doc: YamlDocument, schema_name: str) -> list[Problem]:
     problems = []
     for error in validator.iter_errors(doc.data):
         # Mapping-language values are checked by the compiler, with better words.
-        if "value" in error.schema_path and error.validator in ("anyOf", "propertyNames"):
+        if _in_mapping_value(error):
             continue
         path, message = _words(error)
         problems.append(doc.problem(path, message))
     return sorted(problems, key=lambda p: (p.line or 0, p.path))
 
 
+def _in_mapping_value(error) -> bool:
+    """Errors inside a mapping-language value: the compiler reports those, with better words."""
+    while error is not None:
+        if str(error.schema.get("description", "")).startswith("A mapping-language value") if isinstance(error.schema, dict) else False:
+            return True
+        error = error.parent
+    return False
+
+
 def _words(error) -> tuple[tuple, str]:
     path = tuple(error.absolute_path)
     kind, value, instance = error.validator, error.validator_value, error.instance
+    if "propertyNames" in error.schema_path and isinstance(instance, str):
+        # jsonschema reports a bad key at its parent; point at the key itself
+        expected = value if kind == "enum" else error.schema.get("pattern", value)
+        return path + (instance,), f"'{instance}' is not allowed here (expected one of: {', '.join(expected)})" \
+            if kind == "enum" else f"'{instance}' is not allowed here (expected {expected})"
     if kind == "required":
         missing = [key for key in value if isinstance(instance, dict) and key not in instance]
         return path, f"'{missing[0] if missing else value}' is required"

@@ -21,6 +21,7 @@ names) is checked here, at load time, and reported as Problems.
 from __future__ import annotations
 
 import json
+import re
 
 import jmespath
 from jinja2 import TemplateError
@@ -30,6 +31,7 @@ from .filters import FILTERS, FilterError
 from .functions import FUNCTIONS
 from .templates import WHOLE_EXPRESSION, environment, attribute_reads, is_template, names_read
 
+UNKNOWN_FILTER = re.compile(r"No filter named '([^']+)'")
 SOURCES = ("@path", "@literal", "@if", "@each", "@function")
 MODIFIERS = ("@filter", "@default")
 COMPANIONS = {"@if": ("@then", "@else"), "@each": ("@map",), "@function": ("@args",)}
@@ -342,7 +344,11 @@ class Compiler:
                 template = env.from_string(raw)
                 render = template.render
         except TemplateError as exc:
-            self.report(path, f"template {raw!r} does not compile: {exc.message}")
+            unknown = UNKNOWN_FILTER.match(exc.message or "")
+            if unknown:
+                self.report(path, f"unknown filter '{unknown.group(1)}' in template {raw!r} (known: {', '.join(sorted(FILTERS))})")
+            else:
+                self.report(path, f"template {raw!r} does not compile: {exc.message}")
             return Literal(path, None)
         self.check_names(ast, path, in_item)
         return Template(path, raw, render)

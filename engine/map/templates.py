@@ -30,8 +30,17 @@ def _undefined_as_none(fn):
     return functools.wraps(fn)(call)
 
 
+class _Environment(ImmutableSandboxedEnvironment):
+    """``properties.items`` is the event's "items" key, not the dict method of that name."""
+
+    def getattr(self, obj, attribute):
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 def _make_environment() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(
+    return _Environment(
         autoescape=False,
         undefined=ChainableUndefined,
         keep_trailing_newline=True,
