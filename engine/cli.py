@@ -19,6 +19,7 @@ from .paths import SCHEMA_DIR
 from .map.language import Scope, leaves, MappingError
 from .outcome import REJECTED
 from .problems import ConfigError, Problem
+from .secrets import Masker
 
 EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
 
@@ -179,7 +180,9 @@ def cmd_explain(args) -> int:
             value = f"<error: {exc.message}>"
         lines.append((".".join(map(str, path)) or "(body)", node.describe(), value))
     width = max(len(p) for p, _, _ in lines)
+    mask = Masker(route.secrets)
     for path, how, value in lines:
+        value = mask.data(value)
         shown = json.dumps(value, ensure_ascii=False) if value is not None else "(left out: no value)"
         print(f"{path:<{width}}  {how}\n{'':<{width}}  = {shown}")
     return EXIT_OK
@@ -302,7 +305,10 @@ def read_event(name: str):
 
 def read_lines(name: str):
     """(line number, event) per non-blank line; an unreadable line yields a Problem, never vanishes."""
-    stream = sys.stdin if name == "-" else open(name, encoding="utf-8")
+    try:
+        stream = sys.stdin if name == "-" else open(name, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror}") from None
     with stream:
         for number, line in enumerate(stream, 1):
             if not line.strip():
@@ -318,6 +324,8 @@ def _read_file(name: str) -> str:
         return Path(name).read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{name}: not UTF-8 text (byte {exc.start}); JSON must be UTF-8") from None
 
 
 def print_json(data, indent: int | None = 2) -> None:

@@ -39,11 +39,13 @@ class SettingsSpec:
                 settings[key] = _from_env(environ[self.env_name(key)], spec.get("type"))
             elif "default" in spec:
                 settings[key] = spec["default"]
-        for error in self._validator.iter_errors(settings):
-            if error.validator == "required":
-                key = next(k for k in error.validator_value if k not in settings)
+        for key in self.required:
+            if key not in settings:
                 problems.append(Problem(f"settings.{key}", f"{self.slug}: '{key}' is required: pass it in the settings "
                                         f"or set {self.env_name(key)}"))
+        for error in self._validator.iter_errors(settings):
+            if error.validator == "required":
+                continue  # reported above, one line per missing setting
             else:
                 key = ".".join(str(p) for p in error.absolute_path)
                 shown = "***" if key in self.secret_names else repr(error.instance)

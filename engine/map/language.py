@@ -228,9 +228,7 @@ class Modified(Node):
 
     def evaluate(self, scope):
         value = self.inner.evaluate(scope)
-        for name, fn, args in self.filters:
-            if value is None:
-                break
+        for name, fn, args in self.filters:  # built-in filters pass None through; `default` replaces it
             try:
                 value = fn(value, *(arg.evaluate(scope) for arg in args))
             except FilterError as exc:
