@@ -557,3 +557,10 @@ def test_uuid5_is_stable_and_distinct():
     assert first != FILTERS["uuid5"]("gladly:evt-2:created")
     assert len(first) == 36 and first[14] == "5"
     assert FILTERS["uuid5"](None) is None
+
+
+def test_url_segment_encodes_slashes_so_ids_stay_in_their_segment():
+    assert FILTERS["url_segment"]("x/../../agents/zz") == "x%2F..%2F..%2Fagents%2Fzz"
+    assert FILTERS["url_segment"]("a@b.c d") == "a%40b.c%20d"
+    assert FILTERS["url_segment"](42) == "42"
+    assert FILTERS["url_segment"](None) is None

@@ -98,7 +98,8 @@ def deliver(client, request: Request, attempts: int = 4, backoff: float = 0.5, m
                             f"{request.destination} answered {response.status}: {_summary(response.body, request)}", retryable)
             if not retryable:
                 return last
-            wait = retry_after(response.headers) or backoff * 2 ** (attempt - 1)
+            asked = retry_after(response.headers)
+            wait = asked if asked is not None else backoff * 2 ** (attempt - 1)
         if attempt < attempts:
             sleep(min(wait, max_wait))
     return last

@@ -26,6 +26,7 @@ import hmac as _hmac
 import json as _json
 import math
 import re
+from urllib.parse import quote as _quote
 import uuid as _uuid
 from datetime import date as _date
 from datetime import datetime, timedelta, timezone
@@ -360,6 +361,13 @@ def _hmac_digest(filter_name: str, value: Any, key: Any) -> bytes:
 def hmac_sha256(value: Any, key: Any) -> str:
     """Lowercase hex HMAC-SHA256 of the value under key, for signed requests and webhooks."""
     return _hmac_digest("hmac_sha256", value, key).hex()
+
+
+@register_filter("url_segment")
+@_missing_stays_missing
+def url_segment(value: Any) -> str:
+    """Percent-encode one URL path segment, '/' included: an id from a payload must not reach another path."""
+    return _quote(value if isinstance(value, str) else str(value), safe="")
 
 
 @register_filter("uuid5")
