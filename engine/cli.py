@@ -8,6 +8,7 @@ import argparse
 from collections import Counter
 import json
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,7 @@ from .paths import SCHEMA_DIR
 from .map.language import Scope, leaves, MappingError
 from .outcome import REJECTED
 from .problems import ConfigError, Problem
+from .render import jsoncodec
 from .secrets import Masker
 
 EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
@@ -84,9 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     mappings_option(p)
     p.set_defaults(run=cmd_render)
 
-    p = commands.add_parser("explain", help="show each output field with the expression that produced it and its value")
+    p = commands.add_parser("explain", help="show each output field with the expression that produced it and its value",
+                            description="eventmap explain DEST EVENT: each output field, its expression and value. "
+                                        "eventmap explain --code DEST TYPE: the Python the mapping compiles to.")
     p.add_argument("destination")
-    p.add_argument("event", help="a JSON file with one event, or -")
+    p.add_argument("event", help="a JSON file with one event, or - (with --code: a call type such as track)")
+    p.add_argument("--code", action="store_true", help="print the generated Python for the call type given instead of an event")
     p.add_argument("--settings", help="settings as a JSON object or a JSON/YAML file")
     mappings_option(p)
     p.set_defaults(run=cmd_explain)
@@ -161,6 +166,8 @@ def cmd_render(args) -> int:
 
 def cmd_explain(args) -> int:
     engine = make_engine(args)
+    if args.code:
+        return print_code(engine, args.destination, args.event)
     route = engine.route(args.destination, read_settings(args.settings))
     event = read_event(args.event)
     outcome = engine.render(event, route)
@@ -188,14 +195,26 @@ def cmd_explain(args) -> int:
     return EXIT_OK
 
 
+def print_code(engine: Engine, destination: str, call_type: str) -> int:
+    """The Python a destination's action compiles to (map/codegen.py), for people reading or debugging it."""
+    found = engine.destination(destination)
+    action = found.actions.get(call_type)
+    if action is None:
+        raise UsageError(f"{found.name} has no '{call_type}' action (actions: {', '.join(found.actions)})")
+    print(action.compiled(found.envelope, f"{found.name} {call_type}").source(), end="")
+    return EXIT_OK
+
+
 def cmd_batch(args) -> int:
+    """One event at a time from a lazy line reader: memory stays flat however long the input is."""
     if args.config:
         engine, routes = engine_and_routes(args)
     else:
         engine = make_engine(args)
         routes = [engine.route(args.destination, read_settings(args.settings))]
     counts = Counter()
-    for number, event in read_lines(args.events):
+    progress = Progress(sys.stderr)
+    for number, event in read_lines(args.events, loads=jsoncodec.loads):
         if isinstance(event, Problem):
             outcomes = [{"destination": r.destination.name, "status": REJECTED, "requests": [], "reason": "unreadable line",
                          "errors": [event.as_dict()]} for r in routes]
@@ -204,9 +223,35 @@ def cmd_batch(args) -> int:
         for outcome in outcomes:
             counts[outcome["status"]] += 1
             print_json({"line": number, **outcome}, indent=None)
+        progress.update(number, counts)
+    progress.close()
     summary = ", ".join(f"{counts[s]} {s}" for s in ("send", "skipped", "rejected"))
     print(f"eventmap batch: {summary}", file=sys.stderr)
     return EXIT_REJECTED if args.strict and counts[REJECTED] else EXIT_OK
+
+
+class Progress:
+    """A one-line counter on stderr, redrawn a few times a second, only when stderr is a terminal."""
+
+    def __init__(self, stream, every: float = 0.25):
+        self.stream, self.every = stream, every
+        isatty = getattr(stream, "isatty", None)
+        self.active = bool(isatty and isatty())
+        self.next = time.monotonic() + every
+        self.shown = False
+
+    def update(self, line: int, counts: Counter) -> None:
+        if not self.active or time.monotonic() < self.next:
+            return
+        self.next = time.monotonic() + self.every
+        self.stream.write(f"\reventmap batch: line {line:,}: {counts['send']:,} send, "
+                          f"{counts['skipped']:,} skipped, {counts['rejected']:,} rejected")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")  # clear the progress line; the summary follows
 
 
 def cmd_source(args) -> int:
@@ -303,8 +348,8 @@ def read_event(name: str):
         raise UsageError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
 
 
-def read_lines(name: str):
-    """(line number, event) per non-blank line; an unreadable line yields a Problem, never vanishes."""
+def read_lines(name: str, loads=json.loads):
+    """(line number, event) per non-blank line, read lazily; an unreadable line yields a Problem, never vanishes."""
     try:
         stream = sys.stdin if name == "-" else open(name, encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -314,7 +359,7 @@ def read_lines(name: str):
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, loads(line)
             except json.JSONDecodeError as exc:
                 yield number, Problem("", f"{name}:{number}: not valid JSON: {exc.msg} (column {exc.colno})")
 

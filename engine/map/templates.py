@@ -78,3 +78,10 @@ def attribute_reads(ast: nodes.Node, root: str) -> set[str]:
 
 def names_read(ast: nodes.Node) -> set[str]:
     return {node.name for node in ast.find_all(nodes.Name) if node.ctx == "load"}
+
+
+def unknown_names(ast: nodes.Node) -> bool:
+    """True when a template uses a filter or test the environment lacks (Jinja2 decides when that is an error)."""
+    env = environment()
+    return any(node.name not in env.filters for node in ast.find_all(nodes.Filter)) or \
+        any(node.name not in env.tests for node in ast.find_all(nodes.Test))
