@@ -30,7 +30,7 @@ from jmespath.exceptions import JMESPathError
 
 from .filters import FILTERS, FilterError
 from .functions import FUNCTIONS
-from .templates import WHOLE_EXPRESSION, environment, attribute_reads, is_template, names_read, unknown_names
+from .templates import WHOLE_EXPRESSION, Facts, environment, is_template
 
 UNKNOWN_FILTER = re.compile(r"No filter named '([^']+)'")
 SOURCES = ("@path", "@literal", "@if", "@each", "@function")
@@ -159,6 +159,11 @@ class Template(Node):
 def parsed_template(source: str):
     """The Jinja2 syntax tree of a template (templates recur across files: parse each once)."""
     return environment().parse(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def template_facts(source: str) -> Facts:
+    return Facts(template_ast(source))
 
 
 def template_ast(source: str):
@@ -363,8 +368,8 @@ class Compiler:
             return Literal(path, raw)
         whole = WHOLE_EXPRESSION.match(raw) is not None
         try:
-            ast = template_ast(raw)
-            if unknown_names(ast):
+            facts = template_facts(raw)
+            if facts.unknown_names():
                 compiled_template(raw, whole)  # let Jinja2 decide, and word the error, as it always has
         except TemplateError as exc:
             unknown = UNKNOWN_FILTER.match(exc.message or "")
@@ -373,17 +378,17 @@ class Compiler:
             else:
                 self.report(path, f"template {raw!r} does not compile: {exc.message}")
             return Literal(path, None)
-        self.check_names(ast, path, in_item)
+        self.check_names(facts, path, in_item)
         return Template(path, raw, whole)
 
-    def check_names(self, ast, path, in_item):
-        for name in sorted(attribute_reads(ast, "settings") - self.settings):
+    def check_names(self, facts: Facts, path, in_item):
+        for name in sorted(facts.settings - self.settings):
             known = ", ".join(sorted(self.settings)) or "none"
             self.report(path, f"unknown setting 'settings.{name}' (declared: {known})")
-        for name in sorted(attribute_reads(ast, "vars") - self.vars):
+        for name in sorted(facts.vars - self.vars):
             known = ", ".join(sorted(self.vars)) or "none"
             self.report(path, f"unknown variable 'vars.{name}' (defined before this point: {known})")
-        if "item" in names_read(ast) and not in_item and "item" not in self.variables:
+        if "item" in facts.names and not in_item and "item" not in self.variables:
             self.report(path, "'item' is only defined inside @each/@map")
 
     def jmespath(self, text, path, key):
