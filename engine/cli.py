@@ -271,9 +271,8 @@ def engine_and_routes(args):
     config, problems = load_config(args.config)
     if problems:
         raise ConfigError(problems)
-    folder = (args.config.parent / config["mappings"]) if config.get("mappings") else None
-    engine = make_engine(args, folder)
-    return engine, routes_from_config(engine, config, str(args.config))
+    engine = make_engine(args, config.mappings)
+    return engine, routes_from_config(engine, config)
 
 
 def read_settings(text: str | None) -> dict:
