@@ -80,29 +80,38 @@ class DestinationWorker:
         return max(1, min(20, int(rate * self.lease_for / 4)))
 
     def run_once(self, now: float | None = None) -> int:
-        """One turn: lease, render, send, record. Returns how many deliveries it handled (0: none due)."""
+        """One turn: lease, render, send, record. Returns how many deliveries it handled (0: none due).
+
+        Each request's verdicts are recorded as soon as it is answered, so a
+        killed worker re-sends at most the requests it had in flight.
+        """
         now = self.clock() if now is None else now
         leased = self.store.lease(self.name, self.lease_size, self.owner, now, self.lease_for)
         if not leased:
             return 0
         finishes, sendable = self._render(leased)
+        self._record(finishes, 0)
         groups = self.route.destination.batch_groups([o for o, _ in sendable], self.route.settings,
                                                      self.route.secrets, enabled=self.batching)
         by_outcome = {id(o): item for o, item in sendable}
-        requests = 0
+        unsent = []
         for request, outcomes in groups:
-            if self.stop is not None and self.stop.is_set() and requests:
-                break  # stopping: what was not sent goes back to the queue below, untouched
             items = [by_outcome[id(o)] for o in outcomes]
+            if self.stop is not None and self.stop.is_set():
+                unsent += items  # stopping: back to the queue, untouched
+                continue
             sent, verdicts = self._send(request, items, outcomes)
-            requests += sent
-            finishes += verdicts
-        self.store.finish(finishes, self.owner, self.clock())
-        unsent = {item.id for item in leased} - {f.id for f in finishes}
+            if not verdicts:
+                unsent += items
+            self._record(verdicts, sent)
         if unsent:
-            self.store.release(self.owner, sorted(unsent))
-        self.stats.add(finishes, requests)
+            self.store.release(self.owner, [item.id for item in unsent])
         return len(leased)
+
+    def _record(self, finishes: list[Finish], requests: int) -> None:
+        if finishes:
+            self.store.finish(finishes, self.owner, self.clock())
+        self.stats.add(finishes, requests)
 
     # --- rendering
     def _render(self, leased: list[Leased]):
