@@ -32,6 +32,7 @@ class Destination:
     envelope: Envelope | None
     batching: Batching | None
     limits: Limits = Limits()
+    obeys_integrations: bool = True   # false for a hub (Segment) whose integrations object is for what is behind it
 
     @property
     def call_types(self) -> list[str]:
