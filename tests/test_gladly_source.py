@@ -281,10 +281,6 @@ def test_primary_phone_without_normalized_and_without_country_code_is_passed_thr
     assert only_event(process(gladly, "conversation-created-no-agent"))["properties"]["phone"] == "(415) 555-0132"
 
 
-@pytest.mark.xfail(strict=True, reason="proposal: the seed wants E.164 for every phone; gladly.yaml has no setting "
-                                       "for the organisation's country, so '(415) 555-0132' cannot become "
-                                       "'+14155550132'. Suggested: an optional `phone_region` setting passed as "
-                                       "{e164: '{{ settings.phone_region }}'}")
 def test_phone_region_setting_makes_local_numbers_e164(engine):
     gladly = engine.source("gladly", {**SETTINGS, "phone_region": "US"}, environ={})
     assert only_event(process(gladly, "conversation-created-no-agent"))["properties"]["phone"] == "+14155550132"
