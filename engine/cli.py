@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from .cli_outbox import add_commands as add_outbox_commands
 from .deliver import HttpClient, SavedResponses, deliver
 from .engine import DEFAULT_MAPPINGS, Engine, load_mappings
 from .load.config import load_config, routes_from_config
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-secrets", action="store_true")
     mappings_option(p)
     p.set_defaults(run=cmd_source)
+    add_outbox_commands(commands, mappings_option)
     return parser
 
 
@@ -316,9 +318,8 @@ def engine_and_routes(args):
     config, problems = load_config(args.config)
     if problems:
         raise ConfigError(problems)
-    folder = (args.config.parent / config["mappings"]) if config.get("mappings") else None
-    engine = make_engine(args, folder)
-    return engine, routes_from_config(engine, config, str(args.config))
+    engine = make_engine(args, config.mappings)
+    return engine, routes_from_config(engine, config)
 
 
 def read_settings(text: str | None) -> dict:

@@ -12,6 +12,15 @@ from .render.action import Action, Batching, Envelope
 from .render.request import Request
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the vendor tolerates: requests in flight at once, and requests per second (None: no cap)."""
+
+    concurrency: int = 4
+    rate: float | None = None
+    batch: bool = True     # a routes file may turn batching off for one destination
+
+
 @dataclass
 class Destination:
     name: str          # display name, the key in an event's integrations object
@@ -22,6 +31,8 @@ class Destination:
     actions: dict      # call type -> Action
     envelope: Envelope | None
     batching: Batching | None
+    limits: Limits = Limits()
+    obeys_integrations: bool = True   # false for a hub (Segment) whose integrations object is for what is behind it
 
     @property
     def call_types(self) -> list[str]:
@@ -66,40 +77,55 @@ class Destination:
         return Outcome(self.name, SEND, [request], message_id=message_id, items=[payload], action=call_type)
 
     def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset) -> list[Request]:
-        """Combine the sendable outcomes into as few requests as the vendor allows.
+        """Combine the sendable outcomes into as few requests as the vendor allows."""
+        return [request for request, _ in self.batch_groups(outcomes, settings, secrets)]
 
-        Actions without batching (or a destination without it) keep one request
-        per event; order is preserved within each group.
+    def batch_groups(self, outcomes: list[Outcome], settings: dict, secrets: frozenset,
+                     enabled: bool = True) -> list[tuple[Request, list[Outcome]]]:
+        """Each request with the outcomes it carries, so a sender can report per event.
+
+        Actions without batching (or a destination without it, or ``enabled``
+        false) keep one request per event; order is preserved within each group.
         """
-        requests: list[Request] = []
-        if self.batching is None:
-            return [r for o in outcomes if o.status == SEND for r in o.requests]
+        requests: list[tuple[Request, list[Outcome]]] = []
+        if self.batching is None or not enabled:
+            return [(r, [o]) for o in outcomes if o.status == SEND for r in o.requests]
         group: list[Outcome] = []
-        # max_bytes counts the items as JSON, their commas, and the envelope around none of them;
-        # exact for envelopes that embed the items as JSON (arrays, {"batch": [...]}).
-        overhead = self._envelope_size(settings)
+        # max_bytes counts the items as JSON, the commas between them, and the envelope around
+        # one item; exact for envelopes that embed the items as JSON (arrays, {"batch": [...]})
+        # and whose other fields do not grow with the number of items.
+        first = next((o.items[0] for o in outcomes if o.status == SEND and o.items), None)
+        overhead = self._envelope_size(settings, first)
         size = overhead
         for outcome in outcomes:
             if outcome.status != SEND:
                 continue
             if not self.actions[outcome.action].batched:
-                requests.extend(outcome.requests)
+                requests.extend((r, [outcome]) for r in outcome.requests)
                 continue
             item_size = sum(len(_json_bytes(item)) + 1 for item in outcome.items)
             full = len(group) >= self.batching.max_events or bool(
                 self.batching.max_bytes and group and size + item_size > self.batching.max_bytes)
             if full:
-                requests.append(self._batch_request(group, settings, secrets))
+                requests.append((self._batch_request(group, settings, secrets), group))
                 group, size = [], overhead
             group.append(outcome)
             size += item_size
         if group:
-            requests.append(self._batch_request(group, settings, secrets))
+            requests.append((self._batch_request(group, settings, secrets), group))
         return requests
 
-    def _envelope_size(self, settings: dict) -> int:
+    def _envelope_size(self, settings: dict, sample=None) -> int:
+        """Bytes of the envelope around the items, less one comma (items are counted with theirs).
+
+        Measured around one real item, not an empty list: an envelope such as
+        ``{data: {"@path": items}}`` drops an empty list altogether.
+        """
         envelope = self.batching.envelope or self.envelope
-        return len(_json_bytes(envelope.wrap([], settings) if envelope else []))
+        if sample is None:
+            return len(_json_bytes(envelope.wrap([], settings) if envelope else []))
+        wrapped = envelope.wrap([sample], settings) if envelope else [sample]
+        return len(_json_bytes(wrapped)) - len(_json_bytes(sample)) - 1
 
     def _batch_request(self, group: list[Outcome], settings: dict, secrets) -> Request:
         items = [item for outcome in group for item in outcome.items]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import jmespath
 
-from .destination import Destination
+from .destination import Destination, Limits
 from .map.language import is_truthy
 
 
@@ -42,15 +42,18 @@ class Route:
     types: frozenset | None = None    # call types to send; None means all the destination accepts
     events: frozenset | None = None   # track/page/screen names to send; None means all
     where: str | None = None          # JMESPath condition on the event
+    limits: Limits | None = None      # None: the destination's own
 
     def __post_init__(self):
         self._where = jmespath.compile(self.where) if self.where else None
+        if self.limits is None:
+            self.limits = self.destination.limits
 
     def skip_reason(self, event: dict) -> str | None:
         name = self.destination.name
         if not self.enabled:
             return f"{name} is disabled in the configuration"
-        reason = integrations_decision(event, name)
+        reason = integrations_decision(event, name) if self.destination.obeys_integrations else None
         if reason:
             return reason
         call_type = event.get("type")

@@ -1,23 +1,40 @@
-"""Read a routes file: the destinations a user has configured, with settings and filters."""
+"""Read a configuration file: the destinations a user has configured (settings, filters,
+limits), where accepted events are stored, and how they are delivered."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jmespath
 from jmespath.exceptions import JMESPathError
 
 from ..problems import ConfigError, Problem
+from .delivery_options import DeliveryOptions, StorageOptions, delivery_options, storage_options
+from .durations import parse_rate
 from .schema_check import check_against_schema
 from .yaml_source import load_yaml
 
 
-def load_config(path: Path) -> tuple[dict, list[Problem]]:
+@dataclass
+class Config:
+    data: dict
+    file: str
+    folder: Path                       # relative paths in the file are relative to this
+    delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
+    storage: StorageOptions = field(default_factory=StorageOptions)
+
+    @property
+    def mappings(self) -> Path | None:
+        return self.folder / self.data["mappings"] if self.data.get("mappings") else None
+
+
+def load_config(path: Path) -> tuple[Config | None, list[Problem]]:
     doc, problems = load_yaml(path)
     if doc is None:
-        return {}, problems
+        return None, problems
     problems += check_against_schema(doc, "config.schema.json")
     if problems:
-        return {}, problems
+        return None, problems
     for name, spec in doc.data["destinations"].items():
         if spec.get("where"):
             try:
@@ -25,17 +42,42 @@ def load_config(path: Path) -> tuple[dict, list[Problem]]:
             except JMESPathError as exc:
                 problems.append(doc.problem(("destinations", name, "where"),
                                             f"not a valid JMESPath expression: {str(exc).splitlines()[0]}"))
-    return doc.data, problems
+        rate = (spec.get("limits") or {}).get("rate")
+        if rate is not None:
+            try:
+                parse_rate(rate)
+            except ValueError as exc:
+                problems.append(doc.problem(("destinations", name, "limits", "rate"), str(exc)))
+    delivery, found = delivery_options(doc.data, doc.problem)
+    problems += found
+    return Config(doc.data, doc.file, Path(path).resolve().parent, delivery, storage_options(doc.data)), problems
 
 
-def routes_from_config(engine, config: dict, file: str) -> list:
+def routes_from_config(engine, config: Config | dict, file: str | None = None) -> list:
+    data = config.data if isinstance(config, Config) else config
+    file = file or (config.file if isinstance(config, Config) else None)
     routes, problems = [], []
-    for name, spec in config["destinations"].items():
+    for name, spec in data["destinations"].items():
         try:
-            routes.append(engine.route(name, spec.get("settings"), enabled=spec.get("enabled", True),
-                                       types=spec.get("types"), events=spec.get("events"), where=spec.get("where")))
+            route = engine.route(name, spec.get("settings"), enabled=spec.get("enabled", True),
+                                 types=spec.get("types"), events=spec.get("events"), where=spec.get("where"))
         except ConfigError as exc:
             problems += [Problem(f"destinations.{name}.{p.path}", p.message, file) for p in exc.problems]
+            continue
+        route.limits = _limits(route.destination.limits, spec.get("limits") or {})
+        routes.append(route)
     if problems:
         raise ConfigError(problems)
     return routes
+
+
+def _limits(declared, override: dict):
+    """The routes file may set its own limits; the YAML's are the vendor's, the file's the user's."""
+    changes = {}
+    if "concurrency" in override:
+        changes["concurrency"] = override["concurrency"]
+    if "rate" in override:
+        changes["rate"] = parse_rate(override["rate"])
+    if "batch" in override:
+        changes["batch"] = override["batch"]
+    return replace(declared, **changes)

@@ -5,12 +5,13 @@ from pathlib import Path
 
 from jmespath.exceptions import JMESPathError
 
-from ..destination import Destination
+from ..destination import Destination, Limits
 from ..map.language import Compiler
 from ..problems import Problem
 from ..render.action import Action, Batching, Envelope, Required
 from ..render.endpoint import compile_endpoint, merge_request
 from .schema_check import check_against_schema
+from .durations import parse_rate
 from .settings import SettingsSpec
 from .yaml_source import YamlDocument, load_yaml
 
@@ -56,9 +57,20 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
         batch_envelope = _compile_envelope(spec.get("envelope"), doc, setting_names, ("batch", "envelope"), problems)
         batching = Batching(spec["max_events"], spec.get("max_bytes"), endpoint, batch_envelope)
 
+    limits = _compile_limits(data.get("limits") or {}, doc, problems)
     destination = Destination(data["name"], slug, doc.file, data.get("description", ""), settings,
-                              actions, envelope, batching)
+                              actions, envelope, batching, limits, data.get("integrations", "obey") == "obey")
     return destination, problems
+
+
+def _compile_limits(spec: dict, doc, problems: list) -> Limits:
+    rate = None
+    if "rate" in spec:
+        try:
+            rate = parse_rate(spec["rate"])
+        except ValueError as exc:
+            problems.append(doc.problem(("limits", "rate"), str(exc)))
+    return Limits(spec.get("concurrency", Limits.concurrency), rate)
 
 
 def _compile_vars(compiler: Compiler, spec, path) -> list:

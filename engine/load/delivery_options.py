@@ -1,0 +1,51 @@
+"""The ``storage`` and ``delivery`` sections of a configuration file, parsed once into typed options."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..problems import Problem
+from .durations import parse_duration
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    retry_for: float = 4 * 3600.0      # Segment retries for four hours
+    backoff: float = 1.0
+    max_backoff: float = 600.0
+    timeout: float = 10.0
+    lease: float = 60.0
+    dedupe_window: float = 86400.0
+    keep_done_for: float = 7 * 86400.0
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    url: str = "sqlite:///eventmap.db"
+    options: tuple = ()                # extra keyword options for the backend, as (name, value) pairs
+
+
+def delivery_options(config: dict, problem) -> tuple[DeliveryOptions, list[Problem]]:
+    """``problem(path, message)`` makes a Problem pointing at the file and line."""
+    spec = config.get("delivery") or {}
+    values, problems = {}, []
+    for name in DeliveryOptions.__dataclass_fields__:
+        if name in spec:
+            try:
+                values[name] = parse_duration(spec[name])
+            except ValueError as exc:
+                problems.append(problem(("delivery", name), str(exc)))
+    options = DeliveryOptions(**values)
+    if options.dedupe_window > options.keep_done_for:
+        problems.append(problem(("delivery", "dedupe_window"), "the dedupe window cannot be longer than keep_done_for: "
+                                "pruned deliveries can no longer tell a duplicate"))
+    return options, problems
+
+
+def storage_options(config: dict) -> StorageOptions:
+    spec = config.get("storage")
+    if spec is None:
+        return StorageOptions()
+    if isinstance(spec, str):
+        return StorageOptions(spec)
+    extra = tuple((k, v) for k, v in spec.items() if k != "url")
+    return StorageOptions(spec["url"], extra)

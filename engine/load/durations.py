@@ -1,0 +1,41 @@
+"""Durations ("30s", "4h", "7d") and rates ("150/s", "5000/day") as people write them in YAML."""
+from __future__ import annotations
+
+import re
+
+UNITS = {"ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60, "minutes": 60,
+         "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
+
+
+def parse_duration(value) -> float:
+    """Seconds; a bare number is seconds. Raises ValueError with what was expected."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30s, 15m, 4h or 7d, not {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative ({value})")
+        return float(value)
+    match = DURATION.match(str(value).lower())
+    if not match or (match.group(2) and match.group(2) not in UNITS):
+        raise ValueError(f"expected a duration such as 30s, 15m, 4h or 7d, not {value!r}")
+    return float(match.group(1)) * UNITS.get(match.group(2) or "s")
+
+
+def parse_rate(value) -> float:
+    """Requests per second from "150/s", "200/min", "5000/day" or "10/5s"; a bare number is per second."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = RATE.match(str(value).lower())
+    if not match or match.group(3) not in UNITS or float(match.group(1)) <= 0:
+        raise ValueError(f"expected a rate such as 150/s, 200/min or 5000/day, not {value!r}")
+    per = float(match.group(2) or 1) * UNITS[match.group(3)]
+    return float(match.group(1)) / per
+
+
+def describe_seconds(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

@@ -1,0 +1,43 @@
+"""Durable storage behind one interface; ``open_store`` picks the backend from a URL.
+
+    sqlite:///var/eventmap.db        (relative: sqlite:///eventmap.db; absolute: sqlite:////var/eventmap.db)
+    postgresql://user@host/dbname
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..problems import ConfigError, Problem
+from .base import (DEAD, DELIVERED, FINAL, INTAKE, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED, STATES,
+                   Accepted, Attempt, DeliveryRecord, Finish, Leased, NewDelivery, NewEvent, Store)
+
+DEFAULT_URL = "sqlite:///eventmap.db"
+
+
+def open_store(url: str = DEFAULT_URL, *, base: Path | None = None, upgrade: bool | None = None, **options) -> Store:
+    """A store for ``url``. SQLite files are created and upgraded on open (embedded, nothing to run);
+    PostgreSQL must be upgraded with ``eventmap db upgrade`` and is checked on open."""
+    if url.startswith("sqlite://"):
+        from .sqlite import SQLiteStore
+        path = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite://"):])
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        return SQLiteStore(path, upgrade=True if upgrade is None else upgrade, **options)
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            raise ConfigError([Problem("storage", f"PostgreSQL storage needs the postgres extra: "
+                                       f"pip install 'eventmap[postgres]' ({exc})")]) from None
+        return PostgresStore(url, upgrade=bool(upgrade), **options)
+    raise ConfigError([Problem("storage", f"unknown storage URL {_scheme(url)!r}: expected sqlite:///FILE or "
+                               "postgresql://USER@HOST/DB")])
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0] + "://..." if "://" in url else url
+
+
+__all__ = ["Accepted", "Attempt", "DEAD", "DEFAULT_URL", "DELIVERED", "DeliveryRecord", "FINAL", "Finish", "INTAKE",
+           "Leased", "NewDelivery", "NewEvent", "PENDING", "QUEUED", "REJECTED", "RETRYING", "SKIPPED", "STATES",
+           "Store", "open_store"]

@@ -1,0 +1,180 @@
+"""What the rest of eventmap may know about durable storage: this interface and its records.
+
+An accepted event is written once, with one *delivery* row per configured
+destination. A delivery is in exactly one state:
+
+    queued    waiting for its first attempt (due at ``next_at``)
+    retrying  failed with a retryable answer; due again at ``next_at``
+    delivered the vendor answered 2xx                         (final)
+    skipped   not sent, with the reason (not subscribed, duplicate) (final)
+    rejected  not sendable, with the errors (bad event, mapping)   (final)
+    dead      failed for good, with every attempt kept       (final, re-queueable)
+
+Workers *lease* due deliveries of one destination for a while; a worker that
+dies lets its lease expire and another picks the work up. Times are seconds
+since the epoch as floats and are always passed in, so tests can use a fake
+clock. Nothing outside ``engine.store`` imports a backend module.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+QUEUED, RETRYING, DELIVERED, SKIPPED, REJECTED, DEAD = "queued", "retrying", "delivered", "skipped", "rejected", "dead"
+STATES = (QUEUED, RETRYING, DELIVERED, SKIPPED, REJECTED, DEAD)
+PENDING = (QUEUED, RETRYING)
+FINAL = (DELIVERED, SKIPPED, REJECTED, DEAD)
+# the destination name of an event rejected before routing (it failed the Segment schema)
+INTAKE = "(intake)"
+
+
+@dataclass
+class NewDelivery:
+    """What intake decided for one destination: queue it, or record why not."""
+
+    destination: str
+    state: str = QUEUED          # QUEUED, SKIPPED or REJECTED
+    reason: str | None = None
+    errors: list | None = None   # [{"path", "message"}] for REJECTED
+
+
+@dataclass
+class NewEvent:
+    event: object                # the event as accepted (JSON-able)
+    message_id: str | None
+    deliveries: list[NewDelivery]
+
+
+@dataclass
+class Accepted:
+    """What the store did with one NewEvent: its id and each delivery's id and state."""
+
+    event_id: int
+    deliveries: list[tuple[int, str, str]]   # (delivery id, destination, state)
+
+
+@dataclass
+class Leased:
+    """A due delivery handed to one worker until ``lease_until``."""
+
+    id: int
+    destination: str
+    message_id: str | None
+    event: object
+    attempts: int                # attempts made before this lease
+    first_at: float              # when it was (re)queued: the retry horizon counts from here
+
+
+@dataclass
+class Attempt:
+    """One HTTP try for one delivery (a batch request records one per delivery in it)."""
+
+    at: float
+    status: int | None           # HTTP status, None when there was no answer
+    error: str | None            # masked
+    duration: float = 0.0
+
+
+@dataclass
+class Finish:
+    """A worker's verdict on a leased delivery."""
+
+    id: int
+    state: str                   # DELIVERED, RETRYING, DEAD, REJECTED or SKIPPED
+    attempt: Attempt | None = None
+    next_at: float | None = None  # for RETRYING
+    reason: str | None = None
+    errors: list | None = None
+    request: dict | None = None   # the last request, secrets masked
+
+
+@dataclass
+class DeliveryRecord:
+    """One delivery as ``eventmap deliveries`` shows it."""
+
+    id: int
+    event_id: int
+    destination: str
+    message_id: str | None
+    state: str
+    attempts: int
+    created_at: float
+    updated_at: float
+    next_at: float | None
+    reason: str | None
+    errors: list | None
+    last_status: int | None
+    last_error: str | None
+    request: dict | None = None
+    event: object = None
+    history: list[Attempt] = field(default_factory=list)
+
+
+class Store(ABC):
+    """Durable storage for accepted events and their deliveries (SQLite or PostgreSQL)."""
+
+    @abstractmethod
+    def accept(self, events: list[NewEvent], now: float, dedupe_window: float = 0.0) -> list[Accepted]:
+        """Write events and their deliveries in one transaction; durable when this returns.
+
+        A QUEUED delivery whose (destination, message_id) was accepted within
+        ``dedupe_window`` seconds becomes SKIPPED as a duplicate, atomically,
+        even with several writers.
+        """
+
+    @abstractmethod
+    def lease(self, destination: str, limit: int, owner: str, now: float, lease_for: float) -> list[Leased]:
+        """Up to ``limit`` due deliveries of ``destination``, oldest first, no two workers the same."""
+
+    @abstractmethod
+    def finish(self, results: list[Finish], owner: str, now: float) -> int:
+        """Record verdicts for deliveries this owner still leases; returns how many applied."""
+
+    @abstractmethod
+    def release(self, owner: str, ids: list[int] | None = None) -> int:
+        """Give back leases of ``owner`` (these ids, or all of them at a clean shutdown) so others may
+        take them now; the deliveries keep their state and attempts."""
+
+    @abstractmethod
+    def next_due(self, destinations: list[str], now: float) -> float | None:
+        """When the earliest pending, unleased delivery of these destinations is due; None if none."""
+
+    @abstractmethod
+    def counts(self, now: float) -> dict[str, dict[str, int]]:
+        """{destination: {state: n, "in_flight": n}} over every delivery kept."""
+
+    @abstractmethod
+    def list(self, destination: str | None = None, state: str | None = None, limit: int = 50,
+             after_id: int = 0) -> list[DeliveryRecord]:
+        """Deliveries by id, optionally of one destination and state (no event bodies)."""
+
+    @abstractmethod
+    def get(self, delivery_id: int) -> DeliveryRecord | None:
+        """One delivery with its event, last request and every attempt."""
+
+    @abstractmethod
+    def requeue(self, now: float, ids: list[int] | None = None, destination: str | None = None,
+                state: str = DEAD) -> int:
+        """Put final deliveries (dead by default) back in the queue, due now, with a fresh horizon."""
+
+    @abstractmethod
+    def prune(self, before: float, batch: int = 1000) -> int:
+        """Delete delivered/skipped/rejected deliveries finished before ``before`` (and events left
+        without deliveries), ``batch`` rows per transaction; dead letters are kept. Returns rows deleted."""
+
+    @abstractmethod
+    def version(self) -> int:
+        """The schema version the database is at (0: no tables yet)."""
+
+    @abstractmethod
+    def upgrade(self) -> list[int]:
+        """Apply the migrations the database lacks; returns their numbers. Safe to run twice."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,59 @@
+"""Versioned schema changes per backend. Append, never edit: a database records the last number applied."""
+from __future__ import annotations
+
+SQLITE = [
+    (1, """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT,
+    received_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE deliveries (
+    id INTEGER PRIMARY KEY,
+    event_id INTEGER NOT NULL REFERENCES events(id),
+    destination TEXT NOT NULL,
+    message_id TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    round_attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    first_at REAL NOT NULL,
+    next_at REAL,
+    lease_owner TEXT,
+    lease_until REAL,
+    reason TEXT,
+    errors TEXT,
+    last_status INTEGER,
+    last_error TEXT,
+    request TEXT
+);
+CREATE INDEX deliveries_due ON deliveries(destination, next_at) WHERE state IN ('queued', 'retrying');
+CREATE INDEX deliveries_state ON deliveries(destination, state);
+CREATE INDEX deliveries_finished ON deliveries(updated_at) WHERE state IN ('delivered', 'skipped', 'rejected');
+CREATE INDEX deliveries_event ON deliveries(event_id);
+CREATE TABLE attempts (
+    delivery_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    status INTEGER,
+    error TEXT,
+    duration REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX attempts_delivery ON attempts(delivery_id);
+CREATE TABLE seen (
+    destination TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (destination, message_id)
+);
+CREATE INDEX seen_at ON seen(at)
+"""),
+]
+
+BACKENDS = {"sqlite": SQLITE}
+
+
+def migrations(backend: str) -> list[tuple[int, str]]:
+    return BACKENDS[backend]

@@ -1,0 +1,309 @@
+"""The embedded store: one SQLite file in WAL mode, nothing to start.
+
+Several threads and processes may share the file (a server, workers): each
+thread has its own connection, writers take the lock up front with
+``BEGIN IMMEDIATE`` and wait for it (``busy_timeout``) instead of failing.
+``synchronous=FULL`` by default: an acknowledged event survives a killed
+process and a power cut; ``NORMAL`` survives a killed process only, faster.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..load.durations import describe_seconds
+from ..problems import ConfigError, Problem
+from .base import (DEAD, DELIVERED, PENDING, QUEUED, REJECTED, SKIPPED, Accepted, Attempt, DeliveryRecord,
+                   Finish, Leased, NewEvent, Store)
+from .migrations import migrations
+
+PRUNABLE = (DELIVERED, SKIPPED, REJECTED)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | os.PathLike, synchronous: str = "FULL", upgrade: bool = True):
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError([Problem("storage", f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")])
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if upgrade:
+            self.upgrade()
+        else:
+            self.check_version()
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path}>"
+
+    # --- connections and transactions
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error as exc:
+                raise ConfigError([Problem("storage", f"cannot open the SQLite store {self.path}: {exc}")]) from None
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self):
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # --- schema
+    def version(self) -> int:
+        conn = self._connection()
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='schema_version'").fetchone():
+            return 0
+        return conn.execute("SELECT version FROM schema_version").fetchone()[0]
+
+    def upgrade(self) -> list[int]:
+        """Apply the migrations this file lacks, each in its own transaction; safe to run twice."""
+        applied = []
+        for number, script in migrations("sqlite"):
+            with self._write() as conn:
+                current = self._version_in(conn)
+                if number <= current:
+                    continue
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version(version) VALUES (?)", (number,))
+                applied.append(number)
+        return applied
+
+    def check_version(self) -> None:
+        latest = migrations("sqlite")[-1][0]
+        found = self.version()
+        if found < latest:
+            raise ConfigError([Problem("storage", f"the store {self.path} is at schema version {found}, this eventmap "
+                                       f"needs {latest}: run 'eventmap db upgrade'")])
+        if found > latest:
+            raise ConfigError([Problem("storage", f"the store {self.path} is at schema version {found}, newer than "
+                                       f"this eventmap knows ({latest}): upgrade eventmap")])
+
+    @staticmethod
+    def _version_in(conn) -> int:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='schema_version'").fetchone():
+            return 0
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        return row[0] if row else 0
+
+    # --- intake
+    def accept(self, events: list[NewEvent], now: float, dedupe_window: float = 0.0) -> list[Accepted]:
+        accepted = []
+        with self._write() as conn:
+            for new in events:
+                cursor = conn.execute("INSERT INTO events(message_id, received_at, body) VALUES (?, ?, ?)",
+                                      (new.message_id, now, _dump(new.event)))
+                event_id = cursor.lastrowid
+                rows = []
+                for d in new.deliveries:
+                    state, reason = d.state, d.reason
+                    if state == QUEUED and dedupe_window > 0 and new.message_id is not None:
+                        first = self._claim_message_id(conn, d.destination, new.message_id, now, dedupe_window)
+                        if first is not None:
+                            state, reason = SKIPPED, _duplicate_reason(new.message_id, d.destination, first, dedupe_window)
+                    cursor = conn.execute(
+                        "INSERT INTO deliveries(event_id, destination, message_id, state, created_at, updated_at,"
+                        " first_at, next_at, reason, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (event_id, d.destination, new.message_id, state, now, now, now,
+                         now if state == QUEUED else None, reason, _dump(d.errors) if d.errors else None))
+                    rows.append((cursor.lastrowid, d.destination, state))
+                accepted.append(Accepted(event_id, rows))
+        return accepted
+
+    @staticmethod
+    def _claim_message_id(conn, destination: str, message_id: str, now: float, window: float) -> float | None:
+        """None when this message id is new (or its last sighting expired); else when it was first seen."""
+        claimed = conn.execute(
+            "INSERT INTO seen(destination, message_id, at) VALUES (?, ?, ?) "
+            "ON CONFLICT(destination, message_id) DO UPDATE SET at = excluded.at WHERE seen.at < ? RETURNING at",
+            (destination, message_id, now, now - window)).fetchone()
+        if claimed is not None:
+            return None
+        return conn.execute("SELECT at FROM seen WHERE destination = ? AND message_id = ?",
+                            (destination, message_id)).fetchone()[0]
+
+    # --- workers
+    def lease(self, destination: str, limit: int, owner: str, now: float, lease_for: float) -> list[Leased]:
+        with self._write() as conn:
+            rows = conn.execute(
+                "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                " SELECT id FROM deliveries WHERE destination = ? AND state IN (?, ?) AND next_at <= ?"
+                " AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_at, id LIMIT ?)"
+                " RETURNING id, event_id, message_id, round_attempts, first_at",
+                (owner, now + lease_for, destination, *PENDING, now, now, limit)).fetchall()
+            if not rows:
+                return []
+            bodies = dict(conn.execute(
+                f"SELECT id, body FROM events WHERE id IN ({','.join('?' * len(rows))})",
+                [r[1] for r in rows]).fetchall())
+        leased = [Leased(r[0], destination, r[2], json.loads(bodies[r[1]]), r[3], r[4]) for r in rows]
+        return sorted(leased, key=lambda item: item.id)
+
+    def finish(self, results: list[Finish], owner: str, now: float) -> int:
+        applied = 0
+        with self._write() as conn:
+            for r in results:
+                a = r.attempt
+                cursor = conn.execute(
+                    "UPDATE deliveries SET state = ?, next_at = ?, lease_owner = NULL, lease_until = NULL,"
+                    " attempts = attempts + ?, round_attempts = round_attempts + ?, updated_at = ?,"
+                    " reason = COALESCE(?, reason), errors = COALESCE(?, errors),"
+                    " last_status = COALESCE(?, last_status), last_error = ?, request = COALESCE(?, request)"
+                    " WHERE id = ? AND lease_owner = ?",
+                    (r.state, r.next_at, int(a is not None), int(a is not None), now, r.reason,
+                     _dump(r.errors) if r.errors else None, a.status if a else None, a.error if a else None,
+                     _dump(r.request) if r.request else None, r.id, owner))
+                if cursor.rowcount and a is not None:
+                    conn.execute("INSERT INTO attempts(delivery_id, at, status, error, duration) VALUES (?, ?, ?, ?, ?)",
+                                 (r.id, a.at, a.status, a.error, a.duration))
+                applied += cursor.rowcount
+        return applied
+
+    def release(self, owner: str, ids: list[int] | None = None) -> int:
+        where, params = "lease_owner = ?", [owner]
+        if ids is not None:
+            if not ids:
+                return 0
+            where += f" AND id IN ({','.join('?' * len(ids))})"
+            params += list(ids)
+        with self._write() as conn:
+            return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
+                                params).rowcount
+
+    def next_due(self, destinations: list[str], now: float) -> float | None:
+        if not destinations:
+            return None
+        marks = ",".join("?" * len(destinations))
+        row = self._connection().execute(
+            f"SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until >= ? THEN MAX(next_at, lease_until)"
+            f" ELSE next_at END) FROM deliveries WHERE state IN (?, ?) AND destination IN ({marks})",
+            (now, *PENDING, *destinations)).fetchone()
+        return row[0]
+
+    # --- inspection
+    def counts(self, now: float) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        conn = self._connection()
+        for destination, state, n in conn.execute(
+                "SELECT destination, state, COUNT(*) FROM deliveries GROUP BY destination, state"):
+            result.setdefault(destination, {})[state] = n
+        for destination, n in conn.execute(
+                "SELECT destination, COUNT(*) FROM deliveries WHERE state IN (?, ?) AND lease_until >= ?"
+                " GROUP BY destination", (*PENDING, now)):
+            result.setdefault(destination, {})["in_flight"] = n
+        return result
+
+    def list(self, destination=None, state=None, limit=50, after_id=0) -> list[DeliveryRecord]:
+        where, params = ["id > ?"], [after_id]
+        if destination:
+            where.append("destination = ?")
+            params.append(destination)
+        if state:
+            where.append("state = ?")
+            params.append(state)
+        rows = self._connection().execute(
+            f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            (*params, limit)).fetchall()
+        return [_record(row) for row in rows]
+
+    def get(self, delivery_id: int) -> DeliveryRecord | None:
+        conn = self._connection()
+        row = conn.execute(f"SELECT {_RECORD_COLUMNS}, request FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        if row is None:
+            return None
+        record = _record(row[:-1])
+        record.request = json.loads(row[-1]) if row[-1] else None
+        record.event = json.loads(conn.execute("SELECT body FROM events WHERE id = ?", (record.event_id,)).fetchone()[0])
+        record.history = [Attempt(*a) for a in conn.execute(
+            "SELECT at, status, error, duration FROM attempts WHERE delivery_id = ? ORDER BY rowid", (delivery_id,))]
+        return record
+
+    def requeue(self, now, ids=None, destination=None, state=DEAD) -> int:
+        where, params = ["state = ?"], [state]
+        if ids is not None:
+            if not ids:
+                return 0
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            params += list(ids)
+        if destination:
+            where.append("destination = ?")
+            params.append(destination)
+        with self._write() as conn:
+            return conn.execute(
+                f"UPDATE deliveries SET state = ?, next_at = ?, first_at = ?, round_attempts = 0, updated_at = ?,"
+                f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
+                (QUEUED, now, now, now, *params)).rowcount
+
+    def prune(self, before: float, batch: int = 1000) -> int:
+        deleted = 0
+        while True:
+            with self._write() as conn:
+                ids = [r[0] for r in conn.execute(
+                    "SELECT id FROM deliveries WHERE state IN (?, ?, ?) AND updated_at < ? LIMIT ?",
+                    (*PRUNABLE, before, batch))]
+                if ids:
+                    marks = ",".join("?" * len(ids))
+                    conn.execute(f"DELETE FROM attempts WHERE delivery_id IN ({marks})", ids)
+                    conn.execute(f"DELETE FROM deliveries WHERE id IN ({marks})", ids)
+                conn.execute("DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.received_at < ? AND NOT"
+                             " EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT ?)", (before, batch))
+                conn.execute("DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen WHERE at < ? LIMIT ?)",
+                             (before, batch))
+            deleted += len(ids)
+            if len(ids) < batch:
+                return deleted
+
+
+_RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, created_at, updated_at, next_at,"
+                   " reason, errors, last_status, last_error")
+
+
+def _record(row) -> DeliveryRecord:
+    values = list(row)
+    values[10] = json.loads(values[10]) if values[10] else None
+    return DeliveryRecord(*values)
+
+
+def _dump(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _duplicate_reason(message_id: str, destination: str, first: float, window: float) -> str:
+    when = datetime.fromtimestamp(first, timezone.utc).isoformat(timespec="seconds")
+    return (f"duplicate: messageId {message_id!r} was already accepted for {destination} at {when}, "
+            f"within the {describe_seconds(window)} dedupe window")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
