@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 import orjson
+import phonenumbers
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -170,6 +171,20 @@ def _flatten(obj: dict, prefix: str = "", out: dict | None = None) -> dict:
     return out
 
 
+def _e164(phone):
+    """Normalise a phone number the way Crisp's mapping does (libphonenumber), as a hand-written client would."""
+    if not isinstance(phone, str):
+        return phone
+    text = phone.strip()
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return text
+    if not phonenumbers.is_possible_number(number):
+        return text
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 def crisp(event: dict, settings: dict):
     base = f"{settings.get('base_url', 'https://api.crisp.chat/v1')}/website/{quote(settings['website_id'], safe='')}"
     kind = event["type"]
@@ -183,7 +198,7 @@ def crisp(event: dict, settings: dict):
             nickname = " ".join(str(p) for p in parts if p)
         address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
         person = _compact({"nickname": nickname, "avatar": _first(traits.get("avatar")),
-                           "phone": _first(traits.get("phone")),  # the workload's phones are E.164 already
+                           "phone": _e164(_first(traits.get("phone"))),
                            "website": _first(traits.get("website")), "description": _first(traits.get("description")),
                            "gender": _first(traits.get("gender")),
                            "employment": _compact({"title": _first(traits.get("title"))}),
