@@ -37,7 +37,7 @@ class Setup:
                 f"store: {self.config.storage.url} (in {self.config.folder})")
 
 
-def build(config: ServeConfig, mappings: Path) -> Setup:
+def build(config: ServeConfig, mappings: Path, environ=None) -> Setup:
     engine = Engine(mappings)
     try:
         routes = routes_from_config(engine, config.config_dict(), config.file)
@@ -46,7 +46,7 @@ def build(config: ServeConfig, mappings: Path) -> Setup:
     sources, problems = {}, []
     for name, hook in config.webhooks.items():
         try:
-            sources[name] = engine.source(hook.mapping, hook.settings)
+            sources[name] = engine.source(hook.mapping, hook.settings, environ)
         except ConfigError as exc:
             problems += [Problem(f"sources.{name}.{p.path}" if p.path else f"sources.{name}", p.message, config.file)
                          for p in exc.problems]

@@ -50,10 +50,10 @@ class SourceWorker:
         result = self.source.process(item.event, self.client)
         if result.status == EVENTS:
             receipts = self.intake.accept(result.events)
-            names = ", ".join(f"{e.get('event') or e.get('type')} ({r.message_id})"
+            names = ", ".join(f"{e.get('event') or e.get('type')} (messageId {r.message_id})"
                               for e, r in zip(result.events, receipts))
             refused = sum(r.rejected for r in receipts)
-            reason = f"{len(receipts)} event(s) accepted: {names}" + (f"; {refused} rejected at intake" if refused else "")
+            reason = f"mapped into {names}" + (f"; {refused} rejected at intake" if refused else "")
             return Finish(item.id, DELIVERED, Attempt(now, None, None), reason=reason)
         if result.status == SOURCE_SKIPPED:
             return Finish(item.id, SKIPPED, Attempt(now, None, None), reason=result.reason)
