@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from .cli_outbox import add_commands as add_outbox_commands
 from .deliver import HttpClient, SavedResponses, deliver
 from .engine import DEFAULT_MAPPINGS, Engine, load_mappings
 from .load.config import load_config, routes_from_config
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-secrets", action="store_true")
     mappings_option(p)
     p.set_defaults(run=cmd_source)
+    add_outbox_commands(commands, mappings_option)
 
     p = commands.add_parser("serve", help="a Segment-compatible HTTP collector: point a Segment SDK's host here",
                             description="Accept Segment HTTP API calls (/v1/batch, /v1/track, ...) and vendor "

@@ -51,6 +51,8 @@ class Intake:
             return NewEvent(event, message_id, [rejection]), errors
         deliveries = []
         for route in self.routes:
+            if not route.enabled:
+                continue  # a destination switched off in the configuration gets no rows at all
             reason = route.skip_reason(event)
             name = route.destination.slug
             deliveries.append(NewDelivery(name, SKIPPED, reason) if reason else NewDelivery(name, QUEUED))

@@ -95,7 +95,7 @@ def deliver(client, request: Request, attempts: int = 4, backoff: float = 0.5, m
                 return Delivery(request, True, attempt, response.status)
             retryable = is_retryable(response.status)
             last = Delivery(request, False, attempt, response.status,
-                            f"{request.destination} answered {response.status}: {_summary(response.body, request)}", retryable)
+                            f"{request.destination} answered {response.status}: {summarize(response.body, request)}", retryable)
             if not retryable:
                 return last
             asked = retry_after(response.headers)
@@ -125,7 +125,8 @@ def _body(answer: requests.Response):
     return answer.text
 
 
-def _summary(body, request: Request) -> str:
+def summarize(body, request: Request) -> str:
+    """A vendor's answer in one short line, secrets masked, for errors and dead letters."""
     text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
     text = Masker(request.secrets).text(text or "(empty body)")
     return text if len(text) <= 200 else text[:197] + "..."

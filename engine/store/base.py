@@ -131,8 +131,9 @@ class Store(ABC):
         """Record verdicts for deliveries this owner still leases; returns how many applied."""
 
     @abstractmethod
-    def release(self, owner: str) -> int:
-        """Give back every lease of ``owner`` (a clean shutdown) so others may take them now."""
+    def release(self, owner: str, ids: list[int] | None = None) -> int:
+        """Give back leases of ``owner`` (these ids, or all of them at a clean shutdown) so others may
+        take them now; the deliveries keep their state and attempts."""
 
     @abstractmethod
     def next_due(self, destinations: list[str], now: float) -> float | None:
@@ -160,6 +161,14 @@ class Store(ABC):
     def prune(self, before: float, batch: int = 1000) -> int:
         """Delete delivered/skipped/rejected deliveries finished before ``before`` (and events left
         without deliveries), ``batch`` rows per transaction; dead letters are kept. Returns rows deleted."""
+
+    @abstractmethod
+    def version(self) -> int:
+        """The schema version the database is at (0: no tables yet)."""
+
+    @abstractmethod
+    def upgrade(self) -> list[int]:
+        """Apply the migrations the database lacks; returns their numbers. Safe to run twice."""
 
     def close(self) -> None:
         """Release connections."""

@@ -190,10 +190,16 @@ class SQLiteStore(Store):
                 applied += cursor.rowcount
         return applied
 
-    def release(self, owner: str) -> int:
+    def release(self, owner: str, ids: list[int] | None = None) -> int:
+        where, params = "lease_owner = ?", [owner]
+        if ids is not None:
+            if not ids:
+                return 0
+            where += f" AND id IN ({','.join('?' * len(ids))})"
+            params += list(ids)
         with self._write() as conn:
-            return conn.execute("UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
-                                (owner,)).rowcount
+            return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
+                                params).rowcount
 
     def next_due(self, destinations: list[str], now: float) -> float | None:
         if not destinations:

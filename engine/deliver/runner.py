@@ -1,0 +1,145 @@
+"""Run delivery workers until stopped: threads per destination, pruning, a clean stop.
+
+A worker is anything with a ``name`` (its queue in the store) and
+``run_once(now) -> int`` (how many deliveries it handled), so destination
+workers and source workers (webhooks waiting for lookups) run side by side.
+Stopping lets every thread finish the request it is sending and record the
+verdict; leases not yet used go back to the queue.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..load.delivery_options import DeliveryOptions
+from ..route import Route
+from ..secrets import Masker
+from ..store import PENDING, Store
+from .http import HttpClient
+from .limits import RateLimiter
+from .retry import RetryPolicy
+from .worker import DestinationWorker
+
+
+def new_owner() -> str:
+    """Who holds a lease: host and process, so an operator can tell which worker took what."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def pooled_client(concurrency: int, timeout: float) -> HttpClient:
+    """One session per destination, its connection pool as large as the threads that share it."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, concurrency))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return HttpClient(timeout=timeout, session=session)
+
+
+def destination_workers(routes: list[Route], store: Store, options: DeliveryOptions, *, owner: str,
+                        stop: threading.Event, client=None, clock=time.time) -> list[DestinationWorker]:
+    """A worker per enabled route, each with its own pooled client and rate limiter."""
+    policy = RetryPolicy(options.retry_for, options.backoff, options.max_backoff)
+    workers = []
+    for route in routes:
+        if not route.enabled:
+            continue
+        limits = route.limits
+        limiter = RateLimiter(limits.rate) if limits.rate else None
+        sender = client if client is not None else pooled_client(limits.concurrency, options.timeout)
+        workers.append(DestinationWorker(route, store, sender, owner=owner, policy=policy,
+                                         lease_for=options.lease, clock=clock, limiter=limiter, stop=stop))
+    return workers
+
+
+class Runner:
+    def __init__(self, workers: list, store: Store, *, threads: dict[str, int] | None = None, owner: str,
+                 stop: threading.Event, keep_done_for: float | None = None, idle_wait: float = 1.0,
+                 clock=time.time, log=None, masker: Masker | None = None):
+        self.workers, self.store, self.owner, self.stop_event = workers, store, owner, stop
+        self.threads = threads or {}
+        self.keep_done_for, self.idle_wait, self.clock = keep_done_for, idle_wait, clock
+        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.masker = masker or Masker(frozenset())
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for worker in self.workers:
+            for index in range(self.threads.get(worker.name, 1)):
+                thread = threading.Thread(target=self._loop, args=(worker,), name=f"{worker.name}-{index}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        if self.keep_done_for is not None:
+            thread = threading.Thread(target=self._prune_loop, name="prune", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+        self.store.release(self.owner)
+
+    def _loop(self, worker) -> None:
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                handled = worker.run_once(self.clock())
+                failures = 0
+            except Exception as exc:  # a database hiccup must not end delivery for good
+                failures += 1
+                self.log(f"eventmap deliver: {worker.name}: {self.masker.text(f'{type(exc).__name__}: {exc}')}"
+                         f" (trying again in {min(30, 2 ** failures)}s)")
+                self.stop_event.wait(min(30, 2 ** failures))
+                continue
+            if handled:
+                continue
+            due = self.store.next_due([worker.name], self.clock())
+            wait = self.idle_wait if due is None else min(self.idle_wait, max(0.01, due - self.clock()))
+            self.stop_event.wait(wait)
+
+    def _prune_loop(self) -> None:
+        while not self.stop_event.wait(60.0):
+            try:
+                self.store.prune(self.clock() - self.keep_done_for)
+            except Exception as exc:
+                self.log(f"eventmap deliver: pruning failed: {type(exc).__name__}: {exc}")
+
+
+def drain(workers: list, store: Store, clock=time.time, advance=None, max_turns: int = 1_000_000) -> None:
+    """Work in this thread until nothing is due. With ``advance(seconds)`` (a fake clock), also wait
+    out every retry, so a test sees each delivery end delivered or dead."""
+    names = [w.name for w in workers]
+    for _ in range(max_turns):
+        if sum(worker.run_once(clock()) for worker in workers):
+            continue
+        due = store.next_due(names, clock())
+        if due is None or (due > clock() and advance is None):
+            return
+        if due > clock():
+            advance(due - clock())
+    raise RuntimeError(f"drain did not finish within {max_turns} turns")
+
+
+def progress_line(workers: list, store: Store, now: float) -> str:
+    """sent, retried, failed and queue depth per destination, on one line."""
+    counts = store.counts(now)
+    parts = []
+    for worker in workers:
+        stats = getattr(worker, "stats", None)
+        mine = counts.get(worker.name, {})
+        queued = sum(mine.get(state, 0) for state in PENDING)
+        if stats is None:
+            parts.append(f"{worker.name}: {queued} queued")
+            continue
+        parts.append(f"{worker.name}: {stats.delivered} delivered ({stats.requests} requests), {stats.retried} retried, "
+                     f"{stats.dead} dead, {stats.rejected} rejected, {queued} queued")
+    return " | ".join(parts)

@@ -1,0 +1,183 @@
+"""One destination's delivery loop: lease due deliveries, render, batch, send, record.
+
+Each verdict is recorded per event, even when events travelled together: a
+batch the vendor refuses outright (a final 4xx) is split in halves and sent
+again until the bad events are alone, so one bad event cannot sink the
+others. Answers are classified as Segment does: 2xx delivered; 408, 423, 429
+and 5xx but 501 retried (honouring Retry-After) until the retry horizon;
+other 4xx final (a dead letter); no answer at all retried.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..outcome import REJECTED as OUTCOME_REJECTED, SEND
+from ..render.request import Request
+from ..route import Route
+from ..store import DEAD, DELIVERED, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, Store
+from .http import TransportError, is_retryable, retry_after, summarize
+from .limits import RateLimiter
+from .retry import RetryPolicy
+
+
+@dataclass
+class Stats:
+    """Running totals for the progress line; shared by a destination's threads."""
+
+    requests: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, finishes: list[Finish], requests: int) -> None:
+        with self._lock:
+            self.requests += requests
+            for f in finishes:
+                if f.state == DELIVERED:
+                    self.delivered += 1
+                elif f.state == RETRYING:
+                    self.retried += 1
+                elif f.state == DEAD:
+                    self.dead += 1
+                elif f.state == REJECTED:
+                    self.rejected += 1
+                elif f.state == SKIPPED:
+                    self.skipped += 1
+
+
+class DestinationWorker:
+    """Delivers one route's queue. Thread-safe: a runner may call ``run_once`` from several threads."""
+
+    def __init__(self, route: Route, store: Store, client, *, owner: str, policy: RetryPolicy = RetryPolicy(),
+                 lease_for: float = 60.0, clock=time.time, limiter: RateLimiter | None = None,
+                 stop: threading.Event | None = None, rng: random.Random | None = None):
+        self.route, self.store, self.client = route, store, client
+        self.owner, self.policy, self.lease_for, self.clock = owner, policy, lease_for, clock
+        self.limiter = limiter
+        self.stop = stop
+        self.rng = rng or random.Random()
+        self.stats = Stats()
+        self.name = route.destination.slug
+        self.batching = route.destination.batching is not None and route.limits.batch
+        self.lease_size = self._lease_size()
+
+    def __repr__(self) -> str:
+        return f"<DestinationWorker {self.name}>"
+
+    def _lease_size(self) -> int:
+        """As many as one turn can send well within the lease, so no lease runs out mid-turn."""
+        if self.batching:
+            return self.route.destination.batching.max_events
+        rate = self.route.limits.rate
+        if rate is None:
+            return 20
+        return max(1, min(20, int(rate * self.lease_for / 4)))
+
+    def run_once(self, now: float | None = None) -> int:
+        """One turn: lease, render, send, record. Returns how many deliveries it handled (0: none due).
+
+        Each request's verdicts are recorded as soon as it is answered, so a
+        killed worker re-sends at most the requests it had in flight.
+        """
+        now = self.clock() if now is None else now
+        leased = self.store.lease(self.name, self.lease_size, self.owner, now, self.lease_for)
+        if not leased:
+            return 0
+        finishes, sendable = self._render(leased)
+        self._record(finishes, 0)
+        groups = self.route.destination.batch_groups([o for o, _ in sendable], self.route.settings,
+                                                     self.route.secrets, enabled=self.batching)
+        by_outcome = {id(o): item for o, item in sendable}
+        unsent = []
+        for request, outcomes in groups:
+            items = [by_outcome[id(o)] for o in outcomes]
+            if self.stop is not None and self.stop.is_set():
+                unsent += items  # stopping: back to the queue, untouched
+                continue
+            sent, verdicts = self._send(request, items, outcomes)
+            if not verdicts:
+                unsent += items
+            self._record(verdicts, sent)
+        if unsent:
+            self.store.release(self.owner, [item.id for item in unsent])
+        return len(leased)
+
+    def _record(self, finishes: list[Finish], requests: int) -> None:
+        if finishes:
+            self.store.finish(finishes, self.owner, self.clock())
+        self.stats.add(finishes, requests)
+
+    # --- rendering
+    def _render(self, leased: list[Leased]):
+        finishes, sendable = [], []
+        destination = self.route.destination
+        for item in leased:
+            reason = self.route.skip_reason(item.event)
+            if reason:  # the configuration changed since the event was accepted
+                finishes.append(Finish(item.id, SKIPPED, reason=reason))
+                continue
+            outcome = destination.render(item.event, self.route.settings, self.route.secrets)
+            if outcome.status == SEND:
+                sendable.append((outcome, item))
+            elif outcome.status == OUTCOME_REJECTED:
+                finishes.append(Finish(item.id, REJECTED, reason=outcome.reason,
+                                       errors=[e.as_dict() for e in outcome.errors]))
+            else:
+                finishes.append(Finish(item.id, SKIPPED, reason=outcome.reason))
+        return finishes, sendable
+
+    # --- sending
+    def _send(self, request: Request, items: list[Leased], outcomes: list) -> tuple[int, list[Finish]]:
+        """Send one request carrying ``items``; returns (requests sent, a verdict per item)."""
+        if self.limiter is not None and not self.limiter.acquire(self.stop):
+            return 0, []
+        started = self.clock()
+        status, error, asked = None, None, None
+        try:
+            response = self.client.send(request)
+        except TransportError as exc:
+            error = str(exc)
+        else:
+            status = response.status
+            if not 200 <= status < 300:
+                error = f"{request.destination} answered {status}: {summarize(response.body, request)}"
+                asked = retry_after(response.headers)
+        now = self.clock()
+        attempt = Attempt(now, status, error, max(0.0, now - started))
+        shown = request.to_dict()
+        if error is None:
+            return 1, [Finish(i.id, DELIVERED, attempt, request=shown) for i in items]
+        if status is None or is_retryable(status):
+            return 1, [self._retry_or_give_up(i, attempt, asked, shown, now) for i in items]
+        if len(items) > 1:
+            return self._split(items, outcomes, status)
+        return 1, [Finish(items[0].id, DEAD, attempt, reason=f"{status} is final: the vendor refused this event",
+                          request=shown)]
+
+    def _retry_or_give_up(self, item: Leased, attempt: Attempt, asked, shown: dict, now: float) -> Finish:
+        next_at = now + self.policy.wait(item.attempts + 1, asked, self.rng)
+        if self.policy.gives_up(item.first_at, next_at):
+            hours = self.policy.retry_for / 3600
+            return Finish(item.id, DEAD, attempt, request=shown,
+                          reason=f"gave up after {item.attempts + 1} attempts over the {hours:g}h retry horizon")
+        return Finish(item.id, RETRYING, attempt, next_at=next_at, request=shown)
+
+    def _split(self, items: list[Leased], outcomes: list, status: int) -> tuple[int, list[Finish]]:
+        """The vendor refused the whole batch: send each half on its own until the bad events stand alone."""
+        middle = len(items) // 2
+        sent, finishes = 1, []
+        for part_items, part_outcomes in ((items[:middle], outcomes[:middle]), (items[middle:], outcomes[middle:])):
+            groups = self.route.destination.batch_groups(part_outcomes, self.route.settings, self.route.secrets,
+                                                         enabled=self.batching)
+            for request, group in groups:
+                lookup = {id(o): i for o, i in zip(part_outcomes, part_items)}
+                more, verdicts = self._send(request, [lookup[id(o)] for o in group], group)
+                sent += more
+                finishes += verdicts
+        return sent, finishes
