@@ -24,10 +24,13 @@ HOOK_USER, HOOK_PASSWORD = "gladly-hook", "hook-password-5e8d"
 GLADLY_TOKEN = "gladly-api-token-2b6c"
 
 
-def write_config(folder: Path, vendor_url: str, gladly_url: str, extra: str = "") -> Path:
-    """Two SDK sources (one key literal, one from the environment), a Gladly webhook, two destinations
+def write_config(folder: Path, vendor_url: str, gladly_url: str, more_destinations: str = "") -> Path:
+    """Two SDK sources (one key literal, one from the environment), a Gladly webhook, destinations
     whose base URLs point at a local stand-in, and the store in ``folder``."""
     text = f"""\
+    storage: sqlite:///events.db
+    delivery:
+      backoff: 1s
     sources:
       web:
         write_key: {WRITE_KEY}
@@ -47,12 +50,10 @@ def write_config(folder: Path, vendor_url: str, gladly_url: str, extra: str = ""
       crisp:
         settings: {{api_key: "crisp-id:crisp-key", website_id: site-1, base_url: {vendor_url}/crisp}}
         types: [identify]
-    storage: sqlite:///events.db
-    delivery:
-      backoff: 1s
     """
+    extra = textwrap.indent(textwrap.dedent(more_destinations), "  ")
     path = folder / "eventmap.yaml"
-    path.write_text(textwrap.dedent(text) + textwrap.dedent(extra), encoding="utf-8")
+    path.write_text(textwrap.dedent(text) + extra, encoding="utf-8")
     return path
 
 

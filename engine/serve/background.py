@@ -1,76 +1,61 @@
 """The work after the acknowledgement, in its own process: webhook mapping and delivery.
 
-The server processes only accept and store; this process runs every worker
-(``name`` and ``run_once(now)``) until the server stops. It is a separate
-process, not a thread in gunicorn's master, because the master forks server
-processes and a fork must not copy another thread's half-held locks or
-SQLite connections. It exits by itself when its parent goes away.
+The server processes only accept and store; this process runs the delivery
+runner with a worker per destination and one per webhook source, until the
+server stops. It is a separate process, not a thread in gunicorn's master,
+because the master forks server processes and a fork must not copy another
+thread's half-held locks or SQLite connections. It exits by itself when its
+parent goes away (a SIGKILLed server leaves no orphan delivering behind it).
 """
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-from ..deliver import HttpClient
+from ..deliver import DryRunClient, HttpClient, Runner, destination_workers, new_owner
 from ..intake import Intake
+from ..secrets import Masker
 from .config import demo_config, load_serve_config
 from .setup import Setup, build
 from .source_worker import SourceWorker
 
-log = logging.getLogger("eventmap.serve")
-IDLE = 0.5   # seconds between polls when there is nothing to do
+PARENT_CHECK = 1.0   # seconds between checks that the server is still there
 
 
-def source_workers(setup: Setup, store, intake: Intake) -> list[SourceWorker]:
+def source_workers(setup: Setup, store, intake: Intake, owner: str) -> list[SourceWorker]:
     client = HttpClient(timeout=setup.config.delivery.timeout)
     return [SourceWorker(setup.config.webhooks[name].pseudo_destination, bound, intake, store, client,
-                         setup.config.delivery) for name, bound in setup.sources.items()]
-
-
-def delivery_workers(setup: Setup, store, dry_run: bool) -> list:
-    """The destination workers, each with ``name`` and ``run_once(now)`` (the dry-run client when
-    ``dry_run``): the one place delivery is wired in. Until engine.deliver has its workers, none
-    run here and queued deliveries wait in the store for ``eventmap deliver``."""
-    return []
-
-
-def run(workers: list, stop: threading.Event, parent: int | None = None, idle: float = IDLE) -> None:
-    """Call every worker until ``stop`` is set (or the parent process is gone); sleep only when idle."""
-    while not stop.is_set():
-        if parent is not None and os.getppid() != parent:
-            return
-        busy = 0
-        for worker in workers:
-            try:
-                busy += worker.run_once(time.time())
-            except Exception:  # one worker's fault must not stop the others; its lease expires and it retries
-                log.exception("%s failed", worker.name)
-        if not busy:
-            stop.wait(idle)
+                         setup.config.delivery, owner=owner) for name, bound in setup.sources.items()]
 
 
 def main(config_file: str | None, folder: str, mappings: str, dry_run: bool, parent: int) -> None:
-    """The background process: rebuild the setup from the same file, then run until told to stop."""
+    """Rebuild the setup from the same file, then deliver until SIGTERM or the parent is gone."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the server's Ctrl-C stops us through SIGTERM
-    logging.basicConfig(level=logging.INFO, format="[background] %(levelname)s %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the server, which stops us with SIGTERM
     config = load_serve_config(Path(config_file)) if config_file else demo_config(Path(folder))
     setup = build(config, Path(mappings))
-    store = setup.open_store()
-    intake = Intake(setup.engine, setup.routes, store, config.delivery.dedupe_window)
-    workers = source_workers(setup, store, intake) + delivery_workers(setup, store, dry_run)
-    try:
-        run(workers, stop, parent)
-    finally:
-        store.close()
+    owner = new_owner()
+    secrets = frozenset(s for route in setup.routes for s in route.secrets) | frozenset(config.secrets())
+    with setup.open_store() as store:
+        intake = Intake(setup.engine, setup.routes, store, config.delivery.dedupe_window)
+        destinations = destination_workers(setup.routes, store, config.delivery, owner=owner, stop=stop,
+                                           client=DryRunClient() if dry_run else None)
+        workers = destinations + source_workers(setup, store, intake, owner)
+        runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in destinations},
+                        owner=owner, stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
+                        log=lambda text: print(text.replace("eventmap deliver", "eventmap serve"), file=sys.stderr,
+                                               flush=True))
+        runner.start()
+        while not stop.wait(PARENT_CHECK):
+            if os.getppid() != parent:
+                stop.set()
+        runner.join()
 
 
 def start(config_file: Path | None, folder: Path, mappings: Path, dry_run: bool) -> subprocess.Popen:

@@ -34,6 +34,9 @@ class GunicornServer(BaseApplication):
             "when_ready": _announce,
             "on_exit": self._on_exit,
         }
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn 25.1+ opens a control socket at one path per user: two servers would fight over it
+            settings["control_socket_disable"] = True
         for key, value in settings.items():
             self.cfg.set(key, value)
 
