@@ -217,3 +217,11 @@ def test_wrong_gladly_credentials_are_a_dead_letter_not_a_retry(server, store, s
 
 def _post(server, body):
     return requests.post(server.url + "/sources/gladly", json=body, auth=HOOK, timeout=10)
+
+
+def test_no_secret_in_the_repr_of_the_configuration_or_setup(setup):
+    config = load_serve_config(setup.config.folder / "eventmap.yaml", environment())
+    shown = repr(config) + repr(setup) + repr(config.webhooks) + repr(config.write_keys)
+    for secret in (HOOK_PASSWORD, GLADLY_TOKEN, "test-write-key-7f3a", "planhat-token", "crisp-key", "mobile-key"):
+        assert secret not in shown
+    assert "gladly" in shown and "planhat" in shown

@@ -103,7 +103,7 @@ class Collector:
         received = utc(now)
         intake = self.intake()
         decided = [self._decide(intake, complete(item, call, body, received), item) for item in items_of(call, body)]
-        self._store.accept([new for new, _ in decided], now, intake.dedupe_window)
+        intake.store.accept([new for new, _ in decided], now, intake.dedupe_window)
         rejected = [{"index": i, "messageId": new.message_id, "errors": errors}
                     for i, (new, errors) in enumerate(decided) if errors]
         if call != "batch":

@@ -56,7 +56,7 @@ class WebhookSource:
 
     name: str
     mapping: str
-    settings: dict
+    settings: dict = field(repr=False)   # may hold the vendor's API token
     basic: tuple[Secret, Secret] | None = None
     headers: dict[str, Secret] = field(default_factory=dict)
 
@@ -124,6 +124,11 @@ class ServeConfig:
     delivery: DeliveryOptions
     demo: bool = False            # no file: any write key, demo destinations, dry-run sink
     doc: YamlDocument | None = None  # the file's lines, to point later problems at them
+
+    def __repr__(self) -> str:
+        # destinations' settings may hold credentials written in the file: never shown
+        return (f"ServeConfig(file={self.file!r}, destinations={sorted(self.destinations)}, "
+                f"sources={self.write_keys.names() + sorted(self.webhooks)}, server={self.server}, demo={self.demo})")
 
     def located(self, problems: list[Problem]) -> list[Problem]:
         """Problems found after loading (settings, sources), given the line of the key they name."""

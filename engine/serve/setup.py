@@ -6,7 +6,7 @@ are reported before anything starts listening.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine import Engine
@@ -20,9 +20,9 @@ from .config import ServeConfig
 @dataclass
 class Setup:
     config: ServeConfig
-    engine: Engine
-    routes: list
-    sources: dict[str, BoundSource]   # webhook source name -> its mapping, settings resolved
+    engine: Engine = field(repr=False)
+    routes: list = field(repr=False)                     # their settings hold credentials
+    sources: dict[str, BoundSource] = field(repr=False)  # webhook source name -> its mapping, settings resolved
 
     def open_store(self) -> Store:
         storage = self.config.storage
