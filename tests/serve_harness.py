@@ -44,6 +44,11 @@ def write_config(folder: Path, vendor_url: str, gladly_url: str, more_destinatio
           org: acme
           agent_email: api@acme.example
           base_url: {gladly_url}
+      gladly-token:
+        webhook: Gladly
+        auth:
+          headers: {{X-Webhook-Token: {{env: TEST_GLADLY_HOOK_PASSWORD}}}}
+        settings: {{org: acme, agent_email: api@acme.example, base_url: {gladly_url}}}
     destinations:
       planhat:
         settings: {{tenant_token: planhat-token, base_url: {vendor_url}/planhat}}

@@ -124,6 +124,17 @@ def test_the_webhook_needs_the_credentials_gladly_sends(server):
     assert server.post("/sources/unknown", body, key=None).status_code == 404
 
 
+def test_a_webhook_may_authenticate_with_a_static_header_instead(server, store):
+    body = payload("ping")
+    url = server.url + "/sources/gladly-token"
+    assert requests.post(url, json=body, headers={"X-Webhook-Token": "nope"}, timeout=5).status_code == 401
+    assert requests.post(url, json=body, auth=HOOK, timeout=5).status_code == 401     # not this source's credentials
+    assert requests.post(url, json=body, headers={"X-Webhook-Token": HOOK_PASSWORD}, timeout=5).status_code == 200
+    stored = [r for r in store.list(destination="source:gladly-token", limit=100000)
+              if r.message_id == f"gladly-token:{body['id']}"]
+    assert [r.state for r in stored] == [QUEUED]
+
+
 def test_acknowledged_first_then_mapped_into_events_for_the_destinations(server, store, worker):
     body = payload("conversation-created")
     answer = _post(server, body)

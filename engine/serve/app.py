@@ -92,8 +92,8 @@ class Collector:
         return 200, metrics.CONTENT_TYPE, metrics.render(self.store().counts(self.clock())), []
 
     def ingest(self, call: str, environ):
-        offered = basic_credentials(environ.get("HTTP_AUTHORIZATION"))
-        source = self._source(offered[0] if offered else None) if offered else None
+        offered = (basic_credentials(environ.get("HTTP_AUTHORIZATION")) or ("", ""))[0]
+        source = self._source(offered) if offered else None   # a wrong key is refused before the body is read
         body = parse_json(read_body(environ["wsgi.input"], _length(environ), environ.get("HTTP_CONTENT_ENCODING"),
                                     limit_for(call), describe_limit(call)))
         if source is None:
