@@ -150,23 +150,29 @@ class DestinationWorker:
                 asked = retry_after(response.headers)
         now = self.clock()
         attempt = Attempt(now, status, error, max(0.0, now - started))
-        shown = request.to_dict()
         if error is None:
-            return 1, [Finish(i.id, DELIVERED, attempt, request=shown) for i in items]
+            return 1, [Finish(i.id, DELIVERED, attempt) for i in items]
         if status is None or is_retryable(status):
-            return 1, [self._retry_or_give_up(i, attempt, asked, shown, now) for i in items]
+            return 1, [self._retry_or_give_up(i, o, attempt, asked, now) for i, o in zip(items, outcomes)]
         if len(items) > 1:
             return self._split(items, outcomes, status)
         return 1, [Finish(items[0].id, DEAD, attempt, reason=f"{status} is final: the vendor refused this event",
-                          request=shown)]
+                          request=request.to_dict())]
 
-    def _retry_or_give_up(self, item: Leased, attempt: Attempt, asked, shown: dict, now: float) -> Finish:
+    def _retry_or_give_up(self, item: Leased, outcome, attempt: Attempt, asked, now: float) -> Finish:
         next_at = now + self.policy.wait(item.attempts + 1, asked, self.rng)
         if self.policy.gives_up(item.first_at, next_at):
             hours = self.policy.retry_for / 3600
-            return Finish(item.id, DEAD, attempt, request=shown,
+            return Finish(item.id, DEAD, attempt, request=self._alone(outcome),
                           reason=f"gave up after {item.attempts + 1} attempts over the {hours:g}h retry horizon")
-        return Finish(item.id, RETRYING, attempt, next_at=next_at, request=shown)
+        return Finish(item.id, RETRYING, attempt, next_at=next_at)
+
+    def _alone(self, outcome) -> dict:
+        """The request as it would carry this one event: what a dead letter keeps (masked), never a
+        whole batch per event."""
+        request, _ = self.route.destination.batch_groups([outcome], self.route.settings, self.route.secrets,
+                                                         enabled=self.batching)[0]
+        return request.to_dict()
 
     def _split(self, items: list[Leased], outcomes: list, status: int) -> tuple[int, list[Finish]]:
         """The vendor refused the whole batch: send each half on its own until the bad events stand alone."""
