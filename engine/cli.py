@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="threads per server process (default 4, or server.threads)")
     p.add_argument("--dry-run", action="store_true", help="deliver to the dry-run sink instead of the vendors")
     p.add_argument("--intake-only", action="store_true",
-                   help="only accept and store; map webhooks and deliver elsewhere ('eventmap deliver')")
+                   help="only accept and store: destinations are then delivered by 'eventmap deliver', "
+                        "and webhook payloads wait for a server started without this option")
     mappings_option(p)
     p.set_defaults(run=cmd_serve)
     return parser
