@@ -313,3 +313,13 @@ def test_secrets_never_reach_the_log(server):
     for secret in (WRITE_KEY, MOBILE_KEY, HOOK_PASSWORD):
         assert secret not in log
     assert "unknown write key" in log
+
+
+def test_timestamp_without_sent_at_is_kept_and_without_any_time_is_received_at(server, store):
+    kept, stamped = f"m-{uuid.uuid4()}", f"m-{uuid.uuid4()}"
+    server.post("/v1/track", {"userId": user(), "event": "Old", "messageId": kept, "timestamp": "2024-05-02T09:14:03Z"})
+    server.post("/v1/track", {"userId": user(), "event": "Now", "messageId": stamped})
+    old = stored(store, kept)["planhat"].event
+    assert old["timestamp"] == old["originalTimestamp"] == "2024-05-02T09:14:03Z"
+    new = stored(store, stamped)["planhat"].event
+    assert new["timestamp"] == new["receivedAt"] and "originalTimestamp" not in new
