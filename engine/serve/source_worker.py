@@ -34,16 +34,18 @@ class SourceWorker:
         return f"<SourceWorker {self.name}>"
 
     def run_once(self, now: float) -> int:
-        """Process up to ``batch`` due payloads, one lease each (lookups may be slow); returns how many."""
-        done = 0
+        """Process up to ``batch`` due payloads, one lease each (lookups may be slow); returns how many.
+
+        ``now`` moves on by the time the lookups take, so a later lease is not already expired."""
+        done, started = 0, self.clock()
         while done < self.batch:
-            leased = self.store.lease(self.name, 1, self.owner, now, self.options.lease)
+            at = now + (self.clock() - started)
+            leased = self.store.lease(self.name, 1, self.owner, at, self.options.lease)
             if not leased:
                 break
-            item = leased[0]
-            self.store.finish([self.verdict(item, now)], self.owner, self.clock())
+            finish = self.verdict(leased[0], at)
+            self.store.finish([finish], self.owner, now + (self.clock() - started))
             done += 1
-            now = self.clock()
         return done
 
     def verdict(self, item: Leased, now: float) -> Finish:
