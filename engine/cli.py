@@ -35,6 +35,7 @@ into the exact HTTP requests each vendor expects, from YAML mapping files.
   eventmap explain crisp event.json         which expression made each field
   eventmap batch events.jsonl --config eventmap.yaml
   eventmap source gladly webhook.json --lookups saved/ --to planhat
+  eventmap serve --config eventmap.yaml     a Segment-compatible collector
 
 Settings may also come from environment variables EVENTMAP_<DESTINATION>_<SETTING>,
 e.g. EVENTMAP_PLANHAT_TENANT_TOKEN. Secrets are masked unless --show-secrets.
@@ -127,6 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     mappings_option(p)
     p.set_defaults(run=cmd_source)
     add_outbox_commands(commands, mappings_option)
+
+    p = commands.add_parser("serve", help="a Segment-compatible HTTP collector: point a Segment SDK's host here",
+                            description="Accept Segment HTTP API calls (/v1/batch, /v1/track, ...) and vendor "
+                                        "webhooks (/sources/NAME), store them durably, and deliver them. With no "
+                                        "--config: localhost, any write key, ./eventmap.db and a dry-run sink.")
+    p.add_argument("--config", type=Path, help="configuration file: sources (write keys, webhooks), destinations, "
+                                               "storage, server")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1, or server.host)")
+    p.add_argument("--port", type=int, help="port (default 8088, or server.port; 0 picks a free one)")
+    p.add_argument("--workers", type=int, help="server processes (default 2, or server.workers)")
+    p.add_argument("--threads", type=int, help="threads per server process (default 4, or server.threads)")
+    p.add_argument("--dry-run", action="store_true", help="deliver to the dry-run sink instead of the vendors")
+    p.add_argument("--intake-only", action="store_true",
+                   help="only accept and store: destinations are then delivered by 'eventmap deliver', "
+                        "and webhook payloads wait for a server started without this option")
+    mappings_option(p)
+    p.set_defaults(run=cmd_serve)
     return parser
 
 
@@ -300,6 +318,15 @@ def send_all(engine, routes, outcomes_per_event, client) -> list[dict]:
                             "attempts": delivery.attempts, "status": delivery.status, "error": delivery.error,
                             "retryable": delivery.retryable})
     return reports
+
+
+def cmd_serve(args) -> int:
+    from .serve.command import serve  # gunicorn is imported only by the command that needs it
+    for name in ("port", "workers", "threads"):
+        value = getattr(args, name)
+        if value is not None and (value < (0 if name == "port" else 1) or value > (65535 if name == "port" else 64)):
+            raise UsageError(f"--{name} {value} is out of range")
+    return serve(args, default_mappings())
 
 
 # --------------------------------------------------------------------------- input helpers
