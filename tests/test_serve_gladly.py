@@ -236,3 +236,20 @@ def test_no_secret_in_the_repr_of_the_configuration_or_setup(setup):
     for secret in (HOOK_PASSWORD, GLADLY_TOKEN, "test-write-key-7f3a", "planhat-token", "crisp-key", "mobile-key"):
         assert secret not in shown
     assert "gladly" in shown and "planhat" in shown
+
+
+def test_eventmap_deliver_maps_webhooks_a_server_only_stored(server, store, setup, gladly):
+    """serve --intake-only on one host, eventmap deliver on another: the deliver side does the lookups."""
+    import subprocess
+    import sys
+    body = payload("conversation-created")
+    assert _post(server, body).status_code == 200
+    assert pseudo(store, body["id"]).state == QUEUED
+    done = subprocess.run([sys.executable, "-m", "engine", "deliver", "--config", "eventmap.yaml", "--until-idle",
+                           "--dry-run"], cwd=setup.config.folder, env=environment(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    mapped = pseudo(store, body["id"])
+    assert mapped.state == DELIVERED
+    assert "Gladly Conversation Created" in mapped.reason
+    assert GLADLY_TOKEN not in done.stdout + done.stderr
