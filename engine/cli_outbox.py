@@ -143,9 +143,9 @@ def cmd_enqueue(args) -> int:
             if len(chunk) >= ENQUEUE_CHUNK:
                 flush()
         flush()
-    print(f"eventmap enqueue: {totals['events']} events accepted ({totals['queued']} deliveries queued, "
-          f"{totals['skipped']} skipped), {totals['rejected']} rejected, {totals['unreadable']} unreadable lines",
-          file=sys.stderr)
+    print(f"eventmap enqueue: {totals['events'] - totals['rejected']} events accepted ({totals['queued']} deliveries "
+          f"queued, {totals['skipped']} skipped), {totals['rejected']} rejected (kept under '(intake)'), "
+          f"{totals['unreadable']} unreadable lines", file=sys.stderr)
     return EXIT_REJECTED if totals["rejected"] or totals["unreadable"] else EXIT_OK
 
 

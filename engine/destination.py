@@ -32,6 +32,7 @@ class Destination:
     envelope: Envelope | None
     batching: Batching | None
     limits: Limits = Limits()
+    obeys_integrations: bool = True   # false for a hub (Segment) whose integrations object is for what is behind it
 
     @property
     def call_types(self) -> list[str]:
@@ -75,9 +76,11 @@ class Destination:
         if self.batching is None or not enabled:
             return [(r, [o]) for o in outcomes if o.status == SEND for r in o.requests]
         group: list[Outcome] = []
-        # max_bytes counts the items as JSON, their commas, and the envelope around none of them;
-        # exact for envelopes that embed the items as JSON (arrays, {"batch": [...]}).
-        overhead = self._envelope_size(settings)
+        # max_bytes counts the items as JSON, the commas between them, and the envelope around
+        # one item; exact for envelopes that embed the items as JSON (arrays, {"batch": [...]})
+        # and whose other fields do not grow with the number of items.
+        first = next((o.items[0] for o in outcomes if o.status == SEND and o.items), None)
+        overhead = self._envelope_size(settings, first)
         size = overhead
         for outcome in outcomes:
             if outcome.status != SEND:
@@ -97,9 +100,17 @@ class Destination:
             requests.append((self._batch_request(group, settings, secrets), group))
         return requests
 
-    def _envelope_size(self, settings: dict) -> int:
+    def _envelope_size(self, settings: dict, sample=None) -> int:
+        """Bytes of the envelope around the items, less one comma (items are counted with theirs).
+
+        Measured around one real item, not an empty list: an envelope such as
+        ``{data: {"@path": items}}`` drops an empty list altogether.
+        """
         envelope = self.batching.envelope or self.envelope
-        return len(_json_bytes(envelope.wrap([], settings) if envelope else []))
+        if sample is None:
+            return len(_json_bytes(envelope.wrap([], settings) if envelope else []))
+        wrapped = envelope.wrap([sample], settings) if envelope else [sample]
+        return len(_json_bytes(wrapped)) - len(_json_bytes(sample)) - 1
 
     def _batch_request(self, group: list[Outcome], settings: dict, secrets) -> Request:
         items = [item for outcome in group for item in outcome.items]

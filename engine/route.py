@@ -53,7 +53,7 @@ class Route:
         name = self.destination.name
         if not self.enabled:
             return f"{name} is disabled in the configuration"
-        reason = integrations_decision(event, name)
+        reason = integrations_decision(event, name) if self.destination.obeys_integrations else None
         if reason:
             return reason
         call_type = event.get("type")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .deliver.http import TransportError, is_retryable
 from .load.settings import SettingsSpec
-from .map.language import MappingError, Node, Scope, is_truthy
+from .map.language import MappingError, Node, Scope, is_empty, is_truthy
 from .problems import Problem
 from .render.endpoint import Endpoint
 from .secrets import Masker
@@ -47,6 +47,7 @@ class Lookup:
     when: object | None       # compiled JMESPath or None
     endpoint: Endpoint
     on_status: dict           # status -> ("skip" | "reject" | "empty", message Node | None)
+    requires: list = field(default_factory=list)  # (path, compiled JMESPath, message or None)
 
 
 @dataclass
@@ -125,6 +126,12 @@ class BoundSource:
         lookup = self.source.lookups[name]
         if lookup.when is not None and not is_truthy(lookup.when.search(scope.event)):
             return None
+        if lookup.requires:
+            data = {**scope.event, "vars": scope.vars}
+            missing = [Problem(path, message or f"'{path}' is required to look up {name}, but it is missing or empty")
+                       for path, expression, message in lookup.requires if is_empty(expression.search(data))]
+            if missing:
+                raise _Stop(result(REJECTED, errors=missing))
         request = lookup.endpoint.build(scope, None, self.source.name, f"lookup {name}", (), self.secrets)
         shown = f"{request.method} {Masker(self.secrets).text(request.full_url())}"
         if client is None:

@@ -281,10 +281,6 @@ def test_primary_phone_without_normalized_and_without_country_code_is_passed_thr
     assert only_event(process(gladly, "conversation-created-no-agent"))["properties"]["phone"] == "(415) 555-0132"
 
 
-@pytest.mark.xfail(strict=True, reason="proposal: the seed wants E.164 for every phone; gladly.yaml has no setting "
-                                       "for the organisation's country, so '(415) 555-0132' cannot become "
-                                       "'+14155550132'. Suggested: an optional `phone_region` setting passed as "
-                                       "{e164: '{{ settings.phone_region }}'}")
 def test_phone_region_setting_makes_local_numbers_e164(engine):
     gladly = engine.source("gladly", {**SETTINGS, "phone_region": "US"}, environ={})
     assert only_event(process(gladly, "conversation-created-no-agent"))["properties"]["phone"] == "+14155550132"
@@ -420,10 +416,6 @@ def test_ids_are_encoded_as_one_path_segment(gladly):
     assert client.requests[0].url == "https://acme.gladly.com/api/v1/conversations/x%2F..%2F..%2Fagents%2Fzz"
 
 
-@pytest.mark.xfail(strict=True, reason="a payload without content.conversationId is still looked up, as "
-                                       "GET /api/v1/conversations/ (Gladly's answer decides: a 404 rejects with "
-                                       "'conversation  does not exist in Gladly', a 405 fails); it should be "
-                                       "rejected without a request, naming content.conversationId")
 def test_payload_without_conversation_id_is_rejected_without_a_request(gladly):
     payload = load("conversation-created")
     del payload["content"]["conversationId"]
@@ -431,6 +423,9 @@ def test_payload_without_conversation_id_is_rejected_without_a_request(gladly):
     result = gladly.process(payload, client)
     assert result.status == "rejected"
     assert client.requests == []
+    assert [(e.path, e.message) for e in result.errors] == [
+        ("payload.content.conversationId",
+         "the webhook payload has no content.conversationId; Gladly always sends one for conversation events")]
 
 
 # --------------------------------------------------------------------------- 3. live lookups
@@ -731,3 +726,21 @@ def test_retry_after_zero_is_honoured():
     done = deliver(Scripted(Response(429, {}, {"Retry-After": "0"}), Response(200, {})), request, sleep=waits.append)
     assert done.delivered and done.attempts == 2
     assert waits == [0.0]
+
+
+def test_a_broken_requires_path_is_named_with_file_and_line(tmp_path):
+    from conftest import REPO
+    from engine import ConfigError, Engine
+    shipped = (REPO / "mappings" / "sources" / "gladly.yaml").read_text(encoding="utf-8")
+    broken = shipped.replace("      - path: payload.content.conversationId", "      - path: payload.content.[")
+    (tmp_path / "destinations").mkdir()
+    (tmp_path / "destinations" / "planhat.yaml").write_text(
+        (REPO / "mappings" / "destinations" / "planhat.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "gladly.yaml").write_text(broken, encoding="utf-8")
+    line = broken.splitlines().index("      - path: payload.content.[") + 1
+    with pytest.raises(ConfigError) as caught:
+        Engine(tmp_path)
+    [problem] = caught.value.problems
+    assert (problem.line, problem.path) == (line, "lookups.conversation.requires[0]")
+    assert "not a valid JMESPath expression" in problem.message

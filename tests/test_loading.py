@@ -78,7 +78,7 @@ def test_unknown_top_level_key(load_errors):
     text = GOOD.replace("name: X\n", "name: X\nnmae: Y\n")
     assert load_errors({"x.yaml": text}) == [
         f"{FILE}:2: nmae: unknown key 'nmae' (expected one of: actions, batch, defaults, description, docs, "
-        "envelope, limits, name, settings)"]
+        "envelope, integrations, limits, name, settings)"]
 
 
 def test_unknown_call_type_names_its_own_line_and_path(load_errors):

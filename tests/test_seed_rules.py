@@ -546,3 +546,14 @@ def test_order_updated_with_order_status_has_no_warning(engine, routes):
     outcome = render(engine, routes, "richpanel", event("track-order-updated"))
     assert outcome.warnings == []
     assert "warnings" not in outcome.to_dict()
+
+
+def test_segment_forwards_the_integrations_object_instead_of_obeying_it(engine):
+    """{"All": false, "Mixpanel": true} is for Segment's downstream destinations: it must reach Segment."""
+    segment = engine.route("segment", {"write_key": "wk"}, environ={})
+    ev = {**event("integrations-planhat-only"), "integrations": {"All": False, "Mixpanel": True}}
+    outcome = engine.render(ev, segment)
+    assert outcome.status == "send"
+    assert only_request(outcome).body["integrations"] == {"All": False, "Mixpanel": True}
+    planhat = engine.route("planhat", SETTINGS["planhat"], environ={})
+    assert engine.render(ev, planhat).status == "skipped"  # obeying destinations still obey

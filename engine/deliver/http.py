@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
+import urllib.request
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,7 @@ class HttpClient:
     def __init__(self, timeout: float = 10.0, session: requests.Session | None = None):
         self.timeout = timeout
         self.session = session or requests.Session()
+        read_environment_once(self.session)
 
     def send(self, request: Request) -> Response:
         headers = {"User-Agent": USER_AGENT, **request.headers}
@@ -116,13 +119,29 @@ def retry_after(headers: dict) -> float | None:
         return max(0.0, when.timestamp() - time.time()) if when else None
 
 
+def read_environment_once(session: requests.Session) -> None:
+    """Proxies and CA bundle from the environment, read now rather than on every request.
+
+    requests re-reads os.environ for each call when ``trust_env`` is on, which
+    costs more than the rest of a local request. With a proxy configured we
+    leave requests in charge, because NO_PROXY is matched per URL.
+    """
+    if not session.trust_env or urllib.request.getproxies():
+        return
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+    session.trust_env = False
+
+
 def _body(answer: requests.Response):
     if "json" in answer.headers.get("Content-Type", ""):
         try:
             return answer.json()
         except ValueError:
             pass
-    return answer.text
+    # no charset guessing: vendors answer UTF-8, and the text is only shown in errors
+    return answer.content.decode(answer.encoding or "utf-8", "replace")
 
 
 def summarize(body, request: Request) -> str:

@@ -80,29 +80,38 @@ class DestinationWorker:
         return max(1, min(20, int(rate * self.lease_for / 4)))
 
     def run_once(self, now: float | None = None) -> int:
-        """One turn: lease, render, send, record. Returns how many deliveries it handled (0: none due)."""
+        """One turn: lease, render, send, record. Returns how many deliveries it handled (0: none due).
+
+        Each request's verdicts are recorded as soon as it is answered, so a
+        killed worker re-sends at most the requests it had in flight.
+        """
         now = self.clock() if now is None else now
         leased = self.store.lease(self.name, self.lease_size, self.owner, now, self.lease_for)
         if not leased:
             return 0
         finishes, sendable = self._render(leased)
+        self._record(finishes, 0)
         groups = self.route.destination.batch_groups([o for o, _ in sendable], self.route.settings,
                                                      self.route.secrets, enabled=self.batching)
         by_outcome = {id(o): item for o, item in sendable}
-        requests = 0
+        unsent = []
         for request, outcomes in groups:
-            if self.stop is not None and self.stop.is_set() and requests:
-                break  # stopping: what was not sent goes back to the queue below, untouched
             items = [by_outcome[id(o)] for o in outcomes]
+            if self.stop is not None and self.stop.is_set():
+                unsent += items  # stopping: back to the queue, untouched
+                continue
             sent, verdicts = self._send(request, items, outcomes)
-            requests += sent
-            finishes += verdicts
-        self.store.finish(finishes, self.owner, self.clock())
-        unsent = {item.id for item in leased} - {f.id for f in finishes}
+            if not verdicts:
+                unsent += items
+            self._record(verdicts, sent)
         if unsent:
-            self.store.release(self.owner, sorted(unsent))
-        self.stats.add(finishes, requests)
+            self.store.release(self.owner, [item.id for item in unsent])
         return len(leased)
+
+    def _record(self, finishes: list[Finish], requests: int) -> None:
+        if finishes:
+            self.store.finish(finishes, self.owner, self.clock())
+        self.stats.add(finishes, requests)
 
     # --- rendering
     def _render(self, leased: list[Leased]):
@@ -141,23 +150,29 @@ class DestinationWorker:
                 asked = retry_after(response.headers)
         now = self.clock()
         attempt = Attempt(now, status, error, max(0.0, now - started))
-        shown = request.to_dict()
         if error is None:
-            return 1, [Finish(i.id, DELIVERED, attempt, request=shown) for i in items]
+            return 1, [Finish(i.id, DELIVERED, attempt) for i in items]
         if status is None or is_retryable(status):
-            return 1, [self._retry_or_give_up(i, attempt, asked, shown, now) for i in items]
+            return 1, [self._retry_or_give_up(i, o, attempt, asked, now) for i, o in zip(items, outcomes)]
         if len(items) > 1:
             return self._split(items, outcomes, status)
         return 1, [Finish(items[0].id, DEAD, attempt, reason=f"{status} is final: the vendor refused this event",
-                          request=shown)]
+                          request=request.to_dict())]
 
-    def _retry_or_give_up(self, item: Leased, attempt: Attempt, asked, shown: dict, now: float) -> Finish:
+    def _retry_or_give_up(self, item: Leased, outcome, attempt: Attempt, asked, now: float) -> Finish:
         next_at = now + self.policy.wait(item.attempts + 1, asked, self.rng)
         if self.policy.gives_up(item.first_at, next_at):
             hours = self.policy.retry_for / 3600
-            return Finish(item.id, DEAD, attempt, request=shown,
+            return Finish(item.id, DEAD, attempt, request=self._alone(outcome),
                           reason=f"gave up after {item.attempts + 1} attempts over the {hours:g}h retry horizon")
-        return Finish(item.id, RETRYING, attempt, next_at=next_at, request=shown)
+        return Finish(item.id, RETRYING, attempt, next_at=next_at)
+
+    def _alone(self, outcome) -> dict:
+        """The request as it would carry this one event: what a dead letter keeps (masked), never a
+        whole batch per event."""
+        request, _ = self.route.destination.batch_groups([outcome], self.route.settings, self.route.secrets,
+                                                         enabled=self.batching)[0]
+        return request.to_dict()
 
     def _split(self, items: list[Leased], outcomes: list, status: int) -> tuple[int, list[Finish]]:
         """The vendor refused the whole batch: send each half on its own until the bad events stand alone."""

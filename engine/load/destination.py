@@ -59,7 +59,7 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
 
     limits = _compile_limits(data.get("limits") or {}, doc, problems)
     destination = Destination(data["name"], slug, doc.file, data.get("description", ""), settings,
-                              actions, envelope, batching, limits)
+                              actions, envelope, batching, limits, data.get("integrations", "obey") == "obey")
     return destination, problems
 
 

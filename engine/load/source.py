@@ -57,7 +57,11 @@ def compile_source(doc: YamlDocument, slug: str) -> tuple[Source, list[Problem]]
             action, message = next(iter(rule.items()))
             node = compiler.value(message, path + ("on_status", status, action)) if action != "empty" else None
             on_status[int(status)] = (action, node)
-        lookups[name] = Lookup(name, when, endpoint, on_status)
+        requires = []
+        for i, entry in enumerate(spec.get("requires") or []):
+            field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
+            requires.append((field, expression(field, path + ("requires", i)), message))
+        lookups[name] = Lookup(name, when, endpoint, on_status, requires)
 
     handlers = {}
     for kind, spec in data["handlers"].items():
