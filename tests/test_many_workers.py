@@ -110,10 +110,28 @@ def eventmap(*args, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def start_worker(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engine", "deliver", "--config", str(config), "--progress", "0.2"],
-                            cwd=config.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+class Worker:
+    """An ``eventmap deliver`` process; its stderr (a progress line every 0.2s) read as it comes."""
+
+    def __init__(self, config: Path):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine", "deliver", "--config", str(config), "--progress", "0.2"],
+            cwd=config.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stderr), daemon=True)
+        self.reader.start()
+
+    def delivered(self) -> int:
+        """What it said it delivered last."""
+        return max((int(n) for n in re.findall(r"sink: (\d+) delivered", "".join(self.lines))), default=0)
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+        self.reader.join(10)
+        return "".join(self.lines)
 
 
 def configure(tmp_path: Path, backend, sink: Sink, lease: str) -> Path:
@@ -162,31 +180,24 @@ def wait_until_delivered(backend, workers, deadline: float) -> dict:
             counts = store.counts(time.time()).get("sink", {})
             if counts.get("delivered", 0) == EVENTS:
                 return counts
-            assert any(p.poll() is None for p in workers), "every worker exited"
+            assert any(w.process.poll() is None for w in workers), "every worker exited"
             time.sleep(0.1)
         return store.counts(time.time()).get("sink", {})
-
-
-def stop(workers) -> list[str]:
-    for p in workers:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    return [p.communicate(timeout=30)[1] for p in workers]
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_several_workers_deliver_each_event_exactly_once(tmp_path, backend, sink):
     config = configure(tmp_path, backend, sink, lease="30s")
     enqueue_with_the_cli(config)
-    workers = [start_worker(config) for _ in range(WORKERS)]
+    workers = [Worker(config) for _ in range(WORKERS)]
     try:
         counts = wait_until_delivered(backend, workers, time.monotonic() + 60)
     finally:
-        logs = stop(workers)
+        logs = [w.stop() for w in workers]
     assert counts == {"delivered": EVENTS}, logs
     assert len(sink.received) == EVENTS
     assert sink.received.most_common(1)[0][1] == 1  # exactly once each
-    assert all(p.returncode == 0 and "stopped cleanly" in log for p, log in zip(workers, logs)), logs
+    assert all(w.process.returncode == 0 and "stopped cleanly" in log for w, log in zip(workers, logs)), logs
     shares = [int(log.rsplit("sink: ", 1)[1].split(" delivered")[0]) for log in logs]
     assert sum(shares) == EVENTS and sum(1 for s in shares if s) > 1  # they really did share the queue
 
@@ -195,21 +206,20 @@ def test_several_workers_deliver_each_event_exactly_once(tmp_path, backend, sink
 def test_a_worker_killed_mid_run_loses_nothing(tmp_path, backend, sink):
     config = configure(tmp_path, backend, sink, lease="1s")
     enqueue_in_process(backend)
-    workers = [start_worker(config) for _ in range(WORKERS)]
+    workers = [Worker(config) for _ in range(WORKERS)]
     victim = workers[0]
     try:
         deadline = time.monotonic() + 60
-        while sink.distinct() < EVENTS // 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
+        while (victim.delivered() == 0 or sink.distinct() < EVENTS // 5) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait(10)
         left_at_kill = EVENTS - sink.distinct()
         counts = wait_until_delivered(backend, workers[1:], time.monotonic() + 60)
     finally:
-        logs = stop(workers)
-    assert victim.returncode == -signal.SIGKILL
-    assert max(map(int, re.findall(r"sink: (\d+) delivered", logs[0])), default=0) > 0  # it was working
-    assert left_at_kill > 0
+        logs = [w.stop() for w in workers]
+    assert victim.process.returncode == -signal.SIGKILL
+    assert victim.delivered() > 0 and left_at_kill > 0  # it died mid-run
     assert counts == {"delivered": EVENTS}, logs
     assert set(sink.received) == {f"m{i}" for i in range(EVENTS)}  # none lost; a few may have come twice
-    assert all(p.returncode == 0 for p in workers[1:]), logs
+    assert all(w.process.returncode == 0 for w in workers[1:]), logs
