@@ -202,7 +202,7 @@ class PostgresStore(Store):
 
     # --- workers
     def lease(self, destination: str, limit: int, owner: str, now: float, lease_for: float) -> list[Leased]:
-        with self._write() as conn:
+        with self._conn() as conn:  # one statement: its own transaction, one round trip
             rows = conn.execute(
                 "UPDATE deliveries d SET lease_owner = %s, lease_until = %s"
                 " FROM (SELECT id FROM deliveries WHERE destination = %s AND state IN " + PENDING_SQL +
@@ -214,26 +214,29 @@ class PostgresStore(Store):
         return sorted((Leased(r[0], destination, r[1], r[2], r[3], r[4]) for r in rows), key=lambda item: item.id)
 
     def finish(self, results: list[Finish], owner: str, now: float) -> int:
+        """One statement (one round trip, its own transaction): verdicts, then attempts of those applied."""
         if not results:
             return 0
-        with self._write() as conn, conn.cursor() as cur:
-            cur.executemany(
-                "UPDATE deliveries SET state = %s, next_at = %s, lease_owner = NULL, lease_until = NULL,"
-                " attempts = attempts + %s, round_attempts = round_attempts + %s, updated_at = %s,"
-                " reason = COALESCE(%s, reason), errors = COALESCE(%s, errors),"
-                " last_status = COALESCE(%s, last_status), last_error = %s, request = COALESCE(%s, request)"
-                " WHERE id = %s AND lease_owner = %s RETURNING id",
-                [(r.state, r.next_at, int(r.attempt is not None), int(r.attempt is not None), now, _text(r.reason),
-                  _json(r.errors) if r.errors else None, r.attempt.status if r.attempt else None,
-                  _text(r.attempt.error) if r.attempt else None, _json(r.request) if r.request else None, r.id, owner)
-                 for r in results], returning=True)
-            applied = set(_returned(cur))
-            attempts = [(r.id, r.attempt.at, r.attempt.status, _text(r.attempt.error), r.attempt.duration)
-                        for r in results if r.id in applied and r.attempt is not None]
-            if attempts:
-                cur.executemany("INSERT INTO attempts(delivery_id, at, status, error, duration)"
-                                " VALUES (%s, %s, %s, %s, %s)", attempts)
-        return len(applied)
+        columns = list(zip(*[(
+            r.id, r.state, r.next_at, int(r.attempt is not None), _text(r.reason), _dumps(r.errors) if r.errors else None,
+            r.attempt.status if r.attempt else None, _text(r.attempt.error) if r.attempt else None,
+            _dumps(r.request) if r.request else None, r.attempt.at if r.attempt else None,
+            r.attempt.duration if r.attempt else None) for r in results]))
+        with self._conn() as conn:
+            return conn.execute(
+                "WITH input AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::int[], %s::text[],"
+                " %s::text[], %s::int[], %s::text[], %s::text[], %s::float8[], %s::float8[])"
+                " AS i(id, state, next_at, tried, reason, errors, status, error, request, at, duration)),"
+                " done AS (UPDATE deliveries d SET state = i.state, next_at = i.next_at, lease_owner = NULL,"
+                " lease_until = NULL, attempts = d.attempts + i.tried, round_attempts = d.round_attempts + i.tried,"
+                " updated_at = %s, reason = COALESCE(i.reason, d.reason), errors = COALESCE(i.errors::json, d.errors),"
+                " last_status = COALESCE(i.status, d.last_status), last_error = i.error,"
+                " request = COALESCE(i.request::json, d.request)"
+                " FROM input i WHERE d.id = i.id AND d.lease_owner = %s RETURNING d.id),"
+                " logged AS (INSERT INTO attempts(delivery_id, at, status, error, duration)"
+                " SELECT i.id, i.at, i.status, i.error, i.duration FROM input i JOIN done ON done.id = i.id"
+                " WHERE i.tried = 1)"
+                " SELECT COUNT(*) FROM done", (*[list(c) for c in columns], now, owner)).fetchone()[0]
 
     def release(self, owner: str, ids: list[int] | None = None) -> int:
         if ids is not None and not ids:
@@ -242,7 +245,7 @@ class PostgresStore(Store):
         if ids is not None:
             where += " AND id = ANY(%s)"
             params.append(list(ids))
-        with self._write() as conn:
+        with self._conn() as conn:
             return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
                                 params).rowcount
 
@@ -304,7 +307,7 @@ class PostgresStore(Store):
         if destination:
             where.append("destination = %s")
             params.append(destination)
-        with self._write() as conn:
+        with self._conn() as conn:
             return conn.execute(
                 f"UPDATE deliveries SET state = %s, next_at = %s, first_at = %s, round_attempts = 0, updated_at = %s,"
                 f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
@@ -387,8 +390,12 @@ def _returned(cur, whole: bool = False) -> list:
             return [r for r in rows if r is not None]
 
 
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(value) -> Json:
-    return Json(value, dumps=lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+    return Json(value, dumps=_dumps)
 
 
 def _text(value: str | None) -> str | None:
