@@ -8,6 +8,7 @@ import argparse
 from collections import Counter
 import json
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -20,6 +21,7 @@ from .paths import SCHEMA_DIR
 from .map.language import Scope, leaves, MappingError
 from .outcome import REJECTED
 from .problems import ConfigError, Problem
+from .render import jsoncodec
 from .secrets import Masker
 
 EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
@@ -33,6 +35,7 @@ into the exact HTTP requests each vendor expects, from YAML mapping files.
   eventmap explain crisp event.json         which expression made each field
   eventmap batch events.jsonl --config eventmap.yaml
   eventmap source gladly webhook.json --lookups saved/ --to planhat
+  eventmap serve --config eventmap.yaml     a Segment-compatible collector
 
 Settings may also come from environment variables EVENTMAP_<DESTINATION>_<SETTING>,
 e.g. EVENTMAP_PLANHAT_TENANT_TOKEN. Secrets are masked unless --show-secrets.
@@ -85,9 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     mappings_option(p)
     p.set_defaults(run=cmd_render)
 
-    p = commands.add_parser("explain", help="show each output field with the expression that produced it and its value")
+    p = commands.add_parser("explain", help="show each output field with the expression that produced it and its value",
+                            description="eventmap explain DEST EVENT: each output field, its expression and value. "
+                                        "eventmap explain --code DEST TYPE: the Python the mapping compiles to.")
     p.add_argument("destination")
-    p.add_argument("event", help="a JSON file with one event, or -")
+    p.add_argument("event", help="a JSON file with one event, or - (with --code: a call type such as track)")
+    p.add_argument("--code", action="store_true", help="print the generated Python for the call type given instead of an event")
     p.add_argument("--settings", help="settings as a JSON object or a JSON/YAML file")
     mappings_option(p)
     p.set_defaults(run=cmd_explain)
@@ -122,6 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     mappings_option(p)
     p.set_defaults(run=cmd_source)
     add_outbox_commands(commands, mappings_option)
+
+    p = commands.add_parser("serve", help="a Segment-compatible HTTP collector: point a Segment SDK's host here",
+                            description="Accept Segment HTTP API calls (/v1/batch, /v1/track, ...) and vendor "
+                                        "webhooks (/sources/NAME), store them durably, and deliver them. With no "
+                                        "--config: localhost, any write key, ./eventmap.db and a dry-run sink.")
+    p.add_argument("--config", type=Path, help="configuration file: sources (write keys, webhooks), destinations, "
+                                               "storage, server")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1, or server.host)")
+    p.add_argument("--port", type=int, help="port (default 8088, or server.port; 0 picks a free one)")
+    p.add_argument("--workers", type=int, help="server processes (default 2, or server.workers)")
+    p.add_argument("--threads", type=int, help="threads per server process (default 4, or server.threads)")
+    p.add_argument("--dry-run", action="store_true", help="deliver to the dry-run sink instead of the vendors")
+    p.add_argument("--intake-only", action="store_true",
+                   help="only accept and store: destinations are then delivered by 'eventmap deliver', "
+                        "and webhook payloads wait for a server started without this option")
+    mappings_option(p)
+    p.set_defaults(run=cmd_serve)
     return parser
 
 
@@ -163,6 +186,8 @@ def cmd_render(args) -> int:
 
 def cmd_explain(args) -> int:
     engine = make_engine(args)
+    if args.code:
+        return print_code(engine, args.destination, args.event)
     route = engine.route(args.destination, read_settings(args.settings))
     event = read_event(args.event)
     outcome = engine.render(event, route)
@@ -190,14 +215,26 @@ def cmd_explain(args) -> int:
     return EXIT_OK
 
 
+def print_code(engine: Engine, destination: str, call_type: str) -> int:
+    """The Python a destination's action compiles to (map/codegen.py), for people reading or debugging it."""
+    found = engine.destination(destination)
+    action = found.actions.get(call_type)
+    if action is None:
+        raise UsageError(f"{found.name} has no '{call_type}' action (actions: {', '.join(found.actions)})")
+    print(action.compiled(found.envelope, f"{found.name} {call_type}").source(), end="")
+    return EXIT_OK
+
+
 def cmd_batch(args) -> int:
+    """One event at a time from a lazy line reader: memory stays flat however long the input is."""
     if args.config:
         engine, routes = engine_and_routes(args)
     else:
         engine = make_engine(args)
         routes = [engine.route(args.destination, read_settings(args.settings))]
     counts = Counter()
-    for number, event in read_lines(args.events):
+    progress = Progress(sys.stderr)
+    for number, event in read_lines(args.events, loads=jsoncodec.loads):
         if isinstance(event, Problem):
             outcomes = [{"destination": r.destination.name, "status": REJECTED, "requests": [], "reason": "unreadable line",
                          "errors": [event.as_dict()]} for r in routes]
@@ -206,9 +243,35 @@ def cmd_batch(args) -> int:
         for outcome in outcomes:
             counts[outcome["status"]] += 1
             print_json({"line": number, **outcome}, indent=None)
+        progress.update(number, counts)
+    progress.close()
     summary = ", ".join(f"{counts[s]} {s}" for s in ("send", "skipped", "rejected"))
     print(f"eventmap batch: {summary}", file=sys.stderr)
     return EXIT_REJECTED if args.strict and counts[REJECTED] else EXIT_OK
+
+
+class Progress:
+    """A one-line counter on stderr, redrawn a few times a second, only when stderr is a terminal."""
+
+    def __init__(self, stream, every: float = 0.25):
+        self.stream, self.every = stream, every
+        isatty = getattr(stream, "isatty", None)
+        self.active = bool(isatty and isatty())
+        self.next = time.monotonic() + every
+        self.shown = False
+
+    def update(self, line: int, counts: Counter) -> None:
+        if not self.active or time.monotonic() < self.next:
+            return
+        self.next = time.monotonic() + self.every
+        self.stream.write(f"\reventmap batch: line {line:,}: {counts['send']:,} send, "
+                          f"{counts['skipped']:,} skipped, {counts['rejected']:,} rejected")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")  # clear the progress line; the summary follows
 
 
 def cmd_source(args) -> int:
@@ -255,6 +318,15 @@ def send_all(engine, routes, outcomes_per_event, client) -> list[dict]:
                             "attempts": delivery.attempts, "status": delivery.status, "error": delivery.error,
                             "retryable": delivery.retryable})
     return reports
+
+
+def cmd_serve(args) -> int:
+    from .serve.command import serve  # gunicorn is imported only by the command that needs it
+    for name in ("port", "workers", "threads"):
+        value = getattr(args, name)
+        if value is not None and (value < (0 if name == "port" else 1) or value > (65535 if name == "port" else 64)):
+            raise UsageError(f"--{name} {value} is out of range")
+    return serve(args, default_mappings())
 
 
 # --------------------------------------------------------------------------- input helpers
@@ -304,8 +376,8 @@ def read_event(name: str):
         raise UsageError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
 
 
-def read_lines(name: str):
-    """(line number, event) per non-blank line; an unreadable line yields a Problem, never vanishes."""
+def read_lines(name: str, loads=json.loads):
+    """(line number, event) per non-blank line, read lazily; an unreadable line yields a Problem, never vanishes."""
     try:
         stream = sys.stdin if name == "-" else open(name, encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -315,7 +387,7 @@ def read_lines(name: str):
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, loads(line)
             except json.JSONDecodeError as exc:
                 yield number, Problem("", f"{name}:{number}: not valid JSON: {exc.msg} (column {exc.colno})")
 

@@ -109,6 +109,19 @@ def engine_routes(args, config: Config):
     return engine, routes_from_config(engine, config)
 
 
+def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> list:
+    """Webhook payloads a server stored (``sources:`` with ``webhook:``) are mapped here too, so
+    ``eventmap serve --intake-only`` plus ``eventmap deliver`` on other hosts does the whole job."""
+    if not any("webhook" in spec for spec in (config.data.get("sources") or {}).values()):
+        return []
+    from .serve.background import source_workers
+    from .serve.config import load_serve_config
+    from .serve.setup import build
+    setup = build(load_serve_config(args.config), engine.root)
+    intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
+    return source_workers(setup, store, intake, owner)
+
+
 # --------------------------------------------------------------------------- commands
 
 def cmd_enqueue(args) -> int:
@@ -158,13 +171,15 @@ def cmd_deliver(args) -> int:
     secrets = frozenset(s for route in routes for s in route.secrets)
     with store_for(args, config) as store:
         workers = destination_workers(routes, store, config.delivery, owner=owner, stop=stop, client=client)
+        workers += webhook_workers(args, config, engine, routes, store, owner)
         if not workers:
             raise ConfigError([Problem("destinations", "no enabled destination to deliver to", config.file)])
         if args.until_idle:
             drain(workers, store)
             print(progress_line(workers, store, time.time()), file=sys.stderr)
             return 0
-        runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in workers}, owner=owner,
+        runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in workers
+                                                 if hasattr(w, "route")}, owner=owner,
                         stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets))
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:

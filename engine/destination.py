@@ -38,8 +38,12 @@ class Destination:
     def call_types(self) -> list[str]:
         return list(self.actions)
 
-    def render(self, event: dict, settings: dict, secrets: frozenset) -> Outcome:
-        """Map one already-validated event; never raises for bad event data."""
+    def render(self, event: dict, settings: dict, secrets: frozenset, *, reference: bool = False) -> Outcome:
+        """Map one already-validated event; never raises for bad event data.
+
+        Runs the action's generated Python; ``reference=True`` runs the interpreter
+        (Node.evaluate) instead, which defines what the generated code must produce.
+        """
         call_type = event.get("type")
         message_id = event.get("messageId")
         action = self.actions.get(call_type)
@@ -47,14 +51,25 @@ class Destination:
             return Outcome(self.name, SKIPPED, reason=f"call type '{call_type}' is not accepted by {self.name} "
                            f"(accepts: {', '.join(self.actions)})", message_id=message_id)
         label = f"{self.name} {call_type}"
+        bound = None if reference else action.bound(settings, self.envelope, label)
         try:
-            payload, scope = action.payload(event, settings)
-            missing = action.missing_required(payload, scope, label)
+            if bound is None:
+                payload, scope = action.payload(event, settings)
+                missing = action.missing_required(payload, scope, label)
+            else:
+                payload, vars = bound.payload(event)
+                missing = bound.any_missing(payload, vars) and \
+                    action.missing_required(payload, Scope(event, settings, vars), label)
             if missing:
                 return Outcome(self.name, REJECTED, errors=missing, message_id=message_id, action=call_type,
                                reason="required fields are missing")
-            body = self.envelope.wrap([payload], settings) if self.envelope else payload
-            request = action.endpoint.build(scope, body, self.name, call_type, (message_id,), secrets)
+            if bound is None:
+                body = self.envelope.wrap([payload], settings) if self.envelope else payload
+                request = action.endpoint.build(scope, body, self.name, call_type, (message_id,), secrets)
+            else:
+                body = bound.envelope([payload]) if self.envelope else payload
+                request = action.endpoint.finish(bound.request_parts(event, vars), body, self.name, call_type,
+                                                 (message_id,), secrets)
         except MappingError as exc:
             where = ".".join(str(p) for p in exc.path)
             return Outcome(self.name, REJECTED, errors=[Problem(where, f"{label}: {exc.message}")],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
@@ -32,7 +33,25 @@ def schema_validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=schema_registry())
 
 
+@lru_cache(maxsize=None)
+def fast_validator(name: str):
+    """jsonschema-rs on the same schema: a quick yes for the usual valid file (loading 300 files in < 1 s)."""
+    schemas = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(SCHEMA_DIR.glob("*.schema.json"))]
+    registry = jsonschema_rs.Registry([(s["$id"], s) for s in schemas])
+    return jsonschema_rs.Draft202012Validator(json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8")),
+                                              registry=registry)
+
+
+def _surely_valid(data, schema_name: str) -> bool:
+    try:
+        return fast_validator(schema_name).is_valid(data)
+    except Exception:  # noqa: BLE001 - YAML values that are not JSON (dates...): jsonschema decides
+        return False
+
+
 def check_against_schema(doc: YamlDocument, schema_name: str) -> list[Problem]:
+    if _surely_valid(doc.data, schema_name):
+        return []  # jsonschema would find nothing; it explains only files that fail
     validator = schema_validator(schema_name)
     problems = []
     for error in validator.iter_errors(doc.data):

@@ -23,7 +23,6 @@ import binascii
 import functools
 import hashlib
 import hmac as _hmac
-import json as _json
 import math
 import re
 from urllib.parse import quote as _quote
@@ -37,6 +36,7 @@ import phonenumbers
 from jinja2 import Undefined
 
 from engine.problems import EventmapError
+from engine.render import jsoncodec as _jsoncodec
 
 __all__ = ["FilterError", "FILTERS", "register_filter"]
 
@@ -94,10 +94,12 @@ def _missing_stays_missing(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(value: Any, *args: Any, **kwargs: Any) -> Any:
-        if _missing(value):
+        if value is None or isinstance(value, Undefined):
             return None
-        args = tuple(_plain(a) for a in args)
-        kwargs = {k: _plain(v) for k, v in kwargs.items()}
+        if args:
+            args = tuple(_plain(a) for a in args)
+        if kwargs:
+            kwargs = {k: _plain(v) for k, v in kwargs.items()}
         return fn(value, *args, **kwargs)
 
     return wrapper
@@ -391,9 +393,7 @@ def to_json(value: Any, sort_keys: Any = False) -> str:
     if not isinstance(sort_keys, bool):
         raise FilterError(f"json's sort_keys argument must be true or false, {_got(sort_keys)}")
     try:
-        return _json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, allow_nan=False
-        )
+        return _jsoncodec.dumps(value, sort_keys=sort_keys, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise FilterError(f"json cannot encode {_show(value)}: {exc}") from None
 
@@ -586,3 +586,8 @@ def split_name(value: Any, part: Any) -> str | None:
     if part == "first":
         return words[0]
     return " ".join(words[1:]) or None
+
+
+# The filters shipped here are pure functions of their input: a template using only
+# these and settings can be rendered once per route (map/codegen.py). A user's may not be.
+BUILTIN_FILTERS = frozenset(FILTERS)

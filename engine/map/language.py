@@ -20,6 +20,7 @@ names) is checked here, at load time, and reported as Problems.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -29,7 +30,7 @@ from jmespath.exceptions import JMESPathError
 
 from .filters import FILTERS, FilterError
 from .functions import FUNCTIONS
-from .templates import WHOLE_EXPRESSION, environment, attribute_reads, is_template, names_read
+from .templates import WHOLE_EXPRESSION, Facts, environment, is_template
 
 UNKNOWN_FILTER = re.compile(r"No filter named '([^']+)'")
 SOURCES = ("@path", "@literal", "@if", "@each", "@function")
@@ -128,14 +129,23 @@ class Literal(Node):
 
 
 class Template(Node):
-    __slots__ = ("source", "render")
+    """A Jinja2 template; compiled on first use (loading many files stays fast), then kept."""
 
-    def __init__(self, where, source, render):
-        self.where, self.source, self.render = where, source, render
+    __slots__ = ("source", "whole", "_render")
+
+    def __init__(self, where, source, whole):
+        self.where, self.source, self.whole = where, source, whole
+        self._render = None
 
     def evaluate(self, scope):
+        return self.run(scope.jinja())
+
+    def run(self, names: dict):
+        """Render with these names (what Scope.jinja() builds); bad data raises MappingError."""
+        if self._render is None:
+            self._render = compiled_template(self.source, self.whole)
         try:
-            return self.render(scope.jinja())
+            return self._render(names)
         except FilterError as exc:
             raise MappingError(self.where, str(exc)) from None
         except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
@@ -143,6 +153,33 @@ class Template(Node):
 
     def describe(self):
         return f"template {self.source}"
+
+
+@functools.lru_cache(maxsize=4096)
+def parsed_template(source: str):
+    """The Jinja2 syntax tree of a template (templates recur across files: parse each once)."""
+    return environment().parse(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def template_facts(source: str) -> Facts:
+    return Facts(template_ast(source))
+
+
+def template_ast(source: str):
+    """The syntax tree of a template; for a whole ``{{ expression }}``, of that expression alone."""
+    whole = WHOLE_EXPRESSION.match(source)
+    return parsed_template("{{" + whole.group("expr") + "}}" if whole else source)
+
+
+@functools.lru_cache(maxsize=4096)
+def compiled_template(source: str, whole: bool):
+    """A render function ``names -> value`` for a template; a whole ``{{ expression }}`` keeps its type."""
+    env = environment()
+    if whole:
+        expression = env.compile_expression(WHOLE_EXPRESSION.match(source).group("expr"), undefined_to_none=True)
+        return lambda names: expression(**names)
+    return env.from_string(source).render
 
 
 class Path(Node):
@@ -329,18 +366,11 @@ class Compiler:
     def string(self, raw: str, path, in_item) -> Node:
         if not is_template(raw):
             return Literal(path, raw)
-        whole = WHOLE_EXPRESSION.match(raw)
-        env = environment()
+        whole = WHOLE_EXPRESSION.match(raw) is not None
         try:
-            if whole:
-                source = whole.group("expr")
-                ast = env.parse("{{" + source + "}}")
-                expression = env.compile_expression(source, undefined_to_none=True)
-                render = lambda names: expression(**names)  # noqa: E731
-            else:
-                ast = env.parse(raw)
-                template = env.from_string(raw)
-                render = template.render
+            facts = template_facts(raw)
+            if facts.unknown_names():
+                compiled_template(raw, whole)  # let Jinja2 decide, and word the error, as it always has
         except TemplateError as exc:
             unknown = UNKNOWN_FILTER.match(exc.message or "")
             if unknown:
@@ -348,17 +378,17 @@ class Compiler:
             else:
                 self.report(path, f"template {raw!r} does not compile: {exc.message}")
             return Literal(path, None)
-        self.check_names(ast, path, in_item)
-        return Template(path, raw, render)
+        self.check_names(facts, path, in_item)
+        return Template(path, raw, whole)
 
-    def check_names(self, ast, path, in_item):
-        for name in sorted(attribute_reads(ast, "settings") - self.settings):
+    def check_names(self, facts: Facts, path, in_item):
+        for name in sorted(facts.settings - self.settings):
             known = ", ".join(sorted(self.settings)) or "none"
             self.report(path, f"unknown setting 'settings.{name}' (declared: {known})")
-        for name in sorted(attribute_reads(ast, "vars") - self.vars):
+        for name in sorted(facts.vars - self.vars):
             known = ", ".join(sorted(self.vars)) or "none"
             self.report(path, f"unknown variable 'vars.{name}' (defined before this point: {known})")
-        if "item" in names_read(ast) and not in_item and "item" not in self.variables:
+        if "item" in facts.names and not in_item and "item" not in self.variables:
             self.report(path, "'item' is only defined inside @each/@map")
 
     def jmespath(self, text, path, key):

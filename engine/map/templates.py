@@ -49,13 +49,16 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
 
 
 _ENVIRONMENT = _make_environment()
+_KNOWN_FILTERS = [0]  # how many of FILTERS the environment has (filters are only ever added)
 
 
 def environment() -> ImmutableSandboxedEnvironment:
     """The shared environment, with every filter registered so far (users may add some after import)."""
-    for name, fn in FILTERS.items():
-        if getattr(_ENVIRONMENT.filters.get(name), "__wrapped__", None) is not fn:
-            _ENVIRONMENT.filters[name] = _undefined_as_none(fn)
+    if _KNOWN_FILTERS[0] != len(FILTERS):
+        for name, fn in FILTERS.items():
+            if getattr(_ENVIRONMENT.filters.get(name), "__wrapped__", None) is not fn:
+                _ENVIRONMENT.filters[name] = _undefined_as_none(fn)
+        _KNOWN_FILTERS[0] = len(FILTERS)
     return _ENVIRONMENT
 
 
@@ -78,3 +81,21 @@ def attribute_reads(ast: nodes.Node, root: str) -> set[str]:
 
 def names_read(ast: nodes.Node) -> set[str]:
     return {node.name for node in ast.find_all(nodes.Name) if node.ctx == "load"}
+
+
+class Facts:
+    """What the loader checks about a template, worked out once per template text (files repeat them)."""
+
+    __slots__ = ("settings", "vars", "names", "filters", "tests")
+
+    def __init__(self, ast: nodes.Node):
+        self.settings = attribute_reads(ast, "settings")
+        self.vars = attribute_reads(ast, "vars")
+        self.names = names_read(ast)
+        self.filters = {node.name for node in ast.find_all(nodes.Filter)}
+        self.tests = {node.name for node in ast.find_all(nodes.Test)}
+
+    def unknown_names(self) -> bool:
+        """True when a filter or test is missing from the environment (Jinja2 decides whether that is an error)."""
+        env = environment()
+        return any(name not in env.filters for name in self.filters) or any(name not in env.tests for name in self.tests)

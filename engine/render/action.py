@@ -8,6 +8,9 @@ from ..problems import Problem
 from .endpoint import Endpoint
 
 
+BOUND_ROUTES = 1024  # routes per action whose per-route constants are kept
+
+
 class Required:
     """One entry of an action's ``required`` list: an output field that must not be empty."""
 
@@ -24,11 +27,35 @@ class Required:
 
 
 class Action:
-    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched")
+    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "_compiled", "_bound")
 
     def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool):
         self.call_type, self.vars, self.body = call_type, vars, body
         self.required, self.endpoint, self.batched = required, endpoint, batched
+        self._compiled = None
+        self._bound: dict = {}
+
+    def compiled(self, envelope, label: str):
+        """The action as generated Python, written on first use so loading many files stays fast."""
+        if self._compiled is None:
+            from .compiled import CompiledAction
+            self._compiled = CompiledAction(self, envelope, label)
+        return self._compiled
+
+    def bound(self, settings: dict, envelope, label: str):
+        """The compiled action for one route's settings (None: use the interpreter), kept per settings object.
+
+        Keyed by the settings dict's identity, which the cache keeps alive so the id cannot be reused;
+        bounded, since ``Engine.render(event, "name", settings)`` makes a new route per call.
+        """
+        entry = self._bound.get(id(settings))
+        if entry is not None and entry[0] is settings:
+            return entry[1]
+        if len(self._bound) >= BOUND_ROUTES:
+            self._bound.clear()
+        bound = self.compiled(envelope, label).bind(settings)
+        self._bound[id(settings)] = (settings, bound)
+        return bound
 
     def payload(self, event: dict, settings: dict) -> tuple[object, Scope]:
         """Evaluate vars then body; raises MappingError on data a filter cannot take."""

@@ -17,21 +17,39 @@ class Endpoint:
         self.auth, self.format = auth, format
 
     def build(self, scope: Scope, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
-        url = self.url.evaluate(scope)
+        return self.finish(self.parts(scope), body, destination, action, message_ids, secrets)
+
+    def nodes(self) -> list:
+        """Every node, in the order ``parts`` evaluates them (for the compiled path)."""
+        return [self.url, *(node for _, node in self.headers), *(self.auth[1] if self.auth else ()),
+                *(node for _, node in self.query)]
+
+    def parts(self, scope: Scope) -> tuple[str, dict, dict]:
+        """URL, headers (with auth) and query for this event; raises MappingError for a bad URL or credential."""
+        return self.assemble(node.evaluate(scope) for node in self.nodes())  # lazily: the first error wins
+
+    def assemble(self, values) -> tuple[str, dict, dict]:
+        """URL, headers and query from an iterator of the nodes' values, in ``nodes()`` order."""
+        url = next(values)
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise MappingError(self.url.where, f"the request URL rendered to {url!r}, not an http(s) URL")
         headers = {}
-        for name, node in self.headers:
-            value = node.evaluate(scope)
+        for name, _node in self.headers:
+            value = next(values)
             if value is not None and value != "":
                 headers[name] = str(value)
         if self.auth is not None:
-            headers[AUTH_HEADER] = self._auth_header(scope)
+            headers[AUTH_HEADER] = self._auth_header([next(values) for _ in self.auth[1]])
         query = {}
-        for name, node in self.query:
-            value = node.evaluate(scope)
+        for name, _node in self.query:
+            value = next(values)
             if value is not None and value != "":
                 query[name] = value
+        return url, headers, query
+
+    def finish(self, parts: tuple, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
+        url, headers, query = parts
+        headers, query = dict(headers), dict(query)  # each request owns its dicts
         if self.method == "GET":
             body = None
         elif self.format == "json":
@@ -41,9 +59,8 @@ class Endpoint:
         return Request(destination, action, self.method, url, headers, query, body, self.format,
                        message_ids, secrets)
 
-    def _auth_header(self, scope: Scope) -> str:
+    def _auth_header(self, values: list) -> str:
         kind, parts = self.auth
-        values = [node.evaluate(scope) for node in parts]
         if kind == "bearer":
             if not values[0]:
                 raise MappingError(parts[0].where, "the bearer token rendered empty")

@@ -6,11 +6,11 @@ leaks a key.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from ..secrets import MASK, Masker
+from .jsoncodec import dumps_bytes
 
 
 @dataclass(frozen=True, repr=False)
@@ -49,7 +49,7 @@ class Request:
             return None
         if self.format == "form":
             return urlencode(self.body, doseq=True).encode("utf-8")
-        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return dumps_bytes(self.body)  # json.dumps(..., ensure_ascii=False, separators=(",", ":")), via orjson
 
     def __repr__(self) -> str:
         shown = self.to_dict()

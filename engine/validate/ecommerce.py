@@ -6,6 +6,7 @@ telling the user about, never worth rejecting the event for.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -51,6 +52,14 @@ def _check_fields(values: dict, fields: dict, path: str) -> list[Problem]:
             if values.get(key) is not None and not _has_type(values[key], types)]
 
 
+@functools.lru_cache(maxsize=None)
+def _fields(name: str) -> dict:
+    """The spec'd property types of one ecommerce event, merged once rather than per event."""
+    spec = _spec()
+    rules = spec["events"][name]
+    return {**spec["product"], **rules["properties"]} if rules.get("product_fields") else rules["properties"]
+
+
 def lint_ecommerce(event) -> list[Problem]:
     """Warnings for one track call named like an ecommerce v2 event; [] otherwise."""
     if not isinstance(event, dict) or event.get("type", "track") != "track":
@@ -68,7 +77,7 @@ def lint_ecommerce(event) -> list[Problem]:
     rules = spec["events"][name]
     props = event.get("properties")
     props = props if isinstance(props, dict) else {}  # a non-object is the validator's error
-    fields = {**spec["product"], **rules["properties"]} if rules.get("product_fields") else rules["properties"]
+    fields = _fields(name)
     problems = _check_fields(props, fields, "properties")
     products = props.get("products")
     if fields.get("products") == "array" and isinstance(products, list):

@@ -1,0 +1,139 @@
+"""Translate the simplest Jinja2 templates into Python statements.
+
+Why: rendering a template through Jinja2 costs several microseconds (a new
+context per call). Most mapping templates are only reads with a filter or
+two, such as ``"{{ settings.base_url }}/v1/{{ type }}"``; those become plain
+Python here. Anything outside the subset raises :class:`Unsupported` and the
+caller keeps Jinja2 for it, so the subset only has to be right, not complete.
+
+The subset keeps Jinja2's semantics exactly: a missing value is Undefined
+(``_U`` in generated code), which reads as "" in text and None in a whole
+expression; ``a.b`` reads a dict key; filters are the same callables Jinja2
+would call; ``~`` joins ``str()`` of each side; ``or`` treats Undefined as false.
+"""
+from __future__ import annotations
+
+from jinja2 import nodes
+
+from .filters import FILTERS
+
+# Attribute names some JSON value has as a Python attribute (dict.items, str.upper...):
+# Jinja2 would return the method, so such reads stay with Jinja2.
+_JSON_TYPES = (dict, list, str, int, float, bool, type(None))
+_SPECIAL_NAMES = {"self", "loop", "caller", "varargs", "kwargs", "super"}
+
+
+class Unsupported(Exception):
+    """The template uses something outside the subset; keep Jinja2 for it."""
+
+
+def plain_attribute(name: str) -> bool:
+    return not any(hasattr(kind, name) for kind in _JSON_TYPES)
+
+
+class Translator:
+    """Emits statements through ``writer`` and returns the name holding each value.
+
+    ``resolve(name)`` gives the Python expression for a top-level template name
+    (settings, vars, item, or an event key); it raises Unsupported for names
+    Jinja2 would find among its globals.
+    """
+
+    def __init__(self, writer, environment, resolve):
+        self.w = writer
+        self.env = environment
+        self.resolve = resolve
+
+    def whole(self, ast) -> str:
+        """The value of a template that is one ``{{ expression }}``: Undefined becomes None."""
+        expr = self._single_expression(ast)
+        value = self.expr(expr)
+        out = self.w.temp()
+        self.w.emit(f"{out} = None if {value} is _U else {value}")
+        return out
+
+    def text(self, ast) -> str:
+        """The text of a template made of literal text and ``{{ }}`` outputs."""
+        if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+            raise Unsupported("statements")
+        parts = []
+        for node in ast.body[0].nodes:
+            if isinstance(node, nodes.TemplateData):
+                parts.append(repr(node.data))
+            else:
+                value = self.expr(node)
+                parts.append(f"('' if {value} is None or {value} is _U else str({value}))")
+        out = self.w.temp()
+        self.w.emit(f"{out} = " + (" + ".join(parts) if parts else "''"))
+        return out
+
+    def _single_expression(self, ast):
+        if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output) or len(ast.body[0].nodes) != 1:
+            raise Unsupported("not one expression")
+        node = ast.body[0].nodes[0]
+        if isinstance(node, nodes.TemplateData):
+            raise Unsupported("text")
+        return node
+
+    def expr(self, node) -> str:
+        if isinstance(node, nodes.Const):
+            if node.value is None or isinstance(node.value, (str, bool, int)):
+                out = self.w.temp()
+                self.w.emit(f"{out} = {node.value!r}")
+                return out
+            raise Unsupported("constant")
+        if isinstance(node, nodes.Name):
+            if node.name in self.env.globals or node.name in _SPECIAL_NAMES:
+                raise Unsupported("global name")
+            out = self.w.temp()
+            self.w.emit(f"{out} = {self.resolve(node.name)}")
+            return out
+        if isinstance(node, nodes.Getattr):
+            if not plain_attribute(node.attr):
+                raise Unsupported("attribute that is also a method")
+            inner = self.expr(node.node)
+            out = self.w.temp()
+            self.w.emit(f"{out} = {inner}.get({node.attr!r}, _U) if isinstance({inner}, dict) else _U")
+            return out
+        if isinstance(node, nodes.Filter):
+            return self._filter(node)
+        if isinstance(node, nodes.Concat):
+            values = [self.expr(part) for part in node.nodes]
+            out = self.w.temp()
+            self.w.emit(f"{out} = " + " + ".join(f"('' if {v} is _U else str({v}))" for v in values))
+            return out
+        if isinstance(node, nodes.Or):
+            left = self.expr(node.left)
+            out = self.w.temp()
+            self.w.emit(f"if {left} is not _U and {left}:")
+            self.w.emit(f"    {out} = {left}")
+            self.w.emit("else:")
+            with self.w.indented():
+                right = self.expr(node.right)
+                self.w.emit(f"{out} = {right}")
+            return out
+        raise Unsupported(type(node).__name__)
+
+    def _filter(self, node) -> str:
+        if node.node is None or node.kwargs or node.dyn_args or node.dyn_kwargs:
+            raise Unsupported("filter form")
+        if node.name not in FILTERS:
+            raise Unsupported("a Jinja2 built-in filter")
+        fn = self.env.filters[node.name]  # ours, wrapped by templates._undefined_as_none
+        value = self.expr(node.node)
+        args = [self.expr(arg) for arg in node.args]
+        name = self.w.constant(fn, f"jinja_{node.name}")
+        out = self.w.temp()
+        shown = ", ".join([f"None if {value} is _U else {value}"] + [f"None if {a} is _U else {a}" for a in args])
+        self.w.emit(f"{out} = {name}({shown})")
+        return out
+
+
+def reads_only_settings(ast, builtin_filters) -> bool:
+    """True when a template's value depends on settings alone (so it can be rendered once per route)."""
+    names = {node.name for node in ast.find_all(nodes.Name) if node.ctx == "load"}
+    if not names <= {"settings"}:
+        return False
+    if any(node.name not in builtin_filters for node in ast.find_all((nodes.Filter, nodes.Test))):
+        return False  # a user's filter (or Jinja2's random) may not give the same answer twice
+    return not any(isinstance(call.node, nodes.Name) for call in ast.find_all(nodes.Call))

@@ -1,0 +1,188 @@
+"""The collector as a WSGI application: Segment's HTTP API, vendor webhooks, health and metrics.
+
+Every accepted event is written to the store (one transaction per request,
+durable when it returns) before the 200 goes out, so an acknowledged event
+survives a killed server. The store is opened per process, on first use:
+a server process forked from another must not share its SQLite connections.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from http import HTTPStatus
+
+from ..intake import Intake
+from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent
+from . import metrics
+from .config import ServeConfig, WebhookSource
+from .segment_api import (BATCH_LIMIT, CALLS, ApiError, basic_credentials, complete, describe_limit, items_of,
+                          limit_for, oversize_error, parse_json, read_body, utc)
+
+log = logging.getLogger("eventmap.serve")
+JSON = "application/json"
+
+
+class Collector:
+    def __init__(self, config: ServeConfig, engine, routes: list, open_store, clock=time.time):
+        self.config, self.engine, self.routes = config, engine, routes
+        self.open_store, self.clock = open_store, clock
+        self._lock = threading.Lock()
+        self._pid = None
+        self._store = self._intake = None
+
+    def __repr__(self) -> str:
+        return f"<Collector {self.config.file}>"
+
+    # --- per-process store
+    def store(self):
+        with self._lock:
+            if self._pid != os.getpid():
+                self._store = self.open_store()
+                self._intake = Intake(self.engine, self.routes, self._store, self.config.delivery.dedupe_window,
+                                      clock=self.clock)
+                self._pid = os.getpid()
+            return self._store
+
+    def intake(self) -> Intake:
+        self.store()
+        return self._intake
+
+    # --- WSGI
+    def __call__(self, environ, start_response):
+        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
+        try:
+            status, content_type, body, extra = self.dispatch(method, path.rstrip("/") or "/", environ)
+        except ApiError as exc:
+            log.info("%s %s: %s %s", method, path, exc.status, exc.message)
+            status, content_type, extra = exc.status, JSON, []
+            body = _json({"success": False, "code": exc.code, "message": exc.message})
+        except Exception:  # a fault of ours: nothing was stored, so the client should try again
+            log.exception("%s %s failed", method, path)
+            status, content_type, extra = 500, JSON, []
+            body = _json({"success": False, "code": "internal",
+                          "message": "the server failed; the request was not stored, send it again"})
+        data = body.encode("utf-8")
+        start_response(f"{status} {HTTPStatus(status).phrase}",
+                       [("Content-Type", content_type), ("Content-Length", str(len(data))), *extra])
+        return [data] if method != "HEAD" else []
+
+    def dispatch(self, method: str, path: str, environ):
+        if path in ("/healthz", "/metrics"):
+            _allow(method, ("GET", "HEAD"))
+            return self.health() if path == "/healthz" else self.metrics()
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "v1" and parts[1] in CALLS:
+            _allow(method, ("POST",))
+            return self.ingest(CALLS[parts[1]], environ)
+        if len(parts) == 2 and parts[0] == "sources":
+            _allow(method, ("POST",))
+            return self.webhook(parts[1], environ)
+        raise ApiError(404, "not_found", f"no such endpoint: {path} (expected POST /v1/batch, /v1/track, ..., "
+                                         f"POST /sources/NAME, GET /healthz or GET /metrics)")
+
+    # --- endpoints
+    def health(self):
+        self.store().next_due([INTAKE], self.clock())  # the store answers a query
+        return 200, JSON, _json({"status": "ok"}), []
+
+    def metrics(self):
+        return 200, metrics.CONTENT_TYPE, metrics.render(self.store().counts(self.clock())), []
+
+    def ingest(self, call: str, environ):
+        offered = (basic_credentials(environ.get("HTTP_AUTHORIZATION")) or ("", ""))[0]
+        source = self._source(offered) if offered else None   # a wrong key is refused before the body is read
+        body = parse_json(read_body(environ["wsgi.input"], _length(environ), environ.get("HTTP_CONTENT_ENCODING"),
+                                    limit_for(call), describe_limit(call)))
+        if source is None:
+            key = body.get("writeKey")
+            source = self._source(key if isinstance(key, str) else None)
+        now = self.clock()
+        received = utc(now)
+        intake = self.intake()
+        decided = [self._decide(intake, complete(item, call, body, received), item) for item in items_of(call, body)]
+        intake.store.accept([new for new, _ in decided], now, intake.dedupe_window)
+        rejected = [{"index": i, "messageId": new.message_id, "errors": errors}
+                    for i, (new, errors) in enumerate(decided) if errors]
+        if call != "batch":
+            if rejected:
+                raise ApiError(400, "invalid_event", f"the event was not accepted: {_summary(rejected[0]['errors'])}")
+            return 200, JSON, _json({"success": True}), []
+        if len(rejected) == len(decided):
+            return 400, JSON, _json({"success": False, "code": "invalid_batch", "accepted": 0, "rejected": rejected,
+                                     "message": f"none of the {len(decided)} events was accepted; "
+                                                f"the first: {_summary(rejected[0]['errors'])}"}), []
+        return 200, JSON, _json({"success": True, "accepted": len(decided) - len(rejected), "rejected": rejected}), []
+
+    def webhook(self, name: str, environ):
+        source = self.config.webhooks.get(name)
+        if source is None:
+            known = ", ".join(sorted(self.config.webhooks)) or "none configured"
+            raise ApiError(404, "not_found", f"no webhook source named {name!r} (known: {known})")
+        if not _authorised(source, environ):
+            raise ApiError(401, "unauthorized", f"missing or wrong credentials for the webhook source {name!r}")
+        payload = parse_json(read_body(environ["wsgi.input"], _length(environ), environ.get("HTTP_CONTENT_ENCODING"),
+                                       BATCH_LIMIT, "the 500 KB limit per webhook request"))
+        delivery_id = payload.get("id")
+        message_id = f"{name}:{delivery_id}" if isinstance(delivery_id, (str, int)) and delivery_id != "" else None
+        # Mapped after the answer (lookups may be slow): a queued delivery to source:NAME keeps it safe till then.
+        store = self.store()
+        store.accept([NewEvent(payload, message_id, [NewDelivery(source.pseudo_destination, QUEUED)])],
+                     self.clock(), self.config.delivery.dedupe_window)
+        return 200, JSON, _json({"success": True}), []
+
+    # --- helpers
+    def _source(self, key: str | None) -> str:
+        if not self.config.write_keys:
+            raise ApiError(401, "unauthorized", "no write keys are configured: add a source with a write_key "
+                                                "to the configuration file")
+        if not key:
+            raise ApiError(401, "unauthorized", "no write key: send it as the HTTP Basic user or as writeKey in the body")
+        source = self.config.write_keys.source_for(key)
+        if source is None:
+            raise ApiError(401, "unauthorized", "unknown write key")
+        return source
+
+    @staticmethod
+    def _decide(intake: Intake, event, item) -> tuple[NewEvent, list]:
+        too_big = oversize_error(item)
+        if too_big is None:
+            new, errors = intake.decide(event)
+            return new, [e.as_dict() for e in errors]
+        errors = [{"path": "", "message": too_big}]
+        message_id = event.get("messageId") if isinstance(event, dict) else None
+        return NewEvent(event, message_id, [NewDelivery(INTAKE, REJECTED, "the event is too large", errors)]), errors
+
+
+def _authorised(source: WebhookSource, environ) -> bool:
+    ok = True
+    if source.basic:
+        offered = basic_credentials(environ.get("HTTP_AUTHORIZATION")) or (None, None)
+        ok = source.basic[0].matches(offered[0]) & source.basic[1].matches(offered[1])
+    for header, secret in source.headers.items():
+        ok &= secret.matches(environ.get("HTTP_" + header.upper().replace("-", "_")))
+    return ok
+
+
+def _allow(method: str, allowed: tuple) -> None:
+    if method not in allowed:
+        raise ApiError(405, "method_not_allowed", f"{method} is not allowed here (allowed: {', '.join(allowed)})")
+
+
+def _length(environ) -> int | None:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+
+
+def _summary(errors: list) -> str:
+    shown = "; ".join(f"{e['path']}: {e['message']}" if e.get("path") else e["message"] for e in errors[:3])
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return shown + more
+
+
+def _json(data) -> str:
+    return json.dumps(data, ensure_ascii=False)

@@ -1,0 +1,59 @@
+"""``eventmap serve``: check everything, open the store, start the background process, then listen."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ..problems import ConfigError, Problem
+from .app import Collector
+from .config import demo_config, load_serve_config
+from .setup import build
+from . import background
+from .server import GunicornServer
+
+DEMO_NOTE = ("eventmap serve: no configuration file, so: any write key is accepted, events are stored in "
+             "{store}, and destinations get made-up credentials and the dry-run sink (nothing leaves this machine). "
+             "Pass --config FILE for real use.")
+
+
+def serve(args, default_mappings: Path) -> int:
+    config = load_serve_config(args.config) if args.config else demo_config(Path.cwd())
+    config.server = replace(config.server, **{k: v for k, v in (("host", args.host), ("port", args.port),
+                                                                 ("workers", args.workers), ("threads", args.threads))
+                                               if v is not None})
+    if config.demo and not _loopback(config.server.host):
+        raise ConfigError([Problem("--host", f"without a configuration file any write key is accepted, so the server "
+                                             f"listens on localhost only, not {config.server.host}")])
+    mappings = Path(args.mappings or config.mappings or default_mappings).resolve()
+    setup = build(config, mappings)
+    store = setup.open_store()   # creates or upgrades the SQLite file now, so its errors come before listening
+    store.close()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if config.demo:
+        print(DEMO_NOTE.format(store=(config.folder / "eventmap.db")), file=sys.stderr)
+    print(f"eventmap serve: {setup.describe()}", file=sys.stderr, flush=True)
+    worker = None
+    if not args.intake_only:
+        worker = background.start(Path(args.config).resolve() if args.config else None, config.folder, mappings,
+                                  dry_run=config.demo or args.dry_run)
+    app = Collector(config, setup.engine, setup.routes, setup.open_store)
+    master = os.getpid()
+    try:
+        GunicornServer(app, config.server, on_exit=lambda: background.stop(worker)).run()
+    finally:
+        if os.getpid() == master:   # gunicorn's forked server processes leave through here too
+            background.stop(worker)
+    return 0
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

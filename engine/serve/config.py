@@ -1,0 +1,233 @@
+"""What ``eventmap serve`` reads from the configuration file: sources, server options, storage.
+
+The file's schema (schemas/config.schema.json) checks shapes; the rules that
+need more than a shape (a source is either an SDK source or a webhook, an
+environment variable must be set) are checked here, and every problem points
+at the file and line. Secrets are resolved once, here, and kept in ``Secret``
+so that no repr, log line or error ever shows them.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..load.config import Config, load_config
+from ..load.delivery_options import DeliveryOptions, StorageOptions
+from ..load.yaml_source import YamlDocument, load_yaml
+from ..problems import ConfigError, Problem
+
+DEFAULT_HOST, DEFAULT_PORT, DEFAULT_WORKERS, DEFAULT_THREADS = "127.0.0.1", 8088, 2, 4
+# With no configuration file: every shipped destination with made-up credentials,
+# delivered by the dry-run sink (nothing leaves the machine).
+DEMO_DESTINATIONS = {
+    "planhat": {"settings": {"tenant_token": "dry-run-tenant-token"}},
+    "richpanel": {"settings": {"api_key": "dry-run-key", "api_secret": "dry-run-secret"}},
+    "crisp": {"settings": {"api_key": "dry-run:key", "website_id": "00000000-0000-4000-8000-000000000000"}},
+    "segment": {"settings": {"write_key": "dry-run-write-key"}},
+}
+DEMO_FILE = "(built-in demo configuration)"
+
+
+class Secret:
+    """A credential: compared in constant time, never printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def matches(self, offered: str | None) -> bool:
+        return offered is not None and hmac.compare_digest(offered.encode(), self._value.encode())
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+
+@dataclass
+class WebhookSource:
+    """A vendor webhook posted to /sources/<name>, mapped by the source file ``mapping``."""
+
+    name: str
+    mapping: str
+    settings: dict = field(repr=False)   # may hold the vendor's API token
+    basic: tuple[Secret, Secret] | None = None
+    headers: dict[str, Secret] = field(default_factory=dict)
+
+    @property
+    def pseudo_destination(self) -> str:
+        return f"source:{self.name}"
+
+    def secrets(self) -> list[str]:
+        found = [h.reveal() for h in self.headers.values()]
+        if self.basic:
+            found += [s.reveal() for s in self.basic]
+        return found
+
+
+class WriteKeys:
+    """Which SDK source a write key belongs to. ``any_key`` is the no-configuration demo mode."""
+
+    def __init__(self, keys: dict[str, Secret], any_key: bool = False):
+        self._keys, self.any_key = keys, any_key
+
+    def source_for(self, offered: str | None) -> str | None:
+        if not offered:
+            return None
+        if self.any_key:
+            return "demo"
+        found = None
+        for name, key in self._keys.items():  # no early exit: the time taken says nothing about the keys
+            if key.matches(offered):
+                found = name
+        return found
+
+    def __bool__(self) -> bool:
+        return self.any_key or bool(self._keys)
+
+    def __repr__(self) -> str:
+        return f"WriteKeys({sorted(self._keys)}, any_key={self.any_key})"
+
+    def names(self) -> list[str]:
+        return sorted(self._keys)
+
+    def secrets(self) -> list[str]:
+        return [k.reveal() for k in self._keys.values()]
+
+
+@dataclass
+class ServerOptions:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = DEFAULT_WORKERS
+    threads: int = DEFAULT_THREADS
+
+
+@dataclass
+class ServeConfig:
+    """Everything the server and its background worker need, resolved and checked."""
+
+    file: str
+    folder: Path                  # relative storage paths and mappings are relative to this
+    destinations: dict            # the ``destinations`` section, for routes_from_config
+    mappings: Path | None
+    write_keys: WriteKeys
+    webhooks: dict[str, WebhookSource]
+    server: ServerOptions
+    storage: StorageOptions
+    delivery: DeliveryOptions
+    demo: bool = False            # no file: any write key, demo destinations, dry-run sink
+    doc: YamlDocument | None = None  # the file's lines, to point later problems at them
+
+    def __repr__(self) -> str:
+        # destinations' settings may hold credentials written in the file: never shown
+        return (f"ServeConfig(file={self.file!r}, destinations={sorted(self.destinations)}, "
+                f"sources={self.write_keys.names() + sorted(self.webhooks)}, server={self.server}, demo={self.demo})")
+
+    def located(self, problems: list[Problem]) -> list[Problem]:
+        """Problems found after loading (settings, sources), given the line of the key they name."""
+        if self.doc is None:
+            return problems
+        return [replace(p, file=self.file, line=self.doc.line_of(tuple(p.path.split(".")))) if p.line is None else p
+                for p in problems]
+
+    def sources_with_keys(self) -> list[str]:
+        return self.write_keys.names()
+
+    def config_dict(self) -> dict:
+        return {"destinations": self.destinations}
+
+    def secrets(self) -> list[str]:
+        found = self.write_keys.secrets()
+        for source in self.webhooks.values():
+            found += source.secrets()
+        return found
+
+
+def demo_config(folder: Path) -> ServeConfig:
+    """``eventmap serve`` with no file: localhost, ./eventmap.db, any write key, dry-run delivery."""
+    return ServeConfig(DEMO_FILE, folder, DEMO_DESTINATIONS, None, WriteKeys({}, any_key=True), {},
+                       ServerOptions(), StorageOptions(), DeliveryOptions(), demo=True)
+
+
+def load_serve_config(path: Path, environ=None) -> ServeConfig:
+    """Read and check the file; raises ConfigError with every problem as file:line."""
+    environ = os.environ if environ is None else environ
+    config, problems = load_config(path)
+    if config is None or problems:
+        raise ConfigError(problems)
+    doc, _ = load_yaml(path)
+    problems = []
+    keys, webhooks = {}, {}
+    for name, spec in (config.data.get("sources") or {}).items():
+        where = ("sources", name)
+        if ("write_key" in spec) == ("webhook" in spec):
+            problems.append(doc.problem(where, "a source has either write_key (a Segment SDK source) "
+                                               "or webhook (a vendor webhook source), not both or neither"))
+            continue
+        if "write_key" in spec:
+            for extra in ("settings", "auth"):
+                if extra in spec:
+                    problems.append(doc.problem(where + (extra,), f"'{extra}' belongs to webhook sources only"))
+            key = _secret(spec["write_key"], doc, where + ("write_key",), environ, problems)
+            if key is not None:
+                keys[name] = key
+            continue
+        if "auth" not in spec:
+            problems.append(doc.problem(where, "a webhook source needs auth: the credentials the vendor sends "
+                                               "(basic: {username, password} or headers: {...})"))
+            continue
+        webhooks[name] = _webhook(name, spec, doc, environ, problems)
+    _no_shared_keys(keys, doc, problems)
+    if problems:
+        raise ConfigError(problems)
+    return ServeConfig(config.file, config.folder, config.data["destinations"], config.mappings,
+                       WriteKeys(keys), webhooks, _server(config), config.storage, config.delivery, doc=doc)
+
+
+def _webhook(name: str, spec: dict, doc: YamlDocument, environ, problems: list) -> WebhookSource:
+    where = ("sources", name, "auth")
+    auth = spec["auth"]
+    basic = None
+    if "basic" in auth:
+        user = _secret(auth["basic"]["username"], doc, where + ("basic", "username"), environ, problems)
+        password = _secret(auth["basic"]["password"], doc, where + ("basic", "password"), environ, problems)
+        basic = (user, password) if user and password else None
+    headers = {}
+    for header, value in (auth.get("headers") or {}).items():
+        secret = _secret(value, doc, where + ("headers", header), environ, problems)
+        if secret is not None:
+            headers[header] = secret
+    return WebhookSource(name, spec["webhook"], dict(spec.get("settings") or {}), basic, headers)
+
+
+def _secret(value, doc: YamlDocument, path: tuple, environ, problems: list) -> Secret | None:
+    if isinstance(value, str):
+        return Secret(value)
+    variable = value["env"]
+    if not environ.get(variable):
+        problems.append(doc.problem(path, f"the environment variable {variable} is not set (or empty)"))
+        return None
+    return Secret(environ[variable])
+
+
+def _no_shared_keys(keys: dict[str, Secret], doc: YamlDocument, problems: list) -> None:
+    """Two sources with one write key could not be told apart."""
+    seen: dict[str, str] = {}
+    for name, key in keys.items():
+        if key.reveal() in seen:
+            problems.append(doc.problem(("sources", name, "write_key"),
+                                        f"the same write key as source '{seen[key.reveal()]}'"))
+        seen.setdefault(key.reveal(), name)
+
+
+def _server(config: Config) -> ServerOptions:
+    spec = config.data.get("server") or {}
+    return ServerOptions(spec.get("host", DEFAULT_HOST), spec.get("port", DEFAULT_PORT),
+                         spec.get("workers", DEFAULT_WORKERS), spec.get("threads", DEFAULT_THREADS))

@@ -1,0 +1,399 @@
+"""The compiled path (generated Python, orjson, jsonschema-rs) against the reference path.
+
+The interpreter (Node.evaluate), json and jsonschema define the behaviour; each
+fast replacement must give the same outcomes, bytes and errors. Speed itself is
+measured by bench/bench_render.py, never here.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import io
+import json
+import random
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from engine import Engine, register_filter, register_function
+from engine.cli import Progress, main
+from engine.render import jsoncodec
+from engine.validate import EventValidator
+
+from conftest import write_mappings
+from test_language import EVENT, HEAD, track_action
+from test_snapshots import EVENT_FILES, SLUGS, fixture_settings, load_event
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def outcome_data(outcome) -> dict:
+    data = outcome.to_dict(show_secrets=True)
+    data["items"] = outcome.items
+    data["bodies"] = [r.encoded_body() for r in outcome.requests]
+    return data
+
+
+@pytest.fixture(scope="module")
+def engines():
+    return Engine(), Engine(reference=True)
+
+
+@pytest.mark.parametrize("event_file", EVENT_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("slug", SLUGS)
+def test_every_fixture_and_destination_renders_the_same_compiled_and_interpreted(engines, slug, event_file):
+    fast, reference = engines
+    settings = fixture_settings(fast, slug)
+    event = load_event(event_file)
+    got = fast.render(event, fast.route(slug, settings, environ={}))
+    want = reference.render(event, reference.route(slug, settings, environ={}))
+    assert outcome_data(got) == outcome_data(want)
+
+
+def test_all_destinations_at_once_render_the_same(engines):
+    fast, reference = engines
+    for event_file in EVENT_FILES:
+        event = load_event(event_file)
+        got = fast.render_all(event, [fast.route(s, fixture_settings(fast, s), environ={}) for s in SLUGS])
+        want = reference.render_all(event, [reference.route(s, fixture_settings(fast, s), environ={}) for s in SLUGS])
+        assert [outcome_data(o) for o in got] == [outcome_data(o) for o in want]
+
+
+def test_the_compiled_path_is_the_default_and_is_really_used(engines, monkeypatch):
+    fast, _ = engines
+    route = fast.route("planhat", {"tenant_token": "t0k"}, environ={})
+    event = load_event(ROOT / "fixtures" / "events" / "identify-full.json")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the interpreter ran")
+    monkeypatch.setattr(type(route.destination.actions["identify"]), "payload", refuse)
+    assert fast.render(event, route).status == "send"
+
+
+# --------------------------------------------------------------------------- the language, both ways
+
+LANGUAGE_CASES = {
+    "paths and fallbacks": """
+        a: {"@path": properties.total}
+        b: {"@path": [properties.empty, properties.nil, properties.tags, properties.currency]}
+        c: {"@path": [properties.empty, properties.nil]}
+        whole: {"@path": "@", "@filter": {pick: [[event, userId]]}}
+        root: {"@path": "$.userId"}
+        deep: {"@path": "properties.products[0].sku"}
+        proj: {"@path": "properties.products[*].sku"}
+        missing: {"@path": no.such.key}
+    """,
+    "literals, lists and nulls": """
+        n: 5
+        f: 1.25
+        nil: null
+        lst: [1, null, {"@path": properties.nil}, {"@path": properties.count}, [], {}]
+        lit: {"@literal": {"@path": kept}}
+    """,
+    "templates": """
+        text: "Hi {{ event }} / {{ properties.missing }} / {{ properties.nil }} / {{ properties.no }}"
+        whole: "{{ properties.total }}"
+        spaced: "  {{ properties.count }}  "
+        typed: "{{ properties.count * 2 }}"
+        none: "{{ properties.nothing }}"
+        filters: "{{ context.traits.email | lower | sha256 }}"
+        args: "{{ properties.currency | default('USD') }}-{{ 'Ann Lee' | split_name('last') }}"
+        concat: "{{ event ~ properties.nil ~ properties.missing ~ 3 }}"
+        either: "{{ properties.empty or properties.missing or properties.currency }}"
+        nested_or: "{{ (properties.nil or '') ~ '!' }}"
+        jinja_builtins: "{{ properties.products | map(attribute='sku') | join(',') }}"
+        settings: "{{ settings.region }}-{{ settings.secret }}"
+        settings_upper: "{{ settings.region | upper }}"
+        statement: "{% if properties.count > 2 %}many{% else %}few{% endif %}"
+        global_name: "{{ range(2) | list | length }}"
+    """,
+    "filters and defaults": """
+        lower: {"@path": context.traits.email, "@filter": [trim, lower]}
+        hmac: {"@path": userId, "@filter": {hmac_sha256: ["{{ settings.secret }}"]}}
+        number: {"@path": properties.total, "@filter": number}
+        default_empty: {"@path": properties.empty, "@default": fallback}
+        default_template: {"@path": properties.nil, "@default": "{{ event }}"}
+        filter_then_default: {"@path": properties.nil, "@filter": lower, "@default": x}
+        default_filter: {"@path": properties.nil, "@filter": {default: [d]}}
+        zero_kept: {"@path": properties.zero, "@default": 9}
+        json: {"@path": properties.products, "@filter": {json: [true]}}
+    """,
+    "conditions": """
+        yes: {"@if": "properties.count > `2`", "@then": big, "@else": small}
+        no: {"@if": properties.empty, "@then": a, "@else": "{{ event }}"}
+        no_else: {"@if": properties.nil, "@then": a}
+        zero_is_true: {"@if": properties.zero, "@then": t, "@else": f}
+        false_is_false: {"@if": properties.no, "@then": t, "@else": f}
+    """,
+    "each": """
+        items:
+          "@each": properties.products
+          "@map":
+            sku: {"@path": sku}
+            cost: "{{ item.price * item.qty }}"
+            user: {"@path": "$.userId"}
+            label: "{{ item.sku }}-{{ event }}"
+            tags:
+              "@each": "$.properties.products"
+              "@map": {"@path": sku}
+        none: {"@each": properties.nil, "@map": {"@path": a}}
+        empty: {"@each": properties.tags, "@map": {"@path": a}}
+    """,
+    "objects": """
+        merged:
+          "@merge": properties
+          "@omit": [products, total]
+          currency: {"@path": properties.currency, "@filter": lower}
+        dropped:
+          "@drop_empty": true
+          empty: {"@path": properties.empty}
+          zero: {"@path": properties.zero}
+          no: {"@path": properties.no}
+          inner: {"@drop_empty": true, a: ""}
+          list: []
+        kept:
+          empty_obj: {}
+          inner: {a: {"@path": properties.nil}}
+    """,
+}
+
+ERROR_CASES = {
+    "filter on bad data": 'when: {"@path": properties.currency, "@filter": epoch_ms}',
+    "filter type error": 'n: {"@path": properties.products, "@filter": number}',
+    "template filter error": 'when: "{{ properties.currency | epoch_ms }}"',
+    "template type error": 'x: "{{ properties.currency * properties.products }}"',
+    "template text filter error": 'x: "at {{ properties.currency | iso8601 }}"',
+    "each over non-list": 'x: {"@each": properties.currency, "@map": {"@path": a}}',
+    "merge of non-object": 'x: {"@merge": properties.currency}',
+    "second error wins nothing": 'a: {"@path": properties.currency, "@filter": date}\nb: {"@path": properties.total, "@filter": split_name}',
+}
+
+
+def load(tmp_path, body: str, more: str = "", reference: bool = False) -> Engine:
+    if "request:" in more:  # the action brings its own request
+        action = ("track:\n" + textwrap.indent(textwrap.dedent(more), "  ")
+                  + "  body:\n" + textwrap.indent(textwrap.dedent(body), "    "))
+    else:
+        action = track_action(body, more)
+    text = HEAD + "actions:\n" + textwrap.indent(action, "  ")
+    return Engine(write_mappings(tmp_path, {"lang.yaml": text}), reference=reference)
+
+
+def both(tmp_path, body: str, event: dict, settings: dict | None = None, more: str = "") -> tuple[dict, dict]:
+    outcomes = []
+    for reference in (False, True):
+        engine = load(tmp_path / str(reference), body, more, reference)
+        outcomes.append(outcome_data(engine.render(copy.deepcopy(event), "lang", dict(settings or {"secret": "k3y"}))))
+    return outcomes[0], outcomes[1]
+
+
+@pytest.mark.parametrize("body", list(LANGUAGE_CASES.values()) + list(ERROR_CASES.values()),
+                         ids=list(LANGUAGE_CASES) + list(ERROR_CASES))
+def test_each_language_feature_gives_the_interpreters_result(tmp_path, body):
+    got, want = both(tmp_path, body, EVENT)
+    assert got == want
+    if body in ERROR_CASES.values():
+        assert got["status"] == "rejected" and got["errors"][0]["path"].startswith("actions.track.body")
+
+
+@pytest.mark.parametrize("case", ["paths and fallbacks", "templates", "objects", "each", "conditions"])
+def test_events_with_odd_shapes_give_the_interpreters_result(tmp_path, case):
+    body = LANGUAGE_CASES[case]
+    odd = [
+        {**EVENT, "properties": {"total": "12", "products": "none", "currency": None, "items": [1]}},
+        {**EVENT, "properties": {}},
+        {**EVENT, "context": {"traits": None}, "properties": {"products": [None, 3, {"sku": None}], "total": [1]}},
+    ]
+    for i, event in enumerate(odd):
+        got, want = both(tmp_path / str(i), body, event)
+        assert got == want
+
+
+def test_event_keys_named_like_dict_methods_read_the_data_both_ways(tmp_path):
+    event = {**EVENT, "properties": {"items": [1, 2], "keys": "k", "values": None}}
+    got, want = both(tmp_path, 'a: "{{ properties.items }}|{{ properties.keys }}"\nb: "{{ properties.items }}"', event)
+    assert got == want and got["items"][0] == {"a": "[1, 2]|k", "b": [1, 2]}
+
+
+def test_vars_required_and_url_from_vars_match(tmp_path):
+    more = """
+        vars:
+          who: {"@path": [context.traits.email, properties.email], "@filter": lower}
+          tag: "{{ vars.who }}:{{ event }}"
+        required:
+          - vars.who
+          - path: "email || user"
+            message: need one
+          - a.b
+    """
+    body = 'email: "{{ vars.who }}"\nuser: {"@path": userId}\na: {b: "{{ vars.tag }}"}\n'
+    got, want = both(tmp_path / "ok", body, EVENT, more=more)
+    assert got == want and got["status"] == "send"
+    bare = {**EVENT, "context": {}, "userId": None, "anonymousId": "x"}
+    got, want = both(tmp_path / "missing", body, bare, more=more)
+    assert got == want and got["status"] == "rejected"
+    assert [e["path"] for e in got["errors"]] == ["vars.who", "email || user"]
+
+
+def test_request_parts_match_including_auth_query_and_bad_urls(tmp_path):
+    for i, url in enumerate(["https://x.test/{{ event | url_segment }}", "{{ properties.currency }}",
+                             "https://x.test/{{ settings.region }}", "{{ settings.region }}"]):
+        more = f"""
+            request:
+              url: "{url}"
+              method: POST
+              headers: {{X-Event: "{{{{ event }}}}", X-Empty: "{{{{ properties.empty }}}}", X-Static: "{{{{ settings.region }}}}"}}
+              query: {{q: "{{{{ properties.count }}}}", r: "{{{{ settings.region }}}}"}}
+              auth: {{basic: {{username: "{{{{ settings.secret }}}}", password: "{{{{ event }}}}"}}}}
+        """
+        for settings in ({"secret": "k3y"}, {"secret": ""}):
+            got, want = both(tmp_path / f"{i}{bool(settings['secret'])}", "a: 1", EVENT, settings, more)
+            assert got == want
+
+
+def test_a_route_whose_settings_break_a_constant_is_rejected_like_the_interpreter(tmp_path):
+    body = 'region: "{{ settings.region | epoch_ms }}"\nname: {"@path": event}'
+    got, want = both(tmp_path, body, EVENT, {"secret": "k", "region": "not a date"})
+    assert got == want and got["status"] == "rejected"
+
+
+def test_user_functions_and_filters_run_in_compiled_code(tmp_path):
+    calls = Counter()
+
+    @register_filter("compiled_test_count")
+    def count(value):
+        calls["filter"] += 1
+        return f"{value}#{calls['filter']}"
+
+    @register_function("compiled_test_fail")
+    def fail(x=None):
+        raise RuntimeError(f"boom {x}")
+
+    body = 'a: "{{ settings.region | compiled_test_count }}"\nb: {"@path": event, "@filter": compiled_test_count}'
+    got, want = both(tmp_path / "ok", body, EVENT)
+    assert got["status"] == want["status"] == "send"
+    assert got["items"][0]["a"].startswith("eu#")  # a user's filter on settings is not folded into a constant
+    got, want = both(tmp_path / "fail", 'x: {"@function": compiled_test_fail, "@args": {x: {"@path": event}}}', EVENT)
+    assert got == want and "boom Cart Built" in got["errors"][0]["message"]
+
+
+# --------------------------------------------------------------------------- JSON and validation
+
+def _reference_dumps(value, sort_keys=False) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
+
+
+def test_json_output_is_byte_identical_for_every_fixture_and_awkward_values():
+    values = [load_event(path) for path in EVENT_FILES]
+    values += [1e-05, 1e16, 1.5e300, -0.0, 0.0001, 2 ** 64, -2 ** 63 - 1, 10 ** 30, float("nan"), float("inf"),
+               {"a": 1, 2: "int key"}, (1, 2), "line\nbreak \u2028 \x7f é 😀", {"n": None}, [5e-324]]
+    rng = random.Random(6)
+    values += [rng.choice([rng.uniform(-1e6, 1e6), 10 ** rng.uniform(-30, 30), rng.randint(-2 ** 70, 2 ** 70)])
+               for _ in range(20000)]
+    for value in values:
+        for sort_keys in (False, True):
+            try:
+                want = _reference_dumps(value, sort_keys)
+            except TypeError:
+                continue  # mixed key types cannot be sorted by json either
+            assert jsoncodec.dumps(value, sort_keys) == want
+            assert jsoncodec.dumps_bytes(value, sort_keys) == want.encode("utf-8")
+
+
+def test_json_parsing_matches_the_standard_library():
+    texts = [path.read_text(encoding="utf-8") for path in EVENT_FILES]
+    texts += ["NaN", "[Infinity, -Infinity]", "12345678901234567890123", "-9256616000772621252", '"\\ud800"',
+              '{"a": 1, "a": 2}', "1e400", "-0", "[1.5e-7, 0.1]"]
+    for text in texts:
+        got, want = jsoncodec.loads(text), json.loads(text)
+        assert repr(got) == repr(want)
+    for bad in ["{", "[1,]", "tru", ""]:
+        with pytest.raises(json.JSONDecodeError) as fast:
+            jsoncodec.loads(bad)
+        with pytest.raises(json.JSONDecodeError) as slow:
+            json.loads(bad)
+        assert str(fast.value) == str(slow.value)
+
+
+class _AlwaysAsk:
+    """Stands in for jsonschema-rs so the validator takes the jsonschema path for every event."""
+
+    def is_valid(self, instance):
+        return False
+
+
+def mutations(event: dict):
+    yield event
+    for key in list(event) + ["userId", "anonymousId", "event", "timestamp", "messageId"]:
+        for value in (None, "", 7, 1.5, True, [], {}, "2024-13-01T00:00:00Z", "2024-01-01", "x" * 101,
+                      {"traits": []}, 2 ** 70, float("nan")):
+            yield {**event, key: value}
+
+
+def test_compiled_validator_accepts_and_rejects_exactly_like_jsonschema():
+    fast = EventValidator()
+    slow = EventValidator()
+    slow._fast = {name: _AlwaysAsk() for name in slow._fast}
+    checked = 0
+    for path in EVENT_FILES:
+        for event in mutations(load_event(path)):
+            assert fast.check(event) == slow.check(event)
+            checked += 1
+    batch = {"batch": [load_event(path) for path in EVENT_FILES[:5]]}
+    assert fast.check_batch(batch) == slow.check_batch(batch)
+    assert checked > 1000
+
+
+# --------------------------------------------------------------------------- command line
+
+def test_explain_code_prints_the_generated_python(capsys):
+    assert main(["explain", "--code", "richpanel", "track"]) == 0
+    source = capsys.readouterr().out
+    ast.parse(source)
+    assert "def map_track(event, settings, K):" in source and "def wrap_items(" in source
+    assert "event.get('properties')" in source  # plain paths are plain dict reads
+
+
+def test_explain_code_for_a_call_type_the_destination_lacks_is_a_usage_error(capsys):
+    assert main(["explain", "--code", "crisp", "alias"]) == 1
+    assert "has no 'alias' action" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_shown_on_a_terminal_only():
+    quiet = io.StringIO()
+    progress = Progress(quiet, every=0)
+    progress.update(10, Counter(send=3))
+    progress.close()
+    assert quiet.getvalue() == ""
+    terminal = _Terminal()
+    progress = Progress(terminal, every=0)
+    progress.update(10, Counter(send=3))
+    progress.close()
+    assert "line 10: 3 send" in terminal.getvalue()
+
+
+def test_batch_reads_a_stream_lazily_and_outputs_one_line_per_event(tmp_path, capsys, monkeypatch):
+    lines = [json.dumps({**EVENT, "messageId": f"m{i}"}) for i in range(300)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\nnot json\n"))
+    monkeypatch.setenv("EVENTMAP_PLANHAT_TENANT_TOKEN", "tok")
+    assert main(["batch", "-", "--destination", "planhat"]) == 0
+    out = capsys.readouterr()
+    rows = [json.loads(line) for line in out.out.splitlines()]
+    assert len(rows) == 301 and rows[-1]["status"] == "rejected" and rows[0]["status"] == "send"
+    assert "300 send" in out.err and "\r" not in out.err
+
+
+def test_the_benchmark_runs_with_a_tiny_workload():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_render.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "planhat" in result.stdout and "x baseline" in result.stdout
