@@ -52,7 +52,63 @@ CREATE INDEX seen_at ON seen(at)
 """),
 ]
 
-BACKENDS = {"sqlite": SQLITE}
+# PostgreSQL: the same tables; times stay epoch seconds (double precision) so both backends speak one
+# interface, and JSON stays json (kept as written, key order included) rather than jsonb.
+POSTGRES = [
+    (1, """
+CREATE TABLE schema_version (version integer NOT NULL);
+CREATE TABLE events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id text,
+    received_at double precision NOT NULL,
+    body json NOT NULL
+);
+CREATE INDEX events_received ON events(received_at);
+CREATE TABLE deliveries (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id bigint NOT NULL REFERENCES events(id),
+    destination text NOT NULL,
+    message_id text,
+    state text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    round_attempts integer NOT NULL DEFAULT 0,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    first_at double precision NOT NULL,
+    next_at double precision,
+    lease_owner text,
+    lease_until double precision,
+    reason text,
+    errors json,
+    last_status integer,
+    last_error text,
+    request json
+);
+CREATE INDEX deliveries_due ON deliveries(destination, next_at, id) WHERE state IN ('queued', 'retrying');
+CREATE INDEX deliveries_state ON deliveries(destination, state);
+CREATE INDEX deliveries_finished ON deliveries(updated_at) WHERE state IN ('delivered', 'skipped', 'rejected');
+CREATE INDEX deliveries_event ON deliveries(event_id);
+CREATE INDEX deliveries_owner ON deliveries(lease_owner) WHERE lease_owner IS NOT NULL;
+CREATE TABLE attempts (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id bigint NOT NULL,
+    at double precision NOT NULL,
+    status integer,
+    error text,
+    duration double precision NOT NULL DEFAULT 0
+);
+CREATE INDEX attempts_delivery ON attempts(delivery_id);
+CREATE TABLE seen (
+    destination text NOT NULL,
+    message_id text NOT NULL,
+    at double precision NOT NULL,
+    PRIMARY KEY (destination, message_id)
+);
+CREATE INDEX seen_at ON seen(at)
+"""),
+]
+
+BACKENDS = {"sqlite": SQLITE, "postgres": POSTGRES}
 
 
 def migrations(backend: str) -> list[tuple[int, str]]:

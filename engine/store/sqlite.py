@@ -26,8 +26,11 @@ PRUNABLE = (DELIVERED, SKIPPED, REJECTED)
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | os.PathLike, synchronous: str = "FULL", upgrade: bool = True):
+    def __init__(self, path: str | os.PathLike, synchronous: str = "FULL", upgrade: bool = True, **unknown):
         self.path = Path(path)
+        if unknown:  # e.g. pool_size left over from a PostgreSQL configuration
+            raise ConfigError([Problem(f"storage.{name}", "not an option of SQLite storage (it takes synchronous)")
+                               for name in unknown])
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError([Problem("storage", f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")])

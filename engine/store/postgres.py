@@ -1,0 +1,407 @@
+"""The shared store: PostgreSQL, for several collectors and workers on several hosts.
+
+Same behaviour as the SQLite store, built on what PostgreSQL does well:
+leasing with ``FOR UPDATE SKIP LOCKED`` (workers never wait on each other
+and never take the same row), dedupe with ``INSERT ... ON CONFLICT`` (two
+collectors accepting one messageId at once: exactly one queues it), pruning
+in small transactions so ingestion is never blocked for long. Each process
+has its own thread-safe connection pool. The schema is created and migrated
+only by ``eventmap db upgrade``; opening checks the version.
+"""
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import Json
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..problems import ConfigError, Problem
+from ..secrets import Masker
+from .base import DEAD, PENDING, QUEUED, SKIPPED, Accepted, Attempt, DeliveryRecord, Finish, Leased, NewEvent, Store
+from .migrations import migrations
+from .sqlite import _duplicate_reason
+
+# any constant will do: it serialises 'eventmap db upgrade' runs on one database
+MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
+OPTIONS = ("pool_size", "pool_timeout", "connect_timeout")
+# literal, not parameters, so the planner can use the partial indexes
+PENDING_SQL = "('queued', 'retrying')"
+PRUNABLE_SQL = "('delivered', 'skipped', 'rejected')"
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, upgrade: bool = False, pool_size: int = 10, pool_timeout: float = 30.0,
+                 connect_timeout: int = 10, **unknown):
+        self.url = masked_url(url)
+        self._masker = Masker(url_secrets(url))
+        if unknown:
+            raise ConfigError([Problem(f"storage.{name}", f"not an option of PostgreSQL storage (it takes "
+                                       f"{', '.join(OPTIONS)})") for name in unknown])
+        if not isinstance(pool_size, int) or pool_size < 1:
+            raise ConfigError([Problem("storage.pool_size", f"expected a whole number of connections, at least 1, "
+                                       f"not {pool_size!r}")])
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise ConfigError([Problem("storage", f"not a PostgreSQL URL {self.url}: {self._masker.text(str(exc))}")]) \
+                from None
+        params.setdefault("connect_timeout", connect_timeout)
+        params["autocommit"] = True  # transactions are explicit; reads need none
+        self._params = params
+        self._check(upgrade)
+        self._pool = ConnectionPool(kwargs=params, min_size=1, max_size=pool_size, timeout=pool_timeout,
+                                    name="eventmap", open=False)
+        self._pool.open(wait=False)
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self.url}>"
+
+    # --- connections and transactions
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(**self._params)
+        except psycopg.Error as exc:
+            raise ConfigError([Problem("storage", f"cannot connect to PostgreSQL at {self.url}: "
+                                       f"{self._masker.text(str(exc).strip())}")]) from None
+
+    @contextmanager
+    def _conn(self):
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:  # the pool's own message names no server; say which one
+            raise PoolTimeout(f"no PostgreSQL connection to {self.url} within {self._pool.timeout:g}s "
+                              f"(pool_size {self._pool.max_size}): {exc}") from None
+
+    @contextmanager
+    def _write(self):
+        with self._conn() as conn, conn.transaction():
+            yield conn
+
+    def close(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
+
+    # --- schema
+    def _check(self, upgrade: bool) -> None:
+        with self._connect() as conn:
+            if upgrade:
+                self._upgrade(conn)
+                return
+            latest, found = migrations("postgres")[-1][0], _version_in(conn)
+        if found < latest:
+            raise ConfigError([Problem("storage", f"the PostgreSQL store {self.url} is at schema version {found}, "
+                                       f"this eventmap needs {latest}: run 'eventmap db upgrade'")])
+        if found > latest:
+            raise ConfigError([Problem("storage", f"the PostgreSQL store {self.url} is at schema version {found}, "
+                                       f"newer than this eventmap knows ({latest}): upgrade eventmap")])
+
+    def version(self) -> int:
+        with self._conn() as conn:
+            return _version_in(conn)
+
+    def upgrade(self) -> list[int]:
+        with self._connect() as conn:
+            return self._upgrade(conn)
+
+    @staticmethod
+    def _upgrade(conn) -> list[int]:
+        """Each migration in its own transaction under an advisory lock: two upgrades at once take turns,
+        and the second finds nothing left to do."""
+        applied = []
+        for number, script in migrations("postgres"):
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                if number <= _version_in(conn):
+                    continue
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (number,))
+                applied.append(number)
+        return applied
+
+    # --- intake
+    def accept(self, events: list[NewEvent], now: float, dedupe_window: float = 0.0) -> list[Accepted]:
+        if not events:
+            return []
+        plans = [[(d.destination, d.state, d.reason, d.errors) for d in new.deliveries] for new in events]
+        with self._write() as conn:
+            firsts = self._claim(conn, events, plans, now, dedupe_window)
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO events(message_id, received_at, body) VALUES (%s, %s, %s) RETURNING id",
+                                [(_text(new.message_id), now, _json(new.event)) for new in events], returning=True)
+                event_ids = _returned(cur)
+                rows = []
+                for event_id, new, plan in zip(event_ids, events, plans):
+                    for index, (destination, state, reason, errors) in enumerate(plan):
+                        first = firsts.get((id(new), index))
+                        if first is not None:
+                            state, reason = SKIPPED, _duplicate_reason(new.message_id, destination, first,
+                                                                       dedupe_window)
+                        rows.append((event_id, destination, _text(new.message_id), state, now, now, now,
+                                     now if state == QUEUED else None, _text(reason), _json(errors) if errors else None))
+                cur.executemany(
+                    "INSERT INTO deliveries(event_id, destination, message_id, state, created_at, updated_at, first_at,"
+                    " next_at, reason, errors) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " RETURNING id, destination, state", rows, returning=True)
+                made = _returned(cur, whole=True) if rows else []
+        accepted, position = [], 0
+        for event_id, plan in zip(event_ids, plans):
+            accepted.append(Accepted(event_id, [tuple(row) for row in made[position:position + len(plan)]]))
+            position += len(plan)
+        return accepted
+
+    @staticmethod
+    def _claim(conn, events, plans, now: float, window: float) -> dict:
+        """{(id(event), delivery index): first seen} for each queued delivery that is a duplicate.
+
+        Claims go in key order, so two collectors claiming overlapping batches cannot deadlock."""
+        if window <= 0:
+            return {}
+        wanted: dict[tuple[str, str], list] = {}
+        for new, plan in zip(events, plans):
+            if new.message_id is None:
+                continue
+            for index, (destination, state, _, _) in enumerate(plan):
+                if state == QUEUED:
+                    wanted.setdefault((destination, _text(new.message_id)), []).append((id(new), index))
+        if not wanted:
+            return {}
+        keys = sorted(wanted)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO seen(destination, message_id, at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (destination, message_id) DO UPDATE SET at = excluded.at WHERE seen.at < %s RETURNING 1",
+                [(destination, message_id, now, now - window) for destination, message_id in keys], returning=True)
+            claimed = []
+            while True:
+                claimed.append(cur.fetchone() is not None)
+                if not cur.nextset():
+                    break
+        lost = [key for key, won in zip(keys, claimed) if not won]
+        earlier = {}
+        if lost:
+            earlier = {(d, m): at for d, m, at in conn.execute(
+                "SELECT destination, message_id, at FROM seen WHERE (destination, message_id) IN"
+                " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                ([d for d, _ in lost], [m for _, m in lost])).fetchall()}
+        firsts = {}
+        for key, won in zip(keys, claimed):
+            places = wanted[key]
+            duplicates = places[1:] if won else places  # in one batch, the first occurrence wins
+            for place in duplicates:
+                firsts[place] = now if won else earlier[key]
+        return firsts
+
+    # --- workers
+    def lease(self, destination: str, limit: int, owner: str, now: float, lease_for: float) -> list[Leased]:
+        with self._conn() as conn:  # one statement: its own transaction, one round trip
+            rows = conn.execute(
+                "UPDATE deliveries d SET lease_owner = %s, lease_until = %s"
+                " FROM (SELECT id FROM deliveries WHERE destination = %s AND state IN " + PENDING_SQL +
+                " AND next_at <= %s AND (lease_until IS NULL OR lease_until < %s)"
+                " ORDER BY next_at, id LIMIT %s FOR UPDATE SKIP LOCKED) due, events e"
+                " WHERE d.id = due.id AND e.id = d.event_id"
+                " RETURNING d.id, d.message_id, e.body, d.round_attempts, d.first_at",
+                (owner, now + lease_for, destination, now, now, limit)).fetchall()
+        return sorted((Leased(r[0], destination, r[1], r[2], r[3], r[4]) for r in rows), key=lambda item: item.id)
+
+    def finish(self, results: list[Finish], owner: str, now: float) -> int:
+        """One statement (one round trip, its own transaction): verdicts, then attempts of those applied."""
+        if not results:
+            return 0
+        columns = list(zip(*[(
+            r.id, r.state, r.next_at, int(r.attempt is not None), _text(r.reason), _dumps(r.errors) if r.errors else None,
+            r.attempt.status if r.attempt else None, _text(r.attempt.error) if r.attempt else None,
+            _dumps(r.request) if r.request else None, r.attempt.at if r.attempt else None,
+            r.attempt.duration if r.attempt else None) for r in results]))
+        with self._conn() as conn:
+            return conn.execute(
+                "WITH input AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::int[], %s::text[],"
+                " %s::text[], %s::int[], %s::text[], %s::text[], %s::float8[], %s::float8[])"
+                " AS i(id, state, next_at, tried, reason, errors, status, error, request, at, duration)),"
+                " done AS (UPDATE deliveries d SET state = i.state, next_at = i.next_at, lease_owner = NULL,"
+                " lease_until = NULL, attempts = d.attempts + i.tried, round_attempts = d.round_attempts + i.tried,"
+                " updated_at = %s, reason = COALESCE(i.reason, d.reason), errors = COALESCE(i.errors::json, d.errors),"
+                " last_status = COALESCE(i.status, d.last_status), last_error = i.error,"
+                " request = COALESCE(i.request::json, d.request)"
+                " FROM input i WHERE d.id = i.id AND d.lease_owner = %s RETURNING d.id),"
+                " logged AS (INSERT INTO attempts(delivery_id, at, status, error, duration)"
+                " SELECT i.id, i.at, i.status, i.error, i.duration FROM input i JOIN done ON done.id = i.id"
+                " WHERE i.tried = 1)"
+                " SELECT COUNT(*) FROM done", (*[list(c) for c in columns], now, owner)).fetchone()[0]
+
+    def release(self, owner: str, ids: list[int] | None = None) -> int:
+        if ids is not None and not ids:
+            return 0
+        where, params = "lease_owner = %s", [owner]
+        if ids is not None:
+            where += " AND id = ANY(%s)"
+            params.append(list(ids))
+        with self._conn() as conn:
+            return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
+                                params).rowcount
+
+    def next_due(self, destinations: list[str], now: float) -> float | None:
+        if not destinations:
+            return None
+        with self._conn() as conn:
+            return conn.execute(
+                "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until >= %s THEN GREATEST(next_at, lease_until)"
+                " ELSE next_at END) FROM deliveries WHERE state IN " + PENDING_SQL + " AND destination = ANY(%s)",
+                (now, list(destinations))).fetchone()[0]
+
+    # --- inspection
+    def counts(self, now: float) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        with self._conn() as conn:
+            for destination, state, n in conn.execute(
+                    "SELECT destination, state, COUNT(*) FROM deliveries GROUP BY destination, state"):
+                result.setdefault(destination, {})[state] = n
+            for destination, n in conn.execute(
+                    "SELECT destination, COUNT(*) FROM deliveries WHERE state IN " + PENDING_SQL +
+                    " AND lease_until >= %s GROUP BY destination", (now,)):
+                result.setdefault(destination, {})["in_flight"] = n
+        return result
+
+    def list(self, destination=None, state=None, limit=50, after_id=0) -> list[DeliveryRecord]:
+        where, params = ["id > %s"], [after_id]
+        if destination:
+            where.append("destination = %s")
+            params.append(destination)
+        if state:
+            where.append("state = %s")
+            params.append(state)
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE {' AND '.join(where)}"
+                                f" ORDER BY id LIMIT %s", (*params, limit)).fetchall()
+        return [DeliveryRecord(*row) for row in rows]
+
+    def get(self, delivery_id: int) -> DeliveryRecord | None:
+        with self._conn() as conn:
+            row = conn.execute(f"SELECT {_RECORD_COLUMNS}, request FROM deliveries WHERE id = %s",
+                               (delivery_id,)).fetchone()
+            if row is None:
+                return None
+            record = DeliveryRecord(*row[:-1])
+            record.request = row[-1]
+            record.event = conn.execute("SELECT body FROM events WHERE id = %s", (record.event_id,)).fetchone()[0]
+            record.history = [Attempt(*a) for a in conn.execute(
+                "SELECT at, status, error, duration FROM attempts WHERE delivery_id = %s ORDER BY id", (delivery_id,))]
+        return record
+
+    def requeue(self, now, ids=None, destination=None, state=DEAD) -> int:
+        where, params = ["state = %s"], [state]
+        if ids is not None:
+            if not ids:
+                return 0
+            where.append("id = ANY(%s)")
+            params.append(list(ids))
+        if destination:
+            where.append("destination = %s")
+            params.append(destination)
+        with self._conn() as conn:
+            return conn.execute(
+                f"UPDATE deliveries SET state = %s, next_at = %s, first_at = %s, round_attempts = 0, updated_at = %s,"
+                f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
+                (QUEUED, now, now, now, *params)).rowcount
+
+    def prune(self, before: float, batch: int = 1000) -> int:
+        """Each batch is its own short transaction; rows another transaction holds are left for next time."""
+        deleted = 0
+        while True:
+            with self._write() as conn:
+                rows = conn.execute(
+                    "SELECT id, event_id FROM deliveries WHERE state IN " + PRUNABLE_SQL + " AND updated_at < %s"
+                    " LIMIT %s FOR UPDATE SKIP LOCKED", (before, batch)).fetchall()
+                ids, event_ids = [r[0] for r in rows], sorted({r[1] for r in rows})
+                if ids:
+                    conn.execute("DELETE FROM attempts WHERE delivery_id = ANY(%s)", (ids,))
+                    conn.execute("DELETE FROM deliveries WHERE id = ANY(%s)", (ids,))
+                    conn.execute("DELETE FROM events e WHERE e.id = ANY(%s) AND NOT EXISTS"
+                                 " (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)", (event_ids,))
+                seen = conn.execute(
+                    "DELETE FROM seen WHERE (destination, message_id) IN (SELECT destination, message_id FROM seen"
+                    " WHERE at < %s LIMIT %s FOR UPDATE SKIP LOCKED)", (before, batch)).rowcount
+            deleted += len(ids)
+            if len(ids) < batch and seen < batch:
+                break
+        with self._write() as conn:  # events accepted with no deliveries at all (every route disabled)
+            conn.execute("DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.received_at < %s AND NOT"
+                         " EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT %s FOR UPDATE SKIP LOCKED)",
+                         (before, batch))
+        return deleted
+
+
+_RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, created_at, updated_at, next_at,"
+                   " reason, errors, last_status, last_error")
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password (in the user part or the query) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            if ":" in userinfo:
+                netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+        query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password in every form it may show up in an error message."""
+    found = []
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            found += [parts.password, unquote(parts.password)]
+    except ValueError:
+        pass
+    for value in re.findall(r"(?i)(?:^|[?&])password=([^&]*)", url):
+        found += [value, unquote(value)]
+    return [s for s in found if s]
+
+
+def _version_in(conn) -> int:
+    if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+        return 0
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return row[0] if row else 0
+
+
+def _returned(cur, whole: bool = False) -> list:
+    """The RETURNING row of each statement an executemany ran (None where one returned nothing)."""
+    rows = []
+    while True:
+        row = cur.fetchone()
+        rows.append(row if whole or row is None else row[0])
+        if not cur.nextset():
+            return [r for r in rows if r is not None]
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json(value) -> Json:
+    return Json(value, dumps=_dumps)
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a vendor's binary error page must not make a verdict unrecordable."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
