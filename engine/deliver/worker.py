@@ -71,13 +71,16 @@ class DestinationWorker:
         return f"<DestinationWorker {self.name}>"
 
     def _lease_size(self) -> int:
-        """As many as one turn can send well within the lease, so no lease runs out mid-turn."""
+        """As many as one turn can send well within the lease, even if every request takes the
+        whole timeout, so no lease runs out mid-turn and no other worker re-sends them."""
         if self.batching:
             return self.route.destination.batching.max_events
+        timeout = getattr(self.client, "timeout", 10.0) or 10.0
+        size = min(20, int(self.lease_for / (2 * timeout)))
         rate = self.route.limits.rate
-        if rate is None:
-            return 20
-        return max(1, min(20, int(rate * self.lease_for / 4)))
+        if rate is not None:
+            size = min(size, int(rate * self.lease_for / 4))
+        return max(1, size)
 
     def run_once(self, now: float | None = None) -> int:
         """One turn: lease, render, send, record. Returns how many deliveries it handled (0: none due).

@@ -279,12 +279,13 @@ class SQLiteStore(Store):
                     marks = ",".join("?" * len(ids))
                     conn.execute(f"DELETE FROM attempts WHERE delivery_id IN ({marks})", ids)
                     conn.execute(f"DELETE FROM deliveries WHERE id IN ({marks})", ids)
-                conn.execute("DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.received_at < ? AND NOT"
-                             " EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT ?)", (before, batch))
-                conn.execute("DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen WHERE at < ? LIMIT ?)",
-                             (before, batch))
+                events = conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.received_at < ? AND NOT"
+                    " EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT ?)", (before, batch)).rowcount
+                seen = conn.execute("DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen WHERE at < ? LIMIT ?)",
+                                    (before, batch)).rowcount
             deleted += len(ids)
-            if len(ids) < batch:
+            if max(len(ids), events, seen) < batch:  # every kind of old row is gone, not only deliveries
                 return deleted
 
 
