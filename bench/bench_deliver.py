@@ -22,10 +22,10 @@ import argparse
 import json
 import multiprocessing
 import statistics
+import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from engine import Engine
@@ -33,25 +33,8 @@ from engine.deliver import DestinationWorker, HttpClient, Runner, drain, new_own
 from engine.intake import Intake
 from engine.store import open_store
 
-
-def serve_sink(port_queue) -> None:
-    class Sink(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    port_queue.put(server.server_address[1])
-    server.serve_forever()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sink import serve_sink  # noqa: E402
 
 
 def events(n: int, run: str) -> list[dict]:

@@ -34,7 +34,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,29 +42,10 @@ from engine import Engine  # noqa: E402
 from engine.deliver import DestinationWorker, HttpClient, Response, drain, new_owner  # noqa: E402
 from engine.store import NewDelivery, NewEvent, open_store  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sink import serve_sink  # noqa: E402
+
 SPAWN = multiprocessing.get_context("spawn")  # each worker a fresh process with its own pool, as on another host
-
-
-def serve_sink(port_queue) -> None:
-    class Sink(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-        wbufsize = 1 << 16
-
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    server.daemon_threads = True
-    port_queue.put(server.server_address[1])
-    server.serve_forever()
 
 
 class NoSend:
