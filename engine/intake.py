@@ -42,13 +42,8 @@ class Intake:
         if self.fill_message_id and isinstance(event, dict) and not event.get("messageId"):
             event = {**event, "messageId": f"eventmap-{uuid.uuid4()}"}
         errors, _ = self.engine.validate(event)
-        message_id = event.get("messageId") if isinstance(event, dict) else None
-        if not isinstance(message_id, str):
-            message_id = None
         if errors:
-            rejection = NewDelivery(INTAKE, REJECTED, "the event does not follow the Segment spec",
-                                    [e.as_dict() for e in errors])
-            return NewEvent(event, message_id, [rejection]), errors
+            return self.reject(event, "the event does not follow the Segment spec", errors)
         deliveries = []
         for route in self.routes:
             if not route.enabled:
@@ -56,10 +51,24 @@ class Intake:
             reason = route.skip_reason(event)
             name = route.destination.slug
             deliveries.append(NewDelivery(name, SKIPPED, reason) if reason else NewDelivery(name, QUEUED))
-        return NewEvent(event, message_id, deliveries), []
+        return NewEvent(event, _message_id(event), deliveries), []
+
+    def reject(self, event, reason: str, errors: list) -> tuple[NewEvent, list]:
+        """An event refused before routing (bad schema, too large): kept under ``(intake)`` with its errors."""
+        rejection = NewDelivery(INTAKE, REJECTED, reason, [e.as_dict() for e in errors])
+        return NewEvent(event, _message_id(event), [rejection]), errors
 
     def accept(self, events: list) -> list[Receipt]:
         """Write a batch of events in one transaction; each Receipt says where its event went."""
-        decided = [self.decide(event) for event in events]
+        return self.accept_decided([self.decide(event) for event in events])
+
+    def accept_decided(self, decided: list[tuple[NewEvent, list]]) -> list[Receipt]:
+        """Write what ``decide`` or ``reject`` returned, in one transaction, for callers that refuse
+        some events themselves (the server's size limits) but must keep them with the rest."""
         accepted = self.store.accept([new for new, _ in decided], self.clock(), self.dedupe_window)
         return [Receipt(new.message_id, done, errors) for (new, errors), done in zip(decided, accepted)]
+
+
+def _message_id(event) -> str | None:
+    message_id = event.get("messageId") if isinstance(event, dict) else None
+    return message_id if isinstance(message_id, str) else None

@@ -15,7 +15,8 @@ import time
 from http import HTTPStatus
 
 from ..intake import Intake
-from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent
+from ..problems import Problem
+from ..store import INTAKE, QUEUED, NewDelivery, NewEvent
 from . import metrics
 from .config import ServeConfig, WebhookSource
 from .segment_api import (BATCH_LIMIT, CALLS, ApiError, basic_credentials, complete, describe_limit, items_of,
@@ -99,13 +100,12 @@ class Collector:
         if source is None:
             key = body.get("writeKey")
             source = self._source(key if isinstance(key, str) else None)
-        now = self.clock()
-        received = utc(now)
+        received = utc(self.clock())
         intake = self.intake()
         decided = [self._decide(intake, complete(item, call, body, received), item) for item in items_of(call, body)]
-        intake.store.accept([new for new, _ in decided], now, intake.dedupe_window)
-        rejected = [{"index": i, "messageId": new.message_id, "errors": errors}
-                    for i, (new, errors) in enumerate(decided) if errors]
+        receipts = intake.accept_decided(decided)
+        rejected = [{"index": i, "messageId": r.message_id, "errors": [e.as_dict() for e in r.errors]}
+                    for i, r in enumerate(receipts) if r.rejected]
         if call != "batch":
             if rejected:
                 raise ApiError(400, "invalid_event", f"the event was not accepted: {_summary(rejected[0]['errors'])}")
@@ -149,11 +149,8 @@ class Collector:
     def _decide(intake: Intake, event, item) -> tuple[NewEvent, list]:
         too_big = oversize_error(item)
         if too_big is None:
-            new, errors = intake.decide(event)
-            return new, [e.as_dict() for e in errors]
-        errors = [{"path": "", "message": too_big}]
-        message_id = event.get("messageId") if isinstance(event, dict) else None
-        return NewEvent(event, message_id, [NewDelivery(INTAKE, REJECTED, "the event is too large", errors)]), errors
+            return intake.decide(event)
+        return intake.reject(event, "the event is too large", [Problem("", too_big)])
 
 
 def _authorised(source: WebhookSource, environ) -> bool:
