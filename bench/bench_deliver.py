@@ -19,7 +19,6 @@ ratio of each to its baseline in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import statistics
 import sys

@@ -8,7 +8,7 @@ from .load.settings import SettingsSpec
 from .map.language import MappingError, Scope
 from .outcome import REJECTED, SEND, SKIPPED, Outcome
 from .problems import Problem
-from .render.action import Action, Batching, Envelope
+from .render.action import Batching, Envelope
 from .render.request import Request
 
 

@@ -22,9 +22,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..problems import ConfigError, Problem
 from ..secrets import Masker
-from .base import DEAD, PENDING, QUEUED, SKIPPED, Accepted, Attempt, DeliveryRecord, Finish, Leased, NewEvent, Store
+from .base import (DEAD, QUEUED, SKIPPED, Accepted, Attempt, DeliveryRecord, Finish, Leased, NewEvent, Store,
+                   duplicate_reason)
 from .migrations import migrations
-from .sqlite import _duplicate_reason
 
 # any constant will do: it serialises 'eventmap db upgrade' runs on one database
 MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
@@ -143,7 +143,7 @@ class PostgresStore(Store):
                     for index, (destination, state, reason, errors) in enumerate(plan):
                         first = firsts.get((id(new), index))
                         if first is not None:
-                            state, reason = SKIPPED, _duplicate_reason(new.message_id, destination, first,
+                            state, reason = SKIPPED, duplicate_reason(new.message_id, destination, first,
                                                                        dedupe_window)
                         rows.append((event_id, destination, _text(new.message_id), state, now, now, now,
                                      now if state == QUEUED else None, _text(reason), _json(errors) if errors else None))

@@ -13,13 +13,11 @@ import os
 import sqlite3
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ..load.durations import describe_seconds
 from ..problems import ConfigError, Problem
 from .base import (DEAD, DELIVERED, PENDING, QUEUED, REJECTED, SKIPPED, Accepted, Attempt, DeliveryRecord,
-                   Finish, Leased, NewEvent, Store)
+                   Finish, Leased, NewEvent, Store, duplicate_reason)
 from .migrations import migrations
 
 PRUNABLE = (DELIVERED, SKIPPED, REJECTED)
@@ -134,7 +132,7 @@ class SQLiteStore(Store):
                     if state == QUEUED and dedupe_window > 0 and new.message_id is not None:
                         first = self._claim_message_id(conn, d.destination, new.message_id, now, dedupe_window)
                         if first is not None:
-                            state, reason = SKIPPED, _duplicate_reason(new.message_id, d.destination, first, dedupe_window)
+                            state, reason = SKIPPED, duplicate_reason(new.message_id, d.destination, first, dedupe_window)
                     cursor = conn.execute(
                         "INSERT INTO deliveries(event_id, destination, message_id, state, created_at, updated_at,"
                         " first_at, next_at, reason, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -301,12 +299,6 @@ def _record(row) -> DeliveryRecord:
 
 def _dump(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _duplicate_reason(message_id: str, destination: str, first: float, window: float) -> str:
-    when = datetime.fromtimestamp(first, timezone.utc).isoformat(timespec="seconds")
-    return (f"duplicate: messageId {message_id!r} was already accepted for {destination} at {when}, "
-            f"within the {describe_seconds(window)} dedupe window")
 
 
 def _statements(script: str) -> list[str]:
