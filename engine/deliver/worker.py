@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..load.durations import describe_seconds
 from ..outcome import REJECTED as OUTCOME_REJECTED, SEND
 from ..render.request import Request
 from ..route import Route
@@ -165,9 +166,9 @@ class DestinationWorker:
     def _retry_or_give_up(self, item: Leased, outcome, attempt: Attempt, asked, now: float) -> Finish:
         next_at = now + self.policy.wait(item.attempts + 1, asked, self.rng)
         if self.policy.gives_up(item.first_at, next_at):
-            hours = self.policy.retry_for / 3600
             return Finish(item.id, DEAD, attempt, request=self._alone(outcome),
-                          reason=f"gave up after {item.attempts + 1} attempts over the {hours:g}h retry horizon")
+                          reason=f"gave up after {item.attempts + 1} attempts over the "
+                                 f"{describe_seconds(self.policy.retry_for)} retry horizon")
         return Finish(item.id, RETRYING, attempt, next_at=next_at)
 
     def _alone(self, outcome) -> dict:
