@@ -80,12 +80,7 @@ def _parse(text: str, name: str, loader_class) -> tuple[YamlDocument | None, lis
         node = loader.get_single_node()
         if node is None:
             return None, [Problem("", "the file is empty", name, 1)]
-        # Index before constructing: construction folds `<<` merges into the node,
-        # and a key that overrides a merged one is not a duplicate.
-        lines: dict = {}
-        problems: list[Problem] = []
-        _index(node, (), lines, problems, name)
-        data = loader.construct_document(node)
+        data, lines, problems = _construct(loader, node, name, fast)
     except yaml.MarkedYAMLError as exc:
         if fast:
             raise
@@ -100,6 +95,22 @@ def _parse(text: str, name: str, loader_class) -> tuple[YamlDocument | None, lis
     finally:
         loader.dispose()
     return YamlDocument(name, data, lines), problems
+
+
+def _construct(loader, node, name: str, fast: bool) -> tuple[object, dict, list[Problem]]:
+    """The data, its line table and the duplicate keys; with libyaml, in one walk when the YAML allows."""
+    if fast:
+        builder = _Builder(loader, name)
+        try:
+            return builder.build(node, ()), builder.lines, builder.problems
+        except _Unusual:
+            loader.constructed_objects = {}  # start again from the nodes, which the builder left as they were
+    # Index before constructing: construction folds `<<` merges into the node,
+    # and a key that overrides a merged one is not a duplicate.
+    lines: dict = {}
+    problems: list[Problem] = []
+    _index(node, (), lines, problems, name)
+    return loader.construct_document(node), lines, problems
 
 
 def _index(node, path, lines, problems, name) -> None:
@@ -120,3 +131,62 @@ def _index(node, path, lines, problems, name) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _index(item, path + (index,), lines, problems, name)
+
+
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_MERGE, _VALUE = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
+
+
+class _Unusual(Exception):
+    """The document has YAML the builder leaves to PyYAML (merge keys, other collection tags...)."""
+
+
+class _Builder:
+    """Build the data and its line table in one walk: what ``_index`` and then ``construct_document`` give.
+
+    PyYAML's pure-Python constructor costs more than libyaml's parsing. Most
+    values are strings, mappings and lists: the builder takes those straight
+    from the nodes and leaves every other scalar (numbers, booleans, null,
+    dates...) to the loader's own constructor, so values stay SafeLoader's.
+    An alias gets the one shared object, as with PyYAML. Anything else raises
+    _Unusual before any node is changed, and the caller takes the two steps.
+    """
+
+    def __init__(self, loader, name: str):
+        self.loader, self.name = loader, name
+        self.lines: dict = {}
+        self.problems: list[Problem] = []
+        self.built: dict = {}  # collection node -> its object, for aliases
+
+    def build(self, node, path):
+        lines = self.lines
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return node.value if node.tag == _STR else self.loader.construct_object(node, deep=True)
+        if node in self.built:  # an alias: the same object, but its lines and duplicates here too
+            _index(node, path, lines, self.problems, self.name)
+            return self.built[node]
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+            mapping = self.built[node] = {}
+            seen: dict = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag in (_MERGE, _VALUE) \
+                        or key_node.value == "<<":
+                    raise _Unusual
+                name = key_node.value
+                key = name if key_node.tag == _STR else self.loader.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if name in seen:
+                    self.problems.append(Problem(format_path(path + (name,)),
+                                                 f"duplicate key '{name}' (first on line {seen[name]})", self.name, line))
+                else:
+                    seen[name] = line
+                lines[path + (name,)] = line
+                mapping[key] = self.build(value_node, path + (name,))
+            return mapping
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+            sequence = self.built[node] = []
+            for index, item in enumerate(node.value):
+                sequence.append(self.build(item, path + (index,)))
+            return sequence
+        raise _Unusual
