@@ -39,6 +39,8 @@ COMPANIONS = {"@if": ("@then", "@else"), "@each": ("@map",), "@function": ("@arg
 OBJECT_OPTIONS = ("@merge", "@omit", "@drop_empty")
 DIRECTIVE_KEYS = frozenset(SOURCES + MODIFIERS + OBJECT_OPTIONS
                            + tuple(k for ks in COMPANIONS.values() for k in ks))
+SOURCE_KEYS = frozenset(SOURCES)
+ALLOWED_WITH = {source: frozenset(MODIFIERS + (source,) + COMPANIONS.get(source, ())) for source in SOURCES}
 
 
 class MappingError(Exception):
@@ -357,8 +359,7 @@ class Compiler:
         if isinstance(raw, list):
             return Array(path, [self.value(item, path + (i,), in_item) for i, item in enumerate(raw)])
         if isinstance(raw, dict):
-            directive_keys = [k for k in raw if isinstance(k, str) and k.startswith("@")]
-            if any(key in SOURCES for key in directive_keys):
+            if not SOURCE_KEYS.isdisjoint(raw):
                 return self.directive(raw, path, in_item)
             return self.object(raw, path, in_item)
         return Literal(path, raw)
@@ -410,7 +411,7 @@ class Compiler:
         if len(sources) > 1:
             self.report(path, f"use one of {', '.join(SOURCES)} per value, found {', '.join(sources)}")
         source = sources[0]
-        allowed = set(MODIFIERS) | {source, *COMPANIONS.get(source, ())}
+        allowed = ALLOWED_WITH[source]
         for key in raw:
             if key not in allowed:
                 extra = "" if str(key).startswith("@") else " (a directive's keys all start with @; put plain keys in a nested object)"
