@@ -75,6 +75,11 @@ TRICKY = {
           k: 2
         copy: *base
         """,
+    "keys that construct equal": """\
+        1: a
+        0x1: b
+        true: c
+        """,
     "set and omap": """\
         set: !!set {a, b}
         omap: !!omap [a: 1, b: 2]
@@ -229,3 +234,18 @@ def test_a_value_pyyaml_cannot_build_fails_as_before(text, monkeypatch):
     with pytest.raises(Exception) as slow:
         parse_yaml(text, "f.yaml")
     assert (type(fast.value), str(fast.value)) == (type(slow.value), str(slow.value))
+
+
+def test_a_recursive_alias_fails_as_before(monkeypatch):
+    with pytest.raises(RecursionError):
+        parse_yaml("a: &x [*x]\n", "f.yaml")
+    monkeypatch.setattr(yaml_source, "_FAST_LOADER", None)
+    with pytest.raises(RecursionError):
+        parse_yaml("a: &x [*x]\n", "f.yaml")
+
+
+def test_lines_are_found_when_a_problem_needs_one():
+    doc, problems = parse_yaml("a:\n  b: [x, {c: 1}]\n", "f.yaml")
+    assert problems == []
+    assert str(doc.problem(("a", "b", 1, "c"), "bad")) == "f.yaml:2: a.b[1].c: bad"
+    assert doc.lines == {(): 1, ("a",): 1, ("a", "b"): 2, ("a", "b", 0): 2, ("a", "b", 1): 2, ("a", "b", 1, "c"): 2}

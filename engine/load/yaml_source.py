@@ -3,7 +3,7 @@
 Mapping errors must point at ``file:line``. PyYAML's node tree knows the line
 of every key and value; we keep a table from JSON path to line next to the
 constructed data, so later checks can work on plain dicts and still report
-the line.
+the line. Most files have no problem: the table is made when first asked for.
 """
 from __future__ import annotations
 
@@ -24,7 +24,16 @@ PathKey = tuple  # a JSON path as a tuple of keys and list indexes
 class YamlDocument:
     file: str
     data: object
-    lines: dict = field(default_factory=dict)  # PathKey -> 1-based line
+    _lines: dict | None = field(default=None, compare=False)  # PathKey -> 1-based line; see lines
+    text: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def lines(self) -> dict:
+        """Found from ``text`` the first time a problem needs a line: parsing a file
+        again now and then costs less than indexing every node of every file."""
+        if self._lines is None:
+            self._lines = _lines_of(self.text) if self.text is not None else {}
+        return self._lines
 
     def line_of(self, path: PathKey) -> int | None:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -119,15 +128,14 @@ def _parse(text: str, name: str, loader_class) -> tuple[YamlDocument | None, lis
         return None, [Problem("", f"invalid YAML: {exc}", name)]
     finally:
         loader.dispose()
-    return YamlDocument(name, data, lines), problems
+    return YamlDocument(name, data, lines, text), problems
 
 
-def _construct(loader, node, name: str, fast: bool) -> tuple[object, dict, list[Problem]]:
-    """The data, its line table and the duplicate keys; with libyaml, in one walk when the YAML allows."""
+def _construct(loader, node, name: str, fast: bool) -> tuple[object, dict | None, list[Problem]]:
+    """The data, its line table (None: found later, if ever needed) and the duplicate keys."""
     if fast:
-        builder = _Builder(loader, name)
         try:
-            return builder.document(node), builder.lines, builder.problems
+            return _Builder(loader).build(node), None, []
         except _Unusual:
             loader.constructed_objects = {}  # start again from the nodes, which the builder left as they were
     # Index before constructing: construction folds `<<` merges into the node,
@@ -136,6 +144,17 @@ def _construct(loader, node, name: str, fast: bool) -> tuple[object, dict, list[
     problems: list[Problem] = []
     _index(node, (), lines, problems, name)
     return loader.construct_document(node), lines, problems
+
+
+def _lines_of(text: str) -> dict:
+    """The line table of a document the builder read (with the fast loader, without a duplicate key)."""
+    loader = _FAST_LOADER(text)
+    try:
+        lines: dict = {}
+        _index(loader.get_single_node(), (), lines, [], "")
+        return lines
+    finally:
+        loader.dispose()
 
 
 def _index(node, path, lines, problems, name) -> None:
@@ -167,71 +186,48 @@ class _Unusual(Exception):
 
 
 class _Builder:
-    """Build the data and its line table in one walk: what ``_index`` and then ``construct_document`` give.
+    """Build the data from the node tree: what ``construct_document`` gives, several times faster.
 
-    PyYAML's pure-Python constructor costs more than libyaml's parsing. Most
-    values are strings, mappings and lists: the builder takes those straight
-    from the nodes and leaves every other scalar (numbers, booleans, null,
-    dates...) to the loader's own constructor, so values stay SafeLoader's.
-    An alias gets the one shared object, as with PyYAML. Anything else raises
-    _Unusual before any node is changed, and the caller takes the two steps.
+    Most values are strings, mappings and lists: the builder takes those
+    straight from the nodes and leaves every other scalar (numbers, booleans,
+    null, dates...) to the loader's own constructor, so values stay
+    SafeLoader's. An alias gets the one shared object, as with PyYAML.
+    Anything else (a key given twice, merge keys, other collection tags...)
+    raises _Unusual before any node is changed: the caller then takes the two
+    steps, which report duplicates with their lines.
     """
 
-    def __init__(self, loader, name: str):
-        self.loader, self.name = loader, name
-        self.lines: dict = {}
-        self.problems: list[Problem] = []
+    def __init__(self, loader):
+        self.loader = loader
         self.built: dict = {}  # collection node -> its object, for aliases
 
-    def document(self, node):
-        self.lines[()] = node.start_mark.line + 1
-        return self.build(node, ())
+    # Most values are plain strings: build() is called for the others only.
 
-    def build(self, node, path):
-        """The object for ``node``; the caller has recorded its line at ``path``."""
+    def build(self, node):
         if isinstance(node, ScalarNode):
             return node.value if node.tag == _STR else self.loader.construct_object(node, deep=True)
-        if node in self.built:  # an alias: the same object, but its lines and duplicates here too
-            _index(node, path, self.lines, self.problems, self.name)
+        if node in self.built:  # an alias (an anchor is complete before any alias to it, unless recursive)
             return self.built[node]
         if node.tag == _MAP and isinstance(node, MappingNode):
-            return self.mapping(node, path)
-        if node.tag == _SEQ and isinstance(node, SequenceNode):
-            return self.sequence(node, path)
-        raise _Unusual
+            data = self.mapping(node)
+        elif node.tag == _SEQ and isinstance(node, SequenceNode):
+            data = [item.value if item.tag == _STR and isinstance(item, ScalarNode) else self.build(item)
+                    for item in node.value]
+        else:
+            raise _Unusual
+        self.built[node] = data
+        return data
 
-    # Most values are plain strings: the loops below take those without a call to build.
-
-    def mapping(self, node, path) -> dict:
-        mapping = self.built[node] = {}
-        lines, seen = self.lines, {}
+    def mapping(self, node) -> dict:
+        mapping = {}
         for key_node, value_node in node.value:
-            name = key_node.value
-            if not isinstance(key_node, ScalarNode) or name == "<<" or key_node.tag in (_MERGE, _VALUE):
+            if not isinstance(key_node, ScalarNode) or key_node.value == "<<" or key_node.tag in (_MERGE, _VALUE):
                 raise _Unusual
-            key = name if key_node.tag == _STR else self.loader.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            here = path + (name,)
-            if name in seen:
-                self.problems.append(Problem(format_path(here), f"duplicate key '{name}' (first on line {seen[name]})",
-                                             self.name, line))
-            else:
-                seen[name] = line
-            lines[here] = line
+            key = key_node.value if key_node.tag == _STR else self.loader.construct_object(key_node, deep=True)
             if value_node.tag == _STR and isinstance(value_node, ScalarNode):
                 mapping[key] = value_node.value
             else:
-                mapping[key] = self.build(value_node, here)
+                mapping[key] = self.build(value_node)
+        if len(mapping) != len(node.value):
+            raise _Unusual  # a key given twice (or two that construct equal, like 1 and 0x1)
         return mapping
-
-    def sequence(self, node, path) -> list:
-        sequence = self.built[node] = []
-        lines = self.lines
-        for index, item in enumerate(node.value):
-            here = path + (index,)
-            lines.setdefault(here, item.start_mark.line + 1)
-            if item.tag == _STR and isinstance(item, ScalarNode):
-                sequence.append(item.value)
-            else:
-                sequence.append(self.build(item, here))
-        return sequence
