@@ -8,6 +8,7 @@ one clear configuration error and not a broken request.
 from __future__ import annotations
 
 import os
+from functools import cached_property
 
 from jsonschema import Draft202012Validator
 
@@ -21,7 +22,11 @@ class SettingsSpec:
         self.properties: dict = schema.get("properties", {})
         self.required: list = schema.get("required", [])
         self.secret_names = frozenset(k for k, v in self.properties.items() if v.get("secret"))
-        self._validator = Draft202012Validator(schema)
+
+    @cached_property
+    def _validator(self) -> Draft202012Validator:
+        """Made when first needed: of many loaded destinations, a process may route to a few."""
+        return Draft202012Validator(self.schema)
 
     def env_name(self, key: str) -> str:
         return f"EVENTMAP_{self.slug.upper().replace('-', '_')}_{key.upper()}"
