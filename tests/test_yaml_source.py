@@ -41,6 +41,14 @@ TRICKY = {
           line
         keys: {1: int, 1.5: float, true: bool, null: none, 2001-12-14: date, "2": str}
         """,
+    "near misses of implicit types": """\
+        - [1e3, 1.0e+3, 1.0e3, 0b_1, -0, +0x_ff, 1_000:30, 0xG, 08, 09.5, 1__0]
+        - [.Inf, .inF, -.nan, '.nan', ~x, nullx, "null", Yes, YES, yES, oN, yes!, n]
+        - [2001-1-1, 2001-01-01T00:00:00, 2001-01-01 00:00:00.5 +1, 20010101, 2001-01-01x]
+        - [<<x, =x, '', "", ' ', ! 12, ! true, !!str yes]
+        - {<<x: 1, =x: 2, yes: 3, null: 4, 0x10: 5, 1.5: 6}
+        """,
+    "value key": "- =\n",
     "aliases": """\
         base: &base {a: 1, b: [x, y]}
         list: &list [1, {c: 2}]

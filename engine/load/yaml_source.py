@@ -69,10 +69,42 @@ def load_yaml(path: Path, display_name: str | None = None) -> tuple[YamlDocument
         return None, [Problem("", f"cannot read file: {exc}", name)]
     return parse_yaml(text, name)
 
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_MERGE, _VALUE = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
 
 # libyaml (PyYAML's C loader) reads a file about ten times faster: loading 300 destination files must
 # take under a second. A file it refuses is read again by the pure-Python loader, whose messages we keep.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+_FAST_LOADER = None
+if hasattr(yaml, "CSafeLoader"):
+    class _CLoader(yaml.CSafeLoader):
+        """libyaml calls back into Python three times per node; these answer as SafeLoader's resolver does, sooner.
+
+        SafeLoader's ``resolve`` looks attributes up through the loader's classes
+        and builds a list on every call: a sixth of parsing. Same table, same
+        order (resolvers for the first character, then those for any). The
+        descend/ascend calls only serve path resolvers, which SafeLoader has none of.
+        """
+
+        def resolve(self, kind, value, implicit):
+            if kind is ScalarNode:
+                if implicit[0]:  # plain and untagged: YAML 1.1's implicit types
+                    resolvers = self.yaml_implicit_resolvers
+                    for tag, regexp in resolvers.get(value[:1], ()):
+                        if regexp.match(value):
+                            return tag
+                    for tag, regexp in resolvers.get(None, ()):
+                        if regexp.match(value):
+                            return tag
+                return _STR
+            return _MAP if kind is MappingNode else _SEQ
+
+        def descend_resolver(self, current_node, current_index):
+            pass
+
+        def ascend_resolver(self):
+            pass
+
+    _FAST_LOADER = _CLoader
 
 
 def parse_yaml(text: str, name: str) -> tuple[YamlDocument | None, list[Problem]]:
@@ -175,10 +207,6 @@ def _index(node, path, lines, problems, name) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _index(item, path + (index,), lines, problems, name)
-
-
-_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
-_MERGE, _VALUE = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
 
 
 class _Unusual(Exception):
