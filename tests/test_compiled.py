@@ -10,6 +10,7 @@ import ast
 import copy
 import io
 import json
+import math
 import random
 import subprocess
 import sys
@@ -287,7 +288,39 @@ def _reference_dumps(value, sort_keys=False) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
 
 
-def test_json_output_is_byte_identical_for_every_fixture_and_awkward_values():
+def _floats(value):
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _floats(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _floats(item)
+
+
+def _spelt_like_javascript(value) -> bool:
+    """The two documented differences from json.dumps: NaN/Infinity, and floats below 1e-4."""
+    return any(math.isnan(f) or math.isinf(f) or 0 < abs(f) < 1e-4 for f in _floats(value))
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _nan_as_null(value):
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_as_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_null(v) for v in value]
+    return value
+
+
+def test_json_output_is_the_standard_librarys_for_every_fixture_and_valid_json_for_awkward_values():
     values = [load_event(path) for path in EVENT_FILES]
     values += [1e-05, 1e16, 1.5e300, -0.0, 0.0001, 2 ** 64, -2 ** 63 - 1, 10 ** 30, float("nan"), float("inf"),
                {"a": 1, 2: "int key"}, (1, 2), "line\nbreak \u2028 \x7f é 😀", {"n": None}, [5e-324]]
@@ -300,17 +333,34 @@ def test_json_output_is_byte_identical_for_every_fixture_and_awkward_values():
                 want = _reference_dumps(value, sort_keys)
             except TypeError:
                 continue  # mixed key types cannot be sorted by json either
-            assert jsoncodec.dumps(value, sort_keys) == want
-            assert jsoncodec.dumps_bytes(value, sort_keys) == want.encode("utf-8")
+            got = jsoncodec.dumps(value, sort_keys)
+            assert jsoncodec.dumps_bytes(value, sort_keys) == got.encode("utf-8")
+            if _spelt_like_javascript(value):
+                assert _strict(got) == _strict(_reference_dumps(_nan_as_null(value), sort_keys))
+            else:
+                assert got == want
+
+
+def test_json_output_spells_the_odd_floats_as_javascript_does():
+    assert [jsoncodec.dumps(v) for v in (1e-05, 1e-7, 1.5e-300, float("nan"), float("-inf"))] == \
+        ["0.00001", "1e-7", "1.5e-300", "null", "null"]
+    assert jsoncodec.dumps({"n": [float("nan"), None]}) == '{"n":[null,null]}'
+    with pytest.raises(ValueError):
+        jsoncodec.dumps({"n": float("nan")}, allow_nan=False)
+    assert jsoncodec.dumps({"n": None, "f": 1e-7}, allow_nan=False) == '{"n":null,"f":1e-7}'
 
 
 def test_json_parsing_matches_the_standard_library():
     texts = [path.read_text(encoding="utf-8") for path in EVENT_FILES]
     texts += ["NaN", "[Infinity, -Infinity]", "12345678901234567890123", "-9256616000772621252", '"\\ud800"',
-              '{"a": 1, "a": 2}', "1e400", "-0", "[1.5e-7, 0.1]"]
+              '{"a": 1, "a": 2}', "1e400", "-0", "[1.5e-7, 0.1]",
+              '{"id": "1234567890123456789012", "n": 123456789012345678}', "[18446744073709551615, 9223372036854775808]",
+              '"\\ud83d\\ude00 \\u00e9 é"', '{"a": "\\u2028"}']
     for text in texts:
-        got, want = jsoncodec.loads(text), json.loads(text)
-        assert repr(got) == repr(want)
+        want = repr(json.loads(text))
+        assert repr(jsoncodec.loads(text)) == want
+        assert repr(jsoncodec.loads(text.encode("utf-8"))) == want  # JSON Lines read as bytes
+    assert jsoncodec.loads('["\ud800"]') == ["\ud800"]  # a lone surrogate in a str: only json takes it
     for bad in ["{", "[1,]", "tru", ""]:
         with pytest.raises(json.JSONDecodeError) as fast:
             jsoncodec.loads(bad)
