@@ -125,7 +125,8 @@ class Engine:
                 else:
                     outcome = route.destination.render(event, route.settings, route.secrets,
                                                        reference=self.reference)
-            outcome.warnings = list(warnings)
+            if warnings:
+                outcome.warnings = list(warnings)
             outcomes.append(outcome)
         return outcomes
 

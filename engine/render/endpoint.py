@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 
 from ..map.language import MappingError, Node, Scope
 from .request import Request
@@ -68,8 +69,14 @@ class Endpoint:
         username, password = (str(v) if v is not None else "" for v in values)
         if not username:
             raise MappingError(parts[0].where, "the basic-auth username rendered empty")
-        token = base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
-        return f"Basic {token}"
+        return _basic(username, password)
+
+
+@functools.lru_cache(maxsize=256)
+def _basic(username: str, password: str) -> str:
+    """The Basic credential; kept, since most routes send the same one with every event."""
+    token = base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
+    return f"Basic {token}"
 
 
 def compile_endpoint(spec: dict, compiler, path: tuple) -> Endpoint:
