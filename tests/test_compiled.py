@@ -241,19 +241,25 @@ def test_vars_required_and_url_from_vars_match(tmp_path):
 
 
 def test_request_parts_match_including_auth_query_and_bad_urls(tmp_path):
-    for i, url in enumerate(["https://x.test/{{ event | url_segment }}", "{{ properties.currency }}",
-                             "https://x.test/{{ settings.region }}", "{{ settings.region }}"]):
-        more = f"""
+    per_event = """
+              headers: {X-Event: "{{ event }}", X-Empty: "{{ properties.empty }}", X-Static: "{{ settings.region }}"}
+              query: {q: "{{ properties.count }}", r: "{{ settings.region }}"}
+              auth: {basic: {username: "{{ settings.secret }}", password: "{{ event }}"}}"""
+    # only the URL varies (Segment's /v1/{type}): headers and credentials are made once per route
+    per_route = """
+              headers: {X-Static: "{{ settings.region }}"}
+              query: {r: "{{ settings.region }}"}
+              auth: {basic: {username: "{{ settings.secret }}", password: "x"}}"""
+    for rest_name, rest in (("event", per_event), ("route", per_route)):
+        for i, url in enumerate(["https://x.test/{{ event | url_segment }}", "{{ properties.currency }}",
+                                 "https://x.test/{{ settings.region }}", "{{ settings.region }}"]):
+            more = f"""
             request:
               url: "{url}"
-              method: POST
-              headers: {{X-Event: "{{{{ event }}}}", X-Empty: "{{{{ properties.empty }}}}", X-Static: "{{{{ settings.region }}}}"}}
-              query: {{q: "{{{{ properties.count }}}}", r: "{{{{ settings.region }}}}"}}
-              auth: {{basic: {{username: "{{{{ settings.secret }}}}", password: "{{{{ event }}}}"}}}}
-        """
-        for settings in ({"secret": "k3y"}, {"secret": ""}):
-            got, want = both(tmp_path / f"{i}{bool(settings['secret'])}", "a: 1", EVENT, settings, more)
-            assert got == want
+              method: POST""" + rest + "\n"
+            for settings in ({"secret": "k3y"}, {"secret": ""}):
+                got, want = both(tmp_path / f"{rest_name}{i}{bool(settings['secret'])}", "a: 1", EVENT, settings, more)
+                assert got == want
 
 
 def test_a_route_whose_settings_break_a_constant_is_rejected_like_the_interpreter(tmp_path):

@@ -31,9 +31,16 @@ class Endpoint:
 
     def assemble(self, values) -> tuple[str, dict, dict]:
         """URL, headers and query from an iterator of the nodes' values, in ``nodes()`` order."""
-        url = next(values)
+        url = self.checked_url(next(values))
+        return (url, *self.headers_and_query(values))
+
+    def checked_url(self, url) -> str:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise MappingError(self.url.where, f"the request URL rendered to {url!r}, not an http(s) URL")
+        return url
+
+    def headers_and_query(self, values) -> tuple[dict, dict]:
+        """Headers (with auth) and query from the values of every node after the URL."""
         headers = {}
         for name, _node in self.headers:
             value = next(values)
@@ -46,7 +53,7 @@ class Endpoint:
             value = next(values)
             if value is not None and value != "":
                 query[name] = value
-        return url, headers, query
+        return headers, query
 
     def finish(self, parts: tuple, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
         url, headers, query = parts
