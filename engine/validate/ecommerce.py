@@ -85,6 +85,22 @@ class _Rules:
         self.has_products = merged.get("products") == "array"
         self.recommended = list(rules.get("recommended", {}).items())
 
+    def schema(self) -> dict:
+        """A JSON Schema for the whole call that holds exactly when ``problems`` finds nothing.
+
+        Only ever trusted when it holds; a call it refuses is linted by ``problems``.
+        """
+        def typed(types) -> dict:
+            return {"type": [*([types] if isinstance(types, str) else types), "null"]}  # null counts as absent
+        props = {key: typed(types) for key, _, types in self.fields.checks}
+        if self.has_products:
+            props["products"] = {"type": ["array", "null"], "items": {
+                "type": "object", "properties": {key: typed(types) for key, _, types in self.product.checks}}}
+        for key, _ in self.recommended:
+            props.setdefault(key, {})["not"] = {"type": "null"}
+        inner = {"type": "object", "properties": props, "required": [key for key, _ in self.recommended]}
+        return {"properties": {"properties": inner}, "required": ["properties"] if self.recommended else []}
+
     def problems(self, props: dict) -> list[Problem]:
         problems = self.fields.problems(props, "properties")
         products = props.get("products")
@@ -133,3 +149,31 @@ def lint_ecommerce(event) -> list[Problem]:
         return [rules]
     props = event.get("properties")
     return rules.problems(props if isinstance(props, dict) else {})  # a non-object is the validator's error
+
+
+class SegmentCheck:
+    """Schema errors and ecommerce warnings for one call, in one compiled-validator call when it has neither.
+
+    A track call named like a spec'd ecommerce event is checked against the
+    Segment schema and its ecommerce rules together (``_Rules.schema``); only
+    a call that fails that is explained by the validator and ``lint_ecommerce``.
+    """
+
+    def __init__(self, validator):
+        self.validator = validator
+        self._compiled: dict[str, object] = {}  # one per spec'd event name (a few dozen)
+
+    def check(self, event) -> tuple[list[Problem], list[Problem]]:
+        """(errors, warnings); warnings only for a call without errors."""
+        if isinstance(event, dict) and event.get("type") == "track" and isinstance(event.get("event"), str):
+            rules = _rules_for(event["event"])
+            if rules is None:
+                return self.validator.check(event), []  # no ecommerce name: nothing to lint
+            if isinstance(rules, _Rules):
+                compiled = self._compiled.get(rules.name)
+                if compiled is None:
+                    compiled = self._compiled[rules.name] = self.validator.compiled_with("track", rules.schema())
+                if self.validator.holds(compiled, event):
+                    return [], []
+        errors = self.validator.check(event)
+        return errors, ([] if errors else lint_ecommerce(event))
