@@ -81,11 +81,10 @@ class BoundAction:
         """(mapped body, vars); raises MappingError on data a filter cannot take."""
         return self.map(event, self.settings, self.constants)
 
-    def any_missing(self, payload, vars: dict) -> bool:
-        for rule in self.required:
-            if rule.missing(payload, vars):
-                return True
-        return False
+    def missing(self, payload, vars: dict, label: str) -> list:
+        """A Problem per required field that is missing or empty."""
+        return [self.compiled.action.required_problem(check.rule, label)
+                for check in self.required if check.missing(payload, vars)]
 
     def envelope(self, items: list):
         return self.wrap({"items": items}, self.settings, self.wrap_constants)[0]
