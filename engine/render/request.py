@@ -31,7 +31,8 @@ class Request:
                 "query": self.query, "body": self.body}
         if show_secrets:
             return data
-        masked = Masker(self.secrets).data(data)
+        masker = Masker(self.secrets)
+        masked = {key: masker.data(value) for key, value in data.items()}  # a token in the URL: walk the URL only
         auth = masked["headers"].get("Authorization")
         if auth and auth != self.headers.get("Authorization"):
             # any secret inside a credential hides the whole credential, not only its middle
