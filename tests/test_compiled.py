@@ -437,6 +437,25 @@ def test_progress_is_shown_on_a_terminal_only():
     assert "line 10: 3 send" in terminal.getvalue()
 
 
+def test_progress_on_a_file_shows_a_bar_with_how_much_is_read(tmp_path):
+    from engine.cli import JsonLines
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps({**EVENT, "messageId": f"m{i}", "pad": "x" * 200}) for i in range(2000)))
+    lines = JsonLines(str(path))
+    terminal = _Terminal()
+    progress = Progress(terminal, every=0, done=lines.done)
+    seen = []
+    for number, _event in lines:
+        progress.update(number, Counter(send=number))
+        seen.append(lines.done())
+    shown = terminal.getvalue()
+    assert "[########################] 100% line 2,000" in shown and "2,000 send, 0 skipped, 0 rejected" in shown
+    assert "[" + "." * 24 + "]" in shown or "[#" in shown.split("\r")[1]  # it started near empty
+    assert seen == sorted(seen) and 0 < seen[0] < 0.5 and seen[-1] == 1.0
+    progress.close()
+    assert terminal.getvalue().endswith("\r\033[K")
+
+
 def test_batch_reads_a_stream_lazily_and_outputs_one_line_per_event(tmp_path, capsys, monkeypatch):
     lines = [json.dumps({**EVENT, "messageId": f"m{i}"}) for i in range(300)]
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\nnot json\n"))
