@@ -7,15 +7,15 @@ Why: parsing and serialising are a large share of the work per event.
   of any size (orjson reads those beyond 64 bits as floats), and words its own
   errors. Whatever orjson refuses, and any text with a run of 19 digits, goes
   to ``json.loads``.
-* ``dumps`` writes what JavaScript's ``JSON.stringify`` writes, which is what
-  ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` writes for
-  every realistic event (the fixtures are checked byte for byte) but for two
-  cases, both on purpose: NaN and Infinity become ``null`` (``json.dumps``
-  writes ``NaN``, which is not JSON and no vendor parses), and floats below
-  1e-4 are spelt ``0.00001`` and ``1e-7`` rather than ``1e-05`` and ``1e-07``
-  (the same numbers). Scanning every body for those cases cost more than
-  writing it. What orjson refuses (integers beyond 64 bits, keys that are
-  not strings, subclasses) is written by ``json.dumps``.
+* ``dumps`` writes what ``json.dumps(..., ensure_ascii=False,
+  separators=(",", ":"))`` writes (every fixture is checked byte for byte)
+  except in two cases, both on purpose: NaN and Infinity become ``null``, as
+  in JavaScript's ``JSON.stringify`` (``json.dumps`` writes ``NaN``, which is
+  not JSON and no vendor parses), and floats below 1e-4 are spelt as
+  JavaScript spells them, ``0.00001`` and ``1e-7`` rather than ``1e-05`` and
+  ``1e-07`` (the same numbers). Scanning every body for those cases cost
+  more than writing it. What orjson refuses (integers beyond 64 bits, keys
+  that are not strings, subclasses) is written by ``json.dumps``.
 """
 from __future__ import annotations
 
