@@ -20,7 +20,6 @@ Why: parsing and serialising are a large share of the work per event.
 from __future__ import annotations
 
 import json
-import re
 
 import orjson
 
