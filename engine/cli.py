@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -233,8 +234,9 @@ def cmd_batch(args) -> int:
         engine = make_engine(args)
         routes = [engine.route(args.destination, read_settings(args.settings))]
     counts = Counter()
-    progress = Progress(sys.stderr)
-    for number, event in read_lines(args.events, loads=jsoncodec.loads):
+    lines = JsonLines(args.events, loads=jsoncodec.loads)
+    progress = Progress(sys.stderr, done=lines.done)
+    for number, event in lines:
         if isinstance(event, Problem):
             outcomes = [{"destination": r.destination.name, "status": REJECTED, "requests": [], "reason": "unreadable line",
                          "errors": [event.as_dict()]} for r in routes]
@@ -251,21 +253,40 @@ def cmd_batch(args) -> int:
 
 
 class Progress:
-    """A one-line counter on stderr, redrawn a few times a second, only when stderr is a terminal."""
+    """A progress bar on stderr, redrawn a few times a second, only when stderr is a terminal.
 
-    def __init__(self, stream, every: float = 0.25):
-        self.stream, self.every = stream, every
+    With a file it shows how much of it is read and the time left; with a
+    stream, the lines so far. Either way, the counts and the rate.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, stream, every: float = 0.25, done=lambda: None, label: str = "eventmap batch",
+                 keys=("send", "skipped", "rejected")):
+        self.stream, self.every, self.done, self.label, self.keys = stream, every, done, label, keys
         isatty = getattr(stream, "isatty", None)
         self.active = bool(isatty and isatty())
-        self.next = time.monotonic() + every
+        self.started = time.monotonic()
+        self.next = self.started + every
         self.shown = False
 
-    def update(self, line: int, counts: Counter) -> None:
-        if not self.active or time.monotonic() < self.next:
+    def update(self, line: int, counts: dict) -> None:
+        if not self.active:
             return
-        self.next = time.monotonic() + self.every
-        self.stream.write(f"\reventmap batch: line {line:,}: {counts['send']:,} send, "
-                          f"{counts['skipped']:,} skipped, {counts['rejected']:,} rejected")
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + self.every
+        elapsed = max(now - self.started, 1e-9)
+        share = self.done()
+        if share is None:
+            where = f"line {line:,}"
+        else:
+            filled = int(share * self.WIDTH)
+            left = elapsed * (1 - share) / share if share > 0 else 0
+            where = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} line {line:,}, {left:,.0f} s left"
+        shown = ", ".join(f"{counts.get(key, 0):,} {key}" for key in self.keys)
+        self.stream.write(f"\r\033[K{self.label}: {where}: {shown}, {line / elapsed:,.0f} lines/s")
         self.stream.flush()
         self.shown = True
 
@@ -376,20 +397,44 @@ def read_event(name: str):
         raise UsageError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
 
 
+class JsonLines:
+    """(line number, event) per non-blank line of a file or stdin, read lazily.
+
+    An unreadable line yields a Problem, never vanishes. For a regular file it
+    also knows how far through it is, for a progress bar.
+    """
+
+    def __init__(self, name: str, loads=json.loads):
+        self.name, self.loads = name, loads
+        try:
+            self.stream = sys.stdin if name == "-" else open(name, encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+        self.size = None
+        if name != "-" and os.path.isfile(name):
+            self.size = os.path.getsize(name) or None
+
+    def done(self) -> float | None:
+        """The share of the file read so far (to the read-ahead buffer); None for a stream."""
+        buffer = getattr(self.stream, "buffer", None)
+        if self.size is None or buffer is None:
+            return None
+        return min(buffer.tell() / self.size, 1.0)
+
+    def __iter__(self):
+        with self.stream:
+            for number, line in enumerate(self.stream, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield number, self.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield number, Problem("", f"{self.name}:{number}: not valid JSON: {exc.msg} (column {exc.colno})")
+
+
 def read_lines(name: str, loads=json.loads):
-    """(line number, event) per non-blank line, read lazily; an unreadable line yields a Problem, never vanishes."""
-    try:
-        stream = sys.stdin if name == "-" else open(name, encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise UsageError(f"cannot read {name}: {exc.strerror}") from None
-    with stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, Problem("", f"{name}:{number}: not valid JSON: {exc.msg} (column {exc.colno})")
+    """``JsonLines`` when the caller needs only the lines."""
+    return iter(JsonLines(name, loads))
 
 
 def _read_file(name: str) -> str:

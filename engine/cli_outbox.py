@@ -18,6 +18,7 @@ from .deliver import DryRunClient, Runner, destination_workers, drain, new_owner
 from .intake import Intake
 from .load.config import Config, load_config
 from .problems import ConfigError, Problem
+from .render import jsoncodec
 from .secrets import Masker
 from .store import DEAD, PENDING, STATES, open_store
 
@@ -125,7 +126,7 @@ def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> 
 # --------------------------------------------------------------------------- commands
 
 def cmd_enqueue(args) -> int:
-    from .cli import EXIT_OK, EXIT_REJECTED, read_lines
+    from .cli import EXIT_OK, EXIT_REJECTED, JsonLines, Progress
     config = read_config(args.config)
     engine, routes = engine_routes(args, config)
     totals = {"events": 0, "rejected": 0, "unreadable": 0, "queued": 0, "skipped": 0}
@@ -147,7 +148,10 @@ def cmd_enqueue(args) -> int:
                     print(json.dumps(line, ensure_ascii=False))
             chunk.clear()
 
-        for number, event in read_lines(args.events):
+        lines = JsonLines(args.events, loads=jsoncodec.loads)
+        progress = Progress(sys.stderr, done=lines.done, label="eventmap enqueue",
+                            keys=("queued", "skipped", "rejected", "unreadable"))
+        for number, event in lines:
             if isinstance(event, Problem):  # not JSON: nothing to keep, so say so loudly
                 totals["unreadable"] += 1
                 print(json.dumps({"line": number, "errors": [event.as_dict()]}, ensure_ascii=False))
@@ -155,7 +159,9 @@ def cmd_enqueue(args) -> int:
             chunk.append((number, event))
             if len(chunk) >= ENQUEUE_CHUNK:
                 flush()
+                progress.update(number, totals)
         flush()
+        progress.close()
     print(f"eventmap enqueue: {totals['events'] - totals['rejected']} events accepted ({totals['queued']} deliveries "
           f"queued, {totals['skipped']} skipped), {totals['rejected']} rejected (kept under '(intake)'), "
           f"{totals['unreadable']} unreadable lines", file=sys.stderr)

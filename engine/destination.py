@@ -50,16 +50,14 @@ class Destination:
         if action is None:
             return Outcome(self.name, SKIPPED, reason=f"call type '{call_type}' is not accepted by {self.name} "
                            f"(accepts: {', '.join(self.actions)})", message_id=message_id)
-        label = f"{self.name} {call_type}"
-        bound = None if reference else action.bound(settings, self.envelope, label)
+        bound = None if reference else action.bound(settings, self.envelope, self.name)
         try:
             if bound is None:
                 payload, scope = action.payload(event, settings)
-                missing = action.missing_required(payload, scope, label)
+                missing = action.missing_required(payload, scope, f"{self.name} {call_type}")
             else:
                 payload, vars = bound.payload(event)
-                missing = bound.any_missing(payload, vars) and \
-                    action.missing_required(payload, Scope(event, settings, vars), label)
+                missing = bound.required and bound.missing(payload, vars, f"{self.name} {call_type}")
             if missing:
                 return Outcome(self.name, REJECTED, errors=missing, message_id=message_id, action=call_type,
                                reason="required fields are missing")
@@ -72,9 +70,10 @@ class Destination:
                                                  (message_id,), secrets)
         except MappingError as exc:
             where = ".".join(str(p) for p in exc.path)
-            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{label}: {exc.message}")],
+            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{self.name} {call_type}: {exc.message}")],
                            message_id=message_id, action=call_type, reason="the mapping could not be applied")
-        return Outcome(self.name, SEND, [request], message_id=message_id, items=[payload], action=call_type)
+        # positional: this runs once per event and destination, and keywords cost twice as much
+        return Outcome(self.name, SEND, [request], None, [], [], message_id, [payload], call_type)
 
     def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset) -> list[Request]:
         """Combine the sendable outcomes into as few requests as the vendor allows."""

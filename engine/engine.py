@@ -13,7 +13,7 @@ from .problems import ConfigError, Problem
 from .render.request import Request
 from .route import Route
 from .source import BoundSource, Source
-from .validate import EventValidator, lint_ecommerce
+from .validate import EventValidator, SegmentCheck
 
 from .paths import MAPPINGS_DIR as DEFAULT_MAPPINGS
 
@@ -72,6 +72,7 @@ class Engine:
             raise ConfigError(problems)
         self.validator = EventValidator()
         self.lint = lint
+        self._segment_check = SegmentCheck(self.validator)
 
     # --- destinations and routes
     def destination(self, name: str) -> Destination:
@@ -98,9 +99,10 @@ class Engine:
 
     # --- rendering
     def validate(self, event) -> tuple[list[Problem], list[Problem]]:
-        errors = self.validator.check(event)
-        warnings = lint_ecommerce(event) if self.lint and not errors else []
-        return errors, warnings
+        """(errors, warnings): Segment-spec errors, and ecommerce warnings when linting is on."""
+        if self.lint:
+            return self._segment_check.check(event)
+        return self.validator.check(event), []
 
     def render(self, event, route: Route | str, settings: dict | None = None) -> Outcome:
         """One event, one destination."""
@@ -125,7 +127,8 @@ class Engine:
                 else:
                     outcome = route.destination.render(event, route.settings, route.secrets,
                                                        reference=self.reference)
-            outcome.warnings = list(warnings)
+            if warnings:
+                outcome.warnings = list(warnings)
             outcomes.append(outcome)
         return outcomes
 

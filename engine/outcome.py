@@ -9,7 +9,7 @@ from .render.request import Request
 SEND, SKIPPED, REJECTED = "send", "skipped", "rejected"
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     destination: str
     status: str

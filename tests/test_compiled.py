@@ -10,6 +10,7 @@ import ast
 import copy
 import io
 import json
+import math
 import random
 import subprocess
 import sys
@@ -240,19 +241,25 @@ def test_vars_required_and_url_from_vars_match(tmp_path):
 
 
 def test_request_parts_match_including_auth_query_and_bad_urls(tmp_path):
-    for i, url in enumerate(["https://x.test/{{ event | url_segment }}", "{{ properties.currency }}",
-                             "https://x.test/{{ settings.region }}", "{{ settings.region }}"]):
-        more = f"""
+    per_event = """
+              headers: {X-Event: "{{ event }}", X-Empty: "{{ properties.empty }}", X-Static: "{{ settings.region }}"}
+              query: {q: "{{ properties.count }}", r: "{{ settings.region }}"}
+              auth: {basic: {username: "{{ settings.secret }}", password: "{{ event }}"}}"""
+    # only the URL varies (Segment's /v1/{type}): headers and credentials are made once per route
+    per_route = """
+              headers: {X-Static: "{{ settings.region }}"}
+              query: {r: "{{ settings.region }}"}
+              auth: {basic: {username: "{{ settings.secret }}", password: "x"}}"""
+    for rest_name, rest in (("event", per_event), ("route", per_route)):
+        for i, url in enumerate(["https://x.test/{{ event | url_segment }}", "{{ properties.currency }}",
+                                 "https://x.test/{{ settings.region }}", "{{ settings.region }}"]):
+            more = f"""
             request:
               url: "{url}"
-              method: POST
-              headers: {{X-Event: "{{{{ event }}}}", X-Empty: "{{{{ properties.empty }}}}", X-Static: "{{{{ settings.region }}}}"}}
-              query: {{q: "{{{{ properties.count }}}}", r: "{{{{ settings.region }}}}"}}
-              auth: {{basic: {{username: "{{{{ settings.secret }}}}", password: "{{{{ event }}}}"}}}}
-        """
-        for settings in ({"secret": "k3y"}, {"secret": ""}):
-            got, want = both(tmp_path / f"{i}{bool(settings['secret'])}", "a: 1", EVENT, settings, more)
-            assert got == want
+              method: POST""" + rest + "\n"
+            for settings in ({"secret": "k3y"}, {"secret": ""}):
+                got, want = both(tmp_path / f"{rest_name}{i}{bool(settings['secret'])}", "a: 1", EVENT, settings, more)
+                assert got == want
 
 
 def test_a_route_whose_settings_break_a_constant_is_rejected_like_the_interpreter(tmp_path):
@@ -287,7 +294,39 @@ def _reference_dumps(value, sort_keys=False) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
 
 
-def test_json_output_is_byte_identical_for_every_fixture_and_awkward_values():
+def _floats(value):
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _floats(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _floats(item)
+
+
+def _spelt_like_javascript(value) -> bool:
+    """The two documented differences from json.dumps: NaN/Infinity, and floats below 1e-4."""
+    return any(math.isnan(f) or math.isinf(f) or 0 < abs(f) < 1e-4 for f in _floats(value))
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _nan_as_null(value):
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_as_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_null(v) for v in value]
+    return value
+
+
+def test_json_output_is_the_standard_librarys_for_every_fixture_and_valid_json_for_awkward_values():
     values = [load_event(path) for path in EVENT_FILES]
     values += [1e-05, 1e16, 1.5e300, -0.0, 0.0001, 2 ** 64, -2 ** 63 - 1, 10 ** 30, float("nan"), float("inf"),
                {"a": 1, 2: "int key"}, (1, 2), "line\nbreak \u2028 \x7f é 😀", {"n": None}, [5e-324]]
@@ -300,17 +339,34 @@ def test_json_output_is_byte_identical_for_every_fixture_and_awkward_values():
                 want = _reference_dumps(value, sort_keys)
             except TypeError:
                 continue  # mixed key types cannot be sorted by json either
-            assert jsoncodec.dumps(value, sort_keys) == want
-            assert jsoncodec.dumps_bytes(value, sort_keys) == want.encode("utf-8")
+            got = jsoncodec.dumps(value, sort_keys)
+            assert jsoncodec.dumps_bytes(value, sort_keys) == got.encode("utf-8")
+            if _spelt_like_javascript(value):
+                assert _strict(got) == _strict(_reference_dumps(_nan_as_null(value), sort_keys))
+            else:
+                assert got == want
+
+
+def test_json_output_spells_the_odd_floats_as_javascript_does():
+    assert [jsoncodec.dumps(v) for v in (1e-05, 1e-7, 1.5e-300, float("nan"), float("-inf"))] == \
+        ["0.00001", "1e-7", "1.5e-300", "null", "null"]
+    assert jsoncodec.dumps({"n": [float("nan"), None]}) == '{"n":[null,null]}'
+    with pytest.raises(ValueError):
+        jsoncodec.dumps({"n": float("nan")}, allow_nan=False)
+    assert jsoncodec.dumps({"n": None, "f": 1e-7}, allow_nan=False) == '{"n":null,"f":1e-7}'
 
 
 def test_json_parsing_matches_the_standard_library():
     texts = [path.read_text(encoding="utf-8") for path in EVENT_FILES]
     texts += ["NaN", "[Infinity, -Infinity]", "12345678901234567890123", "-9256616000772621252", '"\\ud800"',
-              '{"a": 1, "a": 2}', "1e400", "-0", "[1.5e-7, 0.1]"]
+              '{"a": 1, "a": 2}', "1e400", "-0", "[1.5e-7, 0.1]",
+              '{"id": "1234567890123456789012", "n": 123456789012345678}', "[18446744073709551615, 9223372036854775808]",
+              '"\\ud83d\\ude00 \\u00e9 é"', '{"a": "\\u2028"}']
     for text in texts:
-        got, want = jsoncodec.loads(text), json.loads(text)
-        assert repr(got) == repr(want)
+        want = repr(json.loads(text))
+        assert repr(jsoncodec.loads(text)) == want
+        assert repr(jsoncodec.loads(text.encode("utf-8"))) == want  # JSON Lines read as bytes
+    assert jsoncodec.loads('["\ud800"]') == ["\ud800"]  # a lone surrogate in a str: only json takes it
     for bad in ["{", "[1,]", "tru", ""]:
         with pytest.raises(json.JSONDecodeError) as fast:
             jsoncodec.loads(bad)
@@ -379,6 +435,25 @@ def test_progress_is_shown_on_a_terminal_only():
     progress.update(10, Counter(send=3))
     progress.close()
     assert "line 10: 3 send" in terminal.getvalue()
+
+
+def test_progress_on_a_file_shows_a_bar_with_how_much_is_read(tmp_path):
+    from engine.cli import JsonLines
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps({**EVENT, "messageId": f"m{i}", "pad": "x" * 200}) for i in range(2000)))
+    lines = JsonLines(str(path))
+    terminal = _Terminal()
+    progress = Progress(terminal, every=0, done=lines.done)
+    seen = []
+    for number, _event in lines:
+        progress.update(number, Counter(send=number))
+        seen.append(lines.done())
+    shown = terminal.getvalue()
+    assert "[########################] 100% line 2,000" in shown and "2,000 send, 0 skipped, 0 rejected" in shown
+    assert "[" + "." * 24 + "]" in shown or "[#" in shown.split("\r")[1]  # it started near empty
+    assert seen == sorted(seen) and 0 < seen[0] < 0.5 and seen[-1] == 1.0
+    progress.close()
+    assert terminal.getvalue().endswith("\r\033[K")
 
 
 def test_batch_reads_a_stream_lazily_and_outputs_one_line_per_event(tmp_path, capsys, monkeypatch):

@@ -132,6 +132,25 @@ def test_epoch_s():
     assert f("epoch_s", 1704067200.7) == 1704067200
 
 
+def test_utc_timestamps_read_the_same_as_any_other_offset():
+    """'...Z', what analytics libraries send, takes a quicker path than '+00:00'; both must agree."""
+    import random
+    rng = random.Random(6)
+    for _ in range(3000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.choice([0, 1, 3, 6, 7, 9])))
+        text = (f"{rng.randint(1, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 31):02d}T"
+                f"{rng.randint(0, 24):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 60):02d}" + (f".{digits}" if digits else ""))
+        for name in ("epoch_ms", "iso8601"):
+            try:
+                want = f(name, text + "+00:00")
+            except FilterError as exc:
+                with pytest.raises(FilterError) as caught:
+                    f(name, text + "Z")
+                assert str(caught.value) == str(exc).replace("+00:00'", "Z'")
+            else:
+                assert f(name, text + "Z") == want, text
+
+
 @pytest.mark.parametrize("name", ["epoch_ms", "epoch_s", "iso8601", "date"])
 @pytest.mark.parametrize(
     "text",

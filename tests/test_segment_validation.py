@@ -198,3 +198,67 @@ def test_lint_only_ever_warns():
     found = [p for event in noisy for p in lint_ecommerce(event)]
     assert len(found) == 6
     assert {p.severity for p in found} == {"warning"}
+
+
+# --------------------------------------------------------------------------- one call for a clean event
+
+def _track(name, properties):
+    return {"type": "track", "userId": "u1", "event": name, "properties": properties}
+
+
+def _ecommerce_variants():
+    """Track calls for every spec'd name, each property and product field given values of every JSON type."""
+    from engine.validate.ecommerce import _spec
+    spec = _spec()
+    values = [None, "x", "", 3, 2.0, 2.5, True, [], [1], {}, {"a": 1}, float("nan")]
+    clean = {"string": "x", "number": 1.5, "integer": 2, "array": [], "object": {}, "boolean": True}
+    for name, rules in spec["events"].items():
+        fields = {**spec["product"], **rules["properties"]} if rules.get("product_fields") else rules["properties"]
+        good = {key: clean[types if isinstance(types, str) else types[0]] for key, types in fields.items()}
+        good.update({key: "x" for key in rules.get("recommended", {})})
+        if "products" in good:
+            good["products"] = [{key: clean[t] for key, t in spec["product"].items()}]
+        yield _track(name, good)
+        yield _track(name, {})
+        yield {"type": "track", "userId": "u1", "event": name}
+        yield {"type": "track", "userId": "u1", "event": name, "properties": "not an object"}
+        for key in list(good) + ["unspecd"]:
+            for value in values:
+                yield _track(name, {**good, key: value})
+        if "products" in good:
+            for key in spec["product"]:
+                for value in values:
+                    yield _track(name, {**good, "products": [good["products"][0], {**good["products"][0], key: value}]})
+            for item in ("p1", None, 7, []):
+                yield _track(name, {**good, "products": [item]})
+    yield order("order completed", order_id="o1")  # a near miss
+    yield order("Signed Up", plan=3)
+    yield {"type": "track", "event": "Order Completed"}  # no user: an error, no lint
+
+
+def test_one_call_check_gives_exactly_the_validator_and_lint_results(validator):
+    from engine.validate import SegmentCheck
+    combined = SegmentCheck(validator)
+    for event in _ecommerce_variants():
+        errors = validator.check(event)
+        assert combined.check(event) == (errors, [] if errors else lint_ecommerce(event)), event
+
+
+class _ExplainsNothing:
+    """The real validator's compiled half; asking it to explain means the one-call path was not taken."""
+
+    def __init__(self, real):
+        self.real = real
+        self.compiled_with, self.holds = real.compiled_with, real.holds
+
+    def check(self, event):
+        raise AssertionError(f"the compiled check refused a clean event: {event}")
+
+
+def test_a_clean_ecommerce_call_costs_one_compiled_check(validator):
+    from engine.validate import SegmentCheck
+    combined = SegmentCheck(_ExplainsNothing(validator))
+    for event in _ecommerce_variants():
+        json_only = "nan" not in repr(event)  # NaN is not JSON: the compiled validator leaves it to jsonschema
+        if json_only and not validator.check(event) and not lint_ecommerce(event) and event["event"] != "Signed Up":
+            assert combined.check(event) == ([], [])

@@ -298,7 +298,12 @@ class Generator:
             with self.w.indented():
                 values = [self.value(arg, ctx) for arg in args]
                 call = ", ".join([out] + values)
-                self.w.emit(f"{out} = {self.w.constant(fn, 'filter_' + name)}({call})")
+                present = getattr(fn, "when_present", None)  # a built-in: null in, null out
+                if present is None:
+                    self.w.emit(f"{out} = {self.w.constant(fn, 'filter_' + name)}({call})")
+                else:
+                    self.w.emit(f"if {out} is not None:")
+                    self.w.emit(f"    {out} = {self.w.constant(present, 'filter_' + name)}({call})")
             self.w.emit("except FilterError as exc:")
             self.w.emit(f"    raise MappingError({where}, str(exc)) from None")
             self.w.emit("except (TypeError, ValueError, ArithmeticError) as exc:")

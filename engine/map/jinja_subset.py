@@ -122,10 +122,16 @@ class Translator:
         fn = self.env.filters[node.name]  # ours, wrapped by templates._undefined_as_none
         value = self.expr(node.node)
         args = [self.expr(arg) for arg in node.args]
-        name = self.w.constant(fn, f"jinja_{node.name}")
         out = self.w.temp()
-        shown = ", ".join([f"None if {value} is _U else {value}"] + [f"None if {a} is _U else {a}" for a in args])
-        self.w.emit(f"{out} = {name}({shown})")
+        present = getattr(FILTERS[node.name], "when_present", None)  # a built-in: null in, null out
+        if present is None:
+            name = self.w.constant(fn, f"jinja_{node.name}")
+            shown = ", ".join([f"None if {value} is _U else {value}"] + [f"None if {a} is _U else {a}" for a in args])
+            self.w.emit(f"{out} = {name}({shown})")
+            return out
+        name = self.w.constant(present, f"jinja_{node.name}")
+        shown = ", ".join([value] + [f"None if {a} is _U else {a}" for a in args])
+        self.w.emit(f"{out} = None if {value} is _U or {value} is None else {name}({shown})")
         return out
 
 

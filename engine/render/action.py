@@ -27,13 +27,14 @@ class Required:
 
 
 class Action:
-    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "_compiled", "_bound")
+    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "_compiled", "_bound", "_messages")
 
     def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool):
         self.call_type, self.vars, self.body = call_type, vars, body
         self.required, self.endpoint, self.batched = required, endpoint, batched
         self._compiled = None
         self._bound: dict = {}
+        self._messages: dict = {}  # (rule path, label) -> the default message, worded once
 
     def compiled(self, envelope, label: str):
         """The action as generated Python, written on first use so loading many files stays fast."""
@@ -42,7 +43,7 @@ class Action:
             self._compiled = CompiledAction(self, envelope, label)
         return self._compiled
 
-    def bound(self, settings: dict, envelope, label: str):
+    def bound(self, settings: dict, envelope, destination: str):
         """The compiled action for one route's settings (None: use the interpreter), kept per settings object.
 
         Keyed by the settings dict's identity, which the cache keeps alive so the id cannot be reused;
@@ -53,7 +54,7 @@ class Action:
             return entry[1]
         if len(self._bound) >= BOUND_ROUTES:
             self._bound.clear()
-        bound = self.compiled(envelope, label).bind(settings)
+        bound = self.compiled(envelope, f"{destination} {self.call_type}").bind(settings)
         self._bound[id(settings)] = (settings, bound)
         return bound
 
@@ -65,11 +66,16 @@ class Action:
         return self.body.evaluate(scope), scope
 
     def missing_required(self, payload, scope: Scope, label: str) -> list[Problem]:
-        problems = []
-        for rule in self.required:
-            if rule.missing(payload, scope.vars):
-                problems.append(Problem(rule.path, rule.message or self._default_message(rule, label)))
-        return problems
+        return [self.required_problem(rule, label) for rule in self.required if rule.missing(payload, scope.vars)]
+
+    def required_problem(self, rule: Required, label: str) -> Problem:
+        """The error for one missing required field; its wording depends only on the rule and the label."""
+        problem = self._messages.get((rule.path, label))
+        if problem is None:
+            problem = Problem(rule.path, rule.message or self._default_message(rule, label))
+            if len(self._messages) < BOUND_ROUTES:
+                self._messages[(rule.path, label)] = problem
+        return problem
 
     def _default_message(self, rule: Required, label: str) -> str:
         source = ""

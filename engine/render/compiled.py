@@ -23,9 +23,14 @@ class CompiledAction:
         self.wrap = (generate("wrap_items", f"{label}: the envelope around the mapped items",
                               envelope.vars, envelope.body) if envelope is not None else None)
         nodes = action.endpoint.nodes()
-        self.static_endpoint = all(is_static(node) for node in nodes)
+        static = [is_static(node) for node in nodes]
+        self.static_endpoint = all(static)
+        # Segment's "/v1/{{ type }}": only the URL changes per event, the credentials do not
+        self.only_url_varies = not self.static_endpoint and all(static[1:])
         self.endpoint = (None if self.static_endpoint else
-                         generate_values(f"request_{action.call_type}", f"{label}: URL, headers and query", nodes))
+                         generate_values(f"request_{action.call_type}",
+                                         f"{label}: the URL" if self.only_url_varies else f"{label}: URL, headers and query",
+                                         nodes[:1] if self.only_url_varies else nodes))
         self.required = [RequiredCheck(rule) for rule in action.required]
 
     def source(self) -> str:
@@ -47,7 +52,7 @@ class CompiledAction:
 
 class BoundAction:
     __slots__ = ("compiled", "settings", "map", "constants", "wrap", "wrap_constants", "endpoint",
-                 "endpoint_constants", "parts", "parts_error", "required")
+                 "endpoint_constants", "parts", "parts_error", "headers_and_query", "required")
 
     def __init__(self, compiled: CompiledAction, settings: dict):
         self.compiled, self.settings = compiled, settings
@@ -57,24 +62,29 @@ class BoundAction:
             self.wrap, self.wrap_constants = compiled.wrap.function, compiled.wrap.constants(settings)
         self.required = compiled.required
         endpoint = compiled.action.endpoint
-        self.parts = self.parts_error = self.endpoint = self.endpoint_constants = None
+        self.parts = self.parts_error = self.endpoint = self.endpoint_constants = self.headers_and_query = None
         if compiled.static_endpoint:
             try:  # the same URL, headers and query for every event of this route
                 self.parts = endpoint.parts(Scope({}, settings, {}))
             except MappingError as exc:
                 self.parts_error = exc  # raised per event, where the interpreter raises it
-        else:
-            self.endpoint, self.endpoint_constants = compiled.endpoint.function, compiled.endpoint.constants(settings)
+            return
+        self.endpoint, self.endpoint_constants = compiled.endpoint.function, compiled.endpoint.constants(settings)
+        if compiled.only_url_varies:
+            scope = Scope({}, settings, {})
+            try:
+                self.headers_and_query = endpoint.headers_and_query(node.evaluate(scope) for node in endpoint.nodes()[1:])
+            except MappingError as exc:
+                self.parts_error = exc  # raised per event once the URL is known to be good, as the interpreter does
 
     def payload(self, event: dict) -> tuple[object, dict]:
         """(mapped body, vars); raises MappingError on data a filter cannot take."""
         return self.map(event, self.settings, self.constants)
 
-    def any_missing(self, payload, vars: dict) -> bool:
-        for rule in self.required:
-            if rule.missing(payload, vars):
-                return True
-        return False
+    def missing(self, payload, vars: dict, label: str) -> list:
+        """A Problem per required field that is missing or empty."""
+        return [self.compiled.action.required_problem(check.rule, label)
+                for check in self.required if check.missing(payload, vars)]
 
     def envelope(self, items: list):
         return self.wrap({"items": items}, self.settings, self.wrap_constants)[0]
@@ -82,7 +92,7 @@ class BoundAction:
     def request_parts(self, event: dict, vars: dict) -> tuple[str, dict, dict]:
         if self.parts is not None:
             return self.parts
-        if self.parts_error is not None:
+        if self.parts_error is not None and self.endpoint is None:
             raise self.parts_error
         endpoint = self.compiled.action.endpoint
         try:
@@ -90,7 +100,12 @@ class BoundAction:
         except MappingError:
             # the interpreter checks the URL before it evaluates the headers: let it say which error comes first
             return endpoint.parts(Scope(event, self.settings, vars))
-        return endpoint.assemble(iter(values))
+        if not self.compiled.only_url_varies:
+            return endpoint.assemble(iter(values))
+        url = endpoint.checked_url(values[0])
+        if self.parts_error is not None:
+            raise self.parts_error
+        return (url, *self.headers_and_query)
 
 
 class RequiredCheck:

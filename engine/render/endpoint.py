@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 
 from ..map.language import MappingError, Node, Scope
 from .request import Request
@@ -30,9 +31,16 @@ class Endpoint:
 
     def assemble(self, values) -> tuple[str, dict, dict]:
         """URL, headers and query from an iterator of the nodes' values, in ``nodes()`` order."""
-        url = next(values)
+        url = self.checked_url(next(values))
+        return (url, *self.headers_and_query(values))
+
+    def checked_url(self, url) -> str:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise MappingError(self.url.where, f"the request URL rendered to {url!r}, not an http(s) URL")
+        return url
+
+    def headers_and_query(self, values) -> tuple[dict, dict]:
+        """Headers (with auth) and query from the values of every node after the URL."""
         headers = {}
         for name, _node in self.headers:
             value = next(values)
@@ -45,7 +53,7 @@ class Endpoint:
             value = next(values)
             if value is not None and value != "":
                 query[name] = value
-        return url, headers, query
+        return headers, query
 
     def finish(self, parts: tuple, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
         url, headers, query = parts
@@ -68,8 +76,14 @@ class Endpoint:
         username, password = (str(v) if v is not None else "" for v in values)
         if not username:
             raise MappingError(parts[0].where, "the basic-auth username rendered empty")
-        token = base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
-        return f"Basic {token}"
+        return _basic(username, password)
+
+
+@functools.lru_cache(maxsize=256)
+def _basic(username: str, password: str) -> str:
+    """The Basic credential; kept, since most routes send the same one with every event."""
+    token = base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
+    return f"Basic {token}"
 
 
 def compile_endpoint(spec: dict, compiler, path: tuple) -> Endpoint:

@@ -1,5 +1,5 @@
 """Segment-spec checks: schema errors for calls, warnings for ecommerce v2 events."""
-from engine.validate.ecommerce import lint_ecommerce
+from engine.validate.ecommerce import SegmentCheck, lint_ecommerce
 from engine.validate.events import EventValidator
 
-__all__ = ["EventValidator", "lint_ecommerce"]
+__all__ = ["EventValidator", "SegmentCheck", "lint_ecommerce"]

@@ -3,6 +3,10 @@
 Only warnings: the spec names semantic properties but Segment accepts any
 payload, so a mistyped ``price`` or a misspelt ``Order Completed`` is worth
 telling the user about, never worth rejecting the event for.
+
+Every track call passes through here, so the spec is turned once per event
+name into a :class:`_Rules` of plain type sets; a call whose values have the
+spec'd JSON types costs a few set lookups.
 """
 from __future__ import annotations
 
@@ -14,17 +18,17 @@ from engine.problems import Problem
 from engine.paths import SCHEMA_DIR
 from engine.validate.events import _expected, _json_type
 
-_SPEC: dict | None = None
+# JSON type name -> the Python types a parsed JSON value of that type has
+_PYTHON_TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "array": (list,),
+                 "object": (dict,), "boolean": (bool,)}
 
 
+@functools.lru_cache(maxsize=1)
 def _spec() -> dict:
     """schemas/ecommerce-v2.json, read once, plus a name index for near misses."""
-    global _SPEC
-    if _SPEC is None:
-        spec = json.loads((SCHEMA_DIR / "ecommerce-v2.json").read_text())
-        spec["by_key"] = {_name_key(name): name for name in spec["events"]}
-        _SPEC = spec
-    return _SPEC
+    spec = json.loads((SCHEMA_DIR / "ecommerce-v2.json").read_text())
+    spec["by_key"] = {_name_key(name): name for name in spec["events"]}
+    return spec
 
 
 def _name_key(name: str) -> str:
@@ -33,6 +37,7 @@ def _name_key(name: str) -> str:
 
 
 def _has_type(value, types) -> bool:
+    """The JSON Schema meaning of ``type`` (an integral float is an integer; a bool is not a number)."""
     for t in [types] if isinstance(types, str) else types:
         if t == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
             return True
@@ -44,20 +49,90 @@ def _has_type(value, types) -> bool:
     return False
 
 
-def _check_fields(values: dict, fields: dict, path: str) -> list[Problem]:
-    """A warning per spec'd field present with the wrong JSON type; null counts as absent."""
-    return [Problem(f"{path}.{key}", f"expected {_expected(types)}, got {_json_type(values[key])}",
-                    severity="warning")
-            for key, types in fields.items()
-            if values.get(key) is not None and not _has_type(values[key], types)]
+class _Fields:
+    """Spec'd property types of one object, as (key, exact Python types, JSON types) triples."""
+
+    __slots__ = ("checks",)
+
+    def __init__(self, fields: dict):
+        self.checks = [(key, frozenset(t for name in ([types] if isinstance(types, str) else types)
+                                       for t in _PYTHON_TYPES[name]), types)
+                       for key, types in fields.items()]
+
+    def problems(self, values: dict, path: str) -> list[Problem]:
+        """A warning per spec'd field present with the wrong JSON type; null counts as absent."""
+        found = []
+        for key, exact, types in self.checks:
+            value = values.get(key)
+            # the exact-type test settles almost every value; _has_type decides the rest (1.0 as an integer)
+            if value is not None and type(value) not in exact and not _has_type(value, types):
+                found.append(Problem(f"{path}.{key}", f"expected {_expected(types)}, got {_json_type(value)}",
+                                     severity="warning"))
+        return found
 
 
-@functools.lru_cache(maxsize=None)
-def _fields(name: str) -> dict:
-    """The spec'd property types of one ecommerce event, merged once rather than per event."""
+class _Rules:
+    """What the spec says about one ecommerce event name."""
+
+    __slots__ = ("name", "fields", "product", "has_products", "recommended")
+
+    def __init__(self, name: str, spec: dict):
+        rules = spec["events"][name]
+        merged = {**spec["product"], **rules["properties"]} if rules.get("product_fields") else rules["properties"]
+        self.name = name
+        self.fields = _Fields(merged)
+        self.product = _Fields(spec["product"])
+        self.has_products = merged.get("products") == "array"
+        self.recommended = list(rules.get("recommended", {}).items())
+
+    def schema(self) -> dict:
+        """A JSON Schema for the whole call that holds exactly when ``problems`` finds nothing.
+
+        Only ever trusted when it holds; a call it refuses is linted by ``problems``.
+        """
+        def typed(types) -> dict:
+            return {"type": [*([types] if isinstance(types, str) else types), "null"]}  # null counts as absent
+        props = {key: typed(types) for key, _, types in self.fields.checks}
+        if self.has_products:
+            props["products"] = {"type": ["array", "null"], "items": {
+                "type": "object", "properties": {key: typed(types) for key, _, types in self.product.checks}}}
+        for key, _ in self.recommended:
+            props.setdefault(key, {})["not"] = {"type": "null"}
+        inner = {"type": "object", "properties": props, "required": [key for key, _ in self.recommended]}
+        return {"properties": {"properties": inner}, "required": ["properties"] if self.recommended else []}
+
+    def problems(self, props: dict) -> list[Problem]:
+        problems = self.fields.problems(props, "properties")
+        products = props.get("products")
+        if self.has_products and isinstance(products, list):
+            for i, item in enumerate(products):
+                where = f"properties.products[{i}]"
+                if isinstance(item, dict):
+                    problems += self.product.problems(item, where)
+                else:
+                    problems.append(Problem(where, f"expected an object, got {_json_type(item)}",
+                                            severity="warning"))
+        for key, who in self.recommended:
+            if props.get(key) is None:
+                problems.append(Problem(f"properties.{key}", f"{self.name}: {who} recommends an '{key}' property",
+                                        severity="warning"))
+        return problems
+
+
+@functools.lru_cache(maxsize=4096)
+def _rules_for(name: str) -> _Rules | Problem | None:
+    """The rules for a spec'd name, a near-miss warning for a misspelt one, None for any other name.
+
+    Cached per name: a stream repeats a few hundred event names, and the near-miss test is a regex.
+    """
     spec = _spec()
-    rules = spec["events"][name]
-    return {**spec["product"], **rules["properties"]} if rules.get("product_fields") else rules["properties"]
+    if name in spec["events"]:
+        return _Rules(name, spec)
+    match = spec["by_key"].get(_name_key(name))
+    if match is None:
+        return None
+    return Problem("event", f"'{name}' is not a spec'd ecommerce event name; did you mean '{match}'?",
+                   severity="warning")
 
 
 def lint_ecommerce(event) -> list[Problem]:
@@ -67,29 +142,38 @@ def lint_ecommerce(event) -> list[Problem]:
     name = event.get("event")
     if not isinstance(name, str):
         return []
-    spec = _spec()
-    if name not in spec["events"]:
-        match = spec["by_key"].get(_name_key(name))
-        if match is None:
-            return []
-        return [Problem("event", f"'{name}' is not a spec'd ecommerce event name; did you mean '{match}'?",
-                        severity="warning")]
-    rules = spec["events"][name]
+    rules = _rules_for(name)
+    if rules is None:
+        return []
+    if isinstance(rules, Problem):
+        return [rules]
     props = event.get("properties")
-    props = props if isinstance(props, dict) else {}  # a non-object is the validator's error
-    fields = _fields(name)
-    problems = _check_fields(props, fields, "properties")
-    products = props.get("products")
-    if fields.get("products") == "array" and isinstance(products, list):
-        for i, item in enumerate(products):
-            where = f"properties.products[{i}]"
-            if isinstance(item, dict):
-                problems += _check_fields(item, spec["product"], where)
-            else:
-                problems.append(Problem(where, f"expected an object, got {_json_type(item)}",
-                                        severity="warning"))
-    for key, who in rules.get("recommended", {}).items():
-        if props.get(key) is None:
-            problems.append(Problem(f"properties.{key}", f"{name}: {who} recommends an '{key}' property",
-                                    severity="warning"))
-    return problems
+    return rules.problems(props if isinstance(props, dict) else {})  # a non-object is the validator's error
+
+
+class SegmentCheck:
+    """Schema errors and ecommerce warnings for one call, in one compiled-validator call when it has neither.
+
+    A track call named like a spec'd ecommerce event is checked against the
+    Segment schema and its ecommerce rules together (``_Rules.schema``); only
+    a call that fails that is explained by the validator and ``lint_ecommerce``.
+    """
+
+    def __init__(self, validator):
+        self.validator = validator
+        self._compiled: dict[str, object] = {}  # one per spec'd event name (a few dozen)
+
+    def check(self, event) -> tuple[list[Problem], list[Problem]]:
+        """(errors, warnings); warnings only for a call without errors."""
+        if isinstance(event, dict) and event.get("type") == "track" and isinstance(event.get("event"), str):
+            rules = _rules_for(event["event"])
+            if rules is None:
+                return self.validator.check(event), []  # no ecommerce name: nothing to lint
+            if isinstance(rules, _Rules):
+                compiled = self._compiled.get(rules.name)
+                if compiled is None:
+                    compiled = self._compiled[rules.name] = self.validator.compiled_with("track", rules.schema())
+                if self.validator.holds(compiled, event):
+                    return [], []
+        errors = self.validator.check(event)
+        return errors, ([] if errors else lint_ecommerce(event))
