@@ -81,7 +81,7 @@ if hasattr(yaml, "CSafeLoader"):
         """libyaml calls back into Python three times per node; these answer as SafeLoader's resolver does, sooner.
 
         SafeLoader's ``resolve`` looks attributes up through the loader's classes
-        and builds a list on every call: a sixth of parsing. Same table, same
+        and builds a list on every call: an eighth of parsing. Same table, same
         order (resolvers for the first character, then those for any). The
         descend/ascend calls only serve path resolvers, which SafeLoader has none of.
         """
@@ -235,7 +235,9 @@ class _Builder:
     def build(self, node):
         if isinstance(node, ScalarNode):
             return node.value if node.tag == _STR else self.loader.construct_object(node, deep=True)
-        if node in self.built:  # an alias (an anchor is complete before any alias to it, unless recursive)
+        if node in self.built:
+            # An alias, whose anchor was built first. (A recursive alias never finds its anchor
+            # built and ends in RecursionError, as _index did.)
             return self.built[node]
         if node.tag == _MAP and isinstance(node, MappingNode):
             data = self.mapping(node)
