@@ -159,6 +159,12 @@ def _parse(text: str, name: str, loader_class) -> tuple[YamlDocument | None, lis
         if fast:
             raise
         return None, [Problem("", f"invalid YAML: {exc}", name)]
+    except BadValue as exc:
+        return None, [Problem("", f"invalid YAML: {exc}", name, exc.line)]
+    except RecursionError:  # PyYAML's own path (a file with merge keys) meets a recursive alias
+        return None, [Problem("", "invalid YAML: an anchor is used inside itself (a recursive alias)", name)]
+    except (ValueError, TypeError, OverflowError, AttributeError) as exc:  # ... or a value it cannot read
+        return None, [Problem("", f"invalid YAML: a value cannot be read: {exc}", name)]
     finally:
         loader.dispose()
     return YamlDocument(name, data, lines, text), problems
@@ -214,6 +220,17 @@ class _Unusual(Exception):
     """The document has YAML the builder leaves to PyYAML (merge keys, other collection tags...)."""
 
 
+class BadValue(Exception):
+    """YAML that parses but cannot become data, at a line."""
+
+    def __init__(self, node, message: str):
+        super().__init__(message)
+        self.line = node.start_mark.line + 1
+
+
+_BUILDING = object()  # in built while a collection's own items are built
+
+
 class _Builder:
     """Build the data from the node tree: what ``construct_document`` gives, several times faster.
 
@@ -234,11 +251,12 @@ class _Builder:
 
     def build(self, node):
         if isinstance(node, ScalarNode):
-            return node.value if node.tag == _STR else self.loader.construct_object(node, deep=True)
-        if node in self.built:
-            # An alias, whose anchor was built first. (A recursive alias never finds its anchor
-            # built and ends in RecursionError, as _index did.)
+            return node.value if node.tag == _STR else self.scalar(node)
+        if node in self.built:  # an alias, whose anchor was built first
+            if self.built[node] is _BUILDING:
+                raise BadValue(node, "an anchor is used inside itself (a recursive alias)")
             return self.built[node]
+        self.built[node] = _BUILDING
         if node.tag == _MAP and isinstance(node, MappingNode):
             data = self.mapping(node)
         elif node.tag == _SEQ and isinstance(node, SequenceNode):
@@ -249,12 +267,19 @@ class _Builder:
         self.built[node] = data
         return data
 
+    def scalar(self, node):
+        """A number, boolean, null or date, as SafeLoader reads it; a value it cannot read is a BadValue."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, OverflowError, AttributeError) as exc:  # 2024-02-30; !!timestamp nope
+            raise BadValue(node, f"{node.value!r} cannot be read as {node.tag.rsplit(':', 1)[-1]}: {exc}") from None
+
     def mapping(self, node) -> dict:
         mapping = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode) or key_node.value == "<<" or key_node.tag in (_MERGE, _VALUE):
                 raise _Unusual
-            key = key_node.value if key_node.tag == _STR else self.loader.construct_object(key_node, deep=True)
+            key = key_node.value if key_node.tag == _STR else self.scalar(key_node)
             if value_node.tag == _STR and isinstance(value_node, ScalarNode):
                 mapping[key] = value_node.value
             else:
