@@ -117,6 +117,8 @@ class Translator:
     def _filter(self, node) -> str:
         if node.node is None or node.kwargs or node.dyn_args or node.dyn_kwargs:
             raise Unsupported("filter form")
+        if node.name == "join" and node.name not in FILTERS:
+            return self._join(node)
         if node.name not in FILTERS:
             raise Unsupported("a Jinja2 built-in filter")
         fn = self.env.filters[node.name]  # ours, wrapped by templates._undefined_as_none
@@ -132,6 +134,33 @@ class Translator:
         name = self.w.constant(present, f"jinja_{node.name}")
         shown = ", ".join([value] + [f"None if {a} is _U else {a}" for a in args])
         self.w.emit(f"{out} = None if {value} is _U or {value} is None else {name}({shown})")
+        return out
+
+
+    def _join(self, node) -> str:
+        """``[a, b] | join(' ')`` and ``[a, b] | select | join(' ')``, a full name from its parts.
+
+        Jinja2's join writes each item with str() and Undefined as ""; select
+        keeps the items that are true, Undefined being false.
+        """
+        if len(node.args) > 1 or (node.args and not isinstance(node.args[0], nodes.Const)) \
+                or (node.args and not isinstance(node.args[0].value, str)):
+            raise Unsupported("join form")
+        separator = node.args[0].value if node.args else ""
+        inner, keep_true = node.node, False
+        if isinstance(inner, nodes.Filter) and inner.name == "select" and "select" not in FILTERS:
+            if inner.args or inner.kwargs or inner.dyn_args or inner.dyn_kwargs:
+                raise Unsupported("select with a test")
+            inner, keep_true = inner.node, True
+        if not isinstance(inner, nodes.List):
+            raise Unsupported("join of something other than a list written in the template")
+        items = [self.expr(item) for item in inner.items]
+        out = self.w.temp()
+        listed = "[" + ", ".join(items) + (",]" if len(items) == 1 else "]")
+        if keep_true:
+            self.w.emit(f"{out} = {separator!r}.join(str(x) for x in {listed} if x is not _U and x)")
+        else:
+            self.w.emit(f"{out} = {separator!r}.join('' if x is _U else str(x) for x in {listed})")
         return out
 
 
