@@ -51,6 +51,11 @@ class Route:
 
     def skip_reason(self, event: dict) -> str | None:
         name = self.destination.name
+        # most routes take all their destination accepts, and most events carry no integrations object
+        if self.enabled and self.types is None and self.events is None and self._where is None \
+                and event.get("type") in self.destination.actions \
+                and not (self.destination.obeys_integrations and event.get("integrations")):
+            return None
         if not self.enabled:
             return f"{name} is disabled in the configuration"
         reason = integrations_decision(event, name) if self.destination.obeys_integrations else None
