@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,8 +51,8 @@ class SQLiteStore(Store):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT)
+                _use_wal(conn)
             except sqlite3.Error as exc:
                 raise ConfigError([Problem("storage", f"cannot open the SQLite store {self.path}: {exc}")]) from None
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -303,3 +304,25 @@ def _dump(value) -> str:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+_BUSY_TIMEOUT = 60.0  # seconds a connection waits for another's write lock
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting out other connections doing the same.
+
+    Switching a new file to WAL needs it alone for a moment, and SQLite answers
+    "database is locked" at once instead of calling its busy handler: several
+    processes (or threads) opening a new store together would fail. Retry as
+    the busy timeout would have waited.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
