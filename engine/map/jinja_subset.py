@@ -136,7 +136,6 @@ class Translator:
         self.w.emit(f"{out} = None if {value} is _U or {value} is None else {name}({shown})")
         return out
 
-
     def _join(self, node) -> str:
         """``[a, b] | join(' ')`` and ``[a, b] | select | join(' ')``, a full name from its parts.
 
