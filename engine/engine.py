@@ -72,7 +72,7 @@ class Engine:
             raise ConfigError(problems)
         self.validator = EventValidator()
         self.lint = lint
-        self._segment_check = SegmentCheck(self.validator)
+        self._check = SegmentCheck(self.validator).check if lint else self._check_without_lint
 
     # --- destinations and routes
     def destination(self, name: str) -> Destination:
@@ -100,8 +100,9 @@ class Engine:
     # --- rendering
     def validate(self, event) -> tuple[list[Problem], list[Problem]]:
         """(errors, warnings): Segment-spec errors, and ecommerce warnings when linting is on."""
-        if self.lint:
-            return self._segment_check.check(event)
+        return self._check(event)
+
+    def _check_without_lint(self, event) -> tuple[list[Problem], list[Problem]]:
         return self.validator.check(event), []
 
     def render(self, event, route: Route | str, settings: dict | None = None) -> Outcome:
@@ -112,7 +113,7 @@ class Engine:
 
     def render_all(self, event, routes: list[Route]) -> list[Outcome]:
         """One event, every configured destination: exactly one outcome each."""
-        errors, warnings = self.validate(event)
+        errors, warnings = self._check(event)  # self.validate, one call shorter: this runs for every event
         message_id = event.get("messageId") if isinstance(event, dict) else None
         outcomes = []
         for route in routes:

@@ -249,7 +249,7 @@ class _ExplainsNothing:
 
     def __init__(self, real):
         self.real = real
-        self.compiled_with, self.holds = real.compiled_with, real.holds
+        self.compiled, self.compiled_with = real.compiled, real.compiled_with
 
     def check(self, event):
         raise AssertionError(f"the compiled check refused a clean event: {event}")
@@ -262,3 +262,25 @@ def test_a_clean_ecommerce_call_costs_one_compiled_check(validator):
         json_only = "nan" not in repr(event)  # NaN is not JSON: the compiled validator leaves it to jsonschema
         if json_only and not validator.check(event) and not lint_ecommerce(event) and event["event"] != "Signed Up":
             assert combined.check(event) == ([], [])
+
+
+def test_a_clean_call_of_any_type_costs_one_compiled_check(validator):
+    from engine.validate import SegmentCheck
+    combined = SegmentCheck(_ExplainsNothing(validator))
+    user = {"userId": "u1", "timestamp": "2024-05-01T10:00:00Z"}
+    clean = [{"type": "identify", **user, "traits": {"email": "a@example.com"}},
+             {"type": "track", **user, "event": "Signed Up", "properties": {"plan": 3}},
+             {"type": "page", **user, "name": "Home"}, {"type": "screen", **user, "name": "Home"},
+             {"type": "group", **user, "groupId": "g1"}, {"type": "alias", **user, "previousId": "a1"}]
+    for event in clean:
+        assert validator.check(event) == []
+        assert combined.check(event) == ([], [])
+
+
+def test_made_up_event_names_do_not_pile_up(validator):
+    from engine.validate import SegmentCheck
+    from engine.validate.ecommerce import _NAMES_KEPT
+    combined = SegmentCheck(validator)
+    for n in range(_NAMES_KEPT + 10):
+        assert combined.check(_track(f"event {n}", {})) == ([], [])
+    assert len(combined._by_name) <= _NAMES_KEPT

@@ -16,7 +16,7 @@ import re
 
 from engine.problems import Problem
 from engine.paths import SCHEMA_DIR
-from engine.validate.events import _expected, _json_type
+from engine.validate.events import CALL_TYPES, _expected, _json_type
 
 # JSON type name -> the Python types a parsed JSON value of that type has
 _PYTHON_TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "array": (list,),
@@ -119,7 +119,10 @@ class _Rules:
         return problems
 
 
-@functools.lru_cache(maxsize=4096)
+_NAMES_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=_NAMES_KEPT)
 def _rules_for(name: str) -> _Rules | Problem | None:
     """The rules for a spec'd name, a near-miss warning for a misspelt one, None for any other name.
 
@@ -157,23 +160,49 @@ class SegmentCheck:
     A track call named like a spec'd ecommerce event is checked against the
     Segment schema and its ecommerce rules together (``_Rules.schema``); only
     a call that fails that is explained by the validator and ``lint_ecommerce``.
+    Every call passes through ``check``, so it reaches the compiled validator
+    with as few Python steps as it can.
     """
 
     def __init__(self, validator):
         self.validator = validator
-        self._compiled: dict[str, object] = {}  # one per spec'd event name (a few dozen)
+        self._by_type = {kind: validator.compiled(kind) for kind in CALL_TYPES if kind != "track"}
+        # track: one compiled check per event name; False for a near miss (its warning needs the slow path)
+        self._by_name: dict[str, object] = {}
+        self._by_rules: dict[str, object] = {}  # one per spec'd event name (a few dozen)
 
     def check(self, event) -> tuple[list[Problem], list[Problem]]:
         """(errors, warnings); warnings only for a call without errors."""
-        if isinstance(event, dict) and event.get("type") == "track" and isinstance(event.get("event"), str):
-            rules = _rules_for(event["event"])
-            if rules is None:
-                return self.validator.check(event), []  # no ecommerce name: nothing to lint
-            if isinstance(rules, _Rules):
-                compiled = self._compiled.get(rules.name)
+        if isinstance(event, dict):
+            kind = event.get("type")
+            if kind == "track":
+                name = event.get("event")
+                compiled = self._by_name.get(name) if isinstance(name, str) else False
                 if compiled is None:
-                    compiled = self._compiled[rules.name] = self.validator.compiled_with("track", rules.schema())
-                if self.validator.holds(compiled, event):
-                    return [], []
+                    compiled = self._for_name(name)
+            else:
+                compiled = self._by_type.get(kind) if isinstance(kind, str) else False
+            if compiled:
+                try:
+                    if compiled.is_valid(event):
+                        return [], []
+                except Exception:  # noqa: BLE001 - a value it cannot read (not JSON): the validator explains
+                    pass
         errors = self.validator.check(event)
         return errors, ([] if errors else lint_ecommerce(event))
+
+    def _for_name(self, name: str):
+        """The compiled check for track calls named ``name``, kept for the next one."""
+        rules = _rules_for(name)
+        if rules is None:
+            compiled = self.validator.compiled("track")  # no ecommerce name: nothing to lint
+        elif isinstance(rules, _Rules):
+            compiled = self._by_rules.get(rules.name)
+            if compiled is None:
+                compiled = self._by_rules[rules.name] = self.validator.compiled_with("track", rules.schema())
+        else:
+            compiled = False  # a near miss: its warning comes from lint_ecommerce
+        if len(self._by_name) >= _NAMES_KEPT:  # a stream of made-up names must not grow this for ever
+            self._by_name.clear()
+        self._by_name[name] = compiled
+        return compiled

@@ -183,6 +183,13 @@ class EventValidator:
             return []
         return self._run(self._validators[kind], event, lambda parts: kind)
 
+    def compiled(self, kind: str):
+        """The compiled validator of one call type, for callers that ask "is it valid?" themselves.
+
+        Its ``is_valid`` may raise for what it cannot read (a value that is not JSON): ask ``check`` then.
+        """
+        return self._fast[kind]
+
     def compiled_with(self, kind: str, extra: dict):
         """A compiled validator that holds when ``kind``'s schema and ``extra`` both hold.
 
@@ -191,11 +198,6 @@ class EventValidator:
         return jsonschema_rs.Draft202012Validator({"allOf": [{"$ref": self._ids[kind]}, extra]},
                                                   registry=self._fast_registry, formats={"date-time": _is_datetime},
                                                   validate_formats=True)
-
-    @staticmethod
-    def holds(compiled, event) -> bool:
-        """``compiled.is_valid(event)``; False for what it cannot read (ask ``check``)."""
-        return _valid(compiled, event)
 
     def check_batch(self, envelope) -> list[Problem]:
         """The envelope and each item; item paths look like batch[3].event."""
