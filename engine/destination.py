@@ -66,8 +66,7 @@ class Destination:
                 request = action.endpoint.build(scope, body, self.name, call_type, (message_id,), secrets)
             else:
                 body = bound.envelope([payload]) if self.envelope else payload
-                request = action.endpoint.finish(bound.request_parts(event, vars), body, self.name, call_type,
-                                                 (message_id,), secrets)
+                request = bound.request(event, vars, body, self.name, (message_id,), secrets)
         except MappingError as exc:
             where = ".".join(str(p) for p in exc.path)
             return Outcome(self.name, REJECTED, errors=[Problem(where, f"{self.name} {call_type}: {exc.message}")],

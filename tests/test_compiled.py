@@ -254,16 +254,25 @@ def test_request_parts_match_including_auth_query_and_bad_urls(tmp_path):
               headers: {X-Static: "{{ settings.region }}"}
               query: {r: "{{ settings.region }}"}
               auth: {basic: {username: "{{ settings.secret }}", password: "x"}}"""
-    for rest_name, rest in (("event", per_event), ("route", per_route)):
+    # a header naming its own Content-Type keeps it; GET drops the body; form bodies say so
+    own_type = """
+              headers: {Content-Type: "application/vnd.x+json", X-Static: "{{ settings.region }}"}"""
+    for rest_name, rest in (("event", per_event), ("route", per_route), ("type", own_type)):
         for i, url in enumerate(["https://x.test/{{ event | url_segment }}", "{{ properties.currency }}",
                                  "https://x.test/{{ settings.region }}", "{{ settings.region }}"]):
-            more = f"""
+            for method, encoding in (("POST", "json"), ("GET", "json"), ("PUT", "form")):
+                more = f"""
             request:
               url: "{url}"
-              method: POST""" + rest + "\n"
-            for settings in ({"secret": "k3y"}, {"secret": ""}):
-                got, want = both(tmp_path / f"{rest_name}{i}{bool(settings['secret'])}", "a: 1", EVENT, settings, more)
-                assert got == want
+              method: {method}
+              format: {encoding}""" + rest + "\n"
+                for settings in ({"secret": "k3y"}, {"secret": ""}):
+                    got, want = both(tmp_path / f"{rest_name}{i}{method}{bool(settings['secret'])}", "a: 1", EVENT,
+                                     settings, more)
+                    assert got == want
+                    if got["status"] == "send":
+                        request = got["requests"][0]
+                        assert request["method"] == method and (request["body"] is None) == (method == "GET")
 
 
 def test_a_route_whose_settings_break_a_constant_is_rejected_like_the_interpreter(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..map.codegen import generate, generate_values, is_static, or_of_plain_paths
 from ..map.language import MappingError, Scope, is_empty
+from .request import Request
 
 
 class CompiledAction:
@@ -51,8 +52,10 @@ class CompiledAction:
 
 
 class BoundAction:
+    """One action for one route: its generated functions, their constants, and what is fixed per route."""
+
     __slots__ = ("compiled", "settings", "map", "constants", "wrap", "wrap_constants", "endpoint",
-                 "endpoint_constants", "parts", "parts_error", "headers_and_query", "required")
+                 "endpoint_constants", "fixed", "fixed_error", "required")
 
     def __init__(self, compiled: CompiledAction, settings: dict):
         self.compiled, self.settings = compiled, settings
@@ -61,21 +64,24 @@ class BoundAction:
         if compiled.wrap is not None:
             self.wrap, self.wrap_constants = compiled.wrap.function, compiled.wrap.constants(settings)
         self.required = compiled.required
+        self.endpoint = self.endpoint_constants = None
+        if not compiled.static_endpoint:
+            self.endpoint, self.endpoint_constants = compiled.endpoint.function, compiled.endpoint.constants(settings)
+        # What is the same for every event of this route: (URL, or None where it varies, headers with
+        # their Content-Type, query, method, format, action). None when headers vary per event, or when
+        # making them failed: then fixed_error is raised per event, where the interpreter raises it.
+        self.fixed = self.fixed_error = None
         endpoint = compiled.action.endpoint
-        self.parts = self.parts_error = self.endpoint = self.endpoint_constants = self.headers_and_query = None
-        if compiled.static_endpoint:
-            try:  # the same URL, headers and query for every event of this route
-                self.parts = endpoint.parts(Scope({}, settings, {}))
+        if compiled.static_endpoint or compiled.only_url_varies:
+            scope, nodes = Scope({}, settings, {}), endpoint.nodes()
+            try:  # in the interpreter's order, so the same error comes first
+                url = endpoint.checked_url(nodes[0].evaluate(scope)) if compiled.static_endpoint else None
+                headers, query = endpoint.headers_and_query(node.evaluate(scope) for node in nodes[1:])
             except MappingError as exc:
-                self.parts_error = exc  # raised per event, where the interpreter raises it
-            return
-        self.endpoint, self.endpoint_constants = compiled.endpoint.function, compiled.endpoint.constants(settings)
-        if compiled.only_url_varies:
-            scope = Scope({}, settings, {})
-            try:
-                self.headers_and_query = endpoint.headers_and_query(node.evaluate(scope) for node in endpoint.nodes()[1:])
-            except MappingError as exc:
-                self.parts_error = exc  # raised per event once the URL is known to be good, as the interpreter does
+                self.fixed_error = exc
+            else:
+                self.fixed = (url, endpoint.with_content_type(headers), query, endpoint.method, endpoint.format,
+                              compiled.action.call_type)
 
     def payload(self, event: dict) -> tuple[object, dict]:
         """(mapped body, vars); raises MappingError on data a filter cannot take."""
@@ -89,23 +95,36 @@ class BoundAction:
     def envelope(self, items: list):
         return self.wrap({"items": items}, self.settings, self.wrap_constants)[0]
 
-    def request_parts(self, event: dict, vars: dict) -> tuple[str, dict, dict]:
-        if self.parts is not None:
-            return self.parts
-        if self.parts_error is not None and self.endpoint is None:
-            raise self.parts_error
+    def request(self, event: dict, vars: dict, body, destination: str, message_ids: tuple, secrets) -> Request:
+        """What ``Endpoint.build`` makes for this event, with the parts fixed per route made once."""
+        if self.fixed is None:
+            return self.compiled.action.endpoint.finish(self._parts(event, vars), body, destination,
+                                                        self.compiled.action.call_type, message_ids, secrets)
+        url, headers, query, method, format, call_type = self.fixed
+        if url is None:  # only the URL varies (Segment's "/v1/{{ type }}")
+            try:
+                url = self.endpoint(event, self.settings, self.endpoint_constants, vars)[0]
+            except MappingError:
+                url = self.compiled.action.endpoint.parts(Scope(event, self.settings, vars))[0]  # its own error
+            if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+                self.compiled.action.endpoint.checked_url(url)  # raises
+        return Request(destination, call_type, method, url, dict(headers), dict(query),
+                       None if method == "GET" else body, format, message_ids, secrets)
+
+    def _parts(self, event: dict, vars: dict) -> tuple[str, dict, dict]:
+        """URL, headers and query for one event whose headers vary, or whose route's fixed parts failed."""
         endpoint = self.compiled.action.endpoint
+        if self.endpoint is None:  # nothing varies, and making it failed
+            raise self.fixed_error
         try:
             values = self.endpoint(event, self.settings, self.endpoint_constants, vars)
         except MappingError:
             # the interpreter checks the URL before it evaluates the headers: let it say which error comes first
             return endpoint.parts(Scope(event, self.settings, vars))
-        if not self.compiled.only_url_varies:
-            return endpoint.assemble(iter(values))
-        url = endpoint.checked_url(values[0])
-        if self.parts_error is not None:
-            raise self.parts_error
-        return (url, *self.headers_and_query)
+        if self.fixed_error is not None:  # only the URL varies: a good URL, then the route's own error
+            endpoint.checked_url(values[0])
+            raise self.fixed_error
+        return endpoint.assemble(iter(values))
 
 
 class RequiredCheck:

@@ -8,6 +8,7 @@ from ..map.language import MappingError, Node, Scope
 from .request import Request
 
 AUTH_HEADER = "Authorization"
+CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
 
 class Endpoint:
@@ -57,15 +58,15 @@ class Endpoint:
 
     def finish(self, parts: tuple, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
         url, headers, query = parts
-        headers, query = dict(headers), dict(query)  # each request owns its dicts
-        if self.method == "GET":
-            body = None
-        elif self.format == "json":
-            headers.setdefault("Content-Type", "application/json")
-        else:
-            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        return Request(destination, action, self.method, url, headers, query, body, self.format,
-                       message_ids, secrets)
+        return Request(destination, action, self.method, url, self.with_content_type(headers), dict(query),
+                       None if self.method == "GET" else body, self.format, message_ids, secrets)
+
+    def with_content_type(self, headers: dict) -> dict:
+        """A copy of ``headers`` that also names the body's media type, unless it already does (or GET)."""
+        headers = dict(headers)  # each request owns its dicts
+        if self.method != "GET":
+            headers.setdefault("Content-Type", CONTENT_TYPES[self.format])
+        return headers
 
     def _auth_header(self, values: list) -> str:
         kind, parts = self.auth
