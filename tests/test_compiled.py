@@ -12,6 +12,7 @@ import io
 import json
 import math
 import random
+import struct
 import subprocess
 import sys
 import textwrap
@@ -374,18 +375,35 @@ def test_json_parsing_matches_the_standard_library():
     texts += ["NaN", "[Infinity, -Infinity]", "12345678901234567890123", "-9256616000772621252", '"\\ud800"',
               '{"a": 1, "a": 2}', "1e400", "-0", "[1.5e-7, 0.1]",
               '{"id": "1234567890123456789012", "n": 123456789012345678}', "[18446744073709551615, 9223372036854775808]",
-              '"\\ud83d\\ude00 \\u00e9 é"', '{"a": "\\u2028"}']
+              '"\\ud83d\\ude00 \\u00e9 é"', '{"a": "\\u2028"}', "-9223372036854775809", "1e309", "-1e309",
+              "1" + "0" * 400 + ".0", "0." + "0" * 400 + "1", "4.9e-324", "2.2250738585072011e-308", "-0.0",
+              '{"\\ud800": 1}', "[" * 100 + "]" * 100, " {\"a\" : [1 , 2] } ", '"\\u0000\\/"']
     for text in texts:
         want = repr(json.loads(text))
         assert repr(jsoncodec.loads(text)) == want
         assert repr(jsoncodec.loads(text.encode("utf-8"))) == want  # JSON Lines read as bytes
     assert jsoncodec.loads('["\ud800"]') == ["\ud800"]  # a lone surrogate in a str: only json takes it
-    for bad in ["{", "[1,]", "tru", ""]:
+    for bad in ["{", "[1,]", "tru", "", '{"a": 1,}', "01", "1.", ".5", "+1", '"a\nb"', "\ufeff{}", '{"a": 1} x']:
         with pytest.raises(json.JSONDecodeError) as fast:
             jsoncodec.loads(bad)
         with pytest.raises(json.JSONDecodeError) as slow:
             json.loads(bad)
         assert str(fast.value) == str(slow.value)
+    for bad in ["1" * 5000, "[" * 5000 + "]" * 5000]:  # past Python's digit limit, nested past its recursion limit
+        with pytest.raises((ValueError, RecursionError)) as fast:
+            jsoncodec.loads(bad)
+        with pytest.raises((ValueError, RecursionError)) as slow:
+            json.loads(bad)
+        assert type(fast.value) is type(slow.value)
+
+
+def test_json_parsing_matches_the_standard_library_for_random_floats():
+    rng = random.Random(6)
+    for _ in range(20_000):
+        value = struct.unpack("d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+        if math.isfinite(value):
+            for text in (repr(value), f"{value:.17g}", f"{value:.6e}", f"{value:.12g}"):
+                assert jsoncodec.loads(text) == json.loads(text), text
 
 
 class _AlwaysAsk:
