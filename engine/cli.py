@@ -392,7 +392,7 @@ def read_settings(text: str | None) -> dict:
 def read_event(name: str):
     text = sys.stdin.read() if name == "-" else _read_file(name)
     try:
-        return json.loads(text)
+        return jsoncodec.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
 

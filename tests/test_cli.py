@@ -387,6 +387,21 @@ def test_batch_with_one_destination(project):
         assert OUTCOME_KEYS <= set(o)
 
 
+def test_batch_reports_valid_json_that_python_cannot_read_and_goes_on(project):
+    huge = '{"type": "track", "event": "Signed Up", "userId": "u1", "properties": {"n": ' + "1" * 5000 + "}}"
+    deep = '{"type": "track", "event": "Signed Up", "userId": "u1", "properties": ' + "[" * 5000 + "]" * 5000 + "}"
+    good = '{"type": "track", "event": "Signed Up", "userId": "u1"}'
+    (project / "events.jsonl").write_text("\n".join([huge, deep, good]) + "\n", encoding="utf-8")
+    result = run("batch", "events.jsonl", "--destination", "planhat", cwd=project,
+                 env={"EVENTMAP_PLANHAT_TENANT_TOKEN": TOKEN})
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    out = lines_of(result.stdout)
+    assert [(o["line"], o["status"]) for o in out] == [(1, "rejected"), (2, "rejected"), (3, "send")]
+    assert out[0]["errors"][0]["message"] == \
+        "events.jsonl:1: not valid JSON: an integer longer than Python reads (over 4300 digits) (column 1)"
+    assert out[1]["errors"][0]["message"] == "events.jsonl:2: not valid JSON: nested deeper than Python reads (column 1)"
+
+
 def test_batch_strict_exits_2_when_a_line_is_rejected(project):
     (project / "events.jsonl").write_text(JSONL, encoding="utf-8")
     result = run("batch", "events.jsonl", "--destination", "planhat", "--strict", cwd=project,

@@ -7,7 +7,7 @@ Why: parsing and serialising are a large share of the work per event.
   guarding against that cost 40% of a parse). What msgspec refuses (NaN,
   Infinity, lone surrogates, floats beyond the double range, integers past
   Python's digit limit, syntax errors) goes to ``json.loads``, which takes
-  it or raises its own error.
+  it or raises its own error, always as ``json.JSONDecodeError``.
 * ``dumps`` writes what ``json.dumps(..., ensure_ascii=False,
   separators=(",", ":"))`` writes (every fixture is checked byte for byte)
   except in two cases, both on purpose: NaN and Infinity become ``null``, as
@@ -23,6 +23,7 @@ Why: parsing and serialising are a large share of the work per event.
 from __future__ import annotations
 
 import json
+import sys
 
 import msgspec
 import orjson
@@ -33,11 +34,28 @@ _decode = msgspec.json.Decoder().decode
 
 
 def loads(text: str | bytes):
-    """``json.loads(text)``, faster."""
+    """``json.loads(text)``, faster; raises ``json.JSONDecodeError`` for any text it cannot read.
+
+    json.loads itself raises other errors for two kinds of valid JSON Python will not read:
+    an integer past Python's digit limit (ValueError) and nesting past the recursion limit
+    (RecursionError). Here they are JSONDecodeErrors too, so a caller that reports bad
+    lines reports these, instead of stopping with a traceback.
+    """
     try:
         return _decode(text)
     except (msgspec.DecodeError, UnicodeError, RecursionError):  # let json take it, or word its error
+        pass
+    try:
         return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except UnicodeDecodeError as exc:  # bytes that are not UTF-8
+        raise json.JSONDecodeError(f"not UTF-8 text (byte {exc.start})", "", 0) from None
+    except ValueError:  # Python's digit limit for int()
+        limit = sys.get_int_max_str_digits()
+        raise json.JSONDecodeError(f"an integer longer than Python reads (over {limit} digits)", "", 0) from None
+    except RecursionError:
+        raise json.JSONDecodeError("nested deeper than Python reads", "", 0) from None
 
 
 def _orjson(value, sort_keys: bool) -> bytes | None:

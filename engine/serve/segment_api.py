@@ -13,6 +13,8 @@ import uuid
 import zlib
 from datetime import datetime, timedelta, timezone
 
+from ..render import jsoncodec
+
 KB = 1024
 EVENT_LIMIT = 32 * KB          # bytes of JSON per event
 BATCH_LIMIT = 500 * KB         # bytes of JSON per batch request
@@ -75,7 +77,7 @@ def parse_json(body: bytes):
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not UTF-8 text (byte {exc.start}); JSON must be UTF-8") from None
     try:
-        data = json.loads(text)
+        data = jsoncodec.loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json",
                        f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
