@@ -97,17 +97,16 @@ class BoundAction:
 
     def request(self, event: dict, vars: dict, body, destination: str, message_ids: tuple, secrets) -> Request:
         """What ``Endpoint.build`` makes for this event, with the parts fixed per route made once."""
+        endpoint = self.compiled.action.endpoint
         if self.fixed is None:
-            return self.compiled.action.endpoint.finish(self._parts(event, vars), body, destination,
-                                                        self.compiled.action.call_type, message_ids, secrets)
+            return endpoint.finish(self._parts(event, vars), body, destination, self.compiled.action.call_type,
+                                   message_ids, secrets)
         url, headers, query, method, format, call_type = self.fixed
         if url is None:  # only the URL varies (Segment's "/v1/{{ type }}")
             try:
-                url = self.endpoint(event, self.settings, self.endpoint_constants, vars)[0]
+                url = endpoint.checked_url(self.endpoint(event, self.settings, self.endpoint_constants, vars)[0])
             except MappingError:
-                url = self.compiled.action.endpoint.parts(Scope(event, self.settings, vars))[0]  # its own error
-            if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-                self.compiled.action.endpoint.checked_url(url)  # raises
+                url = endpoint.parts(Scope(event, self.settings, vars))[0]  # the interpreter's own error first
         return Request(destination, call_type, method, url, dict(headers), dict(query),
                        None if method == "GET" else body, format, message_ids, secrets)
 

@@ -67,10 +67,10 @@ def _orjson(value, sort_keys: bool) -> bytes | None:
 
 def dumps_bytes(value, sort_keys: bool = False) -> bytes:
     """Compact JSON as UTF-8 (see the module docstring for how it compares with ``json.dumps``)."""
-    try:  # orjson called here, not through _orjson: every request body is written by this line
-        return orjson.dumps(value, option=_OPTIONS | orjson.OPT_SORT_KEYS if sort_keys else _OPTIONS)
-    except TypeError:  # orjson.JSONEncodeError: let json raise or write it its own way
+    data = _orjson(value, sort_keys)
+    if data is None:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys).encode("utf-8")
+    return data
 
 
 def dumps(value, sort_keys: bool = False, allow_nan: bool = True) -> str:
