@@ -234,7 +234,7 @@ def cmd_batch(args) -> int:
         engine = make_engine(args)
         routes = [engine.route(args.destination, read_settings(args.settings))]
     counts = Counter()
-    lines = JsonLines(args.events, loads=jsoncodec.loads)
+    lines = JsonLines(args.events)
     progress = Progress(sys.stderr, done=lines.done)
     for number, event in lines:
         if isinstance(event, Problem):
@@ -392,7 +392,7 @@ def read_settings(text: str | None) -> dict:
 def read_event(name: str):
     text = sys.stdin.read() if name == "-" else _read_file(name)
     try:
-        return jsoncodec.loads(text)
+        return jsoncodec.loads_bounded(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
 
@@ -404,8 +404,8 @@ class JsonLines:
     also knows how far through it is, for a progress bar.
     """
 
-    def __init__(self, name: str, loads=json.loads):
-        self.name, self.loads = name, loads
+    def __init__(self, name: str):
+        self.name = name
         try:
             self.stream = sys.stdin if name == "-" else open(name, encoding="utf-8", errors="replace")
         except OSError as exc:
@@ -427,14 +427,14 @@ class JsonLines:
                 if not line.strip():
                     continue
                 try:
-                    yield number, self.loads(line)
+                    yield number, jsoncodec.loads_bounded(line)
                 except json.JSONDecodeError as exc:
                     yield number, Problem("", f"{self.name}:{number}: not valid JSON: {exc.msg} (column {exc.colno})")
 
 
-def read_lines(name: str, loads=json.loads):
+def read_lines(name: str):
     """``JsonLines`` when the caller needs only the lines."""
-    return iter(JsonLines(name, loads))
+    return iter(JsonLines(name))
 
 
 def _read_file(name: str) -> str:

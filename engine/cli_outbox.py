@@ -18,7 +18,6 @@ from .deliver import DryRunClient, Runner, destination_workers, drain, new_owner
 from .intake import Intake
 from .load.config import Config, load_config
 from .problems import ConfigError, Problem
-from .render import jsoncodec
 from .secrets import Masker
 from .store import DEAD, PENDING, STATES, open_store
 
@@ -148,7 +147,7 @@ def cmd_enqueue(args) -> int:
                     print(json.dumps(line, ensure_ascii=False))
             chunk.clear()
 
-        lines = JsonLines(args.events, loads=jsoncodec.loads)
+        lines = JsonLines(args.events)
         progress = Progress(sys.stderr, done=lines.done, label="eventmap enqueue",
                             keys=("queued", "skipped", "rejected", "unreadable"))
         for number, event in lines:

@@ -391,15 +391,22 @@ def test_batch_reports_valid_json_that_python_cannot_read_and_goes_on(project):
     huge = '{"type": "track", "event": "Signed Up", "userId": "u1", "properties": {"n": ' + "1" * 5000 + "}}"
     deep = '{"type": "track", "event": "Signed Up", "userId": "u1", "properties": ' + "[" * 5000 + "]" * 5000 + "}"
     good = '{"type": "track", "event": "Signed Up", "userId": "u1"}'
-    (project / "events.jsonl").write_text("\n".join([huge, deep, good]) + "\n", encoding="utf-8")
+    # json.loads reads 900 levels, and then masking and writing the outcome ran out of Python's stack
+    readable = '{"type": "track", "event": "Signed Up", "userId": "u1", "properties": {"a": ' + "[" * 900 + "]" * 900 + "}}"
+    # 100 levels are read and sent
+    allowed = '{"type": "track", "event": "Signed Up", "userId": "u1", "properties": {"a": ' + "[" * 98 + "]" * 98 + "}}"
+    (project / "events.jsonl").write_text("\n".join([huge, deep, good, readable, allowed]) + "\n", encoding="utf-8")
     result = run("batch", "events.jsonl", "--destination", "planhat", cwd=project,
                  env={"EVENTMAP_PLANHAT_TENANT_TOKEN": TOKEN})
     assert result.returncode == 0 and "Traceback" not in result.stderr
     out = lines_of(result.stdout)
-    assert [(o["line"], o["status"]) for o in out] == [(1, "rejected"), (2, "rejected"), (3, "send")]
+    assert [(o["line"], o["status"]) for o in out] == [(1, "rejected"), (2, "rejected"), (3, "send"), (4, "rejected"),
+                                                       (5, "send")]
     assert out[0]["errors"][0]["message"] == \
         "events.jsonl:1: not valid JSON: an integer longer than Python reads (over 4300 digits) (column 1)"
-    assert out[1]["errors"][0]["message"] == "events.jsonl:2: not valid JSON: nested deeper than Python reads (column 1)"
+    deeper = "not valid JSON: nested deeper than eventmap reads (over 100 levels) (column 1)"
+    assert out[1]["errors"][0]["message"] == f"events.jsonl:2: {deeper}"
+    assert out[3]["errors"][0]["message"] == f"events.jsonl:4: {deeper}"
 
 
 def test_batch_strict_exits_2_when_a_line_is_rejected(project):

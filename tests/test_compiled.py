@@ -392,10 +392,24 @@ def test_json_parsing_matches_the_standard_library():
         assert str(fast.value) == str(slow.value)
     # valid JSON that json.loads will not read raises other errors there; here, JSONDecodeError for all
     for bad, message in [("1" * 5000, "an integer longer than Python reads (over 4300 digits)"),
-                         ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", "nested deeper than Python reads"),
+                         ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", "nested deeper than eventmap reads"),
                          (b'{"a": "\xff"}', "not UTF-8 text (byte 7)")]:
         with pytest.raises(json.JSONDecodeError, match=re.escape(message)):
             jsoncodec.loads(bad)
+
+
+def test_input_from_outside_may_nest_100_levels_and_no_more():
+    for depth, readable in ((2, True), (100, True), (101, False), (900, False)):
+        for text in ('{"a": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}",  # each text nests ``depth`` levels
+                     "[" * (depth - 1) + "{}" + "]" * (depth - 1),
+                     '{"a": ' * (depth - 1) + "{}" + "}" * (depth - 1)):
+            for given in (text, text.encode("utf-8")):
+                if readable:
+                    assert jsoncodec.loads_bounded(given) == json.loads(given)
+                else:
+                    with pytest.raises(json.JSONDecodeError, match=r"nested deeper than eventmap reads \(over 100 levels\)"):
+                        jsoncodec.loads_bounded(given)
+    assert jsoncodec.loads_bounded('{"a": "' + "[" * 500 + '"}') == {"a": "[" * 500}  # brackets in a string
 
 
 def test_json_parsing_matches_the_standard_library_for_random_floats():

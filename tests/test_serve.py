@@ -237,8 +237,10 @@ def test_invalid_json_is_400_with_where_it_broke(server):
     assert "not valid JSON" in body["message"] and "line 1 column" in body["message"]
     assert server.post("/v1/track", data=b"[1, 2]").json()["message"] == "expected a JSON object, got a list"
     assert "not UTF-8" in server.post("/v1/track", data=b'{"userId": "\xff"}').json()["message"]
-    deep = server.post("/v1/track", data=b'{"userId": "u", "properties": ' + b"[" * 5000 + b"]" * 5000 + b"}")
-    assert deep.status_code == 400 and "nested deeper than Python reads" in deep.json()["message"]
+    for depth in (900, 5000):  # 900 levels parse, and would have been stored for the workers to trip on
+        deep = server.post("/v1/track", data=b'{"userId": "u", "event": "x", "properties": '
+                           + b"[" * depth + b"]" * depth + b"}")
+        assert deep.status_code == 400 and "nested deeper than eventmap reads (over 100 levels)" in deep.json()["message"]
 
 
 def test_gzip_request_body(server, store):

@@ -55,7 +55,46 @@ def loads(text: str | bytes):
         limit = sys.get_int_max_str_digits()
         raise json.JSONDecodeError(f"an integer longer than Python reads (over {limit} digits)", "", 0) from None
     except RecursionError:
-        raise json.JSONDecodeError("nested deeper than Python reads", "", 0) from None
+        raise json.JSONDecodeError(f"nested deeper than eventmap reads (over {MAX_DEPTH} levels)", "", 0) from None
+
+
+MAX_DEPTH = 100  # levels of nesting an event may have; real ones have a handful
+
+
+def loads_bounded(text: str | bytes):
+    """``loads`` for input from outside: JSON nested deeper than ``MAX_DEPTH`` is a JSONDecodeError too.
+
+    Deeper JSON parses, but every recursive step after it (masking secrets, writing
+    the outcome, storing it) spends Python's recursion limit of 1,000 frames, and
+    one of them would stop mid-event with a traceback. Counting the brackets costs
+    about a microsecond per line, so it is done where events come in (batch and
+    enqueue lines, the serve API, ``eventmap render``), not on every parse.
+    """
+    data = loads(text)
+    if _openers(text) > MAX_DEPTH and _deeper_than(data, MAX_DEPTH):  # a walk only for bracket-heavy text
+        raise json.JSONDecodeError(f"nested deeper than eventmap reads (over {MAX_DEPTH} levels)", "", 0)
+    return data
+
+
+def _openers(text: str | bytes) -> int:
+    """How many '{' and '[' the text holds (in strings too): nesting can be no deeper."""
+    if isinstance(text, str):
+        return text.count("{") + text.count("[")
+    return text.count(b"{") + text.count(b"[")
+
+
+def _deeper_than(value, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels (the top one is level 1); no recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _orjson(value, sort_keys: bool) -> bytes | None:

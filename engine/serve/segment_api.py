@@ -77,7 +77,7 @@ def parse_json(body: bytes):
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not UTF-8 text (byte {exc.start}); JSON must be UTF-8") from None
     try:
-        data = jsoncodec.loads(text)
+        data = jsoncodec.loads_bounded(text)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json",
                        f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
