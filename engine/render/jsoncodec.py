@@ -31,6 +31,7 @@ import orjson
 _OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 _decode = msgspec.json.Decoder().decode
+MAX_DEPTH = 100  # levels of nesting an event may have; real ones have a handful
 
 
 def loads(text: str | bytes):
@@ -55,10 +56,7 @@ def loads(text: str | bytes):
         limit = sys.get_int_max_str_digits()
         raise json.JSONDecodeError(f"an integer longer than Python reads (over {limit} digits)", "", 0) from None
     except RecursionError:
-        raise json.JSONDecodeError(f"nested deeper than eventmap reads (over {MAX_DEPTH} levels)", "", 0) from None
-
-
-MAX_DEPTH = 100  # levels of nesting an event may have; real ones have a handful
+        raise _too_deep() from None
 
 
 def loads_bounded(text: str | bytes):
@@ -72,8 +70,12 @@ def loads_bounded(text: str | bytes):
     """
     data = loads(text)
     if _openers(text) > MAX_DEPTH and _deeper_than(data, MAX_DEPTH):  # a walk only for bracket-heavy text
-        raise json.JSONDecodeError(f"nested deeper than eventmap reads (over {MAX_DEPTH} levels)", "", 0)
+        raise _too_deep()
     return data
+
+
+def _too_deep() -> json.JSONDecodeError:
+    return json.JSONDecodeError(f"nested deeper than eventmap reads (over {MAX_DEPTH} levels)", "", 0)
 
 
 def _openers(text: str | bytes) -> int:
