@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine import Engine  # noqa: E402
 from engine.paths import SCHEMA_DIR  # noqa: E402
-from engine.render import jsoncodec  # noqa: E402
+from engine import jsoncodec  # noqa: E402
 from engine.validate.events import CALL_TYPES, _is_datetime  # noqa: E402
 from handwritten import ACCEPTS, MAPPINGS, NAMES  # noqa: E402
 

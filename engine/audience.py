@@ -8,7 +8,7 @@ audiences flow through the same mappings as every other identify.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .map.filters import FILTERS
 
@@ -29,7 +29,7 @@ def audience_identify(audience_name: str, member: bool, *, user_id=None, anonymo
         "traits": {**(traits or {}), key: bool(member)},
         "context": {"personas": {"computation_class": "audience", "computation_key": key}},
         "messageId": message_id or f"audience-{uuid.uuid4()}",
-        "timestamp": timestamp or datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": timestamp or datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
     if user_id:
         event["userId"] = user_id

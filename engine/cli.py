@@ -5,24 +5,24 @@
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
 
+from . import jsoncodec
 from .cli_outbox import add_commands as add_outbox_commands
 from .deliver import HttpClient, SavedResponses, deliver
 from .engine import DEFAULT_MAPPINGS, Engine, load_mappings
 from .load.config import load_config, routes_from_config
-from .paths import SCHEMA_DIR
-from .map.language import Scope, leaves, MappingError
+from .map.language import MappingError, Scope, leaves
 from .outcome import REJECTED
+from .paths import SCHEMA_DIR
 from .problems import ConfigError, Problem
-from .render import jsoncodec
 from .secrets import Masker
 
 EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3

@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .destination import Destination
 from .load.destination import load_destination
 from .load.source import load_source
 from .outcome import REJECTED, SKIPPED, Outcome
+from .paths import MAPPINGS_DIR as DEFAULT_MAPPINGS
 from .problems import ConfigError, Problem
 from .render.request import Request
 from .route import Route
 from .source import BoundSource, Source
 from .validate import EventValidator, SegmentCheck
-
-from .paths import MAPPINGS_DIR as DEFAULT_MAPPINGS
 
 
 def display_path(path: Path) -> str:

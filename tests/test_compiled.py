@@ -24,7 +24,7 @@ import pytest
 
 from engine import Engine, register_filter, register_function
 from engine.cli import Progress, main
-from engine.render import jsoncodec
+from engine import jsoncodec
 from engine.validate import EventValidator
 
 from conftest import write_mappings

@@ -9,8 +9,8 @@ from __future__ import annotations
 import email.utils
 import json
 import os
-import urllib.request
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit

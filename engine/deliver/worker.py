@@ -14,8 +14,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..load.durations import describe_seconds
-from ..outcome import REJECTED as OUTCOME_REJECTED, SEND
+from ..durations import describe_seconds
+from ..outcome import REJECTED as OUTCOME_REJECTED
+from ..outcome import SEND
 from ..render.request import Request
 from ..route import Route
 from ..store import DEAD, DELIVERED, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, Store

@@ -8,9 +8,9 @@ from pathlib import Path
 import jmespath
 from jmespath.exceptions import JMESPathError
 
+from ..durations import parse_rate
 from ..problems import ConfigError, Problem
 from .delivery_options import DeliveryOptions, StorageOptions, delivery_options, storage_options
-from .durations import parse_rate
 from .schema_check import check_against_schema
 from .yaml_source import load_yaml
 

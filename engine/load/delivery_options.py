@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..durations import parse_duration
 from ..problems import Problem
-from .durations import parse_duration
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from pathlib import Path
 from jmespath.exceptions import JMESPathError
 
 from ..destination import Destination, Limits
+from ..durations import parse_rate
 from ..map.language import Compiler
 from ..problems import Problem
 from ..render.action import Action, Batching, Envelope, Required
 from ..render.endpoint import compile_endpoint, merge_request
 from .schema_check import check_against_schema
-from .durations import parse_rate
 from .settings import SettingsSpec
 from .yaml_source import YamlDocument, load_yaml
 

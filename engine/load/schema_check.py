@@ -6,34 +6,35 @@ at which key, and the YamlDocument supplies the line.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from ..problems import Problem
 from ..paths import SCHEMA_DIR
+from ..problems import Problem
 from .yaml_source import YamlDocument
+
 TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "integer": "a whole number",
               "number": "a number", "boolean": "true or false", "null": "null"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema_registry() -> Registry:
     """Every shipped schema by its $id, so one file can $ref another without any network."""
     schemas = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(SCHEMA_DIR.glob("*.schema.json"))]
     return Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema_validator(name: str) -> Draft202012Validator:
     schema = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, registry=schema_registry())
 
 
-@lru_cache(maxsize=None)
+@cache
 def fast_validator(name: str):
     """jsonschema-rs on the same schema: a quick yes for the usual valid file (loading 300 files in < 1 s)."""
     schemas = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(SCHEMA_DIR.glob("*.schema.json"))]

@@ -23,8 +23,22 @@ import math
 
 from .filters import BUILTIN_FILTERS, FilterError
 from .jinja_subset import Translator, Unsupported, reads_only_settings
-from .language import (Array, Condition, Each, Function, Literal, MappingError, Modified, Node, Object, Path,
-                       Scope, Template, describe_type, template_ast)
+from .language import (
+    Array,
+    Condition,
+    Each,
+    Function,
+    Literal,
+    MappingError,
+    Modified,
+    Node,
+    Object,
+    Path,
+    Scope,
+    Template,
+    describe_type,
+    template_ast,
+)
 from .templates import environment
 
 
@@ -401,7 +415,7 @@ class CompiledCode:
     def __init__(self, name: str, source: str, namespace: dict, route_nodes: list):
         self.name, self.source, self.route_nodes = name, source, route_nodes
         code = compile(source, f"<eventmap {name}>", "exec")
-        exec(code, namespace)  # noqa: S102 - our own generated source, see generate()
+        exec(code, namespace)
         self.function = namespace[name]
 
     def constants(self, settings: dict) -> list:

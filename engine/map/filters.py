@@ -25,20 +25,22 @@ import hashlib
 import hmac as _hmac
 import math
 import re
-from urllib.parse import quote as _quote
 import uuid as _uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from datetime import date as _date
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
+from urllib.parse import quote as _quote
 
 import phonenumbers
 from jinja2 import Undefined
 
 from engine.problems import EventmapError
-from engine.render import jsoncodec as _jsoncodec
 
-__all__ = ["FilterError", "FILTERS", "register_filter"]
+from .. import jsoncodec as _jsoncodec
+
+__all__ = ["FILTERS", "FilterError", "register_filter"]
 
 
 class FilterError(EventmapError, ValueError):
@@ -146,7 +148,7 @@ def _mapping(filter_name: str, value: Any) -> dict:
 # --------------------------------------------------------------------------
 # date-time parsing, shared by epoch_ms, epoch_s, iso8601 and date
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _ISO_8601 = re.compile(
     r"""
@@ -180,7 +182,7 @@ def _parse_iso(text: str) -> datetime:
         raise bad
     g = m.groupdict()
     fraction = (g["fraction"] or "")[:6].ljust(6, "0")  # beyond microseconds is truncated
-    tz = timezone.utc
+    tz = UTC
     if g["tz"] and g["tz"] not in "Zz":
         digits = g["tz"][1:].replace(":", "")
         hours, minutes = int(digits[:2]), int(digits[2:] or 0)
@@ -194,7 +196,7 @@ def _parse_iso(text: str) -> datetime:
             int(g["hour"] or 0), int(g["minute"] or 0), int(g["second"] or 0),
             int(fraction), tzinfo=tz,
         )
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         raise bad from None
 
@@ -215,9 +217,9 @@ def _as_datetime(filter_name: str, value: Any) -> datetime:
             raise FilterError(f"{filter_name} cannot use {value!r} as a time")
         return _from_epoch_ms(filter_name, value)
     if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, _date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     raise FilterError(
         f"{filter_name} expects an ISO-8601 date-time string or epoch milliseconds, {_got(value)}"
     )

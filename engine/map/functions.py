@@ -7,7 +7,7 @@ evaluated ``@args`` as keyword arguments.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 FUNCTIONS: dict[str, Callable] = {}
 

@@ -86,7 +86,7 @@ class Scope:
         """What ``@path`` reads: the item inside ``@each``, the event elsewhere."""
         return self.item if self.in_item else self.event
 
-    def for_item(self, item) -> "Scope":
+    def for_item(self, item) -> Scope:
         return Scope(self.event, self.settings, self.vars, item, True)
 
     def jinja(self) -> dict:

@@ -7,7 +7,6 @@ from ..map.language import Node, Scope, find_node, is_empty
 from ..problems import Problem
 from .endpoint import Endpoint
 
-
 BOUND_ROUTES = 1024  # routes per action whose per-route constants are kept
 
 

@@ -43,7 +43,7 @@ class CompiledAction:
             parts.append(self.wrap.source)
         return "\n".join(parts)
 
-    def bind(self, settings: dict) -> "BoundAction | None":
+    def bind(self, settings: dict) -> BoundAction | None:
         """This action for one route; None when a settings-only value fails (the interpreter then reports it)."""
         try:
             return BoundAction(self, settings)

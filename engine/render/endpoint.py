@@ -83,7 +83,7 @@ class Endpoint:
 @functools.lru_cache(maxsize=256)
 def _basic(username: str, password: str) -> str:
     """The Basic credential; kept, since most routes send the same one with every event."""
-    token = base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
 
 

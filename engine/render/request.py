@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from ..jsoncodec import dumps_bytes
 from ..secrets import MASK, Masker
-from .jsoncodec import dumps_bytes
 
 
 @dataclass(slots=True, repr=False)  # slots, not frozen: a frozen init costs twice as much, once per event

@@ -19,8 +19,20 @@ from ..problems import Problem
 from ..store import INTAKE, QUEUED, NewDelivery, NewEvent
 from . import metrics
 from .config import ServeConfig, WebhookSource
-from .segment_api import (BATCH_LIMIT, CALLS, ApiError, basic_credentials, complete, describe_limit, items_of,
-                          limit_for, oversize_error, parse_json, read_body, utc)
+from .segment_api import (
+    BATCH_LIMIT,
+    CALLS,
+    ApiError,
+    basic_credentials,
+    complete,
+    describe_limit,
+    items_of,
+    limit_for,
+    oversize_error,
+    parse_json,
+    read_body,
+    utc,
+)
 
 log = logging.getLogger("eventmap.serve")
 JSON = "application/json"

@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..problems import ConfigError, Problem
+from . import background
 from .app import Collector
 from .config import demo_config, load_serve_config
-from .setup import build
-from . import background
 from .server import GunicornServer
+from .setup import build
 
 DEMO_NOTE = ("eventmap serve: no configuration file, so: any write key is accepted, events are stored in "
              "{store}, and destinations get made-up credentials and the dry-run sink (nothing leaves this machine). "

@@ -11,9 +11,9 @@ import binascii
 import json
 import uuid
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from ..render import jsoncodec
+from .. import jsoncodec
 
 KB = 1024
 EVENT_LIMIT = 32 * KB          # bytes of JSON per event
@@ -180,15 +180,15 @@ def parse_time(value) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def utc(seconds: float) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
 
 
 def _kind(value) -> str:

@@ -17,7 +17,9 @@ import time
 
 from ..intake import Intake
 from ..load.delivery_options import DeliveryOptions
-from ..source import EVENTS, FAILED, REJECTED as SOURCE_REJECTED, SKIPPED as SOURCE_SKIPPED, BoundSource
+from ..source import EVENTS, FAILED, BoundSource
+from ..source import REJECTED as SOURCE_REJECTED
+from ..source import SKIPPED as SOURCE_SKIPPED
 from ..store import DEAD, DELIVERED, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, Store
 
 

@@ -8,8 +8,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..problems import ConfigError, Problem
-from .base import (DEAD, DELIVERED, FINAL, INTAKE, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED, STATES,
-                   Accepted, Attempt, DeliveryRecord, Finish, Leased, NewDelivery, NewEvent, Store)
+from .base import (
+    DEAD,
+    DELIVERED,
+    FINAL,
+    INTAKE,
+    PENDING,
+    QUEUED,
+    REJECTED,
+    RETRYING,
+    SKIPPED,
+    STATES,
+    Accepted,
+    Attempt,
+    DeliveryRecord,
+    Finish,
+    Leased,
+    NewDelivery,
+    NewEvent,
+    Store,
+)
 
 DEFAULT_URL = "sqlite:///eventmap.db"
 
@@ -38,6 +56,25 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0] + "://..." if "://" in url else url
 
 
-__all__ = ["Accepted", "Attempt", "DEAD", "DEFAULT_URL", "DELIVERED", "DeliveryRecord", "FINAL", "Finish", "INTAKE",
-           "Leased", "NewDelivery", "NewEvent", "PENDING", "QUEUED", "REJECTED", "RETRYING", "SKIPPED", "STATES",
-           "Store", "open_store"]
+__all__ = [
+    "DEAD",
+    "DEFAULT_URL",
+    "DELIVERED",
+    "FINAL",
+    "INTAKE",
+    "PENDING",
+    "QUEUED",
+    "REJECTED",
+    "RETRYING",
+    "SKIPPED",
+    "STATES",
+    "Accepted",
+    "Attempt",
+    "DeliveryRecord",
+    "Finish",
+    "Leased",
+    "NewDelivery",
+    "NewEvent",
+    "Store",
+    "open_store",
+]

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from ..load.durations import describe_seconds
+from ..durations import describe_seconds
 
 QUEUED, RETRYING, DELIVERED, SKIPPED, REJECTED, DEAD = "queued", "retrying", "delivered", "skipped", "rejected", "dead"
 STATES = (QUEUED, RETRYING, DELIVERED, SKIPPED, REJECTED, DEAD)
@@ -185,6 +185,6 @@ class Store(ABC):
 
 def duplicate_reason(message_id: str, destination: str, first: float, window: float) -> str:
     """The skip reason of a duplicate, the same words whichever backend noticed it."""
-    when = datetime.fromtimestamp(first, timezone.utc).isoformat(timespec="seconds")
+    when = datetime.fromtimestamp(first, UTC).isoformat(timespec="seconds")
     return (f"duplicate: messageId {message_id!r} was already accepted for {destination} at {when}, "
             f"within the {describe_seconds(window)} dedupe window")

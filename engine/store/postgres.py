@@ -22,8 +22,19 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..problems import ConfigError, Problem
 from ..secrets import Masker
-from .base import (DEAD, QUEUED, SKIPPED, Accepted, Attempt, DeliveryRecord, Finish, Leased, NewEvent, Store,
-                   duplicate_reason)
+from .base import (
+    DEAD,
+    QUEUED,
+    SKIPPED,
+    Accepted,
+    Attempt,
+    DeliveryRecord,
+    Finish,
+    Leased,
+    NewEvent,
+    Store,
+    duplicate_reason,
+)
 from .migrations import migrations
 
 # any constant will do: it serialises 'eventmap db upgrade' runs on one database

@@ -17,8 +17,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..problems import ConfigError, Problem
-from .base import (DEAD, DELIVERED, PENDING, QUEUED, REJECTED, SKIPPED, Accepted, Attempt, DeliveryRecord,
-                   Finish, Leased, NewEvent, Store, duplicate_reason)
+from .base import (
+    DEAD,
+    DELIVERED,
+    PENDING,
+    QUEUED,
+    REJECTED,
+    SKIPPED,
+    Accepted,
+    Attempt,
+    DeliveryRecord,
+    Finish,
+    Leased,
+    NewEvent,
+    Store,
+    duplicate_reason,
+)
 from .migrations import migrations
 
 PRUNABLE = (DELIVERED, SKIPPED, REJECTED)
@@ -323,6 +337,6 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             conn.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)

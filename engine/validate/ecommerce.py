@@ -14,8 +14,8 @@ import functools
 import json
 import re
 
-from engine.problems import Problem
 from engine.paths import SCHEMA_DIR
+from engine.problems import Problem
 from engine.validate.events import CALL_TYPES, _expected, _json_type
 
 # JSON type name -> the Python types a parsed JSON value of that type has
@@ -42,7 +42,7 @@ def _has_type(value, types) -> bool:
         if t == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
             return True
         if t == "integer" and not isinstance(value, bool) and (
-                isinstance(value, int) or isinstance(value, float) and value.is_integer()):
+                isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             return True
         if {"string": str, "array": list, "object": dict, "boolean": bool}.get(t) is type(value):
             return True
