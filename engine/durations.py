@@ -20,7 +20,7 @@ def parse_duration(value) -> float:
     match = DURATION.match(str(value).lower())
     if not match or (match.group(2) and match.group(2) not in UNITS):
         raise ValueError(f"expected a duration such as 30s, 15m, 4h or 7d, not {value!r}")
-    return float(match.group(1)) * UNITS.get(match.group(2) or "s")
+    return float(match.group(1)) * UNITS[match.group(2) or "s"]
 
 
 def parse_rate(value) -> float:

@@ -95,7 +95,7 @@ def _words(error) -> tuple[tuple, str]:
         return path + (bad,), f"'{bad}' is not allowed here (expected {expected})"
     if kind == "type":
         wanted = value if isinstance(value, list) else [value]
-        return path, f"expected {' or '.join(TYPE_WORDS.get(w, w) for w in wanted)}, got {_type_of(instance)}"
+        return path, f"expected {' or '.join(str(TYPE_WORDS.get(w, w)) for w in wanted)}, got {_type_of(instance)}"
     if kind in ("enum", "const"):
         options = value if kind == "enum" else [value]
         return path, f"{json.dumps(instance)} is not one of: {', '.join(json.dumps(o) for o in options)}"

@@ -11,6 +11,7 @@ import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from yaml import MappingNode, ScalarNode, SequenceNode
@@ -23,7 +24,7 @@ PathKey = tuple  # a JSON path as a tuple of keys and list indexes
 @dataclass
 class YamlDocument:
     file: str
-    data: object
+    data: Any   # what the YAML holds; its shape is checked against a schema before use
     _lines: dict | None = field(default=None, compare=False)  # PathKey -> 1-based line; see lines
     text: str | None = field(default=None, repr=False, compare=False)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from typing import Any
 
 from engine.paths import SCHEMA_DIR
 from engine.problems import Problem
@@ -168,8 +169,8 @@ class SegmentCheck:
         self.validator = validator
         self._by_type = {kind: validator.compiled(kind) for kind in CALL_TYPES if kind != "track"}
         # track: one compiled check per event name; False for a near miss (its warning needs the slow path)
-        self._by_name: dict[str, object] = {}
-        self._by_rules: dict[str, object] = {}  # one per spec'd event name (a few dozen)
+        self._by_name: dict[str, Any] = {}
+        self._by_rules: dict[str, Any] = {}  # one per spec'd event name (a few dozen)
 
     def check(self, event) -> tuple[list[Problem], list[Problem]]:
         """(errors, warnings); warnings only for a call without errors."""
@@ -177,17 +178,20 @@ class SegmentCheck:
             kind = event.get("type")
             if kind == "track":
                 name = event.get("event")
-                compiled = self._by_name.get(name) if isinstance(name, str) else False
-                if compiled is None:
-                    compiled = self._for_name(name)
+                compiled: Any = False
+                if isinstance(name, str):
+                    compiled = self._by_name.get(name)
+                    if compiled is None:
+                        compiled = self._for_name(name)
             else:
                 compiled = self._by_type.get(kind) if isinstance(kind, str) else False
             if compiled:
                 try:
-                    if compiled.is_valid(event):
-                        return [], []
-                except Exception:  # noqa: BLE001 - a value it cannot read (not JSON): the validator explains
-                    pass
+                    valid = compiled.is_valid(event)
+                except Exception:  # noqa: BLE001 - a value it cannot read (not JSON): the full validator explains it
+                    valid = False
+                if valid:
+                    return [], []
         errors = self.validator.check(event)
         return errors, ([] if errors else lint_ecommerce(event))
 

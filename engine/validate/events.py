@@ -22,11 +22,11 @@ from jsonschema.exceptions import SchemaError, best_match
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 
-from engine.problems import ConfigError, Problem
+from ..paths import SCHEMA_DIR
+from ..problems import ConfigError, Problem
 
 CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 _TYPE_LIST = ", ".join(CALL_TYPES)
-from engine.paths import SCHEMA_DIR
 
 
 def _is_datetime(value: object) -> bool:
