@@ -27,6 +27,9 @@ QUEUED, RETRYING, DELIVERED, SKIPPED, REJECTED, DEAD = "queued", "retrying", "de
 STATES = (QUEUED, RETRYING, DELIVERED, SKIPPED, REJECTED, DEAD)
 PENDING = (QUEUED, RETRYING)
 FINAL = (DELIVERED, SKIPPED, REJECTED, DEAD)
+# PENDING as an SQL list written into the statements: the planners use the partial indexes on
+# "state IN ('queued', 'retrying')" only when the states are literals, not bound parameters.
+PENDING_SQL = "(" + ", ".join(f"'{state}'" for state in PENDING) + ")"
 # the destination name of an event rejected before routing (it failed the Segment schema)
 INTAKE = "(intake)"
 

@@ -24,6 +24,7 @@ from ..problems import ConfigError, Problem
 from ..secrets import Masker
 from .base import (
     DEAD,
+    PENDING_SQL,
     QUEUED,
     SKIPPED,
     Accepted,
@@ -41,7 +42,6 @@ from .migrations import migrations
 MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
 OPTIONS = ("pool_size", "pool_timeout", "connect_timeout")
 # literal, not parameters, so the planner can use the partial indexes
-PENDING_SQL = "('queued', 'retrying')"
 PRUNABLE_SQL = "('delivered', 'skipped', 'rejected')"
 
 

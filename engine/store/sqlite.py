@@ -20,7 +20,7 @@ from ..problems import ConfigError, Problem
 from .base import (
     DEAD,
     DELIVERED,
-    PENDING,
+    PENDING_SQL,
     QUEUED,
     REJECTED,
     SKIPPED,
@@ -174,10 +174,10 @@ class SQLiteStore(Store):
         with self._write() as conn:
             rows = conn.execute(
                 "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN ("
-                " SELECT id FROM deliveries WHERE destination = ? AND state IN (?, ?) AND next_at <= ?"
+                " SELECT id FROM deliveries WHERE destination = ? AND state IN " + PENDING_SQL + " AND next_at <= ?"
                 " AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_at, id LIMIT ?)"
                 " RETURNING id, event_id, message_id, round_attempts, first_at",
-                (owner, now + lease_for, destination, *PENDING, now, now, limit)).fetchall()
+                (owner, now + lease_for, destination, now, now, limit)).fetchall()
             if not rows:
                 return []
             bodies = dict(conn.execute(
@@ -223,8 +223,8 @@ class SQLiteStore(Store):
         marks = ",".join("?" * len(destinations))
         row = self._connection().execute(
             f"SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until >= ? THEN MAX(next_at, lease_until)"
-            f" ELSE next_at END) FROM deliveries WHERE state IN (?, ?) AND destination IN ({marks})",
-            (now, *PENDING, *destinations)).fetchone()
+            f" ELSE next_at END) FROM deliveries WHERE state IN {PENDING_SQL} AND destination IN ({marks})",
+            (now, *destinations)).fetchone()
         return row[0]
 
     # --- inspection
@@ -235,8 +235,8 @@ class SQLiteStore(Store):
                 "SELECT destination, state, COUNT(*) FROM deliveries GROUP BY destination, state"):
             result.setdefault(destination, {})[state] = n
         for destination, n in conn.execute(
-                "SELECT destination, COUNT(*) FROM deliveries WHERE state IN (?, ?) AND lease_until >= ?"
-                " GROUP BY destination", (*PENDING, now)):
+                "SELECT destination, COUNT(*) FROM deliveries WHERE state IN " + PENDING_SQL + " AND lease_until >= ?"
+                " GROUP BY destination", (now,)):
             result.setdefault(destination, {})["in_flight"] = n
         return result
 
