@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -210,6 +211,8 @@ def test_many_threads_leasing_at_once_never_get_the_same_delivery(backend):
                 barrier.wait()
                 while batch := stores[index % 2].lease("crisp", 7, f"w{index}", T0, 600):
                     taken[index] += [item.id for item in batch]
+                    time.sleep(0.002)  # a worker sends what it leased before it leases again; a lease alone
+                    # (0.1 ms with its index) could let one thread empty the queue before the others start
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
