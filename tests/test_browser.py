@@ -11,21 +11,22 @@ import uuid
 
 import pytest
 import requests
-from browser_harness import CHROMIUM_ARGS, PageServer, require_chromium, stored_events
+from browser_harness import CHROMIUM_ARGS, UMD, PageServer, require_chromium, stored_events
 from serve_harness import Server, environment
 
 WEB_KEY = "browser-web-key-4c1d"
 BACKEND_KEY = "browser-backend-key-8e2a"
 
 
-def snippet_page(write_key: str, cdn: str, user_id: str) -> str:
-    """Segment's analytics.js snippet (5.2.1), as its docs show it, with two changes people make to self-host:
-    the script comes from the page's own server, and ``analytics._cdn`` names eventmap."""
+def snippet_page(write_key: str, cdn: str, user_id: str, script: str = "/standalone.js") -> str:
+    """Segment's analytics.js snippet (5.2.1), as its docs show it, with two changes: the script's address
+    (``script``: self-hosted, or eventmap's ``/analytics.js/v1/KEY/analytics.min.js``), and ``analytics._cdn``
+    naming eventmap (needed on http://; over https:// analytics.js finds its CDN from the script's address)."""
     return textwrap.dedent(f"""\
     <!doctype html>
     <html><head><title>Shop</title>
     <script>
-      !function(){{var i="analytics",analytics=window[i]=window[i]||[];if(!analytics.initialize)if(analytics.invoked)window.console&&console.error&&console.error("Segment snippet included twice.");else{{analytics.invoked=!0;analytics.methods=["trackSubmit","trackClick","trackLink","trackForm","pageview","identify","reset","group","track","ready","alias","debug","page","screen","once","off","on","addSourceMiddleware","addIntegrationMiddleware","setAnonymousId","addDestinationMiddleware","register"];analytics.factory=function(e){{return function(){{if(window[i].initialized)return window[i][e].apply(window[i],arguments);var n=Array.prototype.slice.call(arguments);if(["track","screen","alias","group","page","identify"].indexOf(e)>-1){{var c=document.querySelector("link[rel='canonical']");n.push({{__t:"bpc",c:c&&c.getAttribute("href")||void 0,p:location.pathname,u:location.href,s:location.search,t:document.title,r:document.referrer}})}}n.unshift(e);analytics.push(n);return analytics}}}};for(var n=0;n<analytics.methods.length;n++){{var key=analytics.methods[n];analytics[key]=analytics.factory(key)}}analytics.load=function(key,n){{var t=document.createElement("script");t.type="text/javascript";t.async=!0;t.setAttribute("data-global-segment-analytics-key",i);t.src="/standalone.js";var r=document.getElementsByTagName("script")[0];r.parentNode.insertBefore(t,r);analytics._loadOptions=n}};analytics._writeKey="{write_key}";analytics._cdn="{cdn}";analytics.SNIPPET_VERSION="5.2.1";
+      !function(){{var i="analytics",analytics=window[i]=window[i]||[];if(!analytics.initialize)if(analytics.invoked)window.console&&console.error&&console.error("Segment snippet included twice.");else{{analytics.invoked=!0;analytics.methods=["trackSubmit","trackClick","trackLink","trackForm","pageview","identify","reset","group","track","ready","alias","debug","page","screen","once","off","on","addSourceMiddleware","addIntegrationMiddleware","setAnonymousId","addDestinationMiddleware","register"];analytics.factory=function(e){{return function(){{if(window[i].initialized)return window[i][e].apply(window[i],arguments);var n=Array.prototype.slice.call(arguments);if(["track","screen","alias","group","page","identify"].indexOf(e)>-1){{var c=document.querySelector("link[rel='canonical']");n.push({{__t:"bpc",c:c&&c.getAttribute("href")||void 0,p:location.pathname,u:location.href,s:location.search,t:document.title,r:document.referrer}})}}n.unshift(e);analytics.push(n);return analytics}}}};for(var n=0;n<analytics.methods.length;n++){{var key=analytics.methods[n];analytics[key]=analytics.factory(key)}}analytics.load=function(key,n){{var t=document.createElement("script");t.type="text/javascript";t.async=!0;t.setAttribute("data-global-segment-analytics-key",i);t.src="{script}";var r=document.getElementsByTagName("script")[0];r.parentNode.insertBefore(t,r);analytics._loadOptions=n}};analytics._writeKey="{write_key}";analytics._cdn="{cdn}";analytics.SNIPPET_VERSION="5.2.1";
       analytics.load("{write_key}");
       analytics.identify("{user_id}", {{email: "{user_id}@example.com", name: "Ada Lovelace"}});
       analytics.track("Order Completed", {{order_id: "o-1", revenue: 42.5}});
@@ -66,6 +67,8 @@ def eventmap(tmp_path_factory, allowed_page):
           backend:
             write_key: {BACKEND_KEY}
             allowed_origins: []
+        server:
+          analytics_js: {UMD}
         destinations:
           planhat:
             settings: {{tenant_token: planhat-token, base_url: http://127.0.0.1:9/planhat}}
@@ -139,6 +142,27 @@ def test_analytics_js_loads_its_settings_from_eventmap_and_its_calls_arrive_cros
     posted = [r for r in visit.requests if r.startswith(f"POST {eventmap.url}/v1/")]
     assert {r.rsplit("/", 1)[1] for r in posted} >= {"i", "t", "p"}
     assert all(visit.answers.get(r) == 200 for r in posted), visit.answers
+
+
+def test_eventmap_can_be_the_whole_cdn_serving_analytics_js_and_the_parts_it_loads_on_demand(chromium, eventmap,
+                                                                                              allowed_page):
+    """The snippet's script from eventmap; a link with ajs_ parameters makes analytics.js load a part
+    (queryString) from {cdn}/analytics-next/bundles/, which eventmap serves too."""
+    who, clicked = f"cdn-{uuid.uuid4().hex[:8]}", f"mail-{uuid.uuid4().hex[:8]}"
+    script = f"{eventmap.url}/analytics.js/v1/{WEB_KEY}/analytics.min.js"
+    allowed_page.html = snippet_page(WEB_KEY, eventmap.url, who, script=script)
+    visit = Visit(chromium, f"{allowed_page.origin}/?ajs_uid={clicked}&ajs_event=Email%20Opened")
+    try:
+        visit.wait_for(lambda: len(_of_user(eventmap.folder, who)) >= 3, deadline=20,
+                       what=f"the page's calls of {who} in the store")
+        from_link = visit.wait_for(lambda: (found := _of_user(eventmap.folder, clicked)) and len(found) >= 2 and found,
+                                   deadline=20, what=f"the calls from the link's ajs_ parameters ({clicked})")
+    finally:
+        visit.close()
+    assert {(e["type"], e.get("event")) for e in from_link} == {("identify", None), ("track", "Email Opened")}
+    assert visit.answers[f"GET {script}"] == 200
+    chunks = [r for r in visit.requests if r.startswith(f"GET {eventmap.url}/analytics-next/bundles/")]
+    assert any("queryString" in r for r in chunks) and all(visit.answers[r] == 200 for r in chunks), visit.requests
 
 
 def test_a_page_on_an_origin_the_source_does_not_allow_gets_nothing_in(chromium, eventmap, allowed_page):

@@ -130,6 +130,35 @@ def test_settings_and_preflights_of_the_demo_take_any_key_and_any_origin(tmp_pat
         assert preflight.headers["Access-Control-Allow-Origin"] == "https://any.example"
 
 
+def test_without_analytics_js_configured_its_paths_say_how_to_serve_it(direct):
+    for path in (f"/analytics.js/v1/{WEB_KEY}/analytics.min.js", "/analytics-next/bundles/standalone.js"):
+        answer = requests.get(direct.url + path, timeout=5)
+        assert answer.status_code == 404 and "set server.analytics_js" in answer.json()["message"]
+
+
+def test_only_the_files_of_the_analytics_js_folder_are_served(tmp_path):
+    (tmp_path / "umd").mkdir()
+    (tmp_path / "umd" / "standalone.js").write_text("/* analytics.js */", encoding="utf-8")
+    (tmp_path / "umd" / "a1.bundle.js").write_text("/* a part */", encoding="utf-8")
+    (tmp_path / "secret.js").write_text("/* not served */", encoding="utf-8")
+    write(tmp_path, f"""\
+        sources: {{web: {{write_key: {WEB_KEY}}}}}
+        destinations: {{planhat: {{settings: {{tenant_token: t}}}}}}
+        server: {{analytics_js: umd}}
+        """)
+    with Server(tmp_path, "--config", "eventmap.yaml", "--intake-only", "--workers", "1") as server:
+        script = requests.get(f"{server.url}/analytics.js/v1/{WEB_KEY}/analytics.min.js", timeout=5)
+        assert script.status_code == 200 and script.text == "/* analytics.js */"
+        assert script.headers["Content-Type"].startswith("text/javascript")
+        assert requests.get(f"{server.url}/analytics.js/v1/other-key/analytics.min.js", timeout=5).status_code == 404
+        part = requests.get(f"{server.url}/analytics-next/bundles/a1.bundle.js", timeout=5)
+        assert part.text == "/* a part */" and "immutable" in part.headers["Cache-Control"]
+        for path in ("/analytics-next/bundles/..%2Fsecret.js", "/analytics-next/bundles/../secret.js",
+                     "/analytics-next/bundles/eventmap.yaml"):
+            assert requests.get(server.url + path, timeout=5).status_code == 404
+        assert "other-key" not in server.output()
+
+
 # --------------------------------------------------------------------------- CORS
 
 @pytest.mark.parametrize("path", ["/v1/t", "/v1/track", "/v1/batch", "/v1/i", "/v1/p",
@@ -234,6 +263,7 @@ def test_every_new_key_is_checked_with_file_and_line(tmp_path):
         server:
           public_url: https://collector.example?x=1
           trusted_proxies: [10.0.0.0/8, 10.0.0.300, proxy.internal]
+          analytics_js: node_modules/@segment/analytics-next/dist/umd
         """)
     with pytest.raises(ConfigError) as raised:
         load_serve_config(path, {})
@@ -246,6 +276,7 @@ def test_every_new_key_is_checked_with_file_and_line(tmp_path):
         (17, "server.public_url: expected scheme://host[:port][/path] with no query"),
         (18, "server.trusted_proxies[1]: expected an IP address or CIDR range such as 10.0.0.0/8, got '10.0.0.300'"),
         (18, "server.trusted_proxies[2]: expected an IP address or CIDR range"),
+        (19, f"server.analytics_js: no such folder: {tmp_path}/node_modules/@segment/analytics-next/dist/umd"),
     ]
     for line, message in expected:
         assert f"eventmap.yaml:{line}: {message}" in text, text

@@ -18,7 +18,7 @@ from ..intake import Intake
 from ..problems import Problem
 from ..store import INTAKE, QUEUED, NewDelivery, NewEvent
 from . import metrics
-from .browser import SETTINGS_CACHE, OriginRefused, with_ip
+from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused, with_ip
 from .config import ServeConfig, WebhookSource
 from .segment_api import (
     BATCH_LIMIT,
@@ -83,7 +83,7 @@ class Collector:
                           "message": "the server failed; the request was not stored, send it again"})
         if browser_facing:
             extra = [*extra, *self.config.browser.cors_headers(environ)]
-        data = body.encode("utf-8") if status != 204 else b""
+        data = (body if isinstance(body, bytes) else body.encode("utf-8")) if status != 204 else b""
         headers = [("Content-Type", content_type), ("Content-Length", str(len(data)))] if status != 204 else []
         start_response(f"{status} {HTTPStatus(status).phrase}", [*headers, *extra])
         return [data] if method != "HEAD" else []
@@ -103,6 +103,12 @@ class Collector:
         if settings:
             _allow(method, ("GET", "HEAD"))
             return self.settings(parts[2], environ)
+        if len(parts) == 4 and parts[:2] == ["analytics.js", "v1"] and parts[3] in ("analytics.min.js", "analytics.js"):
+            _allow(method, ("GET", "HEAD"))
+            return self.analytics_js(parts[2])
+        if len(parts) == 3 and parts[:2] == ["analytics-next", "bundles"]:
+            _allow(method, ("GET", "HEAD"))
+            return self.analytics_js_chunk(parts[2])
         if len(parts) == 2 and parts[0] == "sources":
             _allow(method, ("POST",))
             return self.webhook(parts[1], environ)
@@ -127,6 +133,26 @@ class Collector:
         self.config.browser.check(environ, source)
         document = self.config.browser.settings(key, source, environ)
         return 200, JSON, _json(document), [("Cache-Control", SETTINGS_CACHE)]
+
+    def analytics_js(self, key: str):
+        """The snippet's script, ``/analytics.js/v1/KEY/analytics.min.js``, when server.analytics_js is set."""
+        bundles = self._bundles()
+        if self.config.write_keys.source_for(key) is None:
+            raise ApiError(404, "not_found", "no source has this write key: no analytics.js for it")
+        return 200, SCRIPT, bundles.standalone(), [("Cache-Control", SETTINGS_CACHE)]
+
+    def analytics_js_chunk(self, name: str):
+        """The parts analytics.js loads on demand from ``{cdn}/analytics-next/bundles/``."""
+        chunk = self._bundles().chunk(name)
+        if chunk is None:
+            raise ApiError(404, "not_found", f"no analytics.js bundle named {name!r}")
+        return 200, SCRIPT, chunk, [("Cache-Control", BUNDLE_CACHE)]
+
+    def _bundles(self):
+        if self.config.browser.bundles is None:
+            raise ApiError(404, "not_found", "this server does not serve analytics.js: set server.analytics_js "
+                                             "to @segment/analytics-next's dist/umd folder (see docs/server.md)")
+        return self.config.browser.bundles
 
     def ingest(self, call: str, environ):
         offered = (basic_credentials(environ.get("HTTP_AUTHORIZATION")) or ("", ""))[0]
@@ -205,8 +231,9 @@ def _authorised(source: WebhookSource, environ) -> bool:
 
 
 def _settings_path_masked(path: str) -> str:
+    """The path for a log line: the write key in the settings and script paths masked."""
     parts = path.split("/")
-    if len(parts) >= 5 and parts[1:3] == ["v1", "projects"]:
+    if len(parts) >= 5 and parts[1:3] in (["v1", "projects"], ["analytics.js", "v1"]):
         parts[3] = "***"
     return "/".join(parts)
 

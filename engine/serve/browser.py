@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from .segment_api import ApiError
@@ -37,6 +38,9 @@ ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Retry-Count"
 MAX_AGE = "7200"                 # seconds a browser may reuse a preflight (Chromium's cap)
 EXPOSE_HEADERS = "Retry-After"   # not CORS-safelisted: without this the SDK cannot read it on a 429
 SETTINGS_CACHE = "public, max-age=300"
+BUNDLE_CACHE = "public, max-age=31536000, immutable"   # chunk names carry a content hash
+SCRIPT = "text/javascript; charset=utf-8"
+STANDALONE = "standalone.js"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
 
@@ -104,6 +108,28 @@ def _netloc(scheme: str, hostname: str, port: int | None) -> str:
     return host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
 
 
+class Bundles:
+    """analytics.js itself, served as Segment's CDN serves it: the files of the folder ``server.analytics_js``
+    names (``@segment/analytics-next``'s ``dist/umd``), read once at start. Only those names are served."""
+
+    def __init__(self, folder: Path):
+        if not folder.is_dir():
+            raise ValueError(f"no such folder: {folder} (expected @segment/analytics-next's dist/umd folder)")
+        self.folder = folder
+        self.files = {path.name: path.read_bytes() for path in folder.glob("*.js") if path.is_file()}
+        if STANDALONE not in self.files:
+            raise ValueError(f"{folder} has no {STANDALONE} (expected @segment/analytics-next's dist/umd folder)")
+
+    def standalone(self) -> bytes:
+        return self.files[STANDALONE]
+
+    def chunk(self, name: str) -> bytes | None:
+        return self.files.get(name)
+
+    def __repr__(self) -> str:
+        return f"Bundles({str(self.folder)!r}, {len(self.files)} files)"
+
+
 @dataclass
 class BrowserPolicy:
     """What the configuration says about browsers: allowed origins, public URLs, trusted proxies."""
@@ -113,6 +139,7 @@ class BrowserPolicy:
     public_url: PublicUrl | None = None
     trusted_proxies: tuple[Network, ...] = ()
     any_origin: bool = False                                                 # the no-configuration demo
+    bundles: Bundles | None = None                                           # server.analytics_js
 
     # --- CORS
     def allows(self, origin: str, source: str | None = None) -> bool:

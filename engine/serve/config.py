@@ -17,7 +17,7 @@ from ..load.config import Config, load_config
 from ..load.delivery_options import DeliveryOptions, StorageOptions
 from ..load.yaml_source import YamlDocument, load_yaml
 from ..problems import ConfigError, Problem
-from .browser import BrowserPolicy, parse_network, parse_origin, parse_public_url
+from .browser import BrowserPolicy, Bundles, parse_network, parse_origin, parse_public_url
 
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_WORKERS, DEFAULT_THREADS = "127.0.0.1", 8088, 2, 4
 # With no configuration file: every shipped destination with made-up credentials,
@@ -165,10 +165,12 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
     config, problems = load_config(path)
     if config is None or problems:
         raise ConfigError(problems)
-    doc, _ = load_yaml(path)
+    doc, unread = load_yaml(path)
+    if doc is None:   # read a moment ago by load_config: only a file changed in between gets here
+        raise ConfigError(unread)
     problems = []
     keys, webhooks = {}, {}
-    browser = _browser_server(config.data.get("server") or {}, doc, problems)
+    browser = _browser_server(config.data.get("server") or {}, config.folder, doc, problems)
     for name, spec in (config.data.get("sources") or {}).items():
         where = ("sources", name)
         if ("write_key" in spec) == ("webhook" in spec):
@@ -200,9 +202,11 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
                        browser=browser)
 
 
-def _browser_server(spec: dict, doc: YamlDocument, problems: list) -> BrowserPolicy:
-    """server.public_url and server.trusted_proxies, each entry checked with its line."""
+def _browser_server(spec: dict, folder: Path, doc: YamlDocument, problems: list) -> BrowserPolicy:
+    """server.public_url, server.trusted_proxies and server.analytics_js, each entry checked with its line."""
     browser = BrowserPolicy()
+    if "analytics_js" in spec:
+        browser.bundles = _parsed(Bundles, folder / spec["analytics_js"], doc, ("server", "analytics_js"), problems)
     if "public_url" in spec:
         browser.public_url = _parsed(parse_public_url, spec["public_url"], doc, ("server", "public_url"), problems)
     networks = [_parsed(parse_network, text, doc, ("server", "trusted_proxies", i), problems)
@@ -226,7 +230,7 @@ def _browser_source(name: str, spec: dict, doc: YamlDocument, browser: BrowserPo
             browser.public_urls[name] = public
 
 
-def _parsed(parse, text: str, doc: YamlDocument, path: tuple, problems: list):
+def _parsed(parse, text, doc: YamlDocument, path: tuple, problems: list):
     try:
         return parse(text)
     except ValueError as exc:
