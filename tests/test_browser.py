@@ -18,7 +18,7 @@ WEB_KEY = "browser-web-key-4c1d"
 BACKEND_KEY = "browser-backend-key-8e2a"
 
 
-def snippet_page(write_key: str, cdn: str, user_id: str, script: str = "/standalone.js") -> str:
+def snippet_page(write_key: str, cdn: str, user_id: str, script: str = "/standalone.js", options: str = "") -> str:
     """Segment's analytics.js snippet (5.2.1), as its docs show it, with two changes: the script's address
     (``script``: self-hosted, or eventmap's ``/analytics.js/v1/KEY/analytics.min.js``), and ``analytics._cdn``
     naming eventmap (needed on http://; over https:// analytics.js finds its CDN from the script's address)."""
@@ -27,7 +27,7 @@ def snippet_page(write_key: str, cdn: str, user_id: str, script: str = "/standal
     <html><head><title>Shop</title>
     <script>
       !function(){{var i="analytics",analytics=window[i]=window[i]||[];if(!analytics.initialize)if(analytics.invoked)window.console&&console.error&&console.error("Segment snippet included twice.");else{{analytics.invoked=!0;analytics.methods=["trackSubmit","trackClick","trackLink","trackForm","pageview","identify","reset","group","track","ready","alias","debug","page","screen","once","off","on","addSourceMiddleware","addIntegrationMiddleware","setAnonymousId","addDestinationMiddleware","register"];analytics.factory=function(e){{return function(){{if(window[i].initialized)return window[i][e].apply(window[i],arguments);var n=Array.prototype.slice.call(arguments);if(["track","screen","alias","group","page","identify"].indexOf(e)>-1){{var c=document.querySelector("link[rel='canonical']");n.push({{__t:"bpc",c:c&&c.getAttribute("href")||void 0,p:location.pathname,u:location.href,s:location.search,t:document.title,r:document.referrer}})}}n.unshift(e);analytics.push(n);return analytics}}}};for(var n=0;n<analytics.methods.length;n++){{var key=analytics.methods[n];analytics[key]=analytics.factory(key)}}analytics.load=function(key,n){{var t=document.createElement("script");t.type="text/javascript";t.async=!0;t.setAttribute("data-global-segment-analytics-key",i);t.src="{script}";var r=document.getElementsByTagName("script")[0];r.parentNode.insertBefore(t,r);analytics._loadOptions=n}};analytics._writeKey="{write_key}";analytics._cdn="{cdn}";analytics.SNIPPET_VERSION="5.2.1";
-      analytics.load("{write_key}");
+      analytics.load("{write_key}"{", " + options if options else ""});
       analytics.identify("{user_id}", {{email: "{user_id}@example.com", name: "Ada Lovelace"}});
       analytics.track("Order Completed", {{order_id: "o-1", revenue: 42.5}});
       analytics.page("Shop", "Home");
@@ -163,6 +163,22 @@ def test_eventmap_can_be_the_whole_cdn_serving_analytics_js_and_the_parts_it_loa
     assert visit.answers[f"GET {script}"] == 200
     chunks = [r for r in visit.requests if r.startswith(f"GET {eventmap.url}/analytics-next/bundles/")]
     assert any("queryString" in r for r in chunks) and all(visit.answers[r] == 200 for r in chunks), visit.requests
+
+
+def test_analytics_js_batching_delivery_posts_batches_that_are_stored(chromium, eventmap, allowed_page):
+    who = f"batching-{uuid.uuid4().hex[:8]}"
+    batching = '{integrations: {"Segment.io": {deliveryStrategy: {strategy: "batching", config: {size: 3, timeout: 300}}}}}'
+    allowed_page.html = snippet_page(WEB_KEY, eventmap.url, who, options=batching)
+    visit = Visit(chromium, allowed_page.origin + "/")
+    try:
+        events = visit.wait_for(lambda: (found := _of_user(eventmap.folder, who)) and len(found) >= 3 and found,
+                                deadline=20, what=f"the batched calls of {who} in the store")
+    finally:
+        visit.close()
+    assert sorted(e["type"] for e in events) == ["identify", "page", "track"]
+    assert all(e["context"]["ip"] == "127.0.0.1" and "sentAt" in e for e in events)
+    posted = [r for r in visit.requests if r.startswith(f"POST {eventmap.url}/v1/")]
+    assert posted and all(r.endswith("/v1/b") and visit.answers[r] == 200 for r in posted), visit.answers
 
 
 def test_a_page_on_an_origin_the_source_does_not_allow_gets_nothing_in(chromium, eventmap, allowed_page):
