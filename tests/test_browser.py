@@ -144,6 +144,39 @@ def test_analytics_js_loads_its_settings_from_eventmap_and_its_calls_arrive_cros
     assert all(visit.answers.get(r) == 200 for r in posted), visit.answers
 
 
+def npm_page(write_key: str, cdn: str, user_id: str) -> str:
+    """The npm way (``AnalyticsBrowser.load({writeKey, cdnURL})``), from the package's UMD build, no bundler."""
+    return textwrap.dedent(f"""\
+    <!doctype html>
+    <html><head><title>App</title><script src="/index.js"></script>
+    <script>
+      const analytics = AnalyticsNext.AnalyticsBrowser.load({{writeKey: "{write_key}", cdnURL: "{cdn}"}});
+      window.sent = Promise.all([
+        analytics.identify("{user_id}", {{plan: "pro"}}),
+        analytics.track("Signed Up", {{via: "npm"}}),
+        analytics.page(),
+      ]).then((contexts) => contexts.map((ctx) => ctx.event.messageId));
+    </script>
+    </head><body>app</body></html>
+    """)
+
+
+def test_analytics_browser_from_npm_with_eventmap_as_cdn_url_delivers(chromium, eventmap, allowed_page):
+    who = f"npm-{uuid.uuid4().hex[:8]}"
+    allowed_page.html = npm_page(WEB_KEY, eventmap.url, who)
+    visit = Visit(chromium, allowed_page.origin + "/")
+    try:
+        message_ids = visit.page.evaluate("window.sent")     # resolves once analytics.js has delivered each call
+        events = visit.wait_for(lambda: (found := _of_user(eventmap.folder, who)) and len(found) >= 3 and found,
+                                deadline=20, what=f"the calls of {who} in the store")
+    finally:
+        visit.close()
+    assert sorted(e["messageId"] for e in events) == sorted(message_ids)
+    assert {e["type"] for e in events} == {"identify", "track", "page"}
+    assert all(e["context"]["ip"] == "127.0.0.1" for e in events)
+    assert visit.answers[f"GET {eventmap.url}/v1/projects/{WEB_KEY}/settings"] == 200
+
+
 def test_eventmap_can_be_the_whole_cdn_serving_analytics_js_and_the_parts_it_loads_on_demand(chromium, eventmap,
                                                                                               allowed_page):
     """The snippet's script from eventmap; a link with ajs_ parameters makes analytics.js load a part
