@@ -63,8 +63,10 @@ def write_config(folder: Path, vendor_url: str, gladly_url: str, more_destinatio
 
 
 def environment() -> dict:
+    # PYTHONPATH: the server runs this checkout's engine/, not a copy installed in the venv earlier
     return {**os.environ, "TEST_MOBILE_WRITE_KEY": MOBILE_KEY, "TEST_GLADLY_HOOK_PASSWORD": HOOK_PASSWORD,
-            "EVENTMAP_GLADLY_API_TOKEN": GLADLY_TOKEN, "PYTHONUNBUFFERED": "1"}
+            "EVENTMAP_GLADLY_API_TOKEN": GLADLY_TOKEN, "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
 
 class Server:

@@ -18,6 +18,7 @@ from ..intake import Intake
 from ..problems import Problem
 from ..store import INTAKE, QUEUED, NewDelivery, NewEvent
 from . import metrics
+from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused, with_ip
 from .config import ServeConfig, WebhookSource
 from .segment_api import (
     BATCH_LIMIT,
@@ -66,20 +67,25 @@ class Collector:
     # --- WSGI
     def __call__(self, environ, start_response):
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
+        browser_facing = path.startswith("/v1/")
+        shown = _settings_path_masked(path)   # the settings path carries a write key
         try:
             status, content_type, body, extra = self.dispatch(method, path.rstrip("/") or "/", environ)
         except ApiError as exc:
-            log.info("%s %s: %s %s", method, path, exc.status, exc.message)
+            log.info("%s %s: %s %s", method, shown, exc.status, exc.message)
             status, content_type, extra = exc.status, JSON, []
             body = _json({"success": False, "code": exc.code, "message": exc.message})
+            browser_facing &= not isinstance(exc, OriginRefused)
         except Exception:  # a fault of ours: nothing was stored, so the client should try again
-            log.exception("%s %s failed", method, path)
+            log.exception("%s %s failed", method, shown)
             status, content_type, extra = 500, JSON, []
             body = _json({"success": False, "code": "internal",
                           "message": "the server failed; the request was not stored, send it again"})
-        data = body.encode("utf-8")
-        start_response(f"{status} {HTTPStatus(status).phrase}",
-                       [("Content-Type", content_type), ("Content-Length", str(len(data))), *extra])
+        if browser_facing:
+            extra = [*extra, *self.config.browser.cors_headers(environ)]
+        data = (body if isinstance(body, bytes) else body.encode("utf-8")) if status != 204 else b""
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(data)))] if status != 204 else []
+        start_response(f"{status} {HTTPStatus(status).phrase}", [*headers, *extra])
         return [data] if method != "HEAD" else []
 
     def dispatch(self, method: str, path: str, environ):
@@ -87,14 +93,28 @@ class Collector:
             _allow(method, ("GET", "HEAD"))
             return self.health() if path == "/healthz" else self.metrics()
         parts = path.strip("/").split("/")
-        if len(parts) == 2 and parts[0] == "v1" and parts[1] in CALLS:
+        call = len(parts) == 2 and parts[0] == "v1" and parts[1] in CALLS
+        settings = len(parts) == 4 and parts[:2] == ["v1", "projects"] and parts[3] == "settings"
+        if (call or settings) and method == "OPTIONS":
+            return 204, JSON, "", self.config.browser.preflight_headers()   # CORS preflight: no key, no body
+        if call:
             _allow(method, ("POST",))
             return self.ingest(CALLS[parts[1]], environ)
+        if settings:
+            _allow(method, ("GET", "HEAD"))
+            return self.settings(parts[2], environ)
+        if len(parts) == 4 and parts[:2] == ["analytics.js", "v1"] and parts[3] in ("analytics.min.js", "analytics.js"):
+            _allow(method, ("GET", "HEAD"))
+            return self.analytics_js(parts[2])
+        if len(parts) == 3 and parts[:2] == ["analytics-next", "bundles"]:
+            _allow(method, ("GET", "HEAD"))
+            return self.analytics_js_chunk(parts[2])
         if len(parts) == 2 and parts[0] == "sources":
             _allow(method, ("POST",))
             return self.webhook(parts[1], environ)
         raise ApiError(404, "not_found", f"no such endpoint: {path} (expected POST /v1/batch, /v1/track, ..., "
-                                         f"POST /sources/NAME, GET /healthz or GET /metrics)")
+                                         f"GET /v1/projects/WRITE_KEY/settings, POST /sources/NAME, "
+                                         f"GET /healthz or GET /metrics)")
 
     # --- endpoints
     def health(self):
@@ -104,17 +124,52 @@ class Collector:
     def metrics(self):
         return 200, metrics.CONTENT_TYPE, metrics.render(self.store().counts(self.clock())), []
 
+    def settings(self, key: str, environ):
+        """analytics.js's settings document (its CDN's ``/v1/projects/KEY/settings``)."""
+        source = self.config.write_keys.source_for(key)
+        if source is None:
+            raise ApiError(404, "not_found", "no source has this write key: analytics.js cannot load its settings "
+                                             "(check the write key in the page and the sources in the configuration)")
+        self.config.browser.check(environ, source)
+        document = self.config.browser.settings(key, source, environ)
+        return 200, JSON, _json(document), [("Cache-Control", SETTINGS_CACHE)]
+
+    def analytics_js(self, key: str):
+        """The snippet's script, ``/analytics.js/v1/KEY/analytics.min.js``, when server.analytics_js is set."""
+        bundles = self._bundles()
+        if self.config.write_keys.source_for(key) is None:
+            raise ApiError(404, "not_found", "no source has this write key: no analytics.js for it")
+        return 200, SCRIPT, bundles.standalone(), [("Cache-Control", SETTINGS_CACHE)]
+
+    def analytics_js_chunk(self, name: str):
+        """The parts analytics.js loads on demand from ``{cdn}/analytics-next/bundles/``."""
+        chunk = self._bundles().chunk(name)
+        if chunk is None:
+            raise ApiError(404, "not_found", f"no analytics.js bundle named {name!r}")
+        return 200, SCRIPT, chunk, [("Cache-Control", BUNDLE_CACHE)]
+
+    def _bundles(self):
+        if self.config.browser.bundles is None:
+            raise ApiError(404, "not_found", "this server does not serve analytics.js: set server.analytics_js "
+                                             "to @segment/analytics-next's dist/umd folder (see docs/server.md)")
+        return self.config.browser.bundles
+
     def ingest(self, call: str, environ):
         offered = (basic_credentials(environ.get("HTTP_AUTHORIZATION")) or ("", ""))[0]
         source = self._source(offered) if offered else None   # a wrong key is refused before the body is read
+        if source is not None:
+            self.config.browser.check(environ, source)
         body = parse_json(read_body(environ["wsgi.input"], _length(environ), environ.get("HTTP_CONTENT_ENCODING"),
                                     limit_for(call), describe_limit(call)))
         if source is None:
             key = body.get("writeKey")
             source = self._source(key if isinstance(key, str) else None)
+            self.config.browser.check(environ, source)
         received = utc(self.clock())
         intake = self.intake()
-        decided = [self._decide(intake, complete(item, call, body, received), item) for item in items_of(call, body)]
+        ip = self.config.browser.client_ip(environ)
+        decided = [self._decide(intake, with_ip(complete(item, call, body, received), ip), item)
+                   for item in items_of(call, body)]
         receipts = intake.accept_decided(decided)
         rejected = [{"index": i, "messageId": r.message_id, "errors": [e.as_dict() for e in r.errors]}
                     for i, r in enumerate(receipts) if r.rejected]
@@ -173,6 +228,14 @@ def _authorised(source: WebhookSource, environ) -> bool:
     for header, secret in source.headers.items():
         ok &= secret.matches(environ.get("HTTP_" + header.upper().replace("-", "_")))
     return ok
+
+
+def _settings_path_masked(path: str) -> str:
+    """The path for a log line: the write key in the settings and script paths masked."""
+    parts = path.split("/")
+    if len(parts) >= 5 and parts[1:3] in (["v1", "projects"], ["analytics.js", "v1"]):
+        parts[3] = "***"
+    return "/".join(parts)
 
 
 def _allow(method: str, allowed: tuple) -> None:

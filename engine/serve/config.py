@@ -17,6 +17,7 @@ from ..load.config import Config, load_config
 from ..load.delivery_options import DeliveryOptions, StorageOptions
 from ..load.yaml_source import YamlDocument, load_yaml
 from ..problems import ConfigError, Problem
+from .browser import BrowserPolicy, Bundles, parse_network, parse_origin, parse_public_url
 
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_WORKERS, DEFAULT_THREADS = "127.0.0.1", 8088, 2, 4
 # With no configuration file: every shipped destination with made-up credentials,
@@ -124,6 +125,7 @@ class ServeConfig:
     delivery: DeliveryOptions
     demo: bool = False            # no file: any write key, demo destinations, dry-run sink
     doc: YamlDocument | None = None  # the file's lines, to point later problems at them
+    browser: BrowserPolicy = field(default_factory=BrowserPolicy)  # origins, public URL, trusted proxies
 
     def __repr__(self) -> str:
         # destinations' settings may hold credentials written in the file: never shown
@@ -153,7 +155,8 @@ class ServeConfig:
 def demo_config(folder: Path) -> ServeConfig:
     """``eventmap serve`` with no file: localhost, ./eventmap.db, any write key, dry-run delivery."""
     return ServeConfig(DEMO_FILE, folder, DEMO_DESTINATIONS, None, WriteKeys({}, any_key=True), {},
-                       ServerOptions(), StorageOptions(), DeliveryOptions(), demo=True)
+                       ServerOptions(), StorageOptions(), DeliveryOptions(), demo=True,
+                       browser=BrowserPolicy(any_origin=True))
 
 
 def load_serve_config(path: Path, environ=None) -> ServeConfig:
@@ -162,9 +165,12 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
     config, problems = load_config(path)
     if config is None or problems:
         raise ConfigError(problems)
-    doc, _ = load_yaml(path)
+    doc, unread = load_yaml(path)
+    if doc is None:   # read a moment ago by load_config: only a file changed in between gets here
+        raise ConfigError(unread)
     problems = []
     keys, webhooks = {}, {}
+    browser = _browser_server(config.data.get("server") or {}, config.folder, doc, problems)
     for name, spec in (config.data.get("sources") or {}).items():
         where = ("sources", name)
         if ("write_key" in spec) == ("webhook" in spec):
@@ -175,10 +181,14 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
             for extra in ("settings", "auth"):
                 if extra in spec:
                     problems.append(doc.problem(where + (extra,), f"'{extra}' belongs to webhook sources only"))
+            _browser_source(name, spec, doc, browser, problems)
             key = _secret(spec["write_key"], doc, where + ("write_key",), environ, problems)
             if key is not None:
                 keys[name] = key
             continue
+        for extra in ("allowed_origins", "public_url"):
+            if extra in spec:
+                problems.append(doc.problem(where + (extra,), f"'{extra}' belongs to SDK sources (with write_key) only"))
         if "auth" not in spec:
             problems.append(doc.problem(where, "a webhook source needs auth: the credentials the vendor sends "
                                                "(basic: {username, password} or headers: {...})"))
@@ -188,7 +198,44 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
     if problems:
         raise ConfigError(problems)
     return ServeConfig(config.file, config.folder, config.data["destinations"], config.mappings,
-                       WriteKeys(keys), webhooks, _server(config), config.storage, config.delivery, doc=doc)
+                       WriteKeys(keys), webhooks, _server(config), config.storage, config.delivery, doc=doc,
+                       browser=browser)
+
+
+def _browser_server(spec: dict, folder: Path, doc: YamlDocument, problems: list) -> BrowserPolicy:
+    """server.public_url, server.trusted_proxies and server.analytics_js, each entry checked with its line."""
+    browser = BrowserPolicy()
+    if "analytics_js" in spec:
+        browser.bundles = _parsed(Bundles, folder / spec["analytics_js"], doc, ("server", "analytics_js"), problems)
+    if "public_url" in spec:
+        browser.public_url = _parsed(parse_public_url, spec["public_url"], doc, ("server", "public_url"), problems)
+    networks = [_parsed(parse_network, text, doc, ("server", "trusted_proxies", i), problems)
+                for i, text in enumerate(spec.get("trusted_proxies") or [])]
+    browser.trusted_proxies = tuple(n for n in networks if n is not None)
+    return browser
+
+
+def _browser_source(name: str, spec: dict, doc: YamlDocument, browser: BrowserPolicy, problems: list) -> None:
+    """An SDK source's allowed_origins (none listed: any origin) and public_url."""
+    where = ("sources", name)
+    if "allowed_origins" in spec:
+        origins = [_parsed(parse_origin, text, doc, where + ("allowed_origins", i), problems)
+                   for i, text in enumerate(spec["allowed_origins"])]
+        browser.origins[name] = frozenset(o for o in origins if o is not None)
+    else:
+        browser.origins[name] = None
+    if "public_url" in spec:
+        public = _parsed(parse_public_url, spec["public_url"], doc, where + ("public_url",), problems)
+        if public is not None:
+            browser.public_urls[name] = public
+
+
+def _parsed(parse, text, doc: YamlDocument, path: tuple, problems: list):
+    try:
+        return parse(text)
+    except ValueError as exc:
+        problems.append(doc.problem(path, str(exc)))
+        return None
 
 
 def _webhook(name: str, spec: dict, doc: YamlDocument, environ, problems: list) -> WebhookSource:
