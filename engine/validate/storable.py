@@ -24,11 +24,15 @@ _JS_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 def problems(value) -> list[Problem]:
     """Every part of ``value`` the store cannot hold, by JSON path; empty for nearly every event.
 
-    The fast path writes the value as strict JSON in UTF-8 (orjson, a few microseconds);
-    only a value that fails it is walked for the paths.
+    The fast path writes the value as JSON in UTF-8 (orjson, a microsecond or two), which
+    raises for a lone surrogate; NaN and Infinity come out as null (or as NaN when json
+    wrote it), so only a value whose text has those words is written again, strictly.
+    Only a value that fails is walked for the paths.
     """
     try:
-        jsoncodec.dumps(value, allow_nan=False).encode("utf-8")
+        data = jsoncodec.dumps_bytes(value)
+        if b"null" in data or b"NaN" in data or b"Infinity" in data:
+            jsoncodec.dumps(value, allow_nan=False)
         return []
     except (ValueError, TypeError, UnicodeEncodeError, RecursionError) as exc:
         found = _walk(value)[1]
