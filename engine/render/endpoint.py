@@ -38,12 +38,13 @@ class Endpoint:
 
     def checked_url(self, url) -> str:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise MappingError(self.url.where, f"the request URL rendered to {url!r}, not an http(s) URL")
-        segment = dot_segment(url)
-        if segment is not None:
-            raise MappingError(self.url.where, f"the request URL's path has the segment {segment!r}: the HTTP client "
-                                               "would send the request to another path (an id of '.' or '..'?)")
-        return url
+            problem = f"the request URL rendered to {url!r}, not an http(s) URL"
+        elif (segment := dot_segment(url)) is not None:
+            problem = (f"the request URL's path has the segment {segment!r}: the HTTP client would send the "
+                       "request to another path (an id of '.' or '..'?)")
+        else:
+            return url
+        raise MappingError(self.url.where, problem)
 
     def headers_and_query(self, values) -> tuple[dict, dict]:
         """Headers (with auth) and query from the values of every node after the URL."""
