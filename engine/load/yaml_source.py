@@ -182,9 +182,9 @@ MAX_NODES = 100_000  # values a file may hold once its aliases are expanded; the
 def _expanded_too_far(root):
     """The first collection node (deepest first) whose value, aliases expanded, holds over MAX_NODES values.
 
-    An alias is the anchored node itself in PyYAML's tree, so nine levels of ten
-    aliases each are a hundred nodes that every later walk (checks, line tables,
-    compiling) expands to a billion. Each node's expanded size is counted once,
+    An alias is the anchored node itself in PyYAML's tree, so ten levels of ten
+    aliases each are about a hundred nodes that every later walk (checks, line
+    tables, compiling) expands to ten billion. Each node's expanded size is counted once,
     children first, without recursion; a recursive alias counts once here and is
     reported by the loader as it always was.
     """
