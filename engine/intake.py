@@ -3,7 +3,9 @@
 Every event ends in the store with one delivery per configured destination:
 queued, or skipped with the reason, or the whole event rejected with every
 schema error (kept under the destination name ``(intake)`` for inspection).
-The server and ``eventmap enqueue`` both come through here.
+The server, ``eventmap enqueue`` and the source worker all come through here,
+so all of them refuse what the store cannot hold (see ``validate.storable``)
+the same way, one event at a time.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 
 from .route import Route
 from .store import INTAKE, QUEUED, REJECTED, SKIPPED, Accepted, NewDelivery, NewEvent, Store
+from .validate import storable
+
+UNSTORABLE = "the event holds values that cannot be stored (kept with them replaced)"
 
 
 @dataclass
@@ -41,6 +46,9 @@ class Intake:
         """The deliveries one event needs, without writing anything."""
         if self.fill_message_id and isinstance(event, dict) and not event.get("messageId"):
             event = {**event, "messageId": f"eventmap-{uuid.uuid4()}"}
+        errors = storable.problems(event)
+        if errors:
+            return self.reject(event, UNSTORABLE, [])
         errors, _ = self.engine.validate(event)
         if errors:
             return self.reject(event, "the event does not follow the Segment spec", errors)
@@ -54,7 +62,12 @@ class Intake:
         return NewEvent(event, _message_id(event), deliveries), []
 
     def reject(self, event, reason: str, errors: list) -> tuple[NewEvent, list]:
-        """An event refused before routing (bad schema, too large): kept under ``(intake)`` with its errors."""
+        """An event refused before routing (bad schema, too large): kept under ``(intake)`` with its errors.
+
+        What the store cannot hold is replaced in the copy kept, and named in the errors."""
+        unstorable = storable.problems(event)
+        if unstorable:
+            event, errors = storable.safe_copy(event), [*unstorable, *errors]
         rejection = NewDelivery(INTAKE, REJECTED, reason, [e.as_dict() for e in errors])
         return NewEvent(event, _message_id(event), [rejection]), errors
 

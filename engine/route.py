@@ -15,6 +15,7 @@ import jmespath
 
 from .destination import Destination, Limits
 from .map.language import is_truthy
+from .secrets import Masker
 
 
 def integrations_decision(event: dict, name: str) -> str | None:
@@ -43,6 +44,12 @@ class Route:
     events: frozenset | None = None   # track/page/screen names to send; None means all
     where: str | None = None          # JMESPath condition on the event
     limits: Limits | None = None      # None: the destination's own
+
+    def __repr__(self) -> str:
+        """Settings shown with every credential masked: a route's repr ends up in logs and tracebacks."""
+        settings = Masker(self.secrets).data(self.settings)
+        return (f"Route({self.destination.slug}, settings={settings!r}, enabled={self.enabled}, types={self.types}, "
+                f"events={self.events}, where={self.where!r})")
 
     def __post_init__(self):
         self._where = jmespath.compile(self.where) if self.where else None

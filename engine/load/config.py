@@ -17,7 +17,7 @@ from .yaml_source import load_yaml
 
 @dataclass
 class Config:
-    data: dict
+    data: dict = field(repr=False)     # destinations' settings may hold credentials
     file: str
     folder: Path                       # relative paths in the file are relative to this
     delivery: DeliveryOptions = field(default_factory=DeliveryOptions)

@@ -1,7 +1,7 @@
 """The ``storage`` and ``delivery`` sections of a configuration file, parsed once into typed options."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..durations import parse_duration
 from ..problems import Problem
@@ -20,7 +20,7 @@ class DeliveryOptions:
 
 @dataclass(frozen=True)
 class StorageOptions:
-    url: str = "sqlite:///eventmap.db"
+    url: str = field(default="sqlite:///eventmap.db", repr=False)  # a PostgreSQL URL may hold a password
     options: tuple = ()                # extra keyword options for the backend, as (name, value) pairs
 
 

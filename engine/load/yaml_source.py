@@ -148,6 +148,11 @@ def _parse(text: str, name: str, loader_class) -> tuple[YamlDocument | None, lis
         node = loader.get_single_node()
         if node is None:
             return None, [Problem("", "the file is empty", name, 1)]
+        too_big = _expanded_too_far(node)
+        if too_big is not None:
+            return None, [Problem("", f"invalid YAML: anchors and aliases expand this value to over {MAX_NODES:,} "
+                                      "values (an alias bomb?); write the values out, or use fewer aliases",
+                                  name, too_big.start_mark.line + 1)]
         data, lines, problems = _construct(loader, node, name, fast)
     except yaml.MarkedYAMLError as exc:
         if fast:
@@ -169,6 +174,43 @@ def _parse(text: str, name: str, loader_class) -> tuple[YamlDocument | None, lis
     finally:
         loader.dispose()
     return YamlDocument(name, data, lines, text), problems
+
+
+MAX_NODES = 100_000  # values a file may hold once its aliases are expanded; the largest shipped file has 434
+
+
+def _expanded_too_far(root):
+    """The first collection node (deepest first) whose value, aliases expanded, holds over MAX_NODES values.
+
+    An alias is the anchored node itself in PyYAML's tree, so ten levels of ten
+    aliases each are about a hundred nodes that every later walk (checks, line
+    tables, compiling) expands to ten billion. Each node's expanded size is counted once,
+    children first, without recursion; a recursive alias counts once here and is
+    reported by the loader as it always was.
+    """
+    size: dict[int, int] = {}
+    started: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            total = 1 + sum(size.get(id(child), 1) for child in _children(node))  # unfinished: recursive, 1
+            size[id(node)] = total
+            if total > MAX_NODES:
+                return node
+        elif id(node) not in started:
+            started.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if not isinstance(child, ScalarNode))
+    return None
+
+
+def _children(node) -> list:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, SequenceNode):
+        return node.value
+    return []
 
 
 def _construct(loader, node, name: str, fast: bool) -> tuple[object, dict | None, list[Problem]]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from urllib.parse import unquote
 
 from ..map.language import MappingError, Node, Scope
 from .request import Request
@@ -37,8 +38,13 @@ class Endpoint:
 
     def checked_url(self, url) -> str:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise MappingError(self.url.where, f"the request URL rendered to {url!r}, not an http(s) URL")
-        return url
+            problem = f"the request URL rendered to {url!r}, not an http(s) URL"
+        elif (segment := dot_segment(url)) is not None:
+            problem = (f"the request URL's path has the segment {segment!r}: the HTTP client would send the "
+                       "request to another path (an id of '.' or '..'?)")
+        else:
+            return url
+        raise MappingError(self.url.where, problem)
 
     def headers_and_query(self, values) -> tuple[dict, dict]:
         """Headers (with auth) and query from the values of every node after the URL."""
@@ -78,6 +84,26 @@ class Endpoint:
         if not username:
             raise MappingError(parts[0].where, "the basic-auth username rendered empty")
         return _basic(username, password)
+
+
+def dot_segment(url: str) -> str | None:
+    """The first '.' or '..' path segment of ``url``, raw or percent-encoded (``%2E%2E``), else None.
+
+    requests and urllib3 remove dot segments, and turn ``%2E`` back into ``.``
+    first, so no spelling of them reaches the vendor: ``.../people/events/..``
+    would be sent as ``.../people/``. Most URLs have no '/.' and no '%2' in their path.
+    """
+    start = url.find("/", url.find("//") + 2)
+    if start < 0:
+        return None
+    end = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0), default=len(url))
+    path = url[start:end]
+    if "/." not in path and "%2" not in path:
+        return None
+    for segment in path.split("/"):
+        if unquote(segment) in (".", ".."):
+            return segment
+    return None
 
 
 @functools.lru_cache(maxsize=256)

@@ -14,9 +14,10 @@ import threading
 import time
 from http import HTTPStatus
 
-from ..intake import Intake
+from ..intake import UNSTORABLE, Intake
 from ..problems import Problem
-from ..store import INTAKE, QUEUED, NewDelivery, NewEvent
+from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent
+from ..validate import storable
 from . import metrics
 from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused, with_ip
 from .config import ServeConfig, WebhookSource
@@ -194,10 +195,16 @@ class Collector:
                                        BATCH_LIMIT, "the 500 KB limit per webhook request"))
         delivery_id = payload.get("id")
         message_id = f"{name}:{delivery_id}" if isinstance(delivery_id, (str, int)) and delivery_id != "" else None
-        # Mapped after the answer (lookups may be slow): a queued delivery to source:NAME keeps it safe till then.
-        store = self.store()
-        store.accept([NewEvent(payload, message_id, [NewDelivery(source.pseudo_destination, QUEUED)])],
-                     self.clock(), self.config.delivery.dedupe_window)
+        unstorable = storable.problems(payload)
+        if unstorable:  # kept as rejected, with the bad parts replaced, and the vendor told why
+            payload, message_id = storable.safe_copy(payload), message_id and storable.safe_text(message_id)
+            errors = [e.as_dict() for e in unstorable]
+            delivery = NewDelivery(source.pseudo_destination, REJECTED, UNSTORABLE, errors)
+        else:  # mapped after the answer (lookups may be slow): a queued delivery keeps it safe till then
+            delivery = NewDelivery(source.pseudo_destination, QUEUED)
+        self.store().accept([NewEvent(payload, message_id, [delivery])], self.clock(), self.config.delivery.dedupe_window)
+        if unstorable:
+            raise ApiError(400, "invalid_payload", f"the payload was not accepted: {_summary(errors)}")
         return 200, JSON, _json({"success": True}), []
 
     # --- helpers

@@ -43,7 +43,8 @@ class Secret:
         return self._value
 
     def matches(self, offered: str | None) -> bool:
-        return offered is not None and hmac.compare_digest(offered.encode(), self._value.encode())
+        # surrogatepass: a key that is not valid Unicode (a lone surrogate) simply does not match
+        return offered is not None and hmac.compare_digest(offered.encode("utf-8", "surrogatepass"), self._value.encode())
 
     def __repr__(self) -> str:
         return "Secret(***)"

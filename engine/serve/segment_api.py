@@ -114,7 +114,8 @@ def items_of(call: str, body: dict) -> list:
 
 
 def event_size(item) -> int:
-    return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    # surrogatepass: a lone surrogate is counted here and named by the storable check
+    return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
 def oversize_error(item) -> str | None:
@@ -159,7 +160,10 @@ def _correct_timestamp(event: dict, sent_at, received_at: datetime) -> None:
 
     The time the client says the call happened is kept as originalTimestamp. Without sentAt
     there is nothing to correct with; without any time, the call happened when it arrived.
-    An unreadable time is left as sent, for the schema check to name.
+    An unreadable time is left as sent, for the schema check to name. So is a pair whose
+    correction falls outside the years 1 to 9999 (a device clock set to 9999-12-31 that sent
+    at 0001-01-01): the correction of a clock that wrong means nothing, and the time the
+    device gave is still a readable date.
     """
     original = event.get("originalTimestamp") or event.get("timestamp")
     if original is None:
@@ -170,7 +174,10 @@ def _correct_timestamp(event: dict, sent_at, received_at: datetime) -> None:
     if happened is None or sent is None:
         event["timestamp"] = original
         return
-    event["timestamp"] = iso(received_at - (sent - happened))
+    try:
+        event["timestamp"] = iso(received_at - (sent - happened))
+    except OverflowError:
+        event["timestamp"] = original
 
 
 def parse_time(value) -> datetime | None:

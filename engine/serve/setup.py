@@ -14,6 +14,7 @@ from ..load.config import routes_from_config
 from ..problems import ConfigError, Problem
 from ..source import BoundSource
 from ..store import Store, open_store
+from ..store.urls import masked_url
 from .config import ServeConfig
 
 
@@ -34,7 +35,7 @@ class Setup:
         hooks = [f"{name} (POST /sources/{name})" for name in self.config.webhooks]
         names = ", ".join(r.destination.slug + ("" if r.enabled else " (disabled)") for r in self.routes)
         return (f"sources: {', '.join(keys + hooks) or 'none'}; destinations: {names or 'none'}; "
-                f"store: {self.config.storage.url} (in {self.config.folder})")
+                f"store: {masked_url(self.config.storage.url)} (in {self.config.folder})")
 
 
 def build(config: ServeConfig, mappings: Path, environ=None) -> Setup:

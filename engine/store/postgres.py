@@ -11,9 +11,7 @@ only by ``eventmap db upgrade``; opening checks the version.
 from __future__ import annotations
 
 import json
-import re
 from contextlib import contextmanager
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -37,6 +35,7 @@ from .base import (
     duplicate_reason,
 )
 from .migrations import migrations
+from .urls import masked_url, url_secrets
 
 # any constant will do: it serialises 'eventmap db upgrade' runs on one database
 MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
@@ -353,35 +352,6 @@ class PostgresStore(Store):
 
 _RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, created_at, updated_at, next_at,"
                    " reason, errors, last_status, last_error")
-
-
-def masked_url(url: str) -> str:
-    """The URL with its password (in the user part or the query) replaced by ***."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            if ":" in userinfo:
-                netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-        query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return url.split("://", 1)[0] + "://***"
-
-
-def url_secrets(url: str) -> list[str]:
-    """The password in every form it may show up in an error message."""
-    found = []
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            found += [parts.password, unquote(parts.password)]
-    except ValueError:
-        pass
-    for value in re.findall(r"(?i)(?:^|[?&])password=([^&]*)", url):
-        found += [value, unquote(value)]
-    return [s for s in found if s]
 
 
 def _version_in(conn) -> int:
