@@ -1,0 +1,260 @@
+"""The outbox commands: ``enqueue``, ``deliver``, ``deliveries`` and ``db``.
+
+They all work on the store named by the configuration file (``storage:``),
+or ``--store URL``; the default is ``sqlite:///eventmap.db`` next to the
+configuration file, or in the current folder without one. Each names the store
+it opened on stderr; only ``enqueue`` and ``db upgrade`` create one.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+
+from ..deliver import DryRunClient, Runner, destination_workers, drain, new_owner, progress_line
+from ..intake import Intake
+from ..load.config import Config
+from ..logs import configure
+from ..problems import ConfigError, Problem
+from ..secrets import Masker
+from ..serve.background import source_workers
+from ..serve.config import load_serve_config
+from ..serve.setup import build
+from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, REJECTED, SKIPPED, STATES
+from .common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_REJECTED,
+    JsonLines,
+    Progress,
+    engine_and_routes,
+    mappings_option,
+    print_table,
+    read_config,
+    store_for,
+    store_options,
+)
+
+ENQUEUE_CHUNK = 500
+# the columns of 'eventmap deliveries counts', in the order a delivery moves through them
+COUNT_COLUMNS = ("queued", "retrying", "in_flight", "delivered", "dry_run", "skipped", "rejected", "dead")
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("enqueue", help="accept JSON Lines events into the outbox, durably, for 'eventmap deliver'")
+    p.add_argument("events", nargs="?", default="-", help="a JSON Lines file, or - for stdin (default)")
+    store_options(p, config_required=True)
+    p.add_argument("--verbose", action="store_true", help="print where each event went, one JSON line each")
+    mappings_option(p)
+    p.set_defaults(run=cmd_enqueue)
+
+    p = commands.add_parser("deliver", help="run the delivery workers until stopped (SIGTERM or Ctrl-C stops cleanly)")
+    store_options(p, config_required=True)
+    p.add_argument("--until-idle", action="store_true", help="stop when nothing is due now (retries wait in the store)")
+    p.add_argument("--dry-run", action="store_true", help="send nothing: print each request (secrets masked) and "
+                                                          "record it as dry_run")
+    p.add_argument("--progress", type=float, default=None, metavar="SECONDS",
+                   help="log a line per destination this often (default: logging.every, 60s; 0 turns it off)")
+    mappings_option(p)
+    p.set_defaults(run=cmd_deliver)
+
+    p = commands.add_parser("deliveries", help="what is queued, retrying, delivered and dead, per destination")
+    store_options(p)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    p.set_defaults(run=cmd_counts)
+    q = actions.add_parser("counts", help="deliveries per destination and state (the default)")
+    store_options(q, nested=True)
+    q.set_defaults(run=cmd_counts)
+    q = actions.add_parser("list", help="deliveries, one JSON line each (dead letters with --state dead)")
+    store_options(q, nested=True)
+    q.add_argument("--destination")
+    q.add_argument("--state", choices=STATES)
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--after", type=int, default=0, metavar="ID", help="list ids after this one (paging)")
+    q.set_defaults(run=cmd_list)
+    q = actions.add_parser("show", help="one delivery: its event, last request (masked) and every attempt")
+    store_options(q, nested=True)
+    q.add_argument("id", type=int)
+    q.set_defaults(run=cmd_show)
+    q = actions.add_parser("retry", help="queue dead deliveries again (all, one destination's, or chosen ids)")
+    store_options(q, nested=True)
+    q.add_argument("ids", nargs="*", type=int, help="delivery ids (default: every one matching the filters)")
+    q.add_argument("--destination")
+    q.add_argument("--state", choices=(DEAD, REJECTED, SKIPPED, DELIVERED, DRY_RUN), default=DEAD,
+                   help="which final state to re-queue (default dead)")
+    q.set_defaults(run=cmd_retry)
+
+    p = commands.add_parser("db", help="create or upgrade the store's tables")
+    store_options(p)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = actions.add_parser("upgrade", help="create the store or apply pending migrations; safe to run twice")
+    store_options(q, nested=True)
+    q.set_defaults(run=cmd_db_upgrade)
+    q = actions.add_parser("status", help="the store's schema version")
+    store_options(q, nested=True)
+    q.set_defaults(run=cmd_db_status)
+
+
+def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> list:
+    """Webhook payloads a server stored (``sources:`` with ``webhook:``) are mapped here too, so
+    ``eventmap serve --intake-only`` plus ``eventmap deliver`` on other hosts does the whole job."""
+    if not any("webhook" in spec for spec in (config.data.get("sources") or {}).values()):
+        return []
+    setup = build(load_serve_config(args.config), engine.root)
+    intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
+    return source_workers(setup, store, intake, owner)
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_enqueue(args) -> int:
+    config = read_config(args.config)
+    engine, routes = engine_and_routes(args, config)
+    totals = {"events": 0, "rejected": 0, "unreadable": 0, "queued": 0, "skipped": 0}
+    with store_for(args, config, create=True) as store:
+        intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
+        chunk: list[tuple[int, object]] = []
+
+        def flush():
+            for (number, _), receipt in zip(chunk, intake.accept([event for _, event in chunk])):
+                totals["events"] += 1
+                totals["rejected"] += receipt.rejected
+                for state in receipt.states().values():
+                    if state in ("queued", "skipped"):
+                        totals[state] += 1
+                if args.verbose or receipt.rejected:
+                    line = {"line": number, "messageId": receipt.message_id, "deliveries": receipt.states()}
+                    if receipt.rejected:
+                        line["errors"] = [e.as_dict() for e in receipt.errors]
+                    print(json.dumps(line, ensure_ascii=False))
+            chunk.clear()
+
+        lines = JsonLines(args.events)
+        progress = Progress(sys.stderr, done=lines.done, label="eventmap enqueue",
+                            keys=("queued", "skipped", "rejected", "unreadable"))
+        for number, event in lines:
+            if isinstance(event, Problem):  # not JSON: nothing to keep, so say so loudly
+                totals["unreadable"] += 1
+                print(json.dumps({"line": number, "errors": [event.as_dict()]}, ensure_ascii=False))
+                continue
+            chunk.append((number, event))
+            if len(chunk) >= ENQUEUE_CHUNK:
+                flush()
+                progress.update(number, totals)
+        flush()
+        progress.close()
+    print(f"eventmap enqueue: {totals['events'] - totals['rejected']} events accepted ({totals['queued']} deliveries "
+          f"queued, {totals['skipped']} skipped), {totals['rejected']} rejected (kept under '(intake)'), "
+          f"{totals['unreadable']} unreadable lines", file=sys.stderr)
+    return EXIT_REJECTED if totals["rejected"] or totals["unreadable"] else EXIT_OK
+
+
+def cmd_deliver(args) -> int:
+    config = read_config(args.config)
+    engine, routes = engine_and_routes(args, config)
+    configure(config.logging)
+    every = config.logging.every if args.progress is None else args.progress
+    stop = threading.Event()
+    owner = new_owner()
+    client = DryRunClient() if args.dry_run else None
+    secrets = frozenset(s for route in routes for s in route.secrets)
+    with store_for(args, config) as store:
+        workers = destination_workers(routes, store, config.delivery, owner=owner, stop=stop, client=client)
+        workers += webhook_workers(args, config, engine, routes, store, owner)
+        if not workers:
+            raise ConfigError([Problem("destinations", "no enabled destination to deliver to", config.file)])
+        if args.until_idle:
+            drain(workers, store)
+            print(progress_line(workers, store, time.time()), file=sys.stderr)
+            return 0
+        runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in workers
+                                                 if hasattr(w, "route")}, owner=owner,
+                        stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
+                        report_every=every if every > 0 else None)
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            runner.start()
+            print(f"eventmap deliver: {len(workers)} destinations ({', '.join(w.name for w in workers)}); "
+                  f"SIGTERM or Ctrl-C stops after the requests in flight", file=sys.stderr, flush=True)
+            while not stop.wait(3600):   # the signal handlers set it
+                pass
+        finally:
+            stop.set()
+            runner.join()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        print(f"eventmap deliver: stopped cleanly. {progress_line(workers, store, time.time())}",
+              file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_counts(args) -> int:
+    with store_for(args, read_config(args.config)) as store:
+        counts = store.counts(time.time())
+    if not counts:
+        print("no deliveries in the store")
+        return 0
+    print_table([["destination", *COUNT_COLUMNS]] + [[name, *(str(per.get(c, 0)) for c in COUNT_COLUMNS)]
+                                                     for name, per in sorted(counts.items())])
+    return 0
+
+
+def cmd_list(args) -> int:
+    with store_for(args, read_config(args.config)) as store:
+        for record in store.list(args.destination, args.state, args.limit, args.after):
+            print(json.dumps(_record_dict(record), ensure_ascii=False))
+    return 0
+
+
+def cmd_show(args) -> int:
+    with store_for(args, read_config(args.config)) as store:
+        record = store.get(args.id)
+    if record is None:
+        print(f"eventmap: no delivery {args.id} in the store", file=sys.stderr)
+        return EXIT_CONFIG
+    data = _record_dict(record)
+    data["event"] = record.event
+    data["request"] = record.request  # masked when it was recorded; secrets never reach the store
+    data["attempts_log"] = [{"at": _iso(a.at), "status": a.status, "error": a.error,
+                             "seconds": round(a.duration, 3)} for a in record.history]
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_retry(args) -> int:
+    with store_for(args, read_config(args.config)) as store:
+        count = store.requeue(time.time(), ids=args.ids or None, destination=args.destination, state=args.state)
+    print(f"eventmap deliveries retry: {count} {args.state} deliveries queued again", file=sys.stderr)
+    return 0
+
+
+def cmd_db_upgrade(args) -> int:
+    with store_for(args, read_config(args.config), create=True, upgrade=True) as store:
+        print(f"eventmap db: {store.location} is at schema version {store.version()}", file=sys.stderr)
+    return 0
+
+
+def cmd_db_status(args) -> int:
+    with store_for(args, read_config(args.config), upgrade=False) as store:
+        print(f"eventmap db: {store.location} is at schema version {store.version()}")
+    return 0
+
+
+def _record_dict(record) -> dict:
+    data = {"id": record.id, "destination": record.destination, "messageId": record.message_id,
+            "state": record.state, "attempts": record.attempts, "created": _iso(record.created_at),
+            "updated": _iso(record.updated_at)}
+    if record.state in PENDING and record.next_at:
+        data["next_attempt"] = _iso(record.next_at)
+    for key in ("reason", "errors", "last_status", "last_error"):
+        value = getattr(record, key)
+        if value is not None:
+            data[key] = value
+    return data
+
+
+def _iso(seconds: float | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
