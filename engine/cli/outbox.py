@@ -33,6 +33,7 @@ from .common import (
     engine_and_routes,
     mappings_option,
     print_table,
+    optional_config,
     read_config,
     store_for,
     store_options,
@@ -126,7 +127,8 @@ def cmd_enqueue(args) -> int:
                     if state in ("queued", "skipped"):
                         totals[state] += 1
                 if args.verbose or receipt.rejected:
-                    line = {"line": number, "messageId": receipt.message_id, "deliveries": receipt.states()}
+                    line: dict[str, object] = {"line": number, "messageId": receipt.message_id,
+                                               "deliveries": receipt.states()}
                     if receipt.rejected:
                         line["errors"] = [e.as_dict() for e in receipt.errors]
                     print(json.dumps(line, ensure_ascii=False))
@@ -192,7 +194,7 @@ def cmd_deliver(args) -> int:
 
 
 def cmd_counts(args) -> int:
-    with store_for(args, read_config(args.config)) as store:
+    with store_for(args, optional_config(args.config)) as store:
         counts = store.counts(time.time())
     if not counts:
         print("no deliveries in the store")
@@ -203,14 +205,14 @@ def cmd_counts(args) -> int:
 
 
 def cmd_list(args) -> int:
-    with store_for(args, read_config(args.config)) as store:
+    with store_for(args, optional_config(args.config)) as store:
         for record in store.list(args.destination, args.state, args.limit, args.after):
             print(json.dumps(_record_dict(record), ensure_ascii=False))
     return 0
 
 
 def cmd_show(args) -> int:
-    with store_for(args, read_config(args.config)) as store:
+    with store_for(args, optional_config(args.config)) as store:
         record = store.get(args.id)
     if record is None:
         print(f"eventmap: no delivery {args.id} in the store", file=sys.stderr)
@@ -225,7 +227,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_retry(args) -> int:
-    with store_for(args, read_config(args.config)) as store:
+    with store_for(args, optional_config(args.config)) as store:
         count = store.requeue(time.time(), ids=args.ids or None, destination=args.destination, state=args.state)
     print(f"eventmap deliveries retry: {count} {args.state} deliveries queued again", file=sys.stderr)
     return 0

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from ..logs import configure
 from ..problems import ConfigError, Problem
 from . import background
 from .app import Collector
 from .config import demo_config, load_serve_config
+from .port import check_free
 from .server import GunicornServer
 from .setup import build
 
@@ -28,11 +29,12 @@ def serve(args, default_mappings: Path) -> int:
     if config.demo and not _loopback(config.server.host):
         raise ConfigError([Problem("--host", f"without a configuration file any write key is accepted, so the server "
                                              f"listens on localhost only, not {config.server.host}")])
+    check_free(config.server.host, config.server.port)
     mappings = Path(args.mappings or config.mappings or default_mappings).resolve()
     setup = build(config, mappings)
     store = setup.open_store()   # creates or upgrades the SQLite file now, so its errors come before listening
     store.close()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure(config.logging)
     if config.demo:
         print(DEMO_NOTE.format(store=(config.folder / "eventmap.db")), file=sys.stderr)
     print(f"eventmap serve: {setup.describe()}", file=sys.stderr, flush=True)
