@@ -19,6 +19,7 @@ from .durations import parse_duration
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+PLAIN_FORMAT = "%(message)s"     # a command's own status lines (the store it opened), before any configuration
 
 # attributes every LogRecord has; anything else was passed as ``extra`` and goes into the JSON object
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -57,12 +58,22 @@ class JsonFormatter(logging.Formatter):
         return jsoncodec.dumps(data)
 
 
-def configure(options: LogOptions = LogOptions(), stream=None) -> None:
-    """Send eventmap's (and the server's) logs to stderr in the chosen format, replacing earlier setup."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter() if options.format == "json" else logging.Formatter(TEXT_FORMAT))
+class _Handler(logging.StreamHandler):
+    """Ours, so a second ``configure`` replaces it and leaves other handlers (pytest's, gunicorn's) alone."""
+
+
+def configure(options: LogOptions = LogOptions(), stream=None, plain: bool = False) -> None:
+    """Send eventmap's logs to stderr in the chosen format, replacing what an earlier call set up.
+
+    ``plain``: just the message, as the CLI prints its status lines when no configuration chose a format.
+    """
+    handler = _Handler(stream if stream is not None else sys.stderr)
+    if options.format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT if plain else TEXT_FORMAT))
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(options.level.upper())

@@ -11,6 +11,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from ..logs import configure
 from ..problems import ConfigError
 from . import mapping, outbox, serve
 from .common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, JsonLines, Progress, UsageError
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_CONFIG
+    configure(plain=True)   # status lines on stderr; serve and deliver switch to the configuration's format
     try:
         return args.run(args)
     except ConfigError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -20,6 +21,8 @@ from ..problems import ConfigError, EventmapError, Problem
 from ..store import DEFAULT_URL, Store, open_store
 
 EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
+
+log = logging.getLogger("eventmap.cli")
 
 
 class UsageError(EventmapError):
@@ -85,7 +88,7 @@ def store_for(args, config: Config | None, *, create: bool = False, upgrade: boo
     base = config.folder if config and not explicit else Path.cwd()
     options = dict(config.storage.options) if config and not explicit else {}
     store = open_store(url, base=base, upgrade=upgrade, create=create, **options)
-    print(f"eventmap: store {store.location}", file=sys.stderr, flush=True)
+    log.info("eventmap: store %s", store.location, extra={"store": store.location})
     return store
 
 

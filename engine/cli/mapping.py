@@ -207,10 +207,11 @@ def cmd_batch(args) -> int:
                 rejections.append((number, outcome))
         progress.update(number, counts)
     progress.close()
-    if not as_json:
+    if as_json:
+        summary = ", ".join(f"{counts[s]} {s}" for s in OUTCOME_STATUSES)
+        print(f"eventmap batch: {summary}", file=sys.stderr)
+    else:
         print_batch_summary(events, per_destination, counts, rejections)
-    summary = ", ".join(f"{counts[s]} {s}" for s in OUTCOME_STATUSES)
-    print(f"eventmap batch: {summary}", file=sys.stderr)
     return EXIT_REJECTED if args.strict and counts[REJECTED] else EXIT_OK
 
 

@@ -8,6 +8,7 @@ it opened on stderr; only ``enqueue`` and ``db upgrade`` create one.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -32,14 +33,15 @@ from .common import (
     Progress,
     engine_and_routes,
     mappings_option,
-    print_table,
     optional_config,
+    print_table,
     read_config,
     store_for,
     store_options,
 )
 
 ENQUEUE_CHUNK = 500
+log = logging.getLogger("eventmap.cli")
 # the columns of 'eventmap deliveries counts', in the order a delivery moves through them
 COUNT_COLUMNS = ("queued", "retrying", "in_flight", "delivered", "dry_run", "skipped", "rejected", "dead")
 
@@ -170,7 +172,7 @@ def cmd_deliver(args) -> int:
             raise ConfigError([Problem("destinations", "no enabled destination to deliver to", config.file)])
         if args.until_idle:
             drain(workers, store)
-            print(progress_line(workers, store, time.time()), file=sys.stderr)
+            log.info("eventmap deliver: %s", progress_line(workers, store, time.time()))
             return 0
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in workers
                                                  if hasattr(w, "route")}, owner=owner,
@@ -179,8 +181,8 @@ def cmd_deliver(args) -> int:
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             runner.start()
-            print(f"eventmap deliver: {len(workers)} destinations ({', '.join(w.name for w in workers)}); "
-                  f"SIGTERM or Ctrl-C stops after the requests in flight", file=sys.stderr, flush=True)
+            log.info("eventmap deliver: %d destinations (%s); SIGTERM or Ctrl-C stops after the requests in flight",
+                     len(workers), ", ".join(w.name for w in workers))
             while not stop.wait(3600):   # the signal handlers set it
                 pass
         finally:
@@ -188,8 +190,7 @@ def cmd_deliver(args) -> int:
             runner.join()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        print(f"eventmap deliver: stopped cleanly. {progress_line(workers, store, time.time())}",
-              file=sys.stderr, flush=True)
+        log.info("eventmap deliver: stopped cleanly. %s", progress_line(workers, store, time.time()))
     return 0
 
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from .config import demo_config, load_serve_config
 from .port import check_free
 from .server import GunicornServer
 from .setup import build
+
+log = logging.getLogger("eventmap.serve")
 
 DEMO_NOTE = ("eventmap serve: no configuration file, so: any write key is accepted, events are stored in "
              "{store}, and destinations get made-up credentials and the dry-run sink (nothing leaves this machine). "
@@ -36,8 +38,8 @@ def serve(args, default_mappings: Path) -> int:
     store.close()
     configure(config.logging)
     if config.demo:
-        print(DEMO_NOTE.format(store=(config.folder / "eventmap.db")), file=sys.stderr)
-    print(f"eventmap serve: {setup.describe()}", file=sys.stderr, flush=True)
+        log.warning(DEMO_NOTE.format(store=(config.folder / "eventmap.db")))
+    log.info("eventmap serve: %s", setup.describe())
     worker = None
     if not args.intake_only:
         worker = background.start(Path(args.config).resolve() if args.config else None, config.folder, mappings,
