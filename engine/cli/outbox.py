@@ -235,13 +235,13 @@ def cmd_retry(args) -> int:
 
 
 def cmd_db_upgrade(args) -> int:
-    with store_for(args, read_config(args.config), create=True, upgrade=True) as store:
+    with store_for(args, optional_config(args.config), create=True, upgrade=True) as store:
         print(f"eventmap db: {store.location} is at schema version {store.version()}", file=sys.stderr)
     return 0
 
 
 def cmd_db_status(args) -> int:
-    with store_for(args, read_config(args.config), upgrade=False) as store:
+    with store_for(args, optional_config(args.config), upgrade=False) as store:
         print(f"eventmap db: {store.location} is at schema version {store.version()}")
     return 0
 

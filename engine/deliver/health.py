@@ -39,7 +39,7 @@ class Health:
         with self._lock:
             if succeeded and self.failing_since is not None:
                 seconds = self.clock() - self.failing_since
-                log.warning("%s recovered: it accepts deliveries again, after %d failed requests over %.0fs",
+                log.warning("%s recovered: it accepts deliveries again, after %d failed requests over %.1fs",
                             self.destination, self.failures, seconds,
                             extra={"event": "recovered", "destination": self.destination,
                                    "failed_requests": self.failures, "seconds": round(seconds, 1)})

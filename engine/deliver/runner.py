@@ -150,7 +150,7 @@ class Report:
         retrying = counts.get(RETRYING, 0)
         if not (sent or failed or dead or retrying):
             return   # an idle destination says nothing
-        log.info("%s: sent %d, failed %d, retrying %d, dead %d in the last %.0fs", self.destination, sent, failed,
+        log.info("%s: sent %d, failed %d, retrying %d, dead %d in the last %gs", self.destination, sent, failed,
                  retrying, dead, every, extra={"event": "delivery_report", "destination": self.destination,
                                                "sent": sent, "failed": failed, "retrying": retrying, "dead": dead})
 
