@@ -9,8 +9,9 @@ import inspect
 import pkgutil
 import re
 
-import engine
 from conftest import REPO
+
+import engine
 
 # the example's inputs: data the reader brings, not names eventmap provides
 INPUTS = {"event", "events", "payload", "outcomes_for_planhat"}

@@ -18,6 +18,7 @@ from .. import jsoncodec
 from ..engine import DEFAULT_MAPPINGS, Engine
 from ..load.config import Config, load_config, routes_from_config
 from ..problems import ConfigError, EventmapError, Problem
+from ..states import OUTCOME_STATUSES
 from ..store import DEFAULT_URL, Store, open_store
 
 EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
@@ -199,7 +200,7 @@ class Progress:
     WIDTH = 24
 
     def __init__(self, stream, every: float = 0.25, done=lambda: None, label: str = "eventmap batch",
-                 keys=("send", "skipped", "rejected")):
+                 keys=OUTCOME_STATUSES):
         self.stream, self.every, self.done, self.label, self.keys = stream, every, done, label, keys
         self.active = is_terminal(stream)
         self.started = time.monotonic()

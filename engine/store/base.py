@@ -167,7 +167,7 @@ class Store(ABC):
 
     @abstractmethod
     def prune(self, before: float, batch: int = 1000) -> int:
-        """Delete delivered/skipped/rejected deliveries finished before ``before`` (and events left
+        """Delete delivered/dry_run/skipped/rejected deliveries finished before ``before`` (and events left
         without deliveries), ``batch`` rows per transaction; dead letters are kept. Returns rows deleted."""
 
     @abstractmethod
