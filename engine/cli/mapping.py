@@ -18,6 +18,7 @@ from ..map.language import MappingError, Scope, leaves
 from ..paths import SCHEMA_DIR
 from ..problems import Problem
 from ..secrets import Masker
+from ..source import FAILED
 from ..states import OUTCOME_STATUSES, REJECTED, SEND
 from .common import (
     EXIT_CONFIG,
@@ -247,12 +248,12 @@ def cmd_source(args) -> int:
     payloads = read_lines(args.payload) if args.jsonl else [(None, read_event(args.payload))]
     for number, payload in payloads:
         if isinstance(payload, Problem):
-            line = {"line": number, "source": source.source.name, "status": "rejected", "errors": [payload.as_dict()]}
+            line = {"line": number, "source": source.source.name, "status": REJECTED, "errors": [payload.as_dict()]}
             worst = max(worst, EXIT_REJECTED)
         else:
             result = source.process(payload, client)
             line = result.to_dict()
-            worst = max(worst, {"rejected": EXIT_REJECTED, "failed": EXIT_FAILED}.get(result.status, EXIT_OK))
+            worst = max(worst, {REJECTED: EXIT_REJECTED, FAILED: EXIT_FAILED}.get(result.status, EXIT_OK))
             if routes and result.events:
                 outcomes = [engine.render_all(event, routes) for event in result.events]
                 line["outcomes"] = [o.to_dict(args.show_secrets) for per_event in outcomes for o in per_event]

@@ -24,7 +24,7 @@ from ..secrets import Masker
 from ..serve.background import source_workers
 from ..serve.config import load_serve_config
 from ..serve.setup import build
-from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, REJECTED, SKIPPED, STATES
+from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED, STATES
 from .common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -43,7 +43,7 @@ from .common import (
 ENQUEUE_CHUNK = 500
 log = logging.getLogger("eventmap.cli")
 # the columns of 'eventmap deliveries counts', in the order a delivery moves through them
-COUNT_COLUMNS = ("queued", "retrying", "in_flight", "delivered", "dry_run", "skipped", "rejected", "dead")
+COUNT_COLUMNS = (QUEUED, RETRYING, "in_flight", DELIVERED, DRY_RUN, SKIPPED, REJECTED, DEAD)
 
 
 def add_commands(commands) -> None:
@@ -126,7 +126,7 @@ def cmd_enqueue(args) -> int:
                 totals["events"] += 1
                 totals["rejected"] += receipt.rejected
                 for state in receipt.states().values():
-                    if state in ("queued", "skipped"):
+                    if state in (QUEUED, SKIPPED):
                         totals[state] += 1
                 if args.verbose or receipt.rejected:
                     line: dict[str, object] = {"line": number, "messageId": receipt.message_id,
