@@ -5,8 +5,9 @@ from dataclasses import dataclass, field
 
 from .problems import Problem
 from .render.request import Request
+from .states import REJECTED, SEND, SKIPPED
 
-SEND, SKIPPED, REJECTED = "send", "skipped", "rejected"
+__all__ = ["REJECTED", "SEND", "SKIPPED", "Outcome"]
 
 
 @dataclass(slots=True)

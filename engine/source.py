@@ -17,8 +17,9 @@ from .map.language import MappingError, Node, Scope, is_empty, is_truthy
 from .problems import Problem
 from .render.endpoint import Endpoint
 from .secrets import Masker
+from .states import REJECTED, SKIPPED
 
-EVENTS, SKIPPED, REJECTED, FAILED = "events", "skipped", "rejected", "failed"
+EVENTS, FAILED = "events", "failed"   # with SKIPPED and REJECTED, what became of a webhook payload
 
 
 @dataclass

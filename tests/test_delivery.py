@@ -229,9 +229,9 @@ def test_dead_letters_can_be_listed_counted_and_retried_from_the_command_line(en
 
     assert main(["deliveries", "--store", url]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["destination", "queued", "retrying", "in_flight", "delivered", "skipped", "rejected",
-                                "dead"]
-    assert table[1].split() == ["segment", "0", "0", "0", "1", "0", "0", "2"]
+    assert table[0].split() == ["destination", "queued", "retrying", "in_flight", "delivered", "dry_run", "skipped",
+                                "rejected", "dead"]
+    assert table[1].split() == ["segment", "0", "0", "0", "1", "0", "0", "0", "2"]
 
     assert main(["deliveries", "list", "--store", url, "--state", "dead"]) == 0
     dead = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

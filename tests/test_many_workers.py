@@ -111,7 +111,7 @@ def eventmap(*args, cwd: Path) -> subprocess.CompletedProcess:
 
 
 class Worker:
-    """An ``eventmap deliver`` process; its stderr (a progress line every 0.2s) read as it comes."""
+    """An ``eventmap deliver`` process; its stderr (a log line every 0.2s while it sends) read as it comes."""
 
     def __init__(self, config: Path):
         self.process = subprocess.Popen(
@@ -123,8 +123,8 @@ class Worker:
         self.reader.start()
 
     def delivered(self) -> int:
-        """What it said it delivered last."""
-        return max((int(n) for n in re.findall(r"sink: (\d+) delivered", "".join(self.lines))), default=0)
+        """What it said it sent so far: the sum of its per-interval log lines."""
+        return sum(int(n) for n in re.findall(r"sink: sent (\d+)", "".join(self.lines)))
 
     def stop(self) -> str:
         if self.process.poll() is None:

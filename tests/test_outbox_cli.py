@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-
 from engine.cli import main
 
 
@@ -73,10 +72,14 @@ def test_enqueue_reports_every_line_it_cannot_accept_and_deliver_dry_run_masks_s
     assert sum(len(s["messageIds"]) for s in sent) == 2
     assert all(s["url"].endswith("/analytics/bulk/***") for s in sent)
     assert "cli-secret-token" not in captured.out + captured.err
-    assert "planhat: 2 delivered" in captured.err
+    assert "planhat: 0 delivered, 2 dry-run" in captured.err   # a dry run delivers nothing
     assert main(["deliveries", "--config", str(config)]) == 0
-    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
-    assert rows == {"(intake)": ["0", "0", "0", "0", "0", "1", "0"], "planhat": ["0", "0", "0", "2", "0", "0", "0"]}
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["destination", "queued", "retrying", "in_flight", "delivered", "dry_run", "skipped",
+                              "rejected", "dead"]
+    rows = {line.split()[0]: line.split()[1:] for line in out[1:]}
+    assert rows == {"(intake)": ["0", "0", "0", "0", "0", "0", "1", "0"],
+                    "planhat": ["0", "0", "0", "0", "2", "0", "0", "0"]}
 
 
 def test_db_upgrade_is_safe_to_run_twice(tmp_path, capsys):
@@ -84,4 +87,4 @@ def test_db_upgrade_is_safe_to_run_twice(tmp_path, capsys):
     assert main(["db", "upgrade", "--config", str(config)]) == 0
     assert main(["db", "upgrade", "--config", str(config)]) == 0
     assert main(["db", "status", "--config", str(config)]) == 0
-    assert "is at schema version 1" in capsys.readouterr().out
+    assert "is at schema version 2" in capsys.readouterr().out

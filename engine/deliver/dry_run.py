@@ -1,4 +1,4 @@
-"""A client that sends nothing: every request "succeeds" and is written out, secrets masked.
+"""A client that sends nothing: every request is written out, secrets masked, and recorded as ``dry_run``.
 
 It lets a newcomer watch events flow through the whole pipeline (outbox,
 workers, batching) without credentials or a network.
@@ -23,4 +23,4 @@ class DryRunClient:
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
-        return Response(200, {"dry_run": True})
+        return Response(200, {"dry_run": True}, dry_run=True)

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
+from ..problems import EventmapError
 from ..render.request import Request
 from ..secrets import Masker
 
@@ -28,9 +29,10 @@ class Response:
     status: int
     body: object = None          # parsed JSON when the answer is JSON, else text
     headers: dict = field(default_factory=dict)
+    dry_run: bool = False        # the dry-run sink answered, not a vendor: nothing was sent
 
 
-class TransportError(Exception):
+class TransportError(EventmapError):
     """No HTTP answer at all: timeout, refused connection, DNS. Always worth a retry."""
 
 

@@ -4,13 +4,15 @@ A worker is anything with a ``name`` (its queue in the store) and
 ``run_once(now) -> int`` (how many deliveries it handled), so destination
 workers and source workers (webhooks waiting for lookups) run side by side.
 Stopping lets every thread finish the request it is sending and record the
-verdict; leases not yet used go back to the queue.
+verdict; leases not yet used go back to the queue. Every ``report_every``
+seconds it logs one line per destination that did something (sent, failed,
+retrying, dead); ``health.py`` logs failing/recovered edges and dead letters.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -21,11 +23,13 @@ from requests.adapters import HTTPAdapter
 from ..load.delivery_options import DeliveryOptions
 from ..route import Route
 from ..secrets import Masker
-from ..store import PENDING, Store
+from ..store import PENDING, RETRYING, Store
 from .http import HttpClient
 from .limits import RateLimiter
 from .retry import RetryPolicy
 from .worker import DestinationWorker
+
+log = logging.getLogger("eventmap.deliver")
 
 
 def new_owner() -> str:
@@ -61,11 +65,11 @@ def destination_workers(routes: list[Route], store: Store, options: DeliveryOpti
 class Runner:
     def __init__(self, workers: list, store: Store, *, threads: dict[str, int] | None = None, owner: str,
                  stop: threading.Event, keep_done_for: float | None = None, idle_wait: float = 1.0,
-                 clock=time.time, log=None, masker: Masker | None = None):
+                 clock=time.time, masker: Masker | None = None, report_every: float | None = None):
         self.workers, self.store, self.owner, self.stop_event = workers, store, owner, stop
         self.threads = threads or {}
         self.keep_done_for, self.idle_wait, self.clock = keep_done_for, idle_wait, clock
-        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.report_every = report_every
         self.masker = masker or Masker(frozenset())
         self._threads: list[threading.Thread] = []
 
@@ -77,6 +81,10 @@ class Runner:
                 self._threads.append(thread)
         if self.keep_done_for is not None:
             thread = threading.Thread(target=self._prune_loop, name="prune", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if self.report_every:
+            thread = threading.Thread(target=self._report_loop, name="report", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -94,10 +102,10 @@ class Runner:
             try:
                 handled = worker.run_once(self.clock())
                 failures = 0
-            except Exception as exc:  # a database hiccup must not end delivery for good
+            except Exception as exc:  # noqa: BLE001  a database hiccup must not end delivery for good
                 failures += 1
-                self.log(f"eventmap deliver: {worker.name}: {self.masker.text(f'{type(exc).__name__}: {exc}')}"
-                         f" (trying again in {min(30, 2 ** failures)}s)")
+                log.error("%s: %s (trying again in %ds)", worker.name,
+                          self.masker.text(f"{type(exc).__name__}: {exc}"), min(30, 2 ** failures))
                 self.stop_event.wait(min(30, 2 ** failures))
                 continue
             if handled:
@@ -110,8 +118,41 @@ class Runner:
         while not self.stop_event.wait(60.0):
             try:
                 self.store.prune(self.clock() - self.keep_done_for)
-            except Exception as exc:
-                self.log(f"eventmap deliver: pruning failed: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001  pruning tries again next minute
+                log.error("pruning failed: %s", self.masker.text(f"{type(exc).__name__}: {exc}"))
+
+    def _report_loop(self) -> None:
+        every = self.report_every or 60.0
+        reports = {w.name: Report(w.name) for w in self.workers if getattr(w, "stats", None) is not None}
+        while not self.stop_event.wait(every):
+            try:
+                counts = self.store.counts(self.clock())
+            except Exception as exc:  # noqa: BLE001  the next interval tries again; delivery goes on regardless
+                log.error("cannot read the store for the delivery report: %s",
+                          self.masker.text(f"{type(exc).__name__}: {exc}"))
+                continue
+            for worker in self.workers:
+                if worker.name in reports:
+                    reports[worker.name].log(worker.stats, counts.get(worker.name, {}), every)
+
+
+class Report:
+    """One destination's line per interval: what changed since the last one, and what still waits."""
+
+    def __init__(self, destination: str):
+        self.destination = destination
+        self.seen = (0, 0, 0)
+
+    def log(self, stats, counts: dict, every: float) -> None:
+        totals = (stats.delivered + stats.dry_run, stats.retried + stats.dead, stats.dead)
+        sent, failed, dead = (now - before for now, before in zip(totals, self.seen))
+        self.seen = totals
+        retrying = counts.get(RETRYING, 0)
+        if not (sent or failed or dead or retrying):
+            return   # an idle destination says nothing
+        log.info("%s: sent %d, failed %d, retrying %d, dead %d in the last %gs", self.destination, sent, failed,
+                 retrying, dead, every, extra={"event": "delivery_report", "destination": self.destination,
+                                               "sent": sent, "failed": failed, "retrying": retrying, "dead": dead})
 
 
 def drain(workers: list, store: Store, clock=time.time, advance=None, max_turns: int = 1_000_000) -> None:
@@ -140,6 +181,7 @@ def progress_line(workers: list, store: Store, now: float) -> str:
         if stats is None:
             parts.append(f"{worker.name}: {queued} queued")
             continue
-        parts.append(f"{worker.name}: {stats.delivered} delivered ({stats.requests} requests), {stats.retried} retried, "
-                     f"{stats.dead} dead, {stats.rejected} rejected, {queued} queued")
+        dry = f", {stats.dry_run} dry-run" if stats.dry_run else ""
+        parts.append(f"{worker.name}: {stats.delivered} delivered{dry} ({stats.requests} requests), "
+                     f"{stats.retried} retried, {stats.dead} dead, {stats.rejected} rejected, {queued} queued")
     return " | ".join(parts)

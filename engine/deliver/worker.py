@@ -19,7 +19,8 @@ from ..outcome import REJECTED as OUTCOME_REJECTED
 from ..outcome import SEND
 from ..render.request import Request
 from ..route import Route
-from ..store import DEAD, DELIVERED, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, Store
+from ..store import DEAD, DELIVERED, DRY_RUN, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, Store
+from .health import Health
 from .http import TransportError, is_retryable, retry_after, summarize
 from .limits import RateLimiter
 from .retry import RetryPolicy
@@ -31,6 +32,7 @@ class Stats:
 
     requests: int = 0
     delivered: int = 0
+    dry_run: int = 0
     retried: int = 0
     dead: int = 0
     rejected: int = 0
@@ -43,6 +45,8 @@ class Stats:
             for f in finishes:
                 if f.state == DELIVERED:
                     self.delivered += 1
+                elif f.state == DRY_RUN:
+                    self.dry_run += 1
                 elif f.state == RETRYING:
                     self.retried += 1
                 elif f.state == DEAD:
@@ -65,6 +69,7 @@ class DestinationWorker:
         self.stop = stop
         self.rng = rng or random.Random()
         self.stats = Stats()
+        self.health = Health(route.destination.slug, clock)
         self.name = route.destination.slug
         self.batching = route.destination.batching is not None and route.limits.batch
         self.lease_size = self._lease_size()
@@ -94,8 +99,9 @@ class DestinationWorker:
         leased = self.store.lease(self.name, self.lease_size, self.owner, now, self.lease_for)
         if not leased:
             return 0
+        message_ids = {item.id: item.message_id for item in leased}
         finishes, sendable = self._render(leased)
-        self._record(finishes, 0)
+        self._record(finishes, 0, message_ids)
         groups = self.route.destination.batch_groups([o for o, _ in sendable], self.route.settings,
                                                      self.route.secrets, enabled=self.batching)
         by_outcome = {id(o): item for o, item in sendable}
@@ -108,15 +114,16 @@ class DestinationWorker:
             sent, verdicts = self._send(request, items, outcomes)
             if not verdicts:
                 unsent += items
-            self._record(verdicts, sent)
+            self._record(verdicts, sent, message_ids)
         if unsent:
             self.store.release(self.owner, [item.id for item in unsent])
         return len(leased)
 
-    def _record(self, finishes: list[Finish], requests: int) -> None:
+    def _record(self, finishes: list[Finish], requests: int, message_ids: dict) -> None:
         if finishes:
             self.store.finish(finishes, self.owner, self.clock())
         self.stats.add(finishes, requests)
+        self.health.observe(finishes, message_ids)
 
     # --- rendering
     def _render(self, leased: list[Leased]):
@@ -143,20 +150,21 @@ class DestinationWorker:
         if self.limiter is not None and not self.limiter.acquire(self.stop):
             return 0, []
         started = self.clock()
-        status, error, asked = None, None, None
+        status, error, asked, sent_state = None, None, None, DELIVERED
         try:
             response = self.client.send(request)
         except TransportError as exc:
             error = str(exc)
         else:
             status = response.status
+            sent_state = DRY_RUN if response.dry_run else DELIVERED
             if not 200 <= status < 300:
                 error = f"{request.destination} answered {status}: {summarize(response.body, request)}"
                 asked = retry_after(response.headers)
         now = self.clock()
         attempt = Attempt(now, status, error, max(0.0, now - started))
         if error is None:
-            return 1, [Finish(i.id, DELIVERED, attempt) for i in items]
+            return 1, [Finish(i.id, sent_state, attempt) for i in items]
         if status is None or is_retryable(status):
             return 1, [self._retry_or_give_up(i, o, attempt, asked, now) for i, o in zip(items, outcomes)]
         if len(items) > 1:

@@ -9,6 +9,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 
 from ..durations import parse_rate
+from ..logs import LogOptions, log_options
 from ..problems import ConfigError, Problem
 from .delivery_options import DeliveryOptions, StorageOptions, delivery_options, storage_options
 from .schema_check import check_against_schema
@@ -22,6 +23,7 @@ class Config:
     folder: Path                       # relative paths in the file are relative to this
     delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
     storage: StorageOptions = field(default_factory=StorageOptions)
+    logging: LogOptions = field(default_factory=LogOptions)
 
     @property
     def mappings(self) -> Path | None:
@@ -50,7 +52,10 @@ def load_config(path: Path) -> tuple[Config | None, list[Problem]]:
                 problems.append(doc.problem(("destinations", name, "limits", "rate"), str(exc)))
     delivery, found = delivery_options(doc.data, doc.problem)
     problems += found
-    return Config(doc.data, doc.file, Path(path).resolve().parent, delivery, storage_options(doc.data)), problems
+    logging, found = log_options(doc.data, doc.problem)
+    problems += found
+    return Config(doc.data, doc.file, Path(path).resolve().parent, delivery, storage_options(doc.data),
+                  logging), problems
 
 
 def routes_from_config(engine, config: Config | dict, file: str | None = None) -> list:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from yaml import MappingNode, ScalarNode, SequenceNode
 
-from ..problems import Problem
+from ..problems import EventmapError, Problem
 
 PathKey = tuple  # a JSON path as a tuple of keys and list indexes
 
@@ -263,7 +263,7 @@ class _Unusual(Exception):
     """The document has YAML the builder leaves to PyYAML (merge keys, other collection tags...)."""
 
 
-class BadValue(Exception):
+class BadValue(EventmapError):
     """YAML that parses but cannot become data, at a line."""
 
     def __init__(self, node, message: str):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from jinja2 import nodes
 
+from ..problems import EventmapError
 from .filters import FILTERS
 
 # Attribute names some JSON value has as a Python attribute (dict.items, str.upper...):
@@ -23,7 +24,7 @@ _JSON_TYPES = (dict, list, str, int, float, bool, type(None))
 _SPECIAL_NAMES = {"self", "loop", "caller", "varargs", "kwargs", "super"}
 
 
-class Unsupported(Exception):
+class Unsupported(EventmapError):
     """The template uses something outside the subset; keep Jinja2 for it."""
 
 

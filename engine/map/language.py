@@ -28,6 +28,7 @@ import jmespath
 from jinja2 import TemplateError
 from jmespath.exceptions import JMESPathError
 
+from ..problems import EventmapError
 from .filters import FILTERS, FilterError
 from .functions import FUNCTIONS
 from .templates import WHOLE_EXPRESSION, Facts, environment, is_template
@@ -43,7 +44,7 @@ SOURCE_KEYS = frozenset(SOURCES)
 ALLOWED_WITH = {source: frozenset(MODIFIERS + (source,) + COMPANIONS.get(source, ())) for source in SOURCES}
 
 
-class MappingError(Exception):
+class MappingError(EventmapError):
     """A value could not be produced for this event (bad data, failing filter)."""
 
     def __init__(self, path: str, message: str):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..deliver import DryRunClient, HttpClient, Runner, destination_workers, new_owner
 from ..intake import Intake
+from ..logs import configure
 from ..secrets import Masker
 from .config import demo_config, load_serve_config
 from .setup import Setup, build
@@ -39,6 +40,7 @@ def main(config_file: str | None, folder: str, mappings: str, dry_run: bool, par
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the server, which stops us with SIGTERM
     config = load_serve_config(Path(config_file)) if config_file else demo_config(Path(folder))
+    configure(config.logging)
     setup = build(config, Path(mappings))
     owner = new_owner()
     secrets = frozenset(s for route in setup.routes for s in route.secrets) | frozenset(config.secrets())
@@ -49,8 +51,7 @@ def main(config_file: str | None, folder: str, mappings: str, dry_run: bool, par
         workers = destinations + source_workers(setup, store, intake, owner)
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in destinations},
                         owner=owner, stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
-                        log=lambda text: print(text.replace("eventmap deliver", "eventmap serve"), file=sys.stderr,
-                                               flush=True))
+                        report_every=config.logging.every)
         runner.start()
         while not stop.wait(PARENT_CHECK):
             if os.getppid() != parent:

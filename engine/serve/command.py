@@ -4,16 +4,19 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
+from ..logs import configure
 from ..problems import ConfigError, Problem
 from . import background
 from .app import Collector
 from .config import demo_config, load_serve_config
+from .port import check_free
 from .server import GunicornServer
 from .setup import build
+
+log = logging.getLogger("eventmap.serve")
 
 DEMO_NOTE = ("eventmap serve: no configuration file, so: any write key is accepted, events are stored in "
              "{store}, and destinations get made-up credentials and the dry-run sink (nothing leaves this machine). "
@@ -28,14 +31,15 @@ def serve(args, default_mappings: Path) -> int:
     if config.demo and not _loopback(config.server.host):
         raise ConfigError([Problem("--host", f"without a configuration file any write key is accepted, so the server "
                                              f"listens on localhost only, not {config.server.host}")])
+    check_free(config.server.host, config.server.port)
     mappings = Path(args.mappings or config.mappings or default_mappings).resolve()
     setup = build(config, mappings)
     store = setup.open_store()   # creates or upgrades the SQLite file now, so its errors come before listening
     store.close()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure(config.logging)
     if config.demo:
-        print(DEMO_NOTE.format(store=(config.folder / "eventmap.db")), file=sys.stderr)
-    print(f"eventmap serve: {setup.describe()}", file=sys.stderr, flush=True)
+        log.warning(DEMO_NOTE.format(store=(config.folder / "eventmap.db")))
+    log.info("eventmap serve: %s", setup.describe())
     worker = None
     if not args.intake_only:
         worker = background.start(Path(args.config).resolve() if args.config else None, config.folder, mappings,

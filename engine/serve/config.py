@@ -16,6 +16,7 @@ from pathlib import Path
 from ..load.config import Config, load_config
 from ..load.delivery_options import DeliveryOptions, StorageOptions
 from ..load.yaml_source import YamlDocument, load_yaml
+from ..logs import LogOptions
 from ..problems import ConfigError, Problem
 from .browser import BrowserPolicy, Bundles, parse_network, parse_origin, parse_public_url
 
@@ -127,6 +128,7 @@ class ServeConfig:
     demo: bool = False            # no file: any write key, demo destinations, dry-run sink
     doc: YamlDocument | None = None  # the file's lines, to point later problems at them
     browser: BrowserPolicy = field(default_factory=BrowserPolicy)  # origins, public URL, trusted proxies
+    logging: LogOptions = field(default_factory=LogOptions)
 
     def __repr__(self) -> str:
         # destinations' settings may hold credentials written in the file: never shown
@@ -200,7 +202,7 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
         raise ConfigError(problems)
     return ServeConfig(config.file, config.folder, config.data["destinations"], config.mappings,
                        WriteKeys(keys), webhooks, _server(config), config.storage, config.delivery, doc=doc,
-                       browser=browser)
+                       browser=browser, logging=config.logging)
 
 
 def _browser_server(spec: dict, folder: Path, doc: YamlDocument, problems: list) -> BrowserPolicy:

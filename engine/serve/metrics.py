@@ -6,7 +6,7 @@ keeps: pruning (``delivery.keep_done_for``) lowers them, hence gauges, not count
 """
 from __future__ import annotations
 
-from ..store import DEAD, DELIVERED, INTAKE, QUEUED, REJECTED, RETRYING, SKIPPED, STATES
+from ..store import DEAD, DELIVERED, DRY_RUN, INTAKE, QUEUED, REJECTED, RETRYING, SKIPPED, STATES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -14,6 +14,8 @@ SERIES = [
     ("eventmap_accepted", "Deliveries created for accepted events, per destination (every state).",
      lambda c: sum(c.get(s, 0) for s in STATES)),
     ("eventmap_delivered", "Deliveries the vendor accepted (2xx).", lambda c: c.get(DELIVERED, 0)),
+    ("eventmap_dry_run", "Deliveries handed to the dry-run sink instead of the vendor (nothing sent).",
+     lambda c: c.get(DRY_RUN, 0)),
     ("eventmap_skipped", "Deliveries not sent, with a reason (not subscribed, duplicate).", lambda c: c.get(SKIPPED, 0)),
     ("eventmap_rejected", "Deliveries that could not be sent: a bad event or mapping.", lambda c: c.get(REJECTED, 0)),
     ("eventmap_failed", "Deliveries that failed for good (dead letters, re-queueable).", lambda c: c.get(DEAD, 0)),

@@ -14,6 +14,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 
 from .. import jsoncodec
+from ..problems import EventmapError
 
 KB = 1024
 EVENT_LIMIT = 32 * KB          # bytes of JSON per event
@@ -25,7 +26,7 @@ CALLS = {"identify": "identify", "track": "track", "page": "page", "screen": "sc
          "g": "group", "a": "alias", "b": "batch"}
 
 
-class ApiError(Exception):
+class ApiError(EventmapError):
     """A request Segment's API would refuse: the status, a stable code and a message for people."""
 
     def __init__(self, status: int, code: str, message: str):

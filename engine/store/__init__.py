@@ -11,9 +11,11 @@ from ..problems import ConfigError, Problem
 from .base import (
     DEAD,
     DELIVERED,
+    DRY_RUN,
     FINAL,
     INTAKE,
     PENDING,
+    PRUNABLE,
     QUEUED,
     REJECTED,
     RETRYING,
@@ -32,14 +34,22 @@ from .base import (
 DEFAULT_URL = "sqlite:///eventmap.db"
 
 
-def open_store(url: str = DEFAULT_URL, *, base: Path | None = None, upgrade: bool | None = None, **options) -> Store:
+def open_store(url: str = DEFAULT_URL, *, base: Path | None = None, upgrade: bool | None = None,
+               create: bool = True, **options) -> Store:
     """A store for ``url``. SQLite files are created and upgraded on open (embedded, nothing to run);
-    PostgreSQL must be upgraded with ``eventmap db upgrade`` and is checked on open."""
+    PostgreSQL must be upgraded with ``eventmap db upgrade`` and is checked on open.
+
+    ``create=False`` refuses a SQLite file that does not exist yet, so a command that only reads
+    (or delivers) never leaves an empty store behind where the user mistyped a path.
+    """
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
         path = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite://"):])
         if not path.is_absolute() and base is not None:
             path = base / path
+        if not create and not path.exists():
+            raise ConfigError([Problem("storage", f"no store at {path.absolute()}: nothing has been stored there "
+                                       "yet (eventmap enqueue, eventmap serve and eventmap db upgrade create one)")])
         return SQLiteStore(path, upgrade=True if upgrade is None else upgrade, **options)
     if url.startswith(("postgresql://", "postgres://")):
         try:
@@ -60,9 +70,11 @@ __all__ = [
     "DEAD",
     "DEFAULT_URL",
     "DELIVERED",
+    "DRY_RUN",
     "FINAL",
     "INTAKE",
     "PENDING",
+    "PRUNABLE",
     "QUEUED",
     "REJECTED",
     "RETRYING",

@@ -1,14 +1,7 @@
 """What the rest of eventmap may know about durable storage: this interface and its records.
 
 An accepted event is written once, with one *delivery* row per configured
-destination. A delivery is in exactly one state:
-
-    queued    waiting for its first attempt (due at ``next_at``)
-    retrying  failed with a retryable answer; due again at ``next_at``
-    delivered the vendor answered 2xx                         (final)
-    skipped   not sent, with the reason (not subscribed, duplicate) (final)
-    rejected  not sendable, with the errors (bad event, mapping)   (final)
-    dead      failed for good, with every attempt kept       (final, re-queueable)
+destination. A delivery is in exactly one state (``engine/states.py`` names them).
 
 Workers *lease* due deliveries of one destination for a while; a worker that
 dies lets its lease expire and another picks the work up. Times are seconds
@@ -22,16 +15,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..durations import describe_seconds
+from ..states import (  # noqa: F401  (re-exported: the store's callers name states through engine.store)
+    DEAD,
+    DELIVERED,
+    DRY_RUN,
+    FINAL,
+    INTAKE,
+    PENDING,
+    PRUNABLE,
+    QUEUED,
+    REJECTED,
+    RETRYING,
+    SKIPPED,
+    STATES,
+)
 
-QUEUED, RETRYING, DELIVERED, SKIPPED, REJECTED, DEAD = "queued", "retrying", "delivered", "skipped", "rejected", "dead"
-STATES = (QUEUED, RETRYING, DELIVERED, SKIPPED, REJECTED, DEAD)
-PENDING = (QUEUED, RETRYING)
-FINAL = (DELIVERED, SKIPPED, REJECTED, DEAD)
-# PENDING as an SQL list written into the statements: the planners use the partial indexes on
-# "state IN ('queued', 'retrying')" only when the states are literals, not bound parameters.
+# PENDING and PRUNABLE as SQL lists written into the statements: the planners use the partial indexes
+# on "state IN (...)" only when the states are literals, not bound parameters.
 PENDING_SQL = "(" + ", ".join(f"'{state}'" for state in PENDING) + ")"
-# the destination name of an event rejected before routing (it failed the Segment schema)
-INTAKE = "(intake)"
+PRUNABLE_SQL = "(" + ", ".join(f"'{state}'" for state in PRUNABLE) + ")"
 
 
 @dataclass
@@ -86,7 +88,7 @@ class Finish:
     """A worker's verdict on a leased delivery."""
 
     id: int
-    state: str                   # DELIVERED, RETRYING, DEAD, REJECTED or SKIPPED
+    state: str                   # DELIVERED, DRY_RUN, RETRYING, DEAD, REJECTED or SKIPPED
     attempt: Attempt | None = None
     next_at: float | None = None  # for RETRYING
     reason: str | None = None
@@ -165,7 +167,7 @@ class Store(ABC):
 
     @abstractmethod
     def prune(self, before: float, batch: int = 1000) -> int:
-        """Delete delivered/skipped/rejected deliveries finished before ``before`` (and events left
+        """Delete delivered/dry_run/skipped/rejected deliveries finished before ``before`` (and events left
         without deliveries), ``batch`` rows per transaction; dead letters are kept. Returns rows deleted."""
 
     @abstractmethod
@@ -175,6 +177,11 @@ class Store(ABC):
     @abstractmethod
     def upgrade(self) -> list[int]:
         """Apply the migrations the database lacks; returns their numbers. Safe to run twice."""
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, safe to print (a file path, or a URL with its password masked)."""
+        return repr(self)
 
     def close(self) -> None:
         """Release connections."""

@@ -50,6 +50,11 @@ CREATE TABLE seen (
 );
 CREATE INDEX seen_at ON seen(at)
 """),
+    # dry_run (a delivery handed to the dry-run sink, not a vendor) is pruned like delivered
+    (2, """
+DROP INDEX deliveries_finished;
+CREATE INDEX deliveries_finished ON deliveries(updated_at) WHERE state IN ('delivered', 'dry_run', 'skipped', 'rejected')
+"""),
 ]
 
 # PostgreSQL: the same tables; times stay epoch seconds (double precision) so both backends speak one
@@ -105,6 +110,10 @@ CREATE TABLE seen (
     PRIMARY KEY (destination, message_id)
 );
 CREATE INDEX seen_at ON seen(at)
+"""),
+    (2, """
+DROP INDEX deliveries_finished;
+CREATE INDEX deliveries_finished ON deliveries(updated_at) WHERE state IN ('delivered', 'dry_run', 'skipped', 'rejected')
 """),
 ]
 

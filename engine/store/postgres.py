@@ -23,6 +23,7 @@ from ..secrets import Masker
 from .base import (
     DEAD,
     PENDING_SQL,
+    PRUNABLE_SQL,
     QUEUED,
     SKIPPED,
     Accepted,
@@ -40,8 +41,6 @@ from .urls import masked_url, url_secrets
 # any constant will do: it serialises 'eventmap db upgrade' runs on one database
 MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
 OPTIONS = ("pool_size", "pool_timeout", "connect_timeout")
-# literal, not parameters, so the planner can use the partial indexes
-PRUNABLE_SQL = "('delivered', 'skipped', 'rejected')"
 
 
 class PostgresStore(Store):
@@ -70,6 +69,10 @@ class PostgresStore(Store):
 
     def __repr__(self) -> str:
         return f"<PostgresStore {self.url}>"
+
+    @property
+    def location(self) -> str:
+        return self.url
 
     # --- connections and transactions
     def _connect(self) -> psycopg.Connection:

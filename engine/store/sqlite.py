@@ -19,10 +19,9 @@ from pathlib import Path
 from ..problems import ConfigError, Problem
 from .base import (
     DEAD,
-    DELIVERED,
     PENDING_SQL,
+    PRUNABLE_SQL,
     QUEUED,
-    REJECTED,
     SKIPPED,
     Accepted,
     Attempt,
@@ -34,8 +33,6 @@ from .base import (
     duplicate_reason,
 )
 from .migrations import migrations
-
-PRUNABLE = (DELIVERED, SKIPPED, REJECTED)
 
 
 class SQLiteStore(Store):
@@ -59,6 +56,10 @@ class SQLiteStore(Store):
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path}>"
+
+    @property
+    def location(self) -> str:
+        return str(self.path.absolute())
 
     # --- connections and transactions
     def _connection(self) -> sqlite3.Connection:
@@ -286,8 +287,8 @@ class SQLiteStore(Store):
         while True:
             with self._write() as conn:
                 ids = [r[0] for r in conn.execute(
-                    "SELECT id FROM deliveries WHERE state IN (?, ?, ?) AND updated_at < ? LIMIT ?",
-                    (*PRUNABLE, before, batch))]
+                    "SELECT id FROM deliveries WHERE state IN " + PRUNABLE_SQL + " AND updated_at < ? LIMIT ?",
+                    (before, batch))]
                 if ids:
                     marks = ",".join("?" * len(ids))
                     conn.execute(f"DELETE FROM attempts WHERE delivery_id IN ({marks})", ids)

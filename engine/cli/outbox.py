@@ -2,35 +2,51 @@
 
 They all work on the store named by the configuration file (``storage:``),
 or ``--store URL``; the default is ``sqlite:///eventmap.db`` next to the
-configuration file, or in the current folder without one.
+configuration file, or in the current folder without one. Each names the store
+it opened on stderr; only ``enqueue`` and ``db upgrade`` create one.
 """
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-from .deliver import DryRunClient, Runner, destination_workers, drain, new_owner, progress_line
-from .intake import Intake
-from .load.config import Config, load_config
-from .problems import ConfigError, Problem
-from .secrets import Masker
-from .store import DEAD, PENDING, STATES, open_store
+from ..deliver import DryRunClient, Runner, destination_workers, drain, new_owner, progress_line
+from ..intake import Intake
+from ..load.config import Config
+from ..logs import configure
+from ..problems import ConfigError, Problem
+from ..secrets import Masker
+from ..serve.background import source_workers
+from ..serve.config import load_serve_config
+from ..serve.setup import build
+from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED, STATES
+from .common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_REJECTED,
+    JsonLines,
+    Progress,
+    engine_and_routes,
+    mappings_option,
+    optional_config,
+    print_table,
+    read_config,
+    store_for,
+    store_options,
+)
 
 ENQUEUE_CHUNK = 500
+log = logging.getLogger("eventmap.cli")
+# the columns of 'eventmap deliveries counts', in the order a delivery moves through them
+COUNT_COLUMNS = (QUEUED, RETRYING, "in_flight", DELIVERED, DRY_RUN, SKIPPED, REJECTED, DEAD)
 
 
-def add_commands(commands, mappings_option) -> None:
-    def store_options(p, config_required: bool = False):
-        p.add_argument("--config", type=Path, required=config_required,
-                       help="the configuration file (destinations, storage, delivery)")
-        p.add_argument("--store", metavar="URL", help="storage URL, instead of the configuration's "
-                                                      "(sqlite:///FILE or postgresql://...)")
-
+def add_commands(commands) -> None:
     p = commands.add_parser("enqueue", help="accept JSON Lines events into the outbox, durably, for 'eventmap deliver'")
     p.add_argument("events", nargs="?", default="-", help="a JSON Lines file, or - for stdin (default)")
     store_options(p, config_required=True)
@@ -42,71 +58,47 @@ def add_commands(commands, mappings_option) -> None:
     store_options(p, config_required=True)
     p.add_argument("--until-idle", action="store_true", help="stop when nothing is due now (retries wait in the store)")
     p.add_argument("--dry-run", action="store_true", help="send nothing: print each request (secrets masked) and "
-                                                          "count it delivered")
-    p.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
-                   help="print a progress line this often on stderr (default 5; 0 turns it off)")
+                                                          "record it as dry_run")
+    p.add_argument("--progress", type=float, default=None, metavar="SECONDS",
+                   help="log a line per destination this often (default: logging.every, 60s; 0 turns it off)")
     mappings_option(p)
     p.set_defaults(run=cmd_deliver)
 
     p = commands.add_parser("deliveries", help="what is queued, retrying, delivered and dead, per destination")
+    store_options(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     p.set_defaults(run=cmd_counts)
-    store_options(p)
     q = actions.add_parser("counts", help="deliveries per destination and state (the default)")
-    store_options(q)
+    store_options(q, nested=True)
     q.set_defaults(run=cmd_counts)
     q = actions.add_parser("list", help="deliveries, one JSON line each (dead letters with --state dead)")
-    store_options(q)
+    store_options(q, nested=True)
     q.add_argument("--destination")
     q.add_argument("--state", choices=STATES)
     q.add_argument("--limit", type=int, default=50)
     q.add_argument("--after", type=int, default=0, metavar="ID", help="list ids after this one (paging)")
     q.set_defaults(run=cmd_list)
     q = actions.add_parser("show", help="one delivery: its event, last request (masked) and every attempt")
-    store_options(q)
+    store_options(q, nested=True)
     q.add_argument("id", type=int)
     q.set_defaults(run=cmd_show)
     q = actions.add_parser("retry", help="queue dead deliveries again (all, one destination's, or chosen ids)")
-    store_options(q)
+    store_options(q, nested=True)
     q.add_argument("ids", nargs="*", type=int, help="delivery ids (default: every one matching the filters)")
     q.add_argument("--destination")
-    q.add_argument("--state", choices=("dead", "rejected", "skipped", "delivered"), default=DEAD,
+    q.add_argument("--state", choices=(DEAD, REJECTED, SKIPPED, DELIVERED, DRY_RUN), default=DEAD,
                    help="which final state to re-queue (default dead)")
     q.set_defaults(run=cmd_retry)
 
     p = commands.add_parser("db", help="create or upgrade the store's tables")
+    store_options(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = actions.add_parser("upgrade", help="apply pending migrations; safe to run twice")
-    store_options(q)
+    q = actions.add_parser("upgrade", help="create the store or apply pending migrations; safe to run twice")
+    store_options(q, nested=True)
     q.set_defaults(run=cmd_db_upgrade)
     q = actions.add_parser("status", help="the store's schema version")
-    store_options(q)
+    store_options(q, nested=True)
     q.set_defaults(run=cmd_db_status)
-
-
-# --------------------------------------------------------------------------- opening things
-
-def read_config(path: Path | None) -> Config | None:
-    if path is None:
-        return None
-    config, problems = load_config(path)
-    if problems:
-        raise ConfigError(problems)
-    return config
-
-
-def store_for(args, config: Config | None, upgrade: bool | None = None):
-    url = getattr(args, "store", None) or (config.storage.url if config else "sqlite:///eventmap.db")
-    base = config.folder if config and not getattr(args, "store", None) else Path.cwd()
-    options = dict(config.storage.options) if config and not getattr(args, "store", None) else {}
-    return open_store(url, base=base, upgrade=upgrade, **options)
-
-
-def engine_routes(args, config: Config):
-    from .cli import make_engine  # the CLI's engine rules (--mappings, ./mappings, shipped)
-    from .load.config import routes_from_config
-    engine = make_engine(args, config.mappings)
-    return engine, routes_from_config(engine, config)
 
 
 def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> list:
@@ -114,9 +106,6 @@ def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> 
     ``eventmap serve --intake-only`` plus ``eventmap deliver`` on other hosts does the whole job."""
     if not any("webhook" in spec for spec in (config.data.get("sources") or {}).values()):
         return []
-    from .serve.background import source_workers
-    from .serve.config import load_serve_config
-    from .serve.setup import build
     setup = build(load_serve_config(args.config), engine.root)
     intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
     return source_workers(setup, store, intake, owner)
@@ -125,11 +114,10 @@ def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> 
 # --------------------------------------------------------------------------- commands
 
 def cmd_enqueue(args) -> int:
-    from .cli import EXIT_OK, EXIT_REJECTED, JsonLines, Progress
     config = read_config(args.config)
-    engine, routes = engine_routes(args, config)
+    engine, routes = engine_and_routes(args, config)
     totals = {"events": 0, "rejected": 0, "unreadable": 0, "queued": 0, "skipped": 0}
-    with store_for(args, config) as store:
+    with store_for(args, config, create=True) as store:
         intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
         chunk: list[tuple[int, object]] = []
 
@@ -138,10 +126,11 @@ def cmd_enqueue(args) -> int:
                 totals["events"] += 1
                 totals["rejected"] += receipt.rejected
                 for state in receipt.states().values():
-                    if state in ("queued", "skipped"):
+                    if state in (QUEUED, SKIPPED):
                         totals[state] += 1
                 if args.verbose or receipt.rejected:
-                    line = {"line": number, "messageId": receipt.message_id, "deliveries": receipt.states()}
+                    line: dict[str, object] = {"line": number, "messageId": receipt.message_id,
+                                               "deliveries": receipt.states()}
                     if receipt.rejected:
                         line["errors"] = [e.as_dict() for e in receipt.errors]
                     print(json.dumps(line, ensure_ascii=False))
@@ -169,7 +158,9 @@ def cmd_enqueue(args) -> int:
 
 def cmd_deliver(args) -> int:
     config = read_config(args.config)
-    engine, routes = engine_routes(args, config)
+    engine, routes = engine_and_routes(args, config)
+    configure(config.logging)
+    every = config.logging.every if args.progress is None else args.progress
     stop = threading.Event()
     owner = new_owner()
     client = DryRunClient() if args.dry_run else None
@@ -181,55 +172,48 @@ def cmd_deliver(args) -> int:
             raise ConfigError([Problem("destinations", "no enabled destination to deliver to", config.file)])
         if args.until_idle:
             drain(workers, store)
-            print(progress_line(workers, store, time.time()), file=sys.stderr)
+            log.info("eventmap deliver: %s", progress_line(workers, store, time.time()))
             return 0
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in workers
                                                  if hasattr(w, "route")}, owner=owner,
-                        stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets))
+                        stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
+                        report_every=every if every > 0 else None)
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             runner.start()
-            print(f"eventmap deliver: {len(workers)} destinations ({', '.join(w.name for w in workers)}); "
-                  f"SIGTERM or Ctrl-C stops after the requests in flight", file=sys.stderr, flush=True)
-            interval = args.progress if args.progress > 0 else None
-            while not stop.wait(interval or 3600):
-                if interval:
-                    print(progress_line(workers, store, time.time()), file=sys.stderr, flush=True)
+            log.info("eventmap deliver: %d destinations (%s); SIGTERM or Ctrl-C stops after the requests in flight",
+                     len(workers), ", ".join(w.name for w in workers))
+            while not stop.wait(3600):   # the signal handlers set it
+                pass
         finally:
             stop.set()
             runner.join()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        print(f"eventmap deliver: stopped cleanly. {progress_line(workers, store, time.time())}",
-              file=sys.stderr, flush=True)
+        log.info("eventmap deliver: stopped cleanly. %s", progress_line(workers, store, time.time()))
     return 0
 
 
 def cmd_counts(args) -> int:
-    with store_for(args, read_config(args.config)) as store:
+    with store_for(args, optional_config(args.config)) as store:
         counts = store.counts(time.time())
-    columns = ["queued", "retrying", "in_flight", "delivered", "skipped", "rejected", "dead"]
-    rows = [["destination", *columns]] + [[name, *(str(per.get(c, 0)) for c in columns)]
-                                          for name, per in sorted(counts.items())]
-    if len(rows) == 1:
+    if not counts:
         print("no deliveries in the store")
         return 0
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    print_table([["destination", *COUNT_COLUMNS]] + [[name, *(str(per.get(c, 0)) for c in COUNT_COLUMNS)]
+                                                     for name, per in sorted(counts.items())])
     return 0
 
 
 def cmd_list(args) -> int:
-    with store_for(args, read_config(args.config)) as store:
+    with store_for(args, optional_config(args.config)) as store:
         for record in store.list(args.destination, args.state, args.limit, args.after):
             print(json.dumps(_record_dict(record), ensure_ascii=False))
     return 0
 
 
 def cmd_show(args) -> int:
-    from .cli import EXIT_CONFIG
-    with store_for(args, read_config(args.config)) as store:
+    with store_for(args, optional_config(args.config)) as store:
         record = store.get(args.id)
     if record is None:
         print(f"eventmap: no delivery {args.id} in the store", file=sys.stderr)
@@ -244,21 +228,21 @@ def cmd_show(args) -> int:
 
 
 def cmd_retry(args) -> int:
-    with store_for(args, read_config(args.config)) as store:
+    with store_for(args, optional_config(args.config)) as store:
         count = store.requeue(time.time(), ids=args.ids or None, destination=args.destination, state=args.state)
     print(f"eventmap deliveries retry: {count} {args.state} deliveries queued again", file=sys.stderr)
     return 0
 
 
 def cmd_db_upgrade(args) -> int:
-    with store_for(args, read_config(args.config), upgrade=True) as store:
-        print(f"eventmap db: {store!r} is at schema version {store.version()}", file=sys.stderr)
+    with store_for(args, optional_config(args.config), create=True, upgrade=True) as store:
+        print(f"eventmap db: {store.location} is at schema version {store.version()}", file=sys.stderr)
     return 0
 
 
 def cmd_db_status(args) -> int:
-    with store_for(args, read_config(args.config), upgrade=False) as store:
-        print(f"eventmap db: {store!r} is at schema version {store.version()}")
+    with store_for(args, optional_config(args.config), upgrade=False) as store:
+        print(f"eventmap db: {store.location} is at schema version {store.version()}")
     return 0
 
 

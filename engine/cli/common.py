@@ -1,0 +1,232 @@
+"""What every command group shares: exit codes, the usage error, options, and reading input.
+
+A leaf of the CLI package: the command modules import it, it imports none of them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .. import jsoncodec
+from ..engine import DEFAULT_MAPPINGS, Engine
+from ..load.config import Config, load_config, routes_from_config
+from ..problems import ConfigError, EventmapError, Problem
+from ..states import OUTCOME_STATUSES
+from ..store import DEFAULT_URL, Store, open_store
+
+EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
+
+log = logging.getLogger("eventmap.cli")
+
+
+class UsageError(EventmapError):
+    """The command line asks for something that cannot be done; printed as one ``eventmap: ...`` line."""
+
+
+# --------------------------------------------------------------------------- options
+
+def mappings_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mappings", type=Path, default=None, metavar="DIR",
+                   help="folder with destinations/ and sources/ (default: ./mappings if present, else the shipped ones)")
+
+
+def store_options(p: argparse.ArgumentParser, config_required: bool = False, nested: bool = False) -> None:
+    """--config and --store. ``nested``: the copy on an action under a command group (``deliveries list``),
+    so ``deliveries --config X list`` and ``deliveries list --config X`` both work: the action's copy
+    defaults to SUPPRESS and so never overwrites what was given before the action."""
+    default = argparse.SUPPRESS if nested else None
+    p.add_argument("--config", type=Path, required=config_required, default=default,
+                   help="the configuration file (destinations, storage, delivery)")
+    p.add_argument("--store", metavar="URL", default=default,
+                   help="storage URL, instead of the configuration's (sqlite:///FILE or postgresql://...)")
+
+
+# --------------------------------------------------------------------------- engines, configurations, stores
+
+def default_mappings() -> Path:
+    local = Path("mappings")
+    return local if (local / "destinations").is_dir() else DEFAULT_MAPPINGS
+
+
+def make_engine(args, config_mappings: Path | None = None) -> Engine:
+    """--mappings wins, then the configuration's ``mappings:``, then ./mappings, then the shipped ones."""
+    return Engine(args.mappings or config_mappings or default_mappings())
+
+
+def read_config(path: Path) -> Config:
+    config, problems = load_config(path)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def optional_config(path: Path | None) -> Config | None:
+    return None if path is None else read_config(path)
+
+
+def engine_and_routes(args, config: Config | None = None):
+    """A routes file may name its own mappings folder (relative to the file); --mappings still wins."""
+    config = config or read_config(args.config)
+    engine = make_engine(args, config.mappings)
+    return engine, routes_from_config(engine, config)
+
+
+def store_for(args, config: Config | None, *, create: bool = False, upgrade: bool | None = None) -> Store:
+    """The store --store or the configuration names (default ./eventmap.db), named on stderr.
+
+    Only the commands that put data in (enqueue, db upgrade) pass ``create``: the others
+    refuse a missing SQLite file rather than report an empty store they just made.
+    """
+    explicit = getattr(args, "store", None)
+    url = explicit or (config.storage.url if config else DEFAULT_URL)
+    base = config.folder if config and not explicit else Path.cwd()
+    options = dict(config.storage.options) if config and not explicit else {}
+    store = open_store(url, base=base, upgrade=upgrade, create=create, **options)
+    log.info("eventmap: store %s", store.location, extra={"store": store.location})
+    return store
+
+
+# --------------------------------------------------------------------------- input
+
+def read_settings(text: str | None) -> dict:
+    if not text:
+        return {}
+    if text.lstrip().startswith("{"):
+        source, name = text, "--settings"
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise UsageError(f"--settings: '{text}' is neither a JSON object nor a file")
+        source, name = path.read_text(encoding="utf-8"), text
+    try:
+        data = yaml.safe_load(source)  # YAML is a superset of JSON
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{name}: not valid JSON or YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{name}: expected an object of settings")
+    return data
+
+
+def read_event(name: str):
+    text = sys.stdin.read() if name == "-" else _read_file(name)
+    try:
+        return jsoncodec.loads_bounded(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+
+
+class JsonLines:
+    """(line number, event) per non-blank line of a file or stdin, read lazily.
+
+    An unreadable line yields a Problem, never vanishes. For a regular file it
+    also knows how far through it is, for a progress bar.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        try:
+            self.stream = sys.stdin if name == "-" else open(name, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+        self.size = None
+        if name != "-" and os.path.isfile(name):
+            self.size = os.path.getsize(name) or None
+
+    def done(self) -> float | None:
+        """The share of the file read so far (to the read-ahead buffer); None for a stream."""
+        buffer = getattr(self.stream, "buffer", None)
+        if self.size is None or buffer is None:
+            return None
+        return min(buffer.tell() / self.size, 1.0)
+
+    def __iter__(self):
+        with self.stream:
+            for number, line in enumerate(self.stream, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield number, jsoncodec.loads_bounded(line)
+                except json.JSONDecodeError as exc:
+                    yield number, Problem("", f"{self.name}:{number}: not valid JSON: {exc.msg} (column {exc.colno})")
+
+
+def read_lines(name: str):
+    """``JsonLines`` when the caller needs only the lines."""
+    return iter(JsonLines(name))
+
+
+def _read_file(name: str) -> str:
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{name}: not UTF-8 text (byte {exc.start}); JSON must be UTF-8") from None
+
+
+# --------------------------------------------------------------------------- output
+
+def print_json(data, indent: int | None = 2) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=indent))
+
+
+def print_table(rows: list[list[str]]) -> None:
+    """Left-aligned first column, right-aligned numbers, two spaces between."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+
+
+def is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Progress:
+    """A progress bar on stderr, redrawn a few times a second, only when stderr is a terminal.
+
+    With a file it shows how much of it is read and the time left; with a
+    stream, the lines so far. Either way, the counts and the rate.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, stream, every: float = 0.25, done=lambda: None, label: str = "eventmap batch",
+                 keys=OUTCOME_STATUSES):
+        self.stream, self.every, self.done, self.label, self.keys = stream, every, done, label, keys
+        self.active = is_terminal(stream)
+        self.started = time.monotonic()
+        self.next = self.started + every
+        self.shown = False
+
+    def update(self, line: int, counts: dict) -> None:
+        if not self.active:
+            return
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + self.every
+        elapsed = max(now - self.started, 1e-9)
+        share = self.done()
+        if share is None:
+            where = f"line {line:,}"
+        else:
+            filled = int(share * self.WIDTH)
+            left = elapsed * (1 - share) / share if share > 0 else 0
+            where = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} line {line:,}, {left:,.0f} s left"
+        shown = ", ".join(f"{counts.get(key, 0):,} {key}" for key in self.keys)
+        self.stream.write(f"\r\033[K{self.label}: {where}: {shown}, {line / elapsed:,.0f} lines/s")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")  # clear the progress line; the summary follows
