@@ -30,25 +30,27 @@ log = logging.getLogger("eventmap.serve")
 # above every limit the collector applies (it refuses a larger body itself, naming its limit), so no
 # request is decided here on size.
 BODY_CAP = 2 * BATCH_LIMIT
+READ_THREADS = 2   # per server process, for GET and HEAD (metrics, health): reads, which never wait for a writer
 
 
 class AsgiCollector:
     def __init__(self, collector: Collector, options: ServerOptions):
         self.collector, self.options = collector, options
-        self._pool: ThreadPoolExecutor | None = None
         self._pid: int | None = None
-        self._waiting = 0   # requests running in, or waiting for, the pool; only the event loop touches it
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._waiting = {"write": 0, "read": 0}   # requests running in, or waiting for, each pool (loop only)
 
     def __repr__(self) -> str:
         return f"<AsgiCollector {self.collector!r}>"
 
-    def pool(self) -> ThreadPoolExecutor:
-        """One pool per server process: threads do not survive gunicorn's fork."""
+    def pool(self, kind: str) -> ThreadPoolExecutor:
+        """Per server process (threads do not survive gunicorn's fork): ``write`` for requests that store
+        events, ``read`` for GET and HEAD, so /metrics and /healthz answer while the writers are stuck."""
         if self._pid != os.getpid():
-            self._pool = ThreadPoolExecutor(self.options.threads, thread_name_prefix="store")
-            self._pid, self._waiting = os.getpid(), 0
-        assert self._pool is not None
-        return self._pool
+            self._pools = {"write": ThreadPoolExecutor(self.options.threads, thread_name_prefix="store"),
+                           "read": ThreadPoolExecutor(READ_THREADS, thread_name_prefix="read")}
+            self._pid, self._waiting = os.getpid(), {"write": 0, "read": 0}
+        return self._pools[kind]
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -74,21 +76,23 @@ class AsgiCollector:
                     return
                 body, keep_alive = read, len(read) <= BODY_CAP
         environ["wsgi.input"] = io.BytesIO(body)
-        if REFUSED not in environ and self._waiting >= self.options.threads + self.options.queue_depth:
+        kind = "read" if scope["method"] in ("GET", "HEAD") else "write"
+        pool = self.pool(kind)
+        threads = READ_THREADS if kind == "read" else self.options.threads
+        if REFUSED not in environ and self._waiting[kind] >= threads + self.options.queue_depth:
             wait = math.ceil(self.options.retry_after)
-            environ[REFUSED] = ApiError(429, "busy", f"the store is not keeping up ({self._waiting} requests are "
-                                                     f"waiting in this server process); send it again in {wait}s")
+            environ[REFUSED] = ApiError(429, "busy", f"the store is not keeping up ({self._waiting[kind]} requests "
+                                                     f"are waiting in this server process); send it again in {wait}s")
             await self._answer(send, _call(self.collector, environ), keep_alive, [(b"retry-after", str(wait).encode())])
             return
         if REFUSED in environ:
             await self._answer(send, _call(self.collector, environ), keep_alive)
             return
-        pool = self.pool()
-        self._waiting += 1
+        self._waiting[kind] += 1
         try:
             answer = await asyncio.get_running_loop().run_in_executor(pool, _call, self.collector, environ)
         finally:
-            self._waiting -= 1
+            self._waiting[kind] -= 1
         await self._answer(send, answer, keep_alive)
 
     @staticmethod
