@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import signal
 import socket
 import sqlite3
 import threading
@@ -169,3 +170,29 @@ def test_refusals_are_counted_the_same_whichever_server_process_answers(tmp_path
         seen = {(refused(server, 400), refused(server, 401)) for _ in range(12)}
         assert seen == {(13, 12)}
         assert 'eventmap_refused_total{status="429"} 0' in requests.get(server.url + "/metrics", timeout=10).text
+
+
+def test_sigterm_lets_a_request_waiting_for_the_store_finish(tmp_path):
+    configure(tmp_path, "{threads: 1, queue_depth: 0}")
+    server = Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only").start()
+    try:
+        assert track(server).status_code == 200
+        blocker = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        message_id = str(uuid.uuid4())
+        body = f'{{"userId": "u", "event": "In Flight", "messageId": "{message_id}"}}'.encode()
+        in_flight = connect(server)   # sent whole before any other request, so it takes the only store thread
+        in_flight.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + AUTH.encode()
+                          + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        wait_for(lambda: track(server).status_code == 429, 20, "a 429: the store thread is taken")
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert server.process.poll() is None, "the server waits for the request in flight"
+        blocker.execute("COMMIT")
+        blocker.close()
+        assert read_all(in_flight).startswith(b"HTTP/1.1 200 ")
+        assert server.process.wait(30) == 0
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            assert message_id in {r.message_id for r in store.list(limit=100)}
+    finally:
+        server.kill()
