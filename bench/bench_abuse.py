@@ -13,6 +13,8 @@ slow clients   Each round times ``--requests`` calls with nothing else going on
                are open and abusive: half trickle their headers a byte at a time,
                half send full headers promising 10,000 bytes of body and send 10.
                Rounds alternate the two, so both see the same machine.
+counters       The cost of counting one refusal in the shared memory /metrics
+               reads, against a row update in a SQLite table (FULL), interleaved.
 prune          Each round writes ``--done`` delivered deliveries 30 days old,
                times calls for 3 s with no prune (the baseline), then times calls
                for as long as ``store.prune`` (in another process, as the
@@ -173,6 +175,34 @@ def prune_under_intake(url: str, store_url: str, folder: Path, rounds: int, done
     return {**results, "prune_seconds": durations}
 
 
+# --------------------------------------------------------------------------- refusal counters
+
+def counter_cost(folder: Path, count: int = 2000) -> tuple[float, float]:
+    """µs per refusal counted: in the shared memory /metrics reads, and (the alternative) as a row update in a
+    SQLite table at synchronous=FULL, interleaved in chunks of 100."""
+    import sqlite3
+
+    from engine.serve.metrics import Refusals
+    refusals = Refusals()
+    conn = sqlite3.connect(folder / "counters.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE refused (status INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+    conn.execute("INSERT INTO refused VALUES (401, 0)")
+    shared = table_time = 0.0
+    for _ in range(count // 100):
+        began = time.perf_counter()
+        for _ in range(100):
+            refusals.count(401)
+        shared += time.perf_counter() - began
+        began = time.perf_counter()
+        for _ in range(100):
+            conn.execute("UPDATE refused SET n = n + 1 WHERE status = 401")
+        table_time += time.perf_counter() - began
+    conn.close()
+    return 1e6 * shared / count, 1e6 * table_time / count
+
+
 def table(title: str, results: dict, conditions: list[str]) -> None:
     base50, base99 = percentiles(results["baseline"])
     print(f"\n{title}\n")
@@ -190,9 +220,16 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=200, help="abusive connections")
     parser.add_argument("--done", type=int, default=100_000, help="done deliveries to prune per round")
     parser.add_argument("--postgres", help="a PostgreSQL server URL: the prune runs there, in a scratch database")
-    parser.add_argument("--only", choices=["slow", "prune"])
+    parser.add_argument("--only", choices=["slow", "prune", "counters"])
     args = parser.parse_args()
 
+    if args.only in (None, "counters"):
+        with tempfile.TemporaryDirectory() as tmp:
+            shared, row = counter_cost(Path(tmp))
+        print(f"\nA refusal counted: {shared:.1f} µs in shared memory; {row:.0f} µs as a SQLite row update "
+              f"(synchronous=FULL), {row / shared:.0f}x as much")
+        if args.only:
+            return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         store_url, drop = "sqlite:///bench.db", None

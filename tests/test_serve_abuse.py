@@ -167,8 +167,10 @@ def test_refusals_are_counted_the_same_whichever_server_process_answers(tmp_path
             assert server.post("/v1/track", {"userId": "u", "event": "E"}, key="wrong-key").status_code == 401
             assert server.post("/v1/track", data=b"{not json").status_code == 400
         assert server.post("/v1/batch", data=b"x" * 600_000).status_code == 400   # over the 500 KB limit
+        huge_headers = requests.post(server.url + "/v1/track", headers={"X-Padding": "p" * 20_000}, timeout=10)
+        assert huge_headers.status_code == 400                                     # over the 16 KB for headers
         seen = {(refused(server, 400), refused(server, 401)) for _ in range(12)}
-        assert seen == {(13, 12)}
+        assert seen == {(14, 12)}
         assert 'eventmap_refused_total{status="429"} 0' in requests.get(server.url + "/metrics", timeout=10).text
 
 

@@ -107,6 +107,12 @@ class GuardedH11(H11Protocol):
         self._stop_timer()
         super().connection_lost(exc)
 
+    def send_400_response(self, msg: str) -> None:
+        """h11 could not read the request (malformed, or headers over MAX_HEADER_BYTES): counted too."""
+        if self.refusals is not None:
+            self.refusals.count(400)
+        super().send_400_response(msg)
+
     def _watch_headers(self) -> None:
         """A timer runs while the connection waits for a request's headers, and only then."""
         waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
