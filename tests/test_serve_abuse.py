@@ -15,10 +15,13 @@ import threading
 import time
 import uuid
 
+import pytest
 import requests
 import segment.analytics as analytics
 from serve_harness import WRITE_KEY, Server, wait_for, write_config
 
+from engine.problems import ConfigError
+from engine.serve.config import load_serve_config
 from engine.store import DELIVERED, NewDelivery, NewEvent, open_store
 
 AUTH = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
@@ -198,3 +201,22 @@ def test_sigterm_lets_a_request_waiting_for_the_store_finish(tmp_path):
             assert message_id in {r.message_id for r in store.list(limit=100)}
     finally:
         server.kill()
+
+
+def test_server_limits_in_the_configuration_file_are_checked_with_file_and_line(tmp_path):
+    path = tmp_path / "eventmap.yaml"
+    path.write_text("destinations:\n  planhat:\n    settings: {tenant_token: t}\n"
+                    "server:\n  header_timeout: 0\n  body_timeout: soon\n  queue_depth: -1\n  retry_after: 1500ms\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_serve_config(path)
+    text = str(raised.value)
+    assert "eventmap.yaml:6: server.body_timeout" in text
+    assert "eventmap.yaml:7: server.queue_depth" in text
+    path.write_text(path.read_text().replace("  body_timeout: soon\n  queue_depth: -1\n", ""), encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_serve_config(path)
+    assert str(raised.value).count("\n") == 0 and "eventmap.yaml:5: server.header_timeout: must be more than 0" in str(raised.value)
+    path.write_text(path.read_text().replace("header_timeout: 0", "header_timeout: 2s"), encoding="utf-8")
+    options = load_serve_config(path).server
+    assert (options.header_timeout, options.retry_after, options.body_timeout, options.queue_depth) == (2.0, 1.5, 30.0, 64)
