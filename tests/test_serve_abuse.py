@@ -177,8 +177,8 @@ def test_refusals_are_counted_the_same_whichever_server_process_answers(tmp_path
         assert 'eventmap_refused_total{status="429"} 0' in requests.get(server.url + "/metrics", timeout=10).text
 
 
-def test_sigterm_lets_a_request_waiting_for_the_store_finish(tmp_path):
-    configure(tmp_path, "{threads: 1, queue_depth: 0}")
+def test_sigterm_lets_a_request_waiting_for_the_store_finish_and_does_not_wait_for_a_slow_body(tmp_path):
+    configure(tmp_path, "{threads: 1, queue_depth: 0, body_timeout: 60s}")
     server = Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only").start()
     try:
         assert track(server).status_code == 200
@@ -190,13 +190,18 @@ def test_sigterm_lets_a_request_waiting_for_the_store_finish(tmp_path):
         in_flight.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + AUTH.encode()
                           + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         wait_for(lambda: track(server).status_code == 429, 20, "a 429: the store thread is taken")
+        slow = connect(server)        # a body that will never all arrive
+        slow.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.5)
         server.process.send_signal(signal.SIGTERM)
         time.sleep(1.0)
         assert server.process.poll() is None, "the server waits for the request in flight"
         blocker.execute("COMMIT")
         blocker.close()
         assert read_all(in_flight).startswith(b"HTTP/1.1 200 ")
-        assert server.process.wait(30) == 0
+        assert server.process.wait(15) == 0   # gunicorn's graceful_timeout (20 s) was not needed
+        assert read_all(slow) == b""          # dropped unanswered: it was never acknowledged
+        slow.close()
         with open_store("sqlite:///events.db", base=tmp_path) as store:
             assert message_id in {r.message_id for r in store.list(limit=100)}
     finally:

@@ -107,6 +107,14 @@ class GuardedH11(H11Protocol):
         self._stop_timer()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """On SIGTERM: a request whose body is still arriving is dropped (it was not acknowledged; the client
+        sends it again), so a slow client cannot hold the stop up; requests that arrived whole finish."""
+        if self.cycle is not None and not self.cycle.response_started and self.conn.their_state is h11.SEND_BODY:
+            self.transport.close()
+            return
+        super().shutdown()
+
     def send_400_response(self, msg: str) -> None:
         """h11 could not read the request (malformed, or headers over MAX_HEADER_BYTES): counted too."""
         if self.refusals is not None:
