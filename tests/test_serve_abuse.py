@@ -22,7 +22,7 @@ from serve_harness import WRITE_KEY, Server, wait_for, write_config
 
 from engine.problems import ConfigError
 from engine.serve.config import load_serve_config
-from engine.store import DELIVERED, NewDelivery, NewEvent, open_store
+from engine.store import DEAD, DELIVERED, Attempt, Finish, NewDelivery, NewEvent, open_store
 
 AUTH = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
 
@@ -225,3 +225,35 @@ def test_server_limits_in_the_configuration_file_are_checked_with_file_and_line(
     path.write_text(path.read_text().replace("header_timeout: 0", "header_timeout: 2s"), encoding="utf-8")
     options = load_serve_config(path).server
     assert (options.header_timeout, options.retry_after, options.body_timeout, options.queue_depth) == (2.0, 1.5, 30.0, 64)
+
+
+def test_prune_keeps_its_semantics_in_both_stores(store, backend):
+    """Old events with no delivery left go, whether they never had one or lost their last to the prune;
+    an old event that still has a dead letter stays, and so does a young event with no delivery."""
+    day, t0 = 86400.0, 1_700_000_000.0
+    body = {"type": "track", "event": "E", "userId": "u"}
+    [never, done, dead] = [a.event_id for a in store.accept(
+        [NewEvent(body, "never", []), NewEvent(body, "done", [NewDelivery("crisp", DELIVERED)]),
+         NewEvent(body, "dead", [NewDelivery("crisp", "queued")])], t0, dedupe_window=day)]
+    [young] = [a.event_id for a in store.accept([NewEvent(body, "young", [])], t0 + 5 * day)]
+    [leased] = store.lease("crisp", 10, "w", t0, 60)
+    store.finish([Finish(leased.id, DEAD, Attempt(t0, 400, "no"), reason="final")], "w", t0)
+    assert store.prune(t0 + day, batch=2) == 1
+    assert [r.message_id for r in store.list(limit=10)] == ["dead"]
+    kept = {r.event_id for r in store.list(limit=10)}
+    assert kept == {dead}
+    # the events themselves: only the dead letter's and the young one remain
+    assert _event_ids(backend) == {dead, young} and not {never, done} & _event_ids(backend)
+    # the seen table was trimmed: the dead letter's message id is new again
+    assert store.accept([NewEvent(body, "dead", [NewDelivery("crisp", "queued")])], t0 + 2 * day,
+                        dedupe_window=day)[0].deliveries[0][2] == "queued"
+
+
+def _event_ids(backend) -> set[int]:
+    """The events table as the database holds it (no Store method lists events without deliveries)."""
+    if backend.name == "sqlite":
+        with sqlite3.connect(backend.url[len("sqlite:///"):]) as conn:
+            return {row[0] for row in conn.execute("SELECT id FROM events")}
+    import psycopg
+    with psycopg.connect(backend.url, autocommit=True) as conn:
+        return {row[0] for row in conn.execute("SELECT id FROM events")}
