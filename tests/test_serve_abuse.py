@@ -57,7 +57,7 @@ def read_all(sock: socket.socket) -> bytes:
 
 
 def test_slow_clients_do_not_stop_intake_and_are_closed_after_their_timeout(tmp_path):
-    configure(tmp_path, "{header_timeout: 3s, body_timeout: 3s}")
+    configure(tmp_path, "{header_timeout: 5s, body_timeout: 5s}")
     with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "2", "--threads", "2", "--intake-only") as server:
         head = (f"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {AUTH}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n").encode()
@@ -71,13 +71,13 @@ def test_slow_clients_do_not_stop_intake_and_are_closed_after_their_timeout(tmp_
         # with gthread, 8 such clients held every thread: legitimate requests timed out
         answers = [track(server) for _ in range(10)]
         assert [a.status_code for a in answers] == [200] * 10
-        assert time.monotonic() - opened < 3, "answered while every slow client was still connected"
+        assert time.monotonic() - opened < 5, "answered while every slow client was still connected"
         for sock in trickling:
             sock.sendall(head[1:2])                           # still trickling: the deadline is not reset by bytes
         for sock in trickling + short:
             assert read_all(sock).startswith(b"HTTP/1.1 408 "), "a slow client is answered 408 and closed"
             sock.close()
-        assert time.monotonic() - opened < 25
+        assert time.monotonic() - opened < 30
         assert refused(server, 408) == 40
         assert track(server).status_code == 200
 
