@@ -38,6 +38,7 @@ from .segment_api import (
 
 log = logging.getLogger("eventmap.serve")
 JSON = "application/json"
+REFUSED = "eventmap.refused"   # an environ key: the ApiError the server answers instead of running the request
 
 
 class Collector:
@@ -47,6 +48,7 @@ class Collector:
         self._lock = threading.Lock()
         self._pid = None
         self._store = self._intake = None
+        self.refusals = metrics.Refusals()   # made here, before gunicorn forks, so every process shares it
 
     def __repr__(self) -> str:
         return f"<Collector {self.config.file}>"
@@ -82,6 +84,8 @@ class Collector:
             status, content_type, extra = 500, JSON, []
             body = _json({"success": False, "code": "internal",
                           "message": "the server failed; the request was not stored, send it again"})
+        if status >= 400:
+            self.refusals.count(status)
         if browser_facing:
             extra = [*extra, *self.config.browser.cors_headers(environ)]
         data = (body if isinstance(body, bytes) else body.encode("utf-8")) if status != 204 else b""
@@ -90,6 +94,8 @@ class Collector:
         return [data] if method != "HEAD" else []
 
     def dispatch(self, method: str, path: str, environ):
+        if REFUSED in environ:   # decided by the server before the request got here (engine/serve/asgi.py)
+            raise environ[REFUSED]
         if path in ("/healthz", "/metrics"):
             _allow(method, ("GET", "HEAD"))
             return self.health() if path == "/healthz" else self.metrics()
@@ -123,7 +129,7 @@ class Collector:
         return 200, JSON, _json({"status": "ok"}), []
 
     def metrics(self):
-        return 200, metrics.CONTENT_TYPE, metrics.render(self.store().counts(self.clock())), []
+        return 200, metrics.CONTENT_TYPE, metrics.render(self.store().counts(self.clock()), self.refusals.snapshot()), []
 
     def settings(self, key: str, environ):
         """analytics.js's settings document (its CDN's ``/v1/projects/KEY/settings``)."""

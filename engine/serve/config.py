@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..durations import parse_duration
 from ..load.config import Config, load_config
 from ..load.delivery_options import DeliveryOptions, StorageOptions
 from ..load.yaml_source import YamlDocument, load_yaml
@@ -109,7 +110,15 @@ class ServerOptions:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     workers: int = DEFAULT_WORKERS
-    threads: int = DEFAULT_THREADS
+    threads: int = DEFAULT_THREADS     # store threads per server process
+    queue_depth: int = 64              # requests per process that may wait for a store thread; more are answered 429
+    retry_after: float = 2.0           # seconds, in the Retry-After of a 429
+    header_timeout: float = 10.0       # a request's headers must arrive within this, from connect or the last answer
+    body_timeout: float = 30.0         # a request's body must arrive within this, from its headers
+    max_connections: int = 1000        # open connections per server process; more are answered 503 and closed
+
+
+SERVER_DURATIONS = ("retry_after", "header_timeout", "body_timeout")
 
 
 @dataclass
@@ -198,10 +207,11 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
             continue
         webhooks[name] = _webhook(name, spec, doc, environ, problems)
     _no_shared_keys(keys, doc, problems)
+    server = _server(config, doc, problems)
     if problems:
         raise ConfigError(problems)
     return ServeConfig(config.file, config.folder, config.data["destinations"], config.mappings,
-                       WriteKeys(keys), webhooks, _server(config), config.storage, config.delivery, doc=doc,
+                       WriteKeys(keys), webhooks, server, config.storage, config.delivery, doc=doc,
                        browser=browser, logging=config.logging)
 
 
@@ -277,7 +287,18 @@ def _no_shared_keys(keys: dict[str, Secret], doc: YamlDocument, problems: list) 
         seen.setdefault(key.reveal(), name)
 
 
-def _server(config: Config) -> ServerOptions:
+def _server(config: Config, doc: YamlDocument, problems: list) -> ServerOptions:
     spec = config.data.get("server") or {}
-    return ServerOptions(spec.get("host", DEFAULT_HOST), spec.get("port", DEFAULT_PORT),
-                         spec.get("workers", DEFAULT_WORKERS), spec.get("threads", DEFAULT_THREADS))
+    values = {name: spec[name] for name in ServerOptions.__dataclass_fields__ if name in spec}
+    for name in SERVER_DURATIONS:
+        if name in values:
+            try:
+                values[name] = parse_duration(values[name])
+            except ValueError as exc:
+                problems.append(doc.problem(("server", name), str(exc)))
+                del values[name]
+                continue
+            if values[name] <= 0 and name != "retry_after":
+                problems.append(doc.problem(("server", name), "must be more than 0 (a read that may never end is "
+                                                              "what this bounds)"))
+    return ServerOptions(**values)

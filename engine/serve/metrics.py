@@ -1,10 +1,17 @@
-"""/metrics in Prometheus' text format, read from the store.
+"""/metrics in Prometheus' text format, read from the store and from refusal counters.
 
-Counts come from ``store.counts`` and not from memory, so every server process
-answers the same numbers, and a restart loses none. They count what the store
-keeps: pruning (``delivery.keep_done_for``) lowers them, hence gauges, not counters.
+Delivery counts come from ``store.counts`` and not from memory, so every server
+process answers the same numbers, and a restart loses none. They count what the
+store keeps: pruning (``delivery.keep_done_for``) lowers them, hence gauges.
+
+Refused requests never reach the store (a bad request must not cost a write),
+so they are counted in shared memory that the server's master process maps
+before gunicorn forks its workers: every process adds to, and reads, the same
+counters. They restart at zero with the server, as Prometheus counters may.
 """
 from __future__ import annotations
+
+import multiprocessing
 
 from ..store import DEAD, DELIVERED, DRY_RUN, INTAKE, QUEUED, REJECTED, RETRYING, SKIPPED, STATES
 
@@ -25,8 +32,36 @@ SERIES = [
 ]
 
 
-def render(counts: dict[str, dict[str, int]]) -> str:
-    """The exposition text for ``store.counts(now)``; events refused by the schema check sit under (intake)."""
+# always shown, even at zero, so a dashboard can graph them from the start
+SHOWN_REFUSALS = (400, 401, 408, 413, 429, 503)
+
+
+class Refusals:
+    """Requests answered 4xx or 5xx, by status: one shared counter per status from 400 to 599."""
+
+    FIRST, LAST = 400, 599
+
+    def __init__(self):
+        # an anonymous shared mapping and a semaphore, both inherited by forked processes
+        self._counts = multiprocessing.Array("q", self.LAST - self.FIRST + 1)
+
+    def __repr__(self) -> str:
+        return f"<Refusals {self.snapshot()}>"
+
+    def count(self, status: int) -> None:
+        if self.FIRST <= status <= self.LAST:
+            with self._counts.get_lock():
+                self._counts[status - self.FIRST] += 1
+
+    def snapshot(self) -> dict[int, int]:
+        with self._counts.get_lock():
+            values = self._counts[:]
+        return {self.FIRST + i: n for i, n in enumerate(values) if n or self.FIRST + i in SHOWN_REFUSALS}
+
+
+def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = None) -> str:
+    """The exposition text for ``store.counts(now)`` (events refused by the schema check sit under (intake))
+    and ``Refusals.snapshot()``."""
     destinations = sorted(d for d in counts if d != INTAKE)
     lines = ["# HELP eventmap_intake_rejected Events rejected at intake: they do not follow the Segment spec.",
              "# TYPE eventmap_intake_rejected gauge",
@@ -40,6 +75,10 @@ def render(counts: dict[str, dict[str, int]]) -> str:
         for state in STATES:
             lines.append(f'eventmap_deliveries{{destination="{_label(destination)}",state="{state}"}} '
                          f'{counts[destination].get(state, 0)}')
+    lines += ["# HELP eventmap_refused_total Requests refused, by HTTP status: 400 bad request, 401 write key, "
+              "408 too slow, 413 too large, 429 store busy (backpressure), 503 too many connections.",
+              "# TYPE eventmap_refused_total counter"]
+    lines += [f'eventmap_refused_total{{status="{status}"}} {n}' for status, n in sorted((refused or {}).items())]
     return "\n".join(lines) + "\n"
 
 

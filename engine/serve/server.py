@@ -1,17 +1,33 @@
-"""gunicorn, embedded: a production WSGI server with pre-forked worker processes.
+"""gunicorn, embedded, with asyncio workers: supervised processes that slow clients cannot stall.
 
 gunicorn supervises the server processes (restarts one that dies, drains them
-on SIGTERM) so eventmap does not have to; each process runs a few threads,
-which lets one slow client not hold up the others. ``when_ready`` prints the
-address actually bound (port 0 picks a free one), for people and tests alike.
+on SIGTERM: requests in flight finish) so eventmap does not have to. Each
+process runs uvicorn's event loop (the ``uvicorn-worker`` worker class) instead
+of gunicorn's threads: with threads, seven clients that sent headers slowly, or
+less body than they promised, held every thread and stopped all intake. On the
+loop a waiting client costs a coroutine; the collector's store writes run in a
+small thread pool once a request has fully arrived (engine/serve/asgi.py).
+
+uvicorn has a keep-alive timeout but none for a request's headers: a client
+that trickles one header byte at a time keeps its connection forever.
+``GuardedH11`` adds that deadline, and a bound on open connections per process.
+``when_ready`` prints the address actually bound (port 0 picks a free one).
 """
 from __future__ import annotations
 
 import sys
+from typing import Any
 
+import h11
 from gunicorn.app.base import BaseApplication
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn_worker import UvicornWorker
 
+from .asgi import AsgiCollector
 from .config import ServerOptions
+from .metrics import Refusals
+
+MAX_HEADER_BYTES = 16 * 1024   # a request's line and headers; a longer one is answered 400 by h11
 
 
 class GunicornServer(BaseApplication):
@@ -24,8 +40,7 @@ class GunicornServer(BaseApplication):
         settings = {
             "bind": [f"{host}:{self.options.port}"],
             "workers": self.options.workers,
-            "threads": self.options.threads,
-            "worker_class": "gthread",
+            "worker_class": worker_class(self.options, self.app.refusals),
             "timeout": 60,               # a stuck process is replaced after this
             "graceful_timeout": 20,      # requests in progress get this long to finish on SIGTERM
             "keepalive": 5,              # SDKs send batch after batch on one connection
@@ -41,11 +56,101 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return self.app
+        return AsgiCollector(self.app, self.options)
 
     def _on_exit(self, server):
         if self.exit_hook:
             self.exit_hook()
+
+
+def worker_class(options: ServerOptions, refusals: Refusals) -> type:
+    """The gunicorn worker class: uvicorn on asyncio, speaking HTTP/1.1 through ``GuardedH11``."""
+    protocol = type("GuardedH11", (GuardedH11,), {"header_timeout": options.header_timeout,
+                                                   "max_connections": options.max_connections,
+                                                   "refusals": refusals})
+    # proxy_headers off: the collector decides which proxies to trust (server.trusted_proxies), not uvicorn
+    kwargs: dict[str, Any] = {"loop": "asyncio", "http": protocol, "lifespan": "off", "proxy_headers": False,
+                              "h11_max_incomplete_event_size": MAX_HEADER_BYTES, "server_header": False}
+    return type("EventmapWorker", (UvicornWorker,), {"CONFIG_KWARGS": kwargs})
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for headers and a bound on connections.
+
+    The deadline runs from the connection (or the end of the previous answer)
+    until the request's headers are complete, however slowly the bytes come.
+    A connection over the bound is answered 503 and closed at once.
+    """
+
+    header_timeout = 10.0
+    max_connections = 1000
+    refusals: Refusals | None = None
+
+    def connection_made(self, transport) -> None:
+        self._header_timer: Any = None
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self._refuse(503, b"Service Unavailable", b"too many open connections; send it again\n",
+                         b"Retry-After: 1\r\n")
+            return
+        self._watch_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_headers()
+
+    def connection_lost(self, exc) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """On SIGTERM: a request whose body is still arriving is dropped (it was not acknowledged; the client
+        sends it again), so a slow client cannot hold the stop up; requests that arrived whole finish."""
+        if self.cycle is not None and not self.cycle.response_started and self.conn.their_state is h11.SEND_BODY:
+            self.transport.close()
+            return
+        super().shutdown()
+
+    def send_400_response(self, msg: str) -> None:
+        """h11 could not read the request (malformed, or headers over MAX_HEADER_BYTES): counted too."""
+        if self.refusals is not None:
+            self.refusals.count(400)
+        super().send_400_response(msg)
+
+    def _watch_headers(self) -> None:
+        """A timer runs while the connection waits for a request's headers, and only then."""
+        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        if waiting and self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+        elif not waiting:
+            self._stop_timer()
+
+    def _stop_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:   # part of a request came
+            self._refuse(408, b"Request Timeout",
+                         f"the request headers did not arrive within {self.header_timeout:g}s\n".encode())
+        else:                                                                   # an idle connection
+            self.transport.close()
+
+    def _refuse(self, status: int, phrase: bytes, text: bytes, more: bytes = b"") -> None:
+        """Answer outside h11 (no request was read, so h11 cannot) and close."""
+        if self.refusals is not None:
+            self.refusals.count(status)
+        self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+                             b"Connection: close\r\n%s\r\n%s" % (status, phrase, len(text), more, text))
+        self.transport.close()
 
 
 def _announce(server) -> None:

@@ -10,6 +10,7 @@ clock. Nothing outside ``engine.store`` imports a backend module.
 """
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -198,3 +199,10 @@ def duplicate_reason(message_id: str, destination: str, first: float, window: fl
     when = datetime.fromtimestamp(first, UTC).isoformat(timespec="seconds")
     return (f"duplicate: messageId {message_id!r} was already accepted for {destination} at {when}, "
             f"within the {describe_seconds(window)} dedupe window")
+
+
+def yield_lock(held: float) -> None:
+    """Between two transactions of a long job (prune): leave the write lock free at least as long as it was
+    held, and 25 ms at least, longer than one step of SQLite's busy wait, so writers waiting for it (intake)
+    get their turn instead of finding it taken again at each try."""
+    time.sleep(max(0.025, held))

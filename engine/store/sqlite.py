@@ -31,6 +31,7 @@ from .base import (
     NewEvent,
     Store,
     duplicate_reason,
+    yield_lock,
 )
 from .migrations import migrations
 
@@ -282,25 +283,57 @@ class SQLiteStore(Store):
                 f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
                 (QUEUED, now, now, now, *params)).rowcount
 
-    def prune(self, before: float, batch: int = 1000) -> int:
+    def prune(self, before: float, batch: int = 250) -> int:
+        """Delete old finished deliveries (dead letters stay), their attempts, events left with no delivery,
+        and old message ids, in short transactions that each leave the write lock free after them
+        (``yield_lock``): intake keeps its turn while a large prune runs."""
         deleted = 0
         while True:
+            began = time.monotonic()
             with self._write() as conn:
-                ids = [r[0] for r in conn.execute(
-                    "SELECT id FROM deliveries WHERE state IN " + PRUNABLE_SQL + " AND updated_at < ? LIMIT ?",
-                    (before, batch))]
-                if ids:
-                    marks = ",".join("?" * len(ids))
+                # states spelt in the SQL: only then can SQLite use the partial index deliveries_finished
+                rows = conn.execute(f"SELECT id, event_id FROM deliveries WHERE state IN {PRUNABLE_SQL}"
+                                    " AND updated_at < ? LIMIT ?", (before, batch)).fetchall()
+                if rows:
+                    ids, marks = [r[0] for r in rows], ",".join("?" * len(rows))
+                    events = sorted({r[1] for r in rows})
                     conn.execute(f"DELETE FROM attempts WHERE delivery_id IN ({marks})", ids)
                     conn.execute(f"DELETE FROM deliveries WHERE id IN ({marks})", ids)
-                events = conn.execute(
-                    "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.received_at < ? AND NOT"
-                    " EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT ?)", (before, batch)).rowcount
+                    conn.execute(f"DELETE FROM events WHERE id IN ({','.join('?' * len(events))}) AND NOT EXISTS"
+                                 " (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)", events)
+            deleted += len(rows)
+            yield_lock(time.monotonic() - began)
+            if len(rows) < batch:
+                break
+        while True:
+            began = time.monotonic()
+            with self._write() as conn:
                 seen = conn.execute("DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen WHERE at < ? LIMIT ?)",
                                     (before, batch)).rowcount
-            deleted += len(ids)
-            if max(len(ids), events, seen) < batch:  # every kind of old row is gone, not only deliveries
-                return deleted
+            yield_lock(time.monotonic() - began)
+            if seen < batch:
+                break
+        self._prune_undelivered_events(before, batch)
+        return deleted
+
+    def _prune_undelivered_events(self, before: float, batch: int) -> None:
+        """Events that never had a delivery (every route disabled). Found by reading, which takes no lock,
+        in id order (the order they came in) up to the first one too young to go."""
+        conn, after = self._connection(), 0
+        while True:
+            rows = conn.execute("SELECT e.id, e.received_at, EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)"
+                                " FROM events e WHERE e.id > ? ORDER BY e.id LIMIT ?", (after, batch)).fetchall()
+            old = [r for r in rows if r[1] < before]
+            doomed = [r[0] for r in old if not r[2]]
+            if doomed:
+                began = time.monotonic()
+                with self._write() as writer:
+                    writer.execute(f"DELETE FROM events WHERE id IN ({','.join('?' * len(doomed))}) AND NOT EXISTS"
+                                   " (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)", doomed)
+                yield_lock(time.monotonic() - began)
+            if len(rows) < batch or len(old) < len(rows):
+                return
+            after = rows[-1][0]
 
 
 _RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, created_at, updated_at, next_at,"

@@ -1,0 +1,259 @@
+"""Clients that cannot stop intake: slow ones, too many, a store that cannot keep up, a large prune.
+
+Real ``eventmap serve`` processes, raw sockets for the abusive clients, the real
+Segment SDK, and the real SQLite file. Timing is asserted only with wide
+margins (the machine is a loaded 2-core one); bench/bench_abuse.py measures p99.
+"""
+from __future__ import annotations
+
+import base64
+import re
+import signal
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+import segment.analytics as analytics
+from serve_harness import WRITE_KEY, Server, wait_for, write_config
+
+from engine.problems import ConfigError
+from engine.serve.config import load_serve_config
+from engine.store import DEAD, DELIVERED, Attempt, Finish, NewDelivery, NewEvent, open_store
+
+AUTH = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+
+
+def configure(folder, server_options: str):
+    path = write_config(folder, "http://127.0.0.1:9", "http://127.0.0.1:9")
+    path.write_text(path.read_text() + f"server: {server_options}\n", encoding="utf-8")
+
+
+def refused(server: Server, status: int) -> int:
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    found = re.search(rf'^eventmap_refused_total{{status="{status}"}} (\d+)$', text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def track(server: Server, **headers) -> requests.Response:
+    return server.post("/v1/track", {"userId": "u-1", "event": "Legit", "messageId": str(uuid.uuid4())},
+                       headers=headers or None)
+
+
+def connect(server: Server) -> socket.socket:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (bounded by the socket timeout)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_slow_clients_do_not_stop_intake_and_are_closed_after_their_timeout(tmp_path):
+    configure(tmp_path, "{header_timeout: 5s, body_timeout: 5s}")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "2", "--threads", "2", "--intake-only") as server:
+        head = (f"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {AUTH}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n").encode()
+        trickling = [connect(server) for _ in range(20)]     # headers, one byte at a time
+        short = [connect(server) for _ in range(20)]         # full headers, 10 of the 5000 bytes promised
+        for sock in trickling:
+            sock.sendall(head[:1])
+        for sock in short:
+            sock.sendall(head + b'{"userId":')
+        opened = time.monotonic()
+        # with gthread, 8 such clients held every thread: legitimate requests timed out
+        answers = [track(server) for _ in range(10)]
+        assert [a.status_code for a in answers] == [200] * 10
+        assert time.monotonic() - opened < 5, "answered while every slow client was still connected"
+        for sock in trickling:
+            sock.sendall(head[1:2])                           # still trickling: the deadline is not reset by bytes
+        for sock in trickling + short:
+            assert read_all(sock).startswith(b"HTTP/1.1 408 "), "a slow client is answered 408 and closed"
+            sock.close()
+        assert time.monotonic() - opened < 30
+        assert refused(server, 408) == 40
+        assert track(server).status_code == 200
+
+
+def test_connections_over_the_bound_are_answered_503_and_closed(tmp_path):
+    configure(tmp_path, "{max_connections: 5}")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        idle = [connect(server) for _ in range(5)]
+        extra = connect(server)
+        assert read_all(extra).startswith(b"HTTP/1.1 503 ")
+        extra.close()
+        for sock in idle:
+            sock.close()
+        wait_for(lambda: track(server).status_code == 200, 10, "a request once the idle connections closed")
+        assert refused(server, 503) >= 1
+
+
+def test_a_store_that_cannot_keep_up_is_answered_429_with_retry_after_and_the_sdk_retries(tmp_path):
+    configure(tmp_path, "{threads: 1, queue_depth: 0, retry_after: 1s}")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        assert track(server).status_code == 200                 # the store file exists, in WAL mode
+        blocker = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")                      # the store's write lock, held by the test
+        waiting: list[str] = []                                 # sent, not answered: waiting for the store
+
+        def probe():
+            message_id = str(uuid.uuid4())
+            try:
+                return requests.post(server.url + "/v1/track", json={"userId": "u-1", "event": "Probe",
+                                     "messageId": message_id}, auth=(WRITE_KEY, ""), timeout=2)
+            except requests.exceptions.ReadTimeout:
+                waiting.append(message_id)                      # the first takes the only store thread, and waits
+                return None
+
+        # a Response is falsy when not ok: wait for it in a list
+        [answer] = wait_for(lambda: [a for a in [probe()] if a is not None and a.status_code == 429], 20, "a 429")
+        assert waiting, "the 429 came while a request was waiting for the store"
+        assert answer.headers["Retry-After"] == "1"
+        assert answer.json()["code"] == "busy" and "send it again in 1s" in answer.json()["message"]
+        assert refused(server, 429) >= 1                        # /metrics answers while the writers are stuck
+
+        before = refused(server, 429)
+        sdk = analytics.Client(WRITE_KEY, host=server.url, max_retries=10)
+        user = f"sdk-{uuid.uuid4()}"
+        sdk.track(user, "Sent While Busy")
+        sent = threading.Thread(target=sdk.flush)
+        sent.start()
+        wait_for(lambda: refused(server, 429) > before, 20, "the SDK's batch answered 429")
+        blocker.execute("COMMIT")                               # the store keeps up again
+        blocker.close()
+        sent.join(30)
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            def stored() -> list[dict]:
+                return [store.get(r.id).event for r in store.list(destination="planhat", limit=1000)]
+            wait_for(lambda: any(e.get("userId") == user for e in stored()), 20, "the SDK's event stored after its retry")
+            assert set(waiting) <= {e["messageId"] for e in stored()}   # the waiting requests were stored too
+        sdk.shutdown()
+
+
+def test_a_large_prune_does_not_stop_intake(tmp_path):
+    configure(tmp_path, "{workers: 1}")
+    now = time.time()
+    with open_store("sqlite:///events.db", base=tmp_path) as store:
+        for _ in range(40):
+            store.accept([NewEvent({"type": "track", "event": "Old", "userId": "u"}, None,
+                                   [NewDelivery("planhat", DELIVERED)]) for _ in range(1000)], now - 30 * 86400)
+    with Server(tmp_path, "--config", "eventmap.yaml", "--intake-only") as server:
+        pruned: list[int] = []
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            pruning = threading.Thread(target=lambda: pruned.append(store.prune(now - 86400)))
+            pruning.start()
+            took = []
+            while pruning.is_alive():
+                began = time.monotonic()
+                assert track(server).status_code == 200
+                took.append(time.monotonic() - began)
+            pruning.join()
+        assert pruned == [40_000]
+        # the prune takes seconds; intake was answered all along, never held for long
+        assert len(took) >= 20 and max(took) < 2.0, (len(took), max(took))
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            assert store.counts(time.time())["planhat"].get(DELIVERED, 0) == 0
+            assert sum(store.counts(time.time())["planhat"].values()) == len(took)
+
+
+def test_refusals_are_counted_the_same_whichever_server_process_answers(tmp_path):
+    configure(tmp_path, "{workers: 2}")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--intake-only") as server:
+        for _ in range(12):   # new connections, spread over both server processes
+            assert server.post("/v1/track", {"userId": "u", "event": "E"}, key="wrong-key").status_code == 401
+            assert server.post("/v1/track", data=b"{not json").status_code == 400
+        assert server.post("/v1/batch", data=b"x" * 600_000).status_code == 400   # over the 500 KB limit
+        huge_headers = requests.post(server.url + "/v1/track", headers={"X-Padding": "p" * 20_000}, timeout=10)
+        assert huge_headers.status_code == 400                                     # over the 16 KB for headers
+        seen = {(refused(server, 400), refused(server, 401)) for _ in range(12)}
+        assert seen == {(14, 12)}
+        assert 'eventmap_refused_total{status="429"} 0' in requests.get(server.url + "/metrics", timeout=10).text
+
+
+def test_sigterm_lets_a_request_waiting_for_the_store_finish_and_does_not_wait_for_a_slow_body(tmp_path):
+    configure(tmp_path, "{threads: 1, queue_depth: 0, body_timeout: 60s}")
+    server = Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only").start()
+    try:
+        assert track(server).status_code == 200
+        blocker = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        message_id = str(uuid.uuid4())
+        body = f'{{"userId": "u", "event": "In Flight", "messageId": "{message_id}"}}'.encode()
+        in_flight = connect(server)   # sent whole before any other request, so it takes the only store thread
+        in_flight.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + AUTH.encode()
+                          + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        wait_for(lambda: track(server).status_code == 429, 20, "a 429: the store thread is taken")
+        slow = connect(server)        # a body that will never all arrive
+        slow.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert server.process.poll() is None, "the server waits for the request in flight"
+        blocker.execute("COMMIT")
+        blocker.close()
+        assert read_all(in_flight).startswith(b"HTTP/1.1 200 ")
+        assert server.process.wait(15) == 0   # gunicorn's graceful_timeout (20 s) was not needed
+        assert read_all(slow) == b""          # dropped unanswered: it was never acknowledged
+        slow.close()
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            assert message_id in {r.message_id for r in store.list(limit=100)}
+    finally:
+        server.kill()
+
+
+def test_server_limits_in_the_configuration_file_are_checked_with_file_and_line(tmp_path):
+    path = tmp_path / "eventmap.yaml"
+    path.write_text("destinations:\n  planhat:\n    settings: {tenant_token: t}\n"
+                    "server:\n  header_timeout: 0\n  body_timeout: soon\n  queue_depth: -1\n  retry_after: 1500ms\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_serve_config(path)
+    text = str(raised.value)
+    assert "eventmap.yaml:6: server.body_timeout" in text
+    assert "eventmap.yaml:7: server.queue_depth" in text
+    path.write_text(path.read_text().replace("  body_timeout: soon\n  queue_depth: -1\n", ""), encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_serve_config(path)
+    assert str(raised.value).count("\n") == 0 and "eventmap.yaml:5: server.header_timeout: must be more than 0" in str(raised.value)
+    path.write_text(path.read_text().replace("header_timeout: 0", "header_timeout: 2s"), encoding="utf-8")
+    options = load_serve_config(path).server
+    assert (options.header_timeout, options.retry_after, options.body_timeout, options.queue_depth) == (2.0, 1.5, 30.0, 64)
+
+
+def test_prune_keeps_its_semantics_in_both_stores(store, backend):
+    """Old events with no delivery left go, whether they never had one or lost their last to the prune;
+    an old event that still has a dead letter stays, and so does a young event with no delivery."""
+    day, t0 = 86400.0, 1_700_000_000.0
+    body = {"type": "track", "event": "E", "userId": "u"}
+    [never, done, dead] = [a.event_id for a in store.accept(
+        [NewEvent(body, "never", []), NewEvent(body, "done", [NewDelivery("crisp", DELIVERED)]),
+         NewEvent(body, "dead", [NewDelivery("crisp", "queued")])], t0, dedupe_window=day)]
+    [young] = [a.event_id for a in store.accept([NewEvent(body, "young", [])], t0 + 5 * day)]
+    [leased] = store.lease("crisp", 10, "w", t0, 60)
+    store.finish([Finish(leased.id, DEAD, Attempt(t0, 400, "no"), reason="final")], "w", t0)
+    assert store.prune(t0 + day, batch=2) == 1
+    assert [r.message_id for r in store.list(limit=10)] == ["dead"]
+    kept = {r.event_id for r in store.list(limit=10)}
+    assert kept == {dead}
+    # the events themselves: only the dead letter's and the young one remain
+    assert _event_ids(backend) == {dead, young} and not {never, done} & _event_ids(backend)
+    # the seen table was trimmed: the dead letter's message id is new again
+    assert store.accept([NewEvent(body, "dead", [NewDelivery("crisp", "queued")])], t0 + 2 * day,
+                        dedupe_window=day)[0].deliveries[0][2] == "queued"
+
+
+def _event_ids(backend) -> set[int]:
+    """The events table as the database holds it (no Store method lists events without deliveries)."""
+    if backend.name == "sqlite":
+        with sqlite3.connect(backend.url[len("sqlite:///"):]) as conn:
+            return {row[0] for row in conn.execute("SELECT id FROM events")}
+    import psycopg
+    with psycopg.connect(backend.url, autocommit=True) as conn:
+        return {row[0] for row in conn.execute("SELECT id FROM events")}
