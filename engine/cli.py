@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and webhook payloads wait for a server started without this option")
     mappings_option(p)
     p.set_defaults(run=cmd_serve)
+    from .console.command import add_command as add_console_command  # eventmap console: the web console alone
+    add_console_command(commands, mappings_option)
     return parser
 
 
