@@ -45,8 +45,10 @@ def refuse_marked(vendor: VendorServer, times: int | None = None) -> None:
 def start(folder: Path, vendor: VendorServer) -> Server:
     """``eventmap serve`` with destinations at ``vendor`` and the console behind HTTP Basic."""
     path = write_config(folder, vendor.url, "http://127.0.0.1:9")
-    path.write_text(path.read_text(encoding="utf-8") + "console:\n  username: admin\n"
-                    "  password: {env: TEST_CONSOLE_PASSWORD}\n", encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    # Crisp's own limit (5,000 a day) would space the stand-in's requests out by seconds
+    text = text.replace("    types: [identify]\n", "    types: [identify]\n    limits: {rate: 100/s}\n", 1)
+    path.write_text(text + "console:\n  username: admin\n  password: {env: TEST_CONSOLE_PASSWORD}\n", encoding="utf-8")
     env = {**environment(), "TEST_CONSOLE_PASSWORD": CONSOLE_PASSWORD}
     return Server(folder, "--config", "eventmap.yaml", "--workers", "2", env=env).start()
 
