@@ -438,6 +438,25 @@ def test_version_and_upgrade_twice(store):
     assert store.version() == latest
 
 
+def test_upgrading_to_version_2_fills_the_console_columns_of_events_already_kept(backend):
+    """Events accepted before version 2 are found by the console's filters after the upgrade; a body
+    PostgreSQL cannot read as text (it holds \\u0000) does not stop the upgrade."""
+    [(_, first)] = [m for m in migrations(backend.name) if m[0] == 1]
+    for statement in (s.strip() for s in first.split(";")):
+        if statement:
+            backend.execute(statement)
+    backend.execute("INSERT INTO schema_version(version) VALUES (1)")
+    backend.execute("""INSERT INTO events(message_id, received_at, body) VALUES ('old-1', 1.0,
+                       '{"type": "track", "event": "Signed Up", "userId": "u9", "messageId": "old-1"}')""")
+    backend.execute("""INSERT INTO events(message_id, received_at, body) VALUES ('old-2', 2.0,
+                       '{"type": "page", "name": "Home\\u0000", "userId": "u9", "messageId": "old-2"}')""")
+    with backend.open(upgrade=True) as upgraded:
+        assert upgraded.version() == migrations(backend.name)[-1][0]
+        found = [e.message_id for e in upgraded.events(EventQuery(user_id="u9", type="track", name="Signed Up"))]
+        assert found == ["old-1"]
+        assert [e.message_id for e in upgraded.events(EventQuery())] == ["old-2", "old-1"]
+
+
 def test_several_upgrades_at_once_on_a_new_database(backend):
     results, errors = [], []
 
