@@ -32,6 +32,7 @@ log = logging.getLogger("eventmap.console")
 PREFIX = "/console"
 COOKIE = "eventmap_console_csrf"
 FORM_LIMIT = 256 * 1024   # the tester's pasted event and the dead-letter selection; bigger is refused
+OVERVIEW_FOR = 2.0        # seconds one process reuses the overview: many open pages cost one set of reads
 STATIC = {"htmx.min.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 HEADERS = [
     # the templates escape everything; this is the second wall: no inline script, no framing
@@ -67,6 +68,7 @@ class Console:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._store = None
+        self._overview: tuple[float, dict] | None = None
 
     def __repr__(self) -> str:
         return f"<Console {self.setup.config.file}>"
@@ -150,7 +152,15 @@ class Console:
 
     # --- pages
     def overview(self) -> dict:
-        return pages.overview(self.store(), self.setup, self.clock())
+        now = self.clock()
+        with self._lock:
+            kept = self._overview
+        if kept is not None and 0 <= now - kept[0] < OVERVIEW_FOR:
+            return kept[1]
+        found = pages.overview(self.store(), self.setup, now)
+        with self._lock:
+            self._overview = (now, found)
+        return found
 
     def delivery(self, text: str) -> dict:
         if not text.isdigit():

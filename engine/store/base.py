@@ -139,6 +139,9 @@ class EventQuery:
     limit: int = 50
 
 
+EventRecords = list[EventRecord]             # names for the return types of the methods after Store.list
+Timeline = list[tuple[float, int, int]]      # (bucket start, succeeded, failed)
+
 # Skip reasons that name one event (its messageId) are grouped under one label in ``reasons``.
 DUPLICATE = "duplicate: messageId already accepted within the dedupe window"
 
@@ -186,7 +189,7 @@ class Store(ABC):
         """One delivery with its event, last request and every attempt."""
 
     @abstractmethod
-    def events(self, query: EventQuery) -> list[EventRecord]:
+    def events(self, query: EventQuery) -> EventRecords:
         """The latest events matching ``query``, newest first, each with its deliveries (no requests or
         attempts): at most ``query.limit``, found through indexes for messageId and userId."""
 
@@ -196,7 +199,7 @@ class Store(ABC):
         share the one reason ``DUPLICATE``."""
 
     @abstractmethod
-    def timeline(self, since: float, bucket: float, destination: str | None = None) -> list[tuple[float, int, int]]:
+    def timeline(self, since: float, bucket: float, destination: str | None = None) -> Timeline:
         """Attempts since ``since`` per ``bucket`` seconds, oldest first: (bucket start, succeeded, failed).
         Buckets without attempts are left out."""
 
@@ -248,7 +251,8 @@ def event_columns(event) -> tuple[str | None, str | None, str | None]:
 
 def event_filters(query: EventQuery, mark: str) -> tuple[str, list]:
     """The WHERE clause of ``events`` for either backend; ``mark`` is its placeholder."""
-    where, params = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    params: list[object] = []
     if query.before_id is not None:
         where.append(f"id < {mark}")
         params.append(query.before_id)

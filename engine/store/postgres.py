@@ -31,10 +31,12 @@ from .base import (
     DeliveryRecord,
     EventQuery,
     EventRecord,
+    EventRecords,
     Finish,
     Leased,
     NewEvent,
     Store,
+    Timeline,
     duplicate_reason,
     event_columns,
     event_filters,
@@ -314,7 +316,7 @@ class PostgresStore(Store):
                 "SELECT at, status, error, duration FROM attempts WHERE delivery_id = %s ORDER BY id", (delivery_id,))]
         return record
 
-    def events(self, query: EventQuery) -> list[EventRecord]:
+    def events(self, query: EventQuery) -> EventRecords:
         where, params = event_filters(query, "%s")
         with self._conn() as conn:
             rows = conn.execute(f"SELECT id, message_id, received_at, body FROM events WHERE {where}"
@@ -323,7 +325,7 @@ class PostgresStore(Store):
             if found:
                 by_id = {e.id: e for e in found}
                 for row in conn.execute(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE event_id = ANY(%s)"
-                                        f" ORDER BY id", (list(by_id),)):
+                                        f" ORDER BY id", ([*by_id],)):
                     record = DeliveryRecord(*row)
                     by_id[record.event_id].deliveries.append(record)
         return found
@@ -338,7 +340,7 @@ class PostgresStore(Store):
                 result.setdefault(destination, {})[reason] = n
         return result
 
-    def timeline(self, since, bucket, destination=None) -> list[tuple[float, int, int]]:
+    def timeline(self, since, bucket, destination=None) -> Timeline:
         join, params = "", [bucket, since]
         if destination:
             join, params = " JOIN deliveries d ON d.id = a.delivery_id AND d.destination = %s", [bucket, destination, since]

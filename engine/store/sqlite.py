@@ -30,10 +30,12 @@ from .base import (
     DeliveryRecord,
     EventQuery,
     EventRecord,
+    EventRecords,
     Finish,
     Leased,
     NewEvent,
     Store,
+    Timeline,
     duplicate_reason,
     event_columns,
     event_filters,
@@ -271,7 +273,7 @@ class SQLiteStore(Store):
             "SELECT at, status, error, duration FROM attempts WHERE delivery_id = ? ORDER BY rowid", (delivery_id,))]
         return record
 
-    def events(self, query: EventQuery) -> list[EventRecord]:
+    def events(self, query: EventQuery) -> EventRecords:
         where, params = event_filters(query, "?")
         conn = self._connection()
         rows = conn.execute(f"SELECT id, message_id, received_at, body FROM events WHERE {where}"
@@ -280,7 +282,7 @@ class SQLiteStore(Store):
         if found:
             by_id = {e.id: e for e in found}
             for row in conn.execute(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE event_id IN"
-                                    f" ({','.join('?' * len(found))}) ORDER BY id", list(by_id)):
+                                    f" ({','.join('?' * len(found))}) ORDER BY id", [*by_id]):
                 record = _record(row)
                 by_id[record.event_id].deliveries.append(record)
         return found
@@ -294,7 +296,7 @@ class SQLiteStore(Store):
             result.setdefault(destination, {})[reason] = n
         return result
 
-    def timeline(self, since, bucket, destination=None) -> list[tuple[float, int, int]]:
+    def timeline(self, since, bucket, destination=None) -> Timeline:
         join, params = "", [bucket, since]
         if destination:
             join, params = " JOIN deliveries d ON d.id = a.delivery_id AND d.destination = ?", [bucket, destination, since]
