@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from console_harness import (  # noqa: E402
+from console_harness import (
     CONSOLE_PASSWORD,
     CONSOLE_USER,
     REFUSED_MARK,
@@ -23,10 +23,10 @@ from console_harness import (  # noqa: E402
     refuse_marked,
     start,
 )
-from serve_harness import ROOT, wait_for  # noqa: E402
-from vendor_server import Answer, VendorServer  # noqa: E402
+from serve_harness import ROOT, wait_for
+from vendor_server import Answer, VendorServer
 
-from engine.store import open_store  # noqa: E402
+from engine.store import open_store
 
 OUT = ROOT / "docs" / "console"
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-
 from engine.cli import main
 from engine.store.migrations import migrations
 
