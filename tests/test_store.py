@@ -14,8 +14,8 @@ import pytest
 
 from conftest import REPO
 from engine.problems import ConfigError
-from engine.store import (DEAD, DELIVERED, INTAKE, QUEUED, REJECTED, RETRYING, SKIPPED, Attempt, Finish, NewDelivery,
-                          NewEvent)
+from engine.store import (DEAD, DELIVERED, DUPLICATE, INTAKE, QUEUED, REJECTED, RETRYING, SKIPPED, Attempt, EventQuery,
+                          Finish, NewDelivery, NewEvent)
 from engine.store.migrations import migrations
 
 T0 = 1_700_000_000.0
@@ -337,6 +337,57 @@ def test_list_filters_and_pages_by_id(store):
     assert store.get(10**9) is None
 
 
+def test_events_are_listed_newest_first_with_their_deliveries_and_filters(store):
+    bodies = [event("m1"), event("m2", userId="u2"), {"type": "page", "name": "Home", "userId": "u1", "messageId": "m3"},
+              {"type": "identify", "userId": "u2", "messageId": "m4", "traits": {"event": "Signed Up"}}]
+    store.accept([NewEvent(b, b["messageId"], [NewDelivery("crisp"), NewDelivery("planhat", SKIPPED, "not subscribed")])
+                  for b in bodies], T0)
+    [first, *_] = store.lease("crisp", 1, "w1", T0, 60)
+    store.finish([Finish(first.id, DEAD, Attempt(T0, 400, "crisp answered 400: bad"), reason="final")], "w1", T0)
+
+    latest = store.events(EventQuery())
+    assert [e.message_id for e in latest] == ["m4", "m3", "m2", "m1"]
+    assert latest[3].event == bodies[0] and latest[3].received_at == T0
+    assert [(d.destination, d.state, d.reason, d.last_status) for d in latest[3].deliveries] == [
+        ("crisp", DEAD, "final", 400), ("planhat", SKIPPED, "not subscribed", None)]
+
+    def ids(**filters):
+        return [e.message_id for e in store.events(EventQuery(**filters))]
+    assert ids(user_id="u2") == ["m4", "m2"]
+    assert ids(type="track") == ["m2", "m1"]
+    assert ids(name="Signed Up") == ["m2", "m1"]   # a trait called "event" is not the event's name
+    assert ids(name="Home") == ["m3"]
+    assert ids(message_id="m3") == ["m3"]
+    assert ids(user_id="u2", type="track") == ["m2"]
+    assert ids(limit=2) == ["m4", "m3"]
+    assert ids(limit=2, before_id=latest[1].id) == ["m2", "m1"]
+    assert ids(user_id="nobody") == []
+
+
+def test_reasons_count_skips_per_destination_with_duplicates_grouped(store):
+    store.accept([new(f"m{i}", "crisp") for i in range(3)], T0, dedupe_window=DAY)
+    store.accept([new(f"m{i}", "crisp") for i in range(3)], T0 + 1, dedupe_window=DAY)   # three duplicates
+    store.accept([NewEvent(event("x"), "x", [NewDelivery("crisp", SKIPPED, "not subscribed"),
+                                             NewDelivery("planhat", SKIPPED, "not subscribed")])], T0)
+    assert store.reasons() == {"crisp": {DUPLICATE: 3, "not subscribed": 1}, "planhat": {"not subscribed": 1}}
+    assert store.reasons(REJECTED) == {}
+
+
+def test_timeline_counts_attempts_per_bucket(store):
+    hour = T0 - T0 % 3600   # buckets start at multiples of their length
+    ids = fill(store, 3, now=hour) + fill(store, 1, destination="planhat", now=hour)
+    store.lease("crisp", 3, "w1", hour, 60)
+    store.lease("planhat", 1, "w1", hour, 60)
+    store.finish([Finish(ids[0], DELIVERED, Attempt(hour + 10, 200, None)),
+                  Finish(ids[1], RETRYING, Attempt(hour + 20, 503, "busy"), next_at=hour + 30),
+                  Finish(ids[2], RETRYING, Attempt(hour + 70, None, "timed out"), next_at=hour + 90),
+                  Finish(ids[3], DELIVERED, Attempt(hour + 75, 202, None))], "w1", hour)
+    assert store.timeline(hour, 60) == [(hour, 1, 1), (hour + 60, 1, 1)]
+    assert store.timeline(hour, 60, destination="crisp") == [(hour, 1, 1), (hour + 60, 0, 1)]
+    assert store.timeline(hour + 60, 3600) == [(hour, 1, 1)]
+    assert store.timeline(hour + 100, 60) == []
+
+
 def test_requeue_puts_dead_letters_back_due_now_with_a_fresh_horizon(store):
     ids = fill(store, 3) + fill(store, 1, destination="planhat")
     store.lease("crisp", 3, "w1", T0, 60)
@@ -385,6 +436,25 @@ def test_version_and_upgrade_twice(store):
     assert store.upgrade() == []
     assert store.upgrade() == []
     assert store.version() == latest
+
+
+def test_upgrading_fills_the_console_columns_of_events_already_kept(backend):
+    """Events accepted before the console's migration (3) are found by the console's filters after the upgrade; a body
+    PostgreSQL cannot read as text (it holds \\u0000) does not stop the upgrade."""
+    [(_, first)] = [m for m in migrations(backend.name) if m[0] == 1]
+    for statement in (s.strip() for s in first.split(";")):
+        if statement:
+            backend.execute(statement)
+    backend.execute("INSERT INTO schema_version(version) VALUES (1)")
+    backend.execute("""INSERT INTO events(message_id, received_at, body) VALUES ('old-1', 1.0,
+                       '{"type": "track", "event": "Signed Up", "userId": "u9", "messageId": "old-1"}')""")
+    backend.execute("""INSERT INTO events(message_id, received_at, body) VALUES ('old-2', 2.0,
+                       '{"type": "page", "name": "Home\\u0000", "userId": "u9", "messageId": "old-2"}')""")
+    with backend.open(upgrade=True) as upgraded:
+        assert upgraded.version() == migrations(backend.name)[-1][0]
+        found = [e.message_id for e in upgraded.events(EventQuery(user_id="u9", type="track", name="Signed Up"))]
+        assert found == ["old-1"]
+        assert [e.message_id for e in upgraded.events(EventQuery())] == ["old-2", "old-1"]
 
 
 def test_several_upgrades_at_once_on_a_new_database(backend):

@@ -14,12 +14,11 @@ from jsonschema import Draft202012Validator, SchemaError
 
 from ..deliver import HttpClient, SavedResponses, deliver
 from ..engine import Engine, load_mappings
-from ..map.language import MappingError, Scope, leaves
+from ..explain import explain
 from ..paths import SCHEMA_DIR
 from ..problems import Problem
-from ..secrets import Masker
 from ..source import FAILED
-from ..states import OUTCOME_STATUSES, REJECTED, SEND
+from ..states import OUTCOME_STATUSES, REJECTED
 from .common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -139,29 +138,11 @@ def cmd_explain(args) -> int:
     if args.code:
         return print_code(engine, args.destination, args.event)
     route = engine.route(args.destination, read_settings(args.settings))
-    event = read_event(args.event)
-    outcome = engine.render(event, route)
-    if outcome.status != SEND:
-        print_json(outcome.to_dict())
-        return EXIT_REJECTED if outcome.status == REJECTED else EXIT_OK
-    action = route.destination.actions[event["type"]]
-    scope = Scope(event, route.settings, {})
-    lines = []
-    for name, node in action.vars:
-        scope.set_var(name, node.evaluate(scope))
-        lines.append((f"vars.{name}", node.describe(), scope.vars[name]))
-    for path, node in leaves(action.body):
-        try:
-            value = node.evaluate(scope)
-        except MappingError as exc:
-            value = f"<error: {exc.message}>"
-        lines.append((".".join(map(str, path)) or "(body)", node.describe(), value))
-    width = max(len(p) for p, _, _ in lines)
-    mask = Masker(route.secrets)
-    for path, how, value in lines:
-        value = mask.data(value)
-        shown = json.dumps(value, ensure_ascii=False) if value is not None else "(left out: no value)"
-        print(f"{path:<{width}}  {how}\n{'':<{width}}  = {shown}")
+    explained = explain(engine, route, read_event(args.event))
+    if not explained.fields:
+        print_json(explained.outcome.to_dict())
+        return EXIT_REJECTED if explained.outcome.status == REJECTED else EXIT_OK
+    print("\n".join(explained.lines()))
     return EXIT_OK
 
 

@@ -42,8 +42,8 @@ REFUSED = "eventmap.refused"   # an environ key: the ApiError the server answers
 
 
 class Collector:
-    def __init__(self, config: ServeConfig, engine, routes: list, open_store, clock=time.time):
-        self.config, self.engine, self.routes = config, engine, routes
+    def __init__(self, config: ServeConfig, engine, routes: list, open_store, clock=time.time, console=None):
+        self.config, self.engine, self.routes, self.console = config, engine, routes, console
         self.open_store, self.clock = open_store, clock
         self._lock = threading.Lock()
         self._pid = None
@@ -70,6 +70,8 @@ class Collector:
     # --- WSGI
     def __call__(self, environ, start_response):
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
+        if self.console is not None and (path == "/console" or path.startswith("/console/")):
+            return self.console(environ, start_response)   # the web console (engine/console)
         browser_facing = path.startswith("/v1/")
         shown = _settings_path_masked(path)   # the settings path carries a write key
         try:

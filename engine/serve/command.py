@@ -44,10 +44,11 @@ def serve(args, default_mappings: Path) -> int:
     if not args.intake_only:
         worker = background.start(Path(args.config).resolve() if args.config else None, config.folder, mappings,
                                   dry_run=config.demo or args.dry_run)
-    app = Collector(config, setup.engine, setup.routes, setup.open_store)
+    from ..console import console_for
+    app = Collector(config, setup.engine, setup.routes, setup.open_store, console=console_for(setup))
     master = os.getpid()
     try:
-        GunicornServer(app, config.server, on_exit=lambda: background.stop(worker)).run()
+        GunicornServer(app, config.server, on_exit=lambda: background.stop(worker), refusals=app.refusals).run()
     finally:
         if os.getpid() == master:   # gunicorn's forked server processes leave through here too
             background.stop(worker)

@@ -106,6 +106,21 @@ class WriteKeys:
 
 
 @dataclass
+class ConsoleLogin:
+    """The console's HTTP Basic credentials (``console:`` in the file)."""
+
+    username: Secret
+    password: Secret
+
+    def matches(self, offered: tuple[str, str] | None) -> bool:
+        user, password = offered or (None, None)
+        return self.username.matches(user) & self.password.matches(password)  # both compared, always
+
+    def secrets(self) -> list[str]:
+        return [self.username.reveal(), self.password.reveal()]
+
+
+@dataclass
 class ServerOptions:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -138,6 +153,7 @@ class ServeConfig:
     doc: YamlDocument | None = None  # the file's lines, to point later problems at them
     browser: BrowserPolicy = field(default_factory=BrowserPolicy)  # origins, public URL, trusted proxies
     logging: LogOptions = field(default_factory=LogOptions)
+    console: ConsoleLogin | None = None  # None: no console, except in the demo (localhost, no login)
 
     def __repr__(self) -> str:
         # destinations' settings may hold credentials written in the file: never shown
@@ -161,6 +177,8 @@ class ServeConfig:
         found = self.write_keys.secrets()
         for source in self.webhooks.values():
             found += source.secrets()
+        if self.console:
+            found += self.console.secrets()
         return found
 
 
@@ -208,11 +226,12 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
         webhooks[name] = _webhook(name, spec, doc, environ, problems)
     _no_shared_keys(keys, doc, problems)
     server = _server(config, doc, problems)
+    console = _console(config.data.get("console"), doc, environ, problems)
     if problems:
         raise ConfigError(problems)
     return ServeConfig(config.file, config.folder, config.data["destinations"], config.mappings,
                        WriteKeys(keys), webhooks, server, config.storage, config.delivery, doc=doc,
-                       browser=browser, logging=config.logging)
+                       browser=browser, logging=config.logging, console=console)
 
 
 def _browser_server(spec: dict, folder: Path, doc: YamlDocument, problems: list) -> BrowserPolicy:
@@ -249,6 +268,14 @@ def _parsed(parse, text, doc: YamlDocument, path: tuple, problems: list):
     except ValueError as exc:
         problems.append(doc.problem(path, str(exc)))
         return None
+
+
+def _console(spec: dict | None, doc: YamlDocument, environ, problems: list) -> ConsoleLogin | None:
+    if spec is None:
+        return None
+    user = _secret(spec["username"], doc, ("console", "username"), environ, problems)
+    password = _secret(spec["password"], doc, ("console", "password"), environ, problems)
+    return ConsoleLogin(user, password) if user and password else None
 
 
 def _webhook(name: str, spec: dict, doc: YamlDocument, environ, problems: list) -> WebhookSource:

@@ -31,8 +31,10 @@ MAX_HEADER_BYTES = 16 * 1024   # a request's line and headers; a longer one is a
 
 
 class GunicornServer(BaseApplication):
-    def __init__(self, app, options: ServerOptions, on_exit=None):
-        self.app, self.options, self.exit_hook = app, options, on_exit
+    def __init__(self, app, options: ServerOptions, on_exit=None, refusals: Refusals | None = None):
+        """``refusals``: where the protocol counts what it refuses before the app sees a request (the
+        collector's shared counters; None for an app that keeps no such metric, the console alone)."""
+        self.app, self.options, self.exit_hook, self.refusals = app, options, on_exit, refusals
         super().__init__(prog="eventmap serve")
 
     def load_config(self):
@@ -40,7 +42,7 @@ class GunicornServer(BaseApplication):
         settings = {
             "bind": [f"{host}:{self.options.port}"],
             "workers": self.options.workers,
-            "worker_class": worker_class(self.options, self.app.refusals),
+            "worker_class": worker_class(self.options, self.refusals),
             "timeout": 60,               # a stuck process is replaced after this
             "graceful_timeout": 20,      # requests in progress get this long to finish on SIGTERM
             "keepalive": 5,              # SDKs send batch after batch on one connection
@@ -63,7 +65,7 @@ class GunicornServer(BaseApplication):
             self.exit_hook()
 
 
-def worker_class(options: ServerOptions, refusals: Refusals) -> type:
+def worker_class(options: ServerOptions, refusals: Refusals | None) -> type:
     """The gunicorn worker class: uvicorn on asyncio, speaking HTTP/1.1 through ``GuardedH11``."""
     protocol = type("GuardedH11", (GuardedH11,), {"header_timeout": options.header_timeout,
                                                    "max_connections": options.max_connections,

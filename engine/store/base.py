@@ -119,6 +119,36 @@ class DeliveryRecord:
     history: list[Attempt] = field(default_factory=list)
 
 
+@dataclass
+class EventRecord:
+    """One accepted event with what happened to it at each destination (the console's Events page)."""
+
+    id: int
+    message_id: str | None
+    received_at: float
+    event: object
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
+
+
+@dataclass
+class EventQuery:
+    """Which events to list: every field given must match (exact match, never a pattern)."""
+
+    type: str | None = None
+    name: str | None = None        # a track's event, or a page's or screen's name
+    user_id: str | None = None
+    message_id: str | None = None
+    before_id: int | None = None   # paging: only events older than this one
+    limit: int = 50
+
+
+EventRecords = list[EventRecord]             # names for the return types of the methods after Store.list
+Timeline = list[tuple[float, int, int]]      # (bucket start, succeeded, failed)
+
+# Skip reasons that name one event (its messageId) are grouped under one label in ``reasons``.
+DUPLICATE = "duplicate: messageId already accepted within the dedupe window"
+
+
 class Store(ABC):
     """Durable storage for accepted events and their deliveries (SQLite or PostgreSQL)."""
 
@@ -160,6 +190,21 @@ class Store(ABC):
     @abstractmethod
     def get(self, delivery_id: int) -> DeliveryRecord | None:
         """One delivery with its event, last request and every attempt."""
+
+    @abstractmethod
+    def events(self, query: EventQuery) -> EventRecords:
+        """The latest events matching ``query``, newest first, each with its deliveries (no requests or
+        attempts): at most ``query.limit``, found through indexes for messageId and userId."""
+
+    @abstractmethod
+    def reasons(self, state: str = SKIPPED, limit: int = 100) -> dict[str, dict[str, int]]:
+        """{destination: {reason: n}} for deliveries in ``state``, the most frequent first; duplicates
+        share the one reason ``DUPLICATE``."""
+
+    @abstractmethod
+    def timeline(self, since: float, bucket: float, destination: str | None = None) -> Timeline:
+        """Attempts since ``since`` per ``bucket`` seconds, oldest first: (bucket start, succeeded, failed).
+        Buckets without attempts are left out."""
 
     @abstractmethod
     def requeue(self, now: float, ids: list[int] | None = None, destination: str | None = None,
@@ -206,3 +251,36 @@ def yield_lock(held: float) -> None:
     held, and 25 ms at least, longer than one step of SQLite's busy wait, so writers waiting for it (intake)
     get their turn instead of finding it taken again at each try."""
     time.sleep(max(0.025, held))
+
+
+def event_columns(event) -> tuple[str | None, str | None, str | None]:
+    """(type, name, userId) of an event, kept beside its body so the console filters on indexed columns:
+    the name is a track's event or a page's or screen's name."""
+    if not isinstance(event, dict):
+        return None, None, None
+    values = []
+    for value in (event.get("type"), event.get("event") or event.get("name"), event.get("userId")):
+        values.append(str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None)
+    return values[0], values[1], values[2]
+
+
+def event_filters(query: EventQuery, mark: str) -> tuple[str, list]:
+    """The WHERE clause of ``events`` for either backend; ``mark`` is its placeholder."""
+    where: list[str] = ["1 = 1"]
+    params: list[object] = []
+    if query.before_id is not None:
+        where.append(f"id < {mark}")
+        params.append(query.before_id)
+    if query.message_id:
+        where.append(f"message_id = {mark}")
+        params.append(query.message_id)
+    if query.user_id:
+        where.append(f"user_id = {mark}")
+        params.append(query.user_id)
+    if query.type:
+        where.append(f"type = {mark}")
+        params.append(query.type)
+    if query.name:
+        where.append(f"name = {mark}")
+        params.append(query.name)
+    return " AND ".join(where), params

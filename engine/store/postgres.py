@@ -22,6 +22,7 @@ from ..problems import ConfigError, Problem
 from ..secrets import Masker
 from .base import (
     DEAD,
+    DUPLICATE,
     PENDING_SQL,
     PRUNABLE_SQL,
     QUEUED,
@@ -29,11 +30,17 @@ from .base import (
     Accepted,
     Attempt,
     DeliveryRecord,
+    EventQuery,
+    EventRecord,
+    EventRecords,
     Finish,
     Leased,
     NewEvent,
     Store,
+    Timeline,
     duplicate_reason,
+    event_columns,
+    event_filters,
 )
 from .migrations import migrations
 from .urls import masked_url, url_secrets
@@ -148,8 +155,10 @@ class PostgresStore(Store):
         with self._write() as conn:
             firsts = self._claim(conn, events, plans, now, dedupe_window)
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO events(message_id, received_at, body) VALUES (%s, %s, %s) RETURNING id",
-                                [(_text(new.message_id), now, _json(new.event)) for new in events], returning=True)
+                cur.executemany("INSERT INTO events(message_id, received_at, body, type, name, user_id)"
+                                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                                [(_text(new.message_id), now, _json(new.event),
+                                  *(_text(v) for v in event_columns(new.event))) for new in events], returning=True)
                 event_ids = _returned(cur)
                 rows = []
                 for event_id, new, plan in zip(event_ids, events, plans):
@@ -309,6 +318,41 @@ class PostgresStore(Store):
             record.history = [Attempt(*a) for a in conn.execute(
                 "SELECT at, status, error, duration FROM attempts WHERE delivery_id = %s ORDER BY id", (delivery_id,))]
         return record
+
+    def events(self, query: EventQuery) -> EventRecords:
+        where, params = event_filters(query, "%s")
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT id, message_id, received_at, body FROM events WHERE {where}"
+                                f" ORDER BY id DESC LIMIT %s", (*params, query.limit)).fetchall()
+            found = [EventRecord(*row) for row in rows]
+            if found:
+                by_id = {e.id: e for e in found}
+                for row in conn.execute(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE event_id = ANY(%s)"
+                                        f" ORDER BY id", ([*by_id],)):
+                    record = DeliveryRecord(*row)
+                    by_id[record.event_id].deliveries.append(record)
+        return found
+
+    def reasons(self, state=SKIPPED, limit=100) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        with self._conn() as conn:
+            for destination, reason, n in conn.execute(
+                    "SELECT destination, CASE WHEN reason LIKE 'duplicate:%%' THEN %s ELSE COALESCE(reason, '') END"
+                    " AS r, COUNT(*) AS n FROM deliveries WHERE state = %s GROUP BY destination, r"
+                    " ORDER BY n DESC LIMIT %s", (DUPLICATE, state, limit)):
+                result.setdefault(destination, {})[reason] = n
+        return result
+
+    def timeline(self, since, bucket, destination=None) -> Timeline:
+        join, params = "", [bucket, since]
+        if destination:
+            join, params = " JOIN deliveries d ON d.id = a.delivery_id AND d.destination = %s", [bucket, destination, since]
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"SELECT floor(a.at / %s)::bigint AS b, COUNT(*) FILTER (WHERE a.status BETWEEN 200 AND 299),"
+                f" COUNT(*) FILTER (WHERE a.status IS NULL OR a.status NOT BETWEEN 200 AND 299) FROM attempts a{join}"
+                f" WHERE a.at >= %s GROUP BY b ORDER BY b", params).fetchall()
+        return [(float(b * bucket), ok, failed) for b, ok, failed in rows]
 
     def requeue(self, now, ids=None, destination=None, state=DEAD) -> int:
         where, params = ["state = %s"], [state]

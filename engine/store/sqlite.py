@@ -19,6 +19,7 @@ from pathlib import Path
 from ..problems import ConfigError, Problem
 from .base import (
     DEAD,
+    DUPLICATE,
     PENDING_SQL,
     PRUNABLE_SQL,
     QUEUED,
@@ -26,11 +27,17 @@ from .base import (
     Accepted,
     Attempt,
     DeliveryRecord,
+    EventQuery,
+    EventRecord,
+    EventRecords,
     Finish,
     Leased,
     NewEvent,
     Store,
+    Timeline,
     duplicate_reason,
+    event_columns,
+    event_filters,
     yield_lock,
 )
 from .migrations import migrations
@@ -140,8 +147,9 @@ class SQLiteStore(Store):
         accepted = []
         with self._write() as conn:
             for new in events:
-                cursor = conn.execute("INSERT INTO events(message_id, received_at, body) VALUES (?, ?, ?)",
-                                      (new.message_id, now, _dump(new.event)))
+                cursor = conn.execute("INSERT INTO events(message_id, received_at, body, type, name, user_id)"
+                                      " VALUES (?, ?, ?, ?, ?, ?)",
+                                      (new.message_id, now, _dump(new.event), *event_columns(new.event)))
                 event_id = cursor.lastrowid
                 rows = []
                 for d in new.deliveries:
@@ -266,6 +274,39 @@ class SQLiteStore(Store):
         record.history = [Attempt(*a) for a in conn.execute(
             "SELECT at, status, error, duration FROM attempts WHERE delivery_id = ? ORDER BY rowid", (delivery_id,))]
         return record
+
+    def events(self, query: EventQuery) -> EventRecords:
+        where, params = event_filters(query, "?")
+        conn = self._connection()
+        rows = conn.execute(f"SELECT id, message_id, received_at, body FROM events WHERE {where}"
+                            f" ORDER BY id DESC LIMIT ?", (*params, query.limit)).fetchall()
+        found = [EventRecord(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+        if found:
+            by_id = {e.id: e for e in found}
+            for row in conn.execute(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE event_id IN"
+                                    f" ({','.join('?' * len(found))}) ORDER BY id", [*by_id]):
+                record = _record(row)
+                by_id[record.event_id].deliveries.append(record)
+        return found
+
+    def reasons(self, state=SKIPPED, limit=100) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        for destination, reason, n in self._connection().execute(
+                "SELECT destination, CASE WHEN reason LIKE 'duplicate:%' THEN ? ELSE COALESCE(reason, '') END AS r,"
+                " COUNT(*) AS n FROM deliveries WHERE state = ? GROUP BY destination, r ORDER BY n DESC LIMIT ?",
+                (DUPLICATE, state, limit)):
+            result.setdefault(destination, {})[reason] = n
+        return result
+
+    def timeline(self, since, bucket, destination=None) -> Timeline:
+        join, params = "", [bucket, since]
+        if destination:
+            join, params = " JOIN deliveries d ON d.id = a.delivery_id AND d.destination = ?", [bucket, destination, since]
+        rows = self._connection().execute(
+            f"SELECT CAST(a.at / ? AS INTEGER) AS b, SUM(CASE WHEN a.status BETWEEN 200 AND 299 THEN 1 ELSE 0 END),"
+            f" SUM(CASE WHEN a.status BETWEEN 200 AND 299 THEN 0 ELSE 1 END) FROM attempts a{join}"
+            f" WHERE a.at >= ? GROUP BY b ORDER BY b", params).fetchall()
+        return [(float(b * bucket), ok, failed) for b, ok, failed in rows]
 
     def requeue(self, now, ids=None, destination=None, state=DEAD) -> int:
         where, params = ["state = ?"], [state]

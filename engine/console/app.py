@@ -1,0 +1,293 @@
+"""The web console as a WSGI application, mounted under ``/console``.
+
+Pages are rendered on the server from Jinja2 templates with autoescaping on:
+event data is untrusted, so it only ever reaches a page as escaped text. htmx
+(a file in ``static/``) refreshes the live parts; nothing is built on the
+user's machine. Actions are POSTs that must carry the CSRF token of the
+console's cookie (SameSite=Strict) and come from the console's own origin.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import threading
+import time
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..problems import EventmapError
+from ..secrets import Masker
+from ..serve.segment_api import basic_credentials
+from . import pages
+
+log = logging.getLogger("eventmap.console")
+
+DEFAULT_PORT = 8089   # eventmap console alone: beside the server's 8088, so both can run on one machine
+PREFIX = "/console"
+COOKIE = "eventmap_console_csrf"
+FORM_LIMIT = 256 * 1024   # the tester's pasted event and the dead-letter selection; bigger is refused
+OVERVIEW_FOR = 2.0        # seconds one process reuses the overview: many open pages cost one set of reads
+STATIC = {"htmx.min.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+HEADERS = [
+    # the templates escape everything; this is the second wall: no inline script, no framing
+    ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    ("Cache-Control", "no-store"),
+]
+
+
+class Refused(EventmapError):
+    """A request the console answers with an error page (bad form, cross-site, unknown page)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Console:
+    """The console for one configuration: its setup (engine, routes, sources) and its store."""
+
+    def __init__(self, setup, *, login=None, enabled: bool = True, disabled_reason: str = "", clock=time.time):
+        self.setup, self.login, self.enabled, self.disabled_reason = setup, login, enabled, disabled_reason
+        self.clock = clock
+        self.masker = Masker(frozenset(s for r in setup.routes for s in r.secrets) | frozenset(setup.config.secrets()))
+        folder = Path(str(resources.files(__package__)))
+        self.templates = Environment(loader=FileSystemLoader(folder / "templates"),
+                                     autoescape=select_autoescape(default=True, default_for_string=True))
+        self.templates.filters.update(when=pages.when, pretty=pages.pretty, seconds=pages.seconds)
+        self.static = folder / "static"
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._store = None
+        self._overview: tuple[float, dict] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Console {self.setup.config.file}>"
+
+    def store(self):
+        """Opened per process, on first use: a forked server process must not share SQLite connections."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._store = self.setup.open_store()
+                self._pid = os.getpid()
+            return self._store
+
+    # --- WSGI
+    def __call__(self, environ, start_response):
+        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
+        request = Request(environ)
+        extra: list[tuple[str, str]] = []
+        try:
+            if not self.enabled:
+                raise Refused(404, self.disabled_reason)
+            if self.login is not None and not self.login.matches(basic_credentials(environ.get("HTTP_AUTHORIZATION"))):
+                status, content_type, body = 401, "text/plain; charset=utf-8", "the console needs its username and password"
+                extra = [("WWW-Authenticate", 'Basic realm="eventmap console", charset="UTF-8"')]
+            else:
+                status, content_type, body, extra = self.dispatch(method, path.rstrip("/") or "/", request)
+        except Refused as exc:
+            status, content_type = exc.status, "text/html; charset=utf-8"
+            body = self.render("error.html", request, status=exc.status, message=exc.message)
+        except Exception:  # a fault of ours: say so on the page, never a traceback
+            log.exception("console %s %s failed", method, path)
+            status, content_type = 500, "text/html; charset=utf-8"
+            body = self.render("error.html", request, status=500, message="the console failed; the server log says why")
+        data = body if isinstance(body, bytes) else body.encode("utf-8")
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(data))), *HEADERS, *extra]
+        if request.new_token:
+            headers.append(("Set-Cookie", f"{COOKIE}={request.token}; Path={PREFIX}; HttpOnly; SameSite=Strict"))
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [data] if method != "HEAD" else []
+
+    def dispatch(self, method: str, path: str, request: Request):
+        rest = path[len(PREFIX):] or "/"
+        parts = rest.strip("/").split("/")
+        if parts[0] == "static" and len(parts) == 2 and parts[1] in STATIC:
+            _allow(method, "GET", "HEAD")
+            return 200, STATIC[parts[1]], (self.static / parts[1]).read_bytes(), [("Cache-Control", "max-age=3600")]
+        html = "text/html; charset=utf-8"
+        if rest == "/":
+            _allow(method, "GET", "HEAD")
+            return 200, html, self.page("overview.html", request, **self.overview()), []
+        if rest == "/overview":
+            _allow(method, "GET", "HEAD")
+            return 200, html, self.render("_overview.html", request, **self.overview()), []
+        if rest in ("/events", "/events/rows"):
+            _allow(method, "GET", "HEAD")
+            query = pages.event_query(request.query)
+            found = pages.masked(self.masker, pages.events(self.store(), query))
+            name = "events.html" if rest == "/events" else "_event_rows.html"
+            return 200, html, self.page(name, request, events=found, filters=query,
+                                        rows_url=f"{PREFIX}/events/rows?{urlencode(pages.filters_of(query))}"), []
+        if parts[0] == "deliveries" and len(parts) == 2:
+            _allow(method, "GET", "HEAD")
+            return 200, html, self.page("delivery.html", request, **self.delivery(parts[1])), []
+        if rest == "/dead":
+            _allow(method, "GET", "HEAD")
+            return 200, html, self.page("dead.html", request, **self.dead(request.query)), []
+        if rest == "/dead/confirm":
+            _allow(method, "POST")
+            form = request.checked_form()
+            return 200, html, self.page("dead_confirm.html", request, **self.dead_selection(form)), []
+        if rest == "/dead/retry":
+            _allow(method, "POST")
+            form = request.checked_form()
+            count = self.retry(form)
+            where = f"{PREFIX}/dead?" + urlencode({"retried": count, **_one(form, "destination")})
+            return 303, "text/plain; charset=utf-8", f"{count} queued again", [("Location", where)]
+        if rest == "/tester":
+            _allow(method, "GET", "HEAD", "POST")
+            form = request.checked_form() if method == "POST" else request.query
+            return 200, html, self.page("tester.html", request, **self.tester(form, method == "POST")), []
+        raise Refused(404, f"no console page at {path}")
+
+    # --- pages
+    def overview(self) -> dict:
+        now = self.clock()
+        with self._lock:
+            kept = self._overview
+        if kept is not None and 0 <= now - kept[0] < OVERVIEW_FOR:
+            return kept[1]
+        found = pages.overview(self.store(), self.setup, now)
+        with self._lock:
+            self._overview = (now, found)
+        return found
+
+    def delivery(self, text: str) -> dict:
+        if not text.isdigit():
+            raise Refused(404, f"no delivery {text!r}: delivery ids are numbers")
+        record = self.store().get(int(text))
+        if record is None:
+            raise Refused(404, f"no delivery {text} in the store (pruned, or never there)")
+        return pages.masked(self.masker, pages.delivery(record, self.setup))
+
+    def dead(self, query: dict) -> dict:
+        destination = _first(query, "destination")
+        records = self.store().list(destination or None, "dead", limit=pages.PAGE, after_id=pages.number(query, "after"))
+        return {"records": pages.masked(self.masker, records), "destination": destination,
+                "destinations": pages.destination_names(self.setup), "retried": _first(query, "retried")}
+
+    def dead_selection(self, form: dict) -> dict:
+        ids = pages.ids(form.get("id", []))
+        destination = _first(form, "destination")
+        if not ids and not destination:
+            raise Refused(400, "choose dead letters to retry (tick them), or a destination to retry all of its dead letters")
+        if ids:
+            chosen = [r for r in (self.store().get(i) for i in ids) if r is not None and r.state == "dead"]
+        else:
+            chosen = self.store().list(destination, "dead", limit=pages.PAGE)
+        return {"records": pages.masked(self.masker, chosen), "ids": ids, "destination": destination,
+                "all_of_destination": not ids}
+
+    def retry(self, form: dict) -> int:
+        if _first(form, "confirmed") != "yes":
+            raise Refused(400, "a retry must be confirmed on the confirmation page")
+        ids = pages.ids(form.get("id", []))
+        destination = _first(form, "destination")
+        if not ids and not destination:
+            raise Refused(400, "nothing chosen to retry")
+        count = self.store().requeue(self.clock(), ids=ids or None, destination=None if ids else destination)
+        log.info("console: %d dead deliveries queued again (%s)", count,
+                 f"ids {', '.join(map(str, ids))}" if ids else f"all of {destination}")
+        return count
+
+    def tester(self, form: dict, run: bool) -> dict:
+        return pages.tester(self.setup, form, run, self.masker)
+
+    # --- rendering
+    def page(self, name: str, request: Request, **values) -> str:
+        return self.render(name, request, **values)
+
+    def render(self, name: str, request: Request, **values) -> str:
+        return self.templates.get_template(name).render(prefix=PREFIX, csrf=request.token, demo=self.setup.config.demo,
+                                                        config_file=self.setup.config.file, **values)
+
+
+class Request:
+    """What the console reads from one request: the query, the form (for POSTs) and the CSRF token."""
+
+    def __init__(self, environ):
+        self.environ = environ
+        self.query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        cookie = SimpleCookie()
+        try:
+            cookie.load(environ.get("HTTP_COOKIE", ""))
+        except CookieError:  # a malformed cookie header is a missing token, not a failure
+            cookie = SimpleCookie()
+        found = cookie.get(COOKIE)
+        self.token = found.value if found and len(found.value) >= 32 else secrets.token_urlsafe(32)
+        self.new_token = found is None or found.value != self.token
+
+    def checked_form(self) -> dict:
+        """The POSTed form, after the cross-site checks: same origin, and the cookie's token in the form."""
+        site = self.environ.get("HTTP_SEC_FETCH_SITE")
+        if site not in (None, "same-origin", "none"):
+            raise Refused(403, f"refused: a cross-site request (Sec-Fetch-Site: {site})")
+        origin = self.environ.get("HTTP_ORIGIN")
+        if origin is not None and origin != self.own_origin():
+            raise Refused(403, "refused: the request comes from another origin than the console's")
+        form = self.form()
+        offered = _first(form, "csrf")
+        if self.new_token or not offered or not hmac.compare_digest(offered.encode(), self.token.encode()):
+            raise Refused(403, "refused: the form's security token is missing or stale; reload the page and try again")
+        return form
+
+    def own_origin(self) -> str:
+        scheme = self.environ.get("wsgi.url_scheme", "http")
+        host = self.environ.get("HTTP_HOST") or f"{self.environ.get('SERVER_NAME')}:{self.environ.get('SERVER_PORT')}"
+        return f"{scheme}://{host}"
+
+    def form(self) -> dict:
+        try:
+            length = int(self.environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > FORM_LIMIT:
+            raise Refused(413, f"the form is over the {FORM_LIMIT // 1024} KB limit")
+        kind = (self.environ.get("CONTENT_TYPE") or "").split(";")[0].strip()
+        if kind != "application/x-www-form-urlencoded":
+            raise Refused(400, "expected a form (application/x-www-form-urlencoded)")
+        raw = self.environ["wsgi.input"].read(length) if length else b""
+        try:
+            return parse_qs(raw.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise Refused(400, "the form is not UTF-8") from None
+
+
+def _first(values: dict, key: str) -> str:
+    found = values.get(key) or [""]
+    return found[0]
+
+
+def _one(values: dict, key: str) -> dict:
+    value = _first(values, key)
+    return {key: value} if value else {}
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise Refused(405, f"{method} is not allowed here (allowed: {', '.join(allowed)})")
+
+
+
+def console_for(setup) -> Console:
+    """The console a configuration asks for: with its login; without one only in the demo (the server then
+    listens on localhost only); otherwise off, and the page says how to turn it on."""
+    config = setup.config
+    if config.console is not None:
+        return Console(setup, login=config.console)
+    if config.demo:
+        return Console(setup)
+    return Console(setup, enabled=False,
+                   disabled_reason=f"the console is off: add console: {{username: ..., password: {{env: ...}}}} "
+                                   f"to {config.file} to turn it on")

@@ -1,0 +1,67 @@
+"""A real server with the console turned on, a vendor stand-in behind it, and Debian's Chromium to look at it.
+
+Shared by the console's browser tests and ``python -m tests.console_screenshots``.
+Chromium is the system's (/usr/bin/chromium), driven by Playwright; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from serve_harness import Server, environment, wait_for, write_config
+from vendor_server import Answer, VendorServer
+
+from engine.store import open_store
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CONSOLE_USER, CONSOLE_PASSWORD = "admin", "console-password-3d9f"
+REFUSED_MARK = "refuse-me"   # an identify whose email holds this is refused by the Crisp stand-in (400: final)
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"no {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        return f"the playwright package is missing ({exc}): pip install '.[test]'"
+    return None
+
+
+def launch(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+
+
+def refuse_marked(vendor: VendorServer, times: int | None = None) -> None:
+    """Crisp answers 400 to identifies whose email holds REFUSED_MARK (``times`` times, or always)."""
+    vendor.answer(Answer(400, {"error": "invalid email"}),
+                  when=lambda r: r.path.startswith("/crisp") and REFUSED_MARK in str(r.body), times=times)
+
+
+def start(folder: Path, vendor: VendorServer) -> Server:
+    """``eventmap serve`` with destinations at ``vendor`` and the console behind HTTP Basic."""
+    path = write_config(folder, vendor.url, "http://127.0.0.1:9")
+    text = path.read_text(encoding="utf-8")
+    # Crisp's own limit (5,000 a day) would space the stand-in's requests out by seconds
+    text = text.replace("    types: [identify]\n", "    types: [identify]\n    limits: {rate: 100/s}\n", 1)
+    path.write_text(text + "console:\n  username: admin\n  password: {env: TEST_CONSOLE_PASSWORD}\n", encoding="utf-8")
+    env = {**environment(), "TEST_CONSOLE_PASSWORD": CONSOLE_PASSWORD}
+    return Server(folder, "--config", "eventmap.yaml", "--workers", "2", env=env).start()
+
+
+def settled(folder: Path, deadline: float = 30.0) -> dict:
+    """The store's counts once nothing is queued, retrying or in flight."""
+    with open_store("sqlite:///events.db", base=folder) as store:
+        def quiet():
+            counts = store.counts(time.time())
+            busy = sum(per.get(s, 0) for per in counts.values() for s in ("queued", "retrying", "in_flight"))
+            return counts if not busy else None
+        return wait_for(quiet, deadline, "every delivery to settle")
+
+
+def require_browser() -> bool:
+    return os.environ.get("EVENTMAP_REQUIRE_BROWSER") == "1"
