@@ -23,7 +23,7 @@ from .map.language import MappingError, Scope, leaves
 from .outcome import REJECTED
 from .paths import SCHEMA_DIR
 from .problems import ConfigError, Problem
-from .secrets import Masker
+from .secrets import Masker, masked_twin
 
 EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
 
@@ -196,7 +196,24 @@ def cmd_explain(args) -> int:
         print_json(outcome.to_dict())
         return EXIT_REJECTED if outcome.status == REJECTED else EXIT_OK
     action = route.destination.actions[event["type"]]
-    scope = Scope(event, route.settings, {})
+    # each value is also evaluated with sentinels for the secret settings: what differs was built from a secret
+    twin_settings, sentinels = route.destination.sentinel_settings(route.settings)
+    lines = explained_values(action, event, route.settings)
+    try:
+        twins = explained_values(action, event, twin_settings) if sentinels else lines
+    except MappingError:  # a sentinel a filter cannot take: search for the secrets' text instead
+        twins = None
+    width = max(len(p) for p, _, _ in lines)
+    for index, (path, how, value) in enumerate(lines):
+        value = masked_twin(value, twins[index][2], sentinels) if twins else Masker(route.secrets).data(value)
+        shown = json.dumps(value, ensure_ascii=False) if value is not None else "(left out: no value)"
+        print(f"{path:<{width}}  {how}\n{'':<{width}}  = {shown}")
+    return EXIT_OK
+
+
+def explained_values(action, event: dict, settings: dict) -> list[tuple[str, str, object]]:
+    """(path, expression, value) for each var and each leaf of the body, for ``eventmap explain``."""
+    scope = Scope(event, settings, {})
     lines = []
     for name, node in action.vars:
         scope.set_var(name, node.evaluate(scope))
@@ -207,13 +224,7 @@ def cmd_explain(args) -> int:
         except MappingError as exc:
             value = f"<error: {exc.message}>"
         lines.append((".".join(map(str, path)) or "(body)", node.describe(), value))
-    width = max(len(p) for p, _, _ in lines)
-    mask = Masker(route.secrets)
-    for path, how, value in lines:
-        value = mask.data(value)
-        shown = json.dumps(value, ensure_ascii=False) if value is not None else "(left out: no value)"
-        print(f"{path:<{width}}  {how}\n{'':<{width}}  = {shown}")
-    return EXIT_OK
+    return lines
 
 
 def print_code(engine: Engine, destination: str, call_type: str) -> int:
