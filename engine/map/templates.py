@@ -22,9 +22,8 @@ import re
 from jinja2 import ChainableUndefined, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .filters import FILTERS, FilterError
+from .filters import FILTERS, MAX_SIZE, TooLarge, refuse_over
 
-MAX_SIZE = 10_000_000  # characters of text, items of a list, that one template may build
 MAX_POWER_BITS = 100_000  # an integer ``**`` may make
 # Jinja2 filters whose result can be far larger than their input
 AMPLIFYING_FILTERS = ("center", "indent", "format", "join", "replace", "wordwrap", "batch", "list")
@@ -47,24 +46,14 @@ def _undefined_as_none(fn):
     return functools.wraps(fn)(call)
 
 
-class TooLarge(FilterError):
-    """A template would build text or a list larger than ``MAX_SIZE``."""
-
-
 def _size(value) -> int:
     return len(value) if isinstance(value, (str, bytes, list, tuple)) else 0
 
 
 def check_size(value, what: str):
     """``value`` itself, or TooLarge when it is text or a list over the bound."""
-    if _size(value) > MAX_SIZE:
-        raise TooLarge(f"{what} would make {_size(value):,} characters or items; a template may build at most {MAX_SIZE:,}")
+    refuse_over(_size(value), what)
     return value
-
-
-def _refuse_over(size: int, what: str) -> None:
-    if size > MAX_SIZE:
-        raise TooLarge(f"{what} would make {size:,} characters or items; a template may build at most {MAX_SIZE:,}")
 
 
 class _Environment(ImmutableSandboxedEnvironment):
@@ -81,9 +70,9 @@ class _Environment(ImmutableSandboxedEnvironment):
         if operator == "*":
             for text, times in ((left, right), (right, left)):
                 if _size(text) and isinstance(times, int):
-                    _refuse_over(_size(text) * times, f"'*' on a value of {_size(text):,}")
+                    refuse_over(_size(text) * times, f"'*' on a value of {_size(text):,}")
         elif operator == "+":
-            _refuse_over(_size(left) + _size(right), "'+'")
+            refuse_over(_size(left) + _size(right), "'+'")
         elif isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0 \
                 and right * math.log2(abs(left)) > MAX_POWER_BITS:
             raise TooLarge(f"'**' would make a number of about {right * math.log2(abs(left)):,.0f} bits; "
@@ -99,7 +88,7 @@ class _Environment(ImmutableSandboxedEnvironment):
             check_size(arg, "a call's argument")
             if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_SIZE \
                     and isinstance(getattr(__obj, "__self__", None), (str, list)):
-                _refuse_over(abs(arg), f"{getattr(__obj, '__name__', 'a method')}()")
+                refuse_over(abs(arg), f"{getattr(__obj, '__name__', 'a method')}()")
         return check_size(super().call(__context, __obj, *args, **kwargs), "a call")
 
 
@@ -112,7 +101,7 @@ def _check_format(text, what: str) -> None:
         for match in _FORMAT_WIDTHS.finditer(text):
             for width in match.groups():
                 if width:
-                    _refuse_over(int(width), f"{what} with width {int(width):,}")
+                    refuse_over(int(width), f"{what} with width {int(width):,}")
 
 
 def _estimate(name: str, args: tuple) -> int:
@@ -132,10 +121,10 @@ def _bounded_filter(name: str, fn):
     def bounded(*args, **kwargs):
         for arg in (*args, *kwargs.values()):
             if isinstance(arg, int) and not isinstance(arg, bool):
-                _refuse_over(abs(arg), f"the '{name}' filter with {arg:,}")
+                refuse_over(abs(arg), f"the '{name}' filter with {arg:,}")
         if name == "format" and args:
             _check_format(args[0], "the 'format' filter")
-        _refuse_over(_estimate(name, args), f"the '{name}' filter")
+        refuse_over(_estimate(name, args), f"the '{name}' filter")
         return check_size(fn(*args, **kwargs), f"the '{name}' filter")
     return functools.wraps(fn)(bounded)  # keeps jinja_pass_arg (eval context) and the name
 
@@ -158,7 +147,7 @@ def render_bounded(template, names: dict) -> str:
     parts, size = [], 0
     for part in template.generate(names):
         size += len(part)
-        _refuse_over(size, "the template's output")
+        refuse_over(size, "the template's output")
         parts.append(part)
     return "".join(parts)
 
