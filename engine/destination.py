@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 from .load.settings import SettingsSpec
@@ -12,6 +13,7 @@ from .render.action import Batching, Envelope
 from .render.request import Request
 from .secrets import with_sentinels
 
+log = logging.getLogger(__name__)
 TWIN_ROUTES = 1024  # routes whose sentinel settings are kept
 
 
@@ -99,7 +101,10 @@ class Destination:
         # one item; exact for envelopes that embed the items as JSON (arrays, {"batch": [...]})
         # and whose other fields do not grow with the number of items.
         first = next((o.items[0] for o in outcomes if o.status == SEND and o.items), None)
-        overhead = self._envelope_size(settings, first)
+        try:
+            overhead = self._envelope_size(settings, first)
+        except MappingError:  # the envelope fails for these items: _batched sends them one by one
+            overhead = 0
         size = overhead
         for outcome in outcomes:
             if outcome.status != SEND:
@@ -111,13 +116,26 @@ class Destination:
             full = len(group) >= self.batching.max_events or bool(
                 self.batching.max_bytes and group and size + item_size > self.batching.max_bytes)
             if full:
-                requests.append((self._batch_request(group, settings, secrets), group))
+                requests += self._batched(group, settings, secrets)
                 group, size = [], overhead
             group.append(outcome)
             size += item_size
         if group:
-            requests.append((self._batch_request(group, settings, secrets), group))
+            requests += self._batched(group, settings, secrets)
         return requests
+
+    def _batched(self, group: list[Outcome], settings: dict, secrets) -> list[tuple[Request, list[Outcome]]]:
+        """One request for the group; each event's own request when the batch request cannot be made.
+
+        The batch request's templates see ``items`` and ``settings``, not one event: a header that reads
+        the event fails there, and the events must still go out rather than fail the whole lease.
+        """
+        try:
+            return [(self._batch_request(group, settings, secrets), group)]
+        except MappingError as exc:
+            log.warning("%s: the batch request could not be made (%s: %s); sending %d events one by one",
+                        self.name, ".".join(map(str, exc.path)), exc.message, len(group))
+            return [(request, [outcome]) for outcome in group for request in outcome.requests]
 
     def _envelope_size(self, settings: dict, sample=None) -> int:
         """Bytes of the envelope around the items, less one comma (items are counted with theirs).
@@ -125,6 +143,7 @@ class Destination:
         Measured around one real item, not an empty list: an envelope such as
         ``{data: {"@path": items}}`` drops an empty list altogether.
         """
+        assert self.batching is not None  # only batching destinations batch
         envelope = self.batching.envelope or self.envelope
         if sample is None:
             return len(_json_bytes(envelope.wrap([], settings) if envelope else []))
@@ -133,6 +152,7 @@ class Destination:
 
     def _batch_request(self, group: list[Outcome], settings: dict, secrets) -> Request:
         items = [item for outcome in group for item in outcome.items]
+        assert self.batching is not None  # only batching destinations batch
         envelope = self.batching.envelope or self.envelope
         body = envelope.wrap(items, settings) if envelope else items
         scope = Scope({"items": items}, settings, {})
@@ -177,7 +197,10 @@ class SecretTwin:
         if any(outcome.status != SEND for outcome in outcomes):
             return None
         if self.batched:
-            request = self.destination._batch_request(outcomes, settings, frozenset())
+            try:
+                request = self.destination._batch_request(outcomes, settings, frozenset())
+            except MappingError:  # a sentinel a filter cannot take
+                return None
         else:
             request = outcomes[0].requests[0]
         return request.to_dict(show_secrets=True), sentinels

@@ -109,3 +109,26 @@ def test_loading_reports_instead_of_raising(tmp_path):
     with pytest.raises(ConfigError) as caught:
         Engine(write_mappings(tmp_path, {"t.yaml": one_field(json.dumps("{{ ''.__class__.__mro__ }}"))}))
     assert "t.yaml:8" in str(caught.value)
+
+
+def test_a_batch_request_that_cannot_be_made_sends_the_events_one_by_one(tmp_path):
+    """Found by the property test: a default header reading the event fails in the batch request (it sees items)."""
+    engine = Engine(write_mappings(tmp_path, {"b.yaml": """\
+        name: B
+        settings: {type: object, properties: {}}
+        defaults:
+          request:
+            url: https://b.test/one
+            headers: {X-Total: "{{ properties.total * 2 }}"}
+        actions:
+          track:
+            body: {id: {"@path": messageId}}
+        batch:
+          max_events: 10
+          request: {url: https://b.test/batch}
+        """}))
+    route = engine.route("b", {}, environ={})
+    events = [{**ORDER, "messageId": f"m{n}"} for n in range(3)]
+    requests = engine.batch(route, [engine.render(event, route) for event in events])
+    assert [(r.url, r.headers["X-Total"], r.body) for r in requests] == [
+        ("https://b.test/one", "115.0", {"id": f"m{n}"}) for n in range(3)]
