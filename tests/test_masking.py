@@ -83,6 +83,13 @@ def test_the_readme_tutorial_output_reads_correctly(tmp_path):
     assert [p["sku"] for p in request["body"]["data"]["products"]] == [p["sku"] for p in ORDER["properties"]["products"]]
     assert result.stdout.count("***") == 1
 
+    (tmp_path / "events.jsonl").write_text(json.dumps(ORDER) + "\n" + json.dumps({**ORDER, "messageId": "m2"}) + "\n",
+                                           encoding="utf-8")
+    batch = run("batch", "events.jsonl", "--destination", "acme", "--settings", '{"api_key": "k"}', cwd=tmp_path)
+    no_traceback(batch)
+    lines = [json.loads(line) for line in batch.stdout.splitlines()]
+    assert len(lines) == 2 and batch.stdout.count("***") == 2 and batch.stdout.count('"checkout_id"') == 2
+
     explained = run("explain", "acme", name, "--settings", '{"api_key": "k"}', cwd=tmp_path)
     no_traceback(explained)
     assert '"checkout_id": "chk_8a7d2c"' in explained.stdout and "***" not in explained.stdout
