@@ -191,3 +191,9 @@ def test_transport_errors_show_the_masked_url(vault):
     with pytest.raises(TransportError) as caught:
         HttpClient(timeout=2).send(request)
     assert f"http://127.0.0.1:{port}/v1/***/events" in str(caught.value)
+
+
+def test_a_route_repr_masks_secret_settings_by_name_only(vault):
+    route = vault.route("vault", {"token": "t", "key": "e", "base": "https://secret-free.test"}, environ={})
+    shown = repr(route)
+    assert "'token': '***'" in shown and "'key': '***'" in shown and "'base': 'https://secret-free.test'" in shown
