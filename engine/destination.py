@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 from .load.settings import SettingsSpec
 from .map.language import MappingError, Scope
@@ -10,6 +11,10 @@ from .outcome import REJECTED, SEND, SKIPPED, Outcome
 from .problems import Problem
 from .render.action import Batching, Envelope
 from .render.request import Request
+from .secrets import with_sentinels
+
+log = logging.getLogger(__name__)
+TWIN_ROUTES = 1024  # routes whose sentinel settings are kept
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Destination:
     batching: Batching | None
     limits: Limits = Limits()
     obeys_integrations: bool = True   # false for a hub (Segment) whose integrations object is for what is behind it
+    _sentinels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def call_types(self) -> list[str]:
@@ -71,6 +77,8 @@ class Destination:
             where = ".".join(str(p) for p in exc.path)
             return Outcome(self.name, REJECTED, errors=[Problem(where, f"{self.name} {call_type}: {exc.message}")],
                            message_id=message_id, action=call_type, reason="the mapping could not be applied")
+        if secrets:
+            request.twin = SecretTwin(self, settings, (event,), False)
         # positional: this runs once per event and destination, and keywords cost twice as much
         return Outcome(self.name, SEND, [request], None, [], [], message_id, [payload], call_type)
 
@@ -93,7 +101,10 @@ class Destination:
         # one item; exact for envelopes that embed the items as JSON (arrays, {"batch": [...]})
         # and whose other fields do not grow with the number of items.
         first = next((o.items[0] for o in outcomes if o.status == SEND and o.items), None)
-        overhead = self._envelope_size(settings, first)
+        try:
+            overhead = self._envelope_size(settings, first)
+        except MappingError:  # the envelope fails for these items: _batched sends them one by one
+            overhead = 0
         size = overhead
         for outcome in outcomes:
             if outcome.status != SEND:
@@ -105,13 +116,26 @@ class Destination:
             full = len(group) >= self.batching.max_events or bool(
                 self.batching.max_bytes and group and size + item_size > self.batching.max_bytes)
             if full:
-                requests.append((self._batch_request(group, settings, secrets), group))
+                requests += self._batched(group, settings, secrets)
                 group, size = [], overhead
             group.append(outcome)
             size += item_size
         if group:
-            requests.append((self._batch_request(group, settings, secrets), group))
+            requests += self._batched(group, settings, secrets)
         return requests
+
+    def _batched(self, group: list[Outcome], settings: dict, secrets) -> list[tuple[Request, list[Outcome]]]:
+        """One request for the group; each event's own request when the batch request cannot be made.
+
+        The batch request's templates see ``items`` and ``settings``, not one event: a header that reads
+        the event fails there, and the events must still go out rather than fail the whole lease.
+        """
+        try:
+            return [(self._batch_request(group, settings, secrets), group)]
+        except MappingError as exc:
+            log.warning("%s: the batch request could not be made (%s: %s); sending %d events one by one",
+                        self.name, ".".join(map(str, exc.path)), exc.message, len(group))
+            return [(request, [outcome]) for outcome in group for request in outcome.requests]
 
     def _envelope_size(self, settings: dict, sample=None) -> int:
         """Bytes of the envelope around the items, less one comma (items are counted with theirs).
@@ -119,6 +143,7 @@ class Destination:
         Measured around one real item, not an empty list: an envelope such as
         ``{data: {"@path": items}}`` drops an empty list altogether.
         """
+        assert self.batching is not None  # only batching destinations batch
         envelope = self.batching.envelope or self.envelope
         if sample is None:
             return len(_json_bytes(envelope.wrap([], settings) if envelope else []))
@@ -127,11 +152,58 @@ class Destination:
 
     def _batch_request(self, group: list[Outcome], settings: dict, secrets) -> Request:
         items = [item for outcome in group for item in outcome.items]
+        assert self.batching is not None  # only batching destinations batch
         envelope = self.batching.envelope or self.envelope
         body = envelope.wrap(items, settings) if envelope else items
         scope = Scope({"items": items}, settings, {})
         ids = tuple(outcome.message_id for outcome in group)
-        return self.batching.endpoint.build(scope, body, self.name, "batch", ids, secrets)
+        request = self.batching.endpoint.build(scope, body, self.name, "batch", ids, secrets)
+        twins = [twin for outcome in group if isinstance(twin := outcome.requests[0].twin, SecretTwin)]
+        if secrets and len(twins) == len(group):
+            request.twin = SecretTwin(self, settings, tuple(e for twin in twins for e in twin.events), True)
+        return request
+
+    def sentinel_settings(self, settings: dict) -> tuple[dict, dict]:
+        """(``settings`` with a sentinel for each secret, {sentinel: secret}), kept per settings object.
+
+        Keyed by identity, like ``Action.bound``, so the generated code bound to the sentinel
+        settings is kept too.
+        """
+        entry = self._sentinels.get(id(settings))
+        if entry is None or entry[0] is not settings:
+            if len(self._sentinels) >= TWIN_ROUTES:
+                self._sentinels.clear()
+            entry = (settings, with_sentinels(settings, self.settings.secret_names))
+            self._sentinels[id(settings)] = entry
+        return entry[1]
+
+
+class SecretTwin:
+    """How to render a request again with sentinels for the secret settings: masking by provenance.
+
+    Kept with each request of a route with secrets; rendered only when the request is shown
+    (``Request.to_dict``, ``repr``, a dead letter), never on the way to the vendor.
+    """
+
+    __slots__ = ("destination", "settings", "events", "batched")
+
+    def __init__(self, destination: Destination, settings: dict, events: tuple, batched: bool):
+        self.destination, self.settings, self.events, self.batched = destination, settings, events, batched
+
+    def shown(self) -> tuple[dict, dict] | None:
+        """(the twin request as ``to_dict(True)``, {sentinel: secret}); None when a sentinel made a filter fail."""
+        settings, sentinels = self.destination.sentinel_settings(self.settings)
+        outcomes = [self.destination.render(event, settings, frozenset()) for event in self.events]
+        if any(outcome.status != SEND for outcome in outcomes):
+            return None
+        if self.batched:
+            try:
+                request = self.destination._batch_request(outcomes, settings, frozenset())
+            except MappingError:  # a sentinel a filter cannot take
+                return None
+        else:
+            request = outcomes[0].requests[0]
+        return request.to_dict(show_secrets=True), sentinels
 
 
 def _json_bytes(value) -> bytes:

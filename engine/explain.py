@@ -9,7 +9,7 @@ from .engine import Engine
 from .map.language import MappingError, Scope, leaves
 from .outcome import SEND, Outcome
 from .route import Route
-from .secrets import Masker
+from .secrets import Masker, masked_twin
 
 
 @dataclass(frozen=True)
@@ -46,20 +46,42 @@ def shown(item: Field) -> str:
 
 
 def explain(engine: Engine, route: Route, event) -> Explanation:
-    """Render ``event`` for ``route`` and, when it is sent, evaluate each field of its action on its own."""
+    """Render ``event`` for ``route`` and, when it is sent, evaluate each field of its action on its own.
+
+    Each value is also evaluated with sentinels in place of the secret settings: what differs was built
+    from a secret and is masked (secrets.masked_twin), and nothing else is touched.
+    """
     outcome = engine.render(event, route)
     if outcome.status != SEND:
         return Explanation(outcome)
     action = route.destination.actions[event["type"]]
-    scope = Scope(event, route.settings, {})
+    values = evaluated(action, event, route.settings)
+    twin_settings, sentinels = route.destination.sentinel_settings(route.settings)
+    try:
+        twins = evaluated(action, event, twin_settings) if sentinels else values
+    except MappingError:  # a sentinel a filter cannot take: search for the secrets' text instead
+        twins = None
     mask = Masker(route.secrets)
     fields = []
+    for index, (path, how, value, error) in enumerate(values):
+        if error is not None:
+            fields.append(Field(path, how, None, mask.text(error)))
+            continue
+        fields.append(Field(path, how, masked_twin(value, twins[index][2], sentinels) if twins else mask.data(value)))
+    return Explanation(outcome, fields)
+
+
+def evaluated(action, event: dict, settings: dict) -> list[tuple[str, str, object, str | None]]:
+    """(path, expression, value, error) for each var and each leaf of the body, unmasked."""
+    scope = Scope(event, settings, {})
+    values: list[tuple[str, str, object, str | None]] = []
     for name, node in action.vars:
         scope.set_var(name, node.evaluate(scope))
-        fields.append(Field(f"vars.{name}", node.describe(), mask.data(scope.vars[name])))
+        values.append((f"vars.{name}", node.describe(), scope.vars[name], None))
     for path, node in leaves(action.body):
+        where = ".".join(map(str, path)) or "(body)"
         try:
-            fields.append(Field(".".join(map(str, path)) or "(body)", node.describe(), mask.data(node.evaluate(scope))))
+            values.append((where, node.describe(), node.evaluate(scope), None))
         except MappingError as exc:
-            fields.append(Field(".".join(map(str, path)) or "(body)", node.describe(), None, mask.text(exc.message)))
-    return Explanation(outcome, fields)
+            values.append((where, node.describe(), None, exc.message))
+    return values

@@ -15,7 +15,7 @@ import jmespath
 
 from .destination import Destination, Limits
 from .map.language import is_truthy
-from .secrets import Masker
+from .secrets import MASK
 
 
 def integrations_decision(event: dict, name: str) -> str | None:
@@ -47,7 +47,9 @@ class Route:
 
     def __repr__(self) -> str:
         """Settings shown with every credential masked: a route's repr ends up in logs and tracebacks."""
-        settings = Masker(self.secrets).data(self.settings)
+        secret = self.destination.settings.secret_names  # by name, so no other setting is touched
+        settings = {key: MASK if key in secret and value not in (None, "") else value
+                    for key, value in self.settings.items()}
         return (f"Route({self.destination.slug}, settings={settings!r}, enabled={self.enabled}, types={self.types}, "
                 f"events={self.events}, where={self.where!r})")
 

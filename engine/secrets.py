@@ -1,19 +1,31 @@
 """Keep secrets out of everything a person or a log can see.
 
-A secret can reach output raw (a token in a URL path), percent-encoded, or
-base64-encoded inside a longer value (HTTP Basic auth, a signed payload), so
-we look for all three forms, not only the raw text.
+Requests are masked by provenance (``masked_twin``): the request is rendered
+again with every secret setting replaced by a sentinel, and whatever differs
+between the two renders was built from a secret. Where the sentinel shows
+through (a token in a URL, ``Bearer <token>``) only the secret becomes
+``***``; where it does not (base64 in Basic auth, an HMAC signature) the whole
+value does. Nothing else is touched, however short the secret.
+
+``Masker`` searches text for the known secret values instead (raw,
+percent-encoded, inside base64). It is the last line of defence where no
+provenance exists: a vendor echoing a key in its answer, log lines, and a
+request whose sentinel render failed.
 """
 from __future__ import annotations
 
 import base64
 import functools
+import os
 from urllib.parse import quote, quote_plus
 
 import orjson
 
 MASK = "***"
 MIN_ENCODED = 4  # base64 needles shorter than this would mask innocent text
+# Lowercase letters and digits only: they survive lower, percent-encoding and JSON unchanged. Random per
+# process, so no event can carry one.
+_SENTINEL = "emk" + os.urandom(6).hex()
 
 
 def needles(secret: str) -> list[str]:
@@ -83,3 +95,52 @@ def _forms(secrets: frozenset) -> tuple[list[str], list[bytes] | None]:
 def _json_writes_as_is(text: str) -> bool:
     """True when JSON writes ``text`` without escapes (no quote, backslash or control character)."""
     return '"' not in text and "\\" not in text and all(ch >= " " for ch in text)
+
+
+def with_sentinels(settings: dict, names) -> tuple[dict, dict]:
+    """(``settings`` with each non-empty secret named in ``names`` replaced by a sentinel, {sentinel: secret})."""
+    twin, sentinels = dict(settings), {}
+    for index, name in enumerate(sorted(names)):
+        value = settings.get(name)
+        if value not in (None, ""):
+            sentinel = f"{_SENTINEL}{index}z"
+            twin[name], sentinels[sentinel] = sentinel, str(value)
+    return twin, sentinels
+
+
+def masked_twin(real, twin, sentinels: dict):
+    """``real`` with what was built from a secret masked, found by comparing it with ``twin``.
+
+    ``twin`` is the same value rendered with every secret replaced by its sentinel
+    (``with_sentinels``): parts equal in both do not depend on a secret and stay as they are.
+    A string showing a sentinel, which becomes ``real`` again when the sentinel is replaced by
+    its secret (raw or percent-encoded), keeps everything but the secret; any other differing
+    value is masked whole.
+    """
+    if type(real) is type(twin) and real == twin:
+        return real
+    if isinstance(real, dict) and isinstance(twin, dict) and real.keys() == twin.keys():
+        return {key: masked_twin(value, twin[key], sentinels) for key, value in real.items()}
+    if isinstance(real, list) and isinstance(twin, list) and len(real) == len(twin):
+        return [masked_twin(value, other, sentinels) for value, other in zip(real, twin)]
+    if isinstance(real, str) and isinstance(twin, str):
+        shown = [s for s in sentinels if s in twin]
+        if shown and _embeds(real, twin, shown, sentinels):
+            for sentinel in shown:
+                twin = twin.replace(sentinel, MASK)
+            return twin
+        scheme, space, _ = real.partition(" ")
+        if space and twin.startswith(scheme + " ") and scheme.isalpha():
+            return f"{scheme} {MASK}"  # "Basic ***": the kind of credential is no secret
+    return MASK
+
+
+def _embeds(real: str, twin: str, shown: list, sentinels: dict) -> bool:
+    """True when putting one form of each secret where its sentinel is gives ``real`` back exactly."""
+    for form in (lambda s: s, lambda s: quote(s, safe=""), quote, quote_plus):
+        rebuilt = twin
+        for sentinel in shown:
+            rebuilt = rebuilt.replace(sentinel, form(sentinels[sentinel]))
+        if rebuilt == real:
+            return True
+    return False

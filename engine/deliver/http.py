@@ -147,11 +147,17 @@ def _body(answer: requests.Response):
 
 
 def summarize(body, request: Request) -> str:
-    """A vendor's answer in one short line, secrets masked, for errors and dead letters."""
+    """A vendor's answer in one short line, secrets masked, for errors and dead letters.
+
+    An answer has no provenance, so a vendor echoing a key is caught by searching for the
+    secrets' text: with a very short secret this may mask more of the answer than needed,
+    never less.
+    """
     text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
     text = Masker(request.secrets).text(text or "(empty body)")
     return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _masked_url(request: Request) -> str:
-    return Masker(request.secrets).text(request.url)
+    """The URL as the request shows it (masked by provenance), for transport errors."""
+    return request.to_dict()["url"]

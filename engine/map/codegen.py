@@ -75,6 +75,10 @@ class Writer:
         self.route_nodes: list[Node] = []
 
     def emit(self, line: str) -> None:
+        """Add one line. Code is written with reprs, so a line break or NUL can only come from
+        mapping text quoted in a comment (a folded YAML template): escaped, it stays one line."""
+        if "\n" in line or "\r" in line or "\0" in line:
+            line = line.replace("\n", "\\n").replace("\r", "\\r").replace("\0", "\\0")
         self.lines.append("    " * self.depth + line)
 
     @contextlib.contextmanager

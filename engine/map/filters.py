@@ -47,6 +47,19 @@ class FilterError(EventmapError, ValueError):
     """A filter could not convert its input; the message is one plain sentence."""
 
 
+class TooLarge(FilterError):
+    """A filter or template would build text or a list larger than ``MAX_SIZE``."""
+
+
+MAX_SIZE = 10_000_000  # characters of text, items of a list, that one filter or template may build
+
+
+def refuse_over(size: int, what: str) -> None:
+    """TooLarge when ``size`` is past the bound: checked before making the value where that can be known."""
+    if size > MAX_SIZE:
+        raise TooLarge(f"{what} would make {size:,} characters or items; a template may build at most {MAX_SIZE:,}")
+
+
 FILTERS: dict[str, Callable[..., Any]] = {}
 # uuid5 namespace for ids eventmap derives (a fixed random UUID, so ids never collide with other tools')
 EVENTMAP_NAMESPACE = _uuid.UUID("6f1d2f0e-5b8a-4c57-9a51-3c0e7d2b9a44")
@@ -104,7 +117,7 @@ def _missing_stays_missing(fn: Callable[..., Any]) -> Callable[..., Any]:
             kwargs = {k: _plain(v) for k, v in kwargs.items()}
         return fn(value, *args, **kwargs)
 
-    wrapper.when_present = fn  # generated code, which has no Undefined, tests for None itself and calls this
+    wrapper.when_present = fn  # type: ignore[attr-defined]  # generated code, which has no Undefined, tests for None itself and calls this
     return wrapper
 
 
@@ -365,10 +378,10 @@ def sha256(value: Any) -> str:
     return hashlib.sha256(_raw("sha256", value)).hexdigest()
 
 
-def _hmac_digest(filter_name: str, value: Any, key: Any) -> bytes:
+def _hmac_digest(filter_name: str, value: Any, key: Any, digest: Callable[..., Any] = hashlib.sha256) -> bytes:
     if key is None:
         raise FilterError(f"{filter_name} needs a key (secret), but the key is missing")
-    return _hmac.new(_raw(filter_name, key, "key"), _raw(filter_name, value), hashlib.sha256).digest()
+    return _hmac.new(_raw(filter_name, key, "key"), _raw(filter_name, value), digest).digest()
 
 
 @register_filter("hmac_sha256")
@@ -397,6 +410,46 @@ def to_uuid5(value: Any) -> str:
 def hmac_sha256_base64(value: Any, key: Any) -> str:
     """Standard base64 of the raw HMAC-SHA256 of the value under key, for vendors that sign that way."""
     return _b64.b64encode(_hmac_digest("hmac_sha256_base64", value, key)).decode("ascii")
+
+
+@register_filter("hmac_sha1")
+@_missing_stays_missing
+def hmac_sha1(value: Any, key: Any) -> str:
+    """Lowercase hex HMAC-SHA1 of the value under key, as generic webhooks sign.
+
+    Example: "hello" | hmac_sha1("key") -> "b34ceac4516ff23a143e61d79d0fa7a4fbe5f266"
+    """
+    return _hmac_digest("hmac_sha1", value, key, hashlib.sha1).hex()
+
+
+@register_filter("hmac_sha1_base64")
+@_missing_stays_missing
+def hmac_sha1_base64(value: Any, key: Any) -> str:
+    """Standard base64 of the raw HMAC-SHA1 of the value under key.
+
+    Example: "hello" | hmac_sha1_base64("key") -> "s0zqxFFv8joUPmHXnQ+npPvl8mY="
+    """
+    return _b64.b64encode(_hmac_digest("hmac_sha1_base64", value, key, hashlib.sha1)).decode("ascii")
+
+
+@register_filter("hmac_sha512")
+@_missing_stays_missing
+def hmac_sha512(value: Any, key: Any) -> str:
+    """Lowercase hex HMAC-SHA512 of the value under key.
+
+    Example: "hello" | hmac_sha512("key") -> "ff06ab36757777815c008d32c8e14a705b4e7bf310351a06a23b612dc4c7433e7757d20525a5593b71020ea2ee162d2311b247e9855862b270122419652c0c92"
+    """
+    return _hmac_digest("hmac_sha512", value, key, hashlib.sha512).hex()
+
+
+@register_filter("hmac_sha512_base64")
+@_missing_stays_missing
+def hmac_sha512_base64(value: Any, key: Any) -> str:
+    """Standard base64 of the raw HMAC-SHA512 of the value under key.
+
+    Example: "hello" | hmac_sha512_base64("key") -> "/warNnV3d4FcAI0yyOFKcFtOe/MQNRoGojthLcTHQz53V9IFJaVZO3ECDqLuFi0jEbJH6YVYYrJwEiQZZSwMkg=="
+    """
+    return _b64.b64encode(_hmac_digest("hmac_sha512_base64", value, key, hashlib.sha512)).decode("ascii")
 
 
 @register_filter("json")
@@ -599,6 +652,99 @@ def split_name(value: Any, part: Any) -> str | None:
     if part == "first":
         return words[0]
     return " ".join(words[1:]) or None
+
+
+# --------------------------------------------------------------------------
+# text replacement
+
+
+def _replaced(filter_name: str, value: Any, old: Any, new: Any, flags: int) -> str:
+    text = str(value) if _is_number(value) else _text(filter_name, value)
+    if not isinstance(old, str) or not old:
+        raise FilterError(f"{filter_name}'s old text must be non-empty text, {_got(old)}")
+    if new is None:
+        new = ""
+    if not isinstance(new, str):
+        raise FilterError(f"{filter_name}'s new text must be text, {_got(new)}")
+    pattern = re.compile(re.escape(old), flags)
+    refuse_over(len(text) + len(pattern.findall(text)) * len(new), f"{filter_name}")
+    return pattern.sub(lambda _match: new, text)
+
+
+@register_filter("replace")
+@_missing_stays_missing
+def replace(value: Any, old: Any, new: Any = "") -> str:
+    """Every occurrence of old replaced by new (numbers are read as text).
+
+    Example: "2024-01-02" | replace("-", "/") -> "2024/01/02"
+    """
+    return _replaced("replace", value, old, new, 0)
+
+
+@register_filter("replace_i")
+@_missing_stays_missing
+def replace_i(value: Any, old: Any, new: Any = "") -> str:
+    """Every occurrence of old, in any case, replaced by new: "Order Completed" and "order completed" alike.
+
+    Example: "Order COMPLETED" | replace_i("completed", "Done") -> "Order Done"
+    """
+    return _replaced("replace_i", value, old, new, re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------
+# user agents
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_user_agent(text: str) -> dict:
+    """The fields of one user-agent string; kept, since the same few strings recur across events."""
+    from ua_parser import parse  # imported on first use: its rules take a moment to load
+
+    def version(part: Any) -> str | None:
+        numbers = [n for n in (part.major, part.minor, part.patch) if n] if part is not None else []
+        return ".".join(numbers) or None
+
+    result = parse(text)
+    fields = {
+        "browser": result.user_agent.family if result.user_agent else None,
+        "browser_version": version(result.user_agent),
+        "os": result.os.family if result.os else None,
+        "os_version": version(result.os),
+        "device": result.device.family if result.device else None,
+        "device_brand": result.device.brand if result.device else None,
+        "device_model": result.device.model if result.device else None,
+    }
+    return {key: value for key, value in fields.items() if value not in (None, "", "Other")}
+
+
+@register_filter("user_agent")
+@_missing_stays_missing
+def user_agent(value: Any) -> dict:
+    """A user-agent string parsed (ua-parser) into browser, browser_version, os, os_version, device, device_brand and device_model; unknown parts are left out.
+
+    Example: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1" | user_agent() -> {"browser": "Mobile Safari", "browser_version": "17.4", "os": "iOS", "os_version": "17.4", "device": "iPhone", "device_brand": "Apple", "device_model": "iPhone"}
+    """
+    return dict(_parsed_user_agent(_text("user_agent", value)))
+
+
+# --------------------------------------------------------------------------
+# convert or keep
+
+
+@register_filter("try")
+def try_filter(value: Any, name: Any, *args: Any) -> Any:
+    """Apply the built-in filter ``name`` (with its arguments); keep the value as it is when that filter cannot convert it.
+
+    Example: "soon" | try("epoch_ms") -> "soon"
+    """
+    if name not in BUILTIN_FILTERS or name == "try":
+        raise FilterError(f"try expects the name of a built-in filter, got {_show(name)}")
+    try:
+        return FILTERS[name](value, *args)
+    except TooLarge:
+        raise
+    except FilterError:
+        return _plain(value)
 
 
 # The filters shipped here are pure functions of their input: a template using only

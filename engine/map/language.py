@@ -31,7 +31,7 @@ from jmespath.exceptions import JMESPathError
 from ..problems import EventmapError
 from .filters import FILTERS, FilterError
 from .functions import FUNCTIONS
-from .templates import WHOLE_EXPRESSION, Facts, environment, is_template
+from .templates import WHOLE_EXPRESSION, Facts, environment, is_template, render_bounded
 
 UNKNOWN_FILTER = re.compile(r"No filter named '([^']+)'")
 SOURCES = ("@path", "@literal", "@if", "@each", "@function")
@@ -182,7 +182,7 @@ def compiled_template(source: str, whole: bool):
     if whole:
         expression = env.compile_expression(WHOLE_EXPRESSION.match(source).group("expr"), undefined_to_none=True)
         return lambda names: expression(**names)
-    return env.from_string(source).render
+    return functools.partial(render_bounded, env.from_string(source))
 
 
 class Path(Node):
@@ -380,6 +380,8 @@ class Compiler:
             else:
                 self.report(path, f"template {raw!r} does not compile: {exc.message}")
             return Literal(path, None)
+        for why in facts.refused:
+            self.report(path, f"template {raw!r} {why}")
         self.check_names(facts, path, in_item)
         return Template(path, raw, whole)
 

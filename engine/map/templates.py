@@ -5,16 +5,32 @@ HTML autoescaping, because we render URLs, headers and JSON values; and a
 lenient undefined, because events often lack optional fields: a missing value
 renders as empty text (or ``None`` in a whole-value expression) and the
 ``required`` list is where absence becomes an error.
+
+Bounded, because a template is code that runs per event: text and lists a
+template builds (``*``, ``+``, ``**``, calls, amplifying filters, its output)
+stay within ``MAX_SIZE``; past it the event is rejected with a clear message
+instead of the process filling its memory. Templates that can only be
+refused by the sandbox (``''.__class__``, ``traits.update(...)``) are found
+when the file loads (``Facts.refused``).
 """
 from __future__ import annotations
 
 import functools
+import math
 import re
 
 from jinja2 import ChainableUndefined, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .filters import FILTERS
+from .filters import FILTERS, MAX_SIZE, TooLarge, refuse_over
+
+MAX_POWER_BITS = 100_000  # an integer ``**`` may make
+# Jinja2 filters whose result can be far larger than their input
+AMPLIFYING_FILTERS = ("center", "indent", "format", "join", "replace", "wordwrap", "batch", "list")
+# methods the immutable sandbox refuses to call: they change their object
+MUTATING_METHODS = frozenset({"append", "extend", "insert", "pop", "popitem", "remove", "clear", "update",
+                              "setdefault", "add", "discard", "sort", "reverse", "difference_update",
+                              "intersection_update", "symmetric_difference_update"})
 
 TEMPLATE_MARKERS = ("{{", "{%")
 # A template that is one expression and nothing else yields the value itself
@@ -30,22 +46,110 @@ def _undefined_as_none(fn):
     return functools.wraps(fn)(call)
 
 
+def _size(value) -> int:
+    return len(value) if isinstance(value, (str, bytes, list, tuple)) else 0
+
+
+def check_size(value, what: str):
+    """``value`` itself, or TooLarge when it is text or a list over the bound."""
+    refuse_over(_size(value), what)
+    return value
+
+
 class _Environment(ImmutableSandboxedEnvironment):
-    """``properties.items`` is the event's "items" key, not the dict method of that name."""
+    """``properties.items`` is the event's "items" key, not the dict method of that name; sizes are bounded."""
+
+    intercepted_binops = frozenset({"*", "+", "**"})
 
     def getattr(self, obj, attribute):
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
 
+    def call_binop(self, context, operator, left, right):
+        if operator == "*":
+            for text, times in ((left, right), (right, left)):
+                if _size(text) and isinstance(times, int):
+                    refuse_over(_size(text) * times, f"'*' on a value of {_size(text):,}")
+        elif operator == "+":
+            refuse_over(_size(left) + _size(right), "'+'")
+        elif isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0 \
+                and right * math.log2(abs(left)) > MAX_POWER_BITS:
+            raise TooLarge(f"'**' would make a number of about {right * math.log2(abs(left)):,.0f} bits; "
+                           f"a template may build at most {MAX_POWER_BITS:,}")
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context, __obj, *args, **kwargs):  # Jinja2's own (odd) parameter names
+        """A call (a method, a macro, ``loop``): arguments and result within the bound."""
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        if isinstance(owner, str) and getattr(__obj, "__name__", "") in ("format", "format_map"):
+            _check_format(owner, "str.format")
+        for arg in (*args, *kwargs.values()):
+            check_size(arg, "a call's argument")
+            if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_SIZE \
+                    and isinstance(getattr(__obj, "__self__", None), (str, list)):
+                refuse_over(abs(arg), f"{getattr(__obj, '__name__', 'a method')}()")
+        return check_size(super().call(__context, __obj, *args, **kwargs), "a call")
+
+
+# a width or precision in a format string: "%300000000s", "{:>300000000}"
+_FORMAT_WIDTHS = re.compile(r"%[-#0 +]*(\d*)(?:\.(\d+))?|\{[^{}]*?:[^{}\d]*(\d+)(?:\.(\d+))?[^{}]*\}")
+
+
+def _check_format(text, what: str) -> None:
+    if isinstance(text, str) and ("%" in text or "{" in text):
+        for match in _FORMAT_WIDTHS.finditer(text):
+            for width in match.groups():
+                if width:
+                    refuse_over(int(width), f"{what} with width {int(width):,}")
+
+
+def _estimate(name: str, args: tuple) -> int:
+    """How large a join or replace would come out, before making it."""
+    values = [a for a in args if not hasattr(a, "environment")]  # drop Jinja2's eval context
+    if name == "join" and values and isinstance(values[0], (list, tuple, range)):
+        separator = values[1] if len(values) > 1 and isinstance(values[1], str) else ""
+        return sum(_size(item) or 20 for item in values[0]) + len(separator) * len(values[0])
+    if name == "replace" and len(values) >= 3 and all(isinstance(v, str) for v in values[:3]):
+        text, old, new = values[:3]
+        return len(text) + (text.count(old) if old else len(text) + 1) * len(new)
+    return 0
+
+
+def _bounded_filter(name: str, fn):
+    """A Jinja2 filter whose width or count arguments and result stay within the bound."""
+    def bounded(*args, **kwargs):
+        for arg in (*args, *kwargs.values()):
+            if isinstance(arg, int) and not isinstance(arg, bool):
+                refuse_over(abs(arg), f"the '{name}' filter with {arg:,}")
+        if name == "format" and args:
+            _check_format(args[0], "the 'format' filter")
+        refuse_over(_estimate(name, args), f"the '{name}' filter")
+        return check_size(fn(*args, **kwargs), f"the '{name}' filter")
+    return functools.wraps(fn)(bounded)  # keeps jinja_pass_arg (eval context) and the name
+
 
 def _make_environment() -> ImmutableSandboxedEnvironment:
-    return _Environment(
+    env = _Environment(
         autoescape=False,
         undefined=ChainableUndefined,
         keep_trailing_newline=True,
         finalize=lambda value: "" if value is None else value,  # a null reads as nothing, not "None"
     )
+    for name in AMPLIFYING_FILTERS:
+        env.filters[name] = _bounded_filter(name, env.filters[name])
+    env.globals.pop("namespace", None)  # state carried across loop iterations: doubling text 40 times
+    return env
+
+
+def render_bounded(template, names: dict) -> str:
+    """Render ``template`` piece by piece, refusing output past the bound (loops can repeat text)."""
+    parts, size = [], 0
+    for part in template.generate(names):
+        size += len(part)
+        refuse_over(size, "the template's output")
+        parts.append(part)
+    return "".join(parts)
 
 
 _ENVIRONMENT = _make_environment()
@@ -70,13 +174,27 @@ def attribute_reads(ast: nodes.Node, root: str) -> set[str]:
     """Names read as ``root.NAME`` or ``root['NAME']`` anywhere in a template."""
     names = set()
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
+        target, arg = getattr(node, "node", None), getattr(node, "arg", None)
         if isinstance(target, nodes.Name) and target.name == root:
             if isinstance(node, nodes.Getattr):
                 names.add(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                names.add(node.arg.value)
+            elif isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                names.add(arg.value)
     return names
+
+
+def refused(ast: nodes.Node) -> list[str]:
+    """Why the sandbox would refuse this template on every event, found without running it."""
+    found = []
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(getattr(node, "arg", None), "value", None)
+        if isinstance(name, str) and name.startswith("__"):
+            found.append(f"reads '{name}': names starting with '__' are Python internals, which templates cannot reach")
+    for call in ast.find_all(nodes.Call):
+        target = getattr(call, "node", None)
+        if isinstance(target, nodes.Getattr) and target.attr in MUTATING_METHODS:
+            found.append(f"calls '.{target.attr}()': templates cannot change data")
+    return found
 
 
 def names_read(ast: nodes.Node) -> set[str]:
@@ -86,9 +204,10 @@ def names_read(ast: nodes.Node) -> set[str]:
 class Facts:
     """What the loader checks about a template, worked out once per template text (files repeat them)."""
 
-    __slots__ = ("settings", "vars", "names", "filters", "tests")
+    __slots__ = ("refused", "settings", "vars", "names", "filters", "tests")
 
     def __init__(self, ast: nodes.Node):
+        self.refused = refused(ast)
         self.settings = attribute_reads(ast, "settings")
         self.vars = attribute_reads(ast, "vars")
         self.names = names_read(ast)

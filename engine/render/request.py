@@ -2,15 +2,24 @@
 
 A Request carries the real credentials so it can be sent, and hides them in
 ``repr`` and in ``to_dict()`` unless asked, so printing or logging one never
-leaks a key.
+leaks a key. It hides them by provenance: ``twin`` renders the same request
+again with sentinels for the secret settings (see ``secrets.masked_twin``), so
+only what was built from a secret is masked. A request without a twin (or
+whose twin could not be rendered) falls back to searching for the secrets' text.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlencode
 
 from ..jsoncodec import dumps_bytes
-from ..secrets import MASK, Masker
+from ..secrets import MASK, Masker, masked_twin
+
+
+class Twin(Protocol):
+    def shown(self) -> tuple[dict, dict] | None:
+        """(this request rendered with sentinels for secrets, as ``to_dict(True)``; {sentinel: secret}), or None."""
 
 
 @dataclass(slots=True, repr=False)  # slots, not frozen: a frozen init costs twice as much, once per event
@@ -25,12 +34,16 @@ class Request:
     format: str = "json"  # "json" or "form"
     message_ids: tuple = ()
     secrets: frozenset = field(default=frozenset(), compare=False)
+    twin: Twin | None = field(default=None, compare=False)
 
     def to_dict(self, show_secrets: bool = False) -> dict:
         data = {"method": self.method, "url": self.url, "headers": self.headers,
                 "query": self.query, "body": self.body}
-        if show_secrets:
+        if show_secrets or not self.secrets:
             return data
+        shown = self.twin.shown() if self.twin is not None else None
+        if shown is not None:
+            return masked_twin(data, *shown)
         masker = Masker(self.secrets)
         masked = {key: masker.data(value) for key, value in data.items()}  # a token in the URL: walk the URL only
         auth = masked["headers"].get("Authorization")
@@ -49,7 +62,7 @@ class Request:
         if self.body is None:
             return None
         if self.format == "form":
-            return urlencode(self.body, doseq=True).encode("utf-8")
+            return urlencode(self.body, doseq=True).encode("utf-8")  # type: ignore[arg-type]  # a form body is a dict
         return dumps_bytes(self.body)  # json.dumps(..., ensure_ascii=False, separators=(",", ":")), via orjson
 
     def __repr__(self) -> str:
