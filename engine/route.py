@@ -43,7 +43,7 @@ class Route:
     types: frozenset | None = None    # call types to send; None means all the destination accepts
     events: frozenset | None = None   # track/page/screen names to send; None means all
     where: str | None = None          # JMESPath condition on the event
-    limits: Limits | None = None      # None: the destination's own
+    limits: Limits = None  # type: ignore[assignment]  # None given: the destination's own, set in __post_init__
 
     def __repr__(self) -> str:
         """Settings shown with every credential masked: a route's repr ends up in logs and tracebacks."""

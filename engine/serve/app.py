@@ -16,7 +16,7 @@ from http import HTTPStatus
 
 from ..intake import UNSTORABLE, Intake
 from ..problems import Problem
-from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent
+from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent, Store
 from ..validate import storable
 from . import metrics
 from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused, with_ip
@@ -46,26 +46,29 @@ class Collector:
         self.config, self.engine, self.routes, self.console = config, engine, routes, console
         self.open_store, self.clock = open_store, clock
         self._lock = threading.Lock()
-        self._pid = None
-        self._store = self._intake = None
+        self._store: Store | None = None
+        self._intake: Intake | None = None
+        self._pid: int | None = None
         self.refusals = metrics.Refusals()   # made here, before gunicorn forks, so every process shares it
 
     def __repr__(self) -> str:
         return f"<Collector {self.config.file}>"
 
     # --- per-process store
-    def store(self):
+    def store(self) -> Store:
+        return self._opened()[0]
+
+    def intake(self) -> Intake:
+        return self._opened()[1]
+
+    def _opened(self) -> tuple[Store, Intake]:
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != os.getpid() or self._store is None or self._intake is None:
                 self._store = self.open_store()
                 self._intake = Intake(self.engine, self.routes, self._store, self.config.delivery.dedupe_window,
                                       clock=self.clock)
                 self._pid = os.getpid()
-            return self._store
-
-    def intake(self) -> Intake:
-        self.store()
-        return self._intake
+            return self._store, self._intake
 
     # --- WSGI
     def __call__(self, environ, start_response):
@@ -180,8 +183,8 @@ class Collector:
         decided = [self._decide(intake, with_ip(complete(item, call, body, received), ip), item)
                    for item in items_of(call, body)]
         receipts = intake.accept_decided(decided)
-        rejected = [{"index": i, "messageId": r.message_id, "errors": [e.as_dict() for e in r.errors]}
-                    for i, r in enumerate(receipts) if r.rejected]
+        rejected: list[dict] = [{"index": i, "messageId": r.message_id, "errors": [e.as_dict() for e in r.errors]}
+                                for i, r in enumerate(receipts) if r.rejected]
         if call != "batch":
             if rejected:
                 raise ApiError(400, "invalid_event", f"the event was not accepted: {_summary(rejected[0]['errors'])}")

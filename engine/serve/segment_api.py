@@ -89,7 +89,7 @@ def parse_json(body: bytes):
 
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     """(user, password) from an HTTP Basic Authorization header; Segment's write key is the user."""
-    if not authorization or not authorization[:6].lower() == "basic ":
+    if not authorization or authorization[:6].lower() != "basic ":
         return None
     try:
         decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")

@@ -22,10 +22,11 @@ from ..source import REJECTED as SOURCE_REJECTED
 from ..source import SKIPPED as SOURCE_SKIPPED
 from ..store import DEAD, DELIVERED, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, Store
 
+DEFAULT_OPTIONS = DeliveryOptions()   # frozen: one shared default is safe
 
 class SourceWorker:
     def __init__(self, name: str, source: BoundSource, intake: Intake, store: Store, client,
-                 options: DeliveryOptions = DeliveryOptions(), batch: int = 20, owner: str | None = None,
+                 options: DeliveryOptions = DEFAULT_OPTIONS, batch: int = 20, owner: str | None = None,
                  clock=time.time, jitter=random.random):
         self.name = name                       # the pseudo-destination, "source:gladly"
         self.source, self.intake, self.store, self.client = source, intake, store, client

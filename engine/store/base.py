@@ -37,6 +37,9 @@ PENDING_SQL = "(" + ", ".join(f"'{state}'" for state in PENDING) + ")"
 PRUNABLE_SQL = "(" + ", ".join(f"'{state}'" for state in PRUNABLE) + ")"
 
 
+# delivery or event ids; a name of its own because Store.list shadows the builtin inside the class
+Ids = list[int]
+
 @dataclass
 class NewDelivery:
     """What intake decided for one destination: queue it, or record why not."""
@@ -170,7 +173,7 @@ class Store(ABC):
         """Record verdicts for deliveries this owner still leases; returns how many applied."""
 
     @abstractmethod
-    def release(self, owner: str, ids: list[int] | None = None) -> int:
+    def release(self, owner: str, ids: Ids | None = None) -> int:
         """Give back leases of ``owner`` (these ids, or all of them at a clean shutdown) so others may
         take them now; the deliveries keep their state and attempts."""
 
@@ -207,7 +210,7 @@ class Store(ABC):
         Buckets without attempts are left out."""
 
     @abstractmethod
-    def requeue(self, now: float, ids: list[int] | None = None, destination: str | None = None,
+    def requeue(self, now: float, ids: Ids | None = None, destination: str | None = None,
                 state: str = DEAD) -> int:
         """Put final deliveries (dead by default) back in the queue, due now, with a fresh horizon."""
 
@@ -221,7 +224,7 @@ class Store(ABC):
         """The schema version the database is at (0: no tables yet)."""
 
     @abstractmethod
-    def upgrade(self) -> list[int]:
+    def upgrade(self) -> Ids:
         """Apply the migrations the database lacks; returns their numbers. Safe to run twice."""
 
     @property
@@ -229,7 +232,7 @@ class Store(ABC):
         """Where the data lives, safe to print (a file path, or a URL with its password masked)."""
         return repr(self)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a store holding nothing need not override it
         """Release connections."""
 
     def __enter__(self):

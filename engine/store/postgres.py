@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -34,6 +35,7 @@ from .base import (
     EventRecord,
     EventRecords,
     Finish,
+    Ids,
     Leased,
     NewEvent,
     Store,
@@ -62,7 +64,7 @@ class PostgresStore(Store):
             raise ConfigError([Problem("storage.pool_size", f"expected a whole number of connections, at least 1, "
                                        f"not {pool_size!r}")])
         try:
-            params = conninfo_to_dict(url)
+            params: dict[str, Any] = conninfo_to_dict(url)
         except psycopg.Error as exc:
             raise ConfigError([Problem("storage", f"not a PostgreSQL URL {self.url}: {self._masker.text(str(exc))}")]) \
                 from None
@@ -126,12 +128,12 @@ class PostgresStore(Store):
         with self._conn() as conn:
             return _version_in(conn)
 
-    def upgrade(self) -> list[int]:
+    def upgrade(self) -> Ids:
         with self._connect() as conn:
             return self._upgrade(conn)
 
     @staticmethod
-    def _upgrade(conn) -> list[int]:
+    def _upgrade(conn) -> Ids:
         """Each migration in its own transaction under an advisory lock: two upgrades at once take turns,
         and the second finds nothing left to do."""
         applied = []
@@ -165,7 +167,7 @@ class PostgresStore(Store):
                     for index, (destination, state, reason, errors) in enumerate(plan):
                         first = firsts.get((id(new), index))
                         if first is not None:
-                            state, reason = SKIPPED, duplicate_reason(new.message_id, destination, first,
+                            state, reason = SKIPPED, duplicate_reason(str(new.message_id), destination, first,
                                                                        dedupe_window)
                         rows.append((event_id, destination, _text(new.message_id), state, now, now, now,
                                      now if state == QUEUED else None, _text(reason), _json(errors) if errors else None))
@@ -187,7 +189,7 @@ class PostgresStore(Store):
         Claims go in key order, so two collectors claiming overlapping batches cannot deadlock."""
         if window <= 0:
             return {}
-        wanted: dict[tuple[str, str], list] = {}
+        wanted: dict[tuple[str, str | None], list] = {}
         for new, plan in zip(events, plans):
             if new.message_id is None:
                 continue
@@ -260,10 +262,10 @@ class PostgresStore(Store):
                 " WHERE i.tried = 1)"
                 " SELECT COUNT(*) FROM done", (*[list(c) for c in columns], now, owner)).fetchone()[0]
 
-    def release(self, owner: str, ids: list[int] | None = None) -> int:
+    def release(self, owner: str, ids: Ids | None = None) -> int:
         if ids is not None and not ids:
             return 0
-        where, params = "lease_owner = %s", [owner]
+        where, params = "lease_owner = %s", list[object]([owner])
         if ids is not None:
             where += " AND id = ANY(%s)"
             params.append(list(ids))

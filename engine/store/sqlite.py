@@ -31,6 +31,7 @@ from .base import (
     EventRecord,
     EventRecords,
     Finish,
+    Ids,
     Leased,
     NewEvent,
     Store,
@@ -110,7 +111,7 @@ class SQLiteStore(Store):
             return 0
         return conn.execute("SELECT version FROM schema_version").fetchone()[0]
 
-    def upgrade(self) -> list[int]:
+    def upgrade(self) -> Ids:
         """Apply the migrations this file lacks, each in its own transaction; safe to run twice."""
         applied = []
         for number, script in migrations("sqlite"):
@@ -216,8 +217,8 @@ class SQLiteStore(Store):
                 applied += cursor.rowcount
         return applied
 
-    def release(self, owner: str, ids: list[int] | None = None) -> int:
-        where, params = "lease_owner = ?", [owner]
+    def release(self, owner: str, ids: Ids | None = None) -> int:
+        where, params = "lease_owner = ?", list[object]([owner])
         if ids is not None:
             if not ids:
                 return 0
