@@ -5,7 +5,7 @@ Everything the README's "Library" section uses is importable from here
 """
 from .audience import audience_identify, audience_trait
 from .deliver.http import HttpClient, SavedResponses
-from .deliver.http import deliver as deliver  # the function; the subpackage stays importable as engine.deliver.*
+from .deliver.http import deliver as send  # not 'deliver': that name is the engine.deliver package
 from .engine import Engine
 from .map.filters import register_filter
 from .map.functions import register_function
@@ -15,4 +15,4 @@ from .render.request import Request
 from .route import Route
 
 __all__ = ["ConfigError", "Engine", "EventmapError", "HttpClient", "Outcome", "Problem", "Request", "Route",
-           "SavedResponses", "audience_identify", "audience_trait", "deliver", "register_filter", "register_function"]
+           "SavedResponses", "audience_identify", "audience_trait", "register_filter", "register_function", "send"]
