@@ -27,7 +27,7 @@ def test_every_name_the_readme_library_section_imports_is_exported():
     tree = ast.parse(library_block())
     imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "engine"
                 for alias in node.names]
-    assert {"Engine", "HttpClient", "SavedResponses", "deliver"} <= set(imported)
+    assert {"Engine", "HttpClient", "SavedResponses", "send"} <= set(imported)
     for name in imported:
         assert name in engine.__all__, f"the README imports {name} from engine, which does not export it"
         assert getattr(engine, name) is not None
@@ -45,7 +45,12 @@ def test_every_name_the_readme_library_section_uses_is_defined_or_imported_from_
 
 def test_the_exported_names_are_the_ones_the_code_uses():
     from engine.deliver.http import HttpClient, SavedResponses, deliver
-    assert (engine.HttpClient, engine.SavedResponses, engine.deliver) == (HttpClient, SavedResponses, deliver)
+    assert (engine.HttpClient, engine.SavedResponses, engine.send) == (HttpClient, SavedResponses, deliver)
+
+
+def test_engine_deliver_is_still_the_delivery_package():
+    import engine.deliver as package
+    assert package.DestinationWorker is not None and engine.deliver is package
 
 
 def test_every_public_error_class_derives_from_eventmap_error():
