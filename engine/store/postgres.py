@@ -10,7 +10,6 @@ only by ``eventmap db upgrade``; opening checks the version.
 """
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Json
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from .. import jsoncodec
 from ..problems import ConfigError, Problem
 from ..secrets import Masker
 from .base import (
@@ -421,7 +421,7 @@ def _returned(cur, whole: bool = False) -> list:
 
 
 def _dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return jsoncodec.dumps(value)  # orjson where it writes what json would; json for the rest
 
 
 def _json(value) -> Json:

@@ -8,7 +8,6 @@ process and a power cut; ``NORMAL`` survives a killed process only, faster.
 """
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -16,6 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import jsoncodec
 from ..problems import ConfigError, Problem
 from .base import (
     DEAD,
@@ -194,7 +194,7 @@ class SQLiteStore(Store):
             bodies = dict(conn.execute(
                 f"SELECT id, body FROM events WHERE id IN ({','.join('?' * len(rows))})",
                 [r[1] for r in rows]).fetchall())
-        leased = [Leased(r[0], destination, r[2], json.loads(bodies[r[1]]), r[3], r[4]) for r in rows]
+        leased = [Leased(r[0], destination, r[2], jsoncodec.loads(bodies[r[1]]), r[3], r[4]) for r in rows]
         return sorted(leased, key=lambda item: item.id)
 
     def finish(self, results: list[Finish], owner: str, now: float) -> int:
@@ -270,8 +270,8 @@ class SQLiteStore(Store):
         if row is None:
             return None
         record = _record(row[:-1])
-        record.request = json.loads(row[-1]) if row[-1] else None
-        record.event = json.loads(conn.execute("SELECT body FROM events WHERE id = ?", (record.event_id,)).fetchone()[0])
+        record.request = jsoncodec.loads(row[-1]) if row[-1] else None
+        record.event = jsoncodec.loads(conn.execute("SELECT body FROM events WHERE id = ?", (record.event_id,)).fetchone()[0])
         record.history = [Attempt(*a) for a in conn.execute(
             "SELECT at, status, error, duration FROM attempts WHERE delivery_id = ? ORDER BY rowid", (delivery_id,))]
         return record
@@ -281,7 +281,7 @@ class SQLiteStore(Store):
         conn = self._connection()
         rows = conn.execute(f"SELECT id, message_id, received_at, body FROM events WHERE {where}"
                             f" ORDER BY id DESC LIMIT ?", (*params, query.limit)).fetchall()
-        found = [EventRecord(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+        found = [EventRecord(r[0], r[1], r[2], jsoncodec.loads(r[3])) for r in rows]
         if found:
             by_id = {e.id: e for e in found}
             for row in conn.execute(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE event_id IN"
@@ -384,12 +384,12 @@ _RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, crea
 
 def _record(row) -> DeliveryRecord:
     values = list(row)
-    values[10] = json.loads(values[10]) if values[10] else None
+    values[10] = jsoncodec.loads(values[10]) if values[10] else None
     return DeliveryRecord(*values)
 
 
 def _dump(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return jsoncodec.dumps(value)  # orjson where it writes what json would; json for the rest
 
 
 def _statements(script: str) -> list[str]:
