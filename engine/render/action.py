@@ -26,11 +26,16 @@ class Required:
 
 
 class Action:
-    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "_compiled", "_bound", "_messages")
+    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "steps", "sequence",
+                 "_compiled", "_bound", "_messages")
 
-    def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool):
+    def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool,
+                 steps: dict | None = None):
         self.call_type, self.vars, self.body = call_type, vars, body
         self.required, self.endpoint, self.batched = required, endpoint, batched
+        # several named requests (engine/steps.py) instead of one: run by the interpreter, never batched
+        self.steps = steps
+        self.sequence = [name for name, step in steps.items() if not step.fallback] if steps else []
         self._compiled = None
         self._bound: dict = {}
         self._messages: dict = {}  # (rule path, label) -> the default message, worded once
