@@ -125,7 +125,9 @@ class Destination:
                            reason="required fields are missing")
         requests = [sent.request for sent in run.sent]
         if run.end == stepping.OFFLINE:
-            plan = [action.steps[name].plan() for name in action.steps]
+            # which request is shown, then what each step does under which answer
+            plan = [{**step.plan(), "sent": "requests[0]"} if name == run.step else step.plan()
+                    for name, step in action.steps.items()]
             return Outcome(self.name, SEND, [*requests, run.pending], message_id=message_id, action=call_type,
                            steps=plan)
         trace = [{"step": s.step, "status": s.answer.status if s.answer else None, "then": s.then,

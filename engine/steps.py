@@ -77,13 +77,14 @@ class Step:
 
     def plan(self) -> dict:
         """What this step does, for offline views: its request, condition and rules."""
-        data: dict = {"step": self.name, "request": f"{self.endpoint.method} {self.endpoint.url.describe()}"}
+        url = self.endpoint.url
+        data: dict = {"step": self.name, "request": f"{self.endpoint.method} {getattr(url, 'source', None) or url.describe()}"}
         if self.when_text:
             data["when"] = self.when_text
         if self.fallback:
-            data["runs"] = "only when another step's answer asks for it"
-        data["on_status"] = {**{key: rule.describe() for key, rule in self.on_status.items()},
-                             "default": "2xx continue; 408, 423, 429, 5xx (not 501) retry; other statuses fail"}
+            data["runs"] = "only when another step's rule asks for it"
+        if self.on_status:
+            data["on_status"] = {key: rule.describe() for key, rule in self.on_status.items()}
         return data
 
 
