@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .deliver.http import TransportError, is_retryable, summarize
+from .deliver.http import TransportError, is_retryable, retry_after, summarize
 from .map.language import Node, Scope, is_empty, is_truthy
 from .problems import Problem
 from .render.endpoint import Endpoint
@@ -123,6 +123,7 @@ class Run:
     reason: str | None = None
     errors: list[Problem] = field(default_factory=list)
     pending: object = None            # OFFLINE: the request the next step would send
+    retry_after: float | None = None  # RETRY: the wait the vendor asked for (Retry-After), if any
 
 
 class Context:
@@ -200,6 +201,8 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
         if rule.kind == DONE:
             answers[name] = answer
             return _end(result, DONE, name)
+        if rule.kind == RETRY:
+            result.retry_after = retry_after(response.headers)
         if rule.message is not None:
             text = str(rule.message.evaluate(context.scope_for(answers)))
         elif rule.kind == RETRY or rule.kind == FAIL:

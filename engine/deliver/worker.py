@@ -90,7 +90,9 @@ class DestinationWorker:
         if self.batching:
             return self.route.destination.batching.max_events
         timeout = getattr(self.client, "timeout", 10.0) or 10.0
-        size = min(20, int(self.lease_for / (2 * timeout)))
+        # an event of an action with steps may make a request per step
+        steps = max((len(a.steps) for a in self.route.destination.actions.values() if a.steps), default=1)
+        size = min(20, int(self.lease_for / (2 * timeout * steps)))
         rate = self.route.limits.rate
         if rate is not None:
             size = min(size, int(rate * self.lease_for / 4))
@@ -185,7 +187,7 @@ class DestinationWorker:
             now = self.clock()
             progress[name] = masker.data(answer.to_dict())
             attempt = Attempt(now, answer.status, None, max(0.0, now - timing["started"]), name)
-            if not self.store.step_done(item.id, self.owner, progress, attempt, now):
+            if not self.store.step_done(item.id, self.owner, progress, attempt, now, now + self.lease_for):
                 raise _Stopping  # the lease ran out and another worker has the event now
             self.stats.add([], 1)
 
@@ -200,7 +202,8 @@ class DestinationWorker:
             self._record([Finish(item.id, REJECTED, reason="the mapping could not be applied",
                                  errors=[{"path": where, "message": f"{destination.name} {action.call_type}: {exc.message}"}])], 0)
             return
-        self._record([self._steps_verdict(item, run, timing["started"])], int(bool(run.sent)))
+        unrecorded = bool(run.sent) and not stepping.kept(run.sent[-1])  # kept steps were counted in on_answer
+        self._record([self._steps_verdict(item, run, timing["started"])], int(unrecorded))
 
     def _steps_verdict(self, item: Leased, run, started: float) -> Finish:
         now = self.clock()
@@ -218,7 +221,7 @@ class DestinationWorker:
             return Finish(item.id, REJECTED, attempt, reason="required fields are missing",
                           errors=[e.as_dict() for e in run.errors])
         if run.end == stepping.RETRY:
-            next_at = now + self.policy.wait(item.attempts + 1, None, self.rng)
+            next_at = now + self.policy.wait(item.attempts + 1, run.retry_after, self.rng)
             if self.policy.gives_up(item.first_at, next_at):
                 return Finish(item.id, DEAD, attempt, request=request,
                               reason=f"gave up after {item.attempts + 1} attempts over the "

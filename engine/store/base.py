@@ -173,9 +173,11 @@ class Store(ABC):
         """Record verdicts for deliveries this owner still leases; returns how many applied."""
 
     @abstractmethod
-    def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float) -> bool:
+    def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float,
+                  lease_until: float | None = None) -> bool:
         """Record one completed step of a multi-step action, with the answers of every step done so far
-        (masked), in one transaction; a retry resumes after them. False: the lease was lost."""
+        (masked), in one transaction; a retry resumes after them. ``lease_until`` renews the lease, so
+        an event of many steps keeps it while it makes progress. False: the lease was lost."""
 
     @abstractmethod
     def release(self, owner: str, ids: list[int] | None = None) -> int:

@@ -260,14 +260,16 @@ class PostgresStore(Store):
                 " WHERE i.tried = 1)"
                 " SELECT COUNT(*) FROM done", (*[list(c) for c in columns], now, owner)).fetchone()[0]
 
-    def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float) -> bool:
+    def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float,
+                  lease_until: float | None = None) -> bool:
         with self._conn() as conn:  # one statement: the step's answers and its attempt together
             return bool(conn.execute(
                 "WITH done AS (UPDATE deliveries SET progress = %s::json, attempts = attempts + 1, last_status = %s,"
-                " last_error = NULL, updated_at = %s WHERE id = %s AND lease_owner = %s RETURNING id)"
+                " last_error = NULL, updated_at = %s, lease_until = COALESCE(%s::float8, lease_until)"
+                " WHERE id = %s AND lease_owner = %s RETURNING id)"
                 " INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
                 " SELECT id, %s, %s, %s, %s, %s FROM done RETURNING delivery_id",
-                (_dumps(progress), attempt.status, now, delivery_id, owner, attempt.at, attempt.status,
+                (_dumps(progress), attempt.status, now, lease_until, delivery_id, owner, attempt.at, attempt.status,
                  _text(attempt.error), attempt.duration, attempt.step)).fetchone())
 
     def release(self, owner: str, ids: list[int] | None = None) -> int:

@@ -217,12 +217,13 @@ class SQLiteStore(Store):
                 applied += cursor.rowcount
         return applied
 
-    def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float) -> bool:
+    def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float,
+                  lease_until: float | None = None) -> bool:
         with self._write() as conn:
             applied = conn.execute(
                 "UPDATE deliveries SET progress = ?, attempts = attempts + 1, last_status = ?, last_error = NULL,"
-                " updated_at = ? WHERE id = ? AND lease_owner = ?",
-                (_dump(progress), attempt.status, now, delivery_id, owner)).rowcount
+                " updated_at = ?, lease_until = COALESCE(?, lease_until) WHERE id = ? AND lease_owner = ?",
+                (_dump(progress), attempt.status, now, lease_until, delivery_id, owner)).rowcount
             if applied:
                 conn.execute("INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
                              " VALUES (?, ?, ?, ?, ?, ?)", (delivery_id, attempt.at, attempt.status, attempt.error,
