@@ -80,8 +80,8 @@ def _steps_action(call_type, spec, compiler, path, defaults, variables, required
             compiler.report(path + ("required", i), f"'{rule.path}': with steps, an action's required may only name "
                                                     "vars (put body fields in the step's own required)")
     steps = compile_steps(spec["steps"], compiler, path + ("steps",), defaults)
-    first = next(iter(steps.values()))
-    return Action(call_type, variables, first.body, required, first.endpoint, False, steps)
+    first = next(iter(steps.values()))  # body and endpoint of the action itself: unused, its steps have their own
+    return Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False, steps)
 
 
 def _compile_limits(spec: dict, doc, problems: list) -> Limits:
