@@ -206,7 +206,8 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
         if rule.message is not None:
             text = str(rule.message.evaluate(context.scope_for(answers)))
         elif rule.kind == RETRY or rule.kind == FAIL:
-            hint = " (check the credentials)" if response.status in (401, 403) else ""
+            owner = "source" if context.noun == "lookup" else "destination"
+            hint = f" (check the {owner}'s credentials)" if response.status in (401, 403) else ""
             text = f"{context.noun} '{name}' got HTTP {response.status} from {shown}{hint}"
             if context.noun != "lookup":
                 text += f": {summarize(response.body, request)}"

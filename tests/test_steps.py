@@ -284,6 +284,22 @@ def test_render_with_saved_responses_shows_exactly_what_would_be_sent(tmp_path, 
     assert shown["requests"][2]["body"] == {"data": {"plan": "enterprise", "createdAt": "2023-11-02T08:00:00.000Z"}}
 
 
+def test_explain_and_batch_show_steps_offline(tmp_path, capsys):
+    settings = json.dumps({"api_key": CRISP_KEY, "website_id": SITE})
+    event = identify(1, "ada@example.com", name="Ada", plan="pro")
+    (tmp_path / "event.json").write_text(json.dumps(event), encoding="utf-8")
+    assert main(["explain", "crisp", str(tmp_path / "event.json"), "--settings", settings]) == 0
+    shown = capsys.readouterr().out
+    assert "steps.update.person.nickname" in shown and "steps.data.data" in shown and '{"plan": "pro"}' in shown
+    assert CRISP_KEY.split(":")[1] not in shown
+
+    (tmp_path / "events.jsonl").write_text(json.dumps(event) + "\n" + json.dumps(track(2, "ada@example.com")) + "\n")
+    assert main(["batch", str(tmp_path / "events.jsonl"), "--destination", "crisp", "--settings", settings]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["requests"][0]["method"], [s["step"] for s in line["steps"]]) for line in lines] == [
+        ("PATCH", ["update", "create", "data"]), ("POST", ["event"])]
+
+
 # --------------------------------------------------------------------------- bad steps files
 
 FILE = "mappings/destinations/x.yaml"
