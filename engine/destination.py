@@ -94,20 +94,8 @@ class Destination:
         ends the run rejected before anything is sent.
         """
         from . import steps as stepping  # here: engine.steps reads the deliver layer's status rules
-        variables: dict = {}
-        scope = Scope(event, settings, variables)
-        for name, node in action.vars:
-            scope.set_var(name, node.evaluate(scope))
-        label = f"{self.name} {action.call_type}"
-        missing = [action.required_problem(rule, label) for rule in action.required if rule.missing(None, variables)]
-        if missing:
-            return stepping.Run(stepping.REJECT, dict(answers or {}), errors=missing)
-
-        def scope_for(known: dict) -> Scope:
-            return Scope({**event, "steps": {n: a.to_dict() for n, a in known.items()}}, settings, dict(variables))
-
-        context = stepping.Context(scope_for, noun="step", root="steps", destination=self.name,
-                                   message_ids=(event.get("messageId"),), secrets=secrets)
+        context = stepping.ActionContext(event, settings, action, destination=self.name,
+                                         message_ids=(event.get("messageId"),), secrets=secrets)
         return stepping.run(action.steps, action.sequence, context, send, answers, on_answer)
 
     def _render_steps(self, action, event: dict, settings: dict, secrets: frozenset, client) -> Outcome:
@@ -122,12 +110,11 @@ class Destination:
                            message_id=message_id, action=call_type, reason="the mapping could not be applied")
         if run.end == stepping.REJECT:
             return Outcome(self.name, REJECTED, errors=run.errors, message_id=message_id, action=call_type,
-                           reason="required fields are missing")
+                           reason="required fields are missing" if not run.sent else f"step '{run.step}' rejected the event")
         requests = [sent.request for sent in run.sent]
         if run.end == stepping.OFFLINE:
             # which request is shown, then what each step does under which answer
-            plan = [{**step.plan(), "sent": "requests[0]"} if name == run.step else step.plan()
-                    for name, step in action.steps.items()]
+            plan = [{**step, "sent": "requests[0]"} if step["step"] == run.step else step for step in action.plan]
             return Outcome(self.name, SEND, [*requests, run.pending], message_id=message_id, action=call_type,
                            steps=plan)
         trace = [{"step": s.step, "status": s.answer.status if s.answer else None, "then": s.then,

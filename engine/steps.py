@@ -65,6 +65,7 @@ class Step:
     required: list = field(default_factory=list)   # render.action.Required: output fields of the body
     on_status: dict = field(default_factory=dict)  # "404" or "4xx" -> Rule
     fallback: bool = False            # runs only when another step's rule names it
+    action: object = None             # a destination step as an Action, for its generated code (render/compiled.py)
 
     def rule(self, status: int) -> Rule:
         """The rule for this status: exact, then its class, then the defaults."""
@@ -126,6 +127,9 @@ class Run:
     retry_after: float | None = None  # RETRY: the wait the vendor asked for (Retry-After), if any
 
 
+SKIPPED_STEP = object()   # what Context.prepare returns for a step whose `when` is false
+
+
 class Context:
     """What a run needs from its caller: how steps see their data, and how messages name things."""
 
@@ -134,6 +138,90 @@ class Context:
         self.scope_for = scope_for    # answers -> Scope (a fresh scope per step, vars included)
         self.noun, self.root = noun, root   # "lookup"/"lookups" or "step"/"steps", for messages
         self.destination, self.message_ids, self.secrets = destination, message_ids, secrets
+
+    def prepare(self, step: Step, answers: dict):
+        """The step's request; SKIPPED_STEP when its ``when`` is false; a list of Problems when an
+        input or output field it requires is empty. The interpreter; a caller may do it faster."""
+        scope = self.scope_for(answers)
+        if step.when is not None and not is_truthy(step.when.search({**scope.event, "vars": scope.vars,
+                                                                     "settings": scope.settings})):
+            return SKIPPED_STEP
+        missing = _missing_inputs(step, scope, self)
+        if missing:
+            return missing
+        for var, node in step.vars:
+            scope.set_var(var, node.evaluate(scope))
+        body = step.body.evaluate(scope) if step.body is not None else None
+        label = f"{self.destination} {self.noun} {step.name}"
+        rules = step.action.required if step.action is not None else step.required  # type: ignore[attr-defined]
+        missing = [self._required_problem(step, rule, label) for rule in rules if rule.missing(body, scope.vars)]
+        if missing:
+            return missing
+        name = step.action.call_type if step.action is not None else f"{self.noun} {step.name}"
+        return step.endpoint.build(scope, body, self.destination, name, self.message_ids, self.secrets)
+
+    def _required_problem(self, step: Step, rule, label: str) -> Problem:
+        """A step's own required fields are named under ``steps.NAME``; its action's (vars) as written."""
+        problem = (step.action.required_problem(rule, label) if step.action is not None else  # type: ignore[attr-defined]
+                   Problem(rule.path, rule.message or f"{label}: '{rule.path}' is required but missing or empty"))
+        if not any(rule is own for own in step.required):
+            return problem
+        return Problem(f"{self.root}.{step.name}.{problem.path}", problem.message)
+
+
+class ActionContext(Context):
+    """A destination action's steps: each runs as the generated Python of ``step.action``
+    (render/compiled.py), as a single-request action does; the interpreter where that cannot bind.
+
+    ``step.action`` carries the action's vars and required before the step's own, so one
+    generated call per step maps it; the action's vars alone are worked out only when a
+    ``when`` or the interpreter needs them.
+    """
+
+    def __init__(self, event: dict, settings: dict, action, **names):
+        super().__init__(self._scope, noun="step", root="steps", **names)
+        self.event, self.settings, self.action = event, settings, action
+        self._variables: dict | None = None
+
+    def variables(self) -> dict:
+        if self._variables is None:
+            bound = self.action.bound(self.settings, None, self.destination)
+            if bound is not None:
+                self._variables = bound.payload(self.event)[1]
+            else:
+                scope = Scope(self.event, self.settings, {})
+                for name, node in self.action.vars:
+                    scope.set_var(name, node.evaluate(scope))
+                self._variables = scope.vars
+        return self._variables
+
+    def _data(self, answers: dict) -> dict:
+        """The event, plus ``steps`` once there are answers to read."""
+        if not answers:
+            return self.event
+        return {**self.event, "steps": {name: answer.to_dict() for name, answer in answers.items()}}
+
+    def _scope(self, answers: dict) -> Scope:
+        return Scope(self._data(answers), self.settings, dict(self.variables()))
+
+    def prepare(self, step: Step, answers: dict):
+        bound = None
+        if step.action is not None and not step.requires:
+            bound = step.action.bound(self.settings, None, self.destination)  # type: ignore[attr-defined]
+        if bound is None:
+            return super().prepare(step, answers)
+        data = self._data(answers)
+        if step.when is not None and not is_truthy(step.when.search({**data, "vars": self.variables(),
+                                                                     "settings": self.settings})):
+            return SKIPPED_STEP
+        body, variables = bound.payload(data)
+        if bound.required:
+            label = f"{self.destination} {self.action.call_type}"
+            missing = [self._required_problem(step, check.rule, label)
+                       for check in bound.required if check.missing(body, variables)]
+            if missing:
+                return missing
+        return bound.request(data, variables, body, self.destination, self.message_ids, self.secrets)
 
 
 def run(steps: dict, sequence: list[str], context: Context, send=None, answers: dict | None = None,
@@ -160,29 +248,15 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
             rule = step.rule(answers[name].status)
             queued = rule.target if rule.kind == RUN else None
             continue
-        scope = context.scope_for(answers)
-        if step.when is not None and not is_truthy(step.when.search({**scope.event, "vars": scope.vars,
-                                                                     "settings": scope.settings})):
+        request = context.prepare(step, answers)
+        if request is SKIPPED_STEP:
             continue
-        missing = _missing_inputs(step, scope, context)
-        if missing:
-            return _end(result, REJECT, name, errors=missing)
-        for var, node in step.vars:
-            scope.set_var(var, node.evaluate(scope))
-        body = step.body.evaluate(scope) if step.body is not None else None
-        label = f"{context.destination} {context.noun} {name}"
-        missing = [Problem(f"{context.root}.{name}.{rule.path}",
-                           rule.message or f"{label}: '{rule.path}' is required but missing or empty")
-                   for rule in step.required if rule.missing(body, scope.vars)]
-        if missing:
-            return _end(result, REJECT, name, errors=missing)
-        request = step.endpoint.build(scope, body, context.destination, f"{context.noun} {name}",
-                                      context.message_ids, context.secrets)
+        if isinstance(request, list):
+            return _end(result, REJECT, name, errors=request)
         if send is None:
             result.pending = request
             return _end(result, OFFLINE, name,
                         reason=f"{context.noun} '{name}' needs an HTTP client or a ready-made response")
-        shown = f"{request.method} {Masker(context.secrets).text(request.full_url())}"
         try:
             response = send(request)
         except TransportError as exc:
@@ -206,6 +280,7 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
         if rule.message is not None:
             text = str(rule.message.evaluate(context.scope_for(answers)))
         elif rule.kind == RETRY or rule.kind == FAIL:
+            shown = f"{request.method} {Masker(context.secrets).text(request.full_url())}"
             owner = "source" if context.noun == "lookup" else "destination"
             hint = f" (check the {owner}'s credentials)" if response.status in (401, 403) else ""
             text = f"{context.noun} '{name}' got HTTP {response.status} from {shown}{hint}"

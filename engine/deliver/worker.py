@@ -218,7 +218,8 @@ class DestinationWorker:
         if run.end == stepping.SKIP:
             return Finish(item.id, SKIPPED, attempt, reason=run.reason)
         if run.end == stepping.REJECT:
-            return Finish(item.id, REJECTED, attempt, reason="required fields are missing",
+            return Finish(item.id, REJECTED, attempt,
+                          reason="required fields are missing" if last is None else f"step '{run.step}' rejected the event",
                           errors=[e.as_dict() for e in run.errors])
         if run.end == stepping.RETRY:
             next_at = now + self.policy.wait(item.attempts + 1, run.retry_after, self.rng)

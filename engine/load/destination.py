@@ -80,6 +80,10 @@ def _steps_action(call_type, spec, compiler, path, defaults, variables, required
             compiler.report(path + ("required", i), f"'{rule.path}': with steps, an action's required may only name "
                                                     "vars (put body fields in the step's own required)")
     steps = compile_steps(spec["steps"], compiler, path + ("steps",), defaults)
+    for name, step in steps.items():  # each step as an action of its own, for its generated code
+        body = step.body if step.body is not None else compiler.value(None, path + ("steps", name))
+        step.action = Action(f"{call_type}_{name}", variables + step.vars, body, required + step.required,
+                             step.endpoint, False)
     first = next(iter(steps.values()))  # body and endpoint of the action itself: unused, its steps have their own
     return Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False, steps)
 
