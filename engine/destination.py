@@ -94,8 +94,7 @@ class Destination:
         ends the run rejected before anything is sent.
         """
         from . import steps as stepping  # here: engine.steps reads the deliver layer's status rules
-        context = stepping.ActionContext(event, settings, action, destination=self.name,
-                                         message_ids=(event.get("messageId"),), secrets=secrets)
+        context = stepping.ActionContext(event, settings, action, self.name, (event.get("messageId"),), secrets)
         return stepping.run(action.steps, action.sequence, context, send, answers, on_answer)
 
     def _render_steps(self, action, event: dict, settings: dict, secrets: frozenset, client) -> Outcome:
@@ -103,6 +102,17 @@ class Destination:
         from . import steps as stepping
         message_id, call_type = event.get("messageId"), action.call_type
         try:
+            if client is None and action.sequence:
+                # offline, the first step alone decides what is shown, unless its `when` is false
+                context = stepping.ActionContext(event, settings, action, self.name, (message_id,), secrets)
+                first = action.sequence[0]
+                request = context.prepare(action.steps[first], {})
+                if isinstance(request, list):
+                    return Outcome(self.name, REJECTED, errors=request, message_id=message_id, action=call_type,
+                                   reason="required fields are missing")
+                if request is not stepping.SKIPPED_STEP:
+                    return Outcome(self.name, SEND, [request], None, [], [], message_id, [], call_type,
+                                   action.plans[first])
             run = self.run_steps(action, event, settings, secrets, client.send if client is not None else None)
         except MappingError as exc:
             where = ".".join(str(p) for p in exc.path)
@@ -114,9 +124,8 @@ class Destination:
         requests = [sent.request for sent in run.sent]
         if run.end == stepping.OFFLINE:
             # which request is shown, then what each step does under which answer
-            plan = [{**step, "sent": "requests[0]"} if step["step"] == run.step else step for step in action.plan]
             return Outcome(self.name, SEND, [*requests, run.pending], message_id=message_id, action=call_type,
-                           steps=plan)
+                           steps=action.plans[run.step])
         trace = [{"step": s.step, "status": s.answer.status if s.answer else None, "then": s.then,
                   **({"error": s.error} if s.error else {})} for s in run.sent]
         if not requests:

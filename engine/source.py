@@ -93,8 +93,7 @@ class BoundSource:
             data["lookups"] = {name: answer.body for name, answer in answers.items()}
             return Scope(data, self.settings, dict(variables))
 
-        context = stepping.Context(scope_for, noun="lookup", root="lookups", destination=source.name,
-                                   secrets=self.secrets)
+        context = stepping.Context(scope_for, "lookup", "lookups", source.name, (), self.secrets)
         known = {name: stepping.Answer(200, body) for name, body in supplied.items()}
         try:
             scope = Scope(data, self.settings, variables)

@@ -33,6 +33,7 @@ RULE_KINDS = (CONTINUE, EMPTY, DONE, SKIP, FAIL, REJECT, RUN)
 RETRY, OFFLINE = "retry", "offline"
 STATUS_KEY = re.compile(r"^[1-5]([0-9][0-9]|xx)$")
 STEP_READ = re.compile(r"(?<![\w.])steps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+VAR_READ = re.compile(r"(?<![\w.])vars\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,9 @@ SKIPPED_STEP = object()   # what Context.prepare returns for a step whose `when`
 class Context:
     """What a run needs from its caller: how steps see their data, and how messages name things."""
 
-    def __init__(self, scope_for, *, noun: str, root: str, destination: str, message_ids: tuple = (),
+    __slots__ = ("scope_for", "noun", "root", "destination", "message_ids", "secrets")
+
+    def __init__(self, scope_for, noun: str, root: str, destination: str, message_ids: tuple = (),
                  secrets: frozenset = frozenset()):
         self.scope_for = scope_for    # answers -> Scope (a fresh scope per step, vars included)
         self.noun, self.root = noun, root   # "lookup"/"lookups" or "step"/"steps", for messages
@@ -178,8 +181,12 @@ class ActionContext(Context):
     ``when`` or the interpreter needs them.
     """
 
-    def __init__(self, event: dict, settings: dict, action, **names):
-        super().__init__(self._scope, noun="step", root="steps", **names)
+    __slots__ = ("event", "settings", "action", "_variables")
+
+    def __init__(self, event: dict, settings: dict, action, destination: str, message_ids: tuple, secrets: frozenset):
+        # built once per event and destination: plain assignments, no keyword passing
+        self.scope_for, self.noun, self.root = self._scope, "step", "steps"
+        self.destination, self.message_ids, self.secrets = destination, message_ids, secrets
         self.event, self.settings, self.action = event, settings, action
         self._variables: dict | None = None
 
@@ -403,7 +410,14 @@ def step_reads(node, path: tuple) -> list[tuple[tuple, str]]:
     return [(getattr(n, "where", path) or path, name) for n, name in found]
 
 
-def _walk(value, found: list) -> None:
+def var_reads(nodes) -> set[str]:
+    """The names of every ``vars.NAME`` these compiled values read."""
+    found: list = []
+    _walk(list(nodes), found, VAR_READ)
+    return {name for _, name in found}
+
+
+def _walk(value, found: list, pattern=STEP_READ) -> None:
     if isinstance(value, Node):
         for slot in _slots(type(value)):
             if slot in ("where", "reads"):   # a Path's reads repeat its sources
@@ -412,12 +426,12 @@ def _walk(value, found: list) -> None:
             texts = [child] if isinstance(child, str) else (
                 [t for t in child if isinstance(t, str)] if slot == "sources" and isinstance(child, list) else [])
             for text in texts:
-                found += [(value, m.group(1)) for m in STEP_READ.finditer(text)]
+                found += [(value, m.group(1)) for m in pattern.finditer(text)]
             if not texts:
-                _walk(child, found)
+                _walk(child, found, pattern)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _walk(item, found)
+            _walk(item, found, pattern)
 
 
 def _slots(cls) -> list[str]:

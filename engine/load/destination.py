@@ -11,6 +11,7 @@ from ..map.language import Compiler
 from ..problems import Problem
 from ..render.action import Action, Batching, Envelope, Required
 from ..render.endpoint import compile_endpoint, merge_request
+from ..steps import var_reads
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
 from .steps import compile_steps
@@ -82,10 +83,21 @@ def _steps_action(call_type, spec, compiler, path, defaults, variables, required
     steps = compile_steps(spec["steps"], compiler, path + ("steps",), defaults)
     for name, step in steps.items():  # each step as an action of its own, for its generated code
         body = step.body if step.body is not None else compiler.value(None, path + ("steps", name))
-        step.action = Action(f"{call_type}_{name}", variables + step.vars, body, required + step.required,
-                             step.endpoint, False)
+        needed = _vars_needed(variables, [node for _, node in step.vars] + [body, *step.endpoint.nodes()], required)
+        step.action = Action(f"{call_type}_{name}", [v for v in variables if v[0] in needed] + step.vars, body,
+                             required + step.required, step.endpoint, False)
     first = next(iter(steps.values()))  # body and endpoint of the action itself: unused, its steps have their own
     return Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False, steps)
+
+
+def _vars_needed(variables: list, nodes: list, required: list) -> set[str]:
+    """The action vars a step reads (and the vars those read, and what required names): a step's
+    generated code computes only those, so Crisp's update does not build the data its last step sends."""
+    needed = var_reads(nodes) | {rule.path[5:].split(".")[0] for rule in required if rule.path.startswith("vars.")}
+    for name, node in reversed(variables):  # a var may read only those defined before it
+        if name in needed:
+            needed |= var_reads([node])
+    return needed
 
 
 def _compile_limits(spec: dict, doc, problems: list) -> Limits:

@@ -26,7 +26,7 @@ class Required:
 
 
 class Action:
-    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "steps", "sequence", "plan",
+    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "steps", "sequence", "plans",
                  "_compiled", "_bound", "_messages")
 
     def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool,
@@ -36,7 +36,10 @@ class Action:
         # several named requests (engine/steps.py) instead of one: run by the interpreter, never batched
         self.steps = steps
         self.sequence = [name for name, step in steps.items() if not step.fallback] if steps else []
-        self.plan = [step.plan() for step in steps.values()] if steps else []  # worded once, for offline views
+        # for offline views, worded once: per step, the plan with that step marked as the request shown
+        plan = [step.plan() for step in steps.values()] if steps else []
+        self.plans = {name: [{**entry, "sent": "requests[0]"} if entry["step"] == name else entry for entry in plan]
+                      for name in (steps or {})}
         self._compiled = None
         self._bound: dict = {}
         self._messages: dict = {}  # (rule path, label) -> the default message, worded once
