@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .deliver.http import TransportError, is_retryable, retry_after, summarize
 from .map.language import Node, Scope, is_empty, is_truthy
@@ -58,7 +59,7 @@ class Step:
 
     name: str
     endpoint: Endpoint
-    when: object | None = None        # compiled JMESPath over the step's data, or None
+    when: Any = None                  # compiled JMESPath over the step's data, or None
     when_text: str | None = None
     requires: list = field(default_factory=list)   # (path, compiled JMESPath, message or None): inputs
     vars: list = field(default_factory=list)       # (name, Node), evaluated in order
@@ -66,7 +67,7 @@ class Step:
     required: list = field(default_factory=list)   # render.action.Required: output fields of the body
     on_status: dict = field(default_factory=dict)  # "404" or "4xx" -> Rule
     fallback: bool = False            # runs only when another step's rule names it
-    action: object = None             # a destination step as an Action, for its generated code (render/compiled.py)
+    action: Any = None                # a destination step as an Action, for its generated code (render/compiled.py)
 
     def rule(self, status: int) -> Rule:
         """The rule for this status: exact, then its class, then the defaults."""
@@ -156,7 +157,7 @@ class Context:
             scope.set_var(var, node.evaluate(scope))
         body = step.body.evaluate(scope) if step.body is not None else None
         label = f"{self.destination} {self.noun} {step.name}"
-        rules = step.action.required if step.action is not None else step.required  # type: ignore[attr-defined]
+        rules = step.action.required if step.action is not None else step.required
         missing = [self._required_problem(step, rule, label) for rule in rules if rule.missing(body, scope.vars)]
         if missing:
             return missing
@@ -165,7 +166,7 @@ class Context:
 
     def _required_problem(self, step: Step, rule, label: str) -> Problem:
         """A step's own required fields are named under ``steps.NAME``; its action's (vars) as written."""
-        problem = (step.action.required_problem(rule, label) if step.action is not None else  # type: ignore[attr-defined]
+        problem = (step.action.required_problem(rule, label) if step.action is not None else
                    Problem(rule.path, rule.message or f"{label}: '{rule.path}' is required but missing or empty"))
         if not any(rule is own for own in step.required):
             return problem
@@ -214,7 +215,7 @@ class ActionContext(Context):
     def prepare(self, step: Step, answers: dict):
         bound = None
         if step.action is not None and not step.requires:
-            bound = step.action.bound(self.settings, None, self.destination)  # type: ignore[attr-defined]
+            bound = step.action.bound(self.settings, None, self.destination)
         if bound is None:
             return super().prepare(step, answers)
         data = self._data(answers)
