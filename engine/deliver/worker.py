@@ -175,13 +175,15 @@ class DestinationWorker:
         action = destination.actions[event["type"]]
         masker = Masker(route.secrets)
         progress = dict(item.progress or {})
-        timing = {"started": self.clock()}
+        timing = {"started": self.clock(), "dry_run": True}
 
         def send(request):
             if self.limiter is not None and not self.limiter.acquire(self.stop):
                 raise _Stopping
             timing["started"] = self.clock()
-            return self.client.send(request)
+            response = self.client.send(request)
+            timing["dry_run"] = timing["dry_run"] and response.dry_run
+            return response
 
         def on_answer(name, answer, sent) -> None:
             now = self.clock()
@@ -200,10 +202,14 @@ class DestinationWorker:
         except MappingError as exc:
             where = ".".join(str(p) for p in exc.path)
             self._record([Finish(item.id, REJECTED, reason="the mapping could not be applied",
-                                 errors=[{"path": where, "message": f"{destination.name} {action.call_type}: {exc.message}"}])], 0)
+                                 errors=[{"path": where, "message": f"{destination.name} {action.call_type}: {exc.message}"}])],
+                         0, {item.id: item.message_id})
             return
         unrecorded = bool(run.sent) and not stepping.kept(run.sent[-1])  # kept steps were counted in on_answer
-        self._record([self._steps_verdict(item, run, timing["started"])], int(unrecorded))
+        verdict = self._steps_verdict(item, run, timing["started"])
+        if verdict.state == DELIVERED and run.sent and timing["dry_run"]:  # the dry-run sink answered every step
+            verdict.state = DRY_RUN
+        self._record([verdict], int(unrecorded), {item.id: item.message_id})
 
     def _steps_verdict(self, item: Leased, run, started: float) -> Finish:
         now = self.clock()
