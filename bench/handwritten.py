@@ -210,7 +210,8 @@ def crisp(event: dict, settings: dict):
                          "segments": _first(traits.get("segments"))})
         if _empty(body.get("email")):
             return None
-        return f"{base}/people/profile", body
+        # create or update: the first request is the update, keyed by email (what an offline render shows)
+        return f"{base}/people/profile/{quote(email, safe='')}", body
     if kind == "track":
         props = event.get("properties")
         people = _first(ctraits.get("email"), _get(props, "email"))

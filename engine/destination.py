@@ -44,7 +44,8 @@ class Destination:
     def call_types(self) -> list[str]:
         return list(self.actions)
 
-    def render(self, event: dict, settings: dict, secrets: frozenset, *, reference: bool = False) -> Outcome:
+    def render(self, event: dict, settings: dict, secrets: frozenset, *, reference: bool = False,
+               client=None) -> Outcome:
         """Map one already-validated event; never raises for bad event data.
 
         Runs the action's generated Python; ``reference=True`` runs the interpreter
@@ -56,6 +57,8 @@ class Destination:
         if action is None:
             return Outcome(self.name, SKIPPED, reason=f"call type '{call_type}' is not accepted by {self.name} "
                            f"(accepts: {', '.join(self.actions)})", message_id=message_id)
+        if action.steps is not None:
+            return self._render_steps(action, event, settings, secrets, client)
         bound = None if reference else action.bound(settings, self.envelope, self.name)
         try:
             if bound is None:
@@ -81,6 +84,55 @@ class Destination:
             request.twin = SecretTwin(self, settings, (event,), False)
         # positional: this runs once per event and destination, and keywords cost twice as much
         return Outcome(self.name, SEND, [request], None, [], [], message_id, [payload], call_type)
+
+    def run_steps(self, action, event: dict, settings: dict, secrets: frozenset, send=None,
+                  answers: dict | None = None, on_answer=None):
+        """Walk a multi-step action for one event (engine/steps.py); raises MappingError on bad data.
+
+        Steps see the event, settings, the action's vars and earlier answers as
+        ``steps.NAME.status`` / ``steps.NAME.body``. A missing required var
+        ends the run rejected before anything is sent.
+        """
+        from . import steps as stepping  # here: engine.steps reads the deliver layer's status rules
+        context = stepping.ActionContext(event, settings, action, self.name, (event.get("messageId"),), secrets)
+        return stepping.run(action.steps, action.sequence, context, send, answers, on_answer)
+
+    def _render_steps(self, action, event: dict, settings: dict, secrets: frozenset, client) -> Outcome:
+        """Offline: the first request and the plan of the rest; with saved answers, every request."""
+        from . import steps as stepping
+        message_id, call_type = event.get("messageId"), action.call_type
+        try:
+            if client is None and action.sequence:
+                # offline, the first step alone decides what is shown, unless its `when` is false
+                context = stepping.ActionContext(event, settings, action, self.name, (message_id,), secrets)
+                first = action.sequence[0]
+                request = context.prepare(action.steps[first], {})
+                if isinstance(request, list):
+                    return Outcome(self.name, REJECTED, errors=request, message_id=message_id, action=call_type,
+                                   reason="required fields are missing")
+                if request is not stepping.SKIPPED_STEP:
+                    return Outcome(self.name, SEND, [request], None, [], [], message_id, [], call_type,
+                                   action.plans[first])
+            run = self.run_steps(action, event, settings, secrets, client.send if client is not None else None)
+        except MappingError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{self.name} {call_type}: {exc.message}")],
+                           message_id=message_id, action=call_type, reason="the mapping could not be applied")
+        if run.end == stepping.REJECT:
+            return Outcome(self.name, REJECTED, errors=run.errors, message_id=message_id, action=call_type,
+                           reason="required fields are missing" if not run.sent else f"step '{run.step}' rejected the event")
+        requests = [sent.request for sent in run.sent]
+        if run.end == stepping.OFFLINE:
+            # which request is shown, then what each step does under which answer
+            return Outcome(self.name, SEND, [*requests, run.pending], message_id=message_id, action=call_type,
+                           steps=action.plans[run.step])
+        trace = [{"step": s.step, "status": s.answer.status if s.answer else None, "then": s.then,
+                  **({"error": s.error} if s.error else {})} for s in run.sent]
+        if not requests:
+            return Outcome(self.name, SKIPPED, reason=f"no step of {self.name} {call_type} applies to this event",
+                           message_id=message_id, action=call_type)
+        reason = run.reason if run.end != stepping.DONE else None
+        return Outcome(self.name, SEND, requests, reason, message_id=message_id, action=call_type, steps=trace)
 
     def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset) -> list[Request]:
         """Combine the sendable outcomes into as few requests as the vendor allows."""

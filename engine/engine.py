@@ -104,14 +104,19 @@ class Engine:
     def _check_without_lint(self, event) -> tuple[list[Problem], list[Problem]]:
         return self.validator.check(event), []
 
-    def render(self, event, route: Route | str, settings: dict | None = None) -> Outcome:
+    def render(self, event, route: Route | str, settings: dict | None = None, *, responses=None) -> Outcome:
         """One event, one destination."""
         if isinstance(route, str):
             route = self.route(route, settings)
-        return self.render_all(event, [route])[0]
+        return self.render_all(event, [route], responses=responses)[0]
 
-    def render_all(self, event, routes: list[Route]) -> list[Outcome]:
-        """One event, every configured destination: exactly one outcome each."""
+    def render_all(self, event, routes: list[Route], *, responses=None) -> list[Outcome]:
+        """One event, every configured destination: exactly one outcome each.
+
+        Multi-step actions show their first request and the plan of the rest;
+        with ``responses`` (a client such as SavedResponses) every step runs against
+        its answers and the outcome holds every request it would send.
+        """
         errors, warnings = self._check(event)  # self.validate, one call shorter: this runs for every event
         message_id = event.get("messageId") if isinstance(event, dict) else None
         outcomes = []
@@ -126,7 +131,7 @@ class Engine:
                     outcome = Outcome(name, SKIPPED, reason=reason, message_id=message_id)
                 else:
                     outcome = route.destination.render(event, route.settings, route.secrets,
-                                                       reference=self.reference)
+                                                       reference=self.reference, client=responses)
             if warnings:
                 outcome.warnings = list(warnings)
             outcomes.append(outcome)

@@ -45,13 +45,13 @@ def shown(item: Field) -> str:
     return json.dumps(item.value, ensure_ascii=False) if item.value is not None else "(left out: no value)"
 
 
-def explain(engine: Engine, route: Route, event) -> Explanation:
+def explain(engine: Engine, route: Route, event, responses=None) -> Explanation:
     """Render ``event`` for ``route`` and, when it is sent, evaluate each field of its action on its own.
 
     Each value is also evaluated with sentinels in place of the secret settings: what differs was built
     from a secret and is masked (secrets.masked_twin), and nothing else is touched.
     """
-    outcome = engine.render(event, route)
+    outcome = engine.render(event, route, responses=responses)
     if outcome.status != SEND:
         return Explanation(outcome)
     action = route.destination.actions[event["type"]]
@@ -78,10 +78,19 @@ def evaluated(action, event: dict, settings: dict) -> list[tuple[str, str, objec
     for name, node in action.vars:
         scope.set_var(name, node.evaluate(scope))
         values.append((f"vars.{name}", node.describe(), scope.vars[name], None))
-    for path, node in leaves(action.body):
-        where = ".".join(map(str, path)) or "(body)"
-        try:
-            values.append((where, node.describe(), node.evaluate(scope), None))
-        except MappingError as exc:
-            values.append((where, node.describe(), None, exc.message))
+    # an action with steps: each step's vars and body, named steps.NAME...; answers are not known here,
+    # so a read of an earlier step shows as empty
+    bodies = [("", action.body, [])] if action.steps is None else [
+        (f"steps.{name}.", step.body, step.vars) for name, step in action.steps.items()]
+    for prefix, body, step_vars in bodies:
+        step_scope = Scope({**event, "steps": {}}, settings, dict(scope.vars)) if prefix else scope
+        for name, node in step_vars:
+            step_scope.set_var(name, node.evaluate(step_scope))
+            values.append((f"{prefix}vars.{name}", node.describe(), step_scope.vars[name], None))
+        for path, node in leaves(body) if body is not None else ():
+            where = prefix + (".".join(map(str, path)) or "(body)")
+            try:
+                values.append((where, node.describe(), node.evaluate(step_scope), None))
+            except MappingError as exc:
+                values.append((where, node.describe(), None, exc.message))
     return values

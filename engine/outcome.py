@@ -22,6 +22,8 @@ class Outcome:
     # the mapped item(s) before the envelope, kept for batching several events into one request
     items: list = field(default_factory=list, repr=False)
     action: str | None = None
+    # a multi-step action: the plan of its steps, or (run with answers) what each step did
+    steps: list | None = None
 
     def to_dict(self, show_secrets: bool = False) -> dict:
         data = {"destination": self.destination, "status": self.status,
@@ -30,6 +32,8 @@ class Outcome:
                 "errors": [e.as_dict() for e in self.errors]}
         if self.warnings:
             data["warnings"] = [w.as_dict() for w in self.warnings]
+        if self.steps is not None:
+            data["steps"] = self.steps
         if self.message_id is not None:
             data["messageId"] = self.message_id
         return data

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .deliver.http import TransportError, is_retryable
+from . import steps as stepping
 from .load.settings import SettingsSpec
-from .map.language import MappingError, Node, Scope, is_empty, is_truthy
+from .map.language import MappingError, Node, Scope
 from .problems import Problem
-from .render.endpoint import Endpoint
-from .secrets import Masker
 from .states import REJECTED, SKIPPED
 
 EVENTS, FAILED = "events", "failed"   # with SKIPPED and REJECTED, what became of a webhook payload
@@ -43,15 +41,6 @@ class SourceResult:
 
 
 @dataclass
-class Lookup:
-    name: str
-    when: object | None       # compiled JMESPath or None
-    endpoint: Endpoint
-    on_status: dict           # status -> ("skip" | "reject" | "empty", message Node | None)
-    requires: list = field(default_factory=list)  # (path, compiled JMESPath, message or None)
-
-
-@dataclass
 class Handler:
     lookups: list[str]
     events: list[Node]
@@ -67,15 +56,8 @@ class Source:
     type_expression: object
     id_expression: object
     ignore: dict
-    lookups: dict
+    lookups: dict             # name -> steps.Step: lookups are steps that read answers as lookups.NAME
     handlers: dict
-
-
-class _Stop(Exception):
-    """Ends processing early with a finished result (skip, reject, fail)."""
-
-    def __init__(self, result: SourceResult):
-        self.result = result
 
 
 class BoundSource:
@@ -86,10 +68,7 @@ class BoundSource:
 
     def process(self, payload, client=None, lookups: dict | None = None) -> SourceResult:
         """Map one webhook payload. ``lookups`` supplies ready-made responses by name (offline mapping)."""
-        try:
-            return self._process(payload, client, lookups or {})
-        except _Stop as stop:
-            return stop.result
+        return self._process(payload, client, lookups or {})
 
     def _process(self, payload, client, supplied) -> SourceResult:
         source = self.source
@@ -107,13 +86,24 @@ class BoundSource:
         if delivery_id in (None, ""):
             return result(REJECTED, errors=[Problem("id", "the payload has no delivery id; message ids are derived from it")])
 
-        data = {"payload": payload, "lookups": {}}
-        scope = Scope(data, self.settings, {})
+        data: dict = {"payload": payload, "lookups": {}}
+        variables: dict = {}
+
+        def scope_for(answers: dict) -> Scope:
+            data["lookups"] = {name: answer.body for name, answer in answers.items()}
+            return Scope(data, self.settings, dict(variables))
+
+        context = stepping.Context(scope_for, "lookup", "lookups", source.name, (), self.secrets)
+        known = {name: stepping.Answer(200, body) for name, body in supplied.items()}
         try:
+            scope = Scope(data, self.settings, variables)
             for name, node in source.vars:
                 scope.set_var(name, node.evaluate(scope))
-            for name in handler.lookups:
-                data["lookups"][name] = supplied[name] if name in supplied else self._lookup(name, scope, client, result)
+            done = stepping.run(source.lookups, handler.lookups, context,
+                                client.send if client is not None else None, known)
+            if done.end != stepping.DONE:
+                return self._stopped(done, result)
+            scope = scope_for(done.answers)
             events = [node.evaluate(scope) for node in handler.events]
         except MappingError as exc:
             return result(REJECTED, errors=[Problem(".".join(map(str, exc.path)), exc.message)])
@@ -123,37 +113,14 @@ class BoundSource:
             return result(REJECTED, errors=errors, reason="the mapped events do not follow the Segment spec")
         return result(EVENTS, events=events)
 
-    def _lookup(self, name: str, scope: Scope, client, result):
-        lookup = self.source.lookups[name]
-        if lookup.when is not None and not is_truthy(lookup.when.search(scope.event)):
-            return None
-        if lookup.requires:
-            data = {**scope.event, "vars": scope.vars}
-            missing = [Problem(path, message or f"'{path}' is required to look up {name}, but it is missing or empty")
-                       for path, expression, message in lookup.requires if is_empty(expression.search(data))]
-            if missing:
-                raise _Stop(result(REJECTED, errors=missing))
-        request = lookup.endpoint.build(scope, None, self.source.name, f"lookup {name}", (), self.secrets)
-        shown = f"{request.method} {Masker(self.secrets).text(request.full_url())}"
-        if client is None:
-            raise _Stop(result(FAILED, reason=f"lookup '{name}' needs an HTTP client or a ready-made response"))
-        try:
-            response = client.send(request)
-        except TransportError as exc:
-            raise _Stop(result(FAILED, retryable=True, reason=f"lookup '{name}' failed: {exc}")) from None
-        if 200 <= response.status < 300:
-            return response.body
-        if response.status in lookup.on_status:
-            action, message = lookup.on_status[response.status]
-            if action == "empty":
-                return None
-            text = message.evaluate(scope) if message is not None else f"lookup '{name}' answered {response.status}"
-            if action == "skip":
-                raise _Stop(result(SKIPPED, reason=text))
-            raise _Stop(result(REJECTED, errors=[Problem(f"lookups.{name}", text)]))
-        hint = " (check the source's credentials)" if response.status in (401, 403) else ""
-        raise _Stop(result(FAILED, retryable=is_retryable(response.status),
-                           reason=f"lookup '{name}' got HTTP {response.status} from {shown}{hint}"))
+    @staticmethod
+    def _stopped(done: stepping.Run, result) -> SourceResult:
+        """A lookup ended the payload early: what the source reports for each way a run ends."""
+        if done.end == stepping.SKIP:
+            return result(SKIPPED, reason=done.reason)
+        if done.end == stepping.REJECT:
+            return result(REJECTED, errors=done.errors)
+        return result(FAILED, retryable=done.end == stepping.RETRY, reason=done.reason)
 
     def _result(self, status, **fields) -> SourceResult:
         return SourceResult(self.source.name, status, **fields)

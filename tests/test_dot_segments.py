@@ -63,7 +63,7 @@ def test_an_id_that_is_a_dot_segment_is_rejected_naming_the_url(engine, vendor, 
     outcome = crisp_track(engine, vendor, email)
     assert outcome.status == "rejected" and outcome.requests == []
     [error] = outcome.errors
-    assert error.path == "actions.track.request.url"
+    assert error.path == "actions.track.steps.event.request.url"
     assert "'..'" in error.message or "'.'" in error.message
     assert "another path" in error.message
     assert "crisp-key" not in str(outcome.to_dict())
@@ -72,7 +72,7 @@ def test_an_id_that_is_a_dot_segment_is_rejected_naming_the_url(engine, vendor, 
 @pytest.mark.parametrize("base", ["/v1/%2E%2E", "/v1/%2e.", "/v1/."])
 def test_a_percent_encoded_dot_segment_anywhere_in_the_path_is_rejected_too(engine, vendor, base):
     outcome = crisp_track(engine, vendor, "ann@example.com", base)
-    assert outcome.status == "rejected" and outcome.errors[0].path == "actions.track.request.url"
+    assert outcome.status == "rejected" and outcome.errors[0].path == "actions.track.steps.event.request.url"
 
 
 @pytest.mark.parametrize("email", ["...", "a..b", ".hidden", "ann@example.com"])

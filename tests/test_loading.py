@@ -90,7 +90,7 @@ def test_unknown_call_type_names_its_own_line_and_path(load_errors):
 
 def test_missing_body(load_errors):
     text = GOOD + "  track:\n    request: {url: 'https://x.test/t'}\n"
-    assert load_errors({"x.yaml": text}) == [f"{FILE}:14: actions.track: 'body' is required"]
+    assert load_errors({"x.yaml": text}) == [f"{FILE}:14: actions.track: an action needs 'body' (one request) or 'steps' (several)"]
 
 
 def test_missing_url(load_errors):

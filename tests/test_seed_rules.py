@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from engine import Engine, audience_identify
+from engine.deliver import SavedResponses
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "fixtures" / "events"
@@ -309,12 +310,16 @@ def test_crisp_identify_without_email_is_rejected_naming_email(engine, routes):
     outcome = render(engine, routes, "crisp", event("identify-no-email"))
     assert outcome.status == "rejected"
     assert [(e.path, e.message) for e in outcome.errors] == [
-        ("email", "Crisp identify: 'email' is required; Crisp creates users only from an email trait")]
+        ("vars.people_id", "Crisp identify: 'email' is required; Crisp creates users only from an email trait")]
 
 
 def test_crisp_identify_full_body(engine, routes):
-    request = only_request(render(engine, routes, "crisp", event("identify-full")))
-    assert request.url == f"{CRISP_BASE}/people/profile"
+    # create or update: the update comes first (offline views show the first request and the plan)
+    outcome = render(engine, routes, "crisp", event("identify-full"))
+    request = only_request(outcome)
+    assert (request.method, request.url) == ("PATCH", f"{CRISP_BASE}/people/profile/ada.lovelace%40example.com")
+    assert [(s["step"], s.get("on_status")) for s in outcome.steps] == [
+        ("update", {"404": "run create"}), ("create", None), ("data", None)]
     assert request.body == {
         "email": "ada.lovelace@example.com",
         "person": {"nickname": "Ada Lovelace", "phone": "+442079460958",
@@ -344,7 +349,7 @@ def test_crisp_track_without_email_is_rejected(engine, routes):
 def test_crisp_headers_tier_and_basic_auth(engine, routes):
     for stem in ("identify-full", "track-order-completed"):
         request = only_request(render(engine, routes, "crisp", event(stem)))
-        assert request.method == "POST"
+        assert request.method == {"identify-full": "PATCH", "track-order-completed": "POST"}[stem]
         assert request.headers == {
             "X-Crisp-Tier": "plugin",
             "Authorization": "Basic " + base64.b64encode(CRISP_KEY.encode()).decode(),
@@ -435,17 +440,22 @@ def test_audience_identify_crisp_needs_email(engine, routes):
     ev = audience_identify("Order Completed Last 30days", True, user_id="u1")
     outcome = render(engine, routes, "crisp", ev)
     assert outcome.status == "rejected"
-    assert [e.path for e in outcome.errors] == ["email"]
+    assert [e.path for e in outcome.errors] == ["vars.people_id"]
 
 
 @pytest.mark.parametrize("member", [True, False])
-def test_audience_identify_crisp_with_email_drops_the_trait(engine, routes, member):
-    # The Crisp mapping leaves custom traits out on purpose (they need PATCH people/data),
-    # so audience membership does not reach Crisp; only the profile upsert is sent.
+def test_audience_identify_crisp_with_email_saves_the_trait_as_people_data(engine, routes, member, tmp_path):
+    # Seed: audiences reach Crisp "as a user property": the profile update, then PATCH people/data.
     ev = audience_identify("Order Completed Last 30days", member, user_id="u1",
                            traits={"email": "ada.lovelace@example.com"})
-    request = only_request(render(engine, routes, "crisp", ev))
-    assert request.body == {"email": "ada.lovelace@example.com"}
+    people = tmp_path / "v1" / "website" / CRISP_WEBSITE / "people"
+    for kind in ("profile", "data"):
+        (people / kind).mkdir(parents=True)
+        (people / kind / "ada.lovelace@example.com.patch.json").write_text('{"error": false}', encoding="utf-8")
+    outcome = engine.render(ev, routes["crisp"], responses=SavedResponses(tmp_path))
+    assert [(r.method, r.body) for r in outcome.requests] == [
+        ("PATCH", {"email": "ada.lovelace@example.com"}),
+        ("PATCH", {"data": {"order_completed_last_30days": member}})]
 
 
 def test_engage_fixture_reaches_planhat_and_richpanel(engine, routes):

@@ -499,3 +499,25 @@ def test_an_option_of_the_other_backend_is_a_clear_error(backend):
     with pytest.raises(ConfigError) as raised:
         backend.open(**wrong)
     assert f"storage.{next(iter(wrong))}: not an option of" in str(raised.value)
+
+
+# --------------------------------------------------------------------------- multi-step progress
+
+def test_a_completed_step_keeps_its_answer_and_attempt_for_the_next_lease(store):
+    [delivery_id] = fill(store, 1)
+    [leased] = store.lease("crisp", 10, "w1", T0, 60)
+    assert leased.progress is None
+    progress = {"update": {"status": 404, "body": {"reason": "people_not_found"}},
+                "create": {"status": 201, "body": {"data": {"people_id": "p-1"}}}}
+    assert store.step_done(delivery_id, "w1", progress, Attempt(T0 + 1, 201, None, 0.2, "create"), T0 + 1, T0 + 120)
+    assert store.lease("crisp", 10, "w2", T0 + 90, 60) == []  # the completed step renewed the lease
+    # another owner (a lost lease) records nothing
+    assert not store.step_done(delivery_id, "w2", {}, Attempt(T0 + 1, 200, None, 0.1, "data"), T0 + 1)
+    store.finish([Finish(delivery_id, RETRYING, Attempt(T0 + 2, 500, "Crisp answered 500", 0.1, "data"),
+                         next_at=T0 + 10)], "w1", T0 + 2)
+
+    [again] = store.lease("crisp", 10, "w3", T0 + 10, 60)
+    assert again.progress == progress
+    record = store.get(delivery_id)
+    assert [(a.step, a.status) for a in record.history] == [("create", 201), ("data", 500)]
+    assert record.progress == progress and record.attempts == 2

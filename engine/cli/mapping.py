@@ -52,6 +52,7 @@ def add_commands(commands) -> None:
     p.add_argument("event", nargs="?", default="-", help="a JSON file with one event, or - for stdin (default)")
     p.add_argument("--settings", help="settings as a JSON object or a JSON/YAML file")
     p.add_argument("--show-secrets", action="store_true", help="print credentials instead of ***")
+    responses_option(p)
     mappings_option(p)
     p.set_defaults(run=cmd_render)
 
@@ -62,6 +63,7 @@ def add_commands(commands) -> None:
     p.add_argument("event", help="a JSON file with one event, or - (with --code: a call type such as track)")
     p.add_argument("--code", action="store_true", help="print the generated Python for the call type given instead of an event")
     p.add_argument("--settings", help="settings as a JSON object or a JSON/YAML file")
+    responses_option(p)
     mappings_option(p)
     p.set_defaults(run=cmd_explain)
 
@@ -75,6 +77,7 @@ def add_commands(commands) -> None:
     p.add_argument("--strict", action="store_true", help="exit 2 when any event is rejected (default: 0, with a summary on stderr)")
     p.add_argument("--json", action="store_true",
                    help="print the JSON lines even on a terminal (they are printed whenever stdout is not one)")
+    responses_option(p)
     mappings_option(p)
     p.set_defaults(run=cmd_batch)
 
@@ -96,6 +99,17 @@ def add_commands(commands) -> None:
     p.add_argument("--show-secrets", action="store_true")
     mappings_option(p)
     p.set_defaults(run=cmd_source)
+
+
+def responses_option(p) -> None:
+    p.add_argument("--responses", type=Path, metavar="DIR",
+                   help="run every step of multi-step actions against saved answers: DIR/<url path>.json for GET, "
+                        "DIR/<url path>.<method>.json otherwise, .<status>.json for another status (default: "
+                        "show the first request and the plan of the rest)")
+
+
+def saved_responses(args) -> SavedResponses | None:
+    return SavedResponses(args.responses) if args.responses else None
 
 
 # --------------------------------------------------------------------------- commands
@@ -128,7 +142,7 @@ def cmd_render(args) -> int:
     engine = make_engine(args)
     route = engine.route(args.destination, read_settings(args.settings))
     event = read_event(args.event)
-    outcome = engine.render(event, route)
+    outcome = engine.render(event, route, responses=saved_responses(args))
     print_json(outcome.to_dict(args.show_secrets))
     return EXIT_REJECTED if outcome.status == REJECTED else EXIT_OK
 
@@ -138,7 +152,7 @@ def cmd_explain(args) -> int:
     if args.code:
         return print_code(engine, args.destination, args.event)
     route = engine.route(args.destination, read_settings(args.settings))
-    explained = explain(engine, route, read_event(args.event))
+    explained = explain(engine, route, read_event(args.event), responses=saved_responses(args))
     if not explained.fields:
         print_json(explained.outcome.to_dict())
         return EXIT_REJECTED if explained.outcome.status == REJECTED else EXIT_OK
@@ -152,6 +166,9 @@ def print_code(engine: Engine, destination: str, call_type: str) -> int:
     action = found.actions.get(call_type)
     if action is None:
         raise UsageError(f"{found.name} has no '{call_type}' action (actions: {', '.join(found.actions)})")
+    if action.steps is not None:
+        raise UsageError(f"{found.name} {call_type} has steps, which the interpreter runs: "
+                         f"see them with 'eventmap explain {destination} EVENT'")
     print(action.compiled(found.envelope, f"{found.name} {call_type}").source(), end="")
     return EXIT_OK
 
@@ -171,6 +188,7 @@ def cmd_batch(args) -> int:
     per_destination: dict[str, Counter] = {route.destination.name: Counter() for route in routes}
     rejections: list[tuple[int, dict]] = []
     events = 0
+    responses = saved_responses(args)
     lines = JsonLines(args.events)
     progress = Progress(sys.stderr, done=lines.done)
     for number, event in lines:
@@ -179,7 +197,7 @@ def cmd_batch(args) -> int:
             outcomes = [{"destination": r.destination.name, "status": REJECTED, "requests": [], "reason": "unreadable line",
                          "errors": [event.as_dict()]} for r in routes]
         else:
-            outcomes = [o.to_dict(args.show_secrets) for o in engine.render_all(event, routes)]
+            outcomes = [o.to_dict(args.show_secrets) for o in engine.render_all(event, routes, responses=responses)]
         for outcome in outcomes:
             counts[outcome["status"]] += 1
             per_destination[outcome["destination"]][outcome["status"]] += 1

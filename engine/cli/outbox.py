@@ -221,8 +221,10 @@ def cmd_show(args) -> int:
     data = _record_dict(record)
     data["event"] = record.event
     data["request"] = record.request  # masked when it was recorded; secrets never reach the store
-    data["attempts_log"] = [{"at": _iso(a.at), "status": a.status, "error": a.error,
-                             "seconds": round(a.duration, 3)} for a in record.history]
+    data["attempts_log"] = [{"at": _iso(a.at), **({"step": a.step} if a.step else {}), "status": a.status,
+                             "error": a.error, "seconds": round(a.duration, 3)} for a in record.history]
+    if record.progress:  # a multi-step action: the answers of the steps done, which a retry does not repeat
+        data["steps_done"] = record.progress
     print(json.dumps(data, ensure_ascii=False, indent=2))
     return 0
 

@@ -60,17 +60,33 @@ class HttpClient:
 
 
 class SavedResponses:
-    """Answers GETs from ``DIR/<url path>.json``; a missing file is a 404, as a live API would say."""
+    """Answers requests from saved files, for offline mapping and reproducible tests.
+
+    A GET reads ``DIR/<url path>.json``, another method ``DIR/<url path>.<method>.json``
+    (``people/profile.post.json``): answered 200 with the file's JSON. A file named
+    ``<url path>[.<method>].<status>.json`` (``profile/a@b.c.patch.404.json``) answers
+    that status instead. Nothing saved is a 404, as a live API would say.
+    """
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
 
     def send(self, request: Request) -> Response:
         relative = unquote(urlsplit(request.url).path).strip("/")
-        file = (self.folder / f"{relative}.json").resolve()
-        if self.folder.resolve() not in file.parents or not file.is_file():
-            return Response(404, {"errors": [{"code": "not found", "detail": f"no saved response {relative}.json"}]})
-        return Response(200, json.loads(file.read_text(encoding="utf-8")))
+        name = relative if request.method == "GET" else f"{relative}.{request.method.lower()}"
+        file = (self.folder / f"{name}.json").resolve()
+        if self.folder.resolve() not in file.parents:
+            return Response(404, {"errors": [{"code": "not found", "detail": f"no saved response {name}.json"}]})
+        if file.is_file():
+            return Response(200, json.loads(file.read_text(encoding="utf-8")))
+        prefix = file.name[:-len(".json")] + "."
+        if file.parent.is_dir():
+            for other in sorted(file.parent.iterdir()):
+                status = other.name[len(prefix):-len(".json")]
+                if other.name.startswith(prefix) and other.name.endswith(".json") and status.isdigit() \
+                        and len(status) == 3:
+                    return Response(int(status), json.loads(other.read_text(encoding="utf-8") or "null"))
+        return Response(404, {"errors": [{"code": "not found", "detail": f"no saved response {name}.json"}]})
 
 
 @dataclass

@@ -14,11 +14,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .. import steps as stepping
 from ..durations import describe_seconds
+from ..map.language import MappingError
 from ..outcome import REJECTED as OUTCOME_REJECTED
 from ..outcome import SEND
 from ..render.request import Request
 from ..route import Route
+from ..secrets import Masker
 from ..store import DEAD, DELIVERED, DRY_RUN, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, Store
 from .health import Health
 from .http import TransportError, is_retryable, retry_after, summarize
@@ -57,6 +60,10 @@ class Stats:
                     self.skipped += 1
 
 
+class _Stopping(Exception):
+    """Leave a multi-step event where it is: the runner is stopping, or the lease was lost."""
+
+
 class DestinationWorker:
     """Delivers one route's queue. Thread-safe: a runner may call ``run_once`` from several threads."""
 
@@ -83,7 +90,9 @@ class DestinationWorker:
         if self.batching:
             return self.route.destination.batching.max_events
         timeout = getattr(self.client, "timeout", 10.0) or 10.0
-        size = min(20, int(self.lease_for / (2 * timeout)))
+        # an event of an action with steps may make a request per step
+        steps = max((len(a.steps) for a in self.route.destination.actions.values() if a.steps), default=1)
+        size = min(20, int(self.lease_for / (2 * timeout * steps)))
         rate = self.route.limits.rate
         if rate is not None:
             size = min(size, int(rate * self.lease_for / 4))
@@ -102,6 +111,14 @@ class DestinationWorker:
         message_ids = {item.id: item.message_id for item in leased}
         finishes, sendable = self._render(leased)
         self._record(finishes, 0, message_ids)
+        stepped = [(o, item) for o, item in sendable if o.steps is not None]
+        if stepped:  # multi-step actions: one event at a time, each step recorded as it completes
+            sendable = [(o, item) for o, item in sendable if o.steps is None]
+            for position, (_outcome, item) in enumerate(stepped):
+                if self.stop is not None and self.stop.is_set():
+                    self.store.release(self.owner, [i.id for _, i in stepped[position:]])
+                    break
+                self._deliver_steps(item)
         groups = self.route.destination.batch_groups([o for o, _ in sendable], self.route.settings,
                                                      self.route.secrets, enabled=self.batching)
         by_outcome = {id(o): item for o, item in sendable}
@@ -143,6 +160,81 @@ class DestinationWorker:
             else:
                 finishes.append(Finish(item.id, SKIPPED, reason=outcome.reason))
         return finishes, sendable
+
+    # --- multi-step actions
+    def _deliver_steps(self, item: Leased) -> None:
+        """Run the steps of one event, resuming after those already done (``item.progress``).
+
+        Each completed step is written to the store (its answer and its attempt)
+        before the next one starts: a retry, or another worker after a crash,
+        resumes at the step that did not complete, so no completed step is sent
+        twice unless the process died between its answer and that write.
+        """
+        destination, route = self.route.destination, self.route
+        event: dict = item.event  # type: ignore[assignment]  # leased events passed intake: JSON objects
+        action = destination.actions[event["type"]]
+        masker = Masker(route.secrets)
+        progress = dict(item.progress or {})
+        timing = {"started": self.clock(), "dry_run": True}
+
+        def send(request):
+            if self.limiter is not None and not self.limiter.acquire(self.stop):
+                raise _Stopping
+            timing["started"] = self.clock()
+            response = self.client.send(request)
+            timing["dry_run"] = timing["dry_run"] and response.dry_run
+            return response
+
+        def on_answer(name, answer, sent) -> None:
+            now = self.clock()
+            progress[name] = masker.data(answer.to_dict())
+            attempt = Attempt(now, answer.status, None, max(0.0, now - timing["started"]), name)
+            if not self.store.step_done(item.id, self.owner, progress, attempt, now, now + self.lease_for):
+                raise _Stopping  # the lease ran out and another worker has the event now
+            self.stats.add([], 1)
+
+        answers = {name: stepping.Answer.from_dict(data) for name, data in progress.items()}
+        try:
+            run = destination.run_steps(action, event, route.settings, route.secrets, send, answers, on_answer)
+        except _Stopping:
+            self.store.release(self.owner, [item.id])
+            return
+        except MappingError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            self._record([Finish(item.id, REJECTED, reason="the mapping could not be applied",
+                                 errors=[{"path": where, "message": f"{destination.name} {action.call_type}: {exc.message}"}])],
+                         0, {item.id: item.message_id})
+            return
+        unrecorded = bool(run.sent) and not stepping.kept(run.sent[-1])  # kept steps were counted in on_answer
+        verdict = self._steps_verdict(item, run, timing["started"])
+        if verdict.state == DELIVERED and run.sent and timing["dry_run"]:  # the dry-run sink answered every step
+            verdict.state = DRY_RUN
+        self._record([verdict], int(unrecorded), {item.id: item.message_id})
+
+    def _steps_verdict(self, item: Leased, run, started: float) -> Finish:
+        now = self.clock()
+        last = run.sent[-1] if run.sent else None
+        attempt = None
+        if last is not None and not stepping.kept(last):  # kept steps were recorded by on_answer already
+            attempt = Attempt(now, last.answer.status if last.answer else None, last.error,
+                              max(0.0, now - started), last.step)
+        request = last.request.to_dict() if last is not None else None
+        if run.end == stepping.DONE:
+            return Finish(item.id, DELIVERED, attempt)
+        if run.end == stepping.SKIP:
+            return Finish(item.id, SKIPPED, attempt, reason=run.reason)
+        if run.end == stepping.REJECT:
+            return Finish(item.id, REJECTED, attempt,
+                          reason="required fields are missing" if last is None else f"step '{run.step}' rejected the event",
+                          errors=[e.as_dict() for e in run.errors])
+        if run.end == stepping.RETRY:
+            next_at = now + self.policy.wait(item.attempts + 1, run.retry_after, self.rng)
+            if self.policy.gives_up(item.first_at, next_at):
+                return Finish(item.id, DEAD, attempt, request=request,
+                              reason=f"gave up after {item.attempts + 1} attempts over the "
+                                     f"{describe_seconds(self.policy.retry_for)} retry horizon: {run.reason}")
+            return Finish(item.id, RETRYING, attempt, next_at=next_at)
+        return Finish(item.id, DEAD, attempt, reason=run.reason, request=request)
 
     # --- sending
     def _send(self, request: Request, items: list[Leased], outcomes: list) -> tuple[int, list[Finish]]:

@@ -11,8 +11,10 @@ from ..map.language import Compiler
 from ..problems import Problem
 from ..render.action import Action, Batching, Envelope, Required
 from ..render.endpoint import compile_endpoint, merge_request
+from ..steps import var_reads
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
+from .steps import compile_steps
 from .yaml_source import YamlDocument, load_yaml
 
 
@@ -41,9 +43,15 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
         compiler = Compiler(doc.problem, setting_names)
         path = ("actions", call_type)
         variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
-        body = compiler.value(spec["body"], path + ("body",))
-        endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
         required = _compile_required(spec.get("required", []), compiler, path + ("required",), variables)
+        if "steps" in spec:
+            actions[call_type] = _steps_action(call_type, spec, compiler, path, defaults, variables, required)
+            problems += compiler.problems
+            continue
+        if "body" not in spec:
+            compiler.report(path, "an action needs 'body' (one request) or 'steps' (several)")
+        body = compiler.value(spec.get("body"), path + ("body",))
+        endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
         problems += compiler.problems
         actions[call_type] = Action(call_type, variables, body, required, endpoint, spec.get("batch", True))
 
@@ -61,6 +69,35 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
     destination = Destination(data["name"], slug, doc.file, data.get("description", ""), settings,
                               actions, envelope, batching, limits, data.get("integrations", "obey") == "obey")
     return destination, problems
+
+
+def _steps_action(call_type, spec, compiler, path, defaults, variables, required) -> Action:
+    """An action of several named requests: its vars and required come first, then each step's own."""
+    for key in ("body", "request"):
+        if key in spec:
+            compiler.report(path + (key,), f"an action with steps has no '{key}' of its own: put it in a step")
+    for i, rule in enumerate(required):
+        if not rule.path.startswith("vars."):
+            compiler.report(path + ("required", i), f"'{rule.path}': with steps, an action's required may only name "
+                                                    "vars (put body fields in the step's own required)")
+    steps = compile_steps(spec["steps"], compiler, path + ("steps",), defaults)
+    for name, step in steps.items():  # each step as an action of its own, for its generated code
+        body = step.body if step.body is not None else compiler.value(None, path + ("steps", name))
+        needed = _vars_needed(variables, [node for _, node in step.vars] + [body, *step.endpoint.nodes()], required)
+        step.action = Action(f"{call_type}_{name}", [v for v in variables if v[0] in needed] + step.vars, body,
+                             required + step.required, step.endpoint, False)
+    first = next(iter(steps.values()))  # body and endpoint of the action itself: unused, its steps have their own
+    return Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False, steps)
+
+
+def _vars_needed(variables: list, nodes: list, required: list) -> set[str]:
+    """The action vars a step reads (and the vars those read, and what required names): a step's
+    generated code computes only those, so Crisp's update does not build the data its last step sends."""
+    needed = var_reads(nodes) | {rule.path[5:].split(".")[0] for rule in required if rule.path.startswith("vars.")}
+    for name, node in reversed(variables):  # a var may read only those defined before it
+        if name in needed:
+            needed |= var_reads([node])
+    return needed
 
 
 def _compile_limits(spec: dict, doc, problems: list) -> Limits:

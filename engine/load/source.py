@@ -8,10 +8,10 @@ from jmespath.exceptions import JMESPathError
 
 from ..map.language import Compiler
 from ..problems import Problem
-from ..render.endpoint import compile_endpoint, merge_request
-from ..source import Handler, Lookup, Source
+from ..source import Handler, Source
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
+from .steps import compile_steps
 from .yaml_source import YamlDocument, load_yaml
 
 SOURCE_NAMES = {"payload", "lookups"}  # what a source's templates read besides settings and vars
@@ -47,21 +47,9 @@ def compile_source(doc: YamlDocument, slug: str) -> tuple[Source, list[Problem]]
         compiler.define_var(name)
 
     defaults = (data.get("defaults") or {}).get("request")
-    lookups = {}
-    for name, spec in (data.get("lookups") or {}).items():
-        path = ("lookups", name)
-        when = expression(spec["when"], path + ("when",)) if "when" in spec else None
-        endpoint = compile_endpoint(merge_request(defaults, spec["request"]), compiler, path + ("request",))
-        on_status = {}
-        for status, rule in (spec.get("on_status") or {}).items():
-            action, message = next(iter(rule.items()))
-            node = compiler.value(message, path + ("on_status", status, action)) if action != "empty" else None
-            on_status[int(status)] = (action, node)
-        requires = []
-        for i, entry in enumerate(spec.get("requires") or []):
-            field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
-            requires.append((field, expression(field, path + ("requires", i)), message))
-        lookups[name] = Lookup(name, when, endpoint, on_status, requires)
+    # lookups run in the order each handler lists them: checked per handler below
+    lookups = compile_steps(data.get("lookups") or {}, compiler, ("lookups",), defaults, sequence=[],
+                            check_reads=False)
 
     handlers = {}
     for kind, spec in data["handlers"].items():

@@ -26,11 +26,20 @@ class Required:
 
 
 class Action:
-    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "_compiled", "_bound", "_messages")
+    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "steps", "sequence", "plans",
+                 "_compiled", "_bound", "_messages")
 
-    def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool):
+    def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool,
+                 steps: dict | None = None):
         self.call_type, self.vars, self.body = call_type, vars, body
         self.required, self.endpoint, self.batched = required, endpoint, batched
+        # several named requests (engine/steps.py) instead of one: run by the interpreter, never batched
+        self.steps = steps
+        self.sequence = [name for name, step in steps.items() if not step.fallback] if steps else []
+        # for offline views, worded once: per step, the plan with that step marked as the request shown
+        plan = [step.plan() for step in steps.values()] if steps else []
+        self.plans = {name: [{**entry, "sent": "requests[0]"} if entry["step"] == name else entry for entry in plan]
+                      for name in (steps or {})}
         self._compiled = None
         self._bound: dict = {}
         self._messages: dict = {}  # (rule path, label) -> the default message, worded once

@@ -75,6 +75,7 @@ class Leased:
     event: object
     attempts: int                # attempts made before this lease
     first_at: float              # when it was (re)queued: the retry horizon counts from here
+    progress: dict | None = None  # a multi-step action: {step name: {"status", "body"}} of steps done
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Attempt:
     status: int | None           # HTTP status, None when there was no answer
     error: str | None            # masked
     duration: float = 0.0
+    step: str | None = None      # which step of a multi-step action
 
 
 @dataclass
@@ -120,6 +122,7 @@ class DeliveryRecord:
     request: dict | None = None
     event: object = None
     history: list[Attempt] = field(default_factory=list)
+    progress: dict | None = None  # answers of the steps done (multi-step actions)
 
 
 @dataclass
@@ -171,6 +174,13 @@ class Store(ABC):
     @abstractmethod
     def finish(self, results: list[Finish], owner: str, now: float) -> int:
         """Record verdicts for deliveries this owner still leases; returns how many applied."""
+
+    @abstractmethod
+    def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float,
+                  lease_until: float | None = None) -> bool:
+        """Record one completed step of a multi-step action, with the answers of every step done so far
+        (masked), in one transaction; a retry resumes after them. ``lease_until`` renews the lease, so
+        an event of many steps keeps it while it makes progress. False: the lease was lost."""
 
     @abstractmethod
     def release(self, owner: str, ids: Ids | None = None) -> int:

@@ -68,6 +68,12 @@ CREATE INDEX events_message ON events(message_id);
 CREATE INDEX events_user ON events(user_id);
 CREATE INDEX attempts_at ON attempts(at, status, delivery_id)
 """),
+    # multi-step actions (engine/steps.py): the answers of completed steps, so a retry resumes at the
+    # failing step without repeating the others; and which step each attempt was
+    (4, """
+ALTER TABLE deliveries ADD COLUMN progress TEXT;
+ALTER TABLE attempts ADD COLUMN step TEXT
+"""),
 ]
 
 # PostgreSQL: the same tables; times stay epoch seconds (double precision) so both backends speak one
@@ -141,6 +147,10 @@ UPDATE events SET type = body->>'type', user_id = body->>'userId', name = COALES
 CREATE INDEX events_message ON events(message_id);
 CREATE INDEX events_user ON events(user_id);
 CREATE INDEX attempts_at ON attempts(at, status, delivery_id)
+"""),
+    (4, """
+ALTER TABLE deliveries ADD COLUMN progress json;
+ALTER TABLE attempts ADD COLUMN step text
 """),
 ]
 

@@ -233,9 +233,9 @@ class PostgresStore(Store):
                 " AND next_at <= %s AND (lease_until IS NULL OR lease_until < %s)"
                 " ORDER BY next_at, id LIMIT %s FOR UPDATE SKIP LOCKED) due, events e"
                 " WHERE d.id = due.id AND e.id = d.event_id"
-                " RETURNING d.id, d.message_id, e.body, d.round_attempts, d.first_at",
+                " RETURNING d.id, d.message_id, e.body, d.round_attempts, d.first_at, d.progress",
                 (owner, now + lease_for, destination, now, now, limit)).fetchall()
-        return sorted((Leased(r[0], destination, r[1], r[2], r[3], r[4]) for r in rows), key=lambda item: item.id)
+        return sorted((Leased(r[0], destination, r[1], r[2], r[3], r[4], r[5]) for r in rows), key=lambda item: item.id)
 
     def finish(self, results: list[Finish], owner: str, now: float) -> int:
         """One statement (one round trip, its own transaction): verdicts, then attempts of those applied."""
@@ -245,22 +245,34 @@ class PostgresStore(Store):
             r.id, r.state, r.next_at, int(r.attempt is not None), _text(r.reason), _dumps(r.errors) if r.errors else None,
             r.attempt.status if r.attempt else None, _text(r.attempt.error) if r.attempt else None,
             _dumps(r.request) if r.request else None, r.attempt.at if r.attempt else None,
-            r.attempt.duration if r.attempt else None) for r in results]))
+            r.attempt.duration if r.attempt else None, r.attempt.step if r.attempt else None) for r in results]))
         with self._conn() as conn:
             return conn.execute(
                 "WITH input AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::int[], %s::text[],"
-                " %s::text[], %s::int[], %s::text[], %s::text[], %s::float8[], %s::float8[])"
-                " AS i(id, state, next_at, tried, reason, errors, status, error, request, at, duration)),"
+                " %s::text[], %s::int[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::text[])"
+                " AS i(id, state, next_at, tried, reason, errors, status, error, request, at, duration, step)),"
                 " done AS (UPDATE deliveries d SET state = i.state, next_at = i.next_at, lease_owner = NULL,"
                 " lease_until = NULL, attempts = d.attempts + i.tried, round_attempts = d.round_attempts + i.tried,"
                 " updated_at = %s, reason = COALESCE(i.reason, d.reason), errors = COALESCE(i.errors::json, d.errors),"
                 " last_status = COALESCE(i.status, d.last_status), last_error = i.error,"
                 " request = COALESCE(i.request::json, d.request)"
                 " FROM input i WHERE d.id = i.id AND d.lease_owner = %s RETURNING d.id),"
-                " logged AS (INSERT INTO attempts(delivery_id, at, status, error, duration)"
-                " SELECT i.id, i.at, i.status, i.error, i.duration FROM input i JOIN done ON done.id = i.id"
+                " logged AS (INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
+                " SELECT i.id, i.at, i.status, i.error, i.duration, i.step FROM input i JOIN done ON done.id = i.id"
                 " WHERE i.tried = 1)"
                 " SELECT COUNT(*) FROM done", (*[list(c) for c in columns], now, owner)).fetchone()[0]
+
+    def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float,
+                  lease_until: float | None = None) -> bool:
+        with self._conn() as conn:  # one statement: the step's answers and its attempt together
+            return bool(conn.execute(
+                "WITH done AS (UPDATE deliveries SET progress = %s::json, attempts = attempts + 1, last_status = %s,"
+                " last_error = NULL, updated_at = %s, lease_until = COALESCE(%s::float8, lease_until)"
+                " WHERE id = %s AND lease_owner = %s RETURNING id)"
+                " INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
+                " SELECT id, %s, %s, %s, %s, %s FROM done RETURNING delivery_id",
+                (_dumps(progress), attempt.status, now, lease_until, delivery_id, owner, attempt.at, attempt.status,
+                 _text(attempt.error), attempt.duration, attempt.step)).fetchone())
 
     def release(self, owner: str, ids: Ids | None = None) -> int:
         if ids is not None and not ids:
@@ -310,15 +322,16 @@ class PostgresStore(Store):
 
     def get(self, delivery_id: int) -> DeliveryRecord | None:
         with self._conn() as conn:
-            row = conn.execute(f"SELECT {_RECORD_COLUMNS}, request FROM deliveries WHERE id = %s",
+            row = conn.execute(f"SELECT {_RECORD_COLUMNS}, request, progress FROM deliveries WHERE id = %s",
                                (delivery_id,)).fetchone()
             if row is None:
                 return None
-            record = DeliveryRecord(*row[:-1])
-            record.request = row[-1]
+            record = DeliveryRecord(*row[:-2])
+            record.request, record.progress = row[-2], row[-1]
             record.event = conn.execute("SELECT body FROM events WHERE id = %s", (record.event_id,)).fetchone()[0]
             record.history = [Attempt(*a) for a in conn.execute(
-                "SELECT at, status, error, duration FROM attempts WHERE delivery_id = %s ORDER BY id", (delivery_id,))]
+                "SELECT at, status, error, duration, step FROM attempts WHERE delivery_id = %s ORDER BY id",
+                (delivery_id,))]
         return record
 
     def events(self, query: EventQuery) -> EventRecords:

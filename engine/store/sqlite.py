@@ -187,14 +187,15 @@ class SQLiteStore(Store):
                 "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN ("
                 " SELECT id FROM deliveries WHERE destination = ? AND state IN " + PENDING_SQL + " AND next_at <= ?"
                 " AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_at, id LIMIT ?)"
-                " RETURNING id, event_id, message_id, round_attempts, first_at",
+                " RETURNING id, event_id, message_id, round_attempts, first_at, progress",
                 (owner, now + lease_for, destination, now, now, limit)).fetchall()
             if not rows:
                 return []
             bodies = dict(conn.execute(
                 f"SELECT id, body FROM events WHERE id IN ({','.join('?' * len(rows))})",
                 [r[1] for r in rows]).fetchall())
-        leased = [Leased(r[0], destination, r[2], jsoncodec.loads(bodies[r[1]]), r[3], r[4]) for r in rows]
+        leased = [Leased(r[0], destination, r[2], jsoncodec.loads(bodies[r[1]]), r[3], r[4],
+                         jsoncodec.loads(r[5]) if r[5] else None) for r in rows]
         return sorted(leased, key=lambda item: item.id)
 
     def finish(self, results: list[Finish], owner: str, now: float) -> int:
@@ -212,10 +213,23 @@ class SQLiteStore(Store):
                      _dump(r.errors) if r.errors else None, a.status if a else None, a.error if a else None,
                      _dump(r.request) if r.request else None, r.id, owner))
                 if cursor.rowcount and a is not None:
-                    conn.execute("INSERT INTO attempts(delivery_id, at, status, error, duration) VALUES (?, ?, ?, ?, ?)",
-                                 (r.id, a.at, a.status, a.error, a.duration))
+                    conn.execute("INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
+                                 " VALUES (?, ?, ?, ?, ?, ?)", (r.id, a.at, a.status, a.error, a.duration, a.step))
                 applied += cursor.rowcount
         return applied
+
+    def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float,
+                  lease_until: float | None = None) -> bool:
+        with self._write() as conn:
+            applied = conn.execute(
+                "UPDATE deliveries SET progress = ?, attempts = attempts + 1, last_status = ?, last_error = NULL,"
+                " updated_at = ?, lease_until = COALESCE(?, lease_until) WHERE id = ? AND lease_owner = ?",
+                (_dump(progress), attempt.status, now, lease_until, delivery_id, owner)).rowcount
+            if applied:
+                conn.execute("INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", (delivery_id, attempt.at, attempt.status, attempt.error,
+                                                           attempt.duration, attempt.step))
+        return bool(applied)
 
     def release(self, owner: str, ids: Ids | None = None) -> int:
         where, params = "lease_owner = ?", list[object]([owner])
@@ -266,14 +280,17 @@ class SQLiteStore(Store):
 
     def get(self, delivery_id: int) -> DeliveryRecord | None:
         conn = self._connection()
-        row = conn.execute(f"SELECT {_RECORD_COLUMNS}, request FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        row = conn.execute(f"SELECT {_RECORD_COLUMNS}, request, progress FROM deliveries WHERE id = ?",
+                           (delivery_id,)).fetchone()
         if row is None:
             return None
-        record = _record(row[:-1])
-        record.request = jsoncodec.loads(row[-1]) if row[-1] else None
+        record = _record(row[:-2])
+        record.request = jsoncodec.loads(row[-2]) if row[-2] else None
+        record.progress = jsoncodec.loads(row[-1]) if row[-1] else None
         record.event = jsoncodec.loads(conn.execute("SELECT body FROM events WHERE id = ?", (record.event_id,)).fetchone()[0])
         record.history = [Attempt(*a) for a in conn.execute(
-            "SELECT at, status, error, duration FROM attempts WHERE delivery_id = ? ORDER BY rowid", (delivery_id,))]
+            "SELECT at, status, error, duration, step FROM attempts WHERE delivery_id = ? ORDER BY rowid",
+            (delivery_id,))]
         return record
 
     def events(self, query: EventQuery) -> EventRecords:

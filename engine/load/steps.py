@@ -1,0 +1,76 @@
+"""Compile named steps (a source's lookups, a destination action's steps) from one schema fragment."""
+from __future__ import annotations
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+from ..map.language import Compiler
+from ..render.action import Required
+from ..render.endpoint import compile_endpoint, merge_request
+from ..steps import RUN, STEP_READ, Rule, Step, check_plan, mark_fallbacks, step_reads
+
+
+def compile_steps(specs: dict, compiler: Compiler, path: tuple, defaults: dict | None,
+                  sequence: list[str] | None = None, check_reads: bool = True) -> dict[str, Step]:
+    """Every step of ``specs`` (in order); problems go to ``compiler``.
+
+    ``sequence`` is the order steps run in when none asks for another; None means
+    every step that is not a fallback, in the order declared (a destination action).
+    """
+    steps: dict[str, Step] = {}
+    reads: dict[str, list] = {}
+    for name, spec in specs.items():
+        here = path + (name,)
+        known_vars = set(compiler.vars)
+        step = compile_step(name, spec, compiler, here, defaults)
+        compiler.vars = known_vars   # a step's vars are its own
+        steps[name] = step
+        nodes = [node for _, node in step.vars] + [step.body, *step.endpoint.nodes()]
+        reads[name] = [hit for node in nodes if node is not None for hit in step_reads(node, here)]
+        if step.when_text:
+            reads[name] += [(here + ("when",), m.group(1)) for m in STEP_READ.finditer(step.when_text)]
+    mark_fallbacks(steps)
+    order = sequence if sequence is not None else [n for n, s in steps.items() if not s.fallback]
+    check_plan(steps, order, path, compiler.report, reads if check_reads else None)
+    return steps
+
+
+def compile_step(name: str, spec: dict, compiler: Compiler, path: tuple, defaults: dict | None) -> Step:
+    when_text = spec.get("when")
+    when = _expression(when_text, compiler, path + ("when",)) if when_text is not None else None
+    requires = []
+    for i, entry in enumerate(spec.get("requires") or []):
+        field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
+        requires.append((field, _expression(field, compiler, path + ("requires", i)), message))
+    variables = []
+    for var, raw in (spec.get("vars") or {}).items():
+        variables.append((var, compiler.value(raw, path + ("vars", var))))
+        compiler.define_var(var)
+    endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
+    body = compiler.value(spec["body"], path + ("body",)) if "body" in spec else None
+    required = []
+    for i, entry in enumerate(spec.get("required") or []):
+        field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
+        try:
+            required.append(Required(field, message))
+        except JMESPathError as exc:
+            compiler.report(path + ("required", i), f"'{field}' is not a valid field path: {str(exc).splitlines()[0]}")
+    on_status = {}
+    for status, rule in (spec.get("on_status") or {}).items():
+        kind, value = next(iter(rule.items()))
+        where = path + ("on_status", status, kind)
+        if kind == RUN:
+            on_status[str(status)] = Rule(RUN, target=value)
+        elif isinstance(value, str):
+            on_status[str(status)] = Rule(kind, compiler.value(value, where))
+        else:
+            on_status[str(status)] = Rule(kind)
+    return Step(name, endpoint, when, when_text, requires, variables, body, required, on_status)
+
+
+def _expression(text: str, compiler: Compiler, path: tuple):
+    try:
+        return jmespath.compile(text)
+    except JMESPathError as exc:
+        compiler.report(path, f"{text!r} is not a valid JMESPath expression: {str(exc).splitlines()[0]}")
+        return jmespath.compile("`null`")

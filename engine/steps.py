@@ -1,0 +1,443 @@
+"""Named HTTP steps run in order: source lookups and multi-step destination actions are one mechanism.
+
+A step is a request (and perhaps a body) built from what came before it: the
+event or webhook payload, settings, vars and the answers of earlier steps.
+Each answer status picks what happens next (``on_status``, by exact status or
+by class such as ``4xx``): carry on, carry on with the answer read as null,
+stop as done, skip the rest with a reason, fail for good, reject, or run
+another named step (update-or-create, lookup-then-write). Without a rule, 2xx
+carries on, a retryable status (408, 423, 429, 5xx but 501) or no answer at
+all asks for a retry, and any other status fails for good.
+
+Everything here is compiled at load time (``Step``); ``run`` walks the steps
+with a ``send`` function (a live client or saved answers) or without one
+(offline: it stops before the first request it would make and says so).
+Answers already known (a resumed delivery, ready-made lookups) are not asked
+again.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .deliver.http import TransportError, is_retryable, retry_after, summarize
+from .map.language import Node, Scope, is_empty, is_truthy
+from .problems import Problem
+from .render.endpoint import Endpoint
+from .secrets import Masker
+
+# what an answer status may do (the keys of an on_status rule)
+CONTINUE, EMPTY, DONE, SKIP, FAIL, REJECT, RUN = "continue", "empty", "done", "skip", "fail", "reject", "run"
+RULE_KINDS = (CONTINUE, EMPTY, DONE, SKIP, FAIL, REJECT, RUN)
+# how a run ends besides those: try again later, or (offline) stopped before a request
+RETRY, OFFLINE = "retry", "offline"
+STATUS_KEY = re.compile(r"^[1-5]([0-9][0-9]|xx)$")
+STEP_READ = re.compile(r"(?<![\w.])steps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+VAR_READ = re.compile(r"(?<![\w.])vars\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one answer status does: ``kind`` (RULE_KINDS), a message template, or the step to run."""
+
+    kind: str
+    message: Node | None = None
+    target: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == RUN:
+            return f"run {self.target}"
+        if self.message is not None:
+            return f"{self.kind}: {self.message.describe()}"
+        return self.kind
+
+
+@dataclass
+class Step:
+    """One named request of a plan, compiled once at load."""
+
+    name: str
+    endpoint: Endpoint
+    when: Any = None                  # compiled JMESPath over the step's data, or None
+    when_text: str | None = None
+    requires: list = field(default_factory=list)   # (path, compiled JMESPath, message or None): inputs
+    vars: list = field(default_factory=list)       # (name, Node), evaluated in order
+    body: Node | None = None
+    required: list = field(default_factory=list)   # render.action.Required: output fields of the body
+    on_status: dict = field(default_factory=dict)  # "404" or "4xx" -> Rule
+    fallback: bool = False            # runs only when another step's rule names it
+    action: Any = None                # a destination step as an Action, for its generated code (render/compiled.py)
+
+    def rule(self, status: int) -> Rule:
+        """The rule for this status: exact, then its class, then the defaults."""
+        rule = self.on_status.get(str(status)) or self.on_status.get(f"{status // 100}xx")
+        if rule is not None:
+            return rule
+        if 200 <= status < 300:
+            return Rule(CONTINUE)
+        return Rule(RETRY if is_retryable(status) else FAIL)
+
+    def plan(self) -> dict:
+        """What this step does, for offline views: its request, condition and rules."""
+        url = self.endpoint.url
+        data: dict = {"step": self.name, "request": f"{self.endpoint.method} {getattr(url, 'source', None) or url.describe()}"}
+        if self.when_text:
+            data["when"] = self.when_text
+        if self.fallback:
+            data["runs"] = "only when another step's rule asks for it"
+        if self.on_status:
+            data["on_status"] = {key: rule.describe() for key, rule in self.on_status.items()}
+        return data
+
+
+@dataclass
+class Answer:
+    status: int
+    body: object = None
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "body": self.body}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Answer:
+        return cls(data["status"], data.get("body"))
+
+
+@dataclass
+class Sent:
+    """One request a run made, and what came back (None: no answer, ``error`` says why)."""
+
+    step: str
+    request: object
+    answer: Answer | None
+    error: str | None = None
+    then: str | None = None          # the rule that applied
+
+
+@dataclass
+class Run:
+    """How walking the steps ended."""
+
+    end: str                          # DONE (every step done, or a done rule), SKIP, FAIL, REJECT, RETRY, OFFLINE
+    answers: dict                     # name -> Answer, every step that completed (resumed ones included)
+    sent: list[Sent] = field(default_factory=list)
+    step: str | None = None           # the step that ended the run
+    reason: str | None = None
+    errors: list[Problem] = field(default_factory=list)
+    pending: object = None            # OFFLINE: the request the next step would send
+    retry_after: float | None = None  # RETRY: the wait the vendor asked for (Retry-After), if any
+
+
+SKIPPED_STEP = object()   # what Context.prepare returns for a step whose `when` is false
+
+
+class Context:
+    """What a run needs from its caller: how steps see their data, and how messages name things."""
+
+    __slots__ = ("scope_for", "noun", "root", "destination", "message_ids", "secrets")
+
+    def __init__(self, scope_for, noun: str, root: str, destination: str, message_ids: tuple = (),
+                 secrets: frozenset = frozenset()):
+        self.scope_for = scope_for    # answers -> Scope (a fresh scope per step, vars included)
+        self.noun, self.root = noun, root   # "lookup"/"lookups" or "step"/"steps", for messages
+        self.destination, self.message_ids, self.secrets = destination, message_ids, secrets
+
+    def prepare(self, step: Step, answers: dict):
+        """The step's request; SKIPPED_STEP when its ``when`` is false; a list of Problems when an
+        input or output field it requires is empty. The interpreter; a caller may do it faster."""
+        scope = self.scope_for(answers)
+        if step.when is not None and not is_truthy(step.when.search({**scope.event, "vars": scope.vars,
+                                                                     "settings": scope.settings})):
+            return SKIPPED_STEP
+        missing = _missing_inputs(step, scope, self)
+        if missing:
+            return missing
+        for var, node in step.vars:
+            scope.set_var(var, node.evaluate(scope))
+        body = step.body.evaluate(scope) if step.body is not None else None
+        label = f"{self.destination} {self.noun} {step.name}"
+        rules = step.action.required if step.action is not None else step.required
+        missing = [self._required_problem(step, rule, label) for rule in rules if rule.missing(body, scope.vars)]
+        if missing:
+            return missing
+        name = step.action.call_type if step.action is not None else f"{self.noun} {step.name}"
+        return step.endpoint.build(scope, body, self.destination, name, self.message_ids, self.secrets)
+
+    def _required_problem(self, step: Step, rule, label: str) -> Problem:
+        """A step's own required fields are named under ``steps.NAME``; its action's (vars) as written."""
+        problem = (step.action.required_problem(rule, label) if step.action is not None else
+                   Problem(rule.path, rule.message or f"{label}: '{rule.path}' is required but missing or empty"))
+        if not any(rule is own for own in step.required):
+            return problem
+        return Problem(f"{self.root}.{step.name}.{problem.path}", problem.message)
+
+
+class ActionContext(Context):
+    """A destination action's steps: each runs as the generated Python of ``step.action``
+    (render/compiled.py), as a single-request action does; the interpreter where that cannot bind.
+
+    ``step.action`` carries the action's vars and required before the step's own, so one
+    generated call per step maps it; the action's vars alone are worked out only when a
+    ``when`` or the interpreter needs them.
+    """
+
+    __slots__ = ("event", "settings", "action", "_variables")
+
+    def __init__(self, event: dict, settings: dict, action, destination: str, message_ids: tuple, secrets: frozenset):
+        # built once per event and destination: plain assignments, no keyword passing
+        self.scope_for, self.noun, self.root = self._scope, "step", "steps"
+        self.destination, self.message_ids, self.secrets = destination, message_ids, secrets
+        self.event, self.settings, self.action = event, settings, action
+        self._variables: dict | None = None
+
+    def variables(self) -> dict:
+        if self._variables is None:
+            bound = self.action.bound(self.settings, None, self.destination)
+            if bound is not None:
+                self._variables = bound.payload(self.event)[1]
+            else:
+                scope = Scope(self.event, self.settings, {})
+                for name, node in self.action.vars:
+                    scope.set_var(name, node.evaluate(scope))
+                self._variables = scope.vars
+        return self._variables
+
+    def _data(self, answers: dict) -> dict:
+        """The event, plus ``steps`` once there are answers to read."""
+        if not answers:
+            return self.event
+        return {**self.event, "steps": {name: answer.to_dict() for name, answer in answers.items()}}
+
+    def _scope(self, answers: dict) -> Scope:
+        return Scope(self._data(answers), self.settings, dict(self.variables()))
+
+    def prepare(self, step: Step, answers: dict):
+        bound = None
+        if step.action is not None and not step.requires:
+            bound = step.action.bound(self.settings, None, self.destination)
+        if bound is None:
+            return super().prepare(step, answers)
+        data = self._data(answers)
+        if step.when is not None and not is_truthy(step.when.search({**data, "vars": self.variables(),
+                                                                     "settings": self.settings})):
+            return SKIPPED_STEP
+        body, variables = bound.payload(data)
+        if bound.required:
+            label = f"{self.destination} {self.action.call_type}"
+            missing = [self._required_problem(step, check.rule, label)
+                       for check in bound.required if check.missing(body, variables)]
+            if missing:
+                return missing
+        return bound.request(data, variables, body, self.destination, self.message_ids, self.secrets)
+
+
+def run(steps: dict, sequence: list[str], context: Context, send=None, answers: dict | None = None,
+        on_answer=None) -> Run:
+    """Walk ``sequence`` (names in ``steps``), running fallbacks where a rule asks for them.
+
+    ``send(request) -> Response`` may raise TransportError; None runs offline.
+    ``answers`` holds steps already done (not sent again); ``on_answer(name,
+    answer, sent)`` is called after each step that completed, before the next
+    one starts, so a caller can keep it durably. MappingError propagates.
+    """
+    answers = dict(answers or {})
+    result = Run(DONE, answers)
+    position, queued = 0, None
+    while True:
+        if queued is not None:
+            name, queued = queued, None
+        elif position < len(sequence):
+            name, position = sequence[position], position + 1
+        else:
+            return result
+        step = steps[name]
+        if name in answers:          # resumed: the same rule decides again what comes next
+            rule = step.rule(answers[name].status)
+            queued = rule.target if rule.kind == RUN else None
+            continue
+        request = context.prepare(step, answers)
+        if request is SKIPPED_STEP:
+            continue
+        if isinstance(request, list):
+            return _end(result, REJECT, name, errors=request)
+        if send is None:
+            result.pending = request
+            return _end(result, OFFLINE, name,
+                        reason=f"{context.noun} '{name}' needs an HTTP client or a ready-made response")
+        try:
+            response = send(request)
+        except TransportError as exc:
+            result.sent.append(Sent(name, request, None, str(exc), RETRY))
+            return _end(result, RETRY, name, reason=f"{context.noun} '{name}' failed: {exc}")
+        answer = Answer(response.status, response.body)
+        rule = step.rule(response.status)
+        sent = Sent(name, request, answer, None, rule.kind if rule.kind != RUN else f"run {rule.target}")
+        result.sent.append(sent)
+        if rule.kind in (CONTINUE, EMPTY, RUN):
+            answers[name] = answer if rule.kind != EMPTY else Answer(answer.status, None)
+            if on_answer is not None:
+                on_answer(name, answers[name], sent)
+            queued = rule.target if rule.kind == RUN else None
+            continue
+        if rule.kind == DONE:
+            answers[name] = answer
+            return _end(result, DONE, name)
+        if rule.kind == RETRY:
+            result.retry_after = retry_after(response.headers)
+        if rule.message is not None:
+            text = str(rule.message.evaluate(context.scope_for(answers)))
+        elif rule.kind == RETRY or rule.kind == FAIL:
+            shown = f"{request.method} {Masker(context.secrets).text(request.full_url())}"
+            owner = "source" if context.noun == "lookup" else "destination"
+            hint = f" (check the {owner}'s credentials)" if response.status in (401, 403) else ""
+            text = f"{context.noun} '{name}' got HTTP {response.status} from {shown}{hint}"
+            if context.noun != "lookup":
+                text += f": {summarize(response.body, request)}"
+        else:
+            text = f"{context.noun} '{name}' answered {response.status}"
+        sent.error = text
+        if rule.kind == REJECT:
+            return _end(result, REJECT, name, errors=[Problem(f"{context.root}.{name}", text)])
+        return _end(result, rule.kind, name, reason=text)
+
+
+def kept(sent: Sent) -> bool:
+    """True when the run carried on after this answer (so ``on_answer`` saw it)."""
+    return sent.then in (CONTINUE, EMPTY) or (sent.then or "").startswith(RUN + " ")
+
+
+def _end(result: Run, end: str, step: str, reason: str | None = None, errors: list | None = None) -> Run:
+    result.end, result.step, result.reason, result.errors = end, step, reason, errors or []
+    return result
+
+
+def _missing_inputs(step: Step, scope: Scope, context: Context) -> list[Problem]:
+    if not step.requires:
+        return []
+    data = {**scope.event, "vars": scope.vars}
+    return [Problem(path, message or f"'{path}' is required to {'look up' if context.noun == 'lookup' else 'run'} "
+                                     f"{step.name}, but it is missing or empty")
+            for path, expression, message in step.requires if is_empty(expression.search(data))]
+
+
+# --------------------------------------------------------------------------- load-time checks
+
+def mark_fallbacks(steps: dict) -> None:
+    """A step that some rule runs is a fallback: it runs only when asked, not in the sequence."""
+    targets = {rule.target for step in steps.values() for rule in step.on_status.values() if rule.kind == RUN}
+    for name in targets & set(steps):
+        steps[name].fallback = True
+
+
+def check_plan(steps: dict, sequence: list[str], where: tuple, report, reads: dict | None = None) -> None:
+    """Report unknown targets, cycles of ``run`` rules, and reads of steps that may not have run.
+
+    ``reads`` maps a step name to ((path, step read), ...): what its request, vars
+    and body read of earlier answers. A step may read another only if that one has
+    surely completed first: an earlier step of the sequence without ``when``, or
+    the step whose rule ran this fallback (and what that one may read).
+    """
+    for name, step in steps.items():
+        for key, rule in step.on_status.items():
+            if rule.kind == RUN and rule.target not in steps:
+                report(where + (name, "on_status", key, RUN),
+                       f"unknown step '{rule.target}' (declared: {', '.join(steps)})")
+    edges = {name: [r.target for r in step.on_status.values() if r.kind == RUN and r.target in steps]
+             for name, step in steps.items()}
+    for name in steps:
+        cycle = _cycle_from(name, edges)
+        if cycle and cycle[0] == name:
+            report(where + (name, "on_status"), f"the steps run each other in a cycle: {' -> '.join(cycle)}")
+            return
+    if reads is None:
+        return
+    surely = _surely_before(steps, sequence, edges)
+    for name, found in reads.items():
+        for path, other in found:
+            if other not in steps:
+                report(path, f"'steps.{other}' names no step (declared: {', '.join(steps)})")
+            elif other not in surely.get(name, set()):
+                report(path, f"'steps.{other}' may not have run before step '{name}': read only steps that "
+                             f"always run earlier (no 'when', not a fallback), or the step that ran this one")
+
+
+def _cycle_from(start: str, edges: dict) -> list[str] | None:
+    path, seen = [start], set()
+    stack = [(start, iter(edges.get(start, ())))]
+    while stack:
+        _node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            path.pop()
+            continue
+        if child == start:
+            return [*path, start]
+        if child not in seen:
+            seen.add(child)
+            path.append(child)
+            stack.append((child, iter(edges.get(child, ()))))
+    return None
+
+
+def _surely_before(steps: dict, sequence: list[str], edges: dict) -> dict[str, set]:
+    """For each step, the steps sure to have completed before it starts."""
+    surely: dict[str, set] = {}
+    done: set = set()
+    for name in sequence:
+        surely[name] = set(done)
+        if steps[name].when is None:
+            done = done | {name}
+    changed = True
+    while changed:   # fallbacks: what every step that runs them surely has, plus that step
+        changed = False
+        for name, step in steps.items():
+            if not step.fallback:
+                continue
+            askers = [a for a, targets in edges.items() if name in targets and a in surely]
+            if not askers:
+                continue
+            known = set.intersection(*(surely[a] | {a} for a in askers))
+            if surely.get(name) != known:
+                surely[name], changed = known, True
+    return surely
+
+
+def step_reads(node, path: tuple) -> list[tuple[tuple, str]]:
+    """(path, step name) for every ``steps.NAME`` a compiled value reads (paths, conditions, templates)."""
+    found: list[tuple[tuple, str]] = []
+    _walk(node, found)
+    return [(getattr(n, "where", path) or path, name) for n, name in found]
+
+
+def var_reads(nodes) -> set[str]:
+    """The names of every ``vars.NAME`` these compiled values read."""
+    found: list = []
+    _walk(list(nodes), found, VAR_READ)
+    return {name for _, name in found}
+
+
+def _walk(value, found: list, pattern=STEP_READ) -> None:
+    if isinstance(value, Node):
+        for slot in _slots(type(value)):
+            if slot in ("where", "reads"):   # a Path's reads repeat its sources
+                continue
+            child = getattr(value, slot, None)
+            texts = [child] if isinstance(child, str) else (
+                [t for t in child if isinstance(t, str)] if slot == "sources" and isinstance(child, list) else [])
+            for text in texts:
+                found += [(value, m.group(1)) for m in pattern.finditer(text)]
+            if not texts:
+                _walk(child, found, pattern)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _walk(item, found, pattern)
+
+
+def _slots(cls) -> list[str]:
+    names: list[str] = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else list(slots)
+    return names

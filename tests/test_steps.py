@@ -1,0 +1,386 @@
+"""Multi-step actions: Crisp's create-or-update against a stateful stand-in, resuming between steps,
+kills between steps, offline views, and load-time checks of bad steps."""
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from conftest import write_mappings
+from vendor_server import Answer, VendorServer
+
+from engine import ConfigError, Engine
+from engine.cli import main
+from engine.deliver import DestinationWorker, HttpClient, RetryPolicy, drain
+from engine.intake import Intake
+from engine.store import DEAD, DELIVERED, open_store
+
+CRISP_KEY = "crisp-identifier:crisp-secret-key-4471"
+SITE = "site-1"
+
+
+class CrispStandIn:
+    """Crisp's people API as far as eventmap uses it, with state: profiles keyed by email, their data
+    and events. 409 people_exists on creating a known email, 404 on anything about an unknown one."""
+
+    def __init__(self):
+        self.profiles: dict[str, dict] = {}
+        self.data: dict[str, dict] = {}
+        self.events: dict[str, list] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, received) -> Answer:
+        parts = unquote(received.path).strip("/").split("/")
+        with self.lock:
+            self.calls.append((received.method, "/".join(parts[3:])))
+            if parts[:2] != ["website", SITE] or parts[2] != "people":
+                return Answer(404, {"error": True, "reason": "website_not_found", "data": {}})
+            kind, rest = parts[3], parts[4:]
+            body = received.body or {}
+            if kind == "profile" and not rest and received.method == "POST":
+                email = body.get("email")
+                if email in self.profiles:
+                    return Answer(409, {"error": True, "reason": "people_exists", "data": {}})
+                self.profiles[email] = {"email": email, **body}
+                return Answer(201, {"error": False, "reason": "added", "data": {"people_id": f"pid-{email}"}})
+            email = rest[0] if rest else None
+            if email not in self.profiles:
+                return Answer(404, {"error": True, "reason": "people_not_found", "data": {}})
+            if kind == "profile" and received.method == "PATCH":
+                self.profiles[email].update(body)
+                return Answer(200, {"error": False, "reason": "updated", "data": {}})
+            if kind == "data" and received.method == "PATCH":
+                self.data.setdefault(email, {}).update(body["data"])
+                return Answer(200, {"error": False, "reason": "updated", "data": {}})
+            if kind == "events" and received.method == "POST":
+                self.events.setdefault(email, []).append(body)
+                return Answer(200, {"error": False, "reason": "added", "data": {}})
+            return Answer(405, {"error": True, "reason": "not_allowed", "data": {}})
+
+
+@pytest.fixture
+def crisp():
+    stand_in = CrispStandIn()
+    with VendorServer() as server:
+        server.answer(stand_in)
+        stand_in.url = server.url
+        stand_in.server = server
+        yield stand_in
+
+
+def write_config(folder: Path, url: str, lease: str = "30s") -> Path:
+    config = folder / "eventmap.yaml"
+    config.write_text(f"""
+storage: sqlite:///{folder / 'outbox.db'}
+delivery: {{lease: {lease}, timeout: 5s}}
+destinations:
+  crisp:
+    settings: {{api_key: "{CRISP_KEY}", website_id: {SITE}, base_url: "{url}"}}
+    limits: {{rate: 100/s}}
+""", encoding="utf-8")
+    return config
+
+
+def identify(n: int, email: str, **traits) -> dict:
+    return {"type": "identify", "userId": f"u-{email}", "messageId": f"id-{n}", "traits": {"email": email, **traits}}
+
+
+def track(n: int, email: str, name: str = "Order Completed", **properties) -> dict:
+    return {"type": "track", "userId": f"u-{email}", "messageId": f"tr-{n}", "event": name,
+            "context": {"traits": {"email": email}}, "properties": properties}
+
+
+def enqueue_and_deliver(tmp_path: Path, config: Path, event: dict) -> None:
+    events = tmp_path / f"{event['messageId']}.jsonl"
+    events.write_text(json.dumps(event) + "\n", encoding="utf-8")
+    assert main(["enqueue", str(events), "--config", str(config)]) == 0
+    assert main(["deliver", "--config", str(config), "--until-idle"]) == 0
+
+
+def deliveries(tmp_path: Path) -> dict:
+    with open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
+        return {r.message_id: store.get(r.id) for r in store.list(limit=1000)}
+
+
+# --------------------------------------------------------------------------- Crisp, as the seed says
+
+def test_crisp_creates_updates_stores_data_and_events_through_the_cli(tmp_path, crisp, capsys):
+    config = write_config(tmp_path, crisp.url)
+    ada = "ada@example.com"
+
+    # 1. a new user: the update answers 404, so the profile is created; "plan" is a custom trait
+    enqueue_and_deliver(tmp_path, config, identify(1, ada, name="Ada Lovelace", plan="pro"))
+    assert crisp.profiles[ada]["person"] == {"nickname": "Ada Lovelace"}
+    assert crisp.data[ada] == {"plan": "pro"}
+    assert crisp.calls[:3] == [("PATCH", f"profile/{ada}"), ("POST", "profile"), ("PATCH", f"data/{ada}")]
+
+    # 2. the same user with a changed name: updated, not created again (no 409, no dead letter)
+    enqueue_and_deliver(tmp_path, config, identify(2, ada, name="Ada King"))
+    assert crisp.profiles[ada]["person"] == {"nickname": "Ada King"}
+    assert crisp.calls[3:] == [("PATCH", f"profile/{ada}")]  # nothing custom: no data request
+
+    # 3. an Engage audience identify: the membership lands in the profile's data, as Crisp's types
+    enqueue_and_deliver(tmp_path, config, identify(3, ada, order_completed_last_30days=True,
+                                                   lifetime={"orders": 4}))
+    assert crisp.data[ada] == {"plan": "pro", "order_completed_last_30days": True, "lifetime.orders": 4}
+
+    # 4. a track lands on the profile
+    enqueue_and_deliver(tmp_path, config, track(4, ada, revenue=42.99, shippingMethod="2-day"))
+    assert crisp.events[ada] == [{"text": "Order Completed", "data": {"revenue": 42.99, "shippingMethod": "2-day"}}]
+
+    # 5. a track for a user Crisp does not know: final at once, with the reason
+    enqueue_and_deliver(tmp_path, config, track(5, "nobody@example.com"))
+    found = deliveries(tmp_path)
+    assert {m: r.state for m, r in found.items()} == {
+        "id-1": DELIVERED, "id-2": DELIVERED, "id-3": DELIVERED, "tr-4": DELIVERED, "tr-5": DEAD}
+    assert found["tr-5"].reason == "Crisp does not know this user: send an identify first"
+    assert found["tr-5"].attempts == 1
+
+    # every attempt of every step is recorded and shown
+    capsys.readouterr()
+    assert main(["deliveries", "show", str(found["id-1"].id), "--config", str(config)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(a["step"], a["status"]) for a in shown["attempts_log"]] == [("update", 404), ("create", 201),
+                                                                         ("data", 200)]
+    assert CRISP_KEY.split(":")[1] not in json.dumps(shown)
+
+
+# --------------------------------------------------------------------------- faults between steps
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def crisp_worker(tmp_path, crisp):
+    engine = Engine()
+    clock = FakeClock()
+    route = engine.route("crisp", {"api_key": CRISP_KEY, "website_id": SITE, "base_url": crisp.url}, environ={})
+    with open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
+        intake = Intake(engine, [route], store, clock=clock)
+        worker = DestinationWorker(route, store, HttpClient(timeout=5), owner="test-worker", clock=clock,
+                                   policy=RetryPolicy(retry_for=3600, backoff=1, max_backoff=60), rng=random.Random(3))
+        yield intake, worker, store, clock
+
+
+def test_a_failing_second_step_is_retried_alone_the_first_is_not_repeated(crisp, crisp_worker):
+    intake, worker, store, clock = crisp_worker
+    crisp.profiles["bo@example.com"] = {"email": "bo@example.com"}
+    crisp.server.answer(Answer(500, {"error": True, "reason": "server_error"}),
+                        when=lambda r: "/people/data/" in r.path, times=1)
+    intake.accept([identify(1, "bo@example.com", name="Bo", plan="pro")])
+
+    drain([worker], store, clock, advance=clock.advance)
+
+    record = store.get(store.list()[0].id)
+    assert record.state == DELIVERED
+    assert [(a.step, a.status) for a in record.history] == [("update", 200), ("data", 500), ("data", 200)]
+    assert crisp.calls == [("PATCH", "profile/bo@example.com"), ("PATCH", "data/bo@example.com")]
+    assert crisp.data["bo@example.com"] == {"plan": "pro"}
+    assert record.progress["update"]["status"] == 200
+
+
+def test_a_create_is_not_repeated_when_a_later_step_fails_for_good(crisp, crisp_worker):
+    intake, worker, store, clock = crisp_worker
+    crisp.server.answer(Answer(400, {"error": True, "reason": "invalid_data"}),
+                        when=lambda r: "/people/data/" in r.path, times=1)
+    intake.accept([identify(1, "cy@example.com", plan="pro")])
+    drain([worker], store, clock, advance=clock.advance)
+    record = store.get(store.list()[0].id)
+    assert record.state == DEAD
+    assert "step 'data' got HTTP 400" in record.reason and "invalid_data" in record.reason
+
+    # the dead letter goes back to the queue: it resumes at the data step, the profile is not created twice
+    store.requeue(clock())
+    drain([worker], store, clock, advance=clock.advance)
+    assert store.get(record.id).state == DELIVERED
+    assert [c for c in crisp.calls if c[0] == "POST"] == [("POST", "profile")]
+
+
+# --------------------------------------------------------------------------- SIGKILL between steps
+
+def test_sigkill_between_steps_loses_nothing_and_repeats_no_completed_step(tmp_path, crisp):
+    people = [f"p{n}@example.com" for n in range(6)]
+    config = write_config(tmp_path, crisp.url, lease="2s")
+    lines = [json.dumps(identify(n, email, plan="pro")) for n, email in enumerate(people)]
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["enqueue", str(tmp_path / "events.jsonl"), "--config", str(config)]) == 0
+    # the first data step stalls: the worker is killed while it waits between creating and saving data
+    stalled = threading.Event()
+
+    def stall(received):
+        stalled.set()
+        return Answer(200, {"error": False}, delay=30)
+    crisp.server.answer(stall, when=lambda r: "/people/data/" in r.path, times=1)
+
+    worker = subprocess.Popen([sys.executable, "-m", "engine", "deliver", "--config", str(config), "--progress", "0"],
+                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert stalled.wait(60), "the worker never reached a data step"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    created_before = sorted(crisp.profiles)
+    assert created_before  # the kill came after the first profile was created
+
+    time.sleep(2.1)  # the killed worker's lease (2s) runs out
+    assert main(["deliver", "--config", str(config), "--until-idle"]) == 0
+    found = deliveries(tmp_path)
+    assert {r.state for r in found.values()} == {DELIVERED}, [(r.reason, [(a.step, a.status) for a in r.history]) for r in found.values() if r.state != DELIVERED]
+    assert sorted(crisp.profiles) == sorted(people)
+    assert all(crisp.data[p] == {"plan": "pro"} for p in people)
+    # each profile created exactly once: the killed event resumed after its completed steps
+    assert sorted(path for method, path in crisp.calls if method == "POST") == ["profile"] * len(people)
+
+
+# --------------------------------------------------------------------------- offline views
+
+def test_render_offline_shows_the_first_request_and_the_plan(capsys):
+    settings = json.dumps({"api_key": CRISP_KEY, "website_id": SITE})
+    event = Path(__file__).resolve().parents[1] / "fixtures" / "events" / "identify-full.json"
+    assert main(["render", "crisp", str(event), "--settings", settings]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [r["method"] for r in shown["requests"]] == ["PATCH"]
+    assert [(s["step"], s.get("on_status"), s.get("sent")) for s in shown["steps"]] == [
+        ("update", {"404": "run create"}, "requests[0]"), ("create", None, None), ("data", None, None)]
+    assert shown["steps"][2]["when"] == "vars.custom"
+
+
+def test_render_with_saved_responses_shows_exactly_what_would_be_sent(tmp_path, capsys):
+    saved = tmp_path / "saved" / "v1" / "website" / SITE / "people"
+    (saved / "profile").mkdir(parents=True)
+    (saved / "data").mkdir(parents=True)
+    # the profile is unknown (PATCH answers 404), creating it works, saving data works
+    (saved / "profile" / "ada.lovelace@example.com.patch.404.json").write_text('{"reason": "people_not_found"}')
+    (saved / "profile.post.json").write_text('{"data": {"people_id": "p-1"}}')
+    (saved / "data" / "ada.lovelace@example.com.patch.json").write_text('{"error": false}')
+    settings = json.dumps({"api_key": CRISP_KEY, "website_id": SITE, "base_url": "https://crisp.test/v1"})
+    event = Path(__file__).resolve().parents[1] / "fixtures" / "events" / "identify-full.json"
+    assert main(["render", "crisp", str(event), "--settings", settings, "--responses", str(tmp_path / "saved")]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(r["method"], r["url"].split("/people/")[1]) for r in shown["requests"]] == [
+        ("PATCH", "profile/ada.lovelace%40example.com"), ("POST", "profile"),
+        ("PATCH", "data/ada.lovelace%40example.com")]
+    assert [(s["step"], s["status"], s["then"]) for s in shown["steps"]] == [
+        ("update", 404, "run create"), ("create", 200, "continue"), ("data", 200, "continue")]
+    assert shown["requests"][2]["body"] == {"data": {"plan": "enterprise", "createdAt": "2023-11-02T08:00:00.000Z"}}
+
+
+def test_explain_and_batch_show_steps_offline(tmp_path, capsys):
+    settings = json.dumps({"api_key": CRISP_KEY, "website_id": SITE})
+    event = identify(1, "ada@example.com", name="Ada", plan="pro")
+    (tmp_path / "event.json").write_text(json.dumps(event), encoding="utf-8")
+    assert main(["explain", "crisp", str(tmp_path / "event.json"), "--settings", settings]) == 0
+    shown = capsys.readouterr().out
+    assert "steps.update.person.nickname" in shown and "steps.data.data" in shown and '{"plan": "pro"}' in shown
+    assert CRISP_KEY.split(":")[1] not in shown
+
+    (tmp_path / "events.jsonl").write_text(json.dumps(event) + "\n" + json.dumps(track(2, "ada@example.com")) + "\n")
+    assert main(["batch", str(tmp_path / "events.jsonl"), "--destination", "crisp", "--settings", settings]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["requests"][0]["method"], [s["step"] for s in line["steps"]]) for line in lines] == [
+        ("PATCH", ["update", "create", "data"]), ("POST", ["event"])]
+
+
+# --------------------------------------------------------------------------- bad steps files
+
+FILE = "mappings/destinations/x.yaml"
+HEAD = """\
+name: X
+settings:
+  type: object
+  properties:
+    token: {type: string}
+actions:
+  identify:
+    steps:
+"""
+
+
+@pytest.fixture
+def load_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def run(steps: str) -> list[str]:
+        root = write_mappings(tmp_path, {"x.yaml": HEAD + steps})
+        with pytest.raises(ConfigError) as info:
+            Engine(root)
+        return [str(p) for p in info.value.problems]
+
+    return run
+
+
+def test_a_step_naming_an_unknown_step(load_errors):
+    assert load_errors("""\
+      first:
+        request: {url: "https://x.test/a"}
+        on_status:
+          404: {run: second}
+""") == [f"{FILE}:12: actions.identify.steps.first.on_status.404.run: unknown step 'second' (declared: first)"]
+
+
+def test_steps_running_each_other_in_a_cycle(load_errors):
+    problems = load_errors("""\
+      a:
+        request: {url: "https://x.test/a"}
+      b:
+        request: {url: "https://x.test/b"}
+        on_status:
+          404: {run: c}
+      c:
+        request: {url: "https://x.test/c"}
+        on_status:
+          409: {run: b}
+""")
+    assert problems == [f"{FILE}:13: actions.identify.steps.b.on_status: the steps run each other in a cycle: b -> c -> b"]
+
+
+def test_a_read_of_a_step_that_may_not_have_run(load_errors):
+    problems = load_errors("""\
+      look:
+        when: userId
+        request: {url: "https://x.test/a"}
+      write:
+        request: {url: "https://x.test/{{ steps.look.body.id }}"}
+      later:
+        request: {url: "https://x.test/c"}
+        body: {id: {"@path": steps.after.body.id}}
+      after:
+        request: {url: "https://x.test/d"}
+""")
+    assert problems == [
+        f"{FILE}:13: actions.identify.steps.write.request.url: 'steps.look' may not have run before step 'write': "
+        "read only steps that always run earlier (no 'when', not a fallback), or the step that ran this one",
+        f"{FILE}:16: actions.identify.steps.later.body.id: 'steps.after' may not have run before step 'later': "
+        "read only steps that always run earlier (no 'when', not a fallback), or the step that ran this one"]
+
+
+def test_a_fallback_may_read_the_step_that_ran_it(tmp_path):
+    engine = Engine(write_mappings(tmp_path, {"x.yaml": HEAD + """\
+      find:
+        request: {url: "https://x.test/find"}
+        on_status:
+          404: {run: create}
+      create:
+        request: {url: "https://x.test/create/{{ steps.find.status }}"}
+"""}))
+    action = engine.destination("x").actions["identify"]
+    assert action.sequence == ["find"] and action.steps["create"].fallback
