@@ -284,16 +284,9 @@ def event_filters(query: EventQuery, mark: str) -> tuple[str, list]:
     if query.before_id is not None:
         where.append(f"id < {mark}")
         params.append(query.before_id)
-    if query.message_id:
-        where.append(f"message_id = {mark}")
-        params.append(query.message_id)
-    if query.user_id:
-        where.append(f"user_id = {mark}")
-        params.append(query.user_id)
-    if query.type:
-        where.append(f"type = {mark}")
-        params.append(query.type)
-    if query.name:
-        where.append(f"name = {mark}")
-        params.append(query.name)
+    for column, value in (("message_id", query.message_id), ("user_id", query.user_id), ("type", query.type),
+                          ("name", query.name)):
+        if value:
+            where.append(f"{column} = {mark}")
+            params.append(value)
     return " AND ".join(where), params
