@@ -270,3 +270,49 @@ def test_a_turn_never_leases_more_than_it_could_send_before_the_lease_ends(engin
     worker = DestinationWorker(route, store, HttpClient(timeout=10), owner="w", clock=clock, lease_for=60)
     Intake(engine, [route], store, clock=clock).accept([track(n) for n in range(10)])
     assert worker.run_once() == 3   # 3 requests of at most 10s each fit in half the lease
+
+
+# --------------------------------------------------------------------------- outages: the circuit breaker
+
+def test_a_destination_down_backs_off_as_a_whole_then_sends_its_backlog_in_full_batches(engine, store, vendor, clock):
+    """The issue's outage target: 200 events due, the vendor down for 10 s: at most one request a second
+    while it is down, and after it recovers at most ceil(200 / the largest batch) + 2 requests."""
+    intake, worker = setup(engine, store, vendor, clock)
+    start = clock.now
+    recovered_at = start + 10
+    vendor.answer(Answer(500, {"error": "down"}), when=lambda r: clock.now < recovered_at)
+    intake.accept([track(n) for n in range(200)])
+    sent_at = []
+    real_send = worker.client.send
+
+    def counting(request):
+        sent_at.append(clock.now)
+        return real_send(request)
+
+    worker.client.send = counting
+    drain([worker], store, clock, clock.advance)
+
+    assert set(finished(store).values()) == {DELIVERED}
+    assert sorted(vendor.delivered_ids()) == sorted(f"msg-{n:04d}" for n in range(200))
+    while_down = [at for at in sent_at if at < recovered_at]
+    assert len(while_down) <= 10 + 1   # at most one a second, the first failure included
+    for earlier, later in zip(while_down, while_down[1:]):
+        assert later - earlier >= 0.5   # never two at once: one probe at a time
+    largest = engine.destination("segment").batching.max_events
+    after = [at for at in sent_at if at >= recovered_at]
+    assert len(after) <= -(-200 // largest) + 2
+
+
+def test_retry_after_keeps_the_whole_destination_quiet(engine, store, vendor, clock):
+    intake, worker = setup(engine, store, vendor, clock, batch=False)
+    vendor.answer(Answer(429, {"error": "slow down"}, headers={"Retry-After": "30"}), times=1)
+    intake.accept([track(n) for n in range(5)])
+    start = clock.now
+    worker.run_once()                       # the first request is refused with Retry-After: 30
+    assert len(vendor.refused) == 1
+    clock.advance(29)
+    assert worker.run_once() == 0           # the other four are due, but the destination waits as a whole
+    assert len(vendor.refused) + len(vendor.received) == 1
+    drain([worker], store, clock, clock.advance)
+    assert set(finished(store).values()) == {DELIVERED}
+    assert all(at >= start + 30 for r in store.list() for at in [store.get(r.id).history[-1].at])

@@ -110,7 +110,7 @@ class Runner:
                 continue
             if handled:
                 continue
-            due = self.store.next_due([worker.name], self.clock())
+            due = resume_at(worker, self.store, self.clock())
             wait = self.idle_wait if due is None else min(self.idle_wait, max(0.01, due - self.clock()))
             self.stop_event.wait(wait)
 
@@ -155,14 +155,22 @@ class Report:
                                                "sent": sent, "failed": failed, "retrying": retrying, "dead": dead})
 
 
+def resume_at(worker, store: Store, now: float) -> float | None:
+    """When a worker next has something to do: its earliest due delivery, but not before its destination's
+    circuit breaker lets a request out (``not_before``); None when nothing is pending."""
+    due = store.next_due([worker.name], now)
+    not_before = getattr(worker, "not_before", None)
+    return due if due is None or not_before is None else max(due, not_before())
+
+
 def drain(workers: list, store: Store, clock=time.time, advance=None, max_turns: int = 1_000_000) -> None:
     """Work in this thread until nothing is due. With ``advance(seconds)`` (a fake clock), also wait
     out every retry, so a test sees each delivery end delivered or dead."""
-    names = [w.name for w in workers]
     for _ in range(max_turns):
         if sum(worker.run_once(clock()) for worker in workers):
             continue
-        due = store.next_due(names, clock())
+        due = min((at for at in (resume_at(worker, store, clock()) for worker in workers) if at is not None),
+                  default=None)
         if due is None or (due > clock() and advance is None):
             return
         if due > clock():

@@ -76,7 +76,7 @@ class DestinationWorker:
         self.stop = stop
         self.rng = rng or random.Random()
         self.stats = Stats()
-        self.health = Health(route.destination.slug, clock)
+        self.health = Health(route.destination.slug, clock, policy, self.rng)
         self.name = route.destination.slug
         self.batching = route.destination.batching is not None and route.limits.batch
         self.lease_size = self._lease_size()
@@ -105,7 +105,21 @@ class DestinationWorker:
         killed worker re-sends at most the requests it had in flight.
         """
         now = self.clock() if now is None else now
-        leased = self.store.lease(self.name, self.lease_size, self.owner, now, self.lease_for)
+        allowed = self.health.gate(now)  # None: healthy; 1: one probe while failing; 0: backing off as a whole
+        if allowed == 0:
+            return 0
+        try:
+            return self._turn(now, self.lease_size if allowed is None else allowed)
+        finally:
+            if allowed is not None:
+                self.health.probe_done()
+
+    def not_before(self) -> float:
+        """When this destination may send again (0: now): the runner does not wake it sooner."""
+        return self.health.not_before()
+
+    def _turn(self, now: float, size: int) -> int:
+        leased = self.store.lease(self.name, size, self.owner, now, self.lease_for)
         if not leased:
             return 0
         message_ids = {item.id: item.message_id for item in leased}
@@ -115,7 +129,7 @@ class DestinationWorker:
         if stepped:  # multi-step actions: one event at a time, each step recorded as it completes
             sendable = [(o, item) for o, item in sendable if o.steps is None]
             for position, (_outcome, item) in enumerate(stepped):
-                if self.stop is not None and self.stop.is_set():
+                if self._stopping() or self._backing_off():
                     self.store.release(self.owner, [i.id for _, i in stepped[position:]])
                     break
                 self._deliver_steps(item)
@@ -125,8 +139,8 @@ class DestinationWorker:
         unsent = []
         for request, outcomes in groups:
             items = [by_outcome[id(o)] for o in outcomes]
-            if self.stop is not None and self.stop.is_set():
-                unsent += items  # stopping: back to the queue, untouched
+            if self._stopping() or self._backing_off():
+                unsent += items  # stopping, or the destination just failed: back to the queue, untouched
                 continue
             sent, verdicts = self._send(request, items, outcomes)
             if not verdicts:
@@ -136,11 +150,19 @@ class DestinationWorker:
             self.store.release(self.owner, [item.id for item in unsent])
         return len(leased)
 
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def _backing_off(self) -> bool:
+        """The destination failed during this turn: the rest of the turn waits for the breaker's probe."""
+        return self.health.not_before() > self.clock()
+
     def _record(self, finishes: list[Finish], requests: int, message_ids: dict) -> None:
         if finishes:
             self.store.finish(finishes, self.owner, self.clock())
         self.stats.add(finishes, requests)
-        self.health.observe(finishes, message_ids)
+        if self.health.observe(finishes, message_ids):
+            self.store.hurry(self.name, self.clock())  # recovered: what waited on its own backoff goes out now
 
     # --- rendering
     def _render(self, leased: list[Leased]):

@@ -225,6 +225,11 @@ class Store(ABC):
         """Put final deliveries (dead by default) back in the queue, due now, with a fresh horizon."""
 
     @abstractmethod
+    def hurry(self, destination: str, now: float) -> int:
+        """Make every retrying, unleased delivery of ``destination`` due now (the destination recovered from an
+        outage: what waited on its own backoff goes out together, in full batches); returns how many."""
+
+    @abstractmethod
     def prune(self, before: float, batch: int = 1000) -> int:
         """Delete delivered/dry_run/skipped/rejected deliveries finished before ``before`` (and events left
         without deliveries), ``batch`` rows per transaction; dead letters are kept. Returns rows deleted."""

@@ -27,6 +27,7 @@ from .base import (
     PENDING_SQL,
     PRUNABLE_SQL,
     QUEUED,
+    RETRYING,
     SKIPPED,
     Accepted,
     Attempt,
@@ -384,6 +385,12 @@ class PostgresStore(Store):
                 f"UPDATE deliveries SET state = %s, next_at = %s, first_at = %s, round_attempts = 0, updated_at = %s,"
                 f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
                 (QUEUED, now, now, now, *params)).rowcount
+
+    def hurry(self, destination: str, now: float) -> int:
+        with self._conn() as conn:
+            return conn.execute(
+                "UPDATE deliveries SET next_at = %s WHERE destination = %s AND state = %s AND next_at > %s"
+                " AND (lease_until IS NULL OR lease_until < %s)", (now, destination, RETRYING, now, now)).rowcount
 
     def prune(self, before: float, batch: int = 1000) -> int:
         """Each batch is its own short transaction; rows another transaction holds are left for next time."""

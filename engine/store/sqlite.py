@@ -23,6 +23,7 @@ from .base import (
     PENDING_SQL,
     PRUNABLE_SQL,
     QUEUED,
+    RETRYING,
     SKIPPED,
     Accepted,
     Attempt,
@@ -341,6 +342,12 @@ class SQLiteStore(Store):
                 f"UPDATE deliveries SET state = ?, next_at = ?, first_at = ?, round_attempts = 0, updated_at = ?,"
                 f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
                 (QUEUED, now, now, now, *params)).rowcount
+
+    def hurry(self, destination: str, now: float) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE deliveries SET next_at = ? WHERE destination = ? AND state = ? AND next_at > ?"
+                " AND (lease_until IS NULL OR lease_until < ?)", (now, destination, RETRYING, now, now)).rowcount
 
     def prune(self, before: float, batch: int = 250) -> int:
         """Delete old finished deliveries (dead letters stay), their attempts, events left with no delivery,
