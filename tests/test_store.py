@@ -231,6 +231,20 @@ def test_many_threads_leasing_at_once_never_get_the_same_delivery(backend):
             s.close()
 
 
+def test_hurry_makes_retrying_deliveries_of_one_destination_due_now_and_leaves_the_rest(store):
+    """After an outage the circuit breaker makes what waited on its own backoff due at once."""
+    waiting = fill(store, 3)
+    [other] = fill(store, 1, destination="planhat")
+    leased = store.lease("crisp", 10, "w", T0, 30)
+    store.finish([Finish(item.id, RETRYING, Attempt(T0, 500, "down"), next_at=T0 + 600) for item in leased], "w", T0)
+    store.lease("planhat", 10, "w", T0, 30)
+    store.finish([Finish(other, RETRYING, Attempt(T0, 500, "down"), next_at=T0 + 600)], "w", T0)
+    [held] = store.lease("crisp", 1, "w2", T0 + 600, 30)   # one is leased by a worker right now: left alone
+    assert store.hurry("crisp", T0 + 1) == 2
+    assert sorted(item.id for item in store.lease("crisp", 10, "w3", T0 + 1, 30)) == sorted(set(waiting) - {held.id})
+    assert store.lease("planhat", 10, "w3", T0 + 1, 30) == []   # another destination's backoff is its own
+
+
 def test_an_expired_lease_hands_the_work_to_another_worker_and_the_first_verdict_is_ignored(store):
     [delivery] = fill(store, 1)
     assert [item.id for item in store.lease("crisp", 10, "dead-worker", T0, 30)] == [delivery]

@@ -64,10 +64,12 @@ class _Stopping(Exception):
     """Leave a multi-step event where it is: the runner is stopping, or the lease was lost."""
 
 
+DEFAULT_POLICY = RetryPolicy()   # frozen: one shared default is safe
+
 class DestinationWorker:
     """Delivers one route's queue. Thread-safe: a runner may call ``run_once`` from several threads."""
 
-    def __init__(self, route: Route, store: Store, client, *, owner: str, policy: RetryPolicy = RetryPolicy(),
+    def __init__(self, route: Route, store: Store, client, *, owner: str, policy: RetryPolicy = DEFAULT_POLICY,
                  lease_for: float = 60.0, clock=time.time, limiter: RateLimiter | None = None,
                  stop: threading.Event | None = None, rng: random.Random | None = None):
         self.route, self.store, self.client = route, store, client
@@ -87,8 +89,9 @@ class DestinationWorker:
     def _lease_size(self) -> int:
         """As many as one turn can send well within the lease, even if every request takes the
         whole timeout, so no lease runs out mid-turn and no other worker re-sends them."""
-        if self.batching:
-            return self.route.destination.batching.max_events
+        batching = self.route.destination.batching
+        if self.batching and batching is not None:
+            return batching.max_events
         timeout = getattr(self.client, "timeout", 10.0) or 10.0
         # an event of an action with steps may make a request per step
         steps = max((len(a.steps) for a in self.route.destination.actions.values() if a.steps), default=1)
@@ -193,7 +196,7 @@ class DestinationWorker:
         twice unless the process died between its answer and that write.
         """
         destination, route = self.route.destination, self.route
-        event: dict = item.event  # type: ignore[assignment]  # leased events passed intake: JSON objects
+        event: dict = item.event  # leased events passed intake: JSON objects
         action = destination.actions[event["type"]]
         masker = Masker(route.secrets)
         progress = dict(item.progress or {})

@@ -14,6 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from ..durations import describe_seconds
 from ..states import (  # noqa: F401  (re-exported: the store's callers name states through engine.store)
@@ -72,7 +73,7 @@ class Leased:
     id: int
     destination: str
     message_id: str | None
-    event: object
+    event: Any                   # a JSON object: intake stores nothing else under a destination
     attempts: int                # attempts made before this lease
     first_at: float              # when it was (re)queued: the retry horizon counts from here
     progress: dict | None = None  # a multi-step action: {step name: {"status", "body"}} of steps done
