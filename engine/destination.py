@@ -44,11 +44,12 @@ class Destination:
     def call_types(self) -> list[str]:
         return list(self.actions)
 
-    def render(self, event: dict, settings: dict, secrets: frozenset, *, reference: bool = False) -> Outcome:
+    def render(self, event: dict, settings: dict, secrets: frozenset) -> Outcome:
         """Map one already-validated event; never raises for bad event data.
 
-        Runs the action's generated Python; ``reference=True`` runs the interpreter
-        (Node.evaluate) instead, which defines what the generated code must produce.
+        Runs the action's generated Python, bound to the route (its settings-only
+        values made once); a route whose settings make one of those fail runs the
+        same code node by node, so every event gets that error.
         """
         call_type = event.get("type")
         message_id = event.get("messageId")
@@ -56,7 +57,7 @@ class Destination:
         if action is None:
             return Outcome(self.name, SKIPPED, reason=f"call type '{call_type}' is not accepted by {self.name} "
                            f"(accepts: {', '.join(self.actions)})", message_id=message_id)
-        bound = None if reference else action.bound(settings, self.envelope, self.name)
+        bound = action.bound(settings, self.envelope, self.name)
         try:
             if bound is None:
                 payload, scope = action.payload(event, settings)

@@ -109,7 +109,7 @@ def test_unknown_directive(load_errors):
 def test_directive_companion_without_its_source(load_errors):
     assert load_errors({"x.yaml": with_body('nick: {"@default": x}')}) == [
         f"{FILE}:14: actions.identify.body.nick.@default: unknown directive '@default' "
-        "(a value directive needs one of @path, @literal, @if, @each, @function)"]
+        "(a value directive needs one of @path, @literal, @if, @each, @map_values, @function)"]
 
 
 def test_unknown_directive_in_vars_gets_the_plain_message(load_errors):
@@ -127,7 +127,7 @@ def test_directive_with_a_plain_key_next_to_it(load_errors):
 
 def test_two_sources_in_one_directive(load_errors):
     assert load_errors({"x.yaml": with_body('nick: {"@path": a, "@literal": b}')}) == [
-        f"{FILE}:14: actions.identify.body.nick: use one of @path, @literal, @if, @each, @function per value, "
+        f"{FILE}:14: actions.identify.body.nick: use one of @path, @literal, @if, @each, @map_values, @function per value, "
         "found @path, @literal",
         f"{FILE}:14: actions.identify.body.nick.@literal: '@literal' does not go with @path; allowed here: "
         "@default, @filter, @path",

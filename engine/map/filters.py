@@ -39,6 +39,7 @@ from jinja2 import Undefined
 from engine.problems import EventmapError
 
 from .. import jsoncodec as _jsoncodec
+from .runtime import is_empty
 
 __all__ = ["FILTERS", "FilterError", "register_filter"]
 
@@ -607,9 +608,9 @@ def compact(value: Any) -> dict | list:
 
 @register_filter("default")
 def default(value: Any, fallback: Any) -> Any:
-    """The fallback when the value is missing (None/undefined) or "", else the value unchanged."""
+    """The fallback when the value is empty (null, undefined, "", [] or {}; false and 0 are values), else the value."""
     value = _plain(value)
-    return _plain(fallback) if value is None or value == "" else value
+    return _plain(fallback) if is_empty(value) else value
 
 
 def _keys(args: tuple) -> list:

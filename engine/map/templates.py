@@ -23,6 +23,7 @@ from jinja2 import ChainableUndefined, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .filters import FILTERS, MAX_SIZE, TooLarge, refuse_over
+from .runtime import first_value
 
 MAX_POWER_BITS = 100_000  # an integer ``**`` may make
 # Jinja2 filters whose result can be far larger than their input
@@ -57,9 +58,13 @@ def check_size(value, what: str):
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """``properties.items`` is the event's "items" key, not the dict method of that name; sizes are bounded."""
+    """``properties.items`` is the event's "items" key, not the dict method of that name; sizes are bounded.
 
-    intercepted_binops = frozenset({"*", "+", "**"})
+    ``a or b`` follows the language's one emptiness rule (runtime.first_value):
+    ``a`` unless it is null, undefined, "", [] or {}; ``false`` and ``0`` are values.
+    """
+
+    intercepted_binops = frozenset({"*", "+", "**", "or"})
 
     def getattr(self, obj, attribute):
         if isinstance(obj, dict) and attribute in obj:
@@ -67,6 +72,8 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call_binop(self, context, operator, left, right):
+        if operator == "or":
+            return first_value(left, right)
         if operator == "*":
             for text, times in ((left, right), (right, left)):
                 if _size(text) and isinstance(times, int):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import jmespath
 
-from ..map.language import Node, Scope, find_node, is_empty
+from ..map.language import Node, Scope, find_node, is_empty, split_or
 from ..problems import Problem
 from .endpoint import Endpoint
 
@@ -11,18 +11,22 @@ BOUND_ROUTES = 1024  # routes per action whose per-route constants are kept
 
 
 class Required:
-    """One entry of an action's ``required`` list: an output field that must not be empty."""
+    """One entry of an action's ``required`` list: an output field that must not be empty.
 
-    __slots__ = ("path", "expression", "message")
+    ``a || b`` means "one of": alternatives tried in order under the one emptiness
+    rule (runtime.is_empty), so ``false`` and ``0`` count as present.
+    """
+
+    __slots__ = ("path", "alternatives", "message")
 
     def __init__(self, path: str, message: str | None):
         self.path = path
-        self.expression = jmespath.compile(path)
+        self.alternatives = [jmespath.parser.ParsedResult(path, part) for part in split_or(jmespath.compile(path).parsed)]
         self.message = message
 
     def missing(self, payload, vars: dict) -> bool:
         data = {"vars": vars} if self.path.startswith("vars.") else payload
-        return is_empty(self.expression.search(data))
+        return all(is_empty(expression.search(data)) for expression in self.alternatives)
 
 
 class Action:

@@ -2,14 +2,14 @@
 
 Why: settings are fixed per route, so whatever depends on them alone (base
 URLs, credentials, auth headers) is computed once per route here instead of
-once per event; the rest runs as generated Python. The interpreter
-(``Action.payload``, ``Endpoint.build``) stays the reference: a route whose
-settings make a constant fail (the interpreter would fail on every event)
-is simply left to it.
+once per event; the rest runs as generated Python. A route whose settings
+make a constant fail is left to the per-node path (``Action.payload``,
+``Endpoint.build``), which runs the same generated code node by node and so
+reports the same error, in the same order, for every event.
 """
 from __future__ import annotations
 
-from ..map.codegen import generate, generate_values, is_static, or_of_plain_paths
+from ..map.codegen import generate, generate_values, plain_path
 from ..map.language import MappingError, Scope, is_empty
 from .request import Request
 
@@ -24,7 +24,7 @@ class CompiledAction:
         self.wrap = (generate("wrap_items", f"{label}: the envelope around the mapped items",
                               envelope.vars, envelope.body) if envelope is not None else None)
         nodes = action.endpoint.nodes()
-        static = [is_static(node) for node in nodes]
+        static = [node.static() for node in nodes]
         self.static_endpoint = all(static)
         # Segment's "/v1/{{ type }}": only the URL changes per event, the credentials do not
         self.only_url_varies = not self.static_endpoint and all(static[1:])
@@ -127,29 +127,26 @@ class BoundAction:
 
 
 class RequiredCheck:
-    """``Required.missing`` as dict reads when the rule is a plain path or ``a || b``."""
+    """``Required.missing`` as dict reads when each alternative is a plain path."""
 
     __slots__ = ("rule", "alternatives", "on_vars")
 
     def __init__(self, rule):
         self.rule = rule
-        self.alternatives = or_of_plain_paths(rule.expression.parsed)
+        paths = [plain_path(expression.parsed) for expression in rule.alternatives]
+        self.alternatives: list[list] | None = [steps for steps in paths if steps is not None]
+        if len(self.alternatives) != len(paths):
+            self.alternatives = None
         self.on_vars = rule.path.startswith("vars.")
 
     def missing(self, payload, vars: dict) -> bool:
         if self.alternatives is None:
             return self.rule.missing(payload, vars)
         root = {"vars": vars} if self.on_vars else payload
-        value = None
         for steps in self.alternatives:
             value = root
             for key in steps:
                 value = value.get(key) if isinstance(value, dict) else None
-            if not _jmespath_false(value):
-                break
-        return is_empty(value)
-
-
-def _jmespath_false(value) -> bool:
-    """JMESPath's falsiness, as ``||`` applies it."""
-    return value == "" or value == [] or value == {} or value is None or value is False
+            if not is_empty(value):
+                return False
+        return True
