@@ -7,7 +7,7 @@ from jmespath.exceptions import JMESPathError
 
 from ..destination import Destination, Limits
 from ..durations import parse_rate
-from ..map.language import Compiler
+from ..map.language import Compiler, nested_or
 from ..problems import Problem
 from ..render.action import Action, Batching, Envelope, Required
 from ..render.endpoint import compile_endpoint, merge_request
@@ -90,9 +90,15 @@ def _compile_required(entries, compiler: Compiler, path, variables) -> list:
             compiler.report(path + (i,), f"'{field}' names a variable this action does not define")
             continue
         try:
-            rules.append(Required(field, message))
+            rule = Required(field, message)
         except JMESPathError as exc:
             compiler.report(path + (i,), f"'{field}' is not a valid field path: {str(exc).splitlines()[0]}")
+            continue
+        if any(nested_or(alternative.parsed) for alternative in rule.alternatives):
+            compiler.report(path + (i,), f"'{field}': '||' inside an expression would skip false; "
+                                         "write 'a || b' at the top level for one of several fields")
+            continue
+        rules.append(rule)
     return rules
 
 
