@@ -40,9 +40,29 @@ class Destination:
     obeys_integrations: bool = True   # false for a hub (Segment) whose integrations object is for what is behind it
     _sentinels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def __post_init__(self):
+        # call type -> (named actions that take some of its events, in file order; its own action or None)
+        self.by_type: dict[str, tuple[list, object]] = {}
+        for action in self.actions.values():
+            named, own = self.by_type.get(action.call_type, ([], None))
+            if action.subscription is None:
+                own = action
+            else:
+                named = [*named, action]
+            self.by_type[action.call_type] = (named, own)
+
     @property
     def call_types(self) -> list[str]:
-        return list(self.actions)
+        """The call types some action takes, in file order."""
+        return list(self.by_type)
+
+    def action_for(self, event: dict):
+        """The first named action whose subscription matches, else the call type's own action (None: no action)."""
+        named, own = self.by_type.get(event.get("type"), ((), None))
+        for action in named:
+            if action.subscription.matches(event):
+                return action
+        return own
 
     def render(self, event: dict, settings: dict, secrets: frozenset) -> Outcome:
         """Map one already-validated event; never raises for bad event data.
@@ -53,18 +73,18 @@ class Destination:
         """
         call_type = event.get("type")
         message_id = event.get("messageId")
-        action = self.actions.get(call_type)
+        action = self.action_for(event)
         if action is None:
-            return Outcome(self.name, SKIPPED, reason=f"call type '{call_type}' is not accepted by {self.name} "
-                           f"(accepts: {', '.join(self.actions)})", message_id=message_id)
+            return Outcome(self.name, SKIPPED, reason=self.no_action_reason(event), message_id=message_id)
+        call_type, label = action.name, f"{self.name} {action.name}"
         bound = action.bound(settings, self.envelope, self.name)
         try:
             if bound is None:
                 payload, scope = action.payload(event, settings)
-                missing = action.missing_required(payload, scope, f"{self.name} {call_type}")
+                missing = action.missing_required(payload, scope, label)
             else:
                 payload, vars = bound.payload(event)
-                missing = bound.required and bound.missing(payload, vars, f"{self.name} {call_type}")
+                missing = bound.required and bound.missing(payload, vars, label)
             if missing:
                 return Outcome(self.name, REJECTED, errors=missing, message_id=message_id, action=call_type,
                                reason="required fields are missing")
@@ -76,12 +96,20 @@ class Destination:
                 request = bound.request(event, vars, body, self.name, (message_id,), secrets)
         except MappingError as exc:
             where = ".".join(str(p) for p in exc.path)
-            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{self.name} {call_type}: {exc.message}")],
+            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{label}: {exc.message}")],
                            message_id=message_id, action=call_type, reason="the mapping could not be applied")
         if secrets:
             request.twin = SecretTwin(self, settings, (event,), False)
         # positional: this runs once per event and destination, and keywords cost twice as much
         return Outcome(self.name, SEND, [request], None, [], [], message_id, [payload], call_type)
+
+    def no_action_reason(self, event: dict) -> str:
+        call_type = event.get("type")
+        if call_type not in self.by_type:
+            return f"call type '{call_type}' is not accepted by {self.name} (accepts: {', '.join(self.by_type)})"
+        named = self.by_type[call_type][0]
+        return (f"no action of {self.name} takes this {call_type} (" +
+                "; ".join(f"{a.name}: {a.subscription.describe()}" for a in named) + ")")
 
     def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset) -> list[Request]:
         """Combine the sendable outcomes into as few requests as the vendor allows."""

@@ -9,7 +9,7 @@ from ..destination import Destination, Limits
 from ..durations import parse_rate
 from ..map.language import Compiler, nested_or
 from ..problems import Problem
-from ..render.action import Action, Batching, Envelope, Required
+from ..render.action import CALL_TYPES, Action, Batching, Envelope, Required, Subscription
 from ..render.endpoint import compile_endpoint, merge_request
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
@@ -37,15 +37,17 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
     defaults = (data.get("defaults") or {}).get("request")
 
     actions = {}
-    for call_type, spec in data["actions"].items():
+    for name, spec in data["actions"].items():
         compiler = Compiler(doc.problem, setting_names)
-        path = ("actions", call_type)
+        path = ("actions", name)
+        call_type, subscription = _compile_subscription(name, spec, compiler, path)
         variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
         body = compiler.value(spec["body"], path + ("body",))
         endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
         required = _compile_required(spec.get("required", []), compiler, path + ("required",), variables)
         problems += compiler.problems
-        actions[call_type] = Action(call_type, variables, body, required, endpoint, spec.get("batch", True))
+        actions[name] = Action(call_type, variables, body, required, endpoint, spec.get("batch", True),
+                               name, subscription)
 
     envelope = _compile_envelope(data.get("envelope"), doc, setting_names, ("envelope",), problems)
     batching = None
@@ -61,6 +63,30 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
     destination = Destination(data["name"], slug, doc.file, data.get("description", ""), settings,
                               actions, envelope, batching, limits, data.get("integrations", "obey") == "obey")
     return destination, problems
+
+
+def _compile_subscription(name: str, spec: dict, compiler: Compiler, path: tuple):
+    """(call type, Subscription or None): a call type's own action takes all its events, a named one some."""
+    if name in CALL_TYPES:
+        if spec.get("type", name) != name:
+            compiler.report(path + ("type",), f"the '{name}' action takes {name} calls; to take "
+                                              f"{spec['type']} calls, give the action another name")
+        for key in ("events", "when"):
+            if key in spec:
+                compiler.report(path + (key,), f"'{key}' chooses events for a named action; the '{name}' action "
+                                               f"takes every {name} call: name this one (e.g. 'purchase: {{type: "
+                                               f"{name}, {key}: ...}}') to take only some")
+        return name, None
+    if "type" not in spec:
+        compiler.report(path, f"the named action '{name}' needs 'type': the call type it takes "
+                              f"({', '.join(CALL_TYPES)})")
+    if "events" not in spec and "when" not in spec:
+        compiler.report(path, f"the named action '{name}' needs 'events' (event names) or 'when' (a condition) "
+                              "to say which events it takes")
+    when = compiler.jmespath(spec["when"], path + ("when",), "when") if "when" in spec else None
+    call_type = spec.get("type", "track")
+    events = frozenset(spec["events"]) if "events" in spec else None
+    return call_type, Subscription(events, when[0] if when else None, spec.get("events"), spec.get("when"))
 
 
 def _compile_limits(spec: dict, doc, problems: list) -> Limits:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import jmespath
 
-from ..map.language import Node, Scope, find_node, is_empty, split_or
+from ..map.language import Node, Scope, find_node, is_empty, is_truthy, split_or
 from ..problems import Problem
 from .endpoint import Endpoint
 
@@ -29,12 +29,45 @@ class Required:
         return all(is_empty(expression.search(data)) for expression in self.alternatives)
 
 
-class Action:
-    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "_compiled", "_bound", "_messages")
+CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
-    def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool):
+
+class Subscription:
+    """Which events of its call type a named action takes: event names, a JMESPath condition, or both."""
+
+    __slots__ = ("events", "when", "events_text", "when_text")
+
+    def __init__(self, events: frozenset | None, when, events_text, when_text):
+        self.events, self.when, self.events_text, self.when_text = events, when, events_text, when_text
+
+    def matches(self, event: dict) -> bool:
+        if self.events is not None:
+            label = event.get("event") if event.get("type") == "track" else event.get("name")
+            if label not in self.events:
+                return False
+        return self.when is None or is_truthy(self.when.search(event))
+
+    def describe(self) -> str:
+        parts = []
+        if self.events_text is not None:
+            parts.append("events " + ", ".join(repr(e) for e in self.events_text))
+        if self.when_text is not None:
+            parts.append(f"when {self.when_text}")
+        return " and ".join(parts)
+
+
+class Action:
+    """One action: the call type it takes, its name (the call type, or a named action's key), and its mapping."""
+
+    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "name", "subscription",
+                 "_compiled", "_bound", "_messages")
+
+    def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool,
+                 name: str | None = None, subscription: Subscription | None = None):
         self.call_type, self.vars, self.body = call_type, vars, body
         self.required, self.endpoint, self.batched = required, endpoint, batched
+        self.name = name or call_type
+        self.subscription = subscription
         self._compiled = None
         self._bound: dict = {}
         self._messages: dict = {}  # (rule path, label) -> the default message, worded once
@@ -57,7 +90,7 @@ class Action:
             return entry[1]
         if len(self._bound) >= BOUND_ROUTES:
             self._bound.clear()
-        bound = self.compiled(envelope, f"{destination} {self.call_type}").bind(settings)
+        bound = self.compiled(envelope, f"{destination} {self.name}").bind(settings)
         self._bound[id(settings)] = (settings, bound)
         return bound
 

@@ -19,7 +19,7 @@ class CompiledAction:
 
     def __init__(self, action, envelope, label: str):
         self.action = action
-        self.map = generate(f"map_{action.call_type}", f"{label}: vars, then body, for one event",
+        self.map = generate(f"map_{action.name}", f"{label}: vars, then body, for one event",
                             action.vars, action.body)
         self.wrap = (generate("wrap_items", f"{label}: the envelope around the mapped items",
                               envelope.vars, envelope.body) if envelope is not None else None)
@@ -29,7 +29,7 @@ class CompiledAction:
         # Segment's "/v1/{{ type }}": only the URL changes per event, the credentials do not
         self.only_url_varies = not self.static_endpoint and all(static[1:])
         self.endpoint = (None if self.static_endpoint else
-                         generate_values(f"request_{action.call_type}",
+                         generate_values(f"request_{action.name}",
                                          f"{label}: the URL" if self.only_url_varies else f"{label}: URL, headers and query",
                                          nodes[:1] if self.only_url_varies else nodes))
         self.required = [RequiredCheck(rule) for rule in action.required]
@@ -76,12 +76,12 @@ class BoundAction:
             scope, nodes = Scope({}, settings, {}), endpoint.nodes()
             try:  # in the interpreter's order, so the same error comes first
                 url = endpoint.checked_url(nodes[0].evaluate(scope)) if compiled.static_endpoint else None
-                headers, query = endpoint.headers_and_query(node.evaluate(scope) for node in nodes[1:])
+                headers, query, method = endpoint.headers_and_query(node.evaluate(scope) for node in nodes[1:])
             except MappingError as exc:
                 self.fixed_error = exc
             else:
-                self.fixed = (url, endpoint.with_content_type(headers), query, endpoint.method, endpoint.format,
-                              compiled.action.call_type)
+                self.fixed = (url, endpoint.with_content_type(headers, method), query, method, endpoint.format,
+                              compiled.action.name)
 
     def payload(self, event: dict) -> tuple[object, dict]:
         """(mapped body, vars); raises MappingError on data a filter cannot take."""
@@ -99,7 +99,7 @@ class BoundAction:
         """What ``Endpoint.build`` makes for this event, with the parts fixed per route made once."""
         endpoint = self.compiled.action.endpoint
         if self.fixed is None:
-            return endpoint.finish(self._parts(event, vars), body, destination, self.compiled.action.call_type,
+            return endpoint.finish(self._parts(event, vars), body, destination, self.compiled.action.name,
                                    message_ids, secrets)
         url, headers, query, method, format, call_type = self.fixed
         if url is None:  # only the URL varies (Segment's "/v1/{{ type }}")
@@ -110,7 +110,7 @@ class BoundAction:
         return Request(destination, call_type, method, url, dict(headers), dict(query),
                        None if method == "GET" else body, format, message_ids, secrets)
 
-    def _parts(self, event: dict, vars: dict) -> tuple[str, dict, dict]:
+    def _parts(self, event: dict, vars: dict) -> tuple[str, dict, dict, str]:
         """URL, headers and query for one event whose headers vary, or whose route's fixed parts failed."""
         endpoint = self.compiled.action.endpoint
         if self.endpoint is None:  # nothing varies, and making it failed
