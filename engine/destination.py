@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from .load.settings import SettingsSpec
 from .map.language import MappingError, Scope
@@ -42,7 +43,7 @@ class Destination:
 
     def __post_init__(self):
         # call type -> (named actions that take some of its events, in file order; its own action or None)
-        self.by_type: dict[str, tuple[list, object]] = {}
+        self.by_type: dict[str, tuple[list, Any]] = {}
         for action in self.actions.values():
             named, own = self.by_type.get(action.call_type, ([], None))
             if action.subscription is None:
@@ -58,7 +59,7 @@ class Destination:
 
     def action_for(self, event: dict):
         """The first named action whose subscription matches, else the call type's own action (None: no action)."""
-        named, own = self.by_type.get(event.get("type"), ((), None))
+        named, own = self.by_type.get(event.get("type") or "", ([], None))
         for action in named:
             if action.subscription.matches(event):
                 return action

@@ -58,102 +58,102 @@ def test_the_compiled_path_is_the_default_and_is_really_used(monkeypatch):
 
 LANGUAGE_CASES = {
     "paths and fallbacks": """
-        a: {"@path": properties.total}
-        b: {"@path": [properties.empty, properties.nil, properties.tags, properties.currency]}
-        c: {"@path": [properties.empty, properties.nil]}
-        whole: {"@path": "@", "@filter": {pick: [[event, userId]]}}
-        root: {"@path": "$.userId"}
-        deep: {"@path": "properties.products[0].sku"}
-        proj: {"@path": "properties.products[*].sku"}
-        missing: {"@path": no.such.key}
+        a: {"@path": event.properties.total}
+        b: {"@path": [event.properties.empty, event.properties.nil, event.properties.tags, event.properties.currency]}
+        c: {"@path": [event.properties.empty, event.properties.nil]}
+        whole: {"@path": "event", "@filter": {pick: [[event, userId]]}}
+        root: {"@path": "event.userId"}
+        deep: {"@path": "event.properties.products[0].sku"}
+        proj: {"@path": "event.properties.products[*].sku"}
+        missing: {"@path": event.no.such.key}
     """,
     "literals, lists and nulls": """
         n: 5
         f: 1.25
         nil: null
-        lst: [1, null, {"@path": properties.nil}, {"@path": properties.count}, [], {}]
+        lst: [1, null, {"@path": event.properties.nil}, {"@path": event.properties.count}, [], {}]
         lit: {"@literal": {"@path": kept}}
     """,
     "templates": """
-        text: "Hi {{ event }} / {{ properties.missing }} / {{ properties.nil }} / {{ properties.no }}"
-        whole: "{{ properties.total }}"
-        spaced: "  {{ properties.count }}  "
-        typed: "{{ properties.count * 2 }}"
-        none: "{{ properties.nothing }}"
-        filters: "{{ context.traits.email | lower | sha256 }}"
-        args: "{{ properties.currency | default('USD') }}-{{ 'Ann Lee' | split_name('last') }}"
-        concat: "{{ event ~ properties.nil ~ properties.missing ~ 3 }}"
-        either: "{{ properties.empty or properties.missing or properties.currency }}"
-        nested_or: "{{ (properties.nil or '') ~ '!' }}"
-        jinja_builtins: "{{ properties.products | map(attribute='sku') | join(',') }}"
-        full_name: "{{ [properties.first or properties.currency, properties.missing, properties.nil, properties.count] | select | join(' ') }}"
-        joined: "{{ [properties.missing, properties.nil, properties.total, 0, '', properties.currency] | join('-') }}"
-        one_joined: "{{ [properties.currency] | join }}"
-        none_kept: "{{ [properties.missing, properties.empty] | select | join(' ') }}"
+        text: "Hi {{ event.event }} / {{ event.properties.missing }} / {{ event.properties.nil }} / {{ event.properties.no }}"
+        whole: "{{ event.properties.total }}"
+        spaced: "  {{ event.properties.count }}  "
+        typed: "{{ event.properties.count * 2 }}"
+        none: "{{ event.properties.nothing }}"
+        filters: "{{ event.context.traits.email | lower | sha256 }}"
+        args: "{{ event.properties.currency | default('USD') }}-{{ 'Ann Lee' | split_name('last') }}"
+        concat: "{{ event.event ~ event.properties.nil ~ event.properties.missing ~ 3 }}"
+        either: "{{ event.properties.empty or event.properties.missing or event.properties.currency }}"
+        nested_or: "{{ (event.properties.nil or '') ~ '!' }}"
+        jinja_builtins: "{{ event.properties.products | map(attribute='sku') | join(',') }}"
+        full_name: "{{ [event.properties.first or event.properties.currency, event.properties.missing, event.properties.nil, event.properties.count] | select | join(' ') }}"
+        joined: "{{ [event.properties.missing, event.properties.nil, event.properties.total, 0, '', event.properties.currency] | join('-') }}"
+        one_joined: "{{ [event.properties.currency] | join }}"
+        none_kept: "{{ [event.properties.missing, event.properties.empty] | select | join(' ') }}"
         settings: "{{ settings.region }}-{{ settings.secret }}"
         settings_upper: "{{ settings.region | upper }}"
-        statement: "{% if properties.count > 2 %}many{% else %}few{% endif %}"
+        statement: "{% if event.properties.count > 2 %}many{% else %}few{% endif %}"
         global_name: "{{ range(2) | list | length }}"
     """,
     "filters and defaults": """
-        lower: {"@path": context.traits.email, "@filter": [trim, lower]}
-        hmac: {"@path": userId, "@filter": {hmac_sha256: ["{{ settings.secret }}"]}}
-        number: {"@path": properties.total, "@filter": number}
-        default_empty: {"@path": properties.empty, "@default": fallback}
-        default_template: {"@path": properties.nil, "@default": "{{ event }}"}
-        filter_then_default: {"@path": properties.nil, "@filter": lower, "@default": x}
-        default_filter: {"@path": properties.nil, "@filter": {default: [d]}}
-        zero_kept: {"@path": properties.zero, "@default": 9}
-        json: {"@path": properties.products, "@filter": {json: [true]}}
+        lower: {"@path": event.context.traits.email, "@filter": [trim, lower]}
+        hmac: {"@path": event.userId, "@filter": {hmac_sha256: ["{{ settings.secret }}"]}}
+        number: {"@path": event.properties.total, "@filter": number}
+        default_empty: {"@path": event.properties.empty, "@default": fallback}
+        default_template: {"@path": event.properties.nil, "@default": "{{ event.event }}"}
+        filter_then_default: {"@path": event.properties.nil, "@filter": lower, "@default": x}
+        default_filter: {"@path": event.properties.nil, "@filter": {default: [d]}}
+        zero_kept: {"@path": event.properties.zero, "@default": 9}
+        json: {"@path": event.properties.products, "@filter": {json: [true]}}
     """,
     "conditions": """
-        yes: {"@if": "properties.count > `2`", "@then": big, "@else": small}
-        no: {"@if": properties.empty, "@then": a, "@else": "{{ event }}"}
-        no_else: {"@if": properties.nil, "@then": a}
-        zero_is_true: {"@if": properties.zero, "@then": t, "@else": f}
-        false_is_false: {"@if": properties.no, "@then": t, "@else": f}
+        yes: {"@if": "event.properties.count > `2`", "@then": big, "@else": small}
+        no: {"@if": event.properties.empty, "@then": a, "@else": "{{ event.event }}"}
+        no_else: {"@if": event.properties.nil, "@then": a}
+        zero_is_true: {"@if": event.properties.zero, "@then": t, "@else": f}
+        false_is_false: {"@if": event.properties.no, "@then": t, "@else": f}
     """,
     "each": """
         items:
-          "@each": properties.products
+          "@each": event.properties.products
           "@map":
-            sku: {"@path": sku}
+            sku: {"@path": item.sku}
             cost: "{{ item.price * item.qty }}"
-            user: {"@path": "$.userId"}
-            label: "{{ item.sku }}-{{ event }}"
+            user: {"@path": "event.userId"}
+            label: "{{ item.sku }}-{{ event.event }}"
             tags:
-              "@each": "$.properties.products"
-              "@map": {"@path": sku}
-        none: {"@each": properties.nil, "@map": {"@path": a}}
-        empty: {"@each": properties.tags, "@map": {"@path": a}}
+              "@each": "event.properties.products"
+              "@map": {"@path": item.sku}
+        none: {"@each": event.properties.nil, "@map": {"@path": item.a}}
+        empty: {"@each": event.properties.tags, "@map": {"@path": item.a}}
     """,
     "objects": """
         merged:
-          "@merge": properties
+          "@merge": event.properties
           "@omit": [products, total]
-          currency: {"@path": properties.currency, "@filter": lower}
+          currency: {"@path": event.properties.currency, "@filter": lower}
         dropped:
           "@drop_empty": true
-          empty: {"@path": properties.empty}
-          zero: {"@path": properties.zero}
-          no: {"@path": properties.no}
+          empty: {"@path": event.properties.empty}
+          zero: {"@path": event.properties.zero}
+          no: {"@path": event.properties.no}
           inner: {"@drop_empty": true, a: ""}
           list: []
         kept:
           empty_obj: {}
-          inner: {a: {"@path": properties.nil}}
+          inner: {a: {"@path": event.properties.nil}}
     """,
 }
 
 ERROR_CASES = {
-    "filter on bad data": 'when: {"@path": properties.currency, "@filter": epoch_ms}',
-    "filter type error": 'n: {"@path": properties.products, "@filter": number}',
-    "template filter error": 'when: "{{ properties.currency | epoch_ms }}"',
-    "template type error": 'x: "{{ properties.currency * properties.products }}"',
-    "template text filter error": 'x: "at {{ properties.currency | iso8601 }}"',
-    "each over non-list": 'x: {"@each": properties.currency, "@map": {"@path": a}}',
-    "merge of non-object": 'x: {"@merge": properties.currency}',
-    "second error wins nothing": 'a: {"@path": properties.currency, "@filter": date}\nb: {"@path": properties.total, "@filter": split_name}',
+    "filter on bad data": 'when: {"@path": event.properties.currency, "@filter": epoch_ms}',
+    "filter type error": 'n: {"@path": event.properties.products, "@filter": number}',
+    "template filter error": 'when: "{{ event.properties.currency | epoch_ms }}"',
+    "template type error": 'x: "{{ event.properties.currency * event.properties.products }}"',
+    "template text filter error": 'x: "at {{ event.properties.currency | iso8601 }}"',
+    "each over non-list": 'x: {"@each": event.properties.currency, "@map": {"@path": item.a}}',
+    "merge of non-object": 'x: {"@merge": event.properties.currency}',
+    "second error wins nothing": 'a: {"@path": event.properties.currency, "@filter": date}\nb: {"@path": event.properties.total, "@filter": split_name}',
 }
 
 
@@ -202,22 +202,22 @@ def test_events_with_odd_shapes_give_their_reviewed_result(tmp_path, snapshot, c
 
 def test_event_keys_named_like_dict_methods_read_the_data(tmp_path):
     event = {**EVENT, "properties": {"items": [1, 2], "keys": "k", "values": None}}
-    got = render(tmp_path, 'a: "{{ properties.items }}|{{ properties.keys }}"\nb: "{{ properties.items }}"', event)
+    got = render(tmp_path, 'a: "{{ event.properties.items }}|{{ event.properties.keys }}"\nb: "{{ event.properties.items }}"', event)
     assert got["items"][0] == {"a": "[1, 2]|k", "b": [1, 2]}
 
 
 def test_vars_and_required(tmp_path, snapshot):
     more = """
         vars:
-          who: {"@path": [context.traits.email, properties.email], "@filter": lower}
-          tag: "{{ vars.who }}:{{ event }}"
+          who: {"@path": [event.context.traits.email, event.properties.email], "@filter": lower}
+          tag: "{{ vars.who }}:{{ event.event }}"
         required:
           - vars.who
           - path: "email || user"
             message: need one
           - a.b
     """
-    body = 'email: "{{ vars.who }}"\nuser: {"@path": userId}\na: {b: "{{ vars.tag }}"}\n'
+    body = 'email: "{{ vars.who }}"\nuser: {"@path": event.userId}\na: {b: "{{ vars.tag }}"}\n'
     ok = render(tmp_path / "ok", body, EVENT, more=more)
     assert ok["status"] == "send"
     bare = {**EVENT, "context": {}, "userId": None, "anonymousId": "x"}
@@ -229,9 +229,9 @@ def test_vars_and_required(tmp_path, snapshot):
 
 def test_request_parts_including_auth_query_and_bad_urls(tmp_path, snapshot):
     per_event = """
-              headers: {X-Event: "{{ event }}", X-Empty: "{{ properties.empty }}", X-Static: "{{ settings.region }}"}
-              query: {q: "{{ properties.count }}", r: "{{ settings.region }}"}
-              auth: {basic: {username: "{{ settings.secret }}", password: "{{ event }}"}}"""
+              headers: {X-Event: "{{ event.event }}", X-Empty: "{{ event.properties.empty }}", X-Static: "{{ settings.region }}"}
+              query: {q: "{{ event.properties.count }}", r: "{{ settings.region }}"}
+              auth: {basic: {username: "{{ settings.secret }}", password: "{{ event.event }}"}}"""
     # only the URL varies (Segment's /v1/{type}): headers and credentials are made once per route
     per_route = """
               headers: {X-Static: "{{ settings.region }}"}
@@ -242,7 +242,7 @@ def test_request_parts_including_auth_query_and_bad_urls(tmp_path, snapshot):
               headers: {Content-Type: "application/vnd.x+json", X-Static: "{{ settings.region }}"}"""
     seen = {}
     for rest_name, rest in (("event", per_event), ("route", per_route), ("type", own_type)):
-        for i, url in enumerate(["https://x.test/{{ event | url_segment }}", "{{ properties.currency }}",
+        for i, url in enumerate(["https://x.test/{{ event.event | url_segment }}", "{{ event.properties.currency }}",
                                  "https://x.test/{{ settings.region }}", "{{ settings.region }}"]):
             for method, encoding in (("POST", "json"), ("GET", "json"), ("PUT", "form")):
                 more = f"""
@@ -278,11 +278,11 @@ def test_user_functions_and_filters_run_in_compiled_code(tmp_path):
     def fail(x=None):
         raise RuntimeError(f"boom {x}")
 
-    body = 'a: "{{ settings.region | compiled_test_count }}"\nb: {"@path": event, "@filter": compiled_test_count}'
+    body = 'a: "{{ settings.region | compiled_test_count }}"\nb: {"@path": event.event, "@filter": compiled_test_count}'
     got = render(tmp_path / "ok", body, EVENT)
     assert got["status"] == "send"
     assert got["items"][0]["a"].startswith("eu#")  # a user's filter on settings is not folded into a constant
-    got = render(tmp_path / "fail", 'x: {"@function": compiled_test_fail, "@args": {x: {"@path": event}}}', EVENT)
+    got = render(tmp_path / "fail", 'x: {"@function": compiled_test_fail, "@args": {x: {"@path": event.event}}}', EVENT)
     assert got["status"] == "rejected" and "boom Cart Built" in got["errors"][0]["message"]
     assert got["errors"][0]["path"] == "actions.track.body.x"
 

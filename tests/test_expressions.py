@@ -28,15 +28,15 @@ def test_the_schemas_methods_are_the_ones_a_template_is_checked_against():
 
 
 @pytest.mark.parametrize(("method", "settings", "want"), [
-    ("{{ properties.verb }}", {}, "PUT"),                  # from the event, case-insensitively
+    ("{{ event.properties.verb }}", {}, "PUT"),                  # from the event, case-insensitively
     ("{{ settings.region }}", {"region": "patch"}, "PATCH"),  # from a setting, fixed per route
     ("{{ settings.region }}", {"region": "get"}, "GET"),      # GET sends no body
 ])
 def test_a_request_method_may_come_from_the_event_or_a_setting(tmp_path, method, settings, want):
     engine = engine_with(tmp_path, f"""\
   track:
-    request: {{url: "https://lang.test/orders/{{{{ properties.order_id }}}}", method: "{method}"}}
-    body: {{id: {{"@path": properties.order_id}}}}
+    request: {{url: "https://lang.test/orders/{{{{ event.properties.order_id }}}}", method: "{method}"}}
+    body: {{id: {{"@path": event.properties.order_id}}}}
 """)
     outcome = engine.render(TRACK, "lang", {"secret": "s", **settings})
     assert outcome.status == "send", outcome.to_dict()
@@ -47,8 +47,8 @@ def test_a_request_method_may_come_from_the_event_or_a_setting(tmp_path, method,
 
 
 @pytest.mark.parametrize(("method", "settings", "event"), [
-    ("{{ properties.verb }}", {}, {**TRACK, "properties": {"verb": "FETCH"}}),
-    ("{{ properties.verb }}", {}, {**TRACK, "properties": {}}),
+    ("{{ event.properties.verb }}", {}, {**TRACK, "properties": {"verb": "FETCH"}}),
+    ("{{ event.properties.verb }}", {}, {**TRACK, "properties": {}}),
     ("{{ settings.region }}", {"region": "teleport"}, TRACK),
 ])
 def test_a_method_outside_the_allowed_ones_rejects_the_event_and_says_which(tmp_path, method, settings, event):
@@ -79,7 +79,7 @@ def test_batch_urls_and_headers_read_the_batchs_items(tmp_path):
     engine = engine_with(tmp_path, """\
   track:
     request: {url: "https://lang.test/one"}
-    body: {user: {"@path": userId}, order: {"@path": properties.order_id}}
+    body: {user: {"@path": event.userId}, order: {"@path": event.properties.order_id}}
 """, more="""\
 batch:
   max_events: 10
@@ -106,15 +106,15 @@ NAMED = """\
     type: track
     events: [Order Completed, Order Refunded]
     request: {url: "https://lang.test/purchase"}
-    body: {order: {"@path": properties.order_id}}
+    body: {order: {"@path": event.properties.order_id}}
   big_spender:
     type: track
-    when: "properties.revenue > `100`"
+    when: "event.properties.revenue > `100`"
     request: {url: "https://lang.test/vip"}
-    body: {vip: {"@path": userId}}
+    body: {vip: {"@path": event.userId}}
   track:
     request: {url: "https://lang.test/track"}
-    body: {event: {"@path": event}}
+    body: {event: {"@path": event.event}}
 """
 
 
@@ -137,17 +137,17 @@ def test_without_the_call_types_own_action_unmatched_events_are_skipped_with_the
     outcome = engine.render({**TRACK, "event": "Signed Up"}, "lang", {"secret": "s"})
     assert outcome.status == "skipped"
     assert outcome.reason == ("no action of Lang takes this track (purchase: events 'Order Completed', "
-                              "'Order Refunded'; big_spender: when properties.revenue > `100`)")
+                              "'Order Refunded'; big_spender: when event.properties.revenue > `100`)")
     identify = engine.render({"type": "identify", "userId": "u1", "messageId": "m2"}, "lang", {"secret": "s"})
     assert identify.status == "skipped" and "call type 'identify' is not accepted by Lang (accepts: track)" in identify.reason
 
 
 def test_named_actions_batch_and_reject_under_their_own_name(tmp_path):
-    engine = engine_with(tmp_path, NAMED.replace('body: {order: {"@path": properties.order_id}}',
-                                                 'body: {order: {"@path": properties.order_id}}\n    required: [order]'))
+    engine = engine_with(tmp_path, NAMED.replace('body: {order: {"@path": event.properties.order_id}}',
+                                                 'body: {order: {"@path": event.properties.order_id}}\n    required: [order]'))
     outcome = engine.render({**TRACK, "properties": {}}, "lang", {"secret": "s"})
     assert outcome.status == "rejected" and outcome.action == "purchase"
-    assert outcome.errors[0].message == "Lang purchase: 'order' is required but missing or empty (mapped from path properties.order_id)"
+    assert outcome.errors[0].message == "Lang purchase: 'order' is required but missing or empty (mapped from path event.properties.order_id)"
 
 
 @pytest.mark.parametrize(("actions", "message"), [

@@ -89,10 +89,10 @@ def test_each_built_in_filter_has_an_example_that_holds_in_yaml_and_in_templates
     assert example is not None, f"filter {name!r}: add 'Example: <value> | {name}(<args>) -> <result>' to its docstring"
     assert reference.filter_summary(name) and not reference.filter_summary(name).startswith("Example:")
     assert FILTERS[name](example.value, *example.args) == example.result
-    as_filter = {"@path": "properties.value", "@filter": {name: example.args} if example.args else name}
+    as_filter = {"@path": "event.properties.value", "@filter": {name: example.args} if example.args else name}
     assert rendered(tmp_path / "yaml", as_filter, {"properties": {"value": example.value}}) == example.result
     args = f"({', '.join(json.dumps(a) for a in example.args)})" if example.args else ""
-    template = "{{ properties.value | " + name + args + " }}"
+    template = "{{ event.properties.value | " + name + args + " }}"
     got = rendered(tmp_path / "template", template, {"properties": {"value": example.value}})
     assert got == example.result
 
@@ -121,13 +121,13 @@ def test_every_fallback_follows_the_one_emptiness_rule(tmp_path, kind):
     want = "fallback" if kind in EMPTY_CASES else value
     event = {"properties": {"a": value, "b": "fallback"}}
     body = {
-        "list": {"@path": ["properties.a", "properties.b"]},
-        "or": {"@path": "properties.a || properties.b"},
-        "default": {"@path": "properties.a", "@default": "fallback"},
-        "filter": {"@path": "properties.a", "@filter": {"default": ["fallback"]}},
-        "template_or": "{{ properties.a or properties.b }}",
-        "template_default": "{{ properties.a | default('fallback') }}",
-        "jinja_or": "{% if true %}{{ (properties.a or properties.b) | tojson }}{% endif %}",
+        "list": {"@path": ["event.properties.a", "event.properties.b"]},
+        "or": {"@path": "event.properties.a || event.properties.b"},
+        "default": {"@path": "event.properties.a", "@default": "fallback"},
+        "filter": {"@path": "event.properties.a", "@filter": {"default": ["fallback"]}},
+        "template_or": "{{ event.properties.a or event.properties.b }}",
+        "template_default": "{{ event.properties.a | default('fallback') }}",
+        "jinja_or": "{% if true %}{{ (event.properties.a or event.properties.b) | tojson }}{% endif %}",
     }
     got = rendered(tmp_path, body, event)
     assert {k: v for k, v in got.items() if k != "jinja_or"} == dict.fromkeys(
@@ -140,17 +140,17 @@ def test_required_and_drop_empty_follow_the_same_rule(tmp_path, kind):
     value = {**EMPTY_CASES, **VALUE_CASES}[kind]
     empty = kind in EMPTY_CASES
     more = "    required: [a, 'a || none']\n"
-    outcome = render_value(tmp_path, {"@path": "properties.a"}, {"properties": {"a": value}},
+    outcome = render_value(tmp_path, {"@path": "event.properties.a"}, {"properties": {"a": value}},
                            more=more.replace("[a,", "[out,").replace("'a ||", "'out ||"))
     assert outcome.status == ("rejected" if empty else "send"), outcome.to_dict()
-    dropped = rendered(tmp_path / "drop", {"@drop_empty": True, "a": {"@path": "properties.a"}},
+    dropped = rendered(tmp_path / "drop", {"@drop_empty": True, "a": {"@path": "event.properties.a"}},
                        {"properties": {"a": value}})
     assert dropped == ({} if empty else {"a": value})
 
 
 def test_an_or_inside_a_larger_path_is_refused_with_a_hint(tmp_path):
     with pytest.raises(ConfigError) as error:
-        render_value(tmp_path, {"@path": "properties.list[?a || b]"}, {})
+        render_value(tmp_path, {"@path": "event.properties.list[?a || b]"}, {})
     message = str(error.value)
     assert "lang.yaml:" in message and "actions.track.body.out.@path" in message
     assert "'||' inside an expression would skip false; write the fallbacks as a list instead" in message
@@ -166,36 +166,36 @@ def test_an_or_inside_a_larger_required_path_is_refused_with_a_hint(tmp_path):
 # --------------------------------------------------------------------------- @map_values
 
 def test_map_values_maps_one_level_unless_deep(tmp_path):
-    mapper = {"@if": "type(@) == 'number'", "@then": "{{ item * 10 }}", "@else": {"@path": "@"}}
+    mapper = {"@if": "type(item) == 'number'", "@then": "{{ item * 10 }}", "@else": {"@path": "item"}}
     event = {"properties": {"n": 1, "inner": {"m": 2, "list": [3, {"k": 4}]}, "gone": None}}
-    shallow = rendered(tmp_path / "shallow", {"@map_values": "properties", "@map": mapper}, event)
+    shallow = rendered(tmp_path / "shallow", {"@map_values": "event.properties", "@map": mapper}, event)
     assert shallow == {"n": 10, "inner": {"m": 2, "list": [3, {"k": 4}]}}  # null results are left out
-    deep = rendered(tmp_path / "deep", {"@map_values": "properties", "@map": mapper, "@deep": True}, event)
+    deep = rendered(tmp_path / "deep", {"@map_values": "event.properties", "@map": mapper, "@deep": True}, event)
     assert deep == {"n": 10, "inner": {"m": 20, "list": [30, {"k": 40}]}}
 
 
 def test_map_values_turns_iso_dates_into_unix_time_at_any_depth(tmp_path):
     """Customer.io's attributes: every ISO date, however deep, becomes seconds since the epoch."""
-    is_date = "type(@) == 'string' && length(@) == `20` && contains(@, 'T') && ends_with(@, 'Z')"
-    mapper = {"@if": is_date, "@then": {"@path": "@", "@filter": "epoch_s"}, "@else": {"@path": "@"}}
+    is_date = "type(item) == 'string' && length(item) == `20` && contains(item, 'T') && ends_with(item, 'Z')"
+    mapper = {"@if": is_date, "@then": {"@path": "item", "@filter": "epoch_s"}, "@else": {"@path": "item"}}
     event = {"traits": {"created_at": "2024-01-02T03:04:05Z", "name": "Ann",
                         "plan": {"renews_at": "2024-01-02T03:04:06Z", "seats": 3}}}
-    got = rendered(tmp_path, {"@map_values": "traits", "@deep": True, "@map": mapper}, event)
+    got = rendered(tmp_path, {"@map_values": "event.traits", "@deep": True, "@map": mapper}, event)
     assert got == {"created_at": 1704164645, "name": "Ann", "plan": {"renews_at": 1704164646, "seats": 3}}
 
 
 def test_map_values_of_something_else_is_rejected_with_the_field_and_type(tmp_path):
-    outcome = render_value(tmp_path, {"@map_values": "properties.a", "@map": {"@path": "@"}},
+    outcome = render_value(tmp_path, {"@map_values": "event.properties.a", "@map": {"@path": "item"}},
                            {"properties": {"a": [1]}})
     assert outcome.status == "rejected"
     assert [(e.path, e.message) for e in outcome.errors] == [
         ("actions.track.body.out", "Lang track: @map_values expected an object, got a list")]
-    assert rendered(tmp_path / "none", {"@map_values": "properties.a", "@map": {"@path": "@"}}, {}) is None
+    assert rendered(tmp_path / "none", {"@map_values": "event.properties.a", "@map": {"@path": "item"}}, {}) is None
 
 
 def test_map_values_without_map_or_with_a_bad_deep_is_a_load_error(tmp_path):
     with pytest.raises(ConfigError) as error:
-        render_value(tmp_path, {"@map_values": "properties", "@deep": "yes"}, {})
+        render_value(tmp_path, {"@map_values": "event.properties", "@deep": "yes"}, {})
     message = str(error.value)
     assert "actions.track.body.out: @map_values needs @map: how to map each value" in message
     assert "actions.track.body.out.@deep" in message

@@ -7,7 +7,7 @@ from jmespath.exceptions import JMESPathError
 
 from ..destination import Destination, Limits
 from ..durations import parse_rate
-from ..map.language import Compiler, nested_or
+from ..map.language import ENVELOPE_SCOPES, Compiler, nested_or, root_reads
 from ..problems import Problem
 from ..render.action import CALL_TYPES, Action, Batching, Envelope, Required, Subscription
 from ..render.endpoint import compile_endpoint, merge_request
@@ -41,6 +41,9 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
         compiler = Compiler(doc.problem, setting_names)
         path = ("actions", name)
         call_type, subscription = _compile_subscription(name, spec, compiler, path)
+        if call_type is None:  # a misspelt call type: one problem is enough
+            problems += compiler.problems
+            continue
         variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
         body = compiler.value(spec["body"], path + ("body",))
         endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
@@ -53,7 +56,7 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
     batching = None
     if "batch" in data:
         spec = data["batch"]
-        compiler = Compiler(doc.problem, setting_names, {"items"})
+        compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES)
         endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, ("batch", "request"))
         problems += compiler.problems
         batch_envelope = _compile_envelope(spec.get("envelope"), doc, setting_names, ("batch", "envelope"), problems)
@@ -77,6 +80,10 @@ def _compile_subscription(name: str, spec: dict, compiler: Compiler, path: tuple
                                                f"takes every {name} call: name this one (e.g. 'purchase: {{type: "
                                                f"{name}, {key}: ...}}') to take only some")
         return name, None
+    if "type" not in spec and "events" not in spec and "when" not in spec:  # most likely a misspelt call type
+        compiler.report(path, f"'{name}' is not a call type ({', '.join(CALL_TYPES)}); a named action "
+                              "also needs 'type' and 'events' or 'when'")
+        return None, None
     if "type" not in spec:
         compiler.report(path, f"the named action '{name}' needs 'type': the call type it takes "
                               f"({', '.join(CALL_TYPES)})")
@@ -84,9 +91,12 @@ def _compile_subscription(name: str, spec: dict, compiler: Compiler, path: tuple
         compiler.report(path, f"the named action '{name}' needs 'events' (event names) or 'when' (a condition) "
                               "to say which events it takes")
     when = compiler.jmespath(spec["when"], path + ("when",), "when") if "when" in spec else None
+    if when is not None and not set(root_reads(when.parsed)) <= {"event"}:
+        compiler.report(path + ("when",), f"when {spec['when']!r}: a subscription reads the event only "
+                                          "(event.NAME), not settings or vars")
     call_type = spec.get("type", "track")
     events = frozenset(spec["events"]) if "events" in spec else None
-    return call_type, Subscription(events, when[0] if when else None, spec.get("events"), spec.get("when"))
+    return call_type, Subscription(events, when, spec.get("events"), spec.get("when"))
 
 
 def _compile_limits(spec: dict, doc, problems: list) -> Limits:
@@ -131,7 +141,7 @@ def _compile_required(entries, compiler: Compiler, path, variables) -> list:
 def _compile_envelope(spec, doc, setting_names, path, problems) -> Envelope | None:
     if spec is None:
         return None
-    compiler = Compiler(doc.problem, setting_names, {"items"})
+    compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES)
     variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
     body = compiler.value(spec["body"], path + ("body",))
     problems += compiler.problems

@@ -25,16 +25,9 @@ import math
 
 from .filters import BUILTIN_FILTERS, FilterError
 from .jinja_subset import Translator, Unsupported, reads_only_settings
-from .language import Node, Scope, Template, template_ast
+from .language import Node, Scope, Template, plain_steps, root_reads, template_ast, template_facts
 from .runtime import NAMESPACE
 from .templates import environment
-
-
-def jinja_names(event, settings, vars) -> dict:
-    """What a Jinja2 template sees: the event's top-level fields, settings and vars."""
-    names = dict(event) if isinstance(event, dict) else {}
-    names.update(settings=settings, vars=vars)
-    return names
 
 
 class Writer:
@@ -45,7 +38,7 @@ class Writer:
         self.lines: list[str] = []
         self.depth = 1
         self.count = 0
-        self.namespace = {**NAMESPACE, "FilterError": FilterError, "jinja_names": jinja_names}
+        self.namespace = {**NAMESPACE, "FilterError": FilterError}
         self.ids: dict[int, str] = {}
         self.route_nodes: list[Node] = []
 
@@ -97,10 +90,20 @@ class Generator:
         self.root = root
         self.env = environment()
 
-    def names(self, ctx: Context) -> str:
-        """The expression for what a Jinja2 template sees here (built only where Jinja2 is used)."""
-        names = f"jinja_names({self.root}, settings, vars)"
-        return f"{{**{names}, 'item': {ctx.item}}}" if ctx.item is not None else names
+    def scope(self, name: str, ctx: Context) -> str:
+        """The Python expression for one scope: ``event`` is the function's argument itself (an action's
+        event); ``payload``, ``lookups`` and ``items`` are keys of it (sources and envelopes)."""
+        if name in ("settings", "vars"):
+            return name
+        if name == "item" and ctx.item is not None:
+            return ctx.item
+        if name == "event":
+            return self.root
+        return f"{self.root}.get({name!r})"
+
+    def scopes(self, names, ctx: Context) -> str:
+        """A dict of the scopes a JMESPath expression or a Jinja2 template reads (built where one is used)."""
+        return "{" + ", ".join(f"{name!r}: {self.scope(name, ctx)}" for name in sorted(names)) + "}"
 
     # --- entry point
     def function(self, name: str, doc: str, vars: list, body: Node) -> None:
@@ -138,22 +141,19 @@ class Generator:
         return self.w.constant(value, "LITERAL")
 
     # --- reads
-    def read(self, expression, from_root: bool, ctx: Context, out: str) -> None:
-        """``out = <JMESPath expression applied to the data>``, as dict reads when it is a plain path."""
-        data = self.root if from_root else ctx.data
-        steps = plain_path(expression.parsed)
+    def read(self, expression, ctx: Context, out: str) -> None:
+        """``out = <JMESPath expression over the scopes>``, as dict reads when it is a plain path."""
+        steps = plain_steps(expression.parsed)
         if steps is None:
-            self.w.emit(f"{out} = {self.w.constant(expression, 'jmespath')}.search({data})")
+            reads = self.scopes(set(root_reads(expression.parsed)), ctx)
+            self.w.emit(f"{out} = {self.w.constant(expression, 'jmespath')}.search({reads})")
             return
-        if not steps:
-            self.w.emit(f"{out} = {data}")
-            return
-        first, rest = steps[0], steps[1:]
-        if data == self.root:
-            self.w.emit(f"{out} = {data}.get({first!r})")
+        if steps[0] == "event" and len(steps) > 1:  # an action's event is always an object
+            self.w.emit(f"{out} = {self.root}.get({steps[1]!r})")
+            steps = steps[1:]
         else:
-            self.w.emit(f"{out} = {data}.get({first!r}) if isinstance({data}, dict) else None")
-        for key in rest:
+            self.w.emit(f"{out} = {self.scope(steps[0], ctx)}")
+        for key in steps[1:]:
             self.w.emit(f"{out} = {out}.get({key!r}) if isinstance({out}, dict) else None")
 
     def template(self, node: Template, ctx: Context) -> str:
@@ -169,7 +169,8 @@ class Generator:
         except Unsupported:
             del self.w.lines[mark:]
         out = self.w.temp()
-        self.w.emit(f"{out} = {self.w.constant(node, 'template')}.run({self.names(ctx)})  # {node.source}")
+        names = self.scopes(template_facts(node.source).scopes, ctx)
+        self.w.emit(f"{out} = {self.w.constant(node, 'template')}.run({names})  # {node.source}")
         return out
 
     def _guarded(self, node: Template, translate) -> str:
@@ -187,31 +188,8 @@ class Generator:
         return out
 
     def jinja_name(self, name: str, ctx: Context) -> str:
-        if name == "settings":
-            return "settings"
-        if name == "vars":
-            return "vars"
-        if name == "item" and ctx.item is not None:
-            return ctx.item
-        return f"{self.root}.get({name!r}, _U)"
-
-
-def plain_path(parsed: dict) -> list | None:
-    """['a', 'b'] for ``a.b``, [] for ``@``, None for anything that needs JMESPath itself."""
-    kind = parsed["type"]
-    if kind == "current":
-        return []
-    if kind == "field":
-        return [parsed["value"]]
-    if kind == "subexpression":
-        steps = []
-        for child in parsed["children"]:
-            inner = plain_path(child)
-            if inner is None:
-                return None
-            steps += inner
-        return steps
-    return None
+        """A scope a translated template reads (the loader refused any other name)."""
+        return self.scope(name, ctx)
 
 
 class CompiledCode:

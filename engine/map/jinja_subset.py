@@ -93,8 +93,11 @@ class Translator:
         if isinstance(node, nodes.Getattr):
             if not plain_attribute(node.attr):
                 raise Unsupported("attribute that is also a method")
-            inner = self.expr(node.node)
             out = self.w.temp()
+            if isinstance(node.node, nodes.Name) and self.resolve(node.node.name) == "event":
+                self.w.emit(f"{out} = event.get({node.attr!r}, _U)")  # an action's event is always an object
+                return out
+            inner = self.expr(node.node)
             self.w.emit(f"{out} = {inner}.get({node.attr!r}, _U) if isinstance({inner}, dict) else _U")
             return out
         if isinstance(node, nodes.Filter):

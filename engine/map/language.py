@@ -41,6 +41,9 @@ from .templates import WHOLE_EXPRESSION, Facts, environment, is_template, render
 __all__ = ["MappingError", "describe_type", "is_empty", "is_truthy"]  # re-exported: callers import them from here
 
 UNKNOWN_FILTER = re.compile(r"No filter named '([^']+)'")
+ACTION_SCOPES = frozenset({"event"})   # besides settings and vars (and item inside @each/@map)
+ENVELOPE_SCOPES = frozenset({"items"})  # an envelope, and a batch request, read the mapped items
+SOURCE_SCOPES = frozenset({"payload", "lookups"})
 
 
 class Scope:
@@ -193,7 +196,7 @@ class Object(Node):
         w = gen.w
         out = w.temp("obj")
         w.emit(f"{out} = {{}}")
-        keep = (lambda v: f"not is_empty({v})") if self.drop_empty else (lambda v: f"{v} is not None")
+        keep = (lambda v: f"not ({empty_test(v)})") if self.drop_empty else (lambda v: f"{v} is not None")
         if self.merge is not None:
             merged = gen.value(self.merge, ctx)
             omit = w.constant(self.omit, "OMIT")
@@ -273,7 +276,7 @@ class Modified(Node):
             w.emit("except (TypeError, ValueError, ArithmeticError) as exc:")
             w.emit(f"    raise MappingError({where}, {message!r} + str(exc)) from None")
         if self.default is not None:
-            w.emit(f"if is_empty({out}):")
+            w.emit(f"if {empty_test(out)}:")
             with w.indented():
                 default = gen.value(self.default, ctx)
                 w.emit(f"{out} = {default}")
@@ -337,26 +340,26 @@ MODIFIERS = {option.key: option for option in (
     Option("@filter", {"anyOf": [{"type": "string"}, {"type": "object"},
                                  {"type": "array", "items": {"type": ["string", "object"]}}]},
            "with any directive: filters applied in order, each a name or `{name: [arguments]}`",
-           {"mapping": {"@path": "traits.email", "@filter": ["trim", "lower"]},
+           {"mapping": {"@path": "event.traits.email", "@filter": ["trim", "lower"]},
             "event": {"traits": {"email": " Ann@Example.COM "}}, "output": "ann@example.com"}),
     Option("@default", {},
            "with any directive: the value used when the result is empty (null, \"\", [] or {}; false and 0 are values)",
-           {"mapping": {"@path": "traits.plan", "@default": "free"}, "event": {"traits": {"plan": ""}},
+           {"mapping": {"@path": "event.traits.plan", "@default": "free"}, "event": {"traits": {"plan": ""}},
             "output": "free"}),
 )}
 OBJECT_OPTIONS = {option.key: option for option in (
     Option("@merge", {},
            "on an object: copy the keys of another object (a path, or any value) first; explicit keys win",
-           {"mapping": {"@merge": "traits", "@omit": ["email"], "plan": "pro"},
+           {"mapping": {"@merge": "event.traits", "@omit": ["email"], "plan": "pro"},
             "event": {"traits": {"email": "a@b.c", "name": "Ann", "plan": "free"}},
             "output": {"name": "Ann", "plan": "pro"}}),
     Option("@omit", {"type": "array", "items": {"type": "string"}},
            "on an object with @merge: keys of the merged object to leave out",
-           {"mapping": {"@merge": "traits", "@omit": ["email"]},
+           {"mapping": {"@merge": "event.traits", "@omit": ["email"]},
             "event": {"traits": {"email": "a@b.c", "name": "Ann"}}, "output": {"name": "Ann"}}),
     Option("@drop_empty", {"type": "boolean"},
            "on an object: also leave out empty values (\"\", [] and {}); false and 0 stay",
-           {"mapping": {"@drop_empty": True, "a": {"@path": "properties.a"}, "b": {"@path": "properties.b"}},
+           {"mapping": {"@drop_empty": True, "a": {"@path": "event.properties.a"}, "b": {"@path": "event.properties.b"}},
             "event": {"properties": {"a": "", "b": 0}}, "output": {"b": 0}}),
 )}
 
@@ -366,14 +369,14 @@ class Path(Directive):
     __slots__ = ("sources", "reads")
     key = "@path"
     schema: ClassVar[dict] = {"anyOf": [JMESPATH_SCHEMA, {"type": "array", "minItems": 1, "items": JMESPATH_SCHEMA}]}
-    summary = ("a [JMESPath](https://jmespath.org) read of the event (inside `@each`, of the item; `$.` reads "
-               "the event there); a list, or a top-level `a || b`, is fallbacks: the first that is not empty")
-    example: ClassVar[dict[str, Any]] = {"mapping": {"@path": ["traits.email", "context.traits.email"]},
+    summary = ("a [JMESPath](https://jmespath.org) read that starts with a scope (`event.`, `settings.`, `vars.`, "
+               "and `item.` inside `@each`); a list, or a top-level `a || b`, is fallbacks: the first that is not empty")
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@path": ["event.traits.email", "event.context.traits.email"]},
                "event": {"traits": {"email": ""}, "context": {"traits": {"email": "ann@example.com"}}},
                "output": "ann@example.com"}
 
     def __init__(self, where, sources, reads):
-        # reads: list of (text, compiled expression, reads_event_root)
+        # reads: list of (text, compiled expression), tried in order
         self.where, self.sources, self.reads = where, sources, reads
 
     @classmethod
@@ -384,7 +387,7 @@ class Path(Directive):
         reads = []
         for i, text in enumerate(texts):
             where = here + ((i,) if isinstance(spec, list) else ())
-            reads += [(text, expression, from_root) for expression, from_root in compiler.fallbacks(text, where, "@path")]
+            reads += [(text, expression) for expression in compiler.fallbacks(text, where, "@path", in_item)]
         return cls(path, [str(t) for t in texts], reads)
 
     def emit(self, gen, ctx):
@@ -395,9 +398,9 @@ class Path(Directive):
             w.emit(f"{out} = None")
             return out
         opened = 0
-        for _text, expression, from_root in self.reads:
-            gen.read(expression, from_root, ctx, out)
-            w.emit(f"if {out} is None or (isinstance({out}, _EMPTIABLE) and not {out}):")  # runtime.is_empty, inlined
+        for _text, expression in self.reads:
+            gen.read(expression, ctx, out)
+            w.emit(f"if {empty_test(out)}:")
             w.depth += 1
             opened += 1
         w.emit(f"{out} = None")
@@ -425,37 +428,37 @@ class LiteralValue(Directive):
 
 @directive
 class Condition(Directive):
-    __slots__ = ("source", "expression", "from_root", "then", "otherwise")
+    __slots__ = ("source", "expression", "then", "otherwise")
     key = "@if"
     companions: ClassVar[dict[str, dict]] = {"@then": {}, "@else": {}}
     schema: ClassVar[dict] = JMESPATH_SCHEMA
-    summary = ("a condition: a JMESPath expression, true unless null, false or empty; then `@then`, "
+    summary = ("a condition: a JMESPath expression over the scopes, true unless null, false or empty; then `@then`, "
                "else `@else` (or nothing)")
-    example: ClassVar[dict[str, Any]] = {"mapping": {"@if": "properties.revenue", "@then": "paid", "@else": "free"},
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@if": "event.properties.revenue", "@then": "paid", "@else": "free"},
                "event": {"properties": {"revenue": 0}}, "output": "paid"}
 
-    def __init__(self, where, source, expression, from_root, then, otherwise):
+    def __init__(self, where, source, expression, then, otherwise):
         self.where, self.source, self.expression = where, source, expression
-        self.from_root, self.then, self.otherwise = from_root, then, otherwise
+        self.then, self.otherwise = then, otherwise
 
     @classmethod
     def compile(cls, compiler, raw, path, in_item):
         spec = raw["@if"]
-        compiled = compiler.jmespath(spec, path + ("@if",), "@if")
+        compiled = compiler.jmespath(spec, path + ("@if",), "@if", in_item)
         then = compiler.value(raw["@then"], path + ("@then",), in_item) if "@then" in raw else None
         otherwise = compiler.value(raw["@else"], path + ("@else",), in_item) if "@else" in raw else None
         if then is None:
             compiler.report(path, "@if needs @then (and may have @else)")
         if not compiled:
             return Literal(path, None)
-        return cls(path, spec, compiled[0], compiled[1], then, otherwise)
+        return cls(path, spec, compiled, then, otherwise)
 
     def emit(self, gen, ctx):
         w = gen.w
         test, out = w.temp("test"), w.temp()
         w.emit(f"# if {self.source}")
-        gen.read(self.expression, self.from_root, ctx, test)
-        w.emit(f"if {test} is False or is_empty({test}):")
+        gen.read(self.expression, ctx, test)
+        w.emit(f"if {test} is False or {empty_test(test)}:")
         with w.indented():
             w.emit(f"{out} = {gen.value(self.otherwise, ctx) if self.otherwise is not None else None}")
         w.emit("else:")
@@ -473,9 +476,9 @@ class Each(Directive):
     key = "@each"
     companions: ClassVar[dict[str, dict]] = {"@map": {}}
     schema: ClassVar[dict] = {}
-    summary = ("map each item of a list with `@map`; inside, `@path` and `item` read the item and `$.` the "
+    summary = ("map each item of a list with `@map`; inside, `item` is the item (`item.sku`) and `event` still the "
                "event; null results are left out")
-    example: ClassVar[dict[str, Any]] = {"mapping": {"@each": "properties.products", "@map": {"id": {"@path": "sku"}}},
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@each": "event.properties.products", "@map": {"id": {"@path": "item.sku"}}},
                "event": {"properties": {"products": [{"sku": "a"}, {"sku": "b"}]}},
                "output": [{"id": "a"}, {"id": "b"}]}
 
@@ -520,9 +523,9 @@ class MapValues(Directive):
     schema: ClassVar[dict] = {}
     summary = ("map each value of an object with `@map` (inside, `item` is the value), keeping the keys; "
                "with `@deep: true`, values in nested objects and lists too, at any depth; null results are left out")
-    example: ClassVar[dict[str, Any]] = {"mapping": {"@map_values": "traits", "@deep": True,
-                           "@map": {"@if": "type(@) == 'string'", "@then": "{{ item | upper }}",
-                                    "@else": {"@path": "@"}}},
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@map_values": "event.traits", "@deep": True,
+                           "@map": {"@if": "type(item) == 'string'", "@then": "{{ item | upper }}",
+                                    "@else": {"@path": "item"}}},
                "event": {"traits": {"name": "ann", "age": 3, "address": {"city": "oslo"}, "tags": ["a"]}},
                "output": {"name": "ANN", "age": 3, "address": {"city": "OSLO"}, "tags": ["A"]}}
 
@@ -574,7 +577,7 @@ class Function(Directive):
     companions: ClassVar[dict[str, dict]] = {"@args": {"type": "object"}}
     schema: ClassVar[dict] = {"type": "string"}
     summary = "call a registered Python function with `@args` (an object, mapped first) as keyword arguments"
-    example: ClassVar[dict[str, Any]] = {"mapping": {"@function": "example_full_name", "@args": {"first": {"@path": "traits.first"},
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@function": "example_full_name", "@args": {"first": {"@path": "event.traits.first"},
                                                                         "last": "Lee"}},
                "event": {"traits": {"first": "Ann"}}, "output": "Ann Lee"}
 
@@ -614,6 +617,11 @@ class Function(Directive):
         return f"function {self.name}"
 
 
+def empty_test(v: str) -> str:
+    """runtime.is_empty, written inline in generated code (a call per field costs more than the test)."""
+    return f"{v} is None or (isinstance({v}, _EMPTIABLE) and not {v})"
+
+
 def where_text(where) -> str:
     return ".".join(str(p) for p in where)
 
@@ -636,10 +644,10 @@ class Compiler:
     the names a template may read besides the event (``items``, ``vars``...).
     """
 
-    def __init__(self, problem, settings: set[str], variables: set[str] | frozenset[str] = frozenset()):
+    def __init__(self, problem, settings: set[str], scopes: set[str] | frozenset[str] = ACTION_SCOPES):
         self.problem = problem
         self.settings = set(settings)
-        self.variables = set(variables)
+        self.scopes = frozenset(scopes) | {"settings", "vars"}
         self.vars: set[str] = set()
         self.problems: list = []
 
@@ -675,49 +683,85 @@ class Compiler:
             return Literal(path, None)
         for why in facts.refused:
             self.report(path, f"template {raw!r} {why}")
-        self.check_names(facts, path, in_item)
+        if not self.check_names(facts, raw, path, in_item):
+            return Literal(path, None)
         return Template(path, raw, whole)
 
-    def check_names(self, facts: Facts, path, in_item):
+    def check_names(self, facts: Facts, raw: str, path, in_item) -> bool:
+        """Settings, vars and scopes a template reads exist here; False (reported) when one does not."""
+        ok = True
+        for name in sorted(facts.scopes - {"settings", "vars"}):
+            problem = self.scope_problem(name, in_item, f"{{{{ {name} }}}}")
+            if problem:
+                self.report(path, f"template {raw!r}: {problem}")
+                ok = False
         for name in sorted(facts.settings - self.settings):
             known = ", ".join(sorted(self.settings)) or "none"
             self.report(path, f"unknown setting 'settings.{name}' (declared: {known})")
         for name in sorted(facts.vars - self.vars):
             known = ", ".join(sorted(self.vars)) or "none"
             self.report(path, f"unknown variable 'vars.{name}' (defined before this point: {known})")
-        if "item" in facts.names and not in_item and "item" not in self.variables:
-            self.report(path, "'item' is only defined inside @each/@map")
+        return ok
 
-    def jmespath(self, text, path, key):
-        """Compile one JMESPath read; ``$.`` at the start reads the whole event even inside @each."""
+    def scope_problem(self, name: str, in_item: bool, shown: str) -> str | None:
+        """Why ``name`` cannot start a read here (None: it can), saying what to write instead."""
+        if name == "item":
+            return None if in_item else "'item' is only defined inside @each/@map and @map_values/@map"
+        if name in self.scopes:
+            return None
+        if name == "steps":
+            return "'steps' reads the results of earlier steps, and this action has no steps"
+        readable = ", ".join(sorted(self.scopes | ({"item"} if in_item else set())))
+        if name == "@":
+            instead = "item (the item) or event (the whole event)" if in_item else "event"
+            return f"'@' no longer means the whole event: write {instead} (scopes here: {readable})"
+        if "event" in self.scopes:
+            instead = (f"item.{name} (the item) or event.{name} (the event)" if in_item else f"event.{name}")
+            return f"'{name}' is not a scope: write {instead} (scopes here: {readable})"
+        return f"'{name}' is not a scope (scopes here: {readable})"
+
+    def jmespath(self, text, path, key, in_item: bool = False):
+        """Compile one JMESPath read whose root names are scopes (``event.traits.email``); None when it is bad."""
         if not isinstance(text, str) or not text.strip():
             self.report(path, f"{key} expects a JMESPath expression (a non-empty string), got {describe_type(text)}")
             return None
-        from_root = text.startswith("$.") or text == "$"
-        source = text[2:] if text.startswith("$.") else ("@" if text == "$" else text)
+        if text == "$" or text.startswith("$."):
+            self.report(path, f"{key} {text!r}: '$.' is no longer the event; write {'event' + text[1:]!r}")
+            return None
         try:
-            return jmespath.compile(source), from_root
+            expression = jmespath.compile(text)
         except JMESPathError as exc:
             detail = str(exc).splitlines()[0]
             self.report(path, f"{key} {text!r} is not a valid JMESPath expression: {detail}")
             return None
+        ok = True
+        for name in dict.fromkeys(root_reads(expression.parsed)):
+            problem = self.scope_problem(name, in_item, text)
+            if problem:
+                self.report(path, f"{key} {text!r}: {problem}")
+                ok = False
+        steps = plain_steps(expression.parsed)
+        if ok and steps and steps[0] == "settings" and len(steps) > 1 and steps[1] not in self.settings:
+            known = ", ".join(sorted(self.settings)) or "none"
+            self.report(path, f"unknown setting 'settings.{steps[1]}' (declared: {known})")
+        return expression if ok else None
 
-    def fallbacks(self, text, path, key) -> list:
+    def fallbacks(self, text, path, key, in_item: bool = False) -> list:
         """A read as its fallbacks: a top-level ``a || b`` is ``[a, b]`` under the one emptiness rule.
 
         JMESPath's own ``||`` skips ``false``; inside a larger expression it is refused with a hint.
         """
-        compiled = self.jmespath(text, path, key)
+        compiled = self.jmespath(text, path, key, in_item)
         if compiled is None:
             return []
-        parts = split_or(compiled[0].parsed)
+        parts = split_or(compiled.parsed)
         if any(nested_or(part) for part in parts):
             self.report(path, f"{key} {text!r}: '||' inside an expression would skip false; "
                               "write the fallbacks as a list instead: [first.path, second.path]")
             return []
         if len(parts) == 1:
             return [compiled]
-        return [(jmespath.parser.ParsedResult(text, part), compiled[1]) for part in parts]
+        return [jmespath.parser.ParsedResult(text, part) for part in parts]
 
     def directive(self, raw: dict, path, in_item) -> Node:
         sources = [k for k in raw if k in DIRECTIVES]
@@ -780,6 +824,37 @@ class Compiler:
 
     def define_var(self, name: str) -> None:
         self.vars.add(name)
+
+
+def root_reads(parsed: dict) -> list[str]:
+    """The names an expression reads from its root (the scopes): ``event`` for ``event.a[?b].c``, ``@`` for ``@``."""
+    kind = parsed["type"]
+    if kind == "field":
+        return [parsed["value"]]
+    if kind == "current":
+        return ["@"]
+    if kind in ("subexpression", "index_expression", "projection", "value_projection", "filter_projection",
+                "pipe", "flatten"):
+        return root_reads(parsed["children"][0])  # the rest reads what the left side gave
+    if kind in ("expref", "literal", "index", "slice"):
+        return []
+    return [name for child in parsed.get("children", ()) for name in root_reads(child)]
+
+
+def plain_steps(parsed: dict) -> list | None:
+    """['a', 'b'] for ``a.b``, None for anything that needs JMESPath itself."""
+    kind = parsed["type"]
+    if kind == "field":
+        return [parsed["value"]]
+    if kind == "subexpression":
+        steps: list = []
+        for child in parsed["children"]:
+            inner = plain_steps(child)
+            if inner is None:
+                return None
+            steps += inner
+        return steps
+    return None
 
 
 def split_or(parsed: dict) -> list[dict]:

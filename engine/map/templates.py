@@ -211,13 +211,16 @@ def names_read(ast: nodes.Node) -> set[str]:
 class Facts:
     """What the loader checks about a template, worked out once per template text (files repeat them)."""
 
-    __slots__ = ("refused", "settings", "vars", "names", "filters", "tests")
+    __slots__ = ("refused", "settings", "vars", "names", "scopes", "filters", "tests")
 
     def __init__(self, ast: nodes.Node):
         self.refused = refused(ast)
         self.settings = attribute_reads(ast, "settings")
         self.vars = attribute_reads(ast, "vars")
         self.names = names_read(ast)
+        # the scopes it reads (event, settings...): names it neither defines ({% set %}, loops) nor Jinja2 has
+        stored = {node.name for node in ast.find_all(nodes.Name) if node.ctx in ("store", "param")}
+        self.scopes = self.names - stored - set(_ENVIRONMENT.globals) - {"loop"}
         self.filters = {node.name for node in ast.find_all(nodes.Filter)}
         self.tests = {node.name for node in ast.find_all(nodes.Test)}
 

@@ -45,7 +45,7 @@ class Subscription:
             label = event.get("event") if event.get("type") == "track" else event.get("name")
             if label not in self.events:
                 return False
-        return self.when is None or is_truthy(self.when.search(event))
+        return self.when is None or is_truthy(self.when.search({"event": event}))
 
     def describe(self) -> str:
         parts = []

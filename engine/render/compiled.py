@@ -9,8 +9,8 @@ reports the same error, in the same order, for every event.
 """
 from __future__ import annotations
 
-from ..map.codegen import generate, generate_values, plain_path
-from ..map.language import MappingError, Scope, is_empty
+from ..map.codegen import generate, generate_values
+from ..map.language import MappingError, Scope, is_empty, plain_steps
 from .request import Request
 
 
@@ -133,7 +133,7 @@ class RequiredCheck:
 
     def __init__(self, rule):
         self.rule = rule
-        paths = [plain_path(expression.parsed) for expression in rule.alternatives]
+        paths = [plain_steps(expression.parsed) for expression in rule.alternatives]
         self.alternatives: list[list] | None = [steps for steps in paths if steps is not None]
         if len(self.alternatives) != len(paths):
             self.alternatives = None
