@@ -99,3 +99,20 @@ def test_the_command_rewrites_files_and_check_lists_them(tmp_path, capsys):
     assert main(["--check", str(path)]) == 1 and path.read_text(encoding="utf-8") == OLD
     assert main([str(path)]) == 0 and path.read_text(encoding="utf-8") == NEW
     assert capsys.readouterr().out == f"{path}\n{path}\n"
+
+
+def test_python_files_have_the_yaml_in_their_strings_rewritten_and_the_rest_listed(tmp_path, capsys):
+    path = tmp_path / "test_acme.py"
+    path.write_text(
+        'BODY = """\\\n    a: {"@path": traits.email}\n"""\n'
+        "ONE = 'b: \"{{ properties.total }}\"\\nc: {\"@path\": \"$.userId\"}'\n"
+        'BAD = "{{ unclosed"\n'
+        'name = "x"\nF = f"k: {{{{ traits.name }}}} {name}"\n', encoding="utf-8")
+    assert main(["--python", str(path)]) == 0
+    assert path.read_text(encoding="utf-8") == (
+        'BODY = """\\\n    a: {"@path": event.traits.email}\n"""\n'
+        "ONE = 'b: \"{{ event.properties.total }}\"\\nc: {\"@path\": \"event.userId\"}'\n"
+        'BAD = "{{ unclosed"\n'
+        'name = "x"\nF = f"k: {{{{ traits.name }}}} {name}"\n')
+    notes = capsys.readouterr().err
+    assert "line 5: not rewritten (TemplateSyntaxError" in notes and "line 7: an f-string: rewrite it by hand" in notes

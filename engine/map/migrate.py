@@ -14,13 +14,16 @@ by scalar, so comments, anchors and layout stay as they were:
   ``items``) and sources are left as they are.
 
 Usage: ``python -m engine.map.migrate mappings/destinations/acme.yaml ...``
-(``--check`` lists the files that would change). Run it once per file: the old
+(``--check`` lists the files that would change). ``--python`` rewrites, best
+effort, the mapping YAML written as string literals in Python files (tests):
+f-strings and strings it cannot parse are listed for a person to finish. Run it once per file: the old
 ``event`` (a track's name) and the new scope look the same, so a second run
 would prefix again. Block scalars (``|``, ``>``) are reported, not rewritten.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 from pathlib import Path
@@ -28,7 +31,7 @@ from pathlib import Path
 import jmespath
 import jmespath.lexer
 import yaml
-from jinja2 import nodes
+from jinja2 import TemplateSyntaxError, nodes
 
 from .language import root_reads
 from .templates import environment
@@ -183,17 +186,76 @@ def migrate_text(text: str) -> tuple[str, list[str]]:
     return rewrite.result(), rewrite.skipped
 
 
+MARKERS = ("@path", "{{", "{%", "@if", "@each", "@merge", "@map_values")
+
+
+def _literal(value: str, original: str) -> str:
+    """``value`` written as a Python literal in the style (prefix, quotes) of ``original``."""
+    prefix = ""
+    while original[0] in "bBuU":
+        prefix, original = prefix + original[0], original[1:]
+    if original[0] in "rR" or original[0] in "fF":
+        raise ValueError("a raw string or f-string")
+    quote = next(q for q in ('"""', "'''", '"', "'") if original.startswith(q))
+    if len(quote) == 3:
+        body = value.replace("\\", "\\\\").replace(quote, quote[0] + "\\" + quote[0] * 2)
+        if original[3:5] == "\\\n":  # the text started after a line continuation: keep it
+            body = "\\\n" + body
+        return prefix + quote + body + quote
+    return prefix + quote + value.replace("\\", "\\\\").replace("\n", "\\n").replace(quote, "\\" + quote) + quote
+
+
+def migrate_python(source: str) -> tuple[str, list[str]]:
+    """Python source with each string literal that holds mapping YAML rewritten; and what was left alone."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+
+    def offset(line: int, column: int) -> int:  # ast columns count UTF-8 bytes
+        return offsets[line - 1] + len(lines[line - 1].encode()[:column].decode())
+
+    in_fstrings = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
+    edits, notes = [], []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.Constant) and any(m in str(v.value) for m in MARKERS)
+                                                  for v in node.values):
+            notes.append(f"line {node.lineno}: an f-string: rewrite it by hand")
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)) or id(node) in in_fstrings \
+                or not any(marker in node.value for marker in MARKERS):
+            continue
+        assert node.end_lineno is not None and node.end_col_offset is not None
+        start, end = offset(node.lineno, node.col_offset), offset(node.end_lineno, node.end_col_offset)
+        try:
+            new, skipped = migrate_text(node.value)
+            shown = _literal(new, source[start:end]) if new != node.value else None
+        except (yaml.YAMLError, ValueError, TypeError, TemplateSyntaxError) as exc:
+            notes.append(f"line {node.lineno}: not rewritten ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+            continue
+        notes += [f"line {node.lineno}: {note}" for note in skipped]
+        if shown is not None:
+            if ast.literal_eval(shown) != new:
+                notes.append(f"line {node.lineno}: could not write the new text as a literal")
+                continue
+            edits.append((start, end, shown))
+    for start, end, shown in sorted(edits, reverse=True):
+        source = source[:start] + shown + source[end:]
+    return source, notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.map.migrate", description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--check", action="store_true", help="list the files that would change; write nothing")
+    parser.add_argument("--python", action="store_true", help="the files are Python: rewrite the YAML in their strings")
     args = parser.parse_args(argv)
     changed = 0
     for path in args.files:
         text = path.read_text(encoding="utf-8")
         try:
-            new, skipped = migrate_text(text)
-        except (yaml.YAMLError, ValueError) as exc:
+            new, skipped = migrate_python(text) if args.python else migrate_text(text)
+        except (yaml.YAMLError, ValueError, SyntaxError) as exc:
             sys.stderr.write(f"{path}: not rewritten: {exc}\n")
             changed += 1
             continue
