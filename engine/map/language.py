@@ -71,6 +71,7 @@ class Node:
     """A compiled value. ``where`` is its JSON path in the mapping file, for messages."""
 
     __slots__ = ("where", "_code")
+    where: tuple  # the value's JSON path in the mapping file
 
     def evaluate(self, scope: Scope):
         """This node's value, computed by the Python generated for it (the one semantics)."""
