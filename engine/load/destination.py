@@ -56,7 +56,9 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
     batching = None
     if "batch" in data:
         spec = data["batch"]
-        compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES)
+        # defaults.request serves actions too, so it may read event.: a batch has no one event, those reads are
+        # missing there, and a batch request that then cannot be made goes out as each event's own request
+        compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES | {"event"})
         endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, ("batch", "request"))
         problems += compiler.problems
         batch_envelope = _compile_envelope(spec.get("envelope"), doc, setting_names, ("batch", "envelope"), problems)

@@ -46,8 +46,9 @@ def template(source: str, keep: frozenset[str] = KEEP) -> str:
     env = environment()
     ast = env.parse(source)
     stored = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    stored |= {n.name for n in ast.find_all(nodes.Macro)}
     reads = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
-    rewrite = reads - keep - stored - set(env.globals) - {"loop"}
+    rewrite = reads - keep - stored - set(env.globals) - {"loop", "caller", "namespace"}
     if not rewrite:
         return source
     tokens = list(env.lexer.tokeniter(source, None))

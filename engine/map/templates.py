@@ -220,7 +220,8 @@ class Facts:
         self.names = names_read(ast)
         # the scopes it reads (event, settings...): names it neither defines ({% set %}, loops) nor Jinja2 has
         stored = {node.name for node in ast.find_all(nodes.Name) if node.ctx in ("store", "param")}
-        self.scopes = self.names - stored - set(_ENVIRONMENT.globals) - {"loop"}
+        stored |= {node.name for node in ast.find_all(nodes.Macro)}
+        self.scopes = self.names - stored - set(_ENVIRONMENT.globals) - {"loop", "caller"}
         self.filters = {node.name for node in ast.find_all(nodes.Filter)}
         self.tests = {node.name for node in ast.find_all(nodes.Test)}
 
