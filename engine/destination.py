@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from .load.settings import SettingsSpec
 from .map.language import MappingError, Scope
@@ -40,33 +41,53 @@ class Destination:
     obeys_integrations: bool = True   # false for a hub (Segment) whose integrations object is for what is behind it
     _sentinels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def __post_init__(self):
+        # call type -> (named actions that take some of its events, in file order; its own action or None)
+        self.by_type: dict[str, tuple[list, Any]] = {}
+        for action in self.actions.values():
+            named, own = self.by_type.get(action.call_type, ([], None))
+            if action.subscription is None:
+                own = action
+            else:
+                named = [*named, action]
+            self.by_type[action.call_type] = (named, own)
+
     @property
     def call_types(self) -> list[str]:
-        return list(self.actions)
+        """The call types some action takes, in file order."""
+        return list(self.by_type)
 
-    def render(self, event: dict, settings: dict, secrets: frozenset, *, reference: bool = False,
-               client=None) -> Outcome:
+    def action_for(self, event: dict):
+        """The first named action whose subscription matches, else the call type's own action (None: no action)."""
+        named, own = self.by_type.get(event.get("type") or "", ([], None))
+        for action in named:
+            if action.subscription.matches(event):
+                return action
+        return own
+
+    def render(self, event: dict, settings: dict, secrets: frozenset, *, client=None) -> Outcome:
         """Map one already-validated event; never raises for bad event data.
 
-        Runs the action's generated Python; ``reference=True`` runs the interpreter
-        (Node.evaluate) instead, which defines what the generated code must produce.
+        Runs the action's generated Python, bound to the route (its settings-only
+        values made once); a route whose settings make one of those fail runs the
+        same code node by node, so every event gets that error.
         """
         call_type = event.get("type")
         message_id = event.get("messageId")
-        action = self.actions.get(call_type)
+        action = self.action_for(event)
         if action is None:
-            return Outcome(self.name, SKIPPED, reason=f"call type '{call_type}' is not accepted by {self.name} "
-                           f"(accepts: {', '.join(self.actions)})", message_id=message_id)
+            return Outcome(self.name, SKIPPED, reason=self.no_action_reason(event), message_id=message_id)
         if action.steps is not None:
             return self._render_steps(action, event, settings, secrets, client)
-        bound = None if reference else action.bound(settings, self.envelope, self.name)
+        call_type, label = action.name, f"{self.name} {action.name}"
+        bound = action.bound(settings, self.envelope, self.name)
         try:
             if bound is None:
                 payload, scope = action.payload(event, settings)
-                missing = action.missing_required(payload, scope, f"{self.name} {call_type}")
+                missing = action.missing_required(payload, scope, label)
             else:
                 payload, vars = bound.payload(event)
-                missing = bound.required and bound.missing(payload, vars, f"{self.name} {call_type}")
+                missing = bound.required and bound.missing(payload, vars, label)
             if missing:
                 return Outcome(self.name, REJECTED, errors=missing, message_id=message_id, action=call_type,
                                reason="required fields are missing")
@@ -78,7 +99,7 @@ class Destination:
                 request = bound.request(event, vars, body, self.name, (message_id,), secrets)
         except MappingError as exc:
             where = ".".join(str(p) for p in exc.path)
-            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{self.name} {call_type}: {exc.message}")],
+            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{label}: {exc.message}")],
                            message_id=message_id, action=call_type, reason="the mapping could not be applied")
         if secrets:
             request.twin = SecretTwin(self, settings, (event,), False)
@@ -100,7 +121,7 @@ class Destination:
     def _render_steps(self, action, event: dict, settings: dict, secrets: frozenset, client) -> Outcome:
         """Offline: the first request and the plan of the rest; with saved answers, every request."""
         from . import steps as stepping
-        message_id, call_type = event.get("messageId"), action.call_type
+        message_id, call_type = event.get("messageId"), action.name
         try:
             if client is None and action.sequence:
                 # offline, the first step alone decides what is shown, unless its `when` is false
@@ -133,6 +154,14 @@ class Destination:
                            message_id=message_id, action=call_type)
         reason = run.reason if run.end != stepping.DONE else None
         return Outcome(self.name, SEND, requests, reason, message_id=message_id, action=call_type, steps=trace)
+
+    def no_action_reason(self, event: dict) -> str:
+        call_type = event.get("type")
+        if call_type not in self.by_type:
+            return f"call type '{call_type}' is not accepted by {self.name} (accepts: {', '.join(self.by_type)})"
+        named = self.by_type[call_type][0]
+        return (f"no action of {self.name} takes this {call_type} (" +
+                "; ".join(f"{a.name}: {a.subscription.describe()}" for a in named) + ")")
 
     def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset) -> list[Request]:
         """Combine the sendable outcomes into as few requests as the vendor allows."""

@@ -62,10 +62,8 @@ class Engine:
     a rejected Outcome with every error.
     """
 
-    def __init__(self, mappings: str | Path = DEFAULT_MAPPINGS, *, lint: bool = True, reference: bool = False):
-        """``reference=True`` maps with the interpreter instead of the generated Python (for comparisons)."""
+    def __init__(self, mappings: str | Path = DEFAULT_MAPPINGS, *, lint: bool = True):
         self.root = Path(mappings)
-        self.reference = reference
         self.destinations, self.sources, problems = load_mappings(self.root)
         if problems:
             raise ConfigError(problems)
@@ -130,8 +128,7 @@ class Engine:
                 if reason:
                     outcome = Outcome(name, SKIPPED, reason=reason, message_id=message_id)
                 else:
-                    outcome = route.destination.render(event, route.settings, route.secrets,
-                                                       reference=self.reference, client=responses)
+                    outcome = route.destination.render(event, route.settings, route.secrets, client=responses)
             if warnings:
                 outcome.warnings = list(warnings)
             outcomes.append(outcome)

@@ -26,13 +26,14 @@ class Field:
 class Explanation:
     outcome: Outcome
     fields: list[Field] = field(default_factory=list)   # empty unless the outcome is sent
+    chosen: str | None = None   # the named action its subscription chose ("purchase (events 'Order Completed')")
 
     def lines(self) -> list[str]:
-        """The text ``eventmap explain`` prints: two lines per field."""
+        """The text ``eventmap explain`` prints: two lines per field, after the named action chosen, if one was."""
         if not self.fields:
             return []
         width = max(len(f.path) for f in self.fields)
-        out = []
+        out = [f"action {self.chosen}"] if self.chosen else []
         for f in self.fields:
             out += [f"{f.path:<{width}}  {f.expression}", f"{'':<{width}}  = {shown(f)}"]
         return out
@@ -54,7 +55,7 @@ def explain(engine: Engine, route: Route, event, responses=None) -> Explanation:
     outcome = engine.render(event, route, responses=responses)
     if outcome.status != SEND:
         return Explanation(outcome)
-    action = route.destination.actions[event["type"]]
+    action = route.destination.action_for(event)
     values = evaluated(action, event, route.settings)
     twin_settings, sentinels = route.destination.sentinel_settings(route.settings)
     try:
@@ -68,7 +69,8 @@ def explain(engine: Engine, route: Route, event, responses=None) -> Explanation:
             fields.append(Field(path, how, None, mask.text(error)))
             continue
         fields.append(Field(path, how, masked_twin(value, twins[index][2], sentinels) if twins else mask.data(value)))
-    return Explanation(outcome, fields)
+    chosen = f"{action.name} ({action.subscription.describe()})" if action.subscription is not None else None
+    return Explanation(outcome, fields, chosen)
 
 
 def evaluated(action, event: dict, settings: dict) -> list[tuple[str, str, object, str | None]]:

@@ -62,7 +62,7 @@ class Route:
         name = self.destination.name
         # most routes take all their destination accepts, and most events carry no integrations object
         if self.enabled and self.types is None and self.events is None and self._where is None \
-                and event.get("type") in self.destination.actions \
+                and event.get("type") in self.destination.by_type \
                 and not (self.destination.obeys_integrations and event.get("integrations")):
             return None
         if not self.enabled:
@@ -71,8 +71,8 @@ class Route:
         if reason:
             return reason
         call_type = event.get("type")
-        if call_type not in self.destination.actions:
-            return f"call type '{call_type}' is not accepted by {name} (accepts: {', '.join(self.destination.actions)})"
+        if call_type not in self.destination.by_type:
+            return self.destination.no_action_reason(event)
         if self.types is not None and call_type not in self.types:
             return f"not subscribed: call type '{call_type}' is not in this route's types ({', '.join(sorted(self.types))})"
         label = event.get("event") if call_type == "track" else event.get("name")

@@ -147,10 +147,9 @@ class Context:
         """The step's request; SKIPPED_STEP when its ``when`` is false; a list of Problems when an
         input or output field it requires is empty. The interpreter; a caller may do it faster."""
         scope = self.scope_for(answers)
-        if step.when is not None and not is_truthy(step.when.search({**scope.event, "vars": scope.vars,
-                                                                     "settings": scope.settings})):
+        if step.when is not None and not is_truthy(step.when.search(self.condition_data(scope, answers))):
             return SKIPPED_STEP
-        missing = _missing_inputs(step, scope, self)
+        missing = _missing_inputs(step, self.condition_data(scope, answers), self)
         if missing:
             return missing
         for var, node in step.vars:
@@ -161,8 +160,13 @@ class Context:
         missing = [self._required_problem(step, rule, label) for rule in rules if rule.missing(body, scope.vars)]
         if missing:
             return missing
-        name = step.action.call_type if step.action is not None else f"{self.noun} {step.name}"
+        name = step.action.name if step.action is not None else f"{self.noun} {step.name}"
         return step.endpoint.build(scope, body, self.destination, name, self.message_ids, self.secrets)
+
+    def condition_data(self, scope: Scope, answers: dict) -> dict:
+        """What a step's ``when`` and ``requires`` read: the scopes by name (a source's data holds
+        ``payload`` and ``lookups`` as keys), with ``vars`` and ``settings``."""
+        return {**scope.event, "vars": scope.vars, "settings": scope.settings}
 
     def _required_problem(self, step: Step, rule, label: str) -> Problem:
         """A step's own required fields are named under ``steps.NAME``; its action's (vars) as written."""
@@ -212,6 +216,11 @@ class ActionContext(Context):
     def _scope(self, answers: dict) -> Scope:
         return Scope(self._data(answers), self.settings, dict(self.variables()))
 
+    def condition_data(self, scope: Scope, answers: dict) -> dict:
+        """An action's scopes: ``event`` (the event itself), ``steps``, ``vars`` and ``settings``."""
+        return {"event": self.event, "steps": {name: answer.to_dict() for name, answer in answers.items()},
+                "vars": scope.vars, "settings": self.settings}
+
     def prepare(self, step: Step, answers: dict):
         bound = None
         if step.action is not None and not step.requires:
@@ -219,12 +228,12 @@ class ActionContext(Context):
         if bound is None:
             return super().prepare(step, answers)
         data = self._data(answers)
-        if step.when is not None and not is_truthy(step.when.search({**data, "vars": self.variables(),
-                                                                     "settings": self.settings})):
+        if step.when is not None and not is_truthy(step.when.search(
+                {"event": self.event, "steps": data.get("steps", {}), "vars": self.variables(), "settings": self.settings})):
             return SKIPPED_STEP
         body, variables = bound.payload(data)
         if bound.required:
-            label = f"{self.destination} {self.action.call_type}"
+            label = f"{self.destination} {self.action.name}"
             missing = [self._required_problem(step, check.rule, label)
                        for check in bound.required if check.missing(body, variables)]
             if missing:
@@ -312,10 +321,9 @@ def _end(result: Run, end: str, step: str, reason: str | None = None, errors: li
     return result
 
 
-def _missing_inputs(step: Step, scope: Scope, context: Context) -> list[Problem]:
+def _missing_inputs(step: Step, data: dict, context: Context) -> list[Problem]:
     if not step.requires:
         return []
-    data = {**scope.event, "vars": scope.vars}
     return [Problem(path, message or f"'{path}' is required to {'look up' if context.noun == 'lookup' else 'run'} "
                                      f"{step.name}, but it is missing or empty")
             for path, expression, message in step.requires if is_empty(expression.search(data))]

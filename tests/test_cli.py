@@ -29,17 +29,17 @@ settings:
 actions:
   track:
     vars:
-      who: {"@path": [userId, anonymousId]}
+      who: {"@path": [event.userId, event.anonymousId]}
     request:
       url: "https://mini.test/{{ settings.api_key }}/t"
       headers: {X-Key: "{{ settings.api_key }}"}
     body:
       user: "{{ vars.who }}"
-      event: {"@path": event, "@filter": lower}
+      event: {"@path": event.event, "@filter": lower}
       props:
-        "@merge": properties
-        plan: {"@path": properties.plan, "@default": free}
-      missing: {"@path": properties.nope}
+        "@merge": event.properties
+        plan: {"@path": event.properties.plan, "@default": free}
+      missing: {"@path": event.properties.nope}
       source: eventmap
 """
 
@@ -284,7 +284,7 @@ def test_render_event_file_that_is_not_utf8(project):
 def test_render_never_prints_a_traceback_for_event_data(project):
     # regression: {{ properties.items }} used to yield dict.items and crash print_json
     (project / "mappings" / "destinations" / "mini.yaml").write_text(
-        MINI.replace('source: eventmap', 'lines: "{{ properties.items }}"'), encoding="utf-8")
+        MINI.replace('source: eventmap', 'lines: "{{ event.properties.items }}"'), encoding="utf-8")
     event = {"type": "track", "event": "Signed Up", "userId": "u1", "properties": {"items": [1, 2]}}
     result = run("render", "mini", write_event(project, event), "--settings", '{"api_key": "k"}', cwd=project)
     no_traceback(result)
@@ -298,17 +298,17 @@ def test_explain_prints_paths_expressions_and_values(project):
     result = run("explain", "mini", write_event(project, event), "--settings", '{"api_key": "k3y"}', cwd=project)
     assert result.returncode == 0, result.stderr
     assert result.stdout == textwrap.dedent("""\
-        vars.who      path userId | else anonymousId
+        vars.who      path event.userId | else event.anonymousId
                       = "u1"
         user          template {{ vars.who }}
                       = "u1"
-        event         path event | lower
+        event         path event.event | lower
                       = "signed up"
-        props.@merge  path properties
+        props.@merge  path event.properties
                       = {"seats": 3}
-        props.plan    path properties.plan (default "free")
+        props.plan    path event.properties.plan (default "free")
                       = "free"
-        missing       path properties.nope
+        missing       path event.properties.nope
                       = (left out: no value)
         source        "eventmap"
                       = "eventmap"
@@ -320,7 +320,7 @@ def test_explain_planhat_track(project):
     result = run("explain", "planhat", write_event(project, event), "--settings", SETTINGS, cwd=project)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert any(re.fullmatch(r"action +path event", line) for line in lines)
+    assert any(re.fullmatch(r"action +path event.event", line) for line in lines)
     pairs = {lines[i].split()[0]: lines[i + 1].strip() for i in range(0, len(lines), 2)}
     assert pairs["action"] == '= "Signed Up"'
     assert pairs["externalId"] == '= "u1"'

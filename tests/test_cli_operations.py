@@ -46,8 +46,8 @@ actions:
       url: "{{ settings.base }}/track"
       headers: {Authorization: "Bearer {{ settings.token }}"}
     body:
-      messageId: {"@path": messageId}
-      event: {"@path": event}
+      messageId: {"@path": event.messageId}
+      event: {"@path": event.event}
 """
 
 

@@ -472,7 +472,8 @@ def test_default():
     assert f("default", "x", "n/a") == "x"
     assert f("default", 0, 5) == 0
     assert f("default", False, True) is False
-    assert f("default", [], ["x"]) == []
+    assert f("default", [], ["x"]) == ["x"]  # the one emptiness rule: [] and {} are empty, like @default
+    assert f("default", {}, 1) == 1
     assert f("default", None, None) is None
 
 

@@ -23,7 +23,7 @@ actions:
     request:
       url: "https://x.test/{{ settings.region }}"
     body:
-      id: {"@path": userId}
+      id: {"@path": event.userId}
 """
 
 
@@ -84,8 +84,8 @@ def test_unknown_top_level_key(load_errors):
 def test_unknown_call_type_names_its_own_line_and_path(load_errors):
     text = GOOD + "  tarck:\n    body: {}\n"
     assert load_errors({"x.yaml": text}) == [
-        f"{FILE}:14: actions.tarck: 'tarck' is not allowed here "
-        "(expected one of: identify, track, page, screen, group, alias)"]
+        f"{FILE}:14: actions.tarck: 'tarck' is not a call type (identify, track, page, screen, group, alias); "
+        "a named action also needs 'type' and 'events' or 'when'"]
 
 
 def test_missing_body(load_errors):
@@ -109,7 +109,7 @@ def test_unknown_directive(load_errors):
 def test_directive_companion_without_its_source(load_errors):
     assert load_errors({"x.yaml": with_body('nick: {"@default": x}')}) == [
         f"{FILE}:14: actions.identify.body.nick.@default: unknown directive '@default' "
-        "(a value directive needs one of @path, @literal, @if, @each, @function)"]
+        "(a value directive needs one of @path, @literal, @if, @each, @map_values, @function)"]
 
 
 def test_unknown_directive_in_vars_gets_the_plain_message(load_errors):
@@ -120,14 +120,14 @@ def test_unknown_directive_in_vars_gets_the_plain_message(load_errors):
 
 
 def test_directive_with_a_plain_key_next_to_it(load_errors):
-    assert load_errors({"x.yaml": with_body('nick: {"@path": traits.name, other: 1}')}) == [
+    assert load_errors({"x.yaml": with_body('nick: {"@path": event.traits.name, other: 1}')}) == [
         f"{FILE}:14: actions.identify.body.nick.other: 'other' does not go with @path; allowed here: "
         "@default, @filter, @path (a directive's keys all start with @; put plain keys in a nested object)"]
 
 
 def test_two_sources_in_one_directive(load_errors):
-    assert load_errors({"x.yaml": with_body('nick: {"@path": a, "@literal": b}')}) == [
-        f"{FILE}:14: actions.identify.body.nick: use one of @path, @literal, @if, @each, @function per value, "
+    assert load_errors({"x.yaml": with_body('nick: {"@path": event.a, "@literal": b}')}) == [
+        f"{FILE}:14: actions.identify.body.nick: use one of @path, @literal, @if, @each, @map_values, @function per value, "
         "found @path, @literal",
         f"{FILE}:14: actions.identify.body.nick.@literal: '@literal' does not go with @path; allowed here: "
         "@default, @filter, @path",
@@ -142,10 +142,10 @@ def test_bad_jmespath(load_errors):
 
 
 def test_bad_jmespath_in_a_fallback_list_names_the_entry(load_errors):
-    problems = load_errors({"x.yaml": with_body('nick:', '  "@path": [traits.name, "traits.[x"]')})
+    problems = load_errors({"x.yaml": with_body('nick:', '  "@path": [event.traits.name, "event.traits.[x"]')})
     assert len(problems) == 1
     assert problems[0].startswith(
-        f"{FILE}:15: actions.identify.body.nick.@path[1]: @path 'traits.[x' is not a valid JMESPath expression: ")
+        f"{FILE}:15: actions.identify.body.nick.@path[1]: @path 'event.traits.[x' is not a valid JMESPath expression: ")
 
 
 def test_bad_jmespath_in_if(load_errors):
@@ -161,21 +161,21 @@ def test_jinja_syntax_error(load_errors):
 
 
 def test_unknown_jinja_filter_in_a_template_is_reported(load_errors):
-    problems = load_errors({"x.yaml": with_body('nickname: "{{ traits.name | snakecase }}"')})
+    problems = load_errors({"x.yaml": with_body('nickname: "{{ event.traits.name | snakecase }}"')})
     assert len(problems) == 1
     assert problems[0].startswith(f"{FILE}:14: actions.identify.body.nickname: ")
     assert "'snakecase'" in problems[0]
 
 
 def test_unknown_jinja_filter_in_a_template_lists_known_filters(load_errors):
-    problems = load_errors({"x.yaml": with_body('nickname: "{{ traits.name | snakecase }}"')})
+    problems = load_errors({"x.yaml": with_body('nickname: "{{ event.traits.name | snakecase }}"')})
     assert problems[0].startswith(f"{FILE}:14: actions.identify.body.nickname: unknown filter 'snakecase' "
-                                  "in template '{{ traits.name | snakecase }}' (known: base64, ")
+                                  "in template '{{ event.traits.name | snakecase }}' (known: base64, ")
     assert ", snake_case, " in problems[0]
 
 
 def test_unknown_filter_in_filter_directive(load_errors):
-    problems = load_errors({"x.yaml": with_body('nickname: {"@path": traits.name, "@filter": [lower, snakecase]}')})
+    problems = load_errors({"x.yaml": with_body('nickname: {"@path": event.traits.name, "@filter": [lower, snakecase]}')})
     assert len(problems) == 1
     assert problems[0].startswith(
         f"{FILE}:14: actions.identify.body.nickname.@filter[1]: unknown filter 'snakecase' (known: base64, ")
@@ -206,7 +206,8 @@ def test_var_used_before_it_is_defined(load_errors):
 
 def test_item_outside_each(load_errors):
     assert load_errors({"x.yaml": with_body('k: "{{ item.sku }}"')}) == [
-        f"{FILE}:14: actions.identify.body.k: 'item' is only defined inside @each/@map"]
+        f"{FILE}:14: actions.identify.body.k: template '{{{{ item.sku }}}}': "
+        "'item' is only defined inside @each/@map and @map_values/@map"]
 
 
 def test_unknown_function(load_errors):

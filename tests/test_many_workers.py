@@ -48,9 +48,9 @@ actions:
     request:
       url: "{{ settings.base }}/track"
     body:
-      messageId: {"@path": messageId}
-      event: {"@path": event}
-      user: {"@path": userId}
+      messageId: {"@path": event.messageId}
+      event: {"@path": event.event}
+      user: {"@path": event.userId}
 """
 
 

@@ -47,7 +47,7 @@ defaults:
 actions:
   track:
     vars:
-      note: {"@path": properties.note}
+      note: {"@path": event.properties.note}
     body:
       note: "{{ vars.note }}"
       signature: "{{ vars.note | hmac_sha256(settings.key) }}"

@@ -356,7 +356,7 @@ def test_steps_running_each_other_in_a_cycle(load_errors):
 def test_a_read_of_a_step_that_may_not_have_run(load_errors):
     problems = load_errors("""\
       look:
-        when: userId
+        when: event.userId
         request: {url: "https://x.test/a"}
       write:
         request: {url: "https://x.test/{{ steps.look.body.id }}"}

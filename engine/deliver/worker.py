@@ -197,7 +197,7 @@ class DestinationWorker:
         """
         destination, route = self.route.destination, self.route
         event: dict = item.event  # leased events passed intake: JSON objects
-        action = destination.actions[event["type"]]
+        action = destination.action_for(event)
         masker = Masker(route.secrets)
         progress = dict(item.progress or {})
         timing = {"started": self.clock(), "dry_run": True}
@@ -227,7 +227,7 @@ class DestinationWorker:
         except MappingError as exc:
             where = ".".join(str(p) for p in exc.path)
             self._record([Finish(item.id, REJECTED, reason="the mapping could not be applied",
-                                 errors=[{"path": where, "message": f"{destination.name} {action.call_type}: {exc.message}"}])],
+                                 errors=[{"path": where, "message": f"{destination.name} {action.name}: {exc.message}"}])],
                          0, {item.id: item.message_id})
             return
         unrecorded = bool(run.sent) and not stepping.kept(run.sent[-1])  # kept steps were counted in on_answer

@@ -7,9 +7,9 @@ from jmespath.exceptions import JMESPathError
 
 from ..destination import Destination, Limits
 from ..durations import parse_rate
-from ..map.language import Compiler
+from ..map.language import ACTION_SCOPES, ENVELOPE_SCOPES, Compiler, nested_or, root_reads
 from ..problems import Problem
-from ..render.action import Action, Batching, Envelope, Required
+from ..render.action import CALL_TYPES, Action, Batching, Envelope, Required, Subscription
 from ..render.endpoint import compile_endpoint, merge_request
 from ..steps import var_reads
 from .schema_check import check_against_schema
@@ -39,13 +39,19 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
     defaults = (data.get("defaults") or {}).get("request")
 
     actions = {}
-    for call_type, spec in data["actions"].items():
-        compiler = Compiler(doc.problem, setting_names)
-        path = ("actions", call_type)
+    for name, spec in data["actions"].items():
+        # an action with steps also reads the answers of its earlier steps (steps.NAME.status, .body)
+        compiler = Compiler(doc.problem, setting_names, ACTION_SCOPES | {"steps"} if "steps" in spec else ACTION_SCOPES)
+        path = ("actions", name)
+        call_type, subscription = _compile_subscription(name, spec, compiler, path)
+        if call_type is None:  # a misspelt call type: one problem is enough
+            problems += compiler.problems
+            continue
         variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
         required = _compile_required(spec.get("required", []), compiler, path + ("required",), variables)
         if "steps" in spec:
-            actions[call_type] = _steps_action(call_type, spec, compiler, path, defaults, variables, required)
+            actions[name] = _steps_action(call_type, spec, compiler, path, defaults, variables, required, name,
+                                          subscription)
             problems += compiler.problems
             continue
         if "body" not in spec:
@@ -53,13 +59,16 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
         body = compiler.value(spec.get("body"), path + ("body",))
         endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
         problems += compiler.problems
-        actions[call_type] = Action(call_type, variables, body, required, endpoint, spec.get("batch", True))
+        actions[name] = Action(call_type, variables, body, required, endpoint, spec.get("batch", True),
+                               name, subscription)
 
     envelope = _compile_envelope(data.get("envelope"), doc, setting_names, ("envelope",), problems)
     batching = None
     if "batch" in data:
         spec = data["batch"]
-        compiler = Compiler(doc.problem, setting_names, {"items"})
+        # defaults.request serves actions too, so it may read event.: a batch has no one event, those reads are
+        # missing there, and a batch request that then cannot be made goes out as each event's own request
+        compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES | {"event"})
         endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, ("batch", "request"))
         problems += compiler.problems
         batch_envelope = _compile_envelope(spec.get("envelope"), doc, setting_names, ("batch", "envelope"), problems)
@@ -71,7 +80,7 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
     return destination, problems
 
 
-def _steps_action(call_type, spec, compiler, path, defaults, variables, required) -> Action:
+def _steps_action(call_type, spec, compiler, path, defaults, variables, required, name, subscription) -> Action:
     """An action of several named requests: its vars and required come first, then each step's own."""
     for key in ("body", "request"):
         if key in spec:
@@ -81,13 +90,15 @@ def _steps_action(call_type, spec, compiler, path, defaults, variables, required
             compiler.report(path + ("required", i), f"'{rule.path}': with steps, an action's required may only name "
                                                     "vars (put body fields in the step's own required)")
     steps = compile_steps(spec["steps"], compiler, path + ("steps",), defaults)
-    for name, step in steps.items():  # each step as an action of its own, for its generated code
-        body = step.body if step.body is not None else compiler.value(None, path + ("steps", name))
+    for step_name, step in steps.items():  # each step as an action of its own, for its generated code
+        body = step.body if step.body is not None else compiler.value(None, path + ("steps", step_name))
         needed = _vars_needed(variables, [node for _, node in step.vars] + [body, *step.endpoint.nodes()], required)
-        step.action = Action(f"{call_type}_{name}", [v for v in variables if v[0] in needed] + step.vars, body,
-                             required + step.required, step.endpoint, False)
+        step.action = Action(call_type, [v for v in variables if v[0] in needed] + step.vars, body,
+                             required + step.required, step.endpoint, False,
+                             f"{name}_{step_name}")
     first = next(iter(steps.values()))  # body and endpoint of the action itself: unused, its steps have their own
-    return Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False, steps)
+    return Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False,
+                  name, subscription, steps)
 
 
 def _vars_needed(variables: list, nodes: list, required: list) -> set[str]:
@@ -98,6 +109,37 @@ def _vars_needed(variables: list, nodes: list, required: list) -> set[str]:
         if name in needed:
             needed |= var_reads([node])
     return needed
+
+
+def _compile_subscription(name: str, spec: dict, compiler: Compiler, path: tuple):
+    """(call type, Subscription or None): a call type's own action takes all its events, a named one some."""
+    if name in CALL_TYPES:
+        if spec.get("type", name) != name:
+            compiler.report(path + ("type",), f"the '{name}' action takes {name} calls; to take "
+                                              f"{spec['type']} calls, give the action another name")
+        for key in ("events", "when"):
+            if key in spec:
+                compiler.report(path + (key,), f"'{key}' chooses events for a named action; the '{name}' action "
+                                               f"takes every {name} call: name this one (e.g. 'purchase: {{type: "
+                                               f"{name}, {key}: ...}}') to take only some")
+        return name, None
+    if "type" not in spec and "events" not in spec and "when" not in spec:  # most likely a misspelt call type
+        compiler.report(path, f"'{name}' is not a call type ({', '.join(CALL_TYPES)}); a named action "
+                              "also needs 'type' and 'events' or 'when'")
+        return None, None
+    if "type" not in spec:
+        compiler.report(path, f"the named action '{name}' needs 'type': the call type it takes "
+                              f"({', '.join(CALL_TYPES)})")
+    if "events" not in spec and "when" not in spec:
+        compiler.report(path, f"the named action '{name}' needs 'events' (event names) or 'when' (a condition) "
+                              "to say which events it takes")
+    when = compiler.jmespath(spec["when"], path + ("when",), "when") if "when" in spec else None
+    if when is not None and not set(root_reads(when.parsed)) <= {"event"}:
+        compiler.report(path + ("when",), f"when {spec['when']!r}: a subscription reads the event only "
+                                          "(event.NAME), not settings or vars")
+    call_type = spec.get("type", "track")
+    events = frozenset(spec["events"]) if "events" in spec else None
+    return call_type, Subscription(events, when, spec.get("events"), spec.get("when"))
 
 
 def _compile_limits(spec: dict, doc, problems: list) -> Limits:
@@ -127,16 +169,22 @@ def _compile_required(entries, compiler: Compiler, path, variables) -> list:
             compiler.report(path + (i,), f"'{field}' names a variable this action does not define")
             continue
         try:
-            rules.append(Required(field, message))
+            rule = Required(field, message)
         except JMESPathError as exc:
             compiler.report(path + (i,), f"'{field}' is not a valid field path: {str(exc).splitlines()[0]}")
+            continue
+        if any(nested_or(alternative.parsed) for alternative in rule.alternatives):
+            compiler.report(path + (i,), f"'{field}': '||' inside an expression would skip false; "
+                                         "write 'a || b' at the top level for one of several fields")
+            continue
+        rules.append(rule)
     return rules
 
 
 def _compile_envelope(spec, doc, setting_names, path, problems) -> Envelope | None:
     if spec is None:
         return None
-    compiler = Compiler(doc.problem, setting_names, {"items"})
+    compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES)
     variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
     body = compiler.value(spec["body"], path + ("body",))
     problems += compiler.problems

@@ -6,15 +6,13 @@ from pathlib import Path
 import jmespath
 from jmespath.exceptions import JMESPathError
 
-from ..map.language import Compiler
+from ..map.language import SOURCE_SCOPES, Compiler
 from ..problems import Problem
 from ..source import Handler, Source
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
 from .steps import compile_steps
 from .yaml_source import YamlDocument, load_yaml
-
-SOURCE_NAMES = {"payload", "lookups"}  # what a source's templates read besides settings and vars
 
 
 def load_source(path: Path, display_name: str | None = None) -> tuple[Source | None, list[Problem]]:
@@ -31,7 +29,7 @@ def load_source(path: Path, display_name: str | None = None) -> tuple[Source | N
 def compile_source(doc: YamlDocument, slug: str) -> tuple[Source, list[Problem]]:
     data = doc.data
     settings = SettingsSpec(slug, data["settings"])
-    compiler = Compiler(doc.problem, set(settings.properties), SOURCE_NAMES)
+    compiler = Compiler(doc.problem, set(settings.properties), SOURCE_SCOPES)
     problems: list[Problem] = []
 
     def expression(text, path):

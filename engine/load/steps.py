@@ -69,8 +69,6 @@ def compile_step(name: str, spec: dict, compiler: Compiler, path: tuple, default
 
 
 def _expression(text: str, compiler: Compiler, path: tuple):
-    try:
-        return jmespath.compile(text)
-    except JMESPathError as exc:
-        compiler.report(path, f"{text!r} is not a valid JMESPath expression: {str(exc).splitlines()[0]}")
-        return jmespath.compile("`null`")
+    """A condition or an input path, read through the same scopes as every other read (event., steps., ...)."""
+    compiled = compiler.jmespath(text, path, path[-1] if isinstance(path[-1], str) else "requires")
+    return compiled if compiled is not None else jmespath.compile("`null`")

@@ -1,11 +1,12 @@
 """Compile a mapping's node tree into one plain Python function.
 
-Why: the interpreter (``Node.evaluate``) walks objects and calls JMESPath and
-Jinja2 for every field of every event. Most fields are plain reads such as
-``traits.email``; written out as Python (``v = event.get("traits")``...) they
-cost a fraction of that. This module writes that Python, once per action, and
-keeps the interpreter's exact semantics: it is checked against it for every
-fixture and shipped mapping (tests/test_compiled.py).
+Why: walking a node tree and calling JMESPath and Jinja2 for every field of
+every event is slow. Most fields are plain reads such as ``traits.email``;
+written out as Python (``v = event.get("traits")``...) they cost a fraction of
+that. The generated code is the language's only semantics: each node class in
+language.py writes its own statements (``Node.emit``) and this module supplies
+the writer, the reads, the templates and the function around them. A single
+node is evaluated by the code generated for it alone (``evaluator``).
 
 * plain JMESPath paths (``a.b.c``, ``@``) become dict reads; others call the
   compiled JMESPath expression;
@@ -19,58 +20,25 @@ fixture and shipped mapping (tests/test_compiled.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 from .filters import BUILTIN_FILTERS, FilterError
 from .jinja_subset import Translator, Unsupported, reads_only_settings
-from .language import (
-    Array,
-    Condition,
-    Each,
-    Function,
-    Literal,
-    MappingError,
-    Modified,
-    Node,
-    Object,
-    Path,
-    Scope,
-    Template,
-    describe_type,
-    template_ast,
-)
+from .language import Node, Scope, Template, plain_steps, root_reads, template_ast, template_facts
+from .runtime import NAMESPACE
 from .templates import environment
-
-
-class _Undefined:
-    """A missing value inside a translated template (Jinja2's Undefined)."""
-
-    __slots__ = ()
-
-    def __repr__(self):
-        return "_U"
-
-
-UNDEFINED = _Undefined()
-EMPTIABLE = (str, list, dict)
-
-
-def jinja_names(event, settings, vars) -> dict:
-    """What a Jinja2 template sees, exactly as Scope.jinja() builds it."""
-    names = dict(event) if isinstance(event, dict) else {}
-    names.update(settings=settings, vars=vars)
-    return names
 
 
 class Writer:
     """Lines of Python, fresh local names, and the objects the code refers to."""
 
-    def __init__(self):
+    def __init__(self, hoist: bool = True):
+        self.hoist = hoist  # False: settings-only templates are computed in place, not read from K
         self.lines: list[str] = []
         self.depth = 1
         self.count = 0
-        self.namespace = {"MappingError": MappingError, "FilterError": FilterError, "_U": UNDEFINED,
-                          "_EMPTIABLE": EMPTIABLE, "describe_type": describe_type, "jinja_names": jinja_names}
+        self.namespace = {**NAMESPACE, "FilterError": FilterError}
         self.ids: dict[int, str] = {}
         self.route_nodes: list[Node] = []
 
@@ -114,14 +82,6 @@ class Context:
         self.data, self.item = data, item
 
 
-def empty_check(v: str) -> str:
-    return f"{v} is None or (isinstance({v}, _EMPTIABLE) and not {v})"
-
-
-def where_text(where) -> str:
-    return ".".join(str(p) for p in where)
-
-
 class Generator:
     """Writes the statements for each kind of node; ``value`` returns the local holding the result."""
 
@@ -130,10 +90,20 @@ class Generator:
         self.root = root
         self.env = environment()
 
-    def names(self, ctx: Context) -> str:
-        """The expression for what a Jinja2 template sees here (built only where Jinja2 is used)."""
-        names = f"jinja_names({self.root}, settings, vars)"
-        return f"{{**{names}, 'item': {ctx.item}}}" if ctx.item is not None else names
+    def scope(self, name: str, ctx: Context) -> str:
+        """The Python expression for one scope: ``event`` is the function's argument itself (an action's
+        event); ``payload``, ``lookups`` and ``items`` are keys of it (sources and envelopes)."""
+        if name in ("settings", "vars"):
+            return name
+        if name == "item" and ctx.item is not None:
+            return ctx.item
+        if name == "event":
+            return self.root
+        return f"{self.root}.get({name!r})"
+
+    def scopes(self, names, ctx: Context) -> str:
+        """A dict of the scopes a JMESPath expression or a Jinja2 template reads (built where one is used)."""
+        return "{" + ", ".join(f"{name!r}: {self.scope(name, ctx)}" for name in sorted(names)) + "}"
 
     # --- entry point
     def function(self, name: str, doc: str, vars: list, body: Node) -> None:
@@ -158,33 +128,12 @@ class Generator:
         self.w.emit(f"return ({', '.join(values)}{',' if len(values) == 1 else ''})")
 
     def value(self, node: Node, ctx: Context) -> str:
-        kind = type(node)
-        if kind is Literal:
-            out = self.w.temp()
-            self.w.emit(f"{out} = {self.literal(node.value)}")
-            return out
-        if kind is Path:
-            return self.path(node, ctx)
-        if kind is Template:
-            return self.template(node, ctx)
-        if kind is Object:
-            return self.object(node, ctx)
-        if kind is Array:
-            return self.array(node, ctx)
-        if kind is Modified:
-            return self.modified(node, ctx)
-        if kind is Condition:
-            return self.condition(node, ctx)
-        if kind is Each:
-            return self.each(node, ctx)
-        if kind is Function:
-            return self.function_call(node, ctx)
-        # an unknown Node subclass: let it evaluate itself
-        out = self.w.temp()
-        item = f", {ctx.item}, True" if ctx.item else ""
-        self.w.emit(f"{out} = {self.w.constant(node, 'node')}.evaluate(Scope({self.root}, settings, vars{item}))")
-        self.w.namespace["Scope"] = Scope
-        return out
+        """Emit ``node`` (each node class writes its own code) and return the local holding its value."""
+        return node.emit(self, ctx)
+
+    def item_context(self, item: str) -> Context:
+        """Inside @each/@map_values: @path and ``item`` read the local ``item``."""
+        return Context(item, item)
 
     def literal(self, value) -> str:
         if value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
@@ -192,42 +141,23 @@ class Generator:
         return self.w.constant(value, "LITERAL")
 
     # --- reads
-    def read(self, expression, from_root: bool, ctx: Context, out: str) -> None:
-        """``out = <JMESPath expression applied to the data>``, as dict reads when it is a plain path."""
-        data = self.root if from_root else ctx.data
-        steps = plain_path(expression.parsed)
+    def read(self, expression, ctx: Context, out: str) -> None:
+        """``out = <JMESPath expression over the scopes>``, as dict reads when it is a plain path."""
+        steps = plain_steps(expression.parsed)
         if steps is None:
-            self.w.emit(f"{out} = {self.w.constant(expression, 'jmespath')}.search({data})")
+            reads = self.scopes(set(root_reads(expression.parsed)), ctx)
+            self.w.emit(f"{out} = {self.w.constant(expression, 'jmespath')}.search({reads})")
             return
-        if not steps:
-            self.w.emit(f"{out} = {data}")
-            return
-        first, rest = steps[0], steps[1:]
-        if data == self.root:
-            self.w.emit(f"{out} = {data}.get({first!r})")
+        if steps[0] == "event" and len(steps) > 1:  # an action's event is always an object
+            self.w.emit(f"{out} = {self.root}.get({steps[1]!r})")
+            steps = steps[1:]
         else:
-            self.w.emit(f"{out} = {data}.get({first!r}) if isinstance({data}, dict) else None")
-        for key in rest:
+            self.w.emit(f"{out} = {self.scope(steps[0], ctx)}")
+        for key in steps[1:]:
             self.w.emit(f"{out} = {out}.get({key!r}) if isinstance({out}, dict) else None")
 
-    def path(self, node: Path, ctx: Context) -> str:
-        out = self.w.temp()
-        self.w.emit(f"# {where_text(node.where)}: {node.describe()}")
-        if not node.reads:
-            self.w.emit(f"{out} = None")
-            return out
-        opened = 0
-        for _text, expression, from_root in node.reads:
-            self.read(expression, from_root, ctx, out)
-            self.w.emit(f"if {empty_check(out)}:")
-            self.w.depth += 1
-            opened += 1
-        self.w.emit(f"{out} = None")
-        self.w.depth -= opened
-        return out
-
     def template(self, node: Template, ctx: Context) -> str:
-        if is_static(node):
+        if self.w.hoist and node.static():
             return self.w.route_constant(node)
         ast = template_ast(node.source)
         mark = len(self.w.lines)
@@ -239,7 +169,8 @@ class Generator:
         except Unsupported:
             del self.w.lines[mark:]
         out = self.w.temp()
-        self.w.emit(f"{out} = {self.w.constant(node, 'template')}.run({self.names(ctx)})  # {node.source}")
+        names = self.scopes(template_facts(node.source).scopes, ctx)
+        self.w.emit(f"{out} = {self.w.constant(node, 'template')}.run({names})  # {node.source}")
         return out
 
     def _guarded(self, node: Template, translate) -> str:
@@ -257,160 +188,8 @@ class Generator:
         return out
 
     def jinja_name(self, name: str, ctx: Context) -> str:
-        if name == "settings":
-            return "settings"
-        if name == "vars":
-            return "vars"
-        if name == "item" and ctx.item is not None:
-            return ctx.item
-        return f"{self.root}.get({name!r}, _U)"
-
-    # --- structure
-    def object(self, node: Object, ctx: Context) -> str:
-        out = self.w.temp("obj")
-        self.w.emit(f"{out} = {{}}")
-        keep = (lambda v: f"{v} is not None and not (isinstance({v}, _EMPTIABLE) and not {v})") if node.drop_empty \
-            else (lambda v: f"{v} is not None")
-        if node.merge is not None:
-            merged = self.value(node.merge, ctx)
-            omit = self.w.constant(node.omit, "OMIT")
-            key, item = self.w.temp("k"), self.w.temp("x")
-            self.w.emit(f"if isinstance({merged}, dict):")
-            self.w.emit(f"    for {key}, {item} in {merged}.items():")
-            self.w.emit(f"        if {key} not in {omit} and {keep(item)}:")
-            self.w.emit(f"            {out}[{key}] = {item}")
-            self.w.emit(f"elif {merged} is not None:")
-            self.w.emit(f"    raise MappingError({tuple(node.where)!r}, "
-                        f"'@merge expected an object, got ' + describe_type({merged}))")
-        for key, child in node.fields:
-            if type(child) is Literal:
-                if child.value is not None and not (node.drop_empty and _is_empty(child.value)):
-                    self.w.emit(f"{out}[{key!r}] = {self.literal(child.value)}")
-                continue
-            value = self.value(child, ctx)
-            if type(child) is Object and not node.drop_empty:
-                self.w.emit(f"{out}[{key!r}] = {value}")  # an object is never null
-                continue
-            self.w.emit(f"if {keep(value)}:")
-            self.w.emit(f"    {out}[{key!r}] = {value}")
-        return out
-
-    def array(self, node: Array, ctx: Context) -> str:
-        out = self.w.temp("arr")
-        self.w.emit(f"{out} = []")
-        for child in node.items:
-            value = self.value(child, ctx)
-            self.w.emit(f"if {value} is not None:")
-            self.w.emit(f"    {out}.append({value})")
-        return out
-
-    def modified(self, node: Modified, ctx: Context) -> str:
-        value = self.value(node.inner, ctx)
-        out = self.w.temp()
-        self.w.emit(f"{out} = {value}")
-        where = repr(tuple(node.where))
-        for name, fn, args in node.filters:
-            message = f"filter '{name}' failed: "
-            self.w.emit(f"# filter {name}")
-            self.w.emit("try:")
-            with self.w.indented():
-                values = [self.value(arg, ctx) for arg in args]
-                call = ", ".join([out] + values)
-                present = getattr(fn, "when_present", None)  # a built-in: null in, null out
-                if present is None:
-                    self.w.emit(f"{out} = {self.w.constant(fn, 'filter_' + name)}({call})")
-                else:
-                    self.w.emit(f"if {out} is not None:")
-                    self.w.emit(f"    {out} = {self.w.constant(present, 'filter_' + name)}({call})")
-            self.w.emit("except FilterError as exc:")
-            self.w.emit(f"    raise MappingError({where}, str(exc)) from None")
-            self.w.emit("except (TypeError, ValueError, ArithmeticError) as exc:")
-            self.w.emit(f"    raise MappingError({where}, {message!r} + str(exc)) from None")
-        if node.default is not None:
-            self.w.emit(f"if {empty_check(out)}:")
-            with self.w.indented():
-                default = self.value(node.default, ctx)
-                self.w.emit(f"{out} = {default}")
-        return out
-
-    def condition(self, node: Condition, ctx: Context) -> str:
-        test, out = self.w.temp("test"), self.w.temp()
-        self.w.emit(f"# if {node.source}")
-        self.read(node.expression, node.from_root, ctx, test)
-        self.w.emit(f"if {test} is None or {test} is False or (isinstance({test}, _EMPTIABLE) and not {test}):")
-        with self.w.indented():
-            if node.otherwise is None:
-                self.w.emit(f"{out} = None")
-            else:
-                self.w.emit(f"{out} = {self.value(node.otherwise, ctx)}")
-        self.w.emit("else:")
-        with self.w.indented():
-            if node.then is None:
-                self.w.emit(f"{out} = None")
-            else:
-                self.w.emit(f"{out} = {self.value(node.then, ctx)}")
-        return out
-
-    def each(self, node: Each, ctx: Context) -> str:
-        items = self.value(node.source, ctx)
-        out, item = self.w.temp("each"), self.w.temp("item")
-        self.w.emit(f"if {items} is None:")
-        self.w.emit(f"    {out} = None")
-        self.w.emit(f"elif not isinstance({items}, list):")
-        self.w.emit(f"    raise MappingError({tuple(node.where)!r}, '@each expected a list, got ' + describe_type({items}))")
-        self.w.emit("else:")
-        with self.w.indented():
-            self.w.emit(f"{out} = []")
-            self.w.emit(f"for {item} in {items}:")
-            with self.w.indented():
-                mapped = self.value(node.mapper, Context(item, item))
-                self.w.emit(f"if {mapped} is not None:")
-                self.w.emit(f"    {out}.append({mapped})")
-        return out
-
-    def function_call(self, node: Function, ctx: Context) -> str:
-        args = self.value(node.args, ctx) if node.args is not None else "None"
-        out = self.w.temp()
-        fn = self.w.constant(node.fn, "function")
-        message = f"function '{node.name}' failed: "
-        self.w.emit("try:")
-        self.w.emit(f"    {out} = {fn}(**({args} or {{}}))")
-        self.w.emit("except MappingError:")
-        self.w.emit("    raise")
-        self.w.emit("except Exception as exc:")
-        self.w.emit(f"    raise MappingError({tuple(node.where)!r}, {message!r} + str(exc)) from None")
-        return out
-
-
-def _is_empty(value) -> bool:
-    return value is None or (isinstance(value, EMPTIABLE) and len(value) == 0)
-
-
-def plain_path(parsed: dict) -> list | None:
-    """['a', 'b'] for ``a.b``, [] for ``@``, None for anything that needs JMESPath itself."""
-    kind = parsed["type"]
-    if kind == "current":
-        return []
-    if kind == "field":
-        return [parsed["value"]]
-    if kind == "subexpression":
-        steps = []
-        for child in parsed["children"]:
-            inner = plain_path(child)
-            if inner is None:
-                return None
-            steps += inner
-        return steps
-    return None
-
-
-def or_of_plain_paths(parsed: dict) -> list | None:
-    """[['a'], ['b', 'c']] for ``a || b.c``; None otherwise."""
-    if parsed["type"] == "or_expression":
-        left, right = (or_of_plain_paths(child) for child in parsed["children"])
-        return None if left is None or right is None else left + right
-    steps = plain_path(parsed)
-    return None if steps is None else [steps]
+        """A scope a translated template reads (the loader refused any other name)."""
+        return self.scope(name, ctx)
 
 
 class CompiledCode:
@@ -423,7 +202,7 @@ class CompiledCode:
         self.function = namespace[name]
 
     def constants(self, settings: dict) -> list:
-        """The route's constants; raises MappingError as the interpreter would, on first use."""
+        """The route's constants (settings-only values); raises MappingError on the first that fails."""
         scope = Scope({}, settings, {})
         return [node.evaluate(scope) for node in self.route_nodes]
 
@@ -442,10 +221,18 @@ def generate_values(name: str, doc: str, nodes: list) -> CompiledCode:
     return CompiledCode(name, "\n".join(writer.lines) + "\n", writer.namespace, writer.route_nodes)
 
 
-def is_static(node: Node) -> bool:
-    """True when a node's value depends on settings alone: a literal, or a template reading only settings."""
-    if type(node) is Literal:
-        return True
-    if type(node) is Template:
-        return reads_only_settings(template_ast(node.source), BUILTIN_FILTERS)
-    return False
+def evaluator(node: Node, in_item: bool):
+    """``run(event, settings, vars, item)``: the code generated for one node, on its own (no route constants)."""
+    writer = Writer(hoist=False)
+    writer.lines.append("def evaluate(event, settings, vars, item):")
+    generator = Generator(writer)
+    ctx = generator.item_context("item") if in_item else Context("event", None)
+    value = generator.value(node, ctx)
+    writer.emit(f"return {value}")
+    return CompiledCode("evaluate", "\n".join(writer.lines) + "\n", writer.namespace, []).function
+
+
+@functools.lru_cache(maxsize=4096)
+def reads_only_settings_template(source: str) -> bool:
+    """True when a template's value depends on settings alone (so it can be rendered once per route)."""
+    return reads_only_settings(template_ast(source), BUILTIN_FILTERS)

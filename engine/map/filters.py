@@ -39,6 +39,7 @@ from jinja2 import Undefined
 from engine.problems import EventmapError
 
 from .. import jsoncodec as _jsoncodec
+from .runtime import is_empty
 
 __all__ = ["FILTERS", "FilterError", "register_filter"]
 
@@ -258,6 +259,8 @@ def snake_case(value: Any) -> str:
     word; any run of non-alphanumerics becomes one "_"; leading/trailing "_"
     trimmed. Digits are never split from adjacent letters ("Last30Days" ->
     last30days). Non-ASCII letters are kept ("Café Crème" -> café_crème).
+
+    Example: "Order Completed" | snake_case() -> "order_completed"
     """
     text = _text("snake_case", value)
     words: list[str] = []
@@ -283,21 +286,30 @@ def snake_case(value: Any) -> str:
 @register_filter("lower")
 @_missing_stays_missing
 def lower(value: Any) -> str:
-    """Lowercase text, e.g. emails before hashing or matching."""
+    """Lowercase text, e.g. emails before hashing or matching.
+
+    Example: "Ann@Example.COM" | lower() -> "ann@example.com"
+    """
     return _text("lower", value).lower()
 
 
 @register_filter("upper")
 @_missing_stays_missing
 def upper(value: Any) -> str:
-    """Uppercase text, e.g. country or currency codes."""
+    """Uppercase text, e.g. country or currency codes.
+
+    Example: "eu" | upper() -> "EU"
+    """
     return _text("upper", value).upper()
 
 
 @register_filter("trim")
 @_missing_stays_missing
 def trim(value: Any) -> str:
-    """Strip leading and trailing whitespace (Unicode-aware)."""
+    """Strip leading and trailing whitespace (Unicode-aware).
+
+    Example: "  ann  " | trim() -> "ann"
+    """
     return _text("trim", value).strip()
 
 
@@ -308,7 +320,10 @@ def trim(value: Any) -> str:
 @register_filter("epoch_ms")
 @_missing_stays_missing
 def epoch_ms(value: Any) -> int:
-    """ISO-8601 date-time (naive = UTC) -> integer milliseconds since the Unix epoch; numbers pass through as int."""
+    """ISO-8601 date-time (naive = UTC) -> integer milliseconds since the Unix epoch; numbers pass through as int.
+
+    Example: "2024-01-02T03:04:05Z" | epoch_ms() -> 1704164645000
+    """
     if _is_number(value):
         return _whole("epoch_ms", value)
     return (_as_datetime("epoch_ms", value) - _EPOCH) // timedelta(milliseconds=1)
@@ -317,7 +332,10 @@ def epoch_ms(value: Any) -> int:
 @register_filter("epoch_s")
 @_missing_stays_missing
 def epoch_s(value: Any) -> int:
-    """ISO-8601 date-time (naive = UTC) -> integer seconds since the Unix epoch; numbers (taken as seconds) pass through as int."""
+    """ISO-8601 date-time (naive = UTC) -> integer seconds since the Unix epoch; numbers (taken as seconds) pass through as int.
+
+    Example: "2024-01-02T03:04:05Z" | epoch_s() -> 1704164645
+    """
     if _is_number(value):
         return _whole("epoch_s", value)
     return (_as_datetime("epoch_s", value) - _EPOCH) // timedelta(seconds=1)
@@ -326,7 +344,10 @@ def epoch_s(value: Any) -> int:
 @register_filter("iso8601")
 @_missing_stays_missing
 def iso8601(value: Any) -> str:
-    """Normalise a date-time (ISO-8601 string, or epoch milliseconds) to UTC "YYYY-MM-DDTHH:MM:SS.sssZ"."""
+    """Normalise a date-time (ISO-8601 string, or epoch milliseconds) to UTC "YYYY-MM-DDTHH:MM:SS.sssZ".
+
+    Example: 1704164645000 | iso8601() -> "2024-01-02T03:04:05.000Z"
+    """
     dt = _as_datetime("iso8601", value)
     return (
         f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T"
@@ -337,7 +358,10 @@ def iso8601(value: Any) -> str:
 @register_filter("date")
 @_missing_stays_missing
 def to_date(value: Any) -> str:
-    """The UTC calendar date "YYYY-MM-DD" of a date-time (ISO-8601 string, or epoch milliseconds)."""
+    """The UTC calendar date "YYYY-MM-DD" of a date-time (ISO-8601 string, or epoch milliseconds).
+
+    Example: "2024-01-02T03:04:05Z" | date() -> "2024-01-02"
+    """
     dt = _as_datetime("date", value)
     return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
 
@@ -349,14 +373,20 @@ def to_date(value: Any) -> str:
 @register_filter("base64")
 @_missing_stays_missing
 def to_base64(value: Any) -> str:
-    """Standard (padded, non-URL-safe) base64 of UTF-8 text or bytes, e.g. for Basic auth."""
+    """Standard (padded, non-URL-safe) base64 of UTF-8 text or bytes, e.g. for Basic auth.
+
+    Example: "user:pass" | base64() -> "dXNlcjpwYXNz"
+    """
     return _b64.b64encode(_raw("base64", value)).decode("ascii")
 
 
 @register_filter("base64_decode")
 @_missing_stays_missing
 def from_base64(value: Any) -> str:
-    """Decode standard base64 (whitespace and missing padding tolerated) to UTF-8 text."""
+    """Decode standard base64 (whitespace and missing padding tolerated) to UTF-8 text.
+
+    Example: "dXNlcjpwYXNz" | base64_decode() -> "user:pass"
+    """
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value).decode("ascii", errors="replace")
     text = "".join(_text("base64_decode", value).split())
@@ -374,7 +404,10 @@ def from_base64(value: Any) -> str:
 @register_filter("sha256")
 @_missing_stays_missing
 def sha256(value: Any) -> str:
-    """Lowercase hex SHA-256 of UTF-8 text, as ad platforms want for hashed identifiers."""
+    """Lowercase hex SHA-256 of UTF-8 text, as ad platforms want for hashed identifiers.
+
+    Example: "ann@example.com" | sha256() -> "71d4f55f72fa128dfb468a1a3901507c804b74316488744d769d7f4b16696476"
+    """
     return hashlib.sha256(_raw("sha256", value)).hexdigest()
 
 
@@ -387,28 +420,40 @@ def _hmac_digest(filter_name: str, value: Any, key: Any, digest: Callable[..., A
 @register_filter("hmac_sha256")
 @_missing_stays_missing
 def hmac_sha256(value: Any, key: Any) -> str:
-    """Lowercase hex HMAC-SHA256 of the value under key, for signed requests and webhooks."""
+    """Lowercase hex HMAC-SHA256 of the value under key, for signed requests and webhooks.
+
+    Example: "body" | hmac_sha256("key") -> "515aae133b435d4000956731f68ae5cf5eb85d4f0dc6a546d2bfcd3595ec1ae1"
+    """
     return _hmac_digest("hmac_sha256", value, key).hex()
 
 
 @register_filter("url_segment")
 @_missing_stays_missing
 def url_segment(value: Any) -> str:
-    """Percent-encode one URL path segment, '/' included: an id from a payload must not reach another path."""
+    """Percent-encode one URL path segment, '/' included: an id from a payload must not reach another path.
+
+    Example: "a/b c" | url_segment() -> "a%2Fb%20c"
+    """
     return _quote(value if isinstance(value, str) else str(value), safe="")
 
 
 @register_filter("uuid5")
 @_missing_stays_missing
 def to_uuid5(value: Any) -> str:
-    """A UUID derived from the text, the same every time: stable message ids for retried deliveries."""
+    """A UUID derived from the text, the same every time: stable message ids for retried deliveries.
+
+    Example: "gladly:42:created" | uuid5() -> "5acdb221-ec5b-5240-82c8-f6e8aa7f72e3"
+    """
     return str(_uuid.uuid5(EVENTMAP_NAMESPACE, _text("uuid5", value)))
 
 
 @register_filter("hmac_sha256_base64")
 @_missing_stays_missing
 def hmac_sha256_base64(value: Any, key: Any) -> str:
-    """Standard base64 of the raw HMAC-SHA256 of the value under key, for vendors that sign that way."""
+    """Standard base64 of the raw HMAC-SHA256 of the value under key, for vendors that sign that way.
+
+    Example: "body" | hmac_sha256_base64("key") -> "UVquEztDXUAAlWcx9orlz164XU8NxqVG0r/NNZXsGuE="
+    """
     return _b64.b64encode(_hmac_digest("hmac_sha256_base64", value, key)).decode("ascii")
 
 
@@ -455,7 +500,10 @@ def hmac_sha512_base64(value: Any, key: Any) -> str:
 @register_filter("json")
 @_missing_stays_missing
 def to_json(value: Any, sort_keys: Any = False) -> str:
-    """Compact JSON text (UTF-8 kept, no spaces), keys sorted when given true, for vendors taking JSON in a string field."""
+    """Compact JSON text (UTF-8 kept, no spaces), keys sorted when given true, for vendors taking JSON in a string field.
+
+    Example: {"b": 1, "a": [2]} | json(true) -> "{\\"a\\":[2],\\"b\\":1}"
+    """
     if not isinstance(sort_keys, bool):
         raise FilterError(f"json's sort_keys argument must be true or false, {_got(sort_keys)}")
     try:
@@ -478,6 +526,8 @@ def e164(value: Any, region: Any = None) -> str:
     When the number cannot be parsed, is not a possible number, or has no "+"
     and no region, the input is returned trimmed rather than raising: a
     phone number a vendor may still accept is better than a dropped event.
+
+    Example: "020 7946 0018" | e164("GB") -> "+442079460018"
     """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
@@ -505,7 +555,10 @@ _FALSE = {"false", "0"}
 @register_filter("string")
 @_missing_stays_missing
 def to_string(value: Any) -> str:
-    """Value as text: booleans as "true"/"false", objects and lists as compact JSON, bytes as UTF-8."""
+    """Value as text: booleans as "true"/"false", objects and lists as compact JSON, bytes as UTF-8.
+
+    Example: 42 | string() -> "42"
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -523,7 +576,10 @@ def to_string(value: Any) -> str:
 @register_filter("number")
 @_missing_stays_missing
 def to_number(value: Any) -> int | float:
-    """Text or number -> int when integral ("4.0" -> 4), else float; for vendors that reject numbers sent as strings."""
+    """Text or number -> int when integral ("4.0" -> 4), else float; for vendors that reject numbers sent as strings.
+
+    Example: "12.50" | number() -> 12.5
+    """
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise FilterError(f"number expects text or a number, {_got(value)}")
     if isinstance(value, int):
@@ -545,7 +601,10 @@ def to_number(value: Any) -> int | float:
 @register_filter("boolean")
 @_missing_stays_missing
 def to_boolean(value: Any) -> bool:
-    """true/false from a boolean, 1/0, or the text "true"/"false"/"1"/"0" (any case, trimmed)."""
+    """true/false from a boolean, 1/0, or the text "true"/"false"/"1"/"0" (any case, trimmed).
+
+    Example: "true" | boolean() -> true
+    """
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -568,7 +627,10 @@ _SCALARS = (str, int, float, bool)
 @register_filter("flatten")
 @_missing_stays_missing
 def flatten(value: Any, sep: Any = ".") -> dict:
-    """Nested object -> one level with joined keys ("a.b"); lists become compact JSON, None is dropped. For vendors (e.g. Crisp) taking only flat values."""
+    """Nested object -> one level with joined keys ("a.b"); lists become compact JSON, None is dropped. For vendors (e.g. Crisp) taking only flat values.
+
+    Example: {"a": {"b": 1}, "c": 2} | flatten(".") -> {"a.b": 1, "c": 2}
+    """
     obj = _mapping("flatten", value)
     if not isinstance(sep, str):
         raise FilterError(f"flatten's separator must be text, {_got(sep)}")
@@ -597,7 +659,10 @@ def _empty(item: Any) -> bool:
 @register_filter("compact")
 @_missing_stays_missing
 def compact(value: Any) -> dict | list:
-    """Drop None, "", [] and {} entries from an object (one level) or a list; false and 0 are kept."""
+    """Drop None, "", [] and {} entries from an object (one level) or a list; false and 0 are kept.
+
+    Example: {"a": "", "b": 0, "c": null, "d": []} | compact() -> {"b": 0}
+    """
     if isinstance(value, dict):
         return {k: v for k, v in value.items() if not _empty(v)}
     if isinstance(value, (list, tuple)):
@@ -607,9 +672,12 @@ def compact(value: Any) -> dict | list:
 
 @register_filter("default")
 def default(value: Any, fallback: Any) -> Any:
-    """The fallback when the value is missing (None/undefined) or "", else the value unchanged."""
+    """The fallback when the value is empty (null, undefined, "", [] or {}; false and 0 are values), else the value.
+
+    Example: "" | default("n/a") -> "n/a"
+    """
     value = _plain(value)
-    return _plain(fallback) if value is None or value == "" else value
+    return _plain(fallback) if is_empty(value) else value
 
 
 def _keys(args: tuple) -> list:
@@ -626,7 +694,10 @@ def _keys(args: tuple) -> list:
 @register_filter("omit")
 @_missing_stays_missing
 def omit(value: Any, *keys: Any) -> dict:
-    """A copy of the object without the named keys (absent keys are ignored)."""
+    """A copy of the object without the named keys (absent keys are ignored).
+
+    Example: {"a": 1, "b": 2} | omit("b") -> {"a": 1}
+    """
     obj = _mapping("omit", value)
     drop = set(_keys(keys))
     return {k: v for k, v in obj.items() if k not in drop}
@@ -635,7 +706,10 @@ def omit(value: Any, *keys: Any) -> dict:
 @register_filter("pick")
 @_missing_stays_missing
 def pick(value: Any, *keys: Any) -> dict:
-    """A new object with only the named keys that are present, in the order named."""
+    """A new object with only the named keys that are present, in the order named.
+
+    Example: {"a": 1, "b": 2} | pick("a") -> {"a": 1}
+    """
     obj = _mapping("pick", value)
     return {k: obj[k] for k in dict.fromkeys(_keys(keys)) if k in obj}
 
@@ -643,7 +717,10 @@ def pick(value: Any, *keys: Any) -> dict:
 @register_filter("split_name")
 @_missing_stays_missing
 def split_name(value: Any, part: Any) -> str | None:
-    """First word ("first") or the remaining words ("last") of a full name; a one-word name has no last name (None)."""
+    """First word ("first") or the remaining words ("last") of a full name; a one-word name has no last name (None).
+
+    Example: "Ann Marie Lee" | split_name("last") -> "Marie Lee"
+    """
     if part not in ("first", "last"):
         raise FilterError(f"split_name's part must be 'first' or 'last', got {_show(part)}")
     words = _text("split_name", value).split()

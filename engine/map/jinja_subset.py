@@ -9,7 +9,8 @@ caller keeps Jinja2 for it, so the subset only has to be right, not complete.
 The subset keeps Jinja2's semantics exactly: a missing value is Undefined
 (``_U`` in generated code), which reads as "" in text and None in a whole
 expression; ``a.b`` reads a dict key; filters are the same callables Jinja2
-would call; ``~`` joins ``str()`` of each side; ``or`` treats Undefined as false.
+would call; ``~`` joins ``str()`` of each side; ``a or b`` is ``a`` unless it is empty
+(null, Undefined, "", [] or {}: runtime.first_value), as in Jinja2 templates here.
 """
 from __future__ import annotations
 
@@ -92,8 +93,11 @@ class Translator:
         if isinstance(node, nodes.Getattr):
             if not plain_attribute(node.attr):
                 raise Unsupported("attribute that is also a method")
-            inner = self.expr(node.node)
             out = self.w.temp()
+            if isinstance(node.node, nodes.Name) and self.resolve(node.node.name) == "event":
+                self.w.emit(f"{out} = event.get({node.attr!r}, _U)")  # an action's event is always an object
+                return out
+            inner = self.expr(node.node)
             self.w.emit(f"{out} = {inner}.get({node.attr!r}, _U) if isinstance({inner}, dict) else _U")
             return out
         if isinstance(node, nodes.Filter):
@@ -106,7 +110,7 @@ class Translator:
         if isinstance(node, nodes.Or):
             left = self.expr(node.left)
             out = self.w.temp()
-            self.w.emit(f"if {left} is not _U and {left}:")
+            self.w.emit(f"if not is_empty({left}):")  # the one emptiness rule (runtime.first_value)
             self.w.emit(f"    {out} = {left}")
             self.w.emit("else:")
             with self.w.indented():

@@ -1,78 +1,55 @@
-"""The mapping language: compile YAML values once, evaluate them per event.
+"""The mapping language: every value form and directive, defined once.
 
 A value in a mapping is one of:
 
 * a literal: a number, boolean, null, or a string with no ``{{``;
 * a Jinja2 template: any string containing ``{{`` or ``{%``; a string that is
   one ``{{ expression }}`` and nothing else keeps the expression's type;
-* an object with plain keys: a nested object, each key mapped in turn; it may
-  also carry ``@merge`` (copy the keys of another object first), ``@omit``
-  (keys of the merge to leave out) and ``@drop_empty`` (drop "", [] and {});
-* a list: each element mapped;
-* a directive, an object whose keys all start with ``@``:
-  ``@path`` (a JMESPath read, or a list of them tried in order until one is
-  not empty), ``@literal``, ``@if``/``@then``/``@else``, ``@each``/``@map``,
-  ``@function``/``@args``; any of them may add ``@filter`` and ``@default``.
+* an object with plain keys, each key mapped in turn (it may carry the object
+  options of OBJECT_OPTIONS); a list, each element mapped;
+* a directive: an object whose keys all start with ``@`` (DIRECTIVES).
 
-Null results are always left out of objects. Everything that can be checked
-without an event (expression syntax, filter and function names, settings
-names) is checked here, at load time, and reported as Problems.
+Each directive is one class below, and the class is the whole definition: the
+keys it owns, their JSON-Schema fragments, how it compiles (YAML -> node), the
+Python it emits (``emit``, through map/codegen.py), how it describes itself for
+``explain``, its error wordings, and a documented example that a test runs.
+The mapping schema, the loader's checks and docs/language.md are generated
+from (or checked against) this registry: ``python -m engine.map.reference``.
+
+There is one semantics: the generated Python. ``Node.evaluate`` runs the code
+generated for that one node, so explain, sources and envelopes read values
+exactly as a compiled action does. Helpers that code uses live in runtime.py.
+Everything that can be checked without an event (expression syntax, filter and
+function names, settings names) is checked here, at load time.
 """
 from __future__ import annotations
 
 import functools
 import json
 import re
+from typing import Any, ClassVar
 
 import jmespath
 from jinja2 import TemplateError
 from jmespath.exceptions import JMESPathError
 
-from ..problems import EventmapError
-from .filters import FILTERS, FilterError
+from .filters import FILTERS
 from .functions import FUNCTIONS
+from .runtime import MappingError, describe_type, is_empty, is_truthy
 from .templates import WHOLE_EXPRESSION, Facts, environment, is_template, render_bounded
 
+__all__ = ["MappingError", "describe_type", "is_empty", "is_truthy"]  # re-exported: callers import them from here
+
 UNKNOWN_FILTER = re.compile(r"No filter named '([^']+)'")
-SOURCES = ("@path", "@literal", "@if", "@each", "@function")
-MODIFIERS = ("@filter", "@default")
-COMPANIONS = {"@if": ("@then", "@else"), "@each": ("@map",), "@function": ("@args",)}
-OBJECT_OPTIONS = ("@merge", "@omit", "@drop_empty")
-DIRECTIVE_KEYS = frozenset(SOURCES + MODIFIERS + OBJECT_OPTIONS
-                           + tuple(k for ks in COMPANIONS.values() for k in ks))
-SOURCE_KEYS = frozenset(SOURCES)
-ALLOWED_WITH = {source: frozenset(MODIFIERS + (source,) + COMPANIONS.get(source, ())) for source in SOURCES}
+ACTION_SCOPES = frozenset({"event"})   # besides settings and vars (and item inside @each/@map)
+ENVELOPE_SCOPES = frozenset({"items"})  # an envelope, and a batch request, read the mapped items
+SOURCE_SCOPES = frozenset({"payload", "lookups"})
 
-
-class MappingError(EventmapError):
-    """A value could not be produced for this event (bad data, failing filter)."""
-
-    def __init__(self, path: str, message: str):
-        super().__init__(message)
-        self.path = path
-        self.message = message
-
-
-def is_empty(value) -> bool:
-    return value is None or (isinstance(value, (str, list, dict)) and len(value) == 0)
-
-
-def is_truthy(value) -> bool:
-    """JMESPath truthiness: only null, false and empty string/list/object are false."""
-    return not (value is None or value is False or is_empty(value))
-
-
-def describe_type(value) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            type(None): "null"}.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
-
-
-# --------------------------------------------------------------------------- scope
 
 class Scope:
     """What one evaluation can see: the event, the settings, vars, and the current item."""
 
-    __slots__ = ("event", "settings", "vars", "item", "in_item", "_jinja")
+    __slots__ = ("event", "settings", "vars", "item", "in_item")
 
     def __init__(self, event, settings, vars=None, item=None, in_item=False):
         self.event = event
@@ -80,28 +57,12 @@ class Scope:
         self.vars = vars if vars is not None else {}
         self.item = item
         self.in_item = in_item
-        self._jinja = None
-
-    @property
-    def data(self):
-        """What ``@path`` reads: the item inside ``@each``, the event elsewhere."""
-        return self.item if self.in_item else self.event
 
     def for_item(self, item) -> Scope:
         return Scope(self.event, self.settings, self.vars, item, True)
 
-    def jinja(self) -> dict:
-        if self._jinja is None:
-            names = dict(self.event) if isinstance(self.event, dict) else {}
-            names.update(settings=self.settings, vars=self.vars)
-            if self.in_item:
-                names["item"] = self.item
-            self._jinja = names
-        return self._jinja
-
     def set_var(self, name, value) -> None:
         self.vars[name] = value
-        self._jinja = None
 
 
 # --------------------------------------------------------------------------- nodes
@@ -109,13 +70,31 @@ class Scope:
 class Node:
     """A compiled value. ``where`` is its JSON path in the mapping file, for messages."""
 
-    __slots__ = ("where",)
+    __slots__ = ("where", "_code")
+    where: tuple  # the value's JSON path in the mapping file
 
     def evaluate(self, scope: Scope):
+        """This node's value, computed by the Python generated for it (the one semantics)."""
+        code: dict[bool, Any] | None = getattr(self, "_code", None)
+        if code is None:
+            code = {}
+            self._code = code
+        run = code.get(scope.in_item)
+        if run is None:
+            from .codegen import evaluator  # codegen writes the code each node's emit() describes
+            run = code[scope.in_item] = evaluator(self, scope.in_item)
+        return run(scope.event, scope.settings, scope.vars, scope.item)
+
+    def emit(self, gen, ctx) -> str:
+        """Write this node's statements through ``gen`` (a codegen.Generator); return the local holding the value."""
         raise NotImplementedError
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def static(self) -> bool:
+        """True when the value depends on settings alone (computed once per route)."""
+        return False
 
 
 class Literal(Node):
@@ -124,8 +103,13 @@ class Literal(Node):
     def __init__(self, where, value):
         self.where, self.value = where, value
 
-    def evaluate(self, scope):
-        return self.value
+    def emit(self, gen, ctx):
+        out = gen.w.temp()
+        gen.w.emit(f"{out} = {gen.literal(self.value)}")
+        return out
+
+    def static(self):
+        return True
 
     def describe(self):
         return json.dumps(self.value, ensure_ascii=False)
@@ -140,22 +124,34 @@ class Template(Node):
         self.where, self.source, self.whole = where, source, whole
         self._render = None
 
-    def evaluate(self, scope):
-        return self.run(scope.jinja())
+    def emit(self, gen, ctx):
+        return gen.template(self, ctx)
+
+    def static(self):
+        from .codegen import reads_only_settings_template
+        return reads_only_settings_template(self.source)
 
     def run(self, names: dict):
-        """Render with these names (what Scope.jinja() builds); bad data raises MappingError."""
+        """Render with Jinja2 and these names; bad data raises MappingError (generated code calls this)."""
         if self._render is None:
             self._render = compiled_template(self.source, self.whole)
         try:
             return self._render(names)
-        except FilterError as exc:
-            raise MappingError(self.where, str(exc)) from None
+        except MappingError:
+            raise
         except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-            raise MappingError(self.where, f"template {self.source!r} failed: {exc}") from None
+            raise MappingError(self.where, template_failure(self.source, exc)) from None
 
     def describe(self):
         return f"template {self.source}"
+
+
+def template_failure(source: str, exc: Exception) -> str:
+    """The one wording of a template that failed on this event's data."""
+    from .filters import FilterError
+    if isinstance(exc, FilterError):
+        return str(exc)
+    return f"template {source!r} failed: {exc}"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -180,115 +176,16 @@ def compiled_template(source: str, whole: bool):
     """A render function ``names -> value`` for a template; a whole ``{{ expression }}`` keeps its type."""
     env = environment()
     if whole:
-        expression = env.compile_expression(WHOLE_EXPRESSION.match(source).group("expr"), undefined_to_none=True)
+        match = WHOLE_EXPRESSION.match(source)
+        assert match is not None
+        expression = env.compile_expression(match.group("expr"), undefined_to_none=True)
         return lambda names: expression(**names)
     return functools.partial(render_bounded, env.from_string(source))
 
 
-class Path(Node):
-    __slots__ = ("sources", "reads")
-
-    def __init__(self, where, sources, reads):
-        # reads: list of (text, compiled expression, reads_event_root)
-        self.where, self.sources, self.reads = where, sources, reads
-
-    def evaluate(self, scope):
-        for _text, expression, from_root in self.reads:
-            data = scope.event if from_root else scope.data
-            value = expression.search(data)
-            if not is_empty(value):
-                return value
-        return None
-
-    def describe(self):
-        return "path " + " | else ".join(self.sources)
-
-
-class Condition(Node):
-    __slots__ = ("source", "expression", "from_root", "then", "otherwise")
-
-    def __init__(self, where, source, expression, from_root, then, otherwise):
-        self.where, self.source, self.expression = where, source, expression
-        self.from_root, self.then, self.otherwise = from_root, then, otherwise
-
-    def evaluate(self, scope):
-        data = scope.event if self.from_root else scope.data
-        branch = self.then if is_truthy(self.expression.search(data)) else self.otherwise
-        return branch.evaluate(scope) if branch is not None else None
-
-    def describe(self):
-        return f"if {self.source}"
-
-
-class Each(Node):
-    __slots__ = ("source", "mapper")
-
-    def __init__(self, where, source, mapper):
-        self.where, self.source, self.mapper = where, source, mapper
-
-    def evaluate(self, scope):
-        items = self.source.evaluate(scope)
-        if items is None:
-            return None
-        if not isinstance(items, list):
-            raise MappingError(self.where, f"@each expected a list, got {describe_type(items)}")
-        mapped = (self.mapper.evaluate(scope.for_item(item)) for item in items)
-        return [value for value in mapped if value is not None]
-
-    def describe(self):
-        return f"each item of {self.source.describe()}"
-
-
-class Function(Node):
-    __slots__ = ("name", "fn", "args")
-
-    def __init__(self, where, name, fn, args):
-        self.where, self.name, self.fn, self.args = where, name, fn, args
-
-    def evaluate(self, scope):
-        args = self.args.evaluate(scope) if self.args is not None else {}
-        try:
-            return self.fn(**(args or {}))
-        except MappingError:
-            raise
-        except Exception as exc:  # a user's function must not crash the run
-            raise MappingError(self.where, f"function '{self.name}' failed: {exc}") from None
-
-    def describe(self):
-        return f"function {self.name}"
-
-
-class Modified(Node):
-    """Filters, then a default, applied to another node's value."""
-
-    __slots__ = ("inner", "filters", "default")
-
-    def __init__(self, where, inner, filters, default):
-        self.where, self.inner, self.filters, self.default = where, inner, filters, default
-
-    def evaluate(self, scope):
-        value = self.inner.evaluate(scope)
-        for name, fn, args in self.filters:  # built-in filters pass None through; `default` replaces it
-            try:
-                value = fn(value, *(arg.evaluate(scope) for arg in args))
-            except FilterError as exc:
-                raise MappingError(self.where, str(exc)) from None
-            except (TypeError, ValueError, ArithmeticError) as exc:
-                raise MappingError(self.where, f"filter '{name}' failed: {exc}") from None
-        if self.default is not None and is_empty(value):
-            value = self.default.evaluate(scope)
-        return value
-
-    def describe(self):
-        text = self.inner.describe()
-        if self.filters:
-            text += " | " + " | ".join(name for name, _, _ in self.filters)
-        if self.default is not None:
-            text += f" (default {self.default.describe()})"
-        return text
-
-
 class Object(Node):
+    """Plain keys, each mapped; with the object options (@merge, @omit, @drop_empty)."""
+
     __slots__ = ("fields", "merge", "omit", "drop_empty")
 
     def __init__(self, where, fields, merge, omit, drop_empty):
@@ -296,24 +193,34 @@ class Object(Node):
         self.omit = frozenset(omit) | {key for key, _ in fields}
         self.drop_empty = drop_empty
 
-    def evaluate(self, scope):
-        result = {}
+    def emit(self, gen, ctx):
+        w = gen.w
+        out = w.temp("obj")
+        w.emit(f"{out} = {{}}")
+        keep = (lambda v: f"not ({empty_test(v)})") if self.drop_empty else (lambda v: f"{v} is not None")
         if self.merge is not None:
-            extra = self.merge.evaluate(scope)
-            if isinstance(extra, dict):
-                for key, value in extra.items():
-                    if key not in self.omit and self._keep(value):
-                        result[key] = value
-            elif extra is not None:
-                raise MappingError(self.where, f"@merge expected an object, got {describe_type(extra)}")
-        for key, node in self.fields:
-            value = node.evaluate(scope)
-            if self._keep(value):
-                result[key] = value
-        return result
-
-    def _keep(self, value) -> bool:
-        return value is not None and not (self.drop_empty and is_empty(value))
+            merged = gen.value(self.merge, ctx)
+            omit = w.constant(self.omit, "OMIT")
+            key, item = w.temp("k"), w.temp("x")
+            w.emit(f"if isinstance({merged}, dict):")
+            w.emit(f"    for {key}, {item} in {merged}.items():")
+            w.emit(f"        if {key} not in {omit} and {keep(item)}:")
+            w.emit(f"            {out}[{key}] = {item}")
+            w.emit(f"elif {merged} is not None:")
+            w.emit(f"    raise MappingError({tuple(self.where)!r}, "
+                   f"'@merge expected an object, got ' + describe_type({merged}))")
+        for key, child in self.fields:
+            if type(child) is Literal:
+                if child.value is not None and not (self.drop_empty and is_empty(child.value)):
+                    w.emit(f"{out}[{key!r}] = {gen.literal(child.value)}")
+                continue
+            value = gen.value(child, ctx)
+            if type(child) is Object and not self.drop_empty:
+                w.emit(f"{out}[{key!r}] = {value}")  # an object is never null
+                continue
+            w.emit(f"if {keep(value)}:")
+            w.emit(f"    {out}[{key!r}] = {value}")
+        return out
 
     def describe(self):
         return "object"
@@ -325,12 +232,407 @@ class Array(Node):
     def __init__(self, where, items):
         self.where, self.items = where, items
 
-    def evaluate(self, scope):
-        values = (item.evaluate(scope) for item in self.items)
-        return [value for value in values if value is not None]
+    def emit(self, gen, ctx):
+        out = gen.w.temp("arr")
+        gen.w.emit(f"{out} = []")
+        for child in self.items:
+            value = gen.value(child, ctx)
+            gen.w.emit(f"if {value} is not None:")
+            gen.w.emit(f"    {out}.append({value})")
+        return out
 
     def describe(self):
         return "list"
+
+
+class Modified(Node):
+    """Filters, then a default, applied to another node's value (the @filter and @default options)."""
+
+    __slots__ = ("inner", "filters", "default")
+
+    def __init__(self, where, inner, filters, default):
+        self.where, self.inner, self.filters, self.default = where, inner, filters, default
+
+    def emit(self, gen, ctx):
+        w = gen.w
+        value = gen.value(self.inner, ctx)
+        out = w.temp()
+        w.emit(f"{out} = {value}")
+        where = repr(tuple(self.where))
+        for name, fn, args in self.filters:
+            message = f"filter '{name}' failed: "
+            w.emit(f"# filter {name}")
+            w.emit("try:")
+            with w.indented():
+                values = [gen.value(arg, ctx) for arg in args]
+                call = ", ".join([out] + values)
+                present = getattr(fn, "when_present", None)  # a built-in: null in, null out
+                if present is None:
+                    w.emit(f"{out} = {w.constant(fn, 'filter_' + name)}({call})")
+                else:
+                    w.emit(f"if {out} is not None:")
+                    w.emit(f"    {out} = {w.constant(present, 'filter_' + name)}({call})")
+            w.emit("except FilterError as exc:")
+            w.emit(f"    raise MappingError({where}, str(exc)) from None")
+            w.emit("except (TypeError, ValueError, ArithmeticError) as exc:")
+            w.emit(f"    raise MappingError({where}, {message!r} + str(exc)) from None")
+        if self.default is not None:
+            w.emit(f"if {empty_test(out)}:")
+            with w.indented():
+                default = gen.value(self.default, ctx)
+                w.emit(f"{out} = {default}")
+        return out
+
+    def describe(self):
+        text = self.inner.describe()
+        if self.filters:
+            text += " | " + " | ".join(name for name, _, _ in self.filters)
+        if self.default is not None:
+            text += f" (default {self.default.describe()})"
+        return text
+
+
+# --------------------------------------------------------------------------- the directive registry
+
+class Directive(Node):
+    """A value computed by a directive; subclasses are registered with @directive.
+
+    ``key`` is the directive's own key; ``companions`` the other keys it takes
+    (key -> JSON-Schema fragment); ``schema`` the fragment for ``key``'s value;
+    ``summary`` one sentence for the reference; ``example`` a mapping value, an
+    input event and the output it gives (tests run it, the docs show it).
+    """
+
+    __slots__ = ()
+    key: ClassVar[str]
+    companions: ClassVar[dict[str, dict]] = {}
+    schema: ClassVar[dict]
+    summary: ClassVar[str]
+    example: ClassVar[dict[str, Any]]
+
+    @classmethod
+    def compile(cls, compiler: Compiler, raw: dict, path: tuple, in_item: bool) -> Node:
+        raise NotImplementedError
+
+
+DIRECTIVES: dict[str, type[Directive]] = {}
+
+
+def directive(cls: type[Directive]) -> type[Directive]:
+    """Register a directive class under its key; the schema, loader, codegen and docs all read DIRECTIVES."""
+    DIRECTIVES[cls.key] = cls
+    return cls
+
+
+class Option:
+    """A key that modifies a directive (@filter, @default) or an object (@merge, @omit, @drop_empty).
+
+    Compiled by Compiler.directive / Compiler.object into Modified and Object nodes.
+    """
+
+    __slots__ = ("key", "schema", "summary", "example")
+
+    def __init__(self, key: str, schema: dict, summary: str, example: dict):
+        self.key, self.schema, self.summary, self.example = key, schema, summary, example
+
+
+JMESPATH_SCHEMA = {"type": "string", "minLength": 1}
+MODIFIERS = {option.key: option for option in (
+    Option("@filter", {"anyOf": [{"type": "string"}, {"type": "object"},
+                                 {"type": "array", "items": {"type": ["string", "object"]}}]},
+           "with any directive: filters applied in order, each a name or `{name: [arguments]}`",
+           {"mapping": {"@path": "event.traits.email", "@filter": ["trim", "lower"]},
+            "event": {"traits": {"email": " Ann@Example.COM "}}, "output": "ann@example.com"}),
+    Option("@default", {},
+           "with any directive: the value used when the result is empty (null, \"\", [] or {}; false and 0 are values)",
+           {"mapping": {"@path": "event.traits.plan", "@default": "free"}, "event": {"traits": {"plan": ""}},
+            "output": "free"}),
+)}
+OBJECT_OPTIONS = {option.key: option for option in (
+    Option("@merge", {},
+           "on an object: copy the keys of another object (a path, or any value) first; explicit keys win",
+           {"mapping": {"@merge": "event.traits", "@omit": ["email"], "plan": "pro"},
+            "event": {"traits": {"email": "a@b.c", "name": "Ann", "plan": "free"}},
+            "output": {"name": "Ann", "plan": "pro"}}),
+    Option("@omit", {"type": "array", "items": {"type": "string"}},
+           "on an object with @merge: keys of the merged object to leave out",
+           {"mapping": {"@merge": "event.traits", "@omit": ["email"]},
+            "event": {"traits": {"email": "a@b.c", "name": "Ann"}}, "output": {"name": "Ann"}}),
+    Option("@drop_empty", {"type": "boolean"},
+           "on an object: also leave out empty values (\"\", [] and {}); false and 0 stay",
+           {"mapping": {"@drop_empty": True, "a": {"@path": "event.properties.a"}, "b": {"@path": "event.properties.b"}},
+            "event": {"properties": {"a": "", "b": 0}}, "output": {"b": 0}}),
+)}
+
+
+@directive
+class Path(Directive):
+    __slots__ = ("sources", "reads")
+    key = "@path"
+    schema: ClassVar[dict] = {"anyOf": [JMESPATH_SCHEMA, {"type": "array", "minItems": 1, "items": JMESPATH_SCHEMA}]}
+    summary = ("a [JMESPath](https://jmespath.org) read that starts with a scope (`event.`, `settings.`, `vars.`, "
+               "and `item.` inside `@each`); a list, or a top-level `a || b`, is fallbacks: the first that is not empty")
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@path": ["event.traits.email", "event.context.traits.email"]},
+               "event": {"traits": {"email": ""}, "context": {"traits": {"email": "ann@example.com"}}},
+               "output": "ann@example.com"}
+
+    def __init__(self, where, sources, reads):
+        # reads: list of (text, compiled expression), tried in order
+        self.where, self.sources, self.reads = where, sources, reads
+
+    @classmethod
+    def compile(cls, compiler, raw, path, in_item):
+        spec = raw["@path"]
+        here = path + ("@path",)
+        texts = spec if isinstance(spec, list) else [spec]
+        reads = []
+        for i, text in enumerate(texts):
+            where = here + ((i,) if isinstance(spec, list) else ())
+            reads += [(text, expression) for expression in compiler.fallbacks(text, where, "@path", in_item)]
+        return cls(path, [str(t) for t in texts], reads)
+
+    def emit(self, gen, ctx):
+        w = gen.w
+        out = w.temp()
+        w.emit(f"# {where_text(self.where)}: {self.describe()}")
+        if not self.reads:
+            w.emit(f"{out} = None")
+            return out
+        opened = 0
+        for _text, expression in self.reads:
+            gen.read(expression, ctx, out)
+            w.emit(f"if {empty_test(out)}:")
+            w.depth += 1
+            opened += 1
+        w.emit(f"{out} = None")
+        w.depth -= opened
+        return out
+
+    def describe(self):
+        return "path " + " | else ".join(self.sources)
+
+
+@directive
+class LiteralValue(Directive):
+    """``@literal``: compiles to a plain Literal node (it exists only to be written and documented)."""
+
+    __slots__ = ()
+    key = "@literal"
+    schema: ClassVar[dict] = {}
+    summary = "escape: the value exactly as written, directives and templates included"
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@literal": {"@path": "kept as is"}}, "event": {}, "output": {"@path": "kept as is"}}
+
+    @classmethod
+    def compile(cls, compiler, raw, path, in_item):
+        return Literal(path, raw["@literal"])
+
+
+@directive
+class Condition(Directive):
+    __slots__ = ("source", "expression", "then", "otherwise")
+    key = "@if"
+    companions: ClassVar[dict[str, dict]] = {"@then": {}, "@else": {}}
+    schema: ClassVar[dict] = JMESPATH_SCHEMA
+    summary = ("a condition: a JMESPath expression over the scopes, true unless null, false or empty; then `@then`, "
+               "else `@else` (or nothing)")
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@if": "event.properties.revenue", "@then": "paid", "@else": "free"},
+               "event": {"properties": {"revenue": 0}}, "output": "paid"}
+
+    def __init__(self, where, source, expression, then, otherwise):
+        self.where, self.source, self.expression = where, source, expression
+        self.then, self.otherwise = then, otherwise
+
+    @classmethod
+    def compile(cls, compiler, raw, path, in_item):
+        spec = raw["@if"]
+        compiled = compiler.jmespath(spec, path + ("@if",), "@if", in_item)
+        then = compiler.value(raw["@then"], path + ("@then",), in_item) if "@then" in raw else None
+        otherwise = compiler.value(raw["@else"], path + ("@else",), in_item) if "@else" in raw else None
+        if then is None:
+            compiler.report(path, "@if needs @then (and may have @else)")
+        if not compiled:
+            return Literal(path, None)
+        return cls(path, spec, compiled, then, otherwise)
+
+    def emit(self, gen, ctx):
+        w = gen.w
+        test, out = w.temp("test"), w.temp()
+        w.emit(f"# if {self.source}")
+        gen.read(self.expression, ctx, test)
+        w.emit(f"if {test} is False or {empty_test(test)}:")
+        with w.indented():
+            w.emit(f"{out} = {gen.value(self.otherwise, ctx) if self.otherwise is not None else None}")
+        w.emit("else:")
+        with w.indented():
+            w.emit(f"{out} = {gen.value(self.then, ctx) if self.then is not None else None}")
+        return out
+
+    def describe(self):
+        return f"if {self.source}"
+
+
+@directive
+class Each(Directive):
+    __slots__ = ("source", "mapper")
+    key = "@each"
+    companions: ClassVar[dict[str, dict]] = {"@map": {}}
+    schema: ClassVar[dict] = {}
+    summary = ("map each item of a list with `@map`; inside, `item` is the item (`item.sku`) and `event` still the "
+               "event; null results are left out")
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@each": "event.properties.products", "@map": {"id": {"@path": "item.sku"}}},
+               "event": {"properties": {"products": [{"sku": "a"}, {"sku": "b"}]}},
+               "output": [{"id": "a"}, {"id": "b"}]}
+
+    def __init__(self, where, source, mapper):
+        self.where, self.source, self.mapper = where, source, mapper
+
+    @classmethod
+    def compile(cls, compiler, raw, path, in_item):
+        if "@map" not in raw:
+            compiler.report(path, f"{cls.key} needs @map: how to map each item")
+        spec = raw[cls.key]
+        items = compiler.value({"@path": spec} if isinstance(spec, str) else spec, path + (cls.key,), in_item)
+        return cls(path, items, compiler.value(raw.get("@map"), path + ("@map",), in_item=True))
+
+    def emit(self, gen, ctx):
+        w = gen.w
+        items = gen.value(self.source, ctx)
+        out, item = w.temp("each"), w.temp("item")
+        w.emit(f"if {items} is None:")
+        w.emit(f"    {out} = None")
+        w.emit(f"elif not isinstance({items}, list):")
+        w.emit(f"    raise MappingError({tuple(self.where)!r}, '@each expected a list, got ' + describe_type({items}))")
+        w.emit("else:")
+        with w.indented():
+            w.emit(f"{out} = []")
+            w.emit(f"for {item} in {items}:")
+            with w.indented():
+                mapped = gen.value(self.mapper, gen.item_context(item))
+                w.emit(f"if {mapped} is not None:")
+                w.emit(f"    {out}.append({mapped})")
+        return out
+
+    def describe(self):
+        return f"each item of {self.source.describe()}"
+
+
+@directive
+class MapValues(Directive):
+    __slots__ = ("source", "mapper", "deep")
+    key = "@map_values"
+    companions: ClassVar[dict[str, dict]] = {"@map": {}, "@deep": {"type": "boolean"}}
+    schema: ClassVar[dict] = {}
+    summary = ("map each value of an object with `@map` (inside, `item` is the value), keeping the keys; "
+               "with `@deep: true`, values in nested objects and lists too, at any depth; null results are left out")
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@map_values": "event.traits", "@deep": True,
+                           "@map": {"@if": "type(item) == 'string'", "@then": "{{ item | upper }}",
+                                    "@else": {"@path": "item"}}},
+               "event": {"traits": {"name": "ann", "age": 3, "address": {"city": "oslo"}, "tags": ["a"]}},
+               "output": {"name": "ANN", "age": 3, "address": {"city": "OSLO"}, "tags": ["A"]}}
+
+    def __init__(self, where, source, mapper, deep):
+        self.where, self.source, self.mapper, self.deep = where, source, mapper, deep
+
+    @classmethod
+    def compile(cls, compiler, raw, path, in_item):
+        if "@map" not in raw:
+            compiler.report(path, f"{cls.key} needs @map: how to map each value")
+        deep = raw.get("@deep", False)
+        if not isinstance(deep, bool):
+            compiler.report(path + ("@deep",), "@deep must be true or false")
+        spec = raw[cls.key]
+        source = compiler.value({"@path": spec} if isinstance(spec, str) else spec, path + (cls.key,), in_item)
+        return cls(path, source, compiler.value(raw.get("@map"), path + ("@map",), in_item=True), deep is True)
+
+    def emit(self, gen, ctx):
+        w = gen.w
+        source = gen.value(self.source, ctx)
+        out, one, item, key, x = w.temp("values"), w.temp("one"), w.temp("item"), w.temp("k"), w.temp("x")
+        w.emit(f"def {one}({item}):")  # one value: the mapper's result (deep: walks objects and lists first)
+        with w.indented():
+            if self.deep:
+                w.emit(f"if isinstance({item}, dict):")
+                w.emit(f"    return {{{key}: {x} for {key}, {x} in (({key}, {one}({x})) for {key}, {x} in "
+                       f"{item}.items()) if {x} is not None}}")
+                w.emit(f"if isinstance({item}, list):")
+                w.emit(f"    return [{x} for {x} in map({one}, {item}) if {x} is not None]")
+            w.emit(f"return {gen.value(self.mapper, gen.item_context(item))}")
+        w.emit(f"if {source} is None:")
+        w.emit(f"    {out} = None")
+        w.emit(f"elif not isinstance({source}, dict):")
+        w.emit(f"    raise MappingError({tuple(self.where)!r}, '@map_values expected an object, got ' + "
+               f"describe_type({source}))")
+        w.emit("else:")
+        w.emit(f"    {out} = {{{key}: {x} for {key}, {x} in (({key}, {one}({x})) for {key}, {x} in "
+               f"{source}.items()) if {x} is not None}}")
+        return out
+
+    def describe(self):
+        return f"each value of {self.source.describe()}" + (", at any depth" if self.deep else "")
+
+
+@directive
+class Function(Directive):
+    __slots__ = ("name", "fn", "args")
+    key = "@function"
+    companions: ClassVar[dict[str, dict]] = {"@args": {"type": "object"}}
+    schema: ClassVar[dict] = {"type": "string"}
+    summary = "call a registered Python function with `@args` (an object, mapped first) as keyword arguments"
+    example: ClassVar[dict[str, Any]] = {"mapping": {"@function": "example_full_name", "@args": {"first": {"@path": "event.traits.first"},
+                                                                        "last": "Lee"}},
+               "event": {"traits": {"first": "Ann"}}, "output": "Ann Lee"}
+
+    def __init__(self, where, name, fn, args):
+        self.where, self.name, self.fn, self.args = where, name, fn, args
+
+    @classmethod
+    def compile(cls, compiler, raw, path, in_item):
+        spec = raw["@function"]
+        fn = FUNCTIONS.get(spec) if isinstance(spec, str) else None
+        if fn is None:
+            known = ", ".join(sorted(FUNCTIONS)) or "none registered"
+            compiler.report(path + ("@function",), f"unknown function {spec!r} (known: {known})")
+        args = None
+        if "@args" in raw:
+            if not isinstance(raw["@args"], dict):
+                compiler.report(path + ("@args",), "@args must be an object of keyword arguments")
+            else:
+                args = compiler.value(raw["@args"], path + ("@args",), in_item)
+        return cls(path, spec, fn, args)
+
+    def emit(self, gen, ctx):
+        w = gen.w
+        args = gen.value(self.args, ctx) if self.args is not None else "None"
+        out = w.temp()
+        fn = w.constant(self.fn, "function")
+        message = f"function '{self.name}' failed: "
+        w.emit("try:")
+        w.emit(f"    {out} = {fn}(**({args} or {{}}))")
+        w.emit("except MappingError:")
+        w.emit("    raise")
+        w.emit("except Exception as exc:")
+        w.emit(f"    raise MappingError({tuple(self.where)!r}, {message!r} + str(exc)) from None")
+        return out
+
+    def describe(self):
+        return f"function {self.name}"
+
+
+def empty_test(v: str) -> str:
+    """runtime.is_empty, written inline in generated code (a call per field costs more than the test)."""
+    return f"{v} is None or (isinstance({v}, _EMPTIABLE) and not {v})"
+
+
+def where_text(where) -> str:
+    return ".".join(str(p) for p in where)
+
+
+def directive_keys() -> set[str]:
+    """Every key a value object may carry that starts with @ (for the schema and the loader)."""
+    keys = set(MODIFIERS) | set(OBJECT_OPTIONS)
+    for cls in DIRECTIVES.values():
+        keys |= {cls.key, *cls.companions}
+    return keys
 
 
 # --------------------------------------------------------------------------- compiler
@@ -343,10 +645,10 @@ class Compiler:
     the names a template may read besides the event (``items``, ``vars``...).
     """
 
-    def __init__(self, problem, settings: set[str], variables: set[str] = frozenset()):
+    def __init__(self, problem, settings: set[str], scopes: set[str] | frozenset[str] = ACTION_SCOPES):
         self.problem = problem
         self.settings = set(settings)
-        self.variables = set(variables)
+        self.scopes = frozenset(scopes) | {"settings", "vars"}
         self.vars: set[str] = set()
         self.problems: list = []
 
@@ -360,7 +662,7 @@ class Compiler:
         if isinstance(raw, list):
             return Array(path, [self.value(item, path + (i,), in_item) for i, item in enumerate(raw)])
         if isinstance(raw, dict):
-            if not SOURCE_KEYS.isdisjoint(raw):
+            if any(key in DIRECTIVES for key in raw):
                 return self.directive(raw, path, in_item)
             return self.object(raw, path, in_item)
         return Literal(path, raw)
@@ -382,90 +684,102 @@ class Compiler:
             return Literal(path, None)
         for why in facts.refused:
             self.report(path, f"template {raw!r} {why}")
-        self.check_names(facts, path, in_item)
+        if not self.check_names(facts, raw, path, in_item):
+            return Literal(path, None)
         return Template(path, raw, whole)
 
-    def check_names(self, facts: Facts, path, in_item):
+    def check_names(self, facts: Facts, raw: str, path, in_item) -> bool:
+        """Settings, vars and scopes a template reads exist here; False (reported) when one does not."""
+        ok = True
+        for name in sorted(facts.scopes - {"settings", "vars"}):
+            problem = self.scope_problem(name, in_item, f"{{{{ {name} }}}}")
+            if problem:
+                self.report(path, f"template {raw!r}: {problem}")
+                ok = False
         for name in sorted(facts.settings - self.settings):
             known = ", ".join(sorted(self.settings)) or "none"
             self.report(path, f"unknown setting 'settings.{name}' (declared: {known})")
         for name in sorted(facts.vars - self.vars):
             known = ", ".join(sorted(self.vars)) or "none"
             self.report(path, f"unknown variable 'vars.{name}' (defined before this point: {known})")
-        if "item" in facts.names and not in_item and "item" not in self.variables:
-            self.report(path, "'item' is only defined inside @each/@map")
+        return ok
 
-    def jmespath(self, text, path, key):
-        """Compile one JMESPath read; ``$.`` at the start reads the whole event even inside @each."""
+    def scope_problem(self, name: str, in_item: bool, shown: str) -> str | None:
+        """Why ``name`` cannot start a read here (None: it can), saying what to write instead."""
+        if name == "item":
+            return None if in_item else "'item' is only defined inside @each/@map and @map_values/@map"
+        if name in self.scopes:
+            return None
+        if name == "steps":
+            return "'steps' reads the results of earlier steps, and this action has no steps"
+        readable = ", ".join(sorted(self.scopes | ({"item"} if in_item else set())))
+        if name == "@":
+            instead = "item (the item) or event (the whole event)" if in_item else "event"
+            return f"'@' no longer means the whole event: write {instead} (scopes here: {readable})"
+        if "event" in self.scopes:
+            instead = (f"item.{name} (the item) or event.{name} (the event)" if in_item else f"event.{name}")
+            return f"'{name}' is not a scope: write {instead} (scopes here: {readable})"
+        return f"'{name}' is not a scope (scopes here: {readable})"
+
+    def jmespath(self, text, path, key, in_item: bool = False):
+        """Compile one JMESPath read whose root names are scopes (``event.traits.email``); None when it is bad."""
         if not isinstance(text, str) or not text.strip():
             self.report(path, f"{key} expects a JMESPath expression (a non-empty string), got {describe_type(text)}")
             return None
-        from_root = text.startswith("$.") or text == "$"
-        source = text[2:] if text.startswith("$.") else ("@" if text == "$" else text)
+        if text == "$" or text.startswith("$."):
+            self.report(path, f"{key} {text!r}: '$.' is no longer the event; write {'event' + text[1:]!r}")
+            return None
         try:
-            return jmespath.compile(source), from_root
+            expression = jmespath.compile(text)
         except JMESPathError as exc:
             detail = str(exc).splitlines()[0]
             self.report(path, f"{key} {text!r} is not a valid JMESPath expression: {detail}")
             return None
+        ok = True
+        for name in dict.fromkeys(root_reads(expression.parsed)):
+            problem = self.scope_problem(name, in_item, text)
+            if problem:
+                self.report(path, f"{key} {text!r}: {problem}")
+                ok = False
+        steps = plain_steps(expression.parsed)
+        if ok and steps and steps[0] == "settings" and len(steps) > 1 and steps[1] not in self.settings:
+            known = ", ".join(sorted(self.settings)) or "none"
+            self.report(path, f"unknown setting 'settings.{steps[1]}' (declared: {known})")
+        return expression if ok else None
+
+    def fallbacks(self, text, path, key, in_item: bool = False) -> list:
+        """A read as its fallbacks: a top-level ``a || b`` is ``[a, b]`` under the one emptiness rule.
+
+        JMESPath's own ``||`` skips ``false``; inside a larger expression it is refused with a hint.
+        """
+        compiled = self.jmespath(text, path, key, in_item)
+        if compiled is None:
+            return []
+        parts = split_or(compiled.parsed)
+        if any(nested_or(part) for part in parts):
+            self.report(path, f"{key} {text!r}: '||' inside an expression would skip false; "
+                              "write the fallbacks as a list instead: [first.path, second.path]")
+            return []
+        if len(parts) == 1:
+            return [compiled]
+        return [jmespath.parser.ParsedResult(text, part) for part in parts]
 
     def directive(self, raw: dict, path, in_item) -> Node:
-        sources = [k for k in raw if k in SOURCES]
+        sources = [k for k in raw if k in DIRECTIVES]
         if len(sources) > 1:
-            self.report(path, f"use one of {', '.join(SOURCES)} per value, found {', '.join(sources)}")
-        source = sources[0]
-        allowed = ALLOWED_WITH[source]
+            self.report(path, f"use one of {', '.join(DIRECTIVES)} per value, found {', '.join(sources)}")
+        kind = DIRECTIVES[sources[0]]
+        allowed = {kind.key, *kind.companions, *MODIFIERS}
         for key in raw:
             if key not in allowed:
                 extra = "" if str(key).startswith("@") else " (a directive's keys all start with @; put plain keys in a nested object)"
-                self.report(path + (key,), f"'{key}' does not go with {source}; allowed here: {', '.join(sorted(allowed))}{extra}")
-        node = self.source(source, raw, path, in_item)
+                self.report(path + (key,), f"'{key}' does not go with {kind.key}; allowed here: {', '.join(sorted(allowed))}{extra}")
+        node = kind.compile(self, raw, path, in_item)
         filters = self.filters(raw["@filter"], path + ("@filter",), in_item) if "@filter" in raw else []
         default = self.value(raw["@default"], path + ("@default",), in_item) if "@default" in raw else None
         if filters or default is not None:
             return Modified(path, node, filters, default)
         return node
-
-    def source(self, key, raw, path, in_item) -> Node:
-        spec = raw[key]
-        here = path + (key,)
-        if key == "@literal":
-            return Literal(path, spec)
-        if key == "@path":
-            texts = spec if isinstance(spec, list) else [spec]
-            reads = []
-            for i, text in enumerate(texts):
-                compiled = self.jmespath(text, here + ((i,) if isinstance(spec, list) else ()), key)
-                if compiled:
-                    reads.append((text, compiled[0], compiled[1]))
-            return Path(path, [str(t) for t in texts], reads)
-        if key == "@if":
-            compiled = self.jmespath(spec, here, key)
-            then = self.value(raw["@then"], path + ("@then",), in_item) if "@then" in raw else None
-            otherwise = self.value(raw["@else"], path + ("@else",), in_item) if "@else" in raw else None
-            if then is None:
-                self.report(path, "@if needs @then (and may have @else)")
-            if not compiled:
-                return Literal(path, None)
-            return Condition(path, spec, compiled[0], compiled[1], then, otherwise)
-        if key == "@each":
-            if "@map" not in raw:
-                self.report(path, "@each needs @map: how to map each item")
-            items = self.value({"@path": spec} if isinstance(spec, str) else spec, here, in_item)
-            mapper = self.value(raw.get("@map"), path + ("@map",), in_item=True)
-            return Each(path, items, mapper)
-        # @function
-        fn = FUNCTIONS.get(spec) if isinstance(spec, str) else None
-        if fn is None:
-            known = ", ".join(sorted(FUNCTIONS)) or "none registered"
-            self.report(here, f"unknown function {spec!r} (known: {known})")
-        args = None
-        if "@args" in raw:
-            if not isinstance(raw["@args"], dict):
-                self.report(path + ("@args",), "@args must be an object of keyword arguments")
-            else:
-                args = self.value(raw["@args"], path + ("@args",), in_item)
-        return Function(path, spec, fn, args)
 
     def filters(self, spec, path, in_item) -> list:
         """``lower`` or ``[lower, {hmac_sha256: [key]}, {e164: US}]`` -> [(name, fn, [arg nodes])]."""
@@ -492,7 +806,7 @@ class Compiler:
         for key, value in raw.items():
             if isinstance(key, str) and key.startswith("@"):
                 if key not in OBJECT_OPTIONS:
-                    hint = " (a value directive needs one of " + ", ".join(SOURCES) + ")" if key in DIRECTIVE_KEYS else ""
+                    hint = " (a value directive needs one of " + ", ".join(DIRECTIVES) + ")" if key in directive_keys() else ""
                     self.report(path + (key,), f"unknown directive '{key}'{hint}")
                 continue
             fields.append((str(key), self.value(value, path + (key,), in_item)))
@@ -513,9 +827,54 @@ class Compiler:
         self.vars.add(name)
 
 
-def find_node(root: Node, path: tuple):
+def root_reads(parsed: dict) -> list[str]:
+    """The names an expression reads from its root (the scopes): ``event`` for ``event.a[?b].c``, ``@`` for ``@``."""
+    kind = parsed["type"]
+    if kind == "field":
+        return [parsed["value"]]
+    if kind == "current":
+        return ["@"]
+    if kind in ("subexpression", "index_expression", "projection", "value_projection", "filter_projection",
+                "pipe", "flatten"):
+        return root_reads(parsed["children"][0])  # the rest reads what the left side gave
+    if kind in ("expref", "literal", "index", "slice"):
+        return []
+    return [name for child in parsed.get("children", ()) for name in root_reads(child)]
+
+
+def plain_steps(parsed: dict) -> list | None:
+    """['a', 'b'] for ``a.b``, None for anything that needs JMESPath itself."""
+    kind = parsed["type"]
+    if kind == "field":
+        return [parsed["value"]]
+    if kind == "subexpression":
+        steps: list = []
+        for child in parsed["children"]:
+            inner = plain_steps(child)
+            if inner is None:
+                return None
+            steps += inner
+        return steps
+    return None
+
+
+def split_or(parsed: dict) -> list[dict]:
+    """The alternatives of a top-level ``a || b || c`` (one element when there is no ``||``)."""
+    if parsed["type"] == "or_expression":
+        return [part for child in parsed["children"] for part in split_or(child)]
+    return [parsed]
+
+
+def nested_or(parsed) -> bool:
+    """True when an ``||`` appears anywhere in this expression tree."""
+    if isinstance(parsed, dict):
+        return parsed.get("type") == "or_expression" or any(nested_or(c) for c in parsed.get("children", ()))
+    return False
+
+
+def find_node(root: Node, path: tuple) -> Node | None:
     """The node that produces the output field at ``path`` (for messages and explain)."""
-    node = root
+    node: Node | None = root
     for key in path:
         if isinstance(node, Modified):
             node = node.inner

@@ -23,6 +23,7 @@ from jinja2 import ChainableUndefined, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .filters import FILTERS, MAX_SIZE, TooLarge, refuse_over
+from .runtime import first_value
 
 MAX_POWER_BITS = 100_000  # an integer ``**`` may make
 # Jinja2 filters whose result can be far larger than their input
@@ -57,9 +58,13 @@ def check_size(value, what: str):
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """``properties.items`` is the event's "items" key, not the dict method of that name; sizes are bounded."""
+    """``properties.items`` is the event's "items" key, not the dict method of that name; sizes are bounded.
 
-    intercepted_binops = frozenset({"*", "+", "**"})
+    ``a or b`` follows the language's one emptiness rule (runtime.first_value):
+    ``a`` unless it is null, undefined, "", [] or {}; ``false`` and ``0`` are values.
+    """
+
+    intercepted_binops = frozenset({"*", "+", "**", "or"})
 
     def getattr(self, obj, attribute):
         if isinstance(obj, dict) and attribute in obj:
@@ -67,6 +72,8 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call_binop(self, context, operator, left, right):
+        if operator == "or":
+            return first_value(left, right)
         if operator == "*":
             for text, times in ((left, right), (right, left)):
                 if _size(text) and isinstance(times, int):
@@ -204,13 +211,17 @@ def names_read(ast: nodes.Node) -> set[str]:
 class Facts:
     """What the loader checks about a template, worked out once per template text (files repeat them)."""
 
-    __slots__ = ("refused", "settings", "vars", "names", "filters", "tests")
+    __slots__ = ("refused", "settings", "vars", "names", "scopes", "filters", "tests")
 
     def __init__(self, ast: nodes.Node):
         self.refused = refused(ast)
         self.settings = attribute_reads(ast, "settings")
         self.vars = attribute_reads(ast, "vars")
         self.names = names_read(ast)
+        # the scopes it reads (event, settings...): names it neither defines ({% set %}, loops) nor Jinja2 has
+        stored = {node.name for node in ast.find_all(nodes.Name) if node.ctx in ("store", "param")}
+        stored |= {node.name for node in ast.find_all(nodes.Macro)}
+        self.scopes = self.names - stored - set(_ENVIRONMENT.globals) - {"loop", "caller"}
         self.filters = {node.name for node in ast.find_all(nodes.Filter)}
         self.tests = {node.name for node in ast.find_all(nodes.Test)}
 

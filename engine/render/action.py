@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import jmespath
 
-from ..map.language import Node, Scope, find_node, is_empty
+from ..map.language import Node, Scope, find_node, is_empty, is_truthy, split_or
 from ..problems import Problem
 from .endpoint import Endpoint
 
@@ -11,35 +11,71 @@ BOUND_ROUTES = 1024  # routes per action whose per-route constants are kept
 
 
 class Required:
-    """One entry of an action's ``required`` list: an output field that must not be empty."""
+    """One entry of an action's ``required`` list: an output field that must not be empty.
 
-    __slots__ = ("path", "expression", "message")
+    ``a || b`` means "one of": alternatives tried in order under the one emptiness
+    rule (runtime.is_empty), so ``false`` and ``0`` count as present.
+    """
+
+    __slots__ = ("path", "alternatives", "message")
 
     def __init__(self, path: str, message: str | None):
         self.path = path
-        self.expression = jmespath.compile(path)
+        self.alternatives = [jmespath.parser.ParsedResult(path, part) for part in split_or(jmespath.compile(path).parsed)]
         self.message = message
 
     def missing(self, payload, vars: dict) -> bool:
         data = {"vars": vars} if self.path.startswith("vars.") else payload
-        return is_empty(self.expression.search(data))
+        return all(is_empty(expression.search(data)) for expression in self.alternatives)
+
+
+CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+
+
+class Subscription:
+    """Which events of its call type a named action takes: event names, a JMESPath condition, or both."""
+
+    __slots__ = ("events", "when", "events_text", "when_text")
+
+    def __init__(self, events: frozenset | None, when, events_text, when_text):
+        self.events, self.when, self.events_text, self.when_text = events, when, events_text, when_text
+
+    def matches(self, event: dict) -> bool:
+        if self.events is not None:
+            label = event.get("event") if event.get("type") == "track" else event.get("name")
+            if label not in self.events:
+                return False
+        return self.when is None or is_truthy(self.when.search({"event": event}))
+
+    def describe(self) -> str:
+        parts = []
+        if self.events_text is not None:
+            parts.append("events " + ", ".join(repr(e) for e in self.events_text))
+        if self.when_text is not None:
+            parts.append(f"when {self.when_text}")
+        return " and ".join(parts)
 
 
 class Action:
-    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "steps", "sequence", "plans",
-                 "_compiled", "_bound", "_messages")
+    """One action: the call type it takes, its name (the call type, or a named action's key), and its mapping:
+    one request, or several named steps (engine/steps.py)."""
+
+    __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "name", "subscription",
+                 "steps", "sequence", "plans", "_compiled", "_bound", "_messages")
 
     def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool,
-                 steps: dict | None = None):
+                 name: str | None = None, subscription: Subscription | None = None, steps: dict | None = None):
         self.call_type, self.vars, self.body = call_type, vars, body
         self.required, self.endpoint, self.batched = required, endpoint, batched
-        # several named requests (engine/steps.py) instead of one: run by the interpreter, never batched
+        self.name = name or call_type
+        self.subscription = subscription
+        # several named requests (engine/steps.py) instead of one: never batched
         self.steps = steps
-        self.sequence = [name for name, step in steps.items() if not step.fallback] if steps else []
+        self.sequence = [step_name for step_name, step in steps.items() if not step.fallback] if steps else []
         # for offline views, worded once: per step, the plan with that step marked as the request shown
         plan = [step.plan() for step in steps.values()] if steps else []
-        self.plans = {name: [{**entry, "sent": "requests[0]"} if entry["step"] == name else entry for entry in plan]
-                      for name in (steps or {})}
+        self.plans = {step_name: [{**entry, "sent": "requests[0]"} if entry["step"] == step_name else entry
+                                  for entry in plan] for step_name in (steps or {})}
         self._compiled = None
         self._bound: dict = {}
         self._messages: dict = {}  # (rule path, label) -> the default message, worded once
@@ -62,7 +98,7 @@ class Action:
             return entry[1]
         if len(self._bound) >= BOUND_ROUTES:
             self._bound.clear()
-        bound = self.compiled(envelope, f"{destination} {self.call_type}").bind(settings)
+        bound = self.compiled(envelope, f"{destination} {self.name}").bind(settings)
         self._bound[id(settings)] = (settings, bound)
         return bound
 

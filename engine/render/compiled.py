@@ -2,15 +2,15 @@
 
 Why: settings are fixed per route, so whatever depends on them alone (base
 URLs, credentials, auth headers) is computed once per route here instead of
-once per event; the rest runs as generated Python. The interpreter
-(``Action.payload``, ``Endpoint.build``) stays the reference: a route whose
-settings make a constant fail (the interpreter would fail on every event)
-is simply left to it.
+once per event; the rest runs as generated Python. A route whose settings
+make a constant fail is left to the per-node path (``Action.payload``,
+``Endpoint.build``), which runs the same generated code node by node and so
+reports the same error, in the same order, for every event.
 """
 from __future__ import annotations
 
-from ..map.codegen import generate, generate_values, is_static, or_of_plain_paths
-from ..map.language import MappingError, Scope, is_empty
+from ..map.codegen import generate, generate_values
+from ..map.language import MappingError, Scope, is_empty, plain_steps
 from .request import Request
 
 
@@ -19,17 +19,17 @@ class CompiledAction:
 
     def __init__(self, action, envelope, label: str):
         self.action = action
-        self.map = generate(f"map_{action.call_type}", f"{label}: vars, then body, for one event",
+        self.map = generate(f"map_{action.name}", f"{label}: vars, then body, for one event",
                             action.vars, action.body)
         self.wrap = (generate("wrap_items", f"{label}: the envelope around the mapped items",
                               envelope.vars, envelope.body) if envelope is not None else None)
         nodes = action.endpoint.nodes()
-        static = [is_static(node) for node in nodes]
+        static = [node.static() for node in nodes]
         self.static_endpoint = all(static)
         # Segment's "/v1/{{ type }}": only the URL changes per event, the credentials do not
         self.only_url_varies = not self.static_endpoint and all(static[1:])
         self.endpoint = (None if self.static_endpoint else
-                         generate_values(f"request_{action.call_type}",
+                         generate_values(f"request_{action.name}",
                                          f"{label}: the URL" if self.only_url_varies else f"{label}: URL, headers and query",
                                          nodes[:1] if self.only_url_varies else nodes))
         self.required = [RequiredCheck(rule) for rule in action.required]
@@ -76,12 +76,12 @@ class BoundAction:
             scope, nodes = Scope({}, settings, {}), endpoint.nodes()
             try:  # in the interpreter's order, so the same error comes first
                 url = endpoint.checked_url(nodes[0].evaluate(scope)) if compiled.static_endpoint else None
-                headers, query = endpoint.headers_and_query(node.evaluate(scope) for node in nodes[1:])
+                headers, query, method = endpoint.headers_and_query(node.evaluate(scope) for node in nodes[1:])
             except MappingError as exc:
                 self.fixed_error = exc
             else:
-                self.fixed = (url, endpoint.with_content_type(headers), query, endpoint.method, endpoint.format,
-                              compiled.action.call_type)
+                self.fixed = (url, endpoint.with_content_type(headers, method), query, method, endpoint.format,
+                              compiled.action.name)
 
     def payload(self, event: dict) -> tuple[object, dict]:
         """(mapped body, vars); raises MappingError on data a filter cannot take."""
@@ -99,7 +99,7 @@ class BoundAction:
         """What ``Endpoint.build`` makes for this event, with the parts fixed per route made once."""
         endpoint = self.compiled.action.endpoint
         if self.fixed is None:
-            return endpoint.finish(self._parts(event, vars), body, destination, self.compiled.action.call_type,
+            return endpoint.finish(self._parts(event, vars), body, destination, self.compiled.action.name,
                                    message_ids, secrets)
         url, headers, query, method, format, call_type = self.fixed
         if url is None:  # only the URL varies (Segment's "/v1/{{ type }}")
@@ -110,7 +110,7 @@ class BoundAction:
         return Request(destination, call_type, method, url, dict(headers), dict(query),
                        None if method == "GET" else body, format, message_ids, secrets)
 
-    def _parts(self, event: dict, vars: dict) -> tuple[str, dict, dict]:
+    def _parts(self, event: dict, vars: dict) -> tuple[str, dict, dict, str]:
         """URL, headers and query for one event whose headers vary, or whose route's fixed parts failed."""
         endpoint = self.compiled.action.endpoint
         if self.endpoint is None:  # nothing varies, and making it failed
@@ -127,29 +127,26 @@ class BoundAction:
 
 
 class RequiredCheck:
-    """``Required.missing`` as dict reads when the rule is a plain path or ``a || b``."""
+    """``Required.missing`` as dict reads when each alternative is a plain path."""
 
     __slots__ = ("rule", "alternatives", "on_vars")
 
     def __init__(self, rule):
         self.rule = rule
-        self.alternatives = or_of_plain_paths(rule.expression.parsed)
+        paths = [plain_steps(expression.parsed) for expression in rule.alternatives]
+        self.alternatives: list[list] | None = [steps for steps in paths if steps is not None]
+        if len(self.alternatives) != len(paths):
+            self.alternatives = None
         self.on_vars = rule.path.startswith("vars.")
 
     def missing(self, payload, vars: dict) -> bool:
         if self.alternatives is None:
             return self.rule.missing(payload, vars)
         root = {"vars": vars} if self.on_vars else payload
-        value = None
         for steps in self.alternatives:
             value = root
             for key in steps:
                 value = value.get(key) if isinstance(value, dict) else None
-            if not _jmespath_false(value):
-                break
-        return is_empty(value)
-
-
-def _jmespath_false(value) -> bool:
-    """JMESPath's falsiness, as ``||`` applies it."""
-    return value == "" or value == [] or value == {} or value is None or value is False
+            if not is_empty(value):
+                return False
+        return True

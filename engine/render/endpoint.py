@@ -6,18 +6,23 @@ import functools
 from urllib.parse import unquote
 
 from ..map.language import MappingError, Node, Scope
+from ..map.templates import is_template
 from .request import Request
 
 AUTH_HEADER = "Authorization"
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # what a request may use (the mapping schema lists the same)
 CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
 
 class Endpoint:
-    __slots__ = ("method", "url", "headers", "query", "auth", "format")
+    """``method`` is fixed (a string), or None when ``method_node`` (a template) gives it per event or route."""
 
-    def __init__(self, method: str, url: Node, headers: list, query: list, auth: tuple | None, format: str):
+    __slots__ = ("method", "method_node", "url", "headers", "query", "auth", "format")
+
+    def __init__(self, method: str | None, url: Node, headers: list, query: list, auth: tuple | None, format: str,
+                 method_node: Node | None = None):
         self.method, self.url, self.headers, self.query = method, url, headers, query
-        self.auth, self.format = auth, format
+        self.auth, self.format, self.method_node = auth, format, method_node
 
     def build(self, scope: Scope, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
         return self.finish(self.parts(scope), body, destination, action, message_ids, secrets)
@@ -25,14 +30,14 @@ class Endpoint:
     def nodes(self) -> list:
         """Every node, in the order ``parts`` evaluates them (for the compiled path)."""
         return [self.url, *(node for _, node in self.headers), *(self.auth[1] if self.auth else ()),
-                *(node for _, node in self.query)]
+                *(node for _, node in self.query), *((self.method_node,) if self.method_node else ())]
 
-    def parts(self, scope: Scope) -> tuple[str, dict, dict]:
-        """URL, headers (with auth) and query for this event; raises MappingError for a bad URL or credential."""
+    def parts(self, scope: Scope) -> tuple[str, dict, dict, str]:
+        """URL, headers (with auth), query and method for this event; MappingError for a bad URL, credential or method."""
         return self.assemble(node.evaluate(scope) for node in self.nodes())  # lazily: the first error wins
 
-    def assemble(self, values) -> tuple[str, dict, dict]:
-        """URL, headers and query from an iterator of the nodes' values, in ``nodes()`` order."""
+    def assemble(self, values) -> tuple[str, dict, dict, str]:
+        """URL, headers, query and method from an iterator of the nodes' values, in ``nodes()`` order."""
         url = self.checked_url(next(values))
         return (url, *self.headers_and_query(values))
 
@@ -46,8 +51,15 @@ class Endpoint:
             return url
         raise MappingError(self.url.where, problem)
 
-    def headers_and_query(self, values) -> tuple[dict, dict]:
-        """Headers (with auth) and query from the values of every node after the URL."""
+    def checked_method(self, method) -> str:
+        text = method.upper() if isinstance(method, str) else method
+        if text not in METHODS:
+            where = self.method_node.where if self.method_node is not None else ()
+            raise MappingError(where, f"the request method rendered to {method!r}, not one of {', '.join(METHODS)}")
+        return text
+
+    def headers_and_query(self, values) -> tuple[dict, dict, str]:
+        """Headers (with auth), query and method from the values of every node after the URL."""
         headers = {}
         for name, _node in self.headers:
             value = next(values)
@@ -60,17 +72,19 @@ class Endpoint:
             value = next(values)
             if value is not None and value != "":
                 query[name] = value
-        return headers, query
+        method = self.checked_method(next(values)) if self.method_node is not None else self.method
+        assert method is not None
+        return headers, query, method
 
     def finish(self, parts: tuple, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
-        url, headers, query = parts
-        return Request(destination, action, self.method, url, self.with_content_type(headers), dict(query),
-                       None if self.method == "GET" else body, self.format, message_ids, secrets)
+        url, headers, query, method = parts
+        return Request(destination, action, method, url, self.with_content_type(headers, method), dict(query),
+                       None if method == "GET" else body, self.format, message_ids, secrets)
 
-    def with_content_type(self, headers: dict) -> dict:
+    def with_content_type(self, headers: dict, method: str) -> dict:
         """A copy of ``headers`` that also names the body's media type, unless it already does (or GET)."""
         headers = dict(headers)  # each request owns its dicts
-        if self.method != "GET":
+        if method != "GET":
             headers.setdefault("Content-Type", CONTENT_TYPES[self.format])
         return headers
 
@@ -130,7 +144,10 @@ def compile_endpoint(spec: dict, compiler, path: tuple) -> Endpoint:
             basic = spec["auth"]["basic"]
             auth = ("basic", [compiler.value(basic.get("username", ""), path + ("auth", "basic", "username")),
                               compiler.value(basic.get("password", ""), path + ("auth", "basic", "password"))])
-    return Endpoint(spec.get("method", "POST"), url, headers, query, auth, spec.get("format", "json"))
+    method, method_node = spec.get("method", "POST"), None
+    if isinstance(method, str) and is_template(method):  # from a setting or the event; checked when rendered
+        method, method_node = None, compiler.value(method, path + ("method",))
+    return Endpoint(method, url, headers, query, auth, spec.get("format", "json"), method_node)
 
 
 def merge_request(defaults: dict | None, own: dict | None) -> dict:
