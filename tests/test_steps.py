@@ -384,3 +384,27 @@ def test_a_fallback_may_read_the_step_that_ran_it(tmp_path):
 """}))
     action = engine.destination("x").actions["identify"]
     assert action.sequence == ["find"] and action.steps["create"].fallback
+
+
+def test_a_steps_condition_reads_the_same_scopes_as_every_other_read(tmp_path):
+    """`when: event.traits.plan == 'pro'` reads the event (not a field named 'event' of it), and a
+    condition naming no scope is refused at load, as a @path would be."""
+    engine = Engine(write_mappings(tmp_path, {"x.yaml": HEAD + """\
+      pro:
+        when: "event.traits.plan == 'pro'"
+        request: {url: "https://x.test/pro/{{ event.userId }}"}
+"""}))
+    route = engine.route("x", {})
+    pro = {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}, "messageId": "m1"}
+    free = {"type": "identify", "userId": "u2", "traits": {"plan": "free"}, "messageId": "m2"}
+    assert [r.url for r in engine.render(pro, route).requests] == ["https://x.test/pro/u1"]
+    skipped = engine.render(free, route)
+    assert skipped.status == "skipped" and not skipped.requests
+
+    with pytest.raises(ConfigError) as refused:
+        Engine(write_mappings(tmp_path / "bad", {"x.yaml": HEAD + """\
+      pro:
+        when: "traits.plan == 'pro'"
+        request: {url: "https://x.test/pro"}
+"""}))
+    assert "write event.traits" in str(refused.value)
