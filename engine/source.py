@@ -10,6 +10,7 @@ be done; ``retryable`` says whether trying later may help).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import steps as stepping
 from .load.settings import SettingsSpec
@@ -32,7 +33,7 @@ class SourceResult:
     retryable: bool = False
 
     def to_dict(self) -> dict:
-        data = {"source": self.source, "status": self.status, "webhookType": self.webhook_type,
+        data: dict[str, object] = {"source": self.source, "status": self.status, "webhookType": self.webhook_type,
                 "deliveryId": self.delivery_id, "reason": self.reason,
                 "errors": [e.as_dict() for e in self.errors], "events": self.events}
         if self.status == FAILED:
@@ -53,8 +54,8 @@ class Source:
     file: str
     settings: SettingsSpec
     vars: list
-    type_expression: object
-    id_expression: object
+    type_expression: Any
+    id_expression: Any
     ignore: dict
     lookups: dict             # name -> steps.Step: lookups are steps that read answers as lookups.NAME
     handlers: dict

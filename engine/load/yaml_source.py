@@ -76,7 +76,7 @@ _MERGE, _VALUE = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
 
 # libyaml (PyYAML's C loader) reads a file about ten times faster: loading 300 destination files must
 # take under a second. A file it refuses is read again by the pure-Python loader, whose messages we keep.
-_FAST_LOADER = None
+_FAST_LOADER: Any = None
 if hasattr(yaml, "CSafeLoader"):
     class _CLoader(yaml.CSafeLoader):
         """libyaml calls back into Python three times per node; these answer as SafeLoader's resolver does, sooner.
@@ -300,6 +300,7 @@ class _Builder:
                 raise BadValue(node, "an anchor is used inside itself (a recursive alias)")
             return self.built[node]
         self.built[node] = _BUILDING
+        data: Any
         if node.tag == _MAP and isinstance(node, MappingNode):
             data = self.mapping(node)
         elif node.tag == _SEQ and isinstance(node, SequenceNode):

@@ -1,6 +1,8 @@
 """A compiled action (what one call type becomes) and the envelope around items."""
 from __future__ import annotations
 
+from typing import Any
+
 import jmespath
 
 from ..map.language import Node, Scope, find_node, is_empty, is_truthy, split_or
@@ -76,7 +78,7 @@ class Action:
         plan = [step.plan() for step in steps.values()] if steps else []
         self.plans = {step_name: [{**entry, "sent": "requests[0]"} if entry["step"] == step_name else entry
                                   for entry in plan] for step_name in (steps or {})}
-        self._compiled = None
+        self._compiled: Any = None   # CompiledAction, made on first use
         self._bound: dict = {}
         self._messages: dict = {}  # (rule path, label) -> the default message, worded once
 

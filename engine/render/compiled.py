@@ -9,6 +9,8 @@ reports the same error, in the same order, for every event.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..map.codegen import generate, generate_values
 from ..map.language import MappingError, Scope, is_empty, plain_steps
 from .request import Request
@@ -60,17 +62,20 @@ class BoundAction:
     def __init__(self, compiled: CompiledAction, settings: dict):
         self.compiled, self.settings = compiled, settings
         self.map, self.constants = compiled.map.function, compiled.map.constants(settings)
-        self.wrap = self.wrap_constants = None
+        self.wrap: Any = None
+        self.wrap_constants: Any = None
         if compiled.wrap is not None:
             self.wrap, self.wrap_constants = compiled.wrap.function, compiled.wrap.constants(settings)
         self.required = compiled.required
-        self.endpoint = self.endpoint_constants = None
-        if not compiled.static_endpoint:
+        self.endpoint: Any = None
+        self.endpoint_constants: Any = None
+        if compiled.endpoint is not None:   # None: nothing in the endpoint varies per event
             self.endpoint, self.endpoint_constants = compiled.endpoint.function, compiled.endpoint.constants(settings)
         # What is the same for every event of this route: (URL, or None where it varies, headers with
         # their Content-Type, query, method, format, action). None when headers vary per event, or when
         # making them failed: then fixed_error is raised per event, where the interpreter raises it.
-        self.fixed = self.fixed_error = None
+        self.fixed: tuple | None = None
+        self.fixed_error: MappingError | None = None
         endpoint = compiled.action.endpoint
         if compiled.static_endpoint or compiled.only_url_varies:
             scope, nodes = Scope({}, settings, {}), endpoint.nodes()
@@ -114,6 +119,7 @@ class BoundAction:
         """URL, headers and query for one event whose headers vary, or whose route's fixed parts failed."""
         endpoint = self.compiled.action.endpoint
         if self.endpoint is None:  # nothing varies, and making it failed
+            assert self.fixed_error is not None
             raise self.fixed_error
         try:
             values = self.endpoint(event, self.settings, self.endpoint_constants, vars)

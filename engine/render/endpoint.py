@@ -89,6 +89,7 @@ class Endpoint:
         return headers
 
     def _auth_header(self, values: list) -> str:
+        assert self.auth is not None  # called only for an endpoint that has auth
         kind, parts = self.auth
         if kind == "bearer":
             if not values[0]:
