@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import steps as stepping
 from .load.settings import SettingsSpec
 from .map.language import MappingError, Scope
 from .outcome import REJECTED, SEND, SKIPPED, Outcome
@@ -114,13 +115,11 @@ class Destination:
         ``steps.NAME.status`` / ``steps.NAME.body``. A missing required var
         ends the run rejected before anything is sent.
         """
-        from . import steps as stepping  # here: engine.steps reads the deliver layer's status rules
         context = stepping.ActionContext(event, settings, action, self.name, (event.get("messageId"),), secrets)
         return stepping.run(action.steps, action.sequence, context, send, answers, on_answer)
 
     def _render_steps(self, action, event: dict, settings: dict, secrets: frozenset, client) -> Outcome:
         """Offline: the first request and the plan of the rest; with saved answers, every request."""
-        from . import steps as stepping
         message_id, call_type = event.get("messageId"), action.name
         try:
             if client is None and action.sequence:

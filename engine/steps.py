@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .deliver.http import TransportError, is_retryable, retry_after, summarize
+from .answers import TransportError, is_retryable, retry_after, summarize
 from .map.language import Node, Scope, is_empty, is_truthy
 from .problems import Problem
 from .render.endpoint import Endpoint

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from ..answers import is_retryable
 from ..states import DEAD, DELIVERED, DRY_RUN, RETRYING
-from .http import is_retryable
 from .retry import RetryPolicy
 
 log = logging.getLogger("eventmap.deliver")

@@ -6,7 +6,6 @@ same calls from files, for offline mapping and reproducible tests.
 """
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import time
@@ -17,9 +16,8 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from ..problems import EventmapError
+from ..answers import TransportError, is_retryable, retry_after, summarize
 from ..render.request import Request
-from ..secrets import Masker
 
 USER_AGENT = "eventmap/0.1 (+https://github.com/eventmap)"
 
@@ -30,15 +28,6 @@ class Response:
     body: object = None          # parsed JSON when the answer is JSON, else text
     headers: dict = field(default_factory=dict)
     dry_run: bool = False        # the dry-run sink answered, not a vendor: nothing was sent
-
-
-class TransportError(EventmapError):
-    """No HTTP answer at all: timeout, refused connection, DNS. Always worth a retry."""
-
-
-def is_retryable(status: int) -> bool:
-    """Segment's Destination Actions rule: 4xx is final except 408, 423, 429; 5xx retries except 501."""
-    return status in (408, 423, 429) or (status >= 500 and status != 501)
 
 
 class HttpClient:
@@ -126,17 +115,6 @@ def deliver(client, request: Request, attempts: int = 4, backoff: float = 0.5, m
     return last
 
 
-def retry_after(headers: dict) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time()) if when else None
-
-
 def read_environment_once(session: requests.Session) -> None:
     """Proxies and CA bundle from the environment, read now rather than on every request.
 
@@ -160,18 +138,6 @@ def _body(answer: requests.Response):
             pass
     # no charset guessing: vendors answer UTF-8, and the text is only shown in errors
     return answer.content.decode(answer.encoding or "utf-8", "replace")
-
-
-def summarize(body, request: Request) -> str:
-    """A vendor's answer in one short line, secrets masked, for errors and dead letters.
-
-    An answer has no provenance, so a vendor echoing a key is caught by searching for the
-    secrets' text: with a very short secret this may mask more of the answer than needed,
-    never less.
-    """
-    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
-    text = Masker(request.secrets).text(text or "(empty body)")
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _masked_url(request: Request) -> str:

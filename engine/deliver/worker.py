@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from .. import steps as stepping
+from ..answers import TransportError, is_retryable, retry_after, summarize
 from ..durations import describe_seconds
 from ..map.language import MappingError
 from ..outcome import REJECTED as OUTCOME_REJECTED
@@ -24,7 +25,6 @@ from ..route import Route
 from ..secrets import Masker
 from ..store import DEAD, DELIVERED, DRY_RUN, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, Store
 from .health import Health
-from .http import TransportError, is_retryable, retry_after, summarize
 from .limits import RateLimiter
 from .retry import RetryPolicy
 
