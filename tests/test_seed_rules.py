@@ -319,7 +319,8 @@ def test_crisp_identify_full_body(engine, routes):
     request = only_request(outcome)
     assert (request.method, request.url) == ("PATCH", f"{CRISP_BASE}/people/profile/ada.lovelace%40example.com")
     assert [(s["step"], s.get("on_status")) for s in outcome.steps] == [
-        ("update", {"404": "run create"}), ("create", None), ("data", None)]
+        ("update", {"404": "run create"}), ("create", {"409": "run update_existing"}), ("update_existing", None),
+        ("data", None)]
     assert request.body == {
         "email": "ada.lovelace@example.com",
         "person": {"nickname": "Ada Lovelace", "phone": "+442079460958",
