@@ -9,14 +9,13 @@ import os
 import time
 from pathlib import Path
 
+from browser_harness import CHROMIUM, CHROMIUM_ARGS
 from serve_harness import Server, environment, wait_for, write_config
 from vendor_server import Answer, VendorServer
 
 from engine.store import open_store
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = CHROMIUM_ARGS  # one definition of the browser and its flags: browser_harness
 CONSOLE_USER, CONSOLE_PASSWORD = "admin", "console-password-3d9f"
 REFUSED_MARK = "refuse-me"   # an identify whose email holds this is refused by the Crisp stand-in (400: final)
 
