@@ -52,6 +52,9 @@ class Destination:
             else:
                 named = [*named, action]
             self.by_type[action.call_type] = (named, own)
+        # the hot path's shortcut: a call type with no named actions always goes to its own action
+        self.only_action = {kind: own for kind, (named, own) in self.by_type.items() if not named}
+        self.labels = {action.name: f"{self.name} {action.name}" for action in self.actions.values()}
 
     @property
     def call_types(self) -> list[str]:
@@ -60,7 +63,10 @@ class Destination:
 
     def action_for(self, event: dict):
         """The first named action whose subscription matches, else the call type's own action (None: no action)."""
-        named, own = self.by_type.get(event.get("type") or "", ([], None))
+        kind = event.get("type") or ""
+        if kind in self.only_action:
+            return self.only_action[kind]
+        named, own = self.by_type.get(kind, ([], None))
         for action in named:
             if action.subscription.matches(event):
                 return action
@@ -80,7 +86,7 @@ class Destination:
             return Outcome(self.name, SKIPPED, reason=self.no_action_reason(event), message_id=message_id)
         if action.steps is not None:
             return self._render_steps(action, event, settings, secrets, client)
-        call_type, label = action.name, f"{self.name} {action.name}"
+        call_type, label = action.name, self.labels[action.name]
         bound = action.bound(settings, self.envelope, self.name)
         try:
             if bound is None:
@@ -102,8 +108,8 @@ class Destination:
             where = ".".join(str(p) for p in exc.path)
             return Outcome(self.name, REJECTED, errors=[Problem(where, f"{label}: {exc.message}")],
                            message_id=message_id, action=call_type, reason="the mapping could not be applied")
-        if secrets:
-            request.twin = SecretTwin(self, settings, (event,), False)
+        if secrets:  # how to render it again with sentinels, should it be shown (twin_shown); a tuple is cheap
+            request.twin = (self, settings, (event,), False)
         # positional: this runs once per event and destination, and keywords cost twice as much
         return Outcome(self.name, SEND, [request], None, [], [], message_id, [payload], call_type)
 
@@ -238,9 +244,9 @@ class Destination:
         scope = Scope({"items": items}, settings, {})
         ids = tuple(outcome.message_id for outcome in group)
         request = self.batching.endpoint.build(scope, body, self.name, "batch", ids, secrets)
-        twins = [twin for outcome in group if isinstance(twin := outcome.requests[0].twin, SecretTwin)]
+        twins = [twin for outcome in group if (twin := outcome.requests[0].twin) is not None]
         if secrets and len(twins) == len(group):
-            request.twin = SecretTwin(self, settings, tuple(e for twin in twins for e in twin.events), True)
+            request.twin = (self, settings, tuple(event for twin in twins for event in twin[2]), True)
         return request
 
     def sentinel_settings(self, settings: dict) -> tuple[dict, dict]:
@@ -257,28 +263,21 @@ class Destination:
             self._sentinels[id(settings)] = entry
         return entry[1]
 
+    def twin_shown(self, settings: dict, events: tuple, batched: bool) -> tuple[dict, dict] | None:
+        """Masking by provenance: the request of ``events`` rendered again with sentinels for the secret
+        settings, as ``to_dict(True)``, and {sentinel: secret}; None when a sentinel made a filter fail.
 
-class SecretTwin:
-    """How to render a request again with sentinels for the secret settings: masking by provenance.
-
-    Kept with each request of a route with secrets; rendered only when the request is shown
-    (``Request.to_dict``, ``repr``, a dead letter), never on the way to the vendor.
-    """
-
-    __slots__ = ("destination", "settings", "events", "batched")
-
-    def __init__(self, destination: Destination, settings: dict, events: tuple, batched: bool):
-        self.destination, self.settings, self.events, self.batched = destination, settings, events, batched
-
-    def shown(self) -> tuple[dict, dict] | None:
-        """(the twin request as ``to_dict(True)``, {sentinel: secret}); None when a sentinel made a filter fail."""
-        settings, sentinels = self.destination.sentinel_settings(self.settings)
-        outcomes = [self.destination.render(event, settings, frozenset()) for event in self.events]
+        A request of a route with secrets carries ``(destination, settings, events, batched)`` as its
+        twin; this runs only when the request is shown (``to_dict``, ``repr``, a dead letter), never
+        on the way to the vendor.
+        """
+        twin_settings, sentinels = self.sentinel_settings(settings)
+        outcomes = [self.render(event, twin_settings, frozenset()) for event in events]
         if any(outcome.status != SEND for outcome in outcomes):
             return None
-        if self.batched:
+        if batched:
             try:
-                request = self.destination._batch_request(outcomes, settings, frozenset())
+                request = self._batch_request(outcomes, twin_settings, frozenset())
             except MappingError:  # a sentinel a filter cannot take
                 return None
         else:

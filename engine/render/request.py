@@ -10,17 +10,14 @@ whose twin could not be rendered) falls back to searching for the secrets' text.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 from urllib.parse import urlencode
 
 from ..jsoncodec import dumps_bytes
 from ..secrets import MASK, Masker, masked_twin
 
-
-class Twin(Protocol):
-    def shown(self) -> tuple[dict, dict] | None:
-        """(this request rendered with sentinels for secrets, as ``to_dict(True)``; {sentinel: secret}), or None."""
-
+# (owner, settings, events, batched): how to render this request again with sentinels for the secret
+# settings; ``owner.twin_shown(settings, events, batched)`` does it (engine/destination.py)
+Twin = tuple
 
 @dataclass(slots=True, repr=False)  # slots, not frozen: a frozen init costs twice as much, once per event
 class Request:
@@ -41,7 +38,7 @@ class Request:
                 "query": self.query, "body": self.body}
         if show_secrets or not self.secrets:
             return data
-        shown = self.twin.shown() if self.twin is not None else None
+        shown = self.twin[0].twin_shown(*self.twin[1:]) if self.twin is not None else None
         if shown is not None:
             return masked_twin(data, *shown)
         masker = Masker(self.secrets)
