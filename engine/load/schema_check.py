@@ -46,8 +46,22 @@ def fast_validator(name: str):
 def _surely_valid(data, schema_name: str) -> bool:
     try:
         return fast_validator(schema_name).is_valid(data)
+    except ValueError:  # YAML keys that are not text (on_status: {404: ...}), which JSON Schema sees as text
+        try:
+            return fast_validator(schema_name).is_valid(_text_keys(data))
+        except Exception:  # noqa: BLE001 - values that are not JSON (dates...): jsonschema decides
+            return False
     except Exception:  # noqa: BLE001 - YAML values that are not JSON (dates...): jsonschema decides
         return False
+
+
+def _text_keys(value):
+    """``value`` with every mapping key as text, as jsonschema reads a key such as YAML's 404."""
+    if isinstance(value, dict):
+        return {str(key): _text_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_text_keys(item) for item in value]
+    return value
 
 
 def check_against_schema(doc: YamlDocument, schema_name: str) -> list[Problem]:

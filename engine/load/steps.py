@@ -26,7 +26,8 @@ def compile_steps(specs: dict, compiler: Compiler, path: tuple, defaults: dict |
         compiler.vars = known_vars   # a step's vars are its own
         steps[name] = step
         nodes = [node for _, node in step.vars] + [step.body, *step.endpoint.nodes()]
-        reads[name] = [hit for node in nodes if node is not None for hit in step_reads(node, here)]
+        mentions = "steps" in str(spec)   # a step that names no step reads none: no need to walk its nodes
+        reads[name] = [hit for node in nodes if node is not None for hit in step_reads(node, here)] if mentions else []
         if step.when_text:
             reads[name] += [(here + ("when",), m.group(1)) for m in STEP_READ.finditer(step.when_text)]
     mark_fallbacks(steps)

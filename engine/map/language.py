@@ -755,6 +755,8 @@ class Compiler:
         compiled = self.jmespath(text, path, key, in_item)
         if compiled is None:
             return []
+        if "||" not in text:   # most reads: one path, nothing to split
+            return [compiled]
         parts = split_or(compiled.parsed)
         if any(nested_or(part) for part in parts):
             self.report(path, f"{key} {text!r}: '||' inside an expression would skip false; "
