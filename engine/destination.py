@@ -105,9 +105,7 @@ class Destination:
                 body = bound.envelope([payload]) if self.envelope else payload
                 request = bound.request(event, vars, body, self.name, (message_id,), secrets)
         except MappingError as exc:
-            where = ".".join(str(p) for p in exc.path)
-            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{label}: {exc.message}")],
-                           message_id=message_id, action=call_type, reason="the mapping could not be applied")
+            return self.mapping_failed(exc, call_type, message_id)
         if secrets:  # how to render it again with sentinels, should it be shown (twin_shown); a tuple is cheap
             request.twin = (self, settings, (event,), False)
         # positional: this runs once per event and destination, and keywords cost twice as much
@@ -141,9 +139,7 @@ class Destination:
                                    action.plans[first])
             run = self.run_steps(action, event, settings, secrets, client.send if client is not None else None)
         except MappingError as exc:
-            where = ".".join(str(p) for p in exc.path)
-            return Outcome(self.name, REJECTED, errors=[Problem(where, f"{self.name} {call_type}: {exc.message}")],
-                           message_id=message_id, action=call_type, reason="the mapping could not be applied")
+            return self.mapping_failed(exc, call_type, message_id)
         if run.end == stepping.REJECT:
             return Outcome(self.name, REJECTED, errors=run.errors, message_id=message_id, action=call_type,
                            reason="required fields are missing" if not run.sent else f"step '{run.step}' rejected the event")
@@ -159,6 +155,12 @@ class Destination:
                            message_id=message_id, action=call_type)
         reason = run.reason if run.end != stepping.DONE else None
         return Outcome(self.name, SEND, requests, reason, message_id=message_id, action=call_type, steps=trace)
+
+    def mapping_failed(self, exc: MappingError, action: str, message_id) -> Outcome:
+        """The rejection for data the mapping could not take (a filter refused it), naming where in the file."""
+        where = ".".join(str(p) for p in exc.path)
+        return Outcome(self.name, REJECTED, errors=[Problem(where, f"{self.labels[action]}: {exc.message}")],
+                       message_id=message_id, action=action, reason="the mapping could not be applied")
 
     def no_action_reason(self, event: dict) -> str:
         call_type = event.get("type")

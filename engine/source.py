@@ -69,10 +69,7 @@ class BoundSource:
 
     def process(self, payload, client=None, lookups: dict | None = None) -> SourceResult:
         """Map one webhook payload. ``lookups`` supplies ready-made responses by name (offline mapping)."""
-        return self._process(payload, client, lookups or {})
-
-    def _process(self, payload, client, supplied) -> SourceResult:
-        source = self.source
+        source, supplied = self.source, lookups or {}
         if not isinstance(payload, dict):
             return self._result(REJECTED, errors=[Problem("", "expected a JSON object as the webhook payload")])
         kind = source.type_expression.search(payload)

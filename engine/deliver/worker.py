@@ -225,9 +225,8 @@ class DestinationWorker:
             self.store.release(self.owner, [item.id])
             return
         except MappingError as exc:
-            where = ".".join(str(p) for p in exc.path)
-            self._record([Finish(item.id, REJECTED, reason="the mapping could not be applied",
-                                 errors=[{"path": where, "message": f"{destination.name} {action.name}: {exc.message}"}])],
+            failed = destination.mapping_failed(exc, action.name, item.message_id)
+            self._record([Finish(item.id, REJECTED, reason=failed.reason, errors=[e.as_dict() for e in failed.errors])],
                          0, {item.id: item.message_id})
             return
         unrecorded = bool(run.sent) and not stepping.kept(run.sent[-1])  # kept steps were counted in on_answer
@@ -253,12 +252,7 @@ class DestinationWorker:
                           reason="required fields are missing" if last is None else f"step '{run.step}' rejected the event",
                           errors=[e.as_dict() for e in run.errors])
         if run.end == stepping.RETRY:
-            next_at = now + self.policy.wait(item.attempts + 1, run.retry_after, self.rng)
-            if self.policy.gives_up(item.first_at, next_at):
-                return Finish(item.id, DEAD, attempt, request=request,
-                              reason=f"gave up after {item.attempts + 1} attempts over the "
-                                     f"{describe_seconds(self.policy.retry_for)} retry horizon: {run.reason}")
-            return Finish(item.id, RETRYING, attempt, next_at=next_at)
+            return self._retry_or_give_up(item, attempt, run.retry_after, now, lambda: request, run.reason)
         return Finish(item.id, DEAD, attempt, reason=run.reason, request=request)
 
     # --- sending
@@ -283,18 +277,22 @@ class DestinationWorker:
         if error is None:
             return 1, [Finish(i.id, sent_state, attempt) for i in items]
         if status is None or is_retryable(status):
-            return 1, [self._retry_or_give_up(i, o, attempt, asked, now) for i, o in zip(items, outcomes)]
+            return 1, [self._retry_or_give_up(i, attempt, asked, now, lambda o=o: self._alone(o))
+                       for i, o in zip(items, outcomes)]
         if len(items) > 1:
             return self._split(items, outcomes, status)
         return 1, [Finish(items[0].id, DEAD, attempt, reason=f"{status} is final: the vendor refused this event",
                           request=request.to_dict())]
 
-    def _retry_or_give_up(self, item: Leased, outcome, attempt: Attempt, asked, now: float) -> Finish:
+    def _retry_or_give_up(self, item: Leased, attempt: Attempt | None, asked, now: float, request,
+                          why: str | None = None) -> Finish:
+        """Retrying after the policy's wait (or the vendor's Retry-After), or dead past the retry horizon;
+        ``request()`` makes what the dead letter keeps, ``why`` the failure a multi-step run gave."""
         next_at = now + self.policy.wait(item.attempts + 1, asked, self.rng)
         if self.policy.gives_up(item.first_at, next_at):
-            return Finish(item.id, DEAD, attempt, request=self._alone(outcome),
+            return Finish(item.id, DEAD, attempt, request=request(),
                           reason=f"gave up after {item.attempts + 1} attempts over the "
-                                 f"{describe_seconds(self.policy.retry_for)} retry horizon")
+                                 f"{describe_seconds(self.policy.retry_for)} retry horizon" + (f": {why}" if why else ""))
         return Finish(item.id, RETRYING, attempt, next_at=next_at)
 
     def _alone(self, outcome) -> dict:
