@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..console.app import DEFAULT_PORT
+from ..console import DEFAULT_PORT
 from .common import default_mappings, mappings_option
 
 

@@ -25,12 +25,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from ..problems import EventmapError
 from ..secrets import Masker
 from ..serve.segment_api import basic_credentials
-from . import pages
+from . import PREFIX, pages
 
 log = logging.getLogger("eventmap.console")
 
-DEFAULT_PORT = 8089   # eventmap console alone: beside the server's 8088, so both can run on one machine
-PREFIX = "/console"
 COOKIE = "eventmap_console_csrf"
 FORM_LIMIT = 256 * 1024   # the tester's pasted event and the dead-letter selection; bigger is refused
 OVERVIEW_FOR = 2.0        # seconds one process reuses the overview: many open pages cost one set of reads

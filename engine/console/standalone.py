@@ -9,7 +9,8 @@ from ..serve.command import _loopback
 from ..serve.config import ServerOptions, demo_config, load_serve_config
 from ..serve.server import GunicornServer
 from ..serve.setup import build
-from .app import DEFAULT_PORT, PREFIX, console_for
+from . import DEFAULT_PORT, PREFIX
+from .app import console_for
 
 log = logging.getLogger("eventmap.console")
 

@@ -44,7 +44,7 @@ def serve(args, default_mappings: Path) -> int:
     if not args.intake_only:
         worker = background.start(Path(args.config).resolve() if args.config else None, config.folder, mappings,
                                   dry_run=config.demo or args.dry_run)
-    from ..console import console_for
+    from ..console.app import console_for
     app = Collector(config, setup.engine, setup.routes, setup.open_store, console=console_for(setup))
     master = os.getpid()
     try:
