@@ -189,7 +189,7 @@ def test_the_same_message_id_is_delivered_once_within_the_window(engine, store, 
     receipts = intake.accept([track(1)])
     assert receipts[0].states() == {"segment": SKIPPED}
     duplicate = store.list(state=SKIPPED)[0]
-    assert duplicate.reason.startswith("duplicate: messageId 'msg-0001' was already accepted for segment")
+    assert duplicate.reason.startswith("duplicate: messageId 'msg-0001' was already accepted at")
     drain([worker], store, clock, clock.advance)
     assert sorted(vendor.delivered_ids()) == ["msg-0001", "msg-0002"]
     clock.advance(3601)  # the window has passed: the same id is a new event again

@@ -163,9 +163,9 @@ class Store(ABC):
     def accept(self, events: list[NewEvent], now: float, dedupe_window: float = 0.0) -> list[Accepted]:
         """Write events and their deliveries in one transaction; durable when this returns.
 
-        A QUEUED delivery whose (destination, message_id) was accepted within
-        ``dedupe_window`` seconds becomes SKIPPED as a duplicate, atomically,
-        even with several writers.
+        An event whose messageId was accepted (with something queued) within
+        ``dedupe_window`` seconds is a duplicate: its QUEUED deliveries become
+        SKIPPED, atomically, even with several writers (``claims_wanted``).
         """
 
     @abstractmethod
@@ -258,11 +258,47 @@ class Store(ABC):
         self.close()
 
 
-def duplicate_reason(message_id: str, destination: str, first: float, window: float) -> str:
+def duplicate_reason(message_id: str, first: float, window: float) -> str:
     """The skip reason of a duplicate, the same words whichever backend noticed it."""
     when = datetime.fromtimestamp(first, UTC).isoformat(timespec="seconds")
-    return (f"duplicate: messageId {message_id!r} was already accepted for {destination} at {when}, "
+    return (f"duplicate: messageId {message_id!r} was already accepted at {when}, "
             f"within the {describe_seconds(window)} dedupe window")
+
+
+def claims_wanted(events: list[NewEvent]) -> dict[str, list[int]]:
+    """{messageId: positions in ``events``} of the events that queue something and so claim their messageId.
+
+    One claim per event, not per destination: a messageId names one message, and a duplicate of it is a
+    duplicate for every destination (as Segment dedupes). An event that queues nothing (every delivery
+    skipped or rejected) claims nothing, so its messageId stays free for a corrected resend."""
+    wanted: dict[str, list[int]] = {}
+    for position, new in enumerate(events):
+        if new.message_id is not None and any(d.state == QUEUED for d in new.deliveries):
+            wanted.setdefault(new.message_id, []).append(position)
+    return wanted
+
+
+def duplicates(wanted: dict[str, list[int]], earlier: dict[str, float], now: float) -> dict[int, float]:
+    """{position: when its messageId was first accepted} for each event that is a duplicate.
+
+    ``earlier`` holds the messageIds already claimed within the window (and when); the others were
+    claimed now, by the first event in the batch that carries them."""
+    found: dict[int, float] = {}
+    for message_id, positions in wanted.items():
+        first = earlier.get(message_id)
+        for position in positions if first is not None else positions[1:]:
+            found[position] = now if first is None else first
+    return found
+
+
+def with_duplicates(new: NewEvent, first: float | None, window: float) -> list[tuple[str, str, str | None]]:
+    """(destination, state, reason) of each delivery of one event, its queued ones skipped when it is a
+    duplicate (``first``: when its messageId was first accepted)."""
+    if first is None:
+        return [(d.destination, d.state, d.reason) for d in new.deliveries]
+    reason = duplicate_reason(str(new.message_id), first, window)
+    return [(d.destination, SKIPPED, reason) if d.state == QUEUED else (d.destination, d.state, d.reason)
+            for d in new.deliveries]
 
 
 def yield_lock(held: float) -> None:

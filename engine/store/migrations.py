@@ -74,6 +74,27 @@ CREATE INDEX attempts_at ON attempts(at, status, delivery_id)
 ALTER TABLE deliveries ADD COLUMN progress TEXT;
 ALTER TABLE attempts ADD COLUMN step TEXT
 """),
+    # issue 16, fewer writes per event: one dedupe claim per messageId instead of one per destination
+    # (the latest sighting of each is kept); and the inbox, where 'server.intake: queue' keeps each
+    # accepted request whole until a processor fans its events out
+    (5, """
+CREATE TABLE claims (
+    message_id TEXT PRIMARY KEY,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+INSERT INTO claims(message_id, at) SELECT message_id, MAX(at) FROM seen GROUP BY message_id;
+CREATE INDEX claims_at ON claims(at);
+DROP TABLE seen;
+CREATE TABLE inbox (
+    id INTEGER PRIMARY KEY,
+    call TEXT NOT NULL,
+    body BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    ip TEXT,
+    taken_by TEXT,
+    taken_until REAL
+)
+"""),
 ]
 
 # PostgreSQL: the same tables; times stay epoch seconds (double precision) so both backends speak one
@@ -151,6 +172,24 @@ CREATE INDEX attempts_at ON attempts(at, status, delivery_id)
     (4, """
 ALTER TABLE deliveries ADD COLUMN progress json;
 ALTER TABLE attempts ADD COLUMN step text
+"""),
+    (5, """
+CREATE TABLE claims (
+    message_id text PRIMARY KEY,
+    at double precision NOT NULL
+);
+INSERT INTO claims(message_id, at) SELECT message_id, MAX(at) FROM seen GROUP BY message_id;
+CREATE INDEX claims_at ON claims(at);
+DROP TABLE seen;
+CREATE TABLE inbox (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    call text NOT NULL,
+    body bytea NOT NULL,
+    received_at double precision NOT NULL,
+    ip text,
+    taken_by text,
+    taken_until double precision
+)
 """),
 ]
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.types.json import Json
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import jsoncodec
@@ -41,9 +40,11 @@ from .base import (
     NewEvent,
     Store,
     Timeline,
-    duplicate_reason,
+    claims_wanted,
+    duplicates,
     event_columns,
     event_filters,
+    with_duplicates,
 )
 from .migrations import migrations
 from .urls import masked_url, url_secrets
@@ -154,76 +155,68 @@ class PostgresStore(Store):
     def accept(self, events: list[NewEvent], now: float, dedupe_window: float = 0.0) -> list[Accepted]:
         if not events:
             return []
-        plans = [[(d.destination, d.state, d.reason, d.errors) for d in new.deliveries] for new in events]
         with self._write() as conn:
-            firsts = self._claim(conn, events, plans, now, dedupe_window)
-            with conn.cursor() as cur:
-                cur.executemany("INSERT INTO events(message_id, received_at, body, type, name, user_id)"
-                                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                                [(_text(new.message_id), now, _json(new.event),
-                                  *(_text(v) for v in event_columns(new.event))) for new in events], returning=True)
-                event_ids = _returned(cur)
-                rows = []
-                for event_id, new, plan in zip(event_ids, events, plans):
-                    for index, (destination, state, reason, errors) in enumerate(plan):
-                        first = firsts.get((id(new), index))
-                        if first is not None:
-                            state, reason = SKIPPED, duplicate_reason(str(new.message_id), destination, first,
-                                                                       dedupe_window)
-                        rows.append((event_id, destination, _text(new.message_id), state, now, now, now,
-                                     now if state == QUEUED else None, _text(reason), _json(errors) if errors else None))
-                cur.executemany(
-                    "INSERT INTO deliveries(event_id, destination, message_id, state, created_at, updated_at, first_at,"
-                    " next_at, reason, errors) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " RETURNING id, destination, state", rows, returning=True)
-                made = _returned(cur, whole=True) if rows else []
+            return self._insert(conn, events, now, dedupe_window)
+
+    def _insert(self, conn, events: list[NewEvent], now: float, window: float) -> list[Accepted]:
+        """Every row of a batch in the open transaction: ids drawn first (one round trip), then one
+        multi-row INSERT per table from arrays (``unnest``), so a batch costs the same few round trips
+        whatever its size. Arrays go in binary (``%b``): as text, psycopg escapes every element in Python."""
+        repeated = self._claim(conn, events, now, window)
+        plans = [with_duplicates(new, repeated.get(position), window) for position, new in enumerate(events)]
+        count = sum(len(plan) for plan in plans)
+        event_ids, delivery_ids = conn.execute(
+            "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)),"
+            " ARRAY(SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, %s))",
+            (len(events), count)).fetchone()
+        columns = [event_columns(new.event) for new in events]
+        conn.execute(
+            "INSERT INTO events(id, message_id, received_at, body, type, name, user_id) OVERRIDING SYSTEM VALUE"
+            " SELECT i, m, %s, b::json, t, n, u FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[],"
+            " %b::text[], %b::text[]) AS e(i, m, b, t, n, u)",
+            (now, event_ids, [_text(new.message_id) for new in events], [_dumps(new.event) for new in events],
+             *([_text(c[k]) for c in columns] for k in range(3))))
+        rows = [(event_id, destination, _text(new.message_id), state, _text(reason),
+                 _dumps(d.errors) if d.errors else None)
+                for event_id, new, plan in zip(event_ids, events, plans)
+                for (destination, state, reason), d in zip(plan, new.deliveries)]
+        if rows:
+            event_of, destination, message_id, state, reason, errors = (list(c) for c in zip(*rows))
+            conn.execute(
+                "INSERT INTO deliveries(id, event_id, destination, message_id, state, created_at, updated_at,"
+                " first_at, next_at, reason, errors) OVERRIDING SYSTEM VALUE"
+                " SELECT i, e, d, m, s, %s, %s, %s, CASE WHEN s = %s THEN %s::float8 END, r, x::json"
+                " FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
+                " AS r(i, e, d, m, s, r, x)",
+                (now, now, now, QUEUED, now, delivery_ids, event_of, destination, message_id, state, reason, errors))
         accepted, position = [], 0
         for event_id, plan in zip(event_ids, plans):
-            accepted.append(Accepted(event_id, [tuple(row) for row in made[position:position + len(plan)]]))
+            accepted.append(Accepted(event_id, [(delivery_ids[position + i], destination, state)
+                                                for i, (destination, state, _) in enumerate(plan)]))
             position += len(plan)
         return accepted
 
     @staticmethod
-    def _claim(conn, events, plans, now: float, window: float) -> dict:
-        """{(id(event), delivery index): first seen} for each queued delivery that is a duplicate.
+    def _claim(conn, events: list[NewEvent], now: float, window: float) -> dict[int, float]:
+        """Claim the batch's messageIds in one statement; returns the duplicates.
 
-        Claims go in key order, so two collectors claiming overlapping batches cannot deadlock."""
-        if window <= 0:
-            return {}
-        wanted: dict[tuple[str, str | None], list] = {}
-        for new, plan in zip(events, plans):
-            if new.message_id is None:
-                continue
-            for index, (destination, state, _, _) in enumerate(plan):
-                if state == QUEUED:
-                    wanted.setdefault((destination, _text(new.message_id)), []).append((id(new), index))
+        ``ON CONFLICT`` makes the claim atomic across collectors (of two accepting one messageId at once,
+        exactly one wins), and claims go in key order, so overlapping batches cannot deadlock."""
+        wanted = claims_wanted(events) if window > 0 else {}
         if not wanted:
             return {}
         keys = sorted(wanted)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO seen(destination, message_id, at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (destination, message_id) DO UPDATE SET at = excluded.at WHERE seen.at < %s RETURNING 1",
-                [(destination, message_id, now, now - window) for destination, message_id in keys], returning=True)
-            claimed = []
-            while True:
-                claimed.append(cur.fetchone() is not None)
-                if not cur.nextset():
-                    break
-        lost = [key for key, won in zip(keys, claimed) if not won]
+        won = {row[0] for row in conn.execute(
+            "INSERT INTO claims(message_id, at) SELECT m, %s FROM unnest(%s::text[]) AS m ORDER BY m"
+            " ON CONFLICT (message_id) DO UPDATE SET at = excluded.at WHERE claims.at < %s RETURNING message_id",
+            (now, [_text(k) for k in keys], now - window))}
+        lost = [key for key in keys if _text(key) not in won]
         earlier = {}
         if lost:
-            earlier = {(d, m): at for d, m, at in conn.execute(
-                "SELECT destination, message_id, at FROM seen WHERE (destination, message_id) IN"
-                " (SELECT * FROM unnest(%s::text[], %s::text[]))",
-                ([d for d, _ in lost], [m for _, m in lost])).fetchall()}
-        firsts = {}
-        for key, won in zip(keys, claimed):
-            places = wanted[key]
-            duplicates = places[1:] if won else places  # in one batch, the first occurrence wins
-            for place in duplicates:
-                firsts[place] = now if won else earlier[key]
-        return firsts
+            found = dict(conn.execute("SELECT message_id, at FROM claims WHERE message_id = ANY(%s)",
+                                      ([_text(k) for k in lost],)).fetchall())
+            earlier = {key: found[_text(key)] for key in lost}
+        return duplicates(wanted, earlier, now)
 
     # --- workers
     def lease(self, destination: str, limit: int, owner: str, now: float, lease_for: float) -> list[Leased]:
@@ -407,7 +400,7 @@ class PostgresStore(Store):
                     conn.execute("DELETE FROM events e WHERE e.id = ANY(%s) AND NOT EXISTS"
                                  " (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)", (event_ids,))
                 seen = conn.execute(
-                    "DELETE FROM seen WHERE (destination, message_id) IN (SELECT destination, message_id FROM seen"
+                    "DELETE FROM claims WHERE message_id IN (SELECT message_id FROM claims"
                     " WHERE at < %s LIMIT %s FOR UPDATE SKIP LOCKED)", (before, batch)).rowcount
             deleted += len(ids)
             if len(ids) < batch and seen < batch:
@@ -430,22 +423,8 @@ def _version_in(conn) -> int:
     return row[0] if row else 0
 
 
-def _returned(cur, whole: bool = False) -> list:
-    """The RETURNING row of each statement an executemany ran (None where one returned nothing)."""
-    rows = []
-    while True:
-        row = cur.fetchone()
-        rows.append(row if whole or row is None else row[0])
-        if not cur.nextset():
-            return [r for r in rows if r is not None]
-
-
 def _dumps(value) -> str:
     return jsoncodec.dumps(value)  # orjson where it writes what json would; json for the rest
-
-
-def _json(value) -> Json:
-    return Json(value, dumps=_dumps)
 
 
 def _text(value: str | None) -> str | None:

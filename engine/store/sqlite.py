@@ -37,9 +37,11 @@ from .base import (
     NewEvent,
     Store,
     Timeline,
-    duplicate_reason,
+    claims_wanted,
+    duplicates,
     event_columns,
     event_filters,
+    with_duplicates,
     yield_lock,
 )
 from .migrations import migrations
@@ -146,40 +148,57 @@ class SQLiteStore(Store):
 
     # --- intake
     def accept(self, events: list[NewEvent], now: float, dedupe_window: float = 0.0) -> list[Accepted]:
-        accepted = []
+        if not events:
+            return []
         with self._write() as conn:
-            for new in events:
-                cursor = conn.execute("INSERT INTO events(message_id, received_at, body, type, name, user_id)"
-                                      " VALUES (?, ?, ?, ?, ?, ?)",
-                                      (new.message_id, now, _dump(new.event), *event_columns(new.event)))
-                event_id = cursor.lastrowid
-                rows = []
-                for d in new.deliveries:
-                    state, reason = d.state, d.reason
-                    if state == QUEUED and dedupe_window > 0 and new.message_id is not None:
-                        first = self._claim_message_id(conn, d.destination, new.message_id, now, dedupe_window)
-                        if first is not None:
-                            state, reason = SKIPPED, duplicate_reason(new.message_id, d.destination, first, dedupe_window)
-                    cursor = conn.execute(
-                        "INSERT INTO deliveries(event_id, destination, message_id, state, created_at, updated_at,"
-                        " first_at, next_at, reason, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (event_id, d.destination, new.message_id, state, now, now, now,
-                         now if state == QUEUED else None, reason, _dump(d.errors) if d.errors else None))
-                    rows.append((cursor.lastrowid, d.destination, state))
-                accepted.append(Accepted(event_id, rows))
+            return self._insert(conn, events, now, dedupe_window)
+
+    def _insert(self, conn, events: list[NewEvent], now: float, window: float) -> list[Accepted]:
+        """Every row of a batch with two multi-row inserts (events, then deliveries) in the open transaction.
+
+        Ids come back without RETURNING: under the write lock nobody else inserts, and SQLite gives each
+        new row the next id after the largest, so a batch's rows have consecutive ids."""
+        repeated = self._claim(conn, events, now, window)
+        conn.executemany("INSERT INTO events(message_id, received_at, body, type, name, user_id)"
+                         " VALUES (?, ?, ?, ?, ?, ?)",
+                         [(new.message_id, now, _dump(new.event), *event_columns(new.event)) for new in events])
+        event_id = _last_id(conn) - len(events) + 1
+        rows, planned = [], []
+        for position, new in enumerate(events):
+            plan = with_duplicates(new, repeated.get(position), window)
+            errors = [_dump(d.errors) if d.errors else None for d in new.deliveries]
+            rows += [(event_id + position, destination, new.message_id, state, now, now, now,
+                      now if state == QUEUED else None, reason, error)
+                     for (destination, state, reason), error in zip(plan, errors)]
+            planned.append(plan)
+        delivery_id = 0
+        if rows:
+            conn.executemany("INSERT INTO deliveries(event_id, destination, message_id, state, created_at,"
+                             " updated_at, first_at, next_at, reason, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             rows)
+            delivery_id = _last_id(conn) - len(rows) + 1
+        accepted = []
+        for position, plan in enumerate(planned):
+            accepted.append(Accepted(event_id + position, [(delivery_id + i, destination, state)
+                                                           for i, (destination, state, _) in enumerate(plan)]))
+            delivery_id += len(plan)
         return accepted
 
     @staticmethod
-    def _claim_message_id(conn, destination: str, message_id: str, now: float, window: float) -> float | None:
-        """None when this message id is new (or its last sighting expired); else when it was first seen."""
-        claimed = conn.execute(
-            "INSERT INTO seen(destination, message_id, at) VALUES (?, ?, ?) "
-            "ON CONFLICT(destination, message_id) DO UPDATE SET at = excluded.at WHERE seen.at < ? RETURNING at",
-            (destination, message_id, now, now - window)).fetchone()
-        if claimed is not None:
-            return None
-        return conn.execute("SELECT at FROM seen WHERE destination = ? AND message_id = ?",
-                            (destination, message_id)).fetchone()[0]
+    def _claim(conn, events: list[NewEvent], now: float, window: float) -> dict[int, float]:
+        """Claim the batch's messageIds (one read, one write under the write lock); returns the duplicates."""
+        wanted = claims_wanted(events) if window > 0 else {}
+        if not wanted:
+            return {}
+        keys, earlier = list(wanted), {}
+        for start in range(0, len(keys), _MARKS):
+            part = keys[start:start + _MARKS]
+            earlier.update(conn.execute(f"SELECT message_id, at FROM claims WHERE message_id IN"
+                                        f" ({','.join('?' * len(part))}) AND at >= ?", (*part, now - window)))
+        conn.executemany("INSERT INTO claims(message_id, at) VALUES (?, ?)"
+                         " ON CONFLICT(message_id) DO UPDATE SET at = excluded.at",
+                         [(message_id, now) for message_id in keys if message_id not in earlier])
+        return duplicates(wanted, earlier, now)
 
     # --- workers
     def lease(self, destination: str, limit: int, owner: str, now: float, lease_for: float) -> list[Leased]:
@@ -374,8 +393,8 @@ class SQLiteStore(Store):
         while True:
             began = time.monotonic()
             with self._write() as conn:
-                seen = conn.execute("DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen WHERE at < ? LIMIT ?)",
-                                    (before, batch)).rowcount
+                seen = conn.execute("DELETE FROM claims WHERE message_id IN (SELECT message_id FROM claims"
+                                    " WHERE at < ? LIMIT ?)", (before, batch)).rowcount
             yield_lock(time.monotonic() - began)
             if seen < batch:
                 break
@@ -410,6 +429,13 @@ def _record(row) -> DeliveryRecord:
     values = list(row)
     values[10] = jsoncodec.loads(values[10]) if values[10] else None
     return DeliveryRecord(*values)
+
+
+def _last_id(conn) -> int:
+    return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+
+
+_MARKS = 500   # bound parameters per IN list, well under SQLite's limit
 
 
 def _dump(value) -> str:
