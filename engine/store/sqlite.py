@@ -44,6 +44,7 @@ from .base import (
     with_duplicates,
     yield_lock,
 )
+from .group import GroupCommit
 from .migrations import migrations
 
 
@@ -59,6 +60,7 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._accepting = GroupCommit(self._accept_group)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if upgrade:
@@ -148,10 +150,15 @@ class SQLiteStore(Store):
 
     # --- intake
     def accept(self, events: list[NewEvent], now: float, dedupe_window: float = 0.0) -> list[Accepted]:
+        """Written with what other threads of this process accept at the same moment: one commit for all
+        (``group.GroupCommit``); returns once this batch is durable."""
         if not events:
             return []
+        return self._accepting.run((events, now, dedupe_window))
+
+    def _accept_group(self, jobs: list[tuple[list[NewEvent], float, float]]) -> list[list[Accepted]]:
         with self._write() as conn:
-            return self._insert(conn, events, now, dedupe_window)
+            return [self._insert(conn, events, now, window) for events, now, window in jobs]
 
     def _insert(self, conn, events: list[NewEvent], now: float, window: float) -> list[Accepted]:
         """Every row of a batch with two multi-row inserts (events, then deliveries) in the open transaction.
