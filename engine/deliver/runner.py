@@ -110,8 +110,9 @@ class Runner:
                 continue
             if handled:
                 continue
+            idle = min(self.idle_wait, getattr(worker, "poll_every", self.idle_wait))   # the inbox looks more often
             due = resume_at(worker, self.store, self.clock())
-            wait = self.idle_wait if due is None else min(self.idle_wait, max(0.01, due - self.clock()))
+            wait = idle if due is None else min(idle, max(0.01, due - self.clock()))
             self.stop_event.wait(wait)
 
     def _prune_loop(self) -> None:
@@ -183,6 +184,10 @@ def progress_line(workers: list, store: Store, now: float) -> str:
     counts = store.counts(now)
     parts = []
     for worker in workers:
+        progress = getattr(worker, "progress", None)   # a worker that is not a queue of deliveries says itself
+        if progress is not None:
+            parts.append(progress())
+            continue
         stats = getattr(worker, "stats", None)
         mine = counts.get(worker.name, {})
         queued = sum(mine.get(state, 0) for state in PENDING)

@@ -1,9 +1,11 @@
 """The collector as a WSGI application: Segment's HTTP API, vendor webhooks, health and metrics.
 
-Every accepted event is written to the store (one transaction per request,
-durable when it returns) before the 200 goes out, so an acknowledged event
-survives a killed server. The store is opened per process, on first use:
-a server process forked from another must not share its SQLite connections.
+Every accepted request is written to the store (durable when the write returns;
+requests arriving together share one commit) before the 200 goes out, so an
+acknowledged event survives a killed server: as events with their deliveries
+(``server.intake: validate``), or whole, for the inbox processor to fan out
+(``queue``). The store is opened per process, on first use: a server process
+forked from another must not share its SQLite connections.
 """
 from __future__ import annotations
 
@@ -14,26 +16,24 @@ import threading
 import time
 from http import HTTPStatus
 
+from .. import jsoncodec
 from ..intake import UNSTORABLE, Intake
-from ..problems import Problem
-from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent, Store
+from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent, Received, Store
 from ..validate import storable
 from . import metrics
-from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused, with_ip
+from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused
+from .calls import decide_request
 from .config import ServeConfig, WebhookSource
 from .segment_api import (
     BATCH_LIMIT,
     CALLS,
     ApiError,
     basic_credentials,
-    complete,
     describe_limit,
     items_of,
     limit_for,
-    oversize_error,
     parse_json,
     read_body,
-    utc,
 )
 
 log = logging.getLogger("eventmap.serve")
@@ -171,17 +171,21 @@ class Collector:
         source = self._source(offered) if offered else None   # a wrong key is refused before the body is read
         if source is not None:
             self.config.browser.check(environ, source)
-        body = parse_json(read_body(environ["wsgi.input"], _length(environ), environ.get("HTTP_CONTENT_ENCODING"),
-                                    limit_for(call), describe_limit(call)))
+        raw = read_body(environ["wsgi.input"], _length(environ), environ.get("HTTP_CONTENT_ENCODING"),
+                        limit_for(call), describe_limit(call))
+        body = parse_json(raw)
         if source is None:
             key = body.get("writeKey")
             source = self._source(key if isinstance(key, str) else None)
             self.config.browser.check(environ, source)
-        received = utc(self.clock())
-        intake = self.intake()
+        now = self.clock()
         ip = self.config.browser.client_ip(environ)
-        decided = [self._decide(intake, with_ip(complete(item, call, body, received), ip), item)
-                   for item in items_of(call, body)]
+        if self.config.server.intake == "queue":   # kept whole; the inbox processor makes its events (inbox.py)
+            items_of(call, body)   # a malformed batch is still refused now, while the client can hear why
+            self.store().receive([Received(call, _without_write_key(raw, body), now, ip)])
+            return 200, JSON, _json({"success": True}), []
+        intake = self.intake()
+        decided = decide_request(intake, call, body, now, ip)
         receipts = intake.accept_decided(decided)
         rejected: list[dict] = [{"index": i, "messageId": r.message_id, "errors": [e.as_dict() for e in r.errors]}
                                 for i, r in enumerate(receipts) if r.rejected]
@@ -230,12 +234,18 @@ class Collector:
             raise ApiError(401, "unauthorized", "unknown write key")
         return source
 
-    @staticmethod
-    def _decide(intake: Intake, event, item) -> tuple[NewEvent, list]:
-        too_big = oversize_error(item)
-        if too_big is None:
-            return intake.decide(event)
-        return intake.reject(event, "the event is too large", [Problem("", too_big)])
+
+def _without_write_key(raw: bytes, body: dict) -> bytes:
+    """The body to keep in the inbox: as received, unless it carries the write key (a browser's text/plain
+    request does), which never goes into the store."""
+    if b'"writeKey"' not in raw:
+        return raw
+    items = body.get("batch") if isinstance(body.get("batch"), list) else None
+    kept = {k: v for k, v in body.items() if k != "writeKey"}
+    if items is not None:
+        kept["batch"] = [{k: v for k, v in item.items() if k != "writeKey"} if isinstance(item, dict) else item
+                         for item in items]
+    return jsoncodec.dumps_bytes(kept)
 
 
 def _authorised(source: WebhookSource, environ) -> bool:

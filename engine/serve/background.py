@@ -1,8 +1,8 @@
 """The work after the acknowledgement, in its own process: webhook mapping and delivery.
 
 The server processes only accept and store; this process runs the delivery
-runner with a worker per destination and one per webhook source, until the
-server stops. It is a separate process, not a thread in gunicorn's master,
+runner with a worker per destination and one per webhook source (and the inbox
+processor with ``server.intake: queue``), until the server stops. It is a separate process, not a thread in gunicorn's master,
 because the master forks server processes and a fork must not copy another
 thread's half-held locks or SQLite connections. It exits by itself when its
 parent goes away (a SIGKILLed server leaves no orphan delivering behind it).
@@ -22,6 +22,8 @@ from ..intake import Intake
 from ..logs import configure
 from ..secrets import Masker
 from .config import demo_config, load_serve_config
+from .inbox import InboxWorker
+from .inbox import needed as inbox_needed
 from .setup import Setup, build
 from .source_worker import SourceWorker
 
@@ -48,7 +50,9 @@ def main(config_file: str | None, folder: str, mappings: str, dry_run: bool, par
         intake = Intake(setup.engine, setup.routes, store, config.delivery.dedupe_window)
         destinations = destination_workers(setup.routes, store, config.delivery, owner=owner, stop=stop,
                                            client=DryRunClient() if dry_run else None)
-        workers = destinations + source_workers(setup, store, intake, owner)
+        inbox = [InboxWorker(intake, store, lease_for=config.delivery.lease, owner=owner)] \
+            if inbox_needed(store, {"intake": config.server.intake}) else []
+        workers = inbox + destinations + source_workers(setup, store, intake, owner)
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in destinations},
                         owner=owner, stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
                         report_every=config.logging.every)

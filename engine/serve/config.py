@@ -131,6 +131,7 @@ class ServerOptions:
     header_timeout: float = 10.0       # a request's headers must arrive within this, from connect or the last answer
     body_timeout: float = 30.0         # a request's body must arrive within this, from its headers
     max_connections: int = 1000        # open connections per server process; more are answered 503 and closed
+    intake: str = "validate"           # or "queue": store each request whole, fan out later (engine/serve/inbox.py)
 
 
 SERVER_DURATIONS = ("retry_after", "header_timeout", "body_timeout")

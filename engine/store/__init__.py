@@ -31,6 +31,7 @@ from .base import (
     Leased,
     NewDelivery,
     NewEvent,
+    Received,
     Store,
 )
 
@@ -93,6 +94,7 @@ __all__ = [
     "Leased",
     "NewDelivery",
     "NewEvent",
+    "Received",
     "Store",
     "open_store",
 ]

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..durations import describe_seconds
+from ..problems import EventmapError
 from ..states import (  # noqa: F401  (re-exported: the store's callers name states through engine.store)
     DEAD,
     DELIVERED,
@@ -64,6 +65,21 @@ class Accepted:
 
     event_id: int
     deliveries: list[tuple[int, str, str]]   # (delivery id, destination, state)
+
+
+@dataclass
+class Received:
+    """A Segment API request kept whole in the inbox (``server.intake: queue``) until a processor turns
+    it into events and deliveries; ``body`` is its JSON as received (decompressed, write key removed)."""
+
+    call: str                    # batch, track, identify, ...
+    body: bytes
+    received_at: float
+    ip: str | None = None        # the client's address, as the server decided it (trusted proxies)
+    id: int = 0                  # set by the store
+
+    def __repr__(self) -> str:
+        return f"<Received {self.id} {self.call} {len(self.body)} bytes>"
 
 
 @dataclass
@@ -169,6 +185,26 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def receive(self, requests: list[Received]) -> None:
+        """Keep whole requests in the inbox, in one transaction; durable when this returns."""
+
+    @abstractmethod
+    def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
+        """Up to ``limit`` requests from the inbox, oldest first, leased to ``owner`` (no two processors
+        take the same one); [] at once, without a write, when none is waiting."""
+
+    @abstractmethod
+    def accept_received(self, ids: Ids, owner: str, events: list[NewEvent], now: float,
+                        dedupe_window: float = 0.0) -> list[Accepted] | None:
+        """``accept`` the events made from inbox requests ``ids`` and remove those requests, in one
+        transaction: each request becomes its events exactly once. None (nothing written) when the
+        lease on any of them was lost to another processor."""
+
+    @abstractmethod
+    def waiting_requests(self) -> int:
+        """Requests in the inbox, taken or not: the queue mode's backlog."""
+
+    @abstractmethod
     def lease(self, destination: str, limit: int, owner: str, now: float, lease_for: float) -> list[Leased]:
         """Up to ``limit`` due deliveries of ``destination``, oldest first, no two workers the same."""
 
@@ -185,8 +221,8 @@ class Store(ABC):
 
     @abstractmethod
     def release(self, owner: str, ids: Ids | None = None) -> int:
-        """Give back leases of ``owner`` (these ids, or all of them at a clean shutdown) so others may
-        take them now; the deliveries keep their state and attempts."""
+        """Give back leases of ``owner`` (these delivery ids, or all of them, inbox requests included, at a
+        clean shutdown) so others may take them now; the deliveries keep their state and attempts."""
 
     @abstractmethod
     def next_due(self, destinations: list[str], now: float) -> float | None:
@@ -299,6 +335,15 @@ def with_duplicates(new: NewEvent, first: float | None, window: float) -> list[t
     reason = duplicate_reason(str(new.message_id), first, window)
     return [(d.destination, SKIPPED, reason) if d.state == QUEUED else (d.destination, d.state, d.reason)
             for d in new.deliveries]
+
+
+class LeaseLost(EventmapError):
+    """Rolls back ``accept_received`` when another processor has taken one of its requests."""
+
+
+def inbox_free(mark: str) -> str:
+    """The inbox requests no processor holds (never taken, or their lease ran out); ``mark``: the placeholder."""
+    return f"SELECT id FROM inbox WHERE taken_until IS NULL OR taken_until < {mark}"
 
 
 def yield_lock(held: float) -> None:

@@ -37,13 +37,16 @@ from .base import (
     Finish,
     Ids,
     Leased,
+    LeaseLost,
     NewEvent,
+    Received,
     Store,
     Timeline,
     claims_wanted,
     duplicates,
     event_columns,
     event_filters,
+    inbox_free,
     with_duplicates,
 )
 from .migrations import migrations
@@ -196,6 +199,40 @@ class PostgresStore(Store):
             position += len(plan)
         return accepted
 
+    # --- the inbox (server.intake: queue)
+    def receive(self, requests: list[Received]) -> None:
+        if not requests:
+            return
+        with self._conn() as conn:   # one statement: its own transaction
+            conn.execute("INSERT INTO inbox(call, body, received_at, ip) SELECT * FROM unnest(%b::text[], %b::bytea[],"
+                         " %b::float8[], %b::text[])", ([r.call for r in requests], [r.body for r in requests],
+                                                       [r.received_at for r in requests], [_text(r.ip) for r in requests]))
+
+    def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
+        with self._conn() as conn:
+            if not conn.execute(_INBOX_FREE + " LIMIT 1", (now,)).fetchone():
+                return []
+            rows = conn.execute(f"UPDATE inbox SET taken_by = %s, taken_until = %s WHERE id IN ({_INBOX_FREE}"
+                                f" ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, call, body, received_at, ip",
+                                (owner, now + lease_for, now, limit)).fetchall()
+        return sorted((Received(r[1], bytes(r[2]), r[3], r[4], r[0]) for r in rows), key=lambda r: r.id)
+
+    def accept_received(self, ids: Ids, owner: str, events: list[NewEvent], now: float,
+                        dedupe_window: float = 0.0) -> list[Accepted] | None:
+        try:
+            with self._write() as conn:
+                removed = conn.execute("DELETE FROM inbox WHERE id = ANY(%s) AND taken_by = %s",
+                                       (list(ids), owner)).rowcount
+                if removed != len(ids):
+                    raise LeaseLost
+                return self._insert(conn, events, now, dedupe_window) if events else []
+        except LeaseLost:
+            return None
+
+    def waiting_requests(self) -> int:
+        with self._conn() as conn:
+            return conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+
     @staticmethod
     def _claim(conn, events: list[NewEvent], now: float, window: float) -> dict[int, float]:
         """Claim the batch's messageIds in one statement; returns the duplicates.
@@ -276,6 +313,8 @@ class PostgresStore(Store):
             where += " AND id = ANY(%s)"
             params.append(list(ids))
         with self._conn() as conn:
+            if ids is None:
+                conn.execute("UPDATE inbox SET taken_by = NULL, taken_until = NULL WHERE taken_by = %s", (owner,))
             return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
                                 params).rowcount
 
@@ -414,6 +453,9 @@ class PostgresStore(Store):
 
 _RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, created_at, updated_at, next_at,"
                    " reason, errors, last_status, last_error")
+
+
+_INBOX_FREE = inbox_free("%s")
 
 
 def _version_in(conn) -> int:

@@ -34,13 +34,16 @@ from .base import (
     Finish,
     Ids,
     Leased,
+    LeaseLost,
     NewEvent,
+    Received,
     Store,
     Timeline,
     claims_wanted,
     duplicates,
     event_columns,
     event_filters,
+    inbox_free,
     with_duplicates,
     yield_lock,
 )
@@ -61,6 +64,7 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._accepting = GroupCommit(self._accept_group)
+        self._receiving = GroupCommit(self._receive_group)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if upgrade:
@@ -191,6 +195,43 @@ class SQLiteStore(Store):
             delivery_id += len(plan)
         return accepted
 
+    # --- the inbox (server.intake: queue)
+    def receive(self, requests: list[Received]) -> None:
+        if requests:
+            self._receiving.run(requests)
+
+    def _receive_group(self, jobs: list[list[Received]]) -> list[None]:
+        with self._write() as conn:
+            conn.executemany("INSERT INTO inbox(call, body, received_at, ip) VALUES (?, ?, ?, ?)",
+                             [(r.call, r.body, r.received_at, r.ip) for requests in jobs for r in requests])
+        return [None] * len(jobs)
+
+    def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
+        conn = self._connection()
+        if not conn.execute(_INBOX_FREE + " LIMIT 1", (now,)).fetchone():
+            return []   # nothing waiting: no write lock taken (processors poll often)
+        with self._write() as conn:
+            rows = conn.execute(f"UPDATE inbox SET taken_by = ?, taken_until = ? WHERE id IN ({_INBOX_FREE}"
+                                f" ORDER BY id LIMIT ?) RETURNING id, call, body, received_at, ip",
+                                (owner, now + lease_for, now, limit)).fetchall()
+        return sorted((Received(r[1], r[2], r[3], r[4], r[0]) for r in rows), key=lambda r: r.id)
+
+    def accept_received(self, ids: Ids, owner: str, events: list[NewEvent], now: float,
+                        dedupe_window: float = 0.0) -> list[Accepted] | None:
+        try:
+            with self._write() as conn:
+                marks = ",".join("?" * len(ids))
+                removed = conn.execute(f"DELETE FROM inbox WHERE id IN ({marks}) AND taken_by = ?",
+                                       (*ids, owner)).rowcount
+                if removed != len(ids):
+                    raise LeaseLost
+                return self._insert(conn, events, now, dedupe_window) if events else []
+        except LeaseLost:
+            return None
+
+    def waiting_requests(self) -> int:
+        return self._connection().execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+
     @staticmethod
     def _claim(conn, events: list[NewEvent], now: float, window: float) -> dict[int, float]:
         """Claim the batch's messageIds (one read, one write under the write lock); returns the duplicates."""
@@ -266,6 +307,8 @@ class SQLiteStore(Store):
             where += f" AND id IN ({','.join('?' * len(ids))})"
             params += list(ids)
         with self._write() as conn:
+            if ids is None:
+                conn.execute("UPDATE inbox SET taken_by = NULL, taken_until = NULL WHERE taken_by = ?", (owner,))
             return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
                                 params).rowcount
 
@@ -436,6 +479,9 @@ def _record(row) -> DeliveryRecord:
     values = list(row)
     values[10] = jsoncodec.loads(values[10]) if values[10] else None
     return DeliveryRecord(*values)
+
+
+_INBOX_FREE = inbox_free("?")
 
 
 def _last_id(conn) -> int:

@@ -1,0 +1,83 @@
+"""The inbox processor: requests kept whole at intake (``server.intake: queue``) become events and deliveries.
+
+Like RudderStack's gateway and processor: the collector only makes each request
+durable and answers, and this worker does the rest moments later, off the
+request path: Segment's fields, validation, routing, dedupe and the delivery
+rows, with the same code the collector runs in ``validate`` mode
+(``calls.decide_request``). It leases a few requests at a time and writes their
+events and removes them from the inbox in one transaction, so each request
+becomes its events exactly once, even when a processor is killed between the
+two (the lease runs out and another takes the request again).
+
+A delivery runner calls ``run_once(now)`` alongside the destination workers; it
+runs in the server's background process and in ``eventmap deliver``, wherever
+the configuration says ``intake: queue`` or the inbox holds requests.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+from ..intake import Intake
+from ..problems import Problem
+from ..store import NewEvent, Received, Store
+from .calls import decide_request
+from .segment_api import ApiError, parse_json
+
+log = logging.getLogger("eventmap.serve")
+
+NAME = "(inbox)"   # not a destination: the name the runner and its logs know this worker by
+
+
+def needed(store: Store, config_server: dict | None) -> bool:
+    """Whether a runner should process the inbox: queue mode is on, or requests wait from when it was."""
+    return (config_server or {}).get("intake") == "queue" or store.waiting_requests() > 0
+
+
+class InboxWorker:
+    name = NAME
+    poll_every = 0.1   # seconds between looks at an empty inbox (a look takes no write lock)
+
+    def __init__(self, intake: Intake, store: Store, *, requests_per_turn: int = 10, lease_for: float = 60.0,
+                 owner: str | None = None, clock=time.time):
+        """``requests_per_turn``: at most this many requests (up to 2,500 events each) are decided and written
+        in one transaction, so SQLite's write lock is never held long away from intake."""
+        self.intake, self.store, self.clock = intake, store, clock
+        self.requests_per_turn, self.lease_for = requests_per_turn, lease_for
+        self.owner = owner or f"{NAME}@{socket.gethostname()}:{os.getpid()}"
+        self.events = 0   # events made so far, for the progress line
+
+    def __repr__(self) -> str:
+        return f"<InboxWorker {self.owner}>"
+
+    def run_once(self, now: float | None = None) -> int:
+        """Turn up to ``requests_per_turn`` waiting requests into events; returns how many requests."""
+        now = self.clock() if now is None else now
+        taken = self.store.take_received(self.requests_per_turn, self.owner, now, self.lease_for)
+        if not taken:
+            return 0
+        decided = [pair for request in taken for pair in self.decide(request)]
+        written = self.store.accept_received([r.id for r in taken], self.owner, [new for new, _ in decided],
+                                             self.clock(), self.intake.dedupe_window)
+        if written is None:
+            log.warning("%s: the lease on %d inbox requests ran out before they were written; another processor "
+                        "has them", NAME, len(taken))
+            return len(taken)
+        self.events += len(decided)
+        return len(taken)
+
+    def progress(self) -> str:
+        """This worker's part of the progress line."""
+        return f"{NAME}: {self.events} events made, {self.store.waiting_requests()} requests waiting"
+
+    def decide(self, request: Received) -> list[tuple[NewEvent, list]]:
+        """The events of one stored request, decided as the collector would have at ``received_at``."""
+        try:
+            body = parse_json(request.body)
+            return decide_request(self.intake, request.call, body, request.received_at, request.ip)
+        except ApiError as exc:   # intake checked the body before storing it: only a damaged row gets here
+            text = request.body.decode("utf-8", "replace")
+            return [self.intake.reject({"inbox_request": request.id, "body": text},
+                                       "the stored request cannot be read", [Problem("", exc.message)])]

@@ -1,0 +1,203 @@
+"""``server.intake: queue``: requests stored whole, answered at once, turned into events exactly once by the
+inbox processor, on both stores; and the server around it with a real SDK, a real stand-in and a SIGKILL."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import requests
+import segment.analytics as analytics
+from pytest_httpserver import HTTPServer
+
+from engine import Engine
+from engine.intake import Intake
+from engine.serve.inbox import InboxWorker
+from engine.store import INTAKE, QUEUED, REJECTED, SKIPPED, Received, open_store
+from serve_harness import WRITE_KEY, Server, environment, wait_for, write_config
+
+T0 = 1_700_000_000.0
+
+
+def batch_body(*events, **envelope) -> bytes:
+    return json.dumps({"batch": list(events), **envelope}).encode()
+
+
+def track(message_id: str, **more) -> dict:
+    return {"type": "track", "event": "Order Completed", "userId": "u-1", "messageId": message_id,
+            "timestamp": "2023-11-14T22:13:00Z", **more}
+
+
+def processor(store, *names: str, owner: str = "p1", clock=lambda: T0) -> InboxWorker:
+    engine = Engine()
+    settings = {"segment": {"write_key": "k"}, "planhat": {"tenant_token": "t"}}
+    routes = [engine.route(name, settings[name]) for name in names]
+    return InboxWorker(Intake(engine, routes, store, dedupe_window=3600, clock=clock), store, owner=owner,
+                       lease_for=60, clock=clock)
+
+
+# --------------------------------------------------------------------------- the store and the processor
+
+def test_a_processor_turns_each_stored_request_into_its_events_once(store):
+    store.receive([Received("batch", batch_body(track("m1"), track("m2")), T0, "203.0.113.7"),
+                   Received("track", json.dumps(track("m3")).encode(), T0 + 1, None)])
+    assert store.waiting_requests() == 2
+    worker = processor(store, "segment", "planhat")
+
+    assert worker.run_once(T0 + 2) == 2
+    assert worker.run_once(T0 + 2) == 0   # nothing left: the same requests are never made twice
+    assert store.waiting_requests() == 0
+    events = {e.message_id: e for e in store.events(_query())}
+    assert set(events) == {"m1", "m2", "m3"}
+    assert {d.destination for d in events["m1"].deliveries} == {"segment", "planhat"}
+    assert events["m1"].event["context"]["ip"] == "203.0.113.7"   # the address the server decided on
+    assert events["m1"].event["receivedAt"] == "2023-11-14T22:13:20.000Z"   # when the request came, not later
+    assert worker.progress() == "(inbox): 3 events made, 0 requests waiting"
+
+
+def test_rejected_and_duplicate_events_of_a_stored_request_are_recorded_not_lost(store):
+    bad = {"type": "track", "userId": "u-1", "messageId": "bad-1"}   # no event name
+    store.receive([Received("batch", batch_body(track("m1"), bad, track("m1")), T0)])
+    processor(store, "segment").run_once(T0 + 1)
+
+    events = {e.message_id: e for e in store.events(_query())}
+    assert [(d.destination, d.state) for d in events["bad-1"].deliveries] == [(INTAKE, REJECTED)]
+    states = sorted(d.state for e in store.events(_query()) if e.message_id == "m1" for d in e.deliveries)
+    assert states == [QUEUED, SKIPPED]   # the second m1 of the batch is a duplicate
+
+
+def test_a_lease_lost_to_another_processor_writes_nothing_and_the_request_is_made_once(store):
+    store.receive([Received("batch", batch_body(track("m1")), T0)])
+    taken = store.take_received(10, "dead-processor", T0, 60)   # a processor that dies after taking
+    assert [r.call for r in taken] == ["batch"]
+    assert store.take_received(10, "p2", T0 + 30, 60) == []   # still leased
+
+    later = processor(store, "segment", owner="p2", clock=lambda: T0 + 61)
+    assert later.run_once(T0 + 61) == 1   # the lease ran out: another processor takes it
+    assert store.accept_received([taken[0].id], "dead-processor", [], T0 + 62) is None   # too late: nothing written
+    assert [e.message_id for e in store.events(_query())] == ["m1"]
+
+
+def test_a_clean_stop_gives_taken_requests_back(store):
+    store.receive([Received("batch", batch_body(track("m1")), T0)])
+    assert store.take_received(10, "p1", T0, 60)
+    store.release("p1")
+    assert [r.call for r in store.take_received(10, "p2", T0 + 1, 60)] == ["batch"]
+
+
+def test_an_unreadable_stored_request_is_kept_as_a_rejection(store):
+    store.receive([Received("batch", b"\xff not json", T0)])
+    processor(store, "segment").run_once(T0 + 1)
+    [event] = store.events(_query())
+    assert [(d.destination, d.state, d.reason) for d in event.deliveries] == [
+        (INTAKE, REJECTED, "the stored request cannot be read")]
+    assert store.waiting_requests() == 0
+
+
+def _query():
+    from engine.store import EventQuery
+    return EventQuery(limit=100)
+
+
+# --------------------------------------------------------------------------- the server in queue mode
+
+def queue_config(folder, vendor: str):
+    path = write_config(folder, vendor, "http://127.0.0.1:9")
+    path.write_text(path.read_text() + "server:\n  intake: queue\n", encoding="utf-8")
+    return path
+
+
+def test_the_sdk_gets_its_200_at_once_and_the_background_process_delivers(tmp_path):
+    vendor = HTTPServer(host="127.0.0.1", port=0)
+    vendor.expect_request(re.compile(".*")).respond_with_json({"ok": True})
+    vendor.start()
+    try:
+        queue_config(tmp_path, vendor.url_for("").rstrip("/"))
+        with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1") as server:
+            sdk = analytics.Client(WRITE_KEY, host=server.url, sync_mode=True, max_retries=0)
+            sdk.identify("ada", {"email": "ada@example.com", "name": "Ada"})
+            sdk.track("ada", "Order Completed", {"order_id": "o-9", "revenue": 10})
+            answer = server.post("/v1/batch", {"batch": [{"type": "track", "userId": "u"}]})   # no event name
+            assert answer.status_code == 200 and answer.json() == {"success": True}   # as Segment answers
+            with open_store("sqlite:///events.db", base=tmp_path) as store:
+                wait_for(lambda: store.counts(time.time()).get("planhat", {}).get("delivered") == 2, 30,
+                         "both SDK events delivered to planhat")
+                wait_for(lambda: store.counts(time.time()).get(INTAKE, {}).get(REJECTED) == 1, 10,
+                         "the bad event kept as rejected")
+                assert store.waiting_requests() == 0
+    finally:
+        vendor.clear()
+        vendor.stop()
+
+
+def test_a_malformed_request_is_still_refused_while_the_client_can_hear_why(tmp_path):
+    queue_config(tmp_path, "http://127.0.0.1:9")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--intake-only") as server:
+        assert server.post("/v1/batch", {"batch": []}).status_code == 400
+        assert server.post("/v1/batch", data=b"{not json").status_code == 400
+        assert server.post("/v1/batch", {"batch": [track("m1")]}, key="wrong").status_code == 401
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            assert store.waiting_requests() == 0
+
+
+def test_the_write_key_in_a_browser_body_is_not_stored(tmp_path):
+    queue_config(tmp_path, "http://127.0.0.1:9")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--intake-only") as server:
+        body = json.dumps({"writeKey": WRITE_KEY, "batch": [{**track("m1"), "writeKey": WRITE_KEY}]}).encode()
+        answer = requests.post(server.url + "/v1/batch", data=body, headers={"Content-Type": "text/plain"}, timeout=10)
+        assert answer.status_code == 200
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            [kept] = store.take_received(10, "test", time.time(), 60)
+    assert WRITE_KEY.encode() not in kept.body and json.loads(kept.body)["batch"][0]["messageId"] == "m1"
+
+
+def test_sigkill_in_queue_mode_loses_nothing_acknowledged(tmp_path):
+    """Senders post until the whole server is SIGKILLed; then ``eventmap deliver --until-idle`` finishes the
+    inbox, and every acknowledged event is in the store, once."""
+    queue_config(tmp_path, "http://127.0.0.1:9")
+    server = Server(tmp_path, "--config", "eventmap.yaml", "--workers", "2").start()
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def sender():
+        session = requests.Session()
+        while not stop.is_set():
+            ids = [f"kill-{uuid.uuid4()}" for _ in range(20)]
+            try:
+                answer = session.post(server.url + "/v1/batch", json={"batch": [track(m) for m in ids]},
+                                      auth=(WRITE_KEY, ""), timeout=5)
+            except requests.RequestException:
+                return
+            if answer.status_code == 200:
+                with lock:
+                    acknowledged.extend(ids)
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: len(acknowledged) >= 400, 30, "400 acknowledged events")
+    server.kill()
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+
+    done = subprocess.run([sys.executable, "-m", "engine", "deliver", "--config", "eventmap.yaml", "--until-idle",
+                           "--dry-run"], cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "(inbox):" in done.stderr and "0 requests waiting" in done.stderr
+    with open_store("sqlite:///events.db", base=tmp_path) as store:
+        assert store.waiting_requests() == 0
+        seen: dict[str, int] = {}
+        after = 0
+        while page := store.list(destination="planhat", limit=1000, after_id=after):
+            for record in page:
+                seen[record.message_id] = seen.get(record.message_id, 0) + 1
+            after = page[-1].id
+    missing = set(acknowledged) - set(seen)
+    assert not missing, f"{len(missing)} acknowledged events were lost"
+    assert max(seen.values()) == 1   # each request became its events once
