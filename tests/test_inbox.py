@@ -150,6 +150,8 @@ def test_the_write_key_in_a_browser_body_is_not_stored(tmp_path):
         body = json.dumps({"writeKey": WRITE_KEY, "batch": [{**track("m1"), "writeKey": WRITE_KEY}]}).encode()
         answer = requests.post(server.url + "/v1/batch", data=body, headers={"Content-Type": "text/plain"}, timeout=10)
         assert answer.status_code == 200
+        metrics = requests.get(server.url + "/metrics", timeout=10).text
+        assert "\neventmap_inbox_requests 1\n" in metrics   # nothing processes it: --intake-only
         with open_store("sqlite:///events.db", base=tmp_path) as store:
             [kept] = store.take_received(10, "test", time.time(), 60)
     assert WRITE_KEY.encode() not in kept.body and json.loads(kept.body)["batch"][0]["messageId"] == "m1"

@@ -134,7 +134,9 @@ class Collector:
         return 200, JSON, _json({"status": "ok"}), []
 
     def metrics(self):
-        return 200, metrics.CONTENT_TYPE, metrics.render(self.store().counts(self.clock()), self.refusals.snapshot()), []
+        store = self.store()
+        text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), store.waiting_requests())
+        return 200, metrics.CONTENT_TYPE, text, []
 
     def settings(self, key: str, environ):
         """analytics.js's settings document (its CDN's ``/v1/projects/KEY/settings``)."""

@@ -59,13 +59,17 @@ class Refusals:
         return {self.FIRST + i: n for i, n in enumerate(values) if n or self.FIRST + i in SHOWN_REFUSALS}
 
 
-def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = None) -> str:
-    """The exposition text for ``store.counts(now)`` (events refused by the schema check sit under (intake))
-    and ``Refusals.snapshot()``."""
+def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = None, inbox: int = 0) -> str:
+    """The exposition text for ``store.counts(now)`` (events refused by the schema check sit under (intake)),
+    ``Refusals.snapshot()`` and ``store.waiting_requests()`` (``inbox``)."""
     destinations = sorted(d for d in counts if d != INTAKE)
     lines = ["# HELP eventmap_intake_rejected Events rejected at intake: they do not follow the Segment spec.",
              "# TYPE eventmap_intake_rejected gauge",
-             f"eventmap_intake_rejected {counts.get(INTAKE, {}).get(REJECTED, 0)}"]
+             f"eventmap_intake_rejected {counts.get(INTAKE, {}).get(REJECTED, 0)}",
+             "# HELP eventmap_inbox_requests Requests stored whole (server.intake: queue) that the inbox processor "
+             "has not yet turned into events.",
+             "# TYPE eventmap_inbox_requests gauge",
+             f"eventmap_inbox_requests {inbox}"]
     for name, help_text, value in SERIES:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
         lines += [f'{name}{{destination="{_label(d)}"}} {value(counts[d])}' for d in destinations]
