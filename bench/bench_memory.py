@@ -12,10 +12,10 @@ real ``eventmap deliver`` in a child process on a copy of each store for
 ``--seconds`` and reads the child's peak resident memory (VmHWM in
 /proc/PID/status) just before stopping it; its anonymous memory (RssAnon: the
 heap, not SQLite's file pages) is sampled too, its peak and its value after 2s
-(early: what the backlog costs before the work done adds to it). Runs interleave (small, large,
-small, large, ...); prints each size's median peak, the deliveries made in the
-window, and the large/small ratio per round (target: about 1.0). Every loop is
-bounded in count and time.
+(what the backlog costs before the work done adds to it). Runs interleave
+(small, large, small, large, ...); prints each size's medians, the deliveries
+made in the window, and the large/small ratio per round (target: about 1.0).
+Every loop is bounded in count and time.
 """
 from __future__ import annotations
 
