@@ -1,23 +1,57 @@
-"""How fast ``eventmap serve`` accepts events, durably: throughput on /v1/batch and latency of one /v1/track.
+"""How fast ``eventmap serve`` accepts events, durably, against the baselines issue 16 sets.
 
-    python bench/bench_ingest.py [--events 40000] [--batch 100] [--senders 8] [--workers 2 4]
+    python bench/bench_ingest.py [--events 40000] [--batch 100] [--senders 8] [--clients 8]
+                                 [--workers 1 2 4] [--rounds 3] [--against REF] [--intake MODE ...]
 
-Starts a real server (``--intake-only``: accept and store, no delivery, so the
-figure is ingestion alone) on a free localhost port with four destinations
-(four delivery rows per event) and the SQLite store at synchronous=FULL, the
-default: every 200 is on disk. The load comes from a second process
-(this script with ``--generate``), so client and server do not share an
-interpreter. Events are the shipped samples with fresh message ids, in
-batches as analytics-python sends them. Prints a Markdown table; the README
-records one run. Every loop is bounded in count and time.
+Starts real servers on free localhost ports, each with a fresh store in a
+temporary folder: four destinations (four delivery rows per event), SQLite at
+synchronous=FULL, the default, so every 200 is on disk. The load comes from a
+second process (this script with ``--generate``), so client and server do not
+share an interpreter. Events are the shipped samples with fresh message ids.
+Each server is measured on three loads, one after the other:
+
+  /v1/batch        ``--senders`` connections post batches of ``--batch`` events
+                   (as analytics-python sends them) until ``--events`` are in
+  /v1/track, 8     ``--clients`` threads, each on its own connection, post one
+                   event per request until ``--track-events`` are in
+  /v1/track p50    one connection, one event at a time (``--single`` calls):
+                   what an SDK in sync mode waits per call
+
+The servers, each started anew per round and interleaved (bare, eventmap,
+[eventmap at REF], bare, eventmap, ...), so that noise from the shared machine
+falls on all of them alike:
+
+  bare             bench/bare_app.py: the same server stack and options
+                   (GunicornServer, AsgiCollector, workers, threads, timeouts)
+                   serving an app that only parses the body with orjson. Target:
+                   eventmap's /v1/batch events/s at least 0.25 of it.
+  eventmap         this tree, ``--intake-only`` (accept and store, no delivery).
+  intake: MODE     with ``--intake MODE`` (repeatable; ``default`` writes no key):
+                   ``server: {intake: MODE}`` in the configuration. For ``queue``
+                   the server runs with its background process (destinations
+                   point at a local sink, bench/sink.py) and a further figure,
+                   "processed events/s", counts from the first request until the
+                   store's ``inbox`` table is empty. A server that refuses the
+                   key is skipped with a note.
+  eventmap@REF     with ``--against REF``: the same server from a temporary
+                   ``git worktree`` of REF (cwd and PYTHONPATH there, the same
+                   interpreter), removed afterwards. Target: this tree's
+                   /v1/track-8 events/s at least 5x REF's.
+
+Prints a Markdown table of medians over the rounds, then the ratios (the
+median of each round's ratio, and every round's), then where one process
+spends its time per event. Every loop is bounded in count and time.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
+import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -26,6 +60,8 @@ import textwrap
 import threading
 import time
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -40,37 +76,67 @@ SAMPLES = [event for event in (json.loads(line) for line in
            if not EventValidator().check(event)]
 WRITE_KEY = "bench-write-key"
 DEADLINE = 300.0   # seconds: no phase runs longer
+DEFAULT = "default"   # the --intake mode that writes no intake key
+DESTINATIONS = {"planhat": "{tenant_token: t}", "richpanel": "{api_key: k, api_secret: s}",
+                "crisp": '{api_key: "id:key", website_id: w}', "segment": "{write_key: downstream}"}
 
 
-def config(folder: Path) -> Path:
+def config(folder: Path, intake: str | None = None, sink: str | None = None) -> Path:
+    """The bench configuration; ``intake`` goes under ``server:``, ``sink`` is every destination's base_url."""
+    def settings(text: str) -> str:
+        return text if sink is None else text[:-1] + f", base_url: \"{sink}\"}}"
+
+    destinations = "".join(f"  {name}: {{settings: {settings(text)}}}\n" for name, text in DESTINATIONS.items())
+    server = f"server:\n  intake: {intake}\n" if intake else ""
     path = folder / "eventmap.yaml"
     path.write_text(textwrap.dedent(f"""\
         sources:
           bench: {{write_key: {WRITE_KEY}}}
         destinations:
-          planhat: {{settings: {{tenant_token: t}}}}
-          richpanel: {{settings: {{api_key: k, api_secret: s}}}}
-          crisp: {{settings: {{api_key: "id:key", website_id: w}}}}
-          segment: {{settings: {{write_key: downstream}}}}
-        storage: sqlite:///bench.db
-        """), encoding="utf-8")
+        """) + destinations + "storage: sqlite:///bench.db\n" + server, encoding="utf-8")
     return path
 
 
-def start_server(folder: Path, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
-    log = open(folder / f"server-{workers}.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--config", "eventmap.yaml", "--port", "0",
-                                "--workers", str(workers), "--threads", str(threads), "--intake-only"],
-                               cwd=folder, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+@dataclass(frozen=True)
+class Variant:
+    """One server to measure: which code, which app, which intake mode."""
+
+    name: str
+    tree: Path                 # the checkout its code runs from (cwd and PYTHONPATH)
+    bare: bool = False         # bench/bare_app.py instead of eventmap serve
+    intake: str | None = None  # written under server: (None: no key)
+
+    @property
+    def processes(self) -> bool:
+        """Whether the inbox is processed in the background (and so the server delivers, to the sink)."""
+        return self.intake == "queue"
+
+
+class ServerRefused(Exception):
+    """The server exited before listening; the message is its log."""
+
+
+def start_server(folder: Path, variant: Variant, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
+    log_path = folder / "server.log"
+    options = ["--config", str(folder / "eventmap.yaml"), "--port", "0", "--workers", str(workers),
+               "--threads", str(threads)]
+    if variant.bare:
+        command = [sys.executable, str(ROOT / "bench" / "bare_app.py"), *options]
+    else:
+        command = [sys.executable, "-m", "engine", "serve", *options] + ([] if variant.processes else ["--intake-only"])
+    with open(log_path, "wb") as log:   # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, cwd=variant.tree, env={**os.environ, "PYTHONPATH": str(variant.tree)},
+                                   stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     end = time.monotonic() + 60
     while time.monotonic() < end:
-        found = re.search(r"listening on (http://\S+)", (folder / f"server-{workers}.log").read_text())
+        found = re.search(r"listening on (http://\S+)", log_path.read_text())
         if found:
             return process, found.group(1)
         if process.poll() is not None:
-            raise SystemExit((folder / f"server-{workers}.log").read_text())
+            raise ServerRefused(log_path.read_text().strip())
         time.sleep(0.05)
-    raise SystemExit("the server did not start")
+    stop_server(process)
+    raise SystemExit(f"{variant.name}: the server did not start within 60s")
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -82,8 +148,29 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait()
 
 
+@contextmanager
+def checkout(ref: str):
+    """A detached git worktree of ``ref`` in a temporary folder, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="eventmap-bench-"))
+    tree = folder / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), ref], check=True)
+    try:
+        found = subprocess.run([sys.executable, "-c", "import engine; print(engine.__file__)"], cwd=tree,
+                               env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True, check=True)
+        if not found.stdout.strip().startswith(str(tree)):
+            raise SystemExit(f"with PYTHONPATH={tree}, engine is imported from {found.stdout.strip()}")
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def events(n: int) -> list[dict]:
     return [{**SAMPLES[i % len(SAMPLES)], "messageId": str(uuid.uuid4())} for i in range(n)]
+
+
+def track_event(event: dict) -> dict:
+    return {**event, "type": "track", "event": "Bench", "userId": "u-1"}
 
 
 # --------------------------------------------------------------------------- the load generator (second process)
@@ -91,21 +178,37 @@ def events(n: int) -> list[dict]:
 def generate(url: str, total: int, batch: int, senders: int) -> dict:
     """``senders`` connections post batches until ``total`` events were acknowledged (or the deadline)."""
     per_sender = total // senders // batch
+    bodies = [[json.dumps({"batch": events(batch), "sentAt": "2024-05-02T09:20:00Z"}).encode()
+               for _ in range(per_sender)] for _ in range(senders)]
+    return _post_all(url + "/v1/batch", bodies, batch)
+
+
+def track_clients(url: str, total: int, clients: int) -> dict:
+    """``clients`` threads, each on its own connection, post one event per /v1/track until ``total`` are in."""
+    bodies = [[json.dumps(track_event(event)).encode() for event in events(total // clients)] for _ in range(clients)]
+    return _post_all(url + "/v1/track", bodies, 1)
+
+
+def _post_all(url: str, bodies: list[list[bytes]], per_request: int) -> dict:
+    """One thread and one requests.Session per list of bodies, started together; bounded by DEADLINE.
+
+    Bodies are bytes: http.client sends bytes in one write with the headers, but a str in a second
+    write, which Nagle's algorithm and delayed ACKs can hold up to 40 ms (a client artefact, not the server's).
+    """
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
-    start_gate = threading.Barrier(senders + 1)
+    start_gate = threading.Barrier(len(bodies) + 1)
     deadline = time.monotonic() + DEADLINE
 
-    def sender():
+    def sender(mine: list[bytes]):
         session = requests.Session()
-        bodies = [json.dumps({"batch": events(batch), "sentAt": "2024-05-02T09:20:00Z"}) for _ in range(per_sender)]
         start_gate.wait()
-        for body in bodies:
+        for body in mine:
             if time.monotonic() > deadline:
                 return
             began = time.perf_counter()
-            answer = session.post(url + "/v1/batch", data=body, auth=(WRITE_KEY, ""),
+            answer = session.post(url, data=body, auth=(WRITE_KEY, ""),
                                   headers={"Content-Type": "application/json"}, timeout=60)
             took = time.perf_counter() - began
             with lock:
@@ -113,17 +216,17 @@ def generate(url: str, total: int, batch: int, senders: int) -> dict:
                 if answer.status_code != 200:
                     failures.append(f"{answer.status_code}: {answer.text[:200]}")
 
-    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    threads = [threading.Thread(target=sender, args=(mine,)) for mine in bodies]
     for thread in threads:
         thread.start()
     start_gate.wait()
-    began = time.perf_counter()
+    started_at, began = time.time(), time.perf_counter()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
-    accepted = (len(latencies) - len(failures)) * batch
-    return {"events": accepted, "seconds": elapsed, "events_per_second": accepted / elapsed,
-            "batch_p50_ms": 1000 * statistics.median(latencies), "failures": failures[:3]}
+    accepted = (len(latencies) - len(failures)) * per_request
+    return {"events": accepted, "seconds": elapsed, "events_per_second": accepted / elapsed, "started_at": started_at,
+            "request_p50_ms": 1000 * statistics.median(latencies), "failures": failures[:3]}
 
 
 def single_latency(url: str, count: int) -> dict:
@@ -131,9 +234,8 @@ def single_latency(url: str, count: int) -> dict:
     session = requests.Session()
     took = []
     for event in events(count):
-        event = {**event, "type": "track", "event": "Bench", "userId": "u-1"}
         began = time.perf_counter()
-        answer = session.post(url + "/v1/track", json=event, auth=(WRITE_KEY, ""), timeout=30)
+        answer = session.post(url + "/v1/track", json=track_event(event), auth=(WRITE_KEY, ""), timeout=30)
         took.append(time.perf_counter() - began)
         assert answer.status_code == 200, answer.text
     took.sort()
@@ -171,49 +273,147 @@ def breakdown(folder: Path, count: int = 2000, batch: int = 100) -> dict:
 
 def run_generator(url: str, *args: str) -> dict:
     done = subprocess.run([sys.executable, __file__, "--generate", url, *args], capture_output=True, text=True,
-                          timeout=DEADLINE + 60)
+                          timeout=DEADLINE + 120)
     if done.returncode:
         raise SystemExit(done.stderr)
     return json.loads(done.stdout)
 
 
+def inbox_empty(db: Path, deadline: float) -> float | None:
+    """When the store's ``inbox`` table was first seen empty (time.time()), polled read-only; None if the
+    store has no such table or it did not empty before ``deadline`` (monotonic)."""
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                (count,) = connection.execute("SELECT COUNT(*) FROM inbox").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return None
+                count = -1   # locked for a moment: look again
+            if count == 0:
+                return time.time()
+            time.sleep(0.02)
+        return None
+    finally:
+        connection.close()
+
+
+def processed(db: Path, load: dict) -> float | None:
+    """Events per second from the load's first request until the inbox was empty."""
+    empty = inbox_empty(db, time.monotonic() + DEADLINE)
+    return None if empty is None else load["events"] / max(empty - load["started_at"], 1e-9)
+
+
+def measure(variant: Variant, workers: int, args, sink: str | None) -> dict:
+    """Start the server in a fresh folder, run the three loads, stop it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config(folder, None if variant.bare else variant.intake, sink if variant.processes else None)
+        process, url = start_server(folder, variant, workers, args.threads)
+        try:
+            run_generator(url, "--events", "2000", "--batch", str(args.batch), "--senders", "2")   # warm up
+            if variant.processes:
+                inbox_empty(folder / "bench.db", time.monotonic() + DEADLINE)
+            batch = run_generator(url, "--events", str(args.events), "--batch", str(args.batch),
+                                  "--senders", str(args.senders))
+            batch_processed = processed(folder / "bench.db", batch) if variant.processes else None
+            track = run_generator(url, "--mode", "track", "--events", str(args.track_events),
+                                  "--clients", str(args.clients))
+            track_processed = processed(folder / "bench.db", track) if variant.processes else None
+            single = run_generator(url, "--mode", "single", "--single", str(args.single))
+        finally:
+            stop_server(process)
+    for load in (batch, track):
+        if load["failures"]:
+            print(f"{variant.name}, {workers} processes: failures {load['failures']}", file=sys.stderr)
+    return {"batch": batch["events_per_second"], "batch_p50": batch["request_p50_ms"],
+            "track": track["events_per_second"], "p50": single["p50_ms"], "p95": single["p95_ms"],
+            "p99": single["p99_ms"], "batch_processed": batch_processed, "track_processed": track_processed}
+
+
+def median(rounds: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rounds if r[key] is not None]
+    return statistics.median(values) if values else None
+
+
+def ratios(top: list[dict], bottom: list[dict], key: str) -> list[float]:
+    """Round by round: the two servers ran one after the other, so they shared that moment's noise."""
+    return [a[key] / b[key] for a, b in zip(top, bottom)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--events", type=int, default=40_000, help="events per /v1/batch load")
     parser.add_argument("--batch", type=int, default=100, help="events per /v1/batch request (analytics-python: up to 100)")
-    parser.add_argument("--senders", type=int, default=8, help="concurrent connections of the load generator")
+    parser.add_argument("--senders", type=int, default=8, help="concurrent connections of the /v1/batch load")
+    parser.add_argument("--track-events", type=int, default=4000, help="events per /v1/track load")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients of the /v1/track load")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="server processes to try")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--single", type=int, default=500, help="sequential /v1/track calls for the latency figure")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per server; figures are medians")
+    parser.add_argument("--against", metavar="REF", help="also run the server from this git ref (e.g. 5143c2e)")
+    parser.add_argument("--intake", metavar="MODE", action="append",
+                        help=f"server.intake mode to measure, repeatable ('{DEFAULT}': no key; the default)")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare-app baseline")
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="batch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         result = (generate(args.generate, args.events, args.batch, args.senders) if args.mode == "batch"
+                  else track_clients(args.generate, args.events, args.clients) if args.mode == "track"
                   else single_latency(args.generate, args.single))
         print(json.dumps(result))
         return
 
-    print(f"eventmap serve ingestion: {args.events} events in batches of {args.batch} from {args.senders} connections "
-          f"(load generator in a second process), 4 destinations, SQLite synchronous=FULL, {os.cpu_count()} cores\n")
-    print("| server processes | events/s on /v1/batch | batch request p50 | /v1/track p50 | p95 | p99 |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    modes = args.intake or [DEFAULT]
+    with checkout(args.against) if args.against else _nothing() as old_tree:
+        variants = [] if args.no_bare else [Variant("bare app (orjson only)", ROOT, bare=True)]
+        variants += [Variant("eventmap" if mode == DEFAULT else f"eventmap, intake: {mode}", ROOT,
+                             intake=None if mode == DEFAULT else mode) for mode in modes]
+        if old_tree is not None:
+            variants.append(Variant(f"eventmap@{args.against}", old_tree))
+        with _sink() if any(v.processes for v in variants) else _nothing() as sink:
+            run(variants, args, sink)
+
+
+def run(variants: list[Variant], args, sink: str | None) -> None:
+    print(f"eventmap serve ingestion: /v1/batch {args.events} events in batches of {args.batch} from {args.senders} "
+          f"connections; /v1/track {args.track_events} events from {args.clients} clients; load generator in a "
+          f"second process; 4 destinations, SQLite synchronous=FULL, {os.cpu_count()} cores; medians of "
+          f"{args.rounds} interleaved rounds\n")
+    print("| server processes | server | events/s on /v1/batch | batch request p50 | events/s on /v1/track, "
+          f"{args.clients} clients | /v1/track p50 | p95 | p99 | processed events/s (batch, track) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    notes: dict[str, str] = {}
+    table: dict[int, dict[str, list[dict]]] = {}
     for workers in args.workers:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            config(folder)
-            process, url = start_server(folder, workers, args.threads)
-            try:
-                run_generator(url, "--events", "2000", "--batch", str(args.batch), "--senders", "2")   # warm up
-                batch = run_generator(url, "--events", str(args.events), "--batch", str(args.batch),
-                                      "--senders", str(args.senders))
-                single = run_generator(url, "--mode", "single", "--single", str(args.single))
-            finally:
-                stop_server(process)
-        if batch["failures"]:
-            print(f"failures with {workers} processes: {batch['failures']}", file=sys.stderr)
-        print(f"| {workers} | {batch['events_per_second']:,.0f} | {batch['batch_p50_ms']:.0f} ms | "
-              f"{single['p50_ms']:.1f} ms | {single['p95_ms']:.1f} ms | {single['p99_ms']:.1f} ms |", flush=True)
+        results: dict[str, list[dict]] = {v.name: [] for v in variants}
+        for _ in range(args.rounds):
+            for variant in variants:
+                if variant.name in notes:
+                    continue
+                try:
+                    results[variant.name].append(measure(variant, workers, args, sink))
+                except ServerRefused as refused:
+                    if variant.intake is None:
+                        raise SystemExit(f"{variant.name}: {refused}") from None
+                    notes[variant.name] = _refusal(str(refused))
+        table[workers] = results
+        for variant in variants:
+            rounds = results[variant.name]
+            if not rounds:
+                print(f"| {workers} | {variant.name} | skipped: see below | | | | | | |", flush=True)
+                continue
+            shown = {key: median(rounds, key) for key in rounds[0]}
+            done = ", ".join("-" if shown[k] is None else f"{shown[k]:,.0f}" for k in ("batch_processed", "track_processed"))
+            print(f"| {workers} | {variant.name} | {shown['batch']:,.0f} | {shown['batch_p50']:.0f} ms | "
+                  f"{shown['track']:,.0f} | {shown['p50']:.1f} ms | {shown['p95']:.1f} ms | {shown['p99']:.1f} ms | "
+                  f"{done if variant.processes else ''} |", flush=True)
+    for name, note in notes.items():
+        print(f"\n{name}: skipped, the server refused it: {note}")
+    print_ratios(variants, table, args)
 
     with tempfile.TemporaryDirectory() as tmp:
         steps = breakdown(Path(tmp), batch=args.batch)
@@ -223,6 +423,54 @@ def main() -> None:
     print("| --- | --- | --- |")
     for step, micros in steps.items():
         print(f"| {step} | {micros:.0f} | {100 * micros / total:.0f}% |")
+
+
+def print_ratios(variants: list[Variant], table: dict[int, dict[str, list[dict]]], args) -> None:
+    """Each target as a ratio of two servers measured in the same rounds: median, then every round's."""
+    bare = next((v for v in variants if v.bare), None)
+    old = next((v for v in variants if v.name.startswith("eventmap@")), None)
+    new = [v for v in variants if not v.bare and v is not old]
+    pairs = [(f"{v.name} / bare, /v1/batch", v, bare, "batch", "at least 0.25") for v in new if bare]
+    if old:
+        pairs += [(f"{v.name} / {old.name}, /v1/track {args.clients} clients", v, old, "track", "at least 5")
+                  for v in new]
+        pairs += [(f"{v.name} / {old.name}, /v1/batch", v, old, "batch", "") for v in new]
+    if not pairs:
+        return
+    print("\n| server processes | ratio | median | each round | target |")
+    print("| --- | --- | --- | --- | --- |")
+    for workers, results in table.items():
+        for label, top, bottom, key, target in pairs:
+            each = ratios(results[top.name], results[bottom.name], key)
+            if each:
+                print(f"| {workers} | {label} | {statistics.median(each):.2f} | "
+                      f"{', '.join(f'{r:.2f}' for r in each)} | {target} |")
+
+
+def _refusal(log: str) -> str:
+    """The line of the server's log that names the problem (the last one, where the error is printed)."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    return next((line for line in lines if "intake" in line), lines[-1] if lines else "(no output)")
+
+
+@contextmanager
+def _nothing():
+    yield None
+
+
+@contextmanager
+def _sink():
+    """bench/sink.py in its own process: where the destinations deliver when the server processes its inbox."""
+    from sink import serve_sink  # bench/ is on sys.path when this file runs as a script
+
+    ports: multiprocessing.Queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=serve_sink, args=(ports,), daemon=True)
+    process.start()
+    try:
+        yield f"http://127.0.0.1:{ports.get(timeout=10)}"
+    finally:
+        process.terminate()
+        process.join(10)
 
 
 if __name__ == "__main__":
