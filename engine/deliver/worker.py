@@ -3,8 +3,9 @@
 A turn's verdicts are written together, in one transaction at its end (one
 fsync for up to a hundred requests, not one each); the circuit breaker still
 hears each answer as it comes. A turn leases what it can send at the pace it
-has seen, and stops sending while enough of its lease is left for the last
-request's timeout and that write, so no lease runs out mid-turn.
+has seen, and stops sending (releasing the rest) once its lease has too little
+left for one more request's timeout and that write, so no lease runs out
+mid-turn: a killed worker re-sends the requests of its current turn.
 
 Each verdict is recorded per event, even when events travelled together: a
 batch the vendor refuses outright (a final 4xx) is split in halves and sent
