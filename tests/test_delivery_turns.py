@@ -12,14 +12,18 @@ import signal
 import time
 from pathlib import Path
 
+import test_delivery as delivery
+from test_delivery import WRITE_KEY, finished, track
+from test_delivery_processes import eventmap, run, states, wait_until
+from vendor_server import Answer, VendorServer
+
 from engine.deliver import DestinationWorker, HttpClient, RetryPolicy, drain
 from engine.deliver.worker import MOST_PER_TURN
 from engine.intake import Intake
 from engine.store import DELIVERED, QUEUED, RETRYING
 
-from test_delivery import WRITE_KEY, FakeClock, clock, engine, finished, store, track, vendor  # noqa: F401 fixtures
-from test_delivery_processes import eventmap, run, states, wait_until
-from vendor_server import Answer, VendorServer
+# the fixtures of tests/test_delivery.py: a vendor stand-in, a fake clock, a SQLite store, the engine
+vendor, clock, store, engine = delivery.vendor, delivery.clock, delivery.store, delivery.engine
 
 
 class Counting:
@@ -156,15 +160,15 @@ def test_sigkill_mid_turn_re_sends_at_most_the_unwritten_turns(tmp_path: Path):
     """With turns of up to a hundred requests, a killed worker's unwritten verdicts are re-sent after its lease
     expires: nothing is lost, and no more than a turn per thread is sent twice."""
     events = 300
-    with VendorServer() as vendor:
-        vendor.answer(Answer(200, delay=0.005))
+    with VendorServer() as slow:
+        slow.answer(Answer(200, delay=0.005))
         config = tmp_path / "eventmap.yaml"
         config.write_text(f"""
 storage: sqlite:///outbox.db
 delivery: {{lease: 3s, timeout: 1s}}
 destinations:
   segment:
-    settings: {{write_key: process-test-key, base_url: "{vendor.url}"}}
+    settings: {{write_key: process-test-key, base_url: "{slow.url}"}}
     limits: {{batch: false, concurrency: 2}}
 """, encoding="utf-8")
         lines = [f'{{"type": "track", "event": "Tick", "userId": "u{n}", "messageId": "m-{n:04d}"}}'
@@ -173,7 +177,7 @@ destinations:
         assert run("enqueue", "events.jsonl", "--config", str(config), cwd=tmp_path).returncode == 0
 
         first = eventmap("deliver", "--config", str(config), "--progress", "0", cwd=tmp_path)
-        wait_until(lambda: len(vendor.received) >= 80)
+        wait_until(lambda: len(slow.received) >= 80)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         first.stdout.close()
@@ -185,5 +189,5 @@ destinations:
         second = run("deliver", "--config", str(config), "--until-idle", cwd=tmp_path)
         assert second.returncode == 0, second.stderr
         assert set(states(tmp_path).values()) == {DELIVERED}
-        assert set(vendor.delivered_ids()) == {f"m-{n:04d}" for n in range(events)}
-        assert len(vendor.delivered_ids()) - events <= 2 * MOST_PER_TURN
+        assert set(slow.delivered_ids()) == {f"m-{n:04d}" for n in range(events)}
+        assert len(slow.delivered_ids()) - events <= 2 * MOST_PER_TURN
