@@ -263,15 +263,6 @@ def test_an_event_the_mapping_cannot_send_is_rejected_with_the_reason(engine, st
     assert finished(store)["msg-0001"] == DELIVERED
 
 
-def test_a_turn_never_leases_more_than_it_could_send_before_the_lease_ends(engine, store, vendor, clock):
-    """Ten slow requests against a 60s lease would let another worker take them mid-turn and re-send."""
-    route = engine.route("segment", {"write_key": WRITE_KEY, "base_url": vendor.url})
-    route.limits = route.limits.__class__(concurrency=1, rate=None, batch=False)
-    worker = DestinationWorker(route, store, HttpClient(timeout=10), owner="w", clock=clock, lease_for=60)
-    Intake(engine, [route], store, clock=clock).accept([track(n) for n in range(10)])
-    assert worker.run_once() == 3   # 3 requests of at most 10s each fit in half the lease
-
-
 # --------------------------------------------------------------------------- outages: the circuit breaker
 
 def test_a_destination_down_backs_off_as_a_whole_then_sends_its_backlog_in_full_batches(engine, store, vendor, clock):

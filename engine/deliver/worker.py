@@ -1,5 +1,12 @@
 """One destination's delivery loop: lease due deliveries, render, batch, send, record.
 
+A turn's verdicts are written together, in one transaction at its end (one
+fsync for up to a hundred requests, not one each); the circuit breaker still
+hears each answer as it comes. A turn leases what it can send at the pace it
+has seen, and stops sending (releasing the rest) once its lease has too little
+left for one more request's timeout and that write, so no lease runs out
+mid-turn: a killed worker re-sends the requests of its current turn.
+
 Each verdict is recorded per event, even when events travelled together: a
 batch the vendor refuses outright (a final 4xx) is split in halves and sent
 again until the bad events are alone, so one bad event cannot sink the
@@ -9,6 +16,7 @@ other 4xx final (a dead letter); no answer at all retried.
 """
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -27,6 +35,13 @@ from ..store import DEAD, DELIVERED, DRY_RUN, REJECTED, RETRYING, SKIPPED, Attem
 from .health import Health
 from .limits import RateLimiter
 from .retry import RetryPolicy
+
+log = logging.getLogger("eventmap.deliver")
+
+MOST_PER_TURN = 100   # unbatched: a turn's two commits (lease, verdicts) are shared by up to this many requests
+TURN_SECONDS = 2.0    # ... and by no more than it sends in this long, so a destination's other threads find work
+FIRST_TURN = 10       # before any request has been timed
+WRITE_MARGIN = 1.0    # seconds of a lease kept, after the last request's timeout, for writing the turn's verdicts
 
 
 @dataclass
@@ -60,6 +75,34 @@ class Stats:
                     self.skipped += 1
 
 
+class Pace:
+    """How long a request to this destination takes (a moving mean), to size leases; shared by its threads."""
+
+    def __init__(self) -> None:
+        self._mean: float | None = None
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._mean = seconds if self._mean is None else self._mean + 0.2 * (seconds - self._mean)
+
+    def mean(self) -> float | None:
+        with self._lock:
+            return self._mean
+
+
+@dataclass
+class _Turn:
+    """One turn's verdicts, observed as they came and not yet written: the turn commits them together."""
+
+    deadline: float               # when its lease ends
+    message_ids: dict             # delivery id -> messageId, for the dead-letter lines
+    finishes: list = field(default_factory=list)
+    requests: int = 0
+    recovered: bool = False       # the destination recovered: hurry its retries once these are written
+    sent: bool = False            # a request went out (the first one always may)
+
+
 class _Stopping(Exception):
     """Leave a multi-step event where it is: the runner is stopping, or the lease was lost."""
 
@@ -81,38 +124,49 @@ class DestinationWorker:
         self.health = Health(route.destination.slug, clock, policy, self.rng)
         self.name = route.destination.slug
         self.batching = route.destination.batching is not None and route.limits.batch
-        self.lease_size = self._lease_size()
+        self.timeout = getattr(client, "timeout", 10.0) or 10.0
+        # an event of an action with steps may make a request per step
+        self.steps = max((len(a.steps) for a in route.destination.actions.values() if a.steps), default=1)
+        self.pace = Pace()
 
     def __repr__(self) -> str:
         return f"<DestinationWorker {self.name}>"
 
-    def _lease_size(self) -> int:
-        """As many as one turn can send well within the lease, even if every request takes the
-        whole timeout, so no lease runs out mid-turn and no other worker re-sends them."""
+    def lease_size(self) -> int:
+        """How many deliveries the next turn leases: a full batch when batching; else what it sends in
+        about ``TURN_SECONDS`` at the pace seen so far, at most ``MOST_PER_TURN``, and only one when the
+        lease is too short for more than one request's timeout. The turn itself stops in time
+        (``_in_time``), so a slow vendor costs a release, not a lease that runs out mid-turn."""
         batching = self.route.destination.batching
         if self.batching and batching is not None:
             return batching.max_events
-        timeout = getattr(self.client, "timeout", 10.0) or 10.0
-        # an event of an action with steps may make a request per step
-        steps = max((len(a.steps) for a in self.route.destination.actions.values() if a.steps), default=1)
-        size = min(20, int(self.lease_for / (2 * timeout * steps)))
+        room = self.lease_for - self.timeout * self.steps - WRITE_MARGIN   # what a turn has for more requests
+        if room <= 0:
+            return 1
+        pace = self.pace.mean()
+        if pace is None:
+            size = FIRST_TURN
+        else:
+            per_event = max(pace, 0.001) * self.steps
+            size = min(int(TURN_SECONDS / per_event), 1 + int(room / per_event))
         rate = self.route.limits.rate
         if rate is not None:
             size = min(size, int(rate * self.lease_for / 4))
-        return max(1, size)
+        return max(1, min(MOST_PER_TURN, size))
 
     def run_once(self, now: float | None = None) -> int:
         """One turn: lease, render, send, record. Returns how many deliveries it handled (0: none due).
 
-        Each request's verdicts are recorded as soon as it is answered, so a
-        killed worker re-sends at most the requests it had in flight.
+        The turn's verdicts are written together when it ends, so a killed worker
+        re-sends the requests of its current turn (at most ``MOST_PER_TURN``),
+        not only the one in flight.
         """
         now = self.clock() if now is None else now
         allowed = self.health.gate(now)  # None: healthy; 1: one probe while failing; 0: backing off as a whole
         if allowed == 0:
             return 0
         try:
-            return self._turn(now, self.lease_size if allowed is None else allowed)
+            return self._turn(now, self.lease_size() if allowed is None else allowed)
         finally:
             if allowed is not None:
                 self.health.probe_done()
@@ -125,33 +179,42 @@ class DestinationWorker:
         leased = self.store.lease(self.name, size, self.owner, now, self.lease_for)
         if not leased:
             return 0
-        message_ids = {item.id: item.message_id for item in leased}
+        turn = _Turn(now + self.lease_for, {item.id: item.message_id for item in leased})
+        try:
+            self._send_leased(turn, leased)
+        finally:
+            self._flush(turn)   # what was sent is written even when something broke mid-turn
+        return len(leased)
+
+    def _send_leased(self, turn: _Turn, leased: list[Leased]) -> None:
         finishes, sendable = self._render(leased)
-        self._record(finishes, 0, message_ids)
+        self._record(turn, finishes, 0)
         stepped = [(o, item) for o, item in sendable if o.steps is not None]
         if stepped:  # multi-step actions: one event at a time, each step recorded as it completes
             sendable = [(o, item) for o, item in sendable if o.steps is None]
             for position, (_outcome, item) in enumerate(stepped):
-                if self._stopping() or self._backing_off():
-                    self.store.release(self.owner, [i.id for _, i in stepped[position:]])
+                steps = len(self.route.destination.action_for(item.event).steps)
+                if self._stopping() or self._backing_off() or not self._in_time(turn, steps):
+                    self._release(turn, [i.id for _, i in stepped[position:]])
                     break
-                self._deliver_steps(item)
+                self._flush(turn)  # its steps write their own progress: the verdicts before them go first
+                self._deliver_steps(turn, item)
         groups = self.route.destination.batch_groups([o for o, _ in sendable], self.route.settings,
                                                      self.route.secrets, enabled=self.batching)
         by_outcome = {id(o): item for o, item in sendable}
-        unsent = []
+        unsent: list[Leased] = []
         for request, outcomes in groups:
             items = [by_outcome[id(o)] for o in outcomes]
-            if self._stopping() or self._backing_off():
-                unsent += items  # stopping, or the destination just failed: back to the queue, untouched
-                continue
-            sent, verdicts = self._send(request, items, outcomes)
-            if not verdicts:
+            if unsent:  # stopping, the destination just failed, or the lease is nearly over: so for the rest too
                 unsent += items
-            self._record(verdicts, sent, message_ids)
+                continue
+            sent, verdicts = self._send(turn, request, items, outcomes)
+            answered = {f.id for f in verdicts}
+            unsent += [item for item in items if item.id not in answered]
+            self._record(turn, verdicts, sent)
         if unsent:
-            self.store.release(self.owner, [item.id for item in unsent])
-        return len(leased)
+            log.debug("%s: %d leased deliveries go back to the queue unsent", self.name, len(unsent))
+            self._release(turn, [item.id for item in unsent])
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -160,12 +223,39 @@ class DestinationWorker:
         """The destination failed during this turn: the rest of the turn waits for the breaker's probe."""
         return self.health.not_before() > self.clock()
 
-    def _record(self, finishes: list[Finish], requests: int, message_ids: dict) -> None:
+    def _in_time(self, turn: _Turn, steps: int) -> bool:
+        """May the turn send an event of ``steps`` requests? Only if they can time out, and the turn's
+        verdicts be written, before its lease ends; the first request always goes (a lease shorter
+        than a timeout still sends one a turn)."""
+        if turn.sent and turn.deadline - self.clock() < self.timeout * steps + WRITE_MARGIN:
+            return False
+        turn.sent = True
+        return True
+
+    def _record(self, turn: _Turn, finishes: list[Finish], requests: int) -> None:
+        """The breaker hears each verdict as it comes (it decides the rest of the turn); the store
+        gets them with the turn's others (``_flush``)."""
+        turn.finishes += finishes
+        turn.requests += requests
+        if self.health.observe(finishes, turn.message_ids):
+            turn.recovered = True
+
+    def _flush(self, turn: _Turn) -> None:
+        """Write the verdicts observed so far in one transaction; then count them, and on recovery make
+        what waited on its own backoff due now (after the write, so this turn's retries are among them)."""
+        finishes, requests, recovered = turn.finishes, turn.requests, turn.recovered
+        turn.finishes, turn.requests, turn.recovered = [], 0, False
         if finishes:
             self.store.finish(finishes, self.owner, self.clock())
         self.stats.add(finishes, requests)
-        if self.health.observe(finishes, message_ids):
-            self.store.hurry(self.name, self.clock())  # recovered: what waited on its own backoff goes out now
+        if recovered:
+            self.store.hurry(self.name, self.clock())
+
+    def _release(self, turn: _Turn, ids: list[int]) -> None:
+        """Unsent deliveries back to the queue, after the verdicts so far are written."""
+        self._flush(turn)
+        if ids:
+            self.store.release(self.owner, ids)
 
     # --- rendering
     def _render(self, leased: list[Leased]):
@@ -187,7 +277,7 @@ class DestinationWorker:
         return finishes, sendable
 
     # --- multi-step actions
-    def _deliver_steps(self, item: Leased) -> None:
+    def _deliver_steps(self, turn: _Turn, item: Leased) -> None:
         """Run the steps of one event, resuming after those already done (``item.progress``).
 
         Each completed step is written to the store (its answer and its attempt)
@@ -214,6 +304,7 @@ class DestinationWorker:
             now = self.clock()
             progress[name] = masker.data(answer.to_dict())
             attempt = Attempt(now, answer.status, None, max(0.0, now - timing["started"]), name)
+            self.pace.add(attempt.duration)
             if not self.store.step_done(item.id, self.owner, progress, attempt, now, now + self.lease_for):
                 raise _Stopping  # the lease ran out and another worker has the event now
             self.stats.add([], 1)
@@ -222,18 +313,18 @@ class DestinationWorker:
         try:
             run = destination.run_steps(action, event, route.settings, route.secrets, send, answers, on_answer)
         except _Stopping:
-            self.store.release(self.owner, [item.id])
+            self._release(turn, [item.id])
             return
         except MappingError as exc:
             failed = destination.mapping_failed(exc, action.name, item.message_id)
-            self._record([Finish(item.id, REJECTED, reason=failed.reason, errors=[e.as_dict() for e in failed.errors])],
-                         0, {item.id: item.message_id})
+            self._record(turn, [Finish(item.id, REJECTED, reason=failed.reason,
+                                       errors=[e.as_dict() for e in failed.errors])], 0)
             return
         unrecorded = bool(run.sent) and not stepping.kept(run.sent[-1])  # kept steps were counted in on_answer
         verdict = self._steps_verdict(item, run, timing["started"])
         if verdict.state == DELIVERED and run.sent and timing["dry_run"]:  # the dry-run sink answered every step
             verdict.state = DRY_RUN
-        self._record([verdict], int(unrecorded), {item.id: item.message_id})
+        self._record(turn, [verdict], int(unrecorded))
 
     def _steps_verdict(self, item: Leased, run, started: float) -> Finish:
         now = self.clock()
@@ -256,9 +347,14 @@ class DestinationWorker:
         return Finish(item.id, DEAD, attempt, reason=run.reason, request=request)
 
     # --- sending
-    def _send(self, request: Request, items: list[Leased], outcomes: list) -> tuple[int, list[Finish]]:
-        """Send one request carrying ``items``; returns (requests sent, a verdict per item)."""
+    def _send(self, turn: _Turn, request: Request, items: list[Leased], outcomes: list) -> tuple[int, list[Finish]]:
+        """Send one request carrying ``items``; returns (requests sent, a verdict per item), no verdicts
+        when it did not go (stopping, backing off, or too little of the lease left)."""
+        if self._stopping() or self._backing_off():
+            return 0, []
         if self.limiter is not None and not self.limiter.acquire(self.stop):
+            return 0, []
+        if not self._in_time(turn, 1):  # after the rate limiter's wait, which spends lease time too
             return 0, []
         started = self.clock()
         status, error, asked, sent_state = None, None, None, DELIVERED
@@ -274,13 +370,14 @@ class DestinationWorker:
                 asked = retry_after(response.headers)
         now = self.clock()
         attempt = Attempt(now, status, error, max(0.0, now - started))
+        self.pace.add(attempt.duration)
         if error is None:
             return 1, [Finish(i.id, sent_state, attempt) for i in items]
         if status is None or is_retryable(status):
             return 1, [self._retry_or_give_up(i, attempt, asked, now, lambda o=o: self._alone(o))
                        for i, o in zip(items, outcomes)]
         if len(items) > 1:
-            return self._split(items, outcomes, status)
+            return self._split(turn, items, outcomes, status)
         return 1, [Finish(items[0].id, DEAD, attempt, reason=f"{status} is final: the vendor refused this event",
                           request=request.to_dict())]
 
@@ -302,7 +399,7 @@ class DestinationWorker:
                                                          enabled=self.batching)[0]
         return request.to_dict()
 
-    def _split(self, items: list[Leased], outcomes: list, status: int) -> tuple[int, list[Finish]]:
+    def _split(self, turn: _Turn, items: list[Leased], outcomes: list, status: int) -> tuple[int, list[Finish]]:
         """The vendor refused the whole batch: send each half on its own until the bad events stand alone."""
         middle = len(items) // 2
         sent, finishes = 1, []
@@ -311,7 +408,7 @@ class DestinationWorker:
                                                          enabled=self.batching)
             for request, group in groups:
                 lookup = {id(o): i for o, i in zip(part_outcomes, part_items)}
-                more, verdicts = self._send(request, [lookup[id(o)] for o in group], group)
+                more, verdicts = self._send(turn, request, [lookup[id(o)] for o in group], group)
                 sent += more
                 finishes += verdicts
         return sent, finishes
