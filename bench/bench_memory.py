@@ -8,13 +8,15 @@ SQLite store through the public API (``Intake.accept``, 500 events per
 transaction, as ``eventmap enqueue`` does) with ``--small`` and with
 ``--large`` events for one destination (Segment, its base_url a local sink in
 a second process, bench/sink.py), so as many queued deliveries. Then runs the
-real ``eventmap deliver`` in a child process on a copy of each store for
-``--seconds`` and reads the child's peak resident memory (VmHWM in
+real ``eventmap deliver`` in a child process on a copy of each store until it
+has delivered ``--small`` (the same work on both backlogs, so only the backlog's
+size differs) and reads the child's peak resident memory (VmHWM in
 /proc/PID/status) just before stopping it; its anonymous memory (RssAnon: the
-heap, not SQLite's file pages) is sampled too, its peak and its value after 2s
-(what the backlog costs before the work done adds to it). Runs interleave
-(small, large, small, large, ...); prints each size's medians, the deliveries
-made in the window, and the large/small ratio per round (target: about 1.0).
+heap, not SQLite's file pages) is sampled too. Runs interleave (small, large,
+small, large, ...); prints each size's medians and the large/small ratio per
+round (target: about 1.0). A third run works through the large backlog for
+``--seconds`` and gives its anonymous memory after 2s and at its peak: whether
+memory grows with the work done.
 Every loop is bounded in count and time.
 """
 from __future__ import annotations
@@ -79,15 +81,22 @@ def status_kib(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def deliver(source: Path, folder: Path, seconds: float) -> dict:
-    """``eventmap deliver`` on a copy of ``source`` for ``seconds``: its peak RSS and the deliveries it made."""
-    work = folder / "run"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    shutil.copy(folder / "eventmap.yaml", work / "eventmap.yaml")
-    shutil.copy(source, work / "bench.db")
-    with open(work / "deliver.log", "wb") as log:
-        child = subprocess.Popen([sys.executable, "-m", "engine", "deliver", "--config", "eventmap.yaml"], cwd=work,
+def delivered(work: Path) -> int:
+    with open_store("sqlite:///bench.db", base=work, create=False) as store:
+        return store.counts(time.time()).get("segment", {}).get("delivered", 0)
+
+
+def deliver(source: Path, folder: Path, seconds: float, work: int | None = None) -> dict:
+    """``eventmap deliver`` on a copy of ``source`` for ``seconds``, or until it has delivered ``work``: its peak
+    RSS and the deliveries it made. Stopping both backlogs after the same work compares what the backlog's size
+    costs alone; the large backlog's run for the whole time shows whether memory grows with the work done."""
+    run = folder / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir()
+    shutil.copy(folder / "eventmap.yaml", run / "eventmap.yaml")
+    shutil.copy(source, run / "bench.db")
+    with open(run / "deliver.log", "wb") as log:
+        child = subprocess.Popen([sys.executable, "-m", "engine", "deliver", "--config", "eventmap.yaml"], cwd=run,
                                  stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     anon, early = 0, None
     try:
@@ -95,10 +104,12 @@ def deliver(source: Path, folder: Path, seconds: float) -> dict:
         while time.monotonic() < began + seconds:   # the kernel keeps the peak of all of RSS; the heap's is sampled
             time.sleep(SAMPLE)
             if child.poll() is not None:
-                raise SystemExit(f"eventmap deliver exited early:\n{(work / 'deliver.log').read_text()}")
+                raise SystemExit(f"eventmap deliver exited early:\n{(run / 'deliver.log').read_text()}")
             anon = max(anon, status_kib(child.pid, "RssAnon"))
             if early is None and time.monotonic() >= began + EARLY:
                 early = anon
+            if work is not None and delivered(run) >= work:
+                break
         peak, now = status_kib(child.pid, "VmHWM"), status_kib(child.pid, "VmRSS")
     finally:
         child.send_signal(signal.SIGTERM)
@@ -107,9 +118,10 @@ def deliver(source: Path, folder: Path, seconds: float) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-    with open_store("sqlite:///bench.db", base=work) as store:
+    with open_store("sqlite:///bench.db", base=run) as store:
         counts = store.counts(time.time())["segment"]
-    return {"peak_mib": peak / 1024, "rss_mib": now / 1024, "anon_mib": anon / 1024, "early_mib": (early or anon) / 1024, "delivered": counts.get("delivered", 0),
+    return {"peak_mib": peak / 1024, "rss_mib": now / 1024, "anon_mib": anon / 1024,
+            "early_mib": (early or anon) / 1024, "delivered": counts.get("delivered", 0),
             "left": counts.get("queued", 0) + counts.get("retrying", 0)}
 
 
@@ -136,27 +148,32 @@ def main() -> int:
                 stores[size] = fill(folder, size)
                 print(f"filled {size:,} queued deliveries in {time.perf_counter() - began:.1f}s", file=sys.stderr)
             results: dict[int, list[dict]] = {size: [] for size in folders}
+            long_runs: list[dict] = []
             for _ in range(args.rounds):
-                for size, folder in folders.items():
-                    results[size].append(deliver(stores[size], folder, args.seconds))
+                for size, folder in folders.items():   # the same work on each backlog: all of the small one
+                    results[size].append(deliver(stores[size], folder, args.seconds, work=args.small))
+                long_runs.append(deliver(stores[args.large], folders[args.large], args.seconds))
     finally:
         sink.terminate()
         sink.join(10)
 
-    print(f"eventmap deliver, {args.seconds:g}s on a SQLite store of queued Segment deliveries to a local sink, "
-          f"medians of {args.rounds} interleaved rounds, {os.cpu_count()} cores\n")
-    print(f"| queued deliveries | peak RSS (VmHWM) | peak anonymous RSS (sampled) | anonymous RSS after {EARLY:g}s "
-          "| RSS at the end | delivered in the window | still queued |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"eventmap deliver on a SQLite store of queued Segment deliveries to a local sink, stopped once it has "
+          f"delivered {args.small:,} (the same work on both backlogs), medians of {args.rounds} interleaved rounds, "
+          f"{os.cpu_count()} cores\n")
+    print("| queued deliveries | peak RSS (VmHWM) | peak anonymous RSS (sampled) | delivered | still queued |")
+    print("| --- | --- | --- | --- | --- |")
     for size, runs in results.items():
         print(f"| {size:,} | {statistics.median(r['peak_mib'] for r in runs):.1f} MiB | "
               f"{statistics.median(r['anon_mib'] for r in runs):.1f} MiB | "
-              f"{statistics.median(r['early_mib'] for r in runs):.1f} MiB | "
-              f"{statistics.median(r['rss_mib'] for r in runs):.1f} MiB | "
               f"{statistics.median(r['delivered'] for r in runs):,.0f} | {statistics.median(r['left'] for r in runs):,.0f} |")
     each = [large["peak_mib"] / small["peak_mib"] for small, large in zip(results[args.small], results[args.large])]
-    print(f"\npeak RSS {args.large:,} / {args.small:,}: {statistics.median(each):.2f} "
+    print(f"\npeak RSS, backlog {args.large:,} / {args.small:,}, same work: {statistics.median(each):.2f} "
           f"(each round: {', '.join(f'{r:.2f}' for r in each)}; target: about 1.0)")
+    growth = [r["anon_mib"] / r["early_mib"] for r in long_runs]
+    print(f"\nworking through the {args.large:,} backlog for {args.seconds:g}s: "
+          f"{statistics.median(r['delivered'] for r in long_runs):,.0f} delivered; anonymous RSS after {EARLY:g}s "
+          f"{statistics.median(r['early_mib'] for r in long_runs):.1f} MiB, peak "
+          f"{statistics.median(r['anon_mib'] for r in long_runs):.1f} MiB (x{statistics.median(growth):.2f})")
     return 0
 
 

@@ -59,6 +59,16 @@ def test_a_processor_turns_each_stored_request_into_its_events_once(store):
     assert worker.progress() == "(inbox): 3 events made, 0 requests waiting"
 
 
+def test_a_turn_writes_its_requests_in_short_transactions_each_made_once(store):
+    store.receive([Received("batch", batch_body(track(f"r{r}-a"), track(f"r{r}-b")), T0 + r) for r in range(7)])
+    worker = processor(store, "segment")
+    worker.events_per_write = 3   # two requests (four events) per transaction
+    assert worker.run_once(T0 + 10) == 7
+    assert store.waiting_requests() == 0
+    made = sorted(e.message_id for e in store.events(_query()))
+    assert made == sorted(f"r{r}-{x}" for r in range(7) for x in "ab")
+
+
 def test_rejected_and_duplicate_events_of_a_stored_request_are_recorded_not_lost(store):
     bad = {"type": "track", "userId": "u-1", "messageId": "bad-1"}   # no event name
     store.receive([Received("batch", batch_body(track("m1"), bad, track("m1")), T0)])

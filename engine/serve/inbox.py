@@ -40,12 +40,13 @@ class InboxWorker:
     name = NAME
     poll_every = 0.1   # seconds between looks at an empty inbox (a look takes no write lock)
 
-    def __init__(self, intake: Intake, store: Store, *, requests_per_turn: int = 10, lease_for: float = 60.0,
-                 owner: str | None = None, clock=time.time):
-        """``requests_per_turn``: at most this many requests (up to 2,500 events each) are decided and written
-        in one transaction, so SQLite's write lock is never held long away from intake."""
+    def __init__(self, intake: Intake, store: Store, *, requests_per_turn: int = 50, events_per_write: int = 500,
+                 lease_for: float = 60.0, owner: str | None = None, clock=time.time):
+        """A turn leases up to ``requests_per_turn`` requests and writes their events in transactions of about
+        ``events_per_write``, so SQLite's write lock is never held long away from intake (500 events: some
+        tens of milliseconds), whether the requests are batches of 100 or single calls."""
         self.intake, self.store, self.clock = intake, store, clock
-        self.requests_per_turn, self.lease_for = requests_per_turn, lease_for
+        self.requests_per_turn, self.events_per_write, self.lease_for = requests_per_turn, events_per_write, lease_for
         self.owner = owner or f"{NAME}@{socket.gethostname()}:{os.getpid()}"
         self.events = 0   # events made so far, for the progress line
 
@@ -56,17 +57,27 @@ class InboxWorker:
         """Turn up to ``requests_per_turn`` waiting requests into events; returns how many requests."""
         now = self.clock() if now is None else now
         taken = self.store.take_received(self.requests_per_turn, self.owner, now, self.lease_for)
-        if not taken:
-            return 0
-        decided = [pair for request in taken for pair in self.decide(request)]
-        written = self.store.accept_received([r.id for r in taken], self.owner, [new for new, _ in decided],
-                                             self.clock(), self.intake.dedupe_window)
+        ids: list[int] = []
+        decided: list[tuple[NewEvent, list]] = []
+        for position, request in enumerate(taken):
+            ids.append(request.id)
+            decided += self.decide(request)
+            if len(decided) >= self.events_per_write or position == len(taken) - 1:
+                if not self._write(ids, decided):
+                    break
+                ids, decided = [], []
+        return len(taken)
+
+    def _write(self, ids: list[int], decided: list[tuple[NewEvent, list]]) -> bool:
+        """The events of requests ``ids``, and the requests gone, in one transaction; False: the lease was lost."""
+        written = self.store.accept_received(ids, self.owner, [new for new, _ in decided], self.clock(),
+                                             self.intake.dedupe_window)
         if written is None:
             log.warning("%s: the lease on %d inbox requests ran out before they were written; another processor "
-                        "has them", NAME, len(taken))
-            return len(taken)
+                        "has them", NAME, len(ids))
+            return False
         self.events += len(decided)
-        return len(taken)
+        return True
 
     def progress(self) -> str:
         """This worker's part of the progress line."""
