@@ -109,11 +109,7 @@ class Variant:
     tree: Path                 # the checkout its code runs from (cwd and PYTHONPATH)
     bare: bool = False         # bench/bare_app.py instead of eventmap serve
     intake: str | None = None  # written under server: (None: no key)
-
-    @property
-    def processes(self) -> bool:
-        """Whether the inbox is processed in the background (and so the server delivers, to the sink)."""
-        return self.intake == "queue"
+    processes: bool = False    # the inbox is processed in the background (so the server delivers, to the sink)
 
 
 class ServerRefused(Exception):
@@ -382,8 +378,12 @@ def main() -> None:
     modes = args.intake or [DEFAULT]
     with checkout(args.against) if args.against else _nothing() as old_tree:
         variants = [] if args.no_bare else [Variant("bare app (orjson only)", ROOT, bare=True)]
-        variants += [Variant("eventmap" if mode == DEFAULT else f"eventmap, intake: {mode}", ROOT,
-                             intake=None if mode == DEFAULT else mode) for mode in modes]
+        for mode in modes:
+            variants.append(Variant("eventmap" if mode == DEFAULT else f"eventmap, intake: {mode}", ROOT,
+                                    intake=None if mode == DEFAULT else mode))
+            if mode == "queue":   # also with its processor in the same two cores, delivering to a sink
+                variants.append(Variant("eventmap, intake: queue, processed alongside", ROOT, intake=mode,
+                                        processes=True))
         if old_tree is not None:
             variants.append(Variant(f"eventmap@{args.against}", old_tree))
         with _sink() if any(v.processes for v in variants) else _nothing() as sink:

@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -80,7 +82,7 @@ class Server:
         self.process: subprocess.Popen | None = None
         self.url = ""
 
-    def start(self, deadline: float = 30.0) -> "Server":
+    def start(self, deadline: float = 30.0) -> Server:
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(self.args, cwd=self.folder, env=self.env, stdout=out, stderr=out,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -143,3 +145,38 @@ def wait_for(check, deadline: float = 10.0, what: str = "condition"):
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+class BatchSenders:
+    """Threads that post batches of tracks to /v1/batch until stopped or the server is gone (a SIGKILL test);
+    ``acknowledged`` holds the messageIds of every batch answered 200."""
+
+    def __init__(self, url: str, threads: int = 4, per_batch: int = 20):
+        self.url, self.per_batch = url, per_batch
+        self.acknowledged: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send) for _ in range(threads)]
+
+    def __enter__(self) -> BatchSenders:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def _send(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            ids = [f"kill-{uuid.uuid4()}" for _ in range(self.per_batch)]
+            batch = [{"type": "track", "userId": "u", "event": "Tick", "messageId": m} for m in ids]
+            try:
+                answer = session.post(self.url + "/v1/batch", json={"batch": batch}, auth=(WRITE_KEY, ""), timeout=5)
+            except requests.RequestException:
+                return   # the server is gone
+            if answer.status_code == 200:
+                with self._lock:
+                    self.acknowledged.extend(ids)

@@ -6,19 +6,17 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
-import uuid
 
 import requests
 import segment.analytics as analytics
 from pytest_httpserver import HTTPServer
+from serve_harness import WRITE_KEY, BatchSenders, Server, environment, wait_for, write_config
 
 from engine import Engine
 from engine.intake import Intake
 from engine.serve.inbox import InboxWorker
 from engine.store import INTAKE, QUEUED, REJECTED, SKIPPED, Received, open_store
-from serve_harness import WRITE_KEY, Server, environment, wait_for, write_config
 
 T0 = 1_700_000_000.0
 
@@ -172,31 +170,10 @@ def test_sigkill_in_queue_mode_loses_nothing_acknowledged(tmp_path):
     inbox, and every acknowledged event is in the store, once."""
     queue_config(tmp_path, "http://127.0.0.1:9")
     server = Server(tmp_path, "--config", "eventmap.yaml", "--workers", "2").start()
-    acknowledged: list[str] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def sender():
-        session = requests.Session()
-        while not stop.is_set():
-            ids = [f"kill-{uuid.uuid4()}" for _ in range(20)]
-            try:
-                answer = session.post(server.url + "/v1/batch", json={"batch": [track(m) for m in ids]},
-                                      auth=(WRITE_KEY, ""), timeout=5)
-            except requests.RequestException:
-                return
-            if answer.status_code == 200:
-                with lock:
-                    acknowledged.extend(ids)
-
-    threads = [threading.Thread(target=sender) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: len(acknowledged) >= 400, 30, "400 acknowledged events")
-    server.kill()
-    stop.set()
-    for thread in threads:
-        thread.join(10)
+    with BatchSenders(server.url) as senders:
+        wait_for(lambda: len(senders.acknowledged) >= 400, 30, "400 acknowledged events")
+        server.kill()
+    acknowledged = senders.acknowledged
 
     done = subprocess.run([sys.executable, "-m", "engine", "deliver", "--config", "eventmap.yaml", "--until-idle",
                            "--dry-run"], cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300)

@@ -2,20 +2,28 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
-
-import re
 
 import requests
 import segment.analytics as analytics
 from pytest_httpserver import HTTPServer
+from serve_harness import (
+    HOOK_PASSWORD,
+    HOOK_USER,
+    ROOT,
+    WRITE_KEY,
+    BatchSenders,
+    Server,
+    environment,
+    wait_for,
+    write_config,
+)
 
 from engine.store import QUEUED, SKIPPED, open_store
-from serve_harness import HOOK_PASSWORD, HOOK_USER, ROOT, WRITE_KEY, Server, environment, wait_for, write_config
 
 
 def all_message_ids(store) -> set[str]:
@@ -57,31 +65,10 @@ def test_sigkill_after_acknowledging_loses_nothing(tmp_path):
     """Four senders post batches until the whole server is SIGKILLed; every batch that got a 200 is stored."""
     write_config(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9")
     server = Server(tmp_path, "--config", "eventmap.yaml", "--workers", "2").start()
-    acknowledged: list[str] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def sender():
-        session = requests.Session()
-        while not stop.is_set():
-            ids = [f"kill-{uuid.uuid4()}" for _ in range(20)]
-            batch = [{"type": "track", "userId": "u", "event": "Tick", "messageId": m} for m in ids]
-            try:
-                answer = session.post(server.url + "/v1/batch", json={"batch": batch}, auth=(WRITE_KEY, ""), timeout=5)
-            except requests.RequestException:
-                return   # the server is gone
-            if answer.status_code == 200:
-                with lock:
-                    acknowledged.extend(ids)
-
-    threads = [threading.Thread(target=sender) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: len(acknowledged) >= 400, 30, "400 acknowledged events")
-    server.kill()        # SIGKILL to every process of the server while requests are in flight
-    stop.set()
-    for thread in threads:
-        thread.join(10)
+    with BatchSenders(server.url) as senders:
+        wait_for(lambda: len(senders.acknowledged) >= 400, 30, "400 acknowledged events")
+        server.kill()        # SIGKILL to every process of the server while requests are in flight
+    acknowledged = senders.acknowledged
 
     with Server(tmp_path, "--config", "eventmap.yaml", "--intake-only") as restarted:
         assert requests.get(restarted.url + "/healthz", timeout=5).status_code == 200

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -193,12 +194,31 @@ class Store(ABC):
         """Up to ``limit`` requests from the inbox, oldest first, leased to ``owner`` (no two processors
         take the same one); [] at once, without a write, when none is waiting."""
 
-    @abstractmethod
     def accept_received(self, ids: Ids, owner: str, events: list[NewEvent], now: float,
                         dedupe_window: float = 0.0) -> list[Accepted] | None:
         """``accept`` the events made from inbox requests ``ids`` and remove those requests, in one
         transaction: each request becomes its events exactly once. None (nothing written) when the
         lease on any of them was lost to another processor."""
+        try:
+            with self._write() as conn:
+                if self._remove_received(conn, ids, owner) != len(ids):
+                    raise LeaseLost   # rolls the removal back
+                return self._insert(conn, events, now, dedupe_window) if events else []
+        except LeaseLost:
+            return None
+
+    # what each backend provides for the shared methods above
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Any]:
+        """A write transaction: its connection, committed (durable) on leaving, rolled back on an error."""
+
+    @abstractmethod
+    def _insert(self, conn, events: list[NewEvent], now: float, window: float) -> list[Accepted]:
+        """Write events and their deliveries in the open transaction ``conn`` (the body of ``accept``)."""
+
+    @abstractmethod
+    def _remove_received(self, conn, ids: Ids, owner: str) -> int:
+        """Delete the inbox requests ``ids`` that ``owner`` still holds; how many."""
 
     @abstractmethod
     def waiting_requests(self) -> int:

@@ -37,7 +37,6 @@ from .base import (
     Finish,
     Ids,
     Leased,
-    LeaseLost,
     NewEvent,
     Received,
     Store,
@@ -217,17 +216,8 @@ class PostgresStore(Store):
                                 (owner, now + lease_for, now, limit)).fetchall()
         return sorted((Received(r[1], bytes(r[2]), r[3], r[4], r[0]) for r in rows), key=lambda r: r.id)
 
-    def accept_received(self, ids: Ids, owner: str, events: list[NewEvent], now: float,
-                        dedupe_window: float = 0.0) -> list[Accepted] | None:
-        try:
-            with self._write() as conn:
-                removed = conn.execute("DELETE FROM inbox WHERE id = ANY(%s) AND taken_by = %s",
-                                       (list(ids), owner)).rowcount
-                if removed != len(ids):
-                    raise LeaseLost
-                return self._insert(conn, events, now, dedupe_window) if events else []
-        except LeaseLost:
-            return None
+    def _remove_received(self, conn, ids: Ids, owner: str) -> int:
+        return conn.execute("DELETE FROM inbox WHERE id = ANY(%s) AND taken_by = %s", (list(ids), owner)).rowcount
 
     def waiting_requests(self) -> int:
         with self._conn() as conn:

@@ -34,7 +34,6 @@ from .base import (
     Finish,
     Ids,
     Leased,
-    LeaseLost,
     NewEvent,
     Received,
     Store,
@@ -216,18 +215,9 @@ class SQLiteStore(Store):
                                 (owner, now + lease_for, now, limit)).fetchall()
         return sorted((Received(r[1], r[2], r[3], r[4], r[0]) for r in rows), key=lambda r: r.id)
 
-    def accept_received(self, ids: Ids, owner: str, events: list[NewEvent], now: float,
-                        dedupe_window: float = 0.0) -> list[Accepted] | None:
-        try:
-            with self._write() as conn:
-                marks = ",".join("?" * len(ids))
-                removed = conn.execute(f"DELETE FROM inbox WHERE id IN ({marks}) AND taken_by = ?",
-                                       (*ids, owner)).rowcount
-                if removed != len(ids):
-                    raise LeaseLost
-                return self._insert(conn, events, now, dedupe_window) if events else []
-        except LeaseLost:
-            return None
+    def _remove_received(self, conn, ids: Ids, owner: str) -> int:
+        return conn.execute(f"DELETE FROM inbox WHERE id IN ({','.join('?' * len(ids))}) AND taken_by = ?",
+                            (*ids, owner)).rowcount
 
     def waiting_requests(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
