@@ -27,9 +27,11 @@ falls on all of them alike:
                    eventmap's /v1/batch events/s at least 0.25 of it.
   eventmap         this tree, ``--intake-only`` (accept and store, no delivery).
   intake: MODE     with ``--intake MODE`` (repeatable; ``default`` writes no key):
-                   ``server: {intake: MODE}`` in the configuration. For ``queue``
-                   the server runs with its background process (destinations
-                   point at a local sink, bench/sink.py) and a further figure,
+                   ``server: {intake: MODE}`` in the configuration. ``queue`` is
+                   measured twice: ``--intake-only`` (what the collector
+                   acknowledges; its processor would run elsewhere), and with
+                   its background process on the same cores (destinations point
+                   at a local sink, bench/sink.py), where a further figure,
                    "processed events/s", counts from the first request until the
                    store's ``inbox`` table is empty. A server that refuses the
                    key is skipped with a note.

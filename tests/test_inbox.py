@@ -165,6 +165,20 @@ def test_the_write_key_in_a_browser_body_is_not_stored(tmp_path):
     assert WRITE_KEY.encode() not in kept.body and json.loads(kept.body)["batch"][0]["messageId"] == "m1"
 
 
+def test_a_body_with_a_write_key_and_an_unstorable_value_is_stored_and_the_event_rejected_later(tmp_path):
+    queue_config(tmp_path, "http://127.0.0.1:9")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--intake-only") as server:
+        body = ('{"writeKey": "%s", "batch": [{"type": "track", "userId": "u", "event": "Bad \\ud800",'
+                ' "messageId": "s1"}]}' % WRITE_KEY).encode()
+        answer = requests.post(server.url + "/v1/batch", data=body, headers={"Content-Type": "text/plain"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+    with open_store("sqlite:///events.db", base=tmp_path) as store:
+        processor(store, "segment", clock=time.time).run_once()
+        [event] = store.events(_query())
+    assert WRITE_KEY not in json.dumps(event.event)
+    assert [(d.destination, d.state) for d in event.deliveries] == [(INTAKE, REJECTED)]   # the lone surrogate
+
+
 def test_sigkill_in_queue_mode_loses_nothing_acknowledged(tmp_path):
     """Senders post until the whole server is SIGKILLed; then ``eventmap deliver --until-idle`` finishes the
     inbox, and every acknowledged event is in the store, once."""

@@ -16,7 +16,6 @@ import threading
 import time
 from http import HTTPStatus
 
-from .. import jsoncodec
 from ..intake import UNSTORABLE, Intake
 from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent, Received, Store
 from ..validate import storable
@@ -239,15 +238,17 @@ class Collector:
 
 def _without_write_key(raw: bytes, body: dict) -> bytes:
     """The body to keep in the inbox: as received, unless it carries the write key (a browser's text/plain
-    request does), which never goes into the store."""
-    if b'"writeKey"' not in raw:
+    request does), which never goes into the store. Written again as ASCII JSON, which holds whatever
+    the parser read (a lone surrogate included), for the processor to read back the same."""
+    batch = body.get("batch")
+    items: list = batch if isinstance(batch, list) else []
+    if "writeKey" not in body and not any(isinstance(item, dict) and "writeKey" in item for item in items):
         return raw
-    items = body.get("batch") if isinstance(body.get("batch"), list) else None
     kept = {k: v for k, v in body.items() if k != "writeKey"}
-    if items is not None:
+    if items:
         kept["batch"] = [{k: v for k, v in item.items() if k != "writeKey"} if isinstance(item, dict) else item
                          for item in items]
-    return jsoncodec.dumps_bytes(kept)
+    return json.dumps(kept, separators=(",", ":")).encode("ascii")
 
 
 def _authorised(source: WebhookSource, environ) -> bool:
