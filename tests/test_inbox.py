@@ -204,3 +204,44 @@ def test_sigkill_in_queue_mode_loses_nothing_acknowledged(tmp_path):
     missing = set(acknowledged) - set(seen)
     assert not missing, f"{len(missing)} acknowledged events were lost"
     assert max(seen.values()) == 1   # each request became its events once
+
+
+def test_sigkill_while_the_processor_works_makes_each_request_once(tmp_path):
+    """``eventmap deliver`` killed mid-inbox; a second run finishes it: every event of every stored request is
+    there exactly once (a request's events and its removal from the inbox are one transaction)."""
+    (tmp_path / "eventmap.yaml").write_text(   # tracks are skipped: nothing to send, the inbox is the work
+        "storage: sqlite:///events.db\nserver: {intake: queue}\ndelivery: {lease: 1s}\ndestinations:\n  planhat:\n"
+        "    settings: {tenant_token: t, base_url: 'http://127.0.0.1:9'}\n    types: [identify]\n", encoding="utf-8")
+    requests_made = 1000
+    ids = [f"r{r}-{i}" for r in range(requests_made) for i in range(20)]
+    with open_store("sqlite:///events.db", base=tmp_path) as store:
+        store.receive([Received("batch", batch_body(*(track(m) for m in ids[r * 20:(r + 1) * 20])), time.time())
+                       for r in range(requests_made)])
+
+    def made(store) -> int:
+        return sum(store.counts(time.time()).get("planhat", {}).values())
+
+    command = [sys.executable, "-m", "engine", "deliver", "--config", "eventmap.yaml", "--dry-run"]
+    first = subprocess.Popen(command, cwd=tmp_path, env=environment(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            wait_for(lambda: made(store) >= 500, 60, "the processor under way")
+            assert store.waiting_requests() > 0   # killed mid-inbox, not after it
+    finally:
+        first.kill()
+        first.wait(10)
+    time.sleep(1.5)   # the killed processor's lease on the requests it had taken runs out
+
+    done = subprocess.run([*command, "--until-idle"], cwd=tmp_path, env=environment(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with open_store("sqlite:///events.db", base=tmp_path) as store:
+        assert store.waiting_requests() == 0
+        seen: dict[str, int] = {}
+        after = 0
+        while page := store.list(destination="planhat", limit=1000, after_id=after):
+            for record in page:
+                seen[record.message_id] = seen.get(record.message_id, 0) + 1
+            after = page[-1].id
+    assert set(seen) == set(ids) and set(seen.values()) == {1}
