@@ -106,6 +106,17 @@ def test_an_unreadable_stored_request_is_kept_as_a_rejection(store):
     assert store.waiting_requests() == 0
 
 
+def deliveries_per_message(store, destination: str) -> dict[str, int]:
+    """{messageId: how many deliveries of ``destination`` it has}: each should have one."""
+    seen: dict[str, int] = {}
+    after = 0
+    while page := store.list(destination=destination, limit=1000, after_id=after):
+        for record in page:
+            seen[record.message_id] = seen.get(record.message_id, 0) + 1
+        after = page[-1].id
+    return seen
+
+
 def _query():
     from engine.store import EventQuery
     return EventQuery(limit=100)
@@ -168,8 +179,8 @@ def test_the_write_key_in_a_browser_body_is_not_stored(tmp_path):
 def test_a_body_with_a_write_key_and_an_unstorable_value_is_stored_and_the_event_rejected_later(tmp_path):
     queue_config(tmp_path, "http://127.0.0.1:9")
     with Server(tmp_path, "--config", "eventmap.yaml", "--intake-only") as server:
-        body = ('{"writeKey": "%s", "batch": [{"type": "track", "userId": "u", "event": "Bad \\ud800",'
-                ' "messageId": "s1"}]}' % WRITE_KEY).encode()
+        body = ('{"writeKey": "' + WRITE_KEY + '", "batch": [{"type": "track", "userId": "u",'
+                ' "event": "Bad \\ud800", "messageId": "s1"}]}').encode()   # a lone surrogate, escaped
         answer = requests.post(server.url + "/v1/batch", data=body, headers={"Content-Type": "text/plain"}, timeout=10)
         assert answer.status_code == 200, answer.text
     with open_store("sqlite:///events.db", base=tmp_path) as store:
@@ -195,12 +206,7 @@ def test_sigkill_in_queue_mode_loses_nothing_acknowledged(tmp_path):
     assert "(inbox):" in done.stderr and "0 requests waiting" in done.stderr
     with open_store("sqlite:///events.db", base=tmp_path) as store:
         assert store.waiting_requests() == 0
-        seen: dict[str, int] = {}
-        after = 0
-        while page := store.list(destination="planhat", limit=1000, after_id=after):
-            for record in page:
-                seen[record.message_id] = seen.get(record.message_id, 0) + 1
-            after = page[-1].id
+        seen = deliveries_per_message(store, "planhat")
     missing = set(acknowledged) - set(seen)
     assert not missing, f"{len(missing)} acknowledged events were lost"
     assert max(seen.values()) == 1   # each request became its events once
@@ -238,10 +244,5 @@ def test_sigkill_while_the_processor_works_makes_each_request_once(tmp_path):
     assert done.returncode == 0, done.stderr
     with open_store("sqlite:///events.db", base=tmp_path) as store:
         assert store.waiting_requests() == 0
-        seen: dict[str, int] = {}
-        after = 0
-        while page := store.list(destination="planhat", limit=1000, after_id=after):
-            for record in page:
-                seen[record.message_id] = seen.get(record.message_id, 0) + 1
-            after = page[-1].id
+        seen = deliveries_per_message(store, "planhat")
     assert set(seen) == set(ids) and set(seen.values()) == {1}
