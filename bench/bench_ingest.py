@@ -13,7 +13,8 @@ Each server is measured on three loads, one after the other:
   /v1/batch        ``--senders`` connections post batches of ``--batch`` events
                    (as analytics-python sends them) until ``--events`` are in
   /v1/track, 8     ``--clients`` threads, each on its own connection, post one
-                   event per request until ``--track-events`` are in
+                   event per request until ``--track-events`` are in; the CPU
+                   the server's processes used meanwhile, per call, is shown too
   /v1/track p50    one connection, one event at a time (``--single`` calls):
                    what an SDK in sync mode waits per call
 
@@ -315,6 +316,20 @@ def processed(db: Path, load: dict) -> float | None:
     return None if empty is None else load["events"] / max(empty - load["started_at"], 1e-9)
 
 
+def server_cpu(group: int) -> float:
+    """CPU seconds (user and system) used so far by every process of the server's process group: gunicorn's
+    master, its server processes and the background process."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue   # gone meanwhile
+        if int(fields[2]) == group:   # the pgrp field
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def measure(variant: Variant, workers: int, args, sink: str | None) -> dict:
     """Start the server in a fresh folder, run the three loads, stop it."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -328,8 +343,10 @@ def measure(variant: Variant, workers: int, args, sink: str | None) -> dict:
             batch = run_generator(url, "--events", str(args.events), "--batch", str(args.batch),
                                   "--senders", str(args.senders))
             batch_processed = processed(folder / "bench.db", batch) if variant.processes else None
+            before = server_cpu(process.pid)
             track = run_generator(url, "--mode", "track", "--events", str(args.track_events),
                                   "--clients", str(args.clients))
+            track_cpu = (server_cpu(process.pid) - before) / max(track["events"], 1)
             track_processed = processed(folder / "bench.db", track) if variant.processes else None
             single = run_generator(url, "--mode", "single", "--single", str(args.single))
         finally:
@@ -339,7 +356,8 @@ def measure(variant: Variant, workers: int, args, sink: str | None) -> dict:
             print(f"{variant.name}, {workers} processes: failures {load['failures']}", file=sys.stderr)
     return {"batch": batch["events_per_second"], "batch_p50": batch["request_p50_ms"],
             "track": track["events_per_second"], "p50": single["p50_ms"], "p95": single["p95_ms"],
-            "p99": single["p99_ms"], "batch_processed": batch_processed, "track_processed": track_processed}
+            "p99": single["p99_ms"], "batch_processed": batch_processed, "track_processed": track_processed,
+            "track_cpu_us": 1e6 * track_cpu}
 
 
 def median(rounds: list[dict], key: str) -> float | None:
@@ -398,8 +416,9 @@ def run(variants: list[Variant], args, sink: str | None) -> None:
           f"second process; 4 destinations, SQLite synchronous=FULL, {os.cpu_count()} cores; medians of "
           f"{args.rounds} interleaved rounds\n")
     print("| server processes | server | events/s on /v1/batch | batch request p50 | events/s on /v1/track, "
-          f"{args.clients} clients | /v1/track p50 | p95 | p99 | processed events/s (batch, track) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"{args.clients} clients | server CPU per /v1/track call | /v1/track p50 | p95 | p99 "
+          "| processed events/s (batch, track) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     notes: dict[str, str] = {}
     table: dict[int, dict[str, list[dict]]] = {}
     for workers in args.workers:
@@ -418,12 +437,13 @@ def run(variants: list[Variant], args, sink: str | None) -> None:
         for variant in variants:
             rounds = results[variant.name]
             if not rounds:
-                print(f"| {workers} | {variant.name} | skipped: see below | | | | | | |", flush=True)
+                print(f"| {workers} | {variant.name} | skipped: see below | | | | | | | |", flush=True)
                 continue
             shown = {key: median(rounds, key) for key in rounds[0]}
             done = ", ".join("-" if shown[k] is None else f"{shown[k]:,.0f}" for k in ("batch_processed", "track_processed"))
             print(f"| {workers} | {variant.name} | {shown['batch']:,.0f} | {shown['batch_p50']:.0f} ms | "
-                  f"{shown['track']:,.0f} | {shown['p50']:.1f} ms | {shown['p95']:.1f} ms | {shown['p99']:.1f} ms | "
+                  f"{shown['track']:,.0f} | {shown['track_cpu_us']:,.0f} µs | {shown['p50']:.1f} ms | "
+                  f"{shown['p95']:.1f} ms | {shown['p99']:.1f} ms | "
                   f"{done if variant.processes else ''} |", flush=True)
     for name, note in notes.items():
         print(f"\n{name}: skipped, the server refused it: {note}")
