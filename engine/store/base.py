@@ -373,6 +373,11 @@ def yield_lock(held: float) -> None:
     time.sleep(max(0.025, held))
 
 
+# the columns of a DeliveryRecord, in its field order, without the event, request, history and progress
+RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, created_at, updated_at, next_at,"
+                  " reason, errors, last_status, last_error")
+
+
 def event_columns(event) -> tuple[str | None, str | None, str | None]:
     """(type, name, userId) of an event, kept beside its body so the console filters on indexed columns:
     the name is a track's event or a page's or screen's name."""

@@ -198,3 +198,8 @@ BACKENDS = {"sqlite": SQLITE, "postgres": POSTGRES}
 
 def migrations(backend: str) -> list[tuple[int, str]]:
     return BACKENDS[backend]
+
+
+def statements(script: str) -> list[str]:
+    """A migration's statements, one by one: both drivers run one statement per call."""
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -17,7 +17,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .. import jsoncodec
+from ..jsoncodec import dumps as _dumps  # orjson where it writes what json would; json for the rest
 from ..problems import ConfigError, Problem
 from ..secrets import Masker
 from .base import (
@@ -26,6 +26,7 @@ from .base import (
     PENDING_SQL,
     PRUNABLE_SQL,
     QUEUED,
+    RECORD_COLUMNS,
     RETRYING,
     SKIPPED,
     Accepted,
@@ -48,7 +49,7 @@ from .base import (
     inbox_free,
     with_duplicates,
 )
-from .migrations import migrations
+from .migrations import migrations, statements
 from .urls import masked_url, url_secrets
 
 # any constant will do: it serialises 'eventmap db upgrade' runs on one database
@@ -146,7 +147,7 @@ class PostgresStore(Store):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                 if number <= _version_in(conn):
                     continue
-                for statement in _statements(script):
+                for statement in statements(script):
                     conn.execute(statement)
                 conn.execute("DELETE FROM schema_version")
                 conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (number,))
@@ -339,13 +340,13 @@ class PostgresStore(Store):
             where.append("state = %s")
             params.append(state)
         with self._conn() as conn:
-            rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE {' AND '.join(where)}"
+            rows = conn.execute(f"SELECT {RECORD_COLUMNS} FROM deliveries WHERE {' AND '.join(where)}"
                                 f" ORDER BY id LIMIT %s", (*params, limit)).fetchall()
         return [DeliveryRecord(*row) for row in rows]
 
     def get(self, delivery_id: int) -> DeliveryRecord | None:
         with self._conn() as conn:
-            row = conn.execute(f"SELECT {_RECORD_COLUMNS}, request, progress FROM deliveries WHERE id = %s",
+            row = conn.execute(f"SELECT {RECORD_COLUMNS}, request, progress FROM deliveries WHERE id = %s",
                                (delivery_id,)).fetchone()
             if row is None:
                 return None
@@ -365,7 +366,7 @@ class PostgresStore(Store):
             found = [EventRecord(*row) for row in rows]
             if found:
                 by_id = {e.id: e for e in found}
-                for row in conn.execute(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE event_id = ANY(%s)"
+                for row in conn.execute(f"SELECT {RECORD_COLUMNS} FROM deliveries WHERE event_id = ANY(%s)"
                                         f" ORDER BY id", ([*by_id],)):
                     record = DeliveryRecord(*row)
                     by_id[record.event_id].deliveries.append(record)
@@ -441,9 +442,6 @@ class PostgresStore(Store):
         return deleted
 
 
-_RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, created_at, updated_at, next_at,"
-                   " reason, errors, last_status, last_error")
-
 
 _INBOX_FREE = inbox_free("%s")
 
@@ -455,14 +453,8 @@ def _version_in(conn) -> int:
     return row[0] if row else 0
 
 
-def _dumps(value) -> str:
-    return jsoncodec.dumps(value)  # orjson where it writes what json would; json for the rest
-
 
 def _text(value: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL; a vendor's binary error page must not make a verdict unrecordable."""
     return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
 
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]

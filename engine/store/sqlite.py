@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import jsoncodec
+from ..jsoncodec import dumps as _dump  # orjson where it writes what json would; json for the rest
 from ..problems import ConfigError, Problem
 from .base import (
     DEAD,
@@ -23,6 +24,7 @@ from .base import (
     PENDING_SQL,
     PRUNABLE_SQL,
     QUEUED,
+    RECORD_COLUMNS,
     RETRYING,
     SKIPPED,
     Accepted,
@@ -47,7 +49,7 @@ from .base import (
     yield_lock,
 )
 from .group import GroupCommit
-from .migrations import migrations
+from .migrations import migrations, statements
 
 
 class SQLiteStore(Store):
@@ -127,7 +129,7 @@ class SQLiteStore(Store):
                 current = self._version_in(conn)
                 if number <= current:
                     continue
-                for statement in _statements(script):
+                for statement in statements(script):
                     conn.execute(statement)
                 conn.execute("DELETE FROM schema_version")
                 conn.execute("INSERT INTO schema_version(version) VALUES (?)", (number,))
@@ -334,13 +336,13 @@ class SQLiteStore(Store):
             where.append("state = ?")
             params.append(state)
         rows = self._connection().execute(
-            f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            f"SELECT {RECORD_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit)).fetchall()
         return [_record(row) for row in rows]
 
     def get(self, delivery_id: int) -> DeliveryRecord | None:
         conn = self._connection()
-        row = conn.execute(f"SELECT {_RECORD_COLUMNS}, request, progress FROM deliveries WHERE id = ?",
+        row = conn.execute(f"SELECT {RECORD_COLUMNS}, request, progress FROM deliveries WHERE id = ?",
                            (delivery_id,)).fetchone()
         if row is None:
             return None
@@ -361,7 +363,7 @@ class SQLiteStore(Store):
         found = [EventRecord(r[0], r[1], r[2], jsoncodec.loads(r[3])) for r in rows]
         if found:
             by_id = {e.id: e for e in found}
-            for row in conn.execute(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE event_id IN"
+            for row in conn.execute(f"SELECT {RECORD_COLUMNS} FROM deliveries WHERE event_id IN"
                                     f" ({','.join('?' * len(found))}) ORDER BY id", [*by_id]):
                 record = _record(row)
                 by_id[record.event_id].deliveries.append(record)
@@ -461,9 +463,6 @@ class SQLiteStore(Store):
             after = rows[-1][0]
 
 
-_RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, created_at, updated_at, next_at,"
-                   " reason, errors, last_status, last_error")
-
 
 def _record(row) -> DeliveryRecord:
     values = list(row)
@@ -481,12 +480,6 @@ def _last_id(conn) -> int:
 _MARKS = 500   # bound parameters per IN list, well under SQLite's limit
 
 
-def _dump(value) -> str:
-    return jsoncodec.dumps(value)  # orjson where it writes what json would; json for the rest
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 _BUSY_TIMEOUT = 60.0  # seconds a connection waits for another's write lock
