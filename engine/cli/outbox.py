@@ -106,7 +106,7 @@ def add_commands(commands) -> None:
 def inbox_workers(config: Config, engine, routes, store, owner: str) -> list:
     """Requests a server kept whole (``server.intake: queue``) are turned into events and deliveries here
     too, first, so ``eventmap deliver --until-idle`` finishes them."""
-    if not inbox_needed(store, config.data.get("server")):
+    if not inbox_needed(store, (config.data.get("server") or {}).get("intake")):
         return []
     intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
     return [InboxWorker(intake, store, lease_for=config.delivery.lease, owner=owner)]

@@ -51,7 +51,7 @@ def main(config_file: str | None, folder: str, mappings: str, dry_run: bool, par
         destinations = destination_workers(setup.routes, store, config.delivery, owner=owner, stop=stop,
                                            client=DryRunClient() if dry_run else None)
         inbox = [InboxWorker(intake, store, lease_for=config.delivery.lease, owner=owner)] \
-            if inbox_needed(store, {"intake": config.server.intake}) else []
+            if inbox_needed(store, config.server.intake) else []
         workers = inbox + destinations + source_workers(setup, store, intake, owner)
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in destinations},
                         owner=owner, stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),

@@ -31,9 +31,9 @@ log = logging.getLogger("eventmap.serve")
 NAME = "(inbox)"   # not a destination: the name the runner and its logs know this worker by
 
 
-def needed(store: Store, config_server: dict | None) -> bool:
-    """Whether a runner should process the inbox: queue mode is on, or requests wait from when it was."""
-    return (config_server or {}).get("intake") == "queue" or store.waiting_requests() > 0
+def needed(store: Store, intake: str | None) -> bool:
+    """Whether a runner should process the inbox: ``server.intake`` is queue, or requests wait from when it was."""
+    return intake == "queue" or store.waiting_requests() > 0
 
 
 class InboxWorker:
