@@ -23,8 +23,7 @@ from ..problems import ConfigError, Problem
 from ..secrets import Masker
 from ..serve.background import source_workers
 from ..serve.config import load_serve_config
-from ..serve.inbox import InboxWorker
-from ..serve.inbox import needed as inbox_needed
+from ..serve.inbox import inbox_workers
 from ..serve.setup import build
 from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED, STATES
 from .common import (
@@ -103,15 +102,6 @@ def add_commands(commands) -> None:
     q.set_defaults(run=cmd_db_status)
 
 
-def inbox_workers(config: Config, engine, routes, store, owner: str) -> list:
-    """Requests a server kept whole (``server.intake: queue``) are turned into events and deliveries here
-    too, first, so ``eventmap deliver --until-idle`` finishes them."""
-    if not inbox_needed(store, (config.data.get("server") or {}).get("intake")):
-        return []
-    intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
-    return [InboxWorker(intake, store, lease_for=config.delivery.lease, owner=owner)]
-
-
 def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> list:
     """Webhook payloads a server stored (``sources:`` with ``webhook:``) are mapped here too, so
     ``eventmap serve --intake-only`` plus ``eventmap deliver`` on other hosts does the whole job."""
@@ -177,7 +167,11 @@ def cmd_deliver(args) -> int:
     client = DryRunClient() if args.dry_run else None
     secrets = frozenset(s for route in routes for s in route.secrets)
     with store_for(args, config) as store:
-        workers = inbox_workers(config, engine, routes, store, owner)
+        # requests a server kept whole (server.intake: queue) become events here too, first, so --until-idle
+        # finishes them
+        workers = inbox_workers(Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window), store,
+                                (config.data.get("server") or {}).get("intake"), lease_for=config.delivery.lease,
+                                owner=owner)
         workers += destination_workers(routes, store, config.delivery, owner=owner, stop=stop, client=client)
         workers += webhook_workers(args, config, engine, routes, store, owner)
         if not workers:

@@ -22,8 +22,7 @@ from ..intake import Intake
 from ..logs import configure
 from ..secrets import Masker
 from .config import demo_config, load_serve_config
-from .inbox import InboxWorker
-from .inbox import needed as inbox_needed
+from .inbox import inbox_workers
 from .setup import Setup, build
 from .source_worker import SourceWorker
 
@@ -50,8 +49,7 @@ def main(config_file: str | None, folder: str, mappings: str, dry_run: bool, par
         intake = Intake(setup.engine, setup.routes, store, config.delivery.dedupe_window)
         destinations = destination_workers(setup.routes, store, config.delivery, owner=owner, stop=stop,
                                            client=DryRunClient() if dry_run else None)
-        inbox = [InboxWorker(intake, store, lease_for=config.delivery.lease, owner=owner)] \
-            if inbox_needed(store, config.server.intake) else []
+        inbox = inbox_workers(intake, store, config.server.intake, lease_for=config.delivery.lease, owner=owner)
         workers = inbox + destinations + source_workers(setup, store, intake, owner)
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in destinations},
                         owner=owner, stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),

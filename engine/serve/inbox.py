@@ -31,9 +31,6 @@ log = logging.getLogger("eventmap.serve")
 NAME = "(inbox)"   # not a destination: the name the runner and its logs know this worker by
 
 
-def needed(store: Store, intake: str | None) -> bool:
-    """Whether a runner should process the inbox: ``server.intake`` is queue, or requests wait from when it was."""
-    return intake == "queue" or store.waiting_requests() > 0
 
 
 class InboxWorker:
@@ -92,3 +89,11 @@ class InboxWorker:
             text = request.body.decode("utf-8", "replace")
             return [self.intake.reject({"inbox_request": request.id, "body": text},
                                        "the stored request cannot be read", [Problem("", exc.message)])]
+
+
+def inbox_workers(intake: Intake, store: Store, mode: str | None, *, lease_for: float, owner: str) -> list:
+    """The inbox processor for a runner, where one is needed: ``server.intake`` (``mode``) is queue, or
+    requests wait in the inbox from when it was; else none."""
+    if mode != "queue" and not store.waiting_requests():
+        return []
+    return [InboxWorker(intake, store, lease_for=lease_for, owner=owner)]
