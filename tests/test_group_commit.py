@@ -119,3 +119,135 @@ def test_concurrent_accepts_on_sqlite_are_all_stored_once_and_dedupe_across_them
     counts = store.counts(T0)
     assert counts["crisp"][QUEUED] == 16 * 20 + 1 and counts["planhat"][QUEUED] == 16 * 20
     store.close()
+
+
+# --------------------------------------------------------------------------- submit: for a caller that must not wait
+
+class Heard:
+    """What submitted jobs' callbacks were told, with a way to wait for all of them."""
+
+    def __init__(self, expected: int):
+        self.outcomes: dict[object, tuple] = {}
+        self.threads: set[str] = set()
+        self._all = threading.Event()
+        self._expected = expected
+        self._lock = threading.Lock()
+
+    def then(self, job):
+        def told(result, error):
+            with self._lock:
+                self.outcomes[job] = (result, error)
+                self.threads.add(threading.current_thread().name)
+                if len(self.outcomes) == self._expected:
+                    self._all.set()
+        return told
+
+    def wait(self) -> None:
+        assert self._all.wait(10), f"heard {len(self.outcomes)} of {self._expected}"
+
+
+def test_submitted_jobs_are_written_by_the_group_commits_own_thread_and_each_hears_its_result():
+    writers: list[str] = []
+
+    def write(jobs):
+        writers.append(threading.current_thread().name)
+        return [job * 10 for job in jobs]
+
+    commit: GroupCommit[int, int] = GroupCommit(write)
+    heard = Heard(20)
+    for job in range(20):
+        commit.submit(job, heard.then(job))   # returns at once, from this one thread
+    heard.wait()
+    assert heard.outcomes == {job: (job * 10, None) for job in range(20)}
+    assert set(writers) == heard.threads == {"group-commit"} and len(writers) < 20   # they shared transactions
+    commit.close()
+
+
+def test_submitted_and_waiting_jobs_share_the_next_transaction():
+    groups: list[list[str]] = []
+    first_may_finish = threading.Event()
+
+    def write(jobs):
+        groups.append(list(jobs))
+        if len(groups) == 1:
+            first_may_finish.wait(10)
+        return [job.upper() for job in jobs]
+
+    commit: GroupCommit[str, str] = GroupCommit(write)
+    results: dict[str, str] = {}
+    first = threading.Thread(target=lambda: results.__setitem__("first", commit.run("first")))
+    first.start()
+    while not groups:
+        time.sleep(0.001)
+    heard = Heard(2)
+    commit.submit("soon-1", heard.then("soon-1"))
+    commit.submit("soon-2", heard.then("soon-2"))
+    waiting = threading.Thread(target=lambda: results.__setitem__("waits", commit.run("waits")))
+    waiting.start()
+    time.sleep(0.3)
+    first_may_finish.set()
+    heard.wait()
+    for thread in (first, waiting):
+        thread.join(10)
+    assert groups[0] == ["first"] and sorted(groups[1]) == ["soon-1", "soon-2", "waits"] and len(groups) == 2
+    assert results == {"first": "FIRST", "waits": "WAITS"}
+    assert heard.outcomes == {"soon-1": ("SOON-1", None), "soon-2": ("SOON-2", None)}
+    commit.close()
+
+
+def test_a_submitted_job_that_fails_hears_its_own_error_and_the_others_their_results():
+    gate = threading.Event()
+
+    def write(jobs):
+        gate.wait(10)
+        if "bad" in jobs:
+            raise ValueError("bad job")
+        return [job.upper() for job in jobs]
+
+    commit: GroupCommit[str, str] = GroupCommit(write)
+    heard = Heard(3)
+    for job in ("a", "bad", "b"):
+        commit.submit(job, heard.then(job))
+    gate.set()
+    heard.wait()
+    assert heard.outcomes["a"] == ("A", None) and heard.outcomes["b"] == ("B", None)
+    result, error = heard.outcomes["bad"]
+    assert result is None and isinstance(error, ValueError)
+    commit.close()
+
+
+def test_a_callback_that_raises_is_logged_and_the_writer_goes_on(caplog):
+    commit: GroupCommit[int, int] = GroupCommit(lambda jobs: jobs)
+
+    def broken(result, error):
+        raise RuntimeError("callback fault")
+
+    commit.submit(1, broken)
+    heard = Heard(1)
+    commit.submit(2, heard.then(2))
+    heard.wait()
+    assert heard.outcomes == {2: (2, None)}
+    assert "a group commit callback failed" in caplog.text and "callback fault" in caplog.text
+    commit.close()
+
+
+def test_close_writes_what_was_submitted_then_stops_the_writer_and_a_later_submit_starts_another():
+    def writers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "group-commit"}
+
+    others = writers()   # of group commits elsewhere in this test process
+    gate = threading.Event()
+    commit: GroupCommit[int, int] = GroupCommit(lambda jobs: (gate.wait(10), jobs)[1])
+    heard = Heard(1)
+    commit.submit(1, heard.then(1))
+    closing = threading.Thread(target=commit.close)
+    closing.start()
+    time.sleep(0.1)
+    gate.set()
+    closing.join(10)
+    assert not closing.is_alive() and heard.outcomes == {1: (1, None)}
+    assert writers() == others
+    again = Heard(1)
+    commit.submit(2, again.then(2))
+    again.wait()
+    commit.close()

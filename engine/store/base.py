@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from ..states import (  # noqa: F401  (re-exported: the store's callers name sta
     SKIPPED,
     STATES,
 )
+from .group import GroupCommit
 
 # PENDING and PRUNABLE as SQL lists written into the statements: the planners use the partial indexes
 # on "state IN (...)" only when the states are literals, not bound parameters.
@@ -185,9 +187,20 @@ class Store(ABC):
         SKIPPED, atomically, even with several writers (``claims_wanted``).
         """
 
-    @abstractmethod
+    # each backend makes it in its __init__: GroupCommit(self._receive_group)
+    _receiving: GroupCommit[list[Received], None]
+
     def receive(self, requests: list[Received]) -> None:
-        """Keep whole requests in the inbox, in one transaction; durable when this returns."""
+        """Keep whole requests in the inbox, in one transaction; durable when this returns. Requests
+        received together from several threads share one transaction (``group.GroupCommit``)."""
+        if requests:
+            self._receiving.run(requests)
+
+    def receive_later(self, requests: list[Received], then: Callable[[BaseException | None], None]) -> None:
+        """``receive`` without waiting for the disk, for a caller on an event loop: returns at once, and
+        ``then(None)`` is called from a store thread once the requests are durable, ``then(error)`` if
+        they could not be written. ``then`` must be quick (hand the outcome over and return)."""
+        self._receiving.submit(requests, lambda _result, error: then(error))
 
     @abstractmethod
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
@@ -208,6 +221,10 @@ class Store(ABC):
             return None
 
     # what each backend provides for the shared methods above
+    @abstractmethod
+    def _receive_group(self, jobs: list[list[Received]]) -> list[None]:
+        """Every job's requests into the inbox in one transaction (the group commit's write)."""
+
     @abstractmethod
     def _write(self) -> AbstractContextManager[Any]:
         """A write transaction: its connection, committed (durable) on leaving, rolled back on an error."""

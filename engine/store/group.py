@@ -14,37 +14,49 @@ writer at a time.
 If the shared transaction fails, each job is written again alone, so a fault in
 one request fails that request only.
 
+A caller that must not block (the server's event loop) submits its job with a
+callback instead; a writer thread of the group commit's own then leads, and the
+callback hears when the job is durable.
+
 Used by the SQLite store. PostgreSQL already lets concurrent transactions share
 one WAL flush, and several of its connections write at once.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+log = logging.getLogger("eventmap.store")
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 
 class _Slot(Generic[Job, Result]):
-    __slots__ = ("job", "done", "result", "error")
+    __slots__ = ("job", "then", "done", "result", "error")
 
-    def __init__(self, job: Job):
-        self.job = job
+    def __init__(self, job: Job, then: Callable[[Result | None, BaseException | None], None] | None = None):
+        self.job, self.then = job, then
         self.done = False
         self.result: Result | None = None
         self.error: BaseException | None = None
 
 
 class GroupCommit(Generic[Job, Result]):
-    """Runs ``write(jobs) -> results`` (one transaction, one result per job) for jobs submitted together."""
+    """Runs ``write(jobs) -> results`` (one transaction, one result per job) for jobs submitted together.
+
+    ``run`` waits for its job (the caller may lead a group); ``submit`` returns at once and a writer
+    thread of this object's own leads, so a caller on an event loop never waits for the disk.
+    """
 
     def __init__(self, write: Callable[[list[Job]], list[Result]], max_jobs: int = 64):
         self._write, self._max_jobs = write, max_jobs
         self._changed = threading.Condition()
         self._waiting: list[_Slot] = []
         self._busy = False
+        self._writer: threading.Thread | None = None
+        self._stopping = False
 
     def __repr__(self) -> str:
         return f"<GroupCommit waiting={len(self._waiting)}>"
@@ -52,25 +64,70 @@ class GroupCommit(Generic[Job, Result]):
     def run(self, job: Job) -> Result:
         """Write ``job`` with whatever else is waiting; returns once it is committed (or raises its error)."""
         slot: _Slot = _Slot(job)
+        group: list[_Slot] = []
         with self._changed:
             self._waiting.append(slot)
             while self._busy and not slot.done:
                 self._changed.wait()
             if not slot.done:   # nobody is writing: lead a group, this job first, then those waiting longest
-                self._busy = True
                 self._waiting.remove(slot)
-                take = self._max_jobs - 1
-                group, self._waiting = [slot, *self._waiting[:take]], self._waiting[take:]
-        if not slot.done:
-            try:
-                self._lead(group)
-            finally:
-                with self._changed:
-                    self._busy = False
-                    self._changed.notify_all()
+                group = self._take([slot])
+        if group:
+            self._lead_released(group)
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
+
+    def submit(self, job: Job, then: Callable[[Result | None, BaseException | None], None]) -> None:
+        """Queue ``job`` and return at once; ``then(result, error)`` is called, from the thread that wrote
+        it, once it is committed (error None) or has failed. ``then`` must be quick: the group waits for it."""
+        with self._changed:
+            self._waiting.append(_Slot(job, then))
+            if self._writer is None or not self._writer.is_alive():   # first use in this process (or after a fork)
+                self._writer = threading.Thread(target=self._write_submitted, name="group-commit", daemon=True)
+                self._writer.start()
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Stop the writer thread once what was submitted is written (a later ``submit`` starts another)."""
+        with self._changed:
+            writer, self._stopping = self._writer, True
+            self._changed.notify_all()
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(30)
+        with self._changed:
+            self._stopping = False
+            if self._writer is writer:
+                self._writer = None
+
+    def _write_submitted(self) -> None:
+        """The writer thread: leads a group whenever a submitted job waits and nobody else is writing."""
+        while True:
+            with self._changed:
+                while self._busy or not any(slot.then is not None for slot in self._waiting):
+                    if self._stopping and not self._busy:
+                        return
+                    self._changed.wait()
+                group = self._take([])
+            self._lead_released(group)
+
+    def _take(self, first: list[_Slot]) -> list[_Slot]:
+        """Under the lock: mark busy and take ``first`` plus those waiting longest, up to ``max_jobs``."""
+        self._busy = True
+        take = self._max_jobs - len(first)
+        group, self._waiting = [*first, *self._waiting[:take]], self._waiting[take:]
+        return group
+
+    def _lead_released(self, group: list[_Slot]) -> None:
+        try:
+            self._lead(group)
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+            for slot in group:
+                if slot.then is not None:
+                    _tell(slot)
 
     def _lead(self, group: list[_Slot]) -> None:
         try:
@@ -92,3 +149,11 @@ class GroupCommit(Generic[Job, Result]):
                 if not slot.done and slot.error is None:
                     slot.error = RuntimeError("the write was interrupted before it was committed")
                 slot.done = True
+
+
+def _tell(slot: _Slot) -> None:
+    """A submitted job's outcome to its ``then``; a fault there is logged, never lost in the writer thread."""
+    try:
+        slot.then(slot.result, slot.error)  # type: ignore[misc]
+    except Exception:   # the writer thread must go on for the other jobs
+        log.exception("a group commit callback failed")

@@ -49,6 +49,7 @@ from .base import (
     inbox_free,
     with_duplicates,
 )
+from .group import GroupCommit
 from .migrations import migrations, statements
 from .urls import masked_url, url_secrets
 
@@ -61,6 +62,7 @@ class PostgresStore(Store):
     def __init__(self, url: str, upgrade: bool = False, pool_size: int = 10, pool_timeout: float = 30.0,
                  connect_timeout: int = 10, **unknown):
         self.url = masked_url(url)
+        self._receiving = GroupCommit(self._receive_group)
         self._masker = Masker(url_secrets(url))
         if unknown:
             raise ConfigError([Problem(f"storage.{name}", f"not an option of PostgreSQL storage (it takes "
@@ -111,6 +113,7 @@ class PostgresStore(Store):
             yield conn
 
     def close(self) -> None:
+        self._receiving.close()
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.close()
@@ -200,13 +203,13 @@ class PostgresStore(Store):
         return accepted
 
     # --- the inbox (server.intake: queue)
-    def receive(self, requests: list[Received]) -> None:
-        if not requests:
-            return
+    def _receive_group(self, jobs: list[list[Received]]) -> list[None]:
+        requests = [r for requests in jobs for r in requests]
         with self._conn() as conn:   # one statement: its own transaction
             conn.execute("INSERT INTO inbox(call, body, received_at, ip) SELECT * FROM unnest(%b::text[], %b::bytea[],"
                          " %b::float8[], %b::text[])", ([r.call for r in requests], [r.body for r in requests],
                                                        [r.received_at for r in requests], [_text(r.ip) for r in requests]))
+        return [None] * len(jobs)
 
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
         with self._conn() as conn:
