@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
+import textwrap
+import threading
 import time
+import uuid
 
 import requests
 import segment.analytics as analytics
@@ -120,6 +124,48 @@ def deliveries_per_message(store, destination: str) -> dict[str, int]:
 def _query():
     from engine.store import EventQuery
     return EventQuery(limit=100)
+
+
+def test_receive_later_returns_at_once_and_calls_back_once_the_requests_are_durable(store):
+    heard: list[BaseException | None] = []
+    durable = threading.Event()
+
+    def then(error):
+        heard.append(error)
+        durable.set()
+
+    store.receive_later([Received("track", b'{"userId": "u"}', T0, "10.0.0.1"),
+                         Received("batch", batch_body(track("m1")), T0, None)], then)
+    assert durable.wait(10) and heard == [None]
+    kept = store.take_received(10, "p1", T0, 60)
+    assert [(r.call, r.ip) for r in kept] == [("track", "10.0.0.1"), ("batch", None)]
+
+
+def test_sqlite_writers_of_every_process_take_turns_on_the_writer_lock_file(tmp_path):
+    """A write waits while another process holds the turn (the lock file beside the store), and goes on
+    the moment it is released."""
+    store = open_store(f"sqlite:///{tmp_path / 'turns.db'}")
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""\
+        import fcntl, os, sys
+        fd = os.open({str(tmp_path / 'turns.db-writer')!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("holding", flush=True)
+        sys.stdin.read()   # until the test closes stdin
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        written = threading.Event()
+        writer = threading.Thread(target=lambda: (store.receive([Received("track", b"{}", T0, None)]), written.set()))
+        writer.start()
+        assert not written.wait(0.5), "the write waited for the other process's turn"
+        holder.stdin.close()
+        assert written.wait(10), "the write went on once the turn was released"
+        writer.join(10)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store.waiting_requests() == 1
+    store.close()
 
 
 # --------------------------------------------------------------------------- the server in queue mode
@@ -246,3 +292,53 @@ def test_sigkill_while_the_processor_works_makes_each_request_once(tmp_path):
         assert store.waiting_requests() == 0
         seen = deliveries_per_message(store, "planhat")
     assert set(seen) == set(ids) and set(seen.values()) == {1}
+
+
+def test_in_queue_mode_a_request_the_inbox_cannot_take_is_answered_500_and_the_server_goes_on(tmp_path):
+    queue_config(tmp_path, "http://127.0.0.1:9")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        assert server.post("/v1/track", track("m1")).status_code == 200
+        broken = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+        broken.execute("ALTER TABLE inbox RENAME TO inbox_away")   # the write now fails: no such table
+        answer = server.post("/v1/track", track("m2"))
+        assert answer.status_code == 500, answer.text
+        assert answer.json() == {"success": False, "code": "internal",
+                                 "message": "the server failed; the request was not stored, send it again"}
+        assert "could not be stored" in server.output() and "no such table: inbox" in server.output()
+        broken.execute("ALTER TABLE inbox_away RENAME TO inbox")
+        broken.close()
+        assert server.post("/v1/track", track("m3")).status_code == 200
+        metrics = requests.get(server.url + "/metrics", timeout=10).text
+        assert 'eventmap_refused_total{status="500"} 1' in metrics and "\neventmap_inbox_requests 2\n" in metrics
+
+
+def test_in_queue_mode_requests_past_queue_depth_waiting_for_the_inbox_are_answered_429(tmp_path):
+    path = queue_config(tmp_path, "http://127.0.0.1:9")
+    path.write_text(path.read_text().replace("server:\n  intake: queue\n",
+                                             "server:\n  intake: queue\n  threads: 1\n  queue_depth: 1\n"
+                                             "  retry_after: 2s\n"), encoding="utf-8")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        assert server.post("/v1/track", track("m0")).status_code == 200   # the store exists
+        blocker = sqlite3.connect(tmp_path / "events.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")                                  # the store's write lock, held
+        answers: dict[str, object] = {}
+
+        def send(message_id: str) -> None:
+            try:
+                answers[message_id] = requests.post(server.url + "/v1/track", json=track(message_id),
+                                                    auth=(WRITE_KEY, ""), timeout=30).status_code
+            except requests.RequestException as exc:
+                answers[message_id] = exc
+
+        waiting = [threading.Thread(target=send, args=(f"w{i}",)) for i in range(2)]   # threads + queue_depth
+        for thread in waiting:
+            thread.start()
+        time.sleep(1)   # both have arrived and wait for the inbox write
+        busy = server.post("/v1/track", track(str(uuid.uuid4())))
+        assert busy.status_code == 429 and busy.headers["Retry-After"] == "2"
+        assert busy.json()["code"] == "busy"
+        blocker.execute("COMMIT")
+        blocker.close()
+        for thread in waiting:
+            thread.join(30)
+        assert answers == {"w0": 200, "w1": 200}   # the waiting requests were kept and acknowledged

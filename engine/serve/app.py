@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from ..intake import UNSTORABLE, Intake
@@ -38,6 +39,19 @@ from .segment_api import (
 log = logging.getLogger("eventmap.serve")
 JSON = "application/json"
 REFUSED = "eventmap.refused"   # an environ key: the ApiError the server answers instead of running the request
+KEEP = "eventmap.keep"         # an environ key: what ingest keeps in the inbox before its answer may go out
+FAILED = json.dumps({"success": False, "code": "internal",
+                     "message": "the server failed; the request was not stored, send it again"})
+
+
+@dataclass
+class Reply:
+    """An answer: status, headers and body, and the inbox write it waits for (``server.intake: queue``)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    keep: list[Received] | None = None
 
 
 class Collector:
@@ -71,31 +85,60 @@ class Collector:
 
     # --- WSGI
     def __call__(self, environ, start_response):
-        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
+        path = environ.get("PATH_INFO", "") or "/"
         if self.console is not None and (path == "/console" or path.startswith("/console/")):
             return self.console(environ, start_response)   # the web console (engine/console)
-        browser_facing = path.startswith("/v1/")
+        reply = self.reply(environ)
+        if reply.keep:
+            try:
+                self.store().receive(reply.keep)
+            except Exception as exc:  # noqa: BLE001  answered 500 by kept()
+                reply = self.kept(reply, environ, exc)
+        start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}", reply.headers)
+        return [reply.body] if environ.get("REQUEST_METHOD") != "HEAD" else []
+
+    def answers_on_loop(self, method: str, path: str) -> bool:
+        """Whether a request can be answered on the server's event loop (``reply``, then its ``keep``
+        written with ``Store.receive_later``): with ``server.intake: queue`` a /v1/ call only checks the
+        request and keeps it, which costs less than handing it to a thread."""
+        return self.config.server.intake == "queue" and path.startswith("/v1/") and method in ("POST", "OPTIONS")
+
+    def reply(self, environ) -> Reply:
+        """The answer to a request, all but the inbox write it may wait for (``Reply.keep``)."""
+        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
         shown = _settings_path_masked(path)   # the settings path carries a write key
         try:
             status, content_type, body, extra = self.dispatch(method, path.rstrip("/") or "/", environ)
         except ApiError as exc:
             log.info("%s %s: %s %s", method, shown, exc.status, exc.message)
-            status, content_type, extra = exc.status, JSON, []
-            body = _json({"success": False, "code": exc.code, "message": exc.message})
-            browser_facing &= not isinstance(exc, OriginRefused)
+            return self._reply(environ, exc.status, JSON, _json({"success": False, "code": exc.code,
+                                                                 "message": exc.message}),
+                               cors=not isinstance(exc, OriginRefused))
         except Exception:  # a fault of ours: nothing was stored, so the client should try again
             log.exception("%s %s failed", method, shown)
-            status, content_type, extra = 500, JSON, []
-            body = _json({"success": False, "code": "internal",
-                          "message": "the server failed; the request was not stored, send it again"})
+            return self._reply(environ, 500, JSON, FAILED)
+        return self._reply(environ, status, content_type, body, extra, keep=environ.pop(KEEP, None))
+
+    def kept(self, reply: Reply, environ, error: BaseException | None) -> Reply:
+        """The answer once the inbox write of ``reply`` ended: itself, or a 500 when it failed."""
+        if error is None:
+            return reply
+        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
+        log.error("%s %s failed: the request could not be stored", method, path, exc_info=error)
+        return self._reply(environ, 500, JSON, FAILED)
+
+    def _reply(self, environ, status: int, content_type: str, body: str | bytes, extra: list | tuple = (),
+               keep: list[Received] | None = None, cors: bool = True) -> Reply:
         if status >= 400:
             self.refusals.count(status)
-        if browser_facing:
-            extra = [*extra, *self.config.browser.cors_headers(environ)]
-        data = (body if isinstance(body, bytes) else body.encode("utf-8")) if status != 204 else b""
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(data)))] if status != 204 else []
-        start_response(f"{status} {HTTPStatus(status).phrase}", [*headers, *extra])
-        return [data] if method != "HEAD" else []
+        headers = list(extra)
+        if cors and (environ.get("PATH_INFO") or "").startswith("/v1/"):
+            headers += self.config.browser.cors_headers(environ)
+        if status == 204:
+            return Reply(status, headers, b"")
+        data = body if isinstance(body, bytes) else body.encode("utf-8")
+        return Reply(status, [("Content-Type", content_type), ("Content-Length", str(len(data))), *headers], data,
+                     keep)
 
     def dispatch(self, method: str, path: str, environ):
         if REFUSED in environ:   # decided by the server before the request got here (engine/serve/asgi.py)
@@ -183,7 +226,7 @@ class Collector:
         ip = self.config.browser.client_ip(environ)
         if self.config.server.intake == "queue":   # kept whole; the inbox processor makes its events (inbox.py)
             items_of(call, body)   # a malformed batch is still refused now, while the client can hear why
-            self.store().receive([Received(call, _without_write_key(raw, body), now, ip)])
+            environ[KEEP] = [Received(call, _without_write_key(raw, body), now, ip)]   # 200 once it is durable
             return 200, JSON, _json({"success": True}), []
         intake = self.intake()
         decided = decide_request(intake, call, body, now, ip)

@@ -4,7 +4,9 @@ uvicorn reads requests on an event loop. This adapter reads the whole body
 there too, with a deadline and a size bound, and only then runs the collector
 (validation and the store's durable write) in a small pool of threads. So any
 number of clients that trickle their bytes cost memory, not the few threads that
-write to the store.
+write to the store. With ``server.intake: queue`` a /v1/ call needs no thread at
+all: its checks run on the loop, and the loop waits for its inbox write (group-
+committed by the store's writer thread) as it waits for a socket.
 
 Backpressure: when more requests wait for those threads than
 ``server.queue_depth``, the store is not keeping up; the next ones are answered
@@ -20,6 +22,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from ..store import Received
 from .app import REFUSED, Collector
 from .config import ServerOptions
 from .segment_api import BATCH_LIMIT, ApiError
@@ -88,12 +91,37 @@ class AsgiCollector:
         if REFUSED in environ:
             await self._answer(send, _call(self.collector, environ), keep_alive)
             return
+        if isinstance(self.collector, Collector) and self.collector.answers_on_loop(scope["method"], scope["path"]):
+            reply = self.collector.reply(environ)
+            if reply.keep:
+                self._waiting[kind] += 1
+                try:
+                    reply = self.collector.kept(reply, environ, await self._kept(reply.keep))
+                finally:
+                    self._waiting[kind] -= 1
+            await self._answer(send, (reply.status, reply.headers, reply.body), keep_alive)
+            return
         self._waiting[kind] += 1
         try:
             answer = await asyncio.get_running_loop().run_in_executor(pool, _call, self.collector, environ)
         finally:
             self._waiting[kind] -= 1
         await self._answer(send, answer, keep_alive)
+
+    async def _kept(self, requests: list[Received]) -> BaseException | None:
+        """Write ``requests`` to the inbox without holding a thread while the disk flushes (group-committed
+        with whatever else is arriving); None once they are durable, else the error."""
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future = loop.create_future()
+
+        def then(error: BaseException | None) -> None:   # in the store's writer thread
+            loop.call_soon_threadsafe(_settle, outcome, error)
+
+        try:
+            self.collector.store().receive_later(requests, then)
+        except Exception as exc:  # noqa: BLE001  the store could not be opened: answered 500
+            return exc
+        return await outcome
 
     @staticmethod
     async def _answer(send, answer, keep_alive: bool, more: list | None = None) -> None:
@@ -103,6 +131,11 @@ class AsgiCollector:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _settle(outcome: asyncio.Future, error: BaseException | None) -> None:
+    if not outcome.done():
+        outcome.set_result(error)
 
 
 def _call(collector: Collector, environ: dict) -> tuple[int, list, bytes]:
