@@ -123,8 +123,16 @@ class PostgresStore(Store):
         with self._connect() as conn:
             if upgrade:
                 self._upgrade(conn)
-                return
-            latest, found = migrations("postgres")[-1][0], _version_in(conn)
+            else:
+                latest, found = migrations("postgres")[-1][0], _version_in(conn)
+                self._check_version(found, latest)
+            # the id sequences, named once: nextval(pg_get_serial_sequence(...)) looked the name up for every
+            # id drawn, which was 1.3 ms of a 100-event batch's accept
+            events, deliveries = conn.execute("SELECT pg_get_serial_sequence('events', 'id'),"
+                                              " pg_get_serial_sequence('deliveries', 'id')").fetchone() or ("", "")
+            self._sequences: tuple[str, str] = (events, deliveries)
+
+    def _check_version(self, found: int, latest: int) -> None:
         if found < latest:
             raise ConfigError([Problem("storage", f"the PostgreSQL store {self.url} is at schema version {found}, "
                                        f"this eventmap needs {latest}: run 'eventmap db upgrade'")])
@@ -172,9 +180,9 @@ class PostgresStore(Store):
         plans = [with_duplicates(new, repeated.get(position), window) for position, new in enumerate(events)]
         count = sum(len(plan) for plan in plans)
         event_ids, delivery_ids = conn.execute(
-            "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)),"
-            " ARRAY(SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, %s))",
-            (len(events), count)).fetchone()
+            "SELECT ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s)),"
+            " ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s))",
+            (self._sequences[0], len(events), self._sequences[1], count)).fetchone()
         columns = [event_columns(new.event) for new in events]
         conn.execute(
             "INSERT INTO events(id, message_id, received_at, body, type, name, user_id) OVERRIDING SYSTEM VALUE"
