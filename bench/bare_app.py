@@ -5,7 +5,7 @@
 Issue 16's target is "at least 25% of the events/s of a bare app on the same
 server and settings". So this app is served by eventmap's own stack,
 ``GunicornServer`` from engine/serve/server.py (gunicorn, uvicorn workers,
-``GuardedH11``, the ``AsgiCollector`` adapter with its thread pool and 429
+``GuardedHttp``, the ``AsgiCollector`` adapter with its thread pool and 429
 backpressure), with the ``ServerOptions`` read from the same configuration file
 and overridden by the same command-line options as ``eventmap serve``. What is
 left out is everything eventmap does per event: checks, routing, the store.

@@ -56,6 +56,29 @@ def read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def raw_track(message_id: str, more: bytes = b"") -> bytes:
+    """A whole /v1/track request as a client writes it; ``more``: header lines to add."""
+    body = f'{{"userId": "u", "event": "Raw", "messageId": "{message_id}"}}'.encode()
+    return (b"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + AUTH.encode() + b"\r\n" + more
+            + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One answer on a connection kept alive: its head and the Content-Length bytes of body, no more."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {data!r}"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_slow_clients_do_not_stop_intake_and_are_closed_after_their_timeout(tmp_path):
     configure(tmp_path, "{header_timeout: 5s, body_timeout: 5s}")
     with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "2", "--threads", "2", "--intake-only") as server:
@@ -206,6 +229,76 @@ def test_sigterm_lets_a_request_waiting_for_the_store_finish_and_does_not_wait_f
             assert message_id in {r.message_id for r in store.list(limit=100)}
     finally:
         server.kill()
+
+
+def test_headers_over_16_kb_are_answered_400_and_counted_whether_they_come_whole_or_in_pieces(tmp_path):
+    configure(tmp_path, "{workers: 1}")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        whole = connect(server)           # the parser sees the head end: measured there
+        whole.sendall(raw_track(str(uuid.uuid4()), b"X-Padding: " + b"p" * 17_000 + b"\r\n"))
+        answer = read_all(whole)
+        assert answer.startswith(b"HTTP/1.1 400 ") and answer.endswith(b"over 16 KB\n"), answer
+        whole.close()
+        pieces = connect(server)          # a head that never ends, 1 KB at a time: counted as it comes
+        pieces.sendall(b"POST /v1/track HTTP/1.1\r\n")
+        for n in range(17):               # over 16 KB with the 17th (the server closes then: the last send)
+            time.sleep(0.02)
+            pieces.sendall(b"X-Padding-%d: %s\r\n" % (n, b"p" * 1000))
+        answer = read_all(pieces)
+        assert answer.startswith(b"HTTP/1.1 400 ") and answer.endswith(b"over 16 KB\n"), answer
+        pieces.close()
+        assert track(server, **{"X-Padding": "p" * 15_000}).status_code == 200   # under the limit
+        assert refused(server, 400) == 2
+
+
+def test_a_request_the_parser_cannot_read_is_answered_400_and_counted(tmp_path):
+    configure(tmp_path, "{workers: 1}")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        for request in (b"GARBAGE\r\n\r\n",                                              # no request line
+                        b"POST /v1/track HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",     # a broken header
+                        b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n"):
+            sock = connect(server)
+            sock.sendall(request)
+            assert read_all(sock).startswith(b"HTTP/1.1 400 "), request
+            sock.close()
+        assert refused(server, 400) == 3
+        assert track(server).status_code == 200
+
+
+def test_pipelined_requests_on_a_kept_alive_connection_are_all_answered(tmp_path):
+    configure(tmp_path, "{workers: 1}")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        last = raw_track(ids[2], b"Connection: close\r\n")
+        sock = connect(server)
+        sock.sendall(raw_track(ids[0]) + raw_track(ids[1]) + last[:20])   # two whole, the start of a third
+        time.sleep(0.3)
+        sock.sendall(last[20:])
+        answers = read_all(sock)
+        sock.close()
+        assert answers.count(b"HTTP/1.1 200 ") == 3 and answers.count(b'{"success": true}') == 3, answers
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            assert set(ids) <= {r.message_id for r in store.list(limit=100)}
+
+
+def test_the_header_deadline_starts_again_after_each_answer_on_a_kept_alive_connection(tmp_path):
+    configure(tmp_path, "{header_timeout: 2s}")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        partial, idle = connect(server), connect(server)
+        time.sleep(1.5)                   # most of the first deadline
+        for sock in (partial, idle):
+            sock.sendall(raw_track(str(uuid.uuid4())))
+            assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+        answered = time.monotonic()
+        time.sleep(1.0)                   # past the deadline counted from the connection, not from the answer
+        partial.sendall(b"POST /v1/tr")
+        assert read_all(partial).startswith(b"HTTP/1.1 408 "), "part of a request, then nothing: 408"
+        assert read_all(idle) == b"", "nothing more: closed without an answer"
+        # 2 s after the answer, before uvicorn's own 5 s keep-alive timeout would close the idle one
+        assert time.monotonic() - answered < 4.5
+        partial.close()
+        idle.close()
+        assert refused(server, 408) == 1
 
 
 def test_server_limits_in_the_configuration_file_are_checked_with_file_and_line(tmp_path):

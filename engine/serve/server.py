@@ -10,7 +10,10 @@ small thread pool once a request has fully arrived (engine/serve/asgi.py).
 
 uvicorn has a keep-alive timeout but none for a request's headers: a client
 that trickles one header byte at a time keeps its connection forever.
-``GuardedH11`` adds that deadline, and a bound on open connections per process.
+``GuardedHttp`` adds that deadline, a size bound for headers (httptools has
+none), and a bound on open connections per process. It is built on uvicorn's
+httptools protocol rather than h11's: h11 parses in pure Python, a large share
+of the server's CPU per request (issue 16).
 ``when_ready`` prints the address actually bound (port 0 picks a free one).
 """
 from __future__ import annotations
@@ -18,16 +21,17 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import h11
+import httptools
 from gunicorn.app.base import BaseApplication
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 from .asgi import AsgiCollector
 from .config import ServerOptions
 from .metrics import Refusals
 
-MAX_HEADER_BYTES = 16 * 1024   # a request's line and headers; a longer one is answered 400 by h11
+MAX_HEADER_BYTES = 16 * 1024   # a request's line and headers; a longer one is answered 400 by GuardedHttp
+HEAD_TOO_LARGE = f"the request line and headers are over {MAX_HEADER_BYTES // 1024} KB\n"
 
 
 class GunicornServer(BaseApplication):
@@ -66,21 +70,24 @@ class GunicornServer(BaseApplication):
 
 
 def worker_class(options: ServerOptions, refusals: Refusals | None) -> type:
-    """The gunicorn worker class: uvicorn on asyncio, speaking HTTP/1.1 through ``GuardedH11``."""
-    protocol = type("GuardedH11", (GuardedH11,), {"header_timeout": options.header_timeout,
-                                                   "max_connections": options.max_connections,
-                                                   "refusals": refusals})
+    """The gunicorn worker class: uvicorn on asyncio, speaking HTTP/1.1 through ``GuardedHttp``."""
+    protocol = type("GuardedHttp", (GuardedHttp,), {"header_timeout": options.header_timeout,
+                                                     "max_connections": options.max_connections,
+                                                     "refusals": refusals})
     # proxy_headers off: the collector decides which proxies to trust (server.trusted_proxies), not uvicorn
     kwargs: dict[str, Any] = {"loop": "asyncio", "http": protocol, "lifespan": "off", "proxy_headers": False,
-                              "h11_max_incomplete_event_size": MAX_HEADER_BYTES, "server_header": False}
+                              "server_header": False}
     return type("EventmapWorker", (UvicornWorker,), {"CONFIG_KWARGS": kwargs})
 
 
-class GuardedH11(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with a deadline for headers and a bound on connections.
+class GuardedHttp(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol on httptools (llhttp, in C) with a deadline and a size bound for headers,
+    and a bound on connections.
 
     The deadline runs from the connection (or the end of the previous answer)
     until the request's headers are complete, however slowly the bytes come.
+    llhttp keeps no buffer and so has no size limit: the request line and
+    headers are counted here, as Node.js counts them on the same parser.
     A connection over the bound is answered 503 and closed at once.
     """
 
@@ -90,6 +97,8 @@ class GuardedH11(H11Protocol):
 
     def connection_made(self, transport) -> None:
         self._header_timer: Any = None
+        self._head_bytes: int | None = 0   # bytes of the head awaited so far; None while a request's body comes
+        self._partial = False              # part of the awaited request has arrived
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             self._refuse(503, b"Service Unavailable", b"too many open connections; send it again\n",
@@ -98,8 +107,31 @@ class GuardedH11(H11Protocol):
         self._watch_headers()
 
     def data_received(self, data: bytes) -> None:
+        """A piece that arrives while headers are awaited is counted whole; a head that ends inside it is
+        measured in ``on_headers_complete``, since the rest of the piece may be body."""
+        if self._head_bytes is not None:
+            self._head_bytes += len(data)
         super().data_received(data)
+        if self._head_bytes is not None and self._head_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+            self.send_400_response(HEAD_TOO_LARGE)
         self._watch_headers()
+
+    def on_message_begin(self) -> None:
+        self._partial = True
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        # what llhttp handed over: the URL, and each header with its ': ' and line end
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > MAX_HEADER_BYTES:
+            self._head_bytes = size
+            raise httptools.HttpParserError(HEAD_TOO_LARGE)   # stops the parser; uvicorn answers 400
+        self._head_bytes, self._partial = None, False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._head_bytes = 0                 # the next request's head starts here
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -111,21 +143,26 @@ class GuardedH11(H11Protocol):
 
     def shutdown(self) -> None:
         """On SIGTERM: a request whose body is still arriving is dropped (it was not acknowledged; the client
-        sends it again), so a slow client cannot hold the stop up; requests that arrived whole finish."""
-        if self.cycle is not None and not self.cycle.response_started and self.conn.their_state is h11.SEND_BODY:
+        sends it again), so a slow client cannot hold the stop up; requests that arrived whole finish (a
+        pipelined request behind one being answered is left to uvicorn: dropping it would drop both)."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_started and not self.pipeline:
             self.transport.close()
             return
         super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
-        """h11 could not read the request (malformed, or headers over MAX_HEADER_BYTES): counted too."""
+        """The request could not be read (malformed, or its head over MAX_HEADER_BYTES): counted too."""
         if self.refusals is not None:
             self.refusals.count(400)
+        if self._head_bytes is not None and self._head_bytes > MAX_HEADER_BYTES:
+            msg = HEAD_TOO_LARGE      # and not uvicorn's "Invalid HTTP request received." for it
         super().send_400_response(msg)
 
     def _watch_headers(self) -> None:
-        """A timer runs while the connection waits for a request's headers, and only then."""
-        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        """A timer runs while the connection waits for a request's headers with no request unanswered."""
+        waiting = (self._head_bytes is not None and (self.cycle is None or self.cycle.response_complete)
+                   and not self.transport.is_closing())
         if waiting and self._header_timer is None:
             self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
         elif not waiting:
@@ -140,14 +177,14 @@ class GuardedH11(H11Protocol):
         self._header_timer = None
         if self.transport.is_closing():
             return
-        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:   # part of a request came
+        if self._partial:                    # part of a request came
             self._refuse(408, b"Request Timeout",
                          f"the request headers did not arrive within {self.header_timeout:g}s\n".encode())
-        else:                                                                   # an idle connection
+        else:                                # an idle connection
             self.transport.close()
 
     def _refuse(self, status: int, phrase: bytes, text: bytes, more: bytes = b"") -> None:
-        """Answer outside h11 (no request was read, so h11 cannot) and close."""
+        """Answer outside uvicorn (no request was read, so it has no cycle to answer with) and close."""
         if self.refusals is not None:
             self.refusals.count(status)
         self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
