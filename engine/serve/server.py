@@ -74,9 +74,10 @@ def worker_class(options: ServerOptions, refusals: Refusals | None) -> type:
     protocol = type("GuardedHttp", (GuardedHttp,), {"header_timeout": options.header_timeout,
                                                      "max_connections": options.max_connections,
                                                      "refusals": refusals})
-    # proxy_headers off: the collector decides which proxies to trust (server.trusted_proxies), not uvicorn
-    kwargs: dict[str, Any] = {"loop": "asyncio", "http": protocol, "lifespan": "off", "proxy_headers": False,
-                              "server_header": False}
+    # proxy_headers off: the collector decides which proxies to trust (server.trusted_proxies), not uvicorn;
+    # ws off: an upgrade would be handed to uvicorn's WebSocket protocol, past GuardedHttp's bounds
+    kwargs: dict[str, Any] = {"loop": "asyncio", "http": protocol, "ws": "none", "lifespan": "off",
+                              "proxy_headers": False, "server_header": False}
     return type("EventmapWorker", (UvicornWorker,), {"CONFIG_KWARGS": kwargs})
 
 
