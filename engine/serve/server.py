@@ -100,7 +100,7 @@ class GuardedHttp(HttpToolsProtocol):
         self._header_timer: Any = None
         self._head_bytes: int | None = 0   # bytes of the head awaited so far; None while a request's body comes
         self._partial = False              # part of the awaited request has arrived
-        super().connection_made(transport)
+        super().connection_made(JoinedWrites(transport, self.loop))  # type: ignore[arg-type]  # a proxy
         if len(self.connections) > self.max_connections:
             self._refuse(503, b"Service Unavailable", b"too many open connections; send it again\n",
                          b"Retry-After: 1\r\n")
@@ -191,6 +191,39 @@ class GuardedHttp(HttpToolsProtocol):
         self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
                              b"Connection: close\r\n%s\r\n%s" % (status, phrase, len(text), more, text))
         self.transport.close()
+
+
+class JoinedWrites:
+    """A transport whose writes made in one turn of the event loop leave in one send.
+
+    uvicorn writes an answer's status line and headers, then its body, as two
+    sends: two system calls, two TCP segments, and a client that wakes twice.
+    Joined, a small answer is one of each. Nothing waits longer than the
+    current turn of the loop; everything else is the transport's own.
+    """
+
+    def __init__(self, transport, loop):
+        self._transport, self._loop = transport, loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._send)
+        self._pending.append(data)
+
+    def close(self) -> None:
+        self._send()
+        self._transport.close()
+
+    def _send(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
 
 
 def _announce(server) -> None:
