@@ -40,6 +40,7 @@ log = logging.getLogger("eventmap.serve")
 JSON = "application/json"
 REFUSED = "eventmap.refused"   # an environ key: the ApiError the server answers instead of running the request
 KEEP = "eventmap.keep"         # an environ key: what ingest keeps in the inbox before its answer may go out
+SUCCESS = json.dumps({"success": True})   # Segment's answer to an accepted request
 FAILED = json.dumps({"success": False, "code": "internal",
                      "message": "the server failed; the request was not stored, send it again"})
 
@@ -227,7 +228,7 @@ class Collector:
         if self.config.server.intake == "queue":   # kept whole; the inbox processor makes its events (inbox.py)
             items_of(call, body)   # a malformed batch is still refused now, while the client can hear why
             environ[KEEP] = [Received(call, _without_write_key(raw, body), now, ip)]   # 200 once it is durable
-            return 200, JSON, _json({"success": True}), []
+            return 200, JSON, SUCCESS, []
         intake = self.intake()
         decided = decide_request(intake, call, body, now, ip)
         receipts = intake.accept_decided(decided)
@@ -236,7 +237,7 @@ class Collector:
         if call != "batch":
             if rejected:
                 raise ApiError(400, "invalid_event", f"the event was not accepted: {_summary(rejected[0]['errors'])}")
-            return 200, JSON, _json({"success": True}), []
+            return 200, JSON, SUCCESS, []
         if len(rejected) == len(decided):
             return 400, JSON, _json({"success": False, "code": "invalid_batch", "accepted": 0, "rejected": rejected,
                                      "message": f"none of the {len(decided)} events was accepted; "
@@ -264,7 +265,7 @@ class Collector:
         self.store().accept([NewEvent(payload, message_id, [delivery])], self.clock(), self.config.delivery.dedupe_window)
         if unstorable:
             raise ApiError(400, "invalid_payload", f"the payload was not accepted: {_summary(errors)}")
-        return 200, JSON, _json({"success": True}), []
+        return 200, JSON, SUCCESS, []
 
     # --- helpers
     def _source(self, key: str | None) -> str:

@@ -69,7 +69,8 @@ class AsgiCollector:
             keep_alive = False
         else:
             try:
-                read = await asyncio.wait_for(_read_body(receive), self.options.body_timeout)
+                async with asyncio.timeout(self.options.body_timeout):   # no task of its own, as wait_for makes
+                    read = await _read_body(receive)
             except TimeoutError:
                 body, keep_alive = b"", False
                 environ[REFUSED] = ApiError(408, "timeout", f"the request body did not arrive within "
@@ -80,7 +81,6 @@ class AsgiCollector:
                 body, keep_alive = read, len(read) <= BODY_CAP
         environ["wsgi.input"] = io.BytesIO(body)
         kind = "read" if scope["method"] in ("GET", "HEAD") else "write"
-        pool = self.pool(kind)
         threads = READ_THREADS if kind == "read" else self.options.threads
         if REFUSED not in environ and self._waiting[kind] >= threads + self.options.queue_depth:
             wait = math.ceil(self.options.retry_after)
@@ -101,6 +101,7 @@ class AsgiCollector:
                     self._waiting[kind] -= 1
             await self._answer(send, (reply.status, reply.headers, reply.body), keep_alive)
             return
+        pool = self.pool(kind)
         self._waiting[kind] += 1
         try:
             answer = await asyncio.get_running_loop().run_in_executor(pool, _call, self.collector, environ)
