@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -250,4 +251,52 @@ def test_close_writes_what_was_submitted_then_stops_the_writer_and_a_later_submi
     again = Heard(1)
     commit.submit(2, again.then(2))
     again.wait()
+    commit.close()
+
+
+def test_jobs_that_arrive_while_the_leader_waits_for_its_turn_join_its_group():
+    """The turn (SQLite: the writers' lock shared with other processes) is taken before the group: what
+    arrives while another process writes is written in the same transaction."""
+    turn_free = threading.Event()
+    waiting_for_turn = threading.Event()
+    groups: list[list[int]] = []
+
+    @contextmanager
+    def turn():
+        waiting_for_turn.set()
+        turn_free.wait(10)
+        yield
+
+    commit: GroupCommit[int, int] = GroupCommit(lambda jobs: (groups.append(list(jobs)), jobs)[1], turn=turn)
+    results: dict[int, int] = {}
+    threads = [threading.Thread(target=lambda j=j: results.__setitem__(j, commit.run(j))) for j in range(4)]
+    threads[0].start()
+    assert waiting_for_turn.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    time.sleep(0.3)   # three more writers wait behind the leader, which waits for its turn
+    turn_free.set()
+    for thread in threads:
+        thread.join(10)
+    assert groups == [[0, 1, 2, 3]] and results == {j: j for j in range(4)}
+
+
+def test_a_turn_that_cannot_be_had_fails_the_group_and_the_next_leader_goes_on():
+    attempts = []
+
+    @contextmanager
+    def turn():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("no lock file")
+        yield
+
+    commit: GroupCommit[int, int] = GroupCommit(lambda jobs: jobs, turn=turn)
+    with pytest.raises(OSError, match="no lock file"):
+        commit.run(1)
+    assert commit.run(2) == 2
+    heard = Heard(1)
+    commit.submit(3, heard.then(3))
+    heard.wait()
+    assert heard.outcomes == {3: (3, None)}
     commit.close()

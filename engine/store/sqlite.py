@@ -66,8 +66,8 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._turns: list[int] = []   # each connection's descriptor of the writers' lock file (_write)
         self._lock = threading.Lock()
-        self._accepting = GroupCommit(self._accept_group)
-        self._receiving = GroupCommit(self._receive_group)
+        self._accepting = GroupCommit(self._accept_group, turn=self._turn)
+        self._receiving = GroupCommit(self._receive_group, turn=self._turn)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if upgrade:
@@ -101,13 +101,28 @@ class SQLiteStore(Store):
         return conn
 
     @contextmanager
-    def _write(self):
-        """A write transaction. Writers of every process first queue on a lock file (``flock``): the
-        kernel wakes the next one the moment the last commits, where SQLite's own busy handler would
-        sleep 1, 2, 5 ms... between tries, which capped two server processes below one."""
-        conn = self._connection()
-        fcntl.flock(self._local.turn, fcntl.LOCK_EX)
+    def _turn(self):
+        """This thread's turn among the writers of every process: a lock file (``flock``) taken before
+        SQLite's write lock. The kernel wakes the next writer the moment the last one is done, where
+        SQLite's busy handler sleeps 1, 2, 5 ms... between tries, which capped two server processes
+        below one. Held once per thread however deeply nested (a group commit's leader holds it
+        across the transaction it writes)."""
+        self._connection()
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            fcntl.flock(self._local.turn, fcntl.LOCK_EX)
+        self._local.depth = depth + 1
         try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                fcntl.flock(self._local.turn, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _write(self):
+        conn = self._connection()
+        with self._turn():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -115,8 +130,6 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        finally:
-            fcntl.flock(self._local.turn, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self._receiving.close()
