@@ -1,6 +1,6 @@
 """How fast ``eventmap serve`` accepts events, durably, against the baselines issue 16 sets.
 
-    python bench/bench_ingest.py [--events 40000] [--batch 100] [--senders 8] [--clients 8]
+    python bench/bench_ingest.py [--events 40000] [--batch 100] [--senders 8] [--clients 8] [--track-client wrk]
                                  [--workers 1 2 4] [--rounds 3] [--against REF] [--intake MODE ...]
 
 Starts real servers on free localhost ports, each with a fresh store in a
@@ -12,9 +12,15 @@ Each server is measured on three loads, one after the other:
 
   /v1/batch        ``--senders`` connections post batches of ``--batch`` events
                    (as analytics-python sends them) until ``--events`` are in
-  /v1/track, 8     ``--clients`` threads, each on its own connection, post one
-                   event per request until ``--track-events`` are in; the CPU
-                   the server's processes used meanwhile, per call, is shown too
+  /v1/track, 8     ``--clients`` connections post one event per request, each
+                   with its own messageId: from wrk (``--track-client wrk``, the
+                   default when Debian's wrk package is installed) for
+                   ``--track-seconds``, or from this script's Python threads
+                   until ``--track-events`` are in. Python's http.client costs
+                   about 190 us of the shared two cores per call, wrk a tenth of
+                   that, so with wrk the figure is the server's, as when clients
+                   run on other machines. The CPU the server's processes used
+                   meanwhile, per call, is shown too
   /v1/track p50    one connection, one event at a time (``--single`` calls):
                    what an SDK in sync mode waits per call
 
@@ -240,6 +246,62 @@ def _post_all(url: str, bodies: list[list[bytes]], per_request: int) -> dict:
             "request_p50_ms": 1000 * statistics.median(latencies), "failures": failures[:3]}
 
 
+WRK_SCRIPT = """\
+-- bench_ingest.py: one /v1/track per request, each with its own messageId, cycling through the samples
+local bodies = {%(bodies)s}
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  sent = 0
+end
+function request()
+  sent = sent + 1
+  local body = bodies[(sent %% #bodies) + 1]
+  return wrk.format("POST", nil, nil, body[1] .. tid .. "-" .. sent .. body[2])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK {\\"requests\\": %%d, \\"seconds\\": %%f, \\"status_errors\\": %%d, "
+    .. "\\"socket_errors\\": %%d, \\"p50_us\\": %%d}\\n", summary.requests, summary.duration / 1e6,
+    e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50)))
+end
+"""
+
+
+def wrk_track(url: str, seconds: float, clients: int) -> dict:
+    """/v1/track from ``clients`` connections of wrk (C, from Debian's wrk package) for ``seconds``: a load
+    generator that costs the shared cores about a tenth of the Python one's CPU per call, so the figure is
+    the server's, as when clients run elsewhere. Every body has its own messageId (the old server dedupes)."""
+    run = uuid.uuid4().hex[:12]
+    bodies = []
+    for event in events(len(SAMPLES)):
+        text = json.dumps({**track_event(event), "messageId": "@ID@"})
+        prefix, suffix = text.split("@ID@")
+        bodies.append(f"{{[==[{prefix}{run}-]==], [==[{suffix}]==]}}")
+    auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    started_at = time.time()
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % {"bodies": ", ".join(bodies)})
+    try:
+        done = subprocess.run(["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds:g}s", "--timeout", "30s",
+                               "-s", script.name, "-H", "Content-Type: application/json", "-H", f"Authorization: {auth}",
+                               url + "/v1/track"], capture_output=True, text=True, timeout=seconds + 120)
+    finally:
+        os.unlink(script.name)
+    found = re.search(r"^WRK (\{.*\})$", done.stdout, re.M)
+    if done.returncode != 0 or not found:
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    result = json.loads(found.group(1))
+    failed = result["status_errors"] + result["socket_errors"]
+    accepted = result["requests"] - failed
+    return {"events": accepted, "seconds": result["seconds"], "events_per_second": accepted / result["seconds"],
+            "started_at": started_at, "request_p50_ms": result["p50_us"] / 1000,
+            "failures": [f"{failed} requests failed (non-2xx or socket errors)"] if failed else []}
+
+
 def single_latency(url: str, count: int) -> dict:
     """One connection, one /v1/track at a time: what a server-side SDK in sync mode waits per call."""
     session = requests.Session()
@@ -344,8 +406,11 @@ def measure(variant: Variant, workers: int, args, sink: str | None) -> dict:
                                   "--senders", str(args.senders))
             batch_processed = processed(folder / "bench.db", batch) if variant.processes else None
             before = server_cpu(process.pid)
-            track = run_generator(url, "--mode", "track", "--events", str(args.track_events),
-                                  "--clients", str(args.clients))
+            if args.track_client == "wrk":
+                track = wrk_track(url, args.track_seconds, args.clients)
+            else:
+                track = run_generator(url, "--mode", "track", "--events", str(args.track_events),
+                                      "--clients", str(args.clients))
             track_cpu = (server_cpu(process.pid) - before) / max(track["events"], 1)
             track_processed = processed(folder / "bench.db", track) if variant.processes else None
             single = run_generator(url, "--mode", "single", "--single", str(args.single))
@@ -375,8 +440,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000, help="events per /v1/batch load")
     parser.add_argument("--batch", type=int, default=100, help="events per /v1/batch request (analytics-python: up to 100)")
     parser.add_argument("--senders", type=int, default=8, help="concurrent connections of the /v1/batch load")
-    parser.add_argument("--track-events", type=int, default=4000, help="events per /v1/track load")
+    parser.add_argument("--track-events", type=int, default=16_000,
+                        help="events per /v1/track load (4 s at the fastest server: shorter runs were too noisy)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients of the /v1/track load")
+    parser.add_argument("--track-client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
+                        help="the /v1/track load generator: wrk (apt-get install wrk; the default when installed) "
+                             "or this script's Python threads, which take about 190 us of the shared CPU per call")
+    parser.add_argument("--track-seconds", type=float, default=8.0, help="how long wrk sends /v1/track")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="server processes to try")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--single", type=int, default=500, help="sequential /v1/track calls for the latency figure")
@@ -411,9 +481,10 @@ def main() -> None:
 
 
 def run(variants: list[Variant], args, sink: str | None) -> None:
+    track = (f"{args.clients} connections of wrk for {args.track_seconds:g}s" if args.track_client == "wrk" else
+             f"{args.track_events} events from {args.clients} Python client threads")
     print(f"eventmap serve ingestion: /v1/batch {args.events} events in batches of {args.batch} from {args.senders} "
-          f"connections; /v1/track {args.track_events} events from {args.clients} clients; load generator in a "
-          f"second process; 4 destinations, SQLite synchronous=FULL, {os.cpu_count()} cores; medians of "
+          f"connections; /v1/track from {track}; load generators in other processes; 4 destinations, SQLite synchronous=FULL, {os.cpu_count()} cores; medians of "
           f"{args.rounds} interleaved rounds\n")
     print("| server processes | server | events/s on /v1/batch | batch request p50 | events/s on /v1/track, "
           f"{args.clients} clients | server CPU per /v1/track call | /v1/track p50 | p95 | p99 "
