@@ -40,7 +40,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_ingest import WRITE_KEY, config, start_server, stop_server
+from bench_ingest import ROOT, WRITE_KEY, Variant, config, start_server, stop_server
 
 from engine.store import DELIVERED, NewDelivery, NewEvent, open_store
 
@@ -238,7 +238,7 @@ def main() -> None:
         path = config(folder)
         path.write_text(path.read_text().replace("sqlite:///bench.db", store_url), encoding="utf-8")
         open_store(store_url, base=folder, upgrade=True).close()
-        process, url = start_server(folder, 2, 4)
+        process, url = start_server(folder, Variant("eventmap", ROOT), 2, 4)
         try:
             time_calls(url, 50)   # warm up
             backend = "PostgreSQL" if args.postgres else "SQLite synchronous=FULL"
