@@ -16,6 +16,7 @@ instead of waiting until the client gives up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import math
@@ -116,7 +117,8 @@ class AsgiCollector:
         outcome: asyncio.Future = loop.create_future()
 
         def then(error: BaseException | None) -> None:   # in the store's writer thread
-            loop.call_soon_threadsafe(_settle, outcome, error)
+            with contextlib.suppress(RuntimeError):   # the loop has closed (the server stopped): nobody waits
+                loop.call_soon_threadsafe(_settle, outcome, error)
 
         try:
             self.collector.store().receive_later(requests, then)
