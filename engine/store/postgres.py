@@ -58,6 +58,15 @@ MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
 OPTIONS = ("pool_size", "pool_timeout", "connect_timeout")
 
 
+# A batch's deliveries go in by COPY ... (FORMAT BINARY): 0.9 ms less per 400 rows than one
+# INSERT ... SELECT FROM unnest(...) of seven arrays (bench_accept). The ids are drawn beforehand, as
+# for events; COPY writes them into the identity column as given. errors is JSON text, which json's
+# binary form is.
+_COPY_DELIVERIES = ("COPY deliveries(id, event_id, destination, message_id, state, created_at, updated_at, first_at,"
+                    " next_at, reason, errors) FROM STDIN (FORMAT BINARY)")
+_DELIVERY_TYPES = ["int8", "int8", "text", "text", "text", "float8", "float8", "float8", "float8", "text", "text"]
+
+
 class PostgresStore(Store):
     def __init__(self, url: str, upgrade: bool = False, pool_size: int = 10, pool_timeout: float = 30.0,
                  connect_timeout: int = 10, **unknown):
@@ -173,9 +182,10 @@ class PostgresStore(Store):
             return self._insert(conn, events, now, dedupe_window)
 
     def _insert(self, conn, events: list[NewEvent], now: float, window: float) -> list[Accepted]:
-        """Every row of a batch in the open transaction: ids drawn first (one round trip), then one
-        multi-row INSERT per table from arrays (``unnest``), so a batch costs the same few round trips
-        whatever its size. Arrays go in binary (``%b``): as text, psycopg escapes every element in Python."""
+        """Every row of a batch in the open transaction: ids drawn first (one round trip), then the events
+        in one multi-row INSERT from arrays (``unnest``) and the deliveries in one binary COPY, so a batch
+        costs the same few round trips whatever its size. Arrays go in binary (``%b``): as text, psycopg
+        escapes every element in Python."""
         repeated = self._claim(conn, events, now, window)
         plans = [with_duplicates(new, repeated.get(position), window) for position, new in enumerate(events)]
         count = sum(len(plan) for plan in plans)
@@ -183,6 +193,7 @@ class PostgresStore(Store):
             "SELECT ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s)),"
             " ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s))",
             (self._sequences[0], len(events), self._sequences[1], count)).fetchone()
+        ids = iter(delivery_ids)
         columns = [event_columns(new.event) for new in events]
         conn.execute(
             "INSERT INTO events(id, message_id, received_at, body, type, name, user_id) OVERRIDING SYSTEM VALUE"
@@ -190,19 +201,15 @@ class PostgresStore(Store):
             " %b::text[], %b::text[]) AS e(i, m, b, t, n, u)",
             (now, event_ids, [_text(new.message_id) for new in events], [_dumps(new.event) for new in events],
              *([_text(c[k]) for c in columns] for k in range(3))))
-        rows = [(event_id, destination, _text(new.message_id), state, _text(reason),
-                 _dumps(d.errors) if d.errors else None)
-                for event_id, new, plan in zip(event_ids, events, plans)
-                for (destination, state, reason), d in zip(plan, new.deliveries)]
-        if rows:
-            event_of, destination, message_id, state, reason, errors = (list(c) for c in zip(*rows))
-            conn.execute(
-                "INSERT INTO deliveries(id, event_id, destination, message_id, state, created_at, updated_at,"
-                " first_at, next_at, reason, errors) OVERRIDING SYSTEM VALUE"
-                " SELECT i, e, d, m, s, %s, %s, %s, CASE WHEN s = %s THEN %s::float8 END, r, x::json"
-                " FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
-                " AS r(i, e, d, m, s, r, x)",
-                (now, now, now, QUEUED, now, delivery_ids, event_of, destination, message_id, state, reason, errors))
+        if count:
+            with conn.cursor().copy(_COPY_DELIVERIES) as copy:
+                copy.set_types(_DELIVERY_TYPES)
+                for event_id, new, plan in zip(event_ids, events, plans):
+                    message_id = _text(new.message_id)
+                    for (destination, state, reason), d in zip(plan, new.deliveries):
+                        copy.write_row((next(ids), event_id, destination, message_id, state, now, now, now,
+                                        now if state == QUEUED else None, _text(reason),
+                                        _dumps(d.errors) if d.errors else None))
         accepted, position = [], 0
         for event_id, plan in zip(event_ids, plans):
             accepted.append(Accepted(event_id, [(delivery_ids[position + i], destination, state)
