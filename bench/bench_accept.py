@@ -1,6 +1,6 @@
 """How fast each store takes accepted events in: PostgreSQL against SQLite, the store write alone.
 
-Run: python bench/bench_accept.py [--events 4000] [--rounds 5] [--threads 1 4]
+Run: python bench/bench_accept.py [--events 20000] [--rounds 5] [--threads 1 4]
      [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 What a collector does after validating and routing: ``store.accept`` with
@@ -81,7 +81,8 @@ def postgres_store(server: str):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--events", type=int, default=20_000,
+                        help="events per round (4,000, 40 batches, moved the ratio by 0.2 between runs)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--postgres", default=os.environ.get("EVENTMAP_TEST_POSTGRES",
