@@ -2,10 +2,11 @@
 
 The server processes only accept and store; this process runs the delivery
 runner with a worker per destination and one per webhook source (and the inbox
-processor with ``server.intake: queue``), until the server stops. It is a separate process, not a thread in gunicorn's master,
-because the master forks server processes and a fork must not copy another
-thread's half-held locks or SQLite connections. It exits by itself when its
-parent goes away (a SIGKILLed server leaves no orphan delivering behind it).
+processor with ``server.intake: queue``), until the server stops. It is a
+separate process, not a thread in gunicorn's master, because the master forks
+server processes and a fork must not copy another thread's half-held locks or
+SQLite connections. It exits by itself when its parent goes away (a SIGKILLed
+server leaves no orphan delivering behind it).
 """
 from __future__ import annotations
 

@@ -31,8 +31,6 @@ log = logging.getLogger("eventmap.serve")
 NAME = "(inbox)"   # not a destination: the name the runner and its logs know this worker by
 
 
-
-
 class InboxWorker:
     name = NAME
     poll_every = 0.1   # seconds between looks at an empty inbox (a look takes no write lock)

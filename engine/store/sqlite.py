@@ -1,8 +1,9 @@
 """The embedded store: one SQLite file in WAL mode, nothing to start.
 
 Several threads and processes may share the file (a server, workers): each
-thread has its own connection, writers take the lock up front with
-``BEGIN IMMEDIATE`` and wait for it (``busy_timeout``) instead of failing.
+thread has its own connection, writers take their turn on a lock file beside
+the store (``_turn``), then SQLite's lock up front with ``BEGIN IMMEDIATE``,
+waiting for it (``busy_timeout``) instead of failing.
 ``synchronous=FULL`` by default: an acknowledged event survives a killed
 process and a power cut; ``NORMAL`` survives a killed process only, faster.
 """
@@ -64,7 +65,7 @@ class SQLiteStore(Store):
             raise ConfigError([Problem("storage", f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")])
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
-        self._turns: list[int] = []   # each connection's descriptor of the writers' lock file (_write)
+        self._turns: list[int] = []   # each connection's descriptor of the writers' lock file (_turn)
         self._lock = threading.Lock()
         self._accepting = GroupCommit(self._accept_group, turn=self._turn)
         self._receiving = GroupCommit(self._receive_group, turn=self._turn)
@@ -487,7 +488,6 @@ class SQLiteStore(Store):
             after = rows[-1][0]
 
 
-
 def _record(row) -> DeliveryRecord:
     values = list(row)
     values[10] = jsoncodec.loads(values[10]) if values[10] else None
@@ -502,8 +502,6 @@ def _last_id(conn) -> int:
 
 
 _MARKS = 500   # bound parameters per IN list, well under SQLite's limit
-
-
 
 
 _BUSY_TIMEOUT = 60.0  # seconds a connection waits for another's write lock
