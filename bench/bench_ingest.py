@@ -149,6 +149,7 @@ def start_server(folder: Path, variant: Variant, workers: int, threads: int) -> 
 
 
 def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL to its whole process group (started with start_new_session) after 30 s."""
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(30)

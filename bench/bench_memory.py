@@ -25,7 +25,6 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from bench_ingest import stop_server  # noqa: E402
 from sink import serve_sink  # noqa: E402
 
 from engine import Engine  # noqa: E402
@@ -112,12 +112,7 @@ def deliver(source: Path, folder: Path, seconds: float, work: int | None = None)
                 break
         peak, now = status_kib(child.pid, "VmHWM"), status_kib(child.pid, "VmRSS")
     finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+        stop_server(child)
     with open_store("sqlite:///bench.db", base=run) as store:
         counts = store.counts(time.time())["segment"]
     return {"peak_mib": peak / 1024, "rss_mib": now / 1024, "anon_mib": anon / 1024,
