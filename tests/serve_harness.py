@@ -15,9 +15,11 @@ import textwrap
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from pytest_httpserver import HTTPServer
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_KEY = "test-write-key-7f3a"
@@ -133,6 +135,19 @@ class Server:
         self.stop()
         if self.process and self.process.poll() is None:
             self.kill()
+
+
+@contextmanager
+def ok_vendor():
+    """One stand-in for every vendor on a free localhost port: any request is answered 200 {"ok": true}."""
+    vendor = HTTPServer(host="127.0.0.1", port=0)
+    vendor.expect_request(re.compile(".*")).respond_with_json({"ok": True})
+    vendor.start()
+    try:
+        yield vendor
+    finally:
+        vendor.clear()
+        vendor.stop()
 
 
 def wait_for(check, deadline: float = 10.0, what: str = "condition"):

@@ -3,7 +3,6 @@ inbox processor, on both stores; and the server around it with a real SDK, a rea
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import subprocess
 import sys
@@ -14,8 +13,7 @@ import uuid
 
 import requests
 import segment.analytics as analytics
-from pytest_httpserver import HTTPServer
-from serve_harness import WRITE_KEY, BatchSenders, Server, environment, wait_for, write_config
+from serve_harness import WRITE_KEY, BatchSenders, Server, environment, ok_vendor, wait_for, write_config
 
 from engine import Engine
 from engine.intake import Intake
@@ -177,10 +175,7 @@ def queue_config(folder, vendor: str):
 
 
 def test_the_sdk_gets_its_200_at_once_and_the_background_process_delivers(tmp_path):
-    vendor = HTTPServer(host="127.0.0.1", port=0)
-    vendor.expect_request(re.compile(".*")).respond_with_json({"ok": True})
-    vendor.start()
-    try:
+    with ok_vendor() as vendor:
         queue_config(tmp_path, vendor.url_for("").rstrip("/"))
         with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1") as server:
             sdk = analytics.Client(WRITE_KEY, host=server.url, sync_mode=True, max_retries=0)
@@ -194,9 +189,6 @@ def test_the_sdk_gets_its_200_at_once_and_the_background_process_delivers(tmp_pa
                 wait_for(lambda: store.counts(time.time()).get(INTAKE, {}).get(REJECTED) == 1, 10,
                          "the bad event kept as rejected")
                 assert store.waiting_requests() == 0
-    finally:
-        vendor.clear()
-        vendor.stop()
 
 
 def test_a_malformed_request_is_still_refused_while_the_client_can_hear_why(tmp_path):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -10,7 +9,6 @@ import uuid
 
 import requests
 import segment.analytics as analytics
-from pytest_httpserver import HTTPServer
 from serve_harness import (
     HOOK_PASSWORD,
     HOOK_USER,
@@ -19,6 +17,7 @@ from serve_harness import (
     BatchSenders,
     Server,
     environment,
+    ok_vendor,
     wait_for,
     write_config,
 )
@@ -35,10 +34,7 @@ def all_message_ids(store) -> set[str]:
 
 
 def test_the_segment_sdk_delivers_through_eventmap_serve_to_a_stand_in_for_each_vendor(tmp_path):
-    vendor = HTTPServer(host="127.0.0.1", port=0)
-    vendor.expect_request(re.compile(".*")).respond_with_json({"ok": True})
-    vendor.start()
-    try:
+    with ok_vendor() as vendor:
         base = vendor.url_for("").rstrip("/")
         write_config(tmp_path, base, "http://127.0.0.1:9", f"""\
             richpanel:
@@ -56,9 +52,6 @@ def test_the_segment_sdk_delivers_through_eventmap_serve_to_a_stand_in_for_each_
             with open_store("sqlite:///events.db", base=tmp_path) as store:
                 wait_for(lambda: store.counts(time.time()).get("planhat", {}).get("delivered") == 2, 20,
                          "both events delivered to planhat")
-    finally:
-        vendor.clear()
-        vendor.stop()
 
 
 def test_sigkill_after_acknowledging_loses_nothing(tmp_path):
