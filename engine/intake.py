@@ -42,8 +42,9 @@ class Intake:
         self.engine, self.routes, self.store = engine, routes, store
         self.dedupe_window, self.fill_message_id, self.clock = dedupe_window, fill_message_id, clock
 
-    def decide(self, event) -> tuple[NewEvent, list]:
-        """The deliveries one event needs, without writing anything."""
+    def decide(self, event, source: str | None = None) -> tuple[NewEvent, list]:
+        """The deliveries one event needs, without writing anything; an accepted event is archived, under
+        ``source`` (the source it came in from), for replays."""
         if self.fill_message_id and isinstance(event, dict) and not event.get("messageId"):
             event = {**event, "messageId": f"eventmap-{uuid.uuid4()}"}
         errors = storable.problems(event)
@@ -59,7 +60,7 @@ class Intake:
             reason = route.skip_reason(event)
             name = route.destination.slug
             deliveries.append(NewDelivery(name, SKIPPED, reason) if reason else NewDelivery(name, QUEUED))
-        return NewEvent(event, _message_id(event), deliveries), []
+        return NewEvent(event, _message_id(event), deliveries, source, archive=True), []
 
     def reject(self, event, reason: str, errors: list) -> tuple[NewEvent, list]:
         """An event refused before routing (bad schema, too large): kept under ``(intake)`` with its errors.
@@ -71,9 +72,9 @@ class Intake:
         rejection = NewDelivery(INTAKE, REJECTED, reason, [e.as_dict() for e in errors])
         return NewEvent(event, _message_id(event), [rejection]), errors
 
-    def accept(self, events: list) -> list[Receipt]:
+    def accept(self, events: list, source: str | None = None) -> list[Receipt]:
         """Write a batch of events in one transaction; each Receipt says where its event went."""
-        return self.accept_decided([self.decide(event) for event in events])
+        return self.accept_decided([self.decide(event, source) for event in events])
 
     def accept_decided(self, decided: list[tuple[NewEvent, list]]) -> list[Receipt]:
         """Write what ``decide`` or ``reject`` returned, in one transaction, for callers that refuse

@@ -227,10 +227,10 @@ class Collector:
         ip = self.config.browser.client_ip(environ)
         if self.config.server.intake == "queue":   # kept whole; the inbox processor makes its events (inbox.py)
             items_of(call, body)   # a malformed batch is still refused now, while the client can hear why
-            environ[KEEP] = [Received(call, _without_write_key(raw, body), now, ip)]   # 200 once it is durable
+            environ[KEEP] = [Received(call, _without_write_key(raw, body), now, ip, source=source)]   # 200 once durable
             return 200, JSON, SUCCESS, []
         intake = self.intake()
-        decided = decide_request(intake, call, body, now, ip)
+        decided = decide_request(intake, call, body, now, ip, source)
         receipts = intake.accept_decided(decided)
         rejected: list[dict] = [{"index": i, "messageId": r.message_id, "errors": [e.as_dict() for e in r.errors]}
                                 for i, r in enumerate(receipts) if r.rejected]

@@ -54,7 +54,7 @@ class SourceWorker:
     def verdict(self, item: Leased, now: float) -> Finish:
         result = self.source.process(item.event, self.client)
         if result.status == EVENTS:
-            receipts = self.intake.accept(result.events)
+            receipts = self.intake.accept(result.events, source=self.name.removeprefix("source:"))
             names = ", ".join(f"{e.get('event') or e.get('type')} (messageId {r.message_id})"
                               for e, r in zip(result.events, receipts))
             refused = sum(r.rejected for r in receipts)
