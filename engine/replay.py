@@ -142,6 +142,9 @@ class Replayer:
         self._where = compile_where(selection.where)
         # intake's own decision (schema, routes) with today's configuration; nothing is written through it
         self.intake = Intake(engine, self.routes, store, dedupe_window=0.0, fill_message_id=False)
+        # the same for each route alone: when a route fails on an event (its where), the others still decide
+        self._alone = {route.destination.slug: Intake(engine, [route], store, dedupe_window=0.0, fill_message_id=False)
+                       for route in self.routes}
 
     def __repr__(self) -> str:
         return f"<Replayer {self.selection}>"
@@ -160,13 +163,25 @@ class Replayer:
                 return [Verdict(name, SKIPPED, reason) for name in names]
         try:
             new, _ = self.intake.decide(item.event, item.source)
-        except Exception as exc:  # noqa: BLE001  a route that fails on one event (its where) rejects that event only
-            return [Verdict(name, REJECTED, f"routing failed on this event: {_first_line(exc)}") for name in names]
+        except Exception:  # noqa: BLE001  a route failed on this event (its where): decide route by route
+            return [self._decide_alone(route, item) for route in self.routes]
         if not new.archive:   # today's schema refuses it: at every destination, with the errors
             rejection = new.deliveries[0]
             return [Verdict(name, REJECTED, rejection.reason, rejection.errors or []) for name in names]
         decided = {d.destination: d for d in new.deliveries}
         return [self._render(route, decided[route.destination.slug], item) for route in self.routes]
+
+    def _decide_alone(self, route: Route, item: Archived) -> Verdict:
+        """One route's verdict, when deciding them all together failed: the route that fails on this event
+        rejects it with the reason; the others decide as usual."""
+        name = route.destination.slug
+        try:
+            new, _ = self._alone[name].decide(item.event, item.source)
+        except Exception as exc:  # noqa: BLE001  this route fails on this event: its own verdict
+            return Verdict(name, REJECTED, f"routing failed on this event: {_first_line(exc)}")
+        if not new.archive:
+            return Verdict(name, REJECTED, new.deliveries[0].reason, new.deliveries[0].errors or [])
+        return self._render(route, new.deliveries[0], item)
 
     def _render(self, route: Route, decided: NewDelivery, item: Archived) -> Verdict:
         name = route.destination.slug
