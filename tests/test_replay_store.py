@@ -13,9 +13,25 @@ import pytest
 from engine import Engine
 from engine.intake import Intake
 from engine.serve.inbox import InboxWorker
-from engine.store import (DEAD, DELIVERED, INTAKE, QUEUED, REJECTED, REPLAY_ABANDONED, REPLAY_DONE, REPLAY_RUNNING,
-                          REPLAY_STOPPED, SKIPPED, Attempt, Finish, NewDelivery, NewEvent, Received, Replay,
-                          ReplayStep)
+from engine.store import (
+    DEAD,
+    DELIVERED,
+    INTAKE,
+    QUEUED,
+    REJECTED,
+    REPLAY_ABANDONED,
+    REPLAY_DONE,
+    REPLAY_RUNNING,
+    REPLAY_STOPPED,
+    SKIPPED,
+    Attempt,
+    Finish,
+    NewDelivery,
+    NewEvent,
+    Received,
+    Replay,
+    ReplayStep,
+)
 from engine.store.migrations import migrations
 
 T0 = 1_700_000_000.0
