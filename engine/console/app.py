@@ -143,6 +143,10 @@ class Console:
             count = self.retry(form)
             where = f"{PREFIX}/dead?" + urlencode({"retried": count, **_one(form, "destination")})
             return 303, "text/plain; charset=utf-8", f"{count} queued again", [("Location", where)]
+        if rest in ("/replays", "/replays/rows"):
+            _allow(method, "GET", "HEAD")
+            name = "replays.html" if rest == "/replays" else "_replay_rows.html"
+            return 200, html, self.page(name, request, replays=pages.masked(self.masker, pages.replays(self.store()))), []
         if rest == "/tester":
             _allow(method, "GET", "HEAD", "POST")
             form = request.checked_form() if method == "POST" else request.query
