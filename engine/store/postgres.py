@@ -478,8 +478,10 @@ class PostgresStore(Store):
     # --- the archive and replays
     def archive_bounds(self, since: float, until: float) -> tuple[int, int] | None:
         with self._conn() as conn:
-            row = conn.execute("SELECT MIN(id), MAX(id) FROM events WHERE received_at >= %s AND received_at < %s"
-                               " AND archived", (since, until)).fetchone()
+            # OFFSET 0 keeps the subquery whole: else the planner reads MIN(id) off the primary key from the
+            # table's first row on, filtering every event older than the range (all but a day of a month's)
+            row = conn.execute("SELECT MIN(id), MAX(id) FROM (SELECT id FROM events WHERE received_at >= %s"
+                               " AND received_at < %s AND archived OFFSET 0) AS in_range", (since, until)).fetchone()
         return None if row is None or row[0] is None else (row[0], row[1])
 
     def archived(self, after_id, last_id, since, until, source, limit) -> ArchivedEvents:
