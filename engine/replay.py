@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -137,8 +137,11 @@ class Replayer:
 
     def __init__(self, engine, routes: list[Route], store: Store, selection: Selection, *, chunk: int = CHUNK,
                  clock=time.time):
-        self.store, self.selection, self.chunk, self.clock = store, selection, chunk, clock
+        self.store, self.chunk, self.clock = store, chunk, clock
         self.routes = selected_routes(routes, selection.destinations)
+        if selection.destinations is not None:   # by file name, however given: the same replay compares equal
+            selection = replace(selection, destinations=tuple(route.destination.slug for route in self.routes))
+        self.selection = selection
         self._where = compile_where(selection.where)
         # intake's own decision (schema, routes) with today's configuration; nothing is written through it
         self.intake = Intake(engine, self.routes, store, dedupe_window=0.0, fill_message_id=False)

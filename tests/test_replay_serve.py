@@ -4,12 +4,14 @@ through the server's own delivery process, once per event."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from collections import Counter
 
 import pytest
+from pytest_httpserver import HTTPServer
 from serve_harness import MOBILE_KEY, WRITE_KEY, Server, environment, wait_for, write_config
 from vendor_server import VendorServer
 
@@ -68,3 +70,36 @@ def test_the_write_key_never_reaches_the_archive(tmp_path):
     with open_store("sqlite:///events.db", base=tmp_path) as store:
         [item] = store.archived(0, 10**9, 0, time.time() + 1, None, 10)
     assert item.source == "web" and WRITE_KEY not in json.dumps(item.event)
+
+
+def test_events_a_webhook_source_makes_are_archived_under_its_name_and_the_payload_is_not(tmp_path):
+    """The server keeps the payload (a queued delivery to source:gladly); the source worker maps it into events
+    through intake, which archives them under the webhook source's name."""
+    from test_serve_gladly import PSEUDO, GladlyStandIn, payload
+
+    from engine.deliver import HttpClient
+    from engine.intake import Intake
+    from engine.paths import MAPPINGS_DIR
+    from engine.serve import SourceWorker, load_serve_config
+    from engine.serve.setup import build
+    from engine.store import NewDelivery, NewEvent
+
+    stand_in = GladlyStandIn()
+    gladly = HTTPServer(host="127.0.0.1", port=0)
+    gladly.expect_request(re.compile("^/gladly/.*"), method="GET").respond_with_handler(stand_in)
+    gladly.start()
+    try:
+        path = write_config(tmp_path, "http://127.0.0.1:9", gladly.url_for("/gladly").rstrip("/"))
+        setup = build(load_serve_config(path, environment()), MAPPINGS_DIR, environment())
+        with setup.open_store() as store:
+            body = payload("conversation-created")
+            store.accept([NewEvent(body, f"gladly:{body['id']}", [NewDelivery(PSEUDO)])], time.time())
+            worker = SourceWorker(PSEUDO, setup.sources["gladly"], Intake(setup.engine, setup.routes, store),
+                                  store, HttpClient(timeout=5), setup.config.delivery)
+            assert worker.run_once(time.time()) == 1
+            archived = store.archived(0, 10**9, 0, time.time() + 1, None, 10)
+    finally:
+        gladly.clear()
+        gladly.stop()
+    assert archived and {a.source for a in archived} == {"gladly"}
+    assert all(a.event.get("type") == "track" for a in archived)   # the mapped events, not the raw payload

@@ -85,3 +85,14 @@ def test_a_replay_counts_few_distinct_reasons_however_many_events_name_their_own
     reasons = counts["segment"]["reasons"]
     assert len(reasons) == REASONS_KEPT + 1 and reasons[OTHER_REASONS] == 30
     assert counts["segment"][SKIPPED] == REASONS_KEPT + 30
+
+
+def test_destinations_are_kept_by_file_name_however_given(tmp_path):
+    """So that the same replay typed with a display name is recognised as the same (resumed, or refused when
+    it overlaps an unfinished one)."""
+    engine = Engine()
+    routes = [engine.route("segment", {"write_key": "k"}), engine.route("planhat", {"tenant_token": "t"})]
+    with open_store(f"sqlite:///{tmp_path}/outbox.db") as store:
+        replayer = Replayer(engine, routes, store, Selection(T0, T0 + 1, destinations=("Segment", "segment")))
+    assert replayer.selection.destinations == ("segment",)
+    assert [route.destination.slug for route in replayer.routes] == ["segment"]
