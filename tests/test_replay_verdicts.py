@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 
+from conftest import write_mappings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,3 +97,33 @@ def test_destinations_are_kept_by_file_name_however_given(tmp_path):
         replayer = Replayer(engine, routes, store, Selection(T0, T0 + 1, destinations=("Segment", "segment")))
     assert replayer.selection.destinations == ("segment",)
     assert [route.destination.slug for route in replayer.routes] == ["segment"]
+
+
+def test_an_event_the_mapping_cannot_build_today_is_rejected_with_its_errors(tmp_path):
+    """Today's mapping requires a field some archived events lack: those are kept as rejected deliveries with
+    the errors, the others queued, and the replay's record counts both."""
+    mappings = write_mappings(tmp_path, {"standin.yaml": """\
+        name: Stand-in
+        settings: {type: object, properties: {base: {type: string}}}
+        actions:
+          track:
+            request: {url: "{{ settings.base }}/track"}
+            body:
+              plan: {"@path": event.properties.plan}
+            required: [plan]
+        """})
+    engine = Engine(mappings)
+    routes = [engine.route("standin", {"base": "http://127.0.0.1:9"})]
+    with open_store(f"sqlite:///{tmp_path}/outbox.db") as store:
+        accepted = store.accept([NewEvent(track(n, None, True) | {"properties": props}, f"m{n}", [], archive=True)
+                                 for n, props in enumerate([{"plan": "pro"}, {}])], T0)
+        replayer = Replayer(engine, routes, store, Selection(T0, T0 + 1))
+        first, last = replayer.bounds()
+        replay = replayer.run(store.start_replay(replayer.new((first, last), owner="p1"), T0))
+        rows = {r.message_id: r for r in store.list("standin", limit=10)}
+    assert [a.event_id for a in accepted] == [first, last]
+    assert (replay.counts["standin"][REPLAYED], replay.counts["standin"][REJECTED]) == (1, 1)
+    assert rows["m0"].state == "queued" and rows["m1"].state == "rejected"
+    assert rows["m1"].errors and "plan" in rows["m1"].errors[0]["path"] + rows["m1"].errors[0]["message"]
+    [reason] = replay.counts["standin"]["reasons"]
+    assert reason == rows["m1"].reason
