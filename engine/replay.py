@@ -249,12 +249,10 @@ class Replayer:
         replay.state = REPLAY_DONE
         return replay
 
-    def dry_run(self, on_verdict: Callable[[Archived, Verdict], None],
+    def dry_run(self, replay: Replay, on_verdict: Callable[[Archived, Verdict], None],
                 on_step: Callable[[Replay], None] | None = None) -> Replay:
-        """Decide every event of the selection and hand each verdict to ``on_verdict``; nothing is written.
-        Returns an unsaved Replay (id 0) holding the totals."""
-        bounds = self.bounds() or (1, 0)
-        replay = self.new(bounds, owner=None)
+        """Decide every event of ``replay`` (unsaved: ``new``) and hand each verdict to ``on_verdict``; nothing
+        is written. Returns it with the totals."""
         for page in self.pages(replay.after_id, replay.last_id):
             for item in page:
                 replay.events += 1
@@ -271,8 +269,10 @@ class Replayer:
         replay.state = REPLAY_DONE
         return replay
 
-    def new(self, bounds: tuple[int, int], owner: str | None) -> Replay:
-        """A replay of this selection over the archived ids ``bounds``, nothing done yet (not saved)."""
+    def new(self, bounds: tuple[int, int] | None, owner: str | None) -> Replay:
+        """A replay of this selection over the archived ids ``bounds`` (None: there are none), nothing done
+        yet (not saved)."""
+        bounds = bounds or (1, 0)
         selection = self.selection
         return Replay(0, "", selection.since, selection.until, selection.source,
                       list(selection.destinations) if selection.destinations is not None else None,

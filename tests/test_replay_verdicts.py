@@ -50,7 +50,8 @@ def test_every_event_gets_one_verdict_per_destination_whatever_fails_for_it(tmp_
                       for n, (value, valid) in enumerate(generated)], now)
         replayer = Replayer(engine, routes, store, Selection(now, now + 1, where=WHERE), chunk=5)
         verdicts: dict[str, list[Verdict]] = {}
-        replay = replayer.dry_run(lambda item, verdict: verdicts.setdefault(item.message_id, []).append(verdict))
+        replay = replayer.dry_run(replayer.new(replayer.bounds(), owner=None),
+                                  lambda item, verdict: verdicts.setdefault(item.message_id, []).append(verdict))
 
         assert replay.events == len(generated)
         for n, (value, valid) in enumerate(generated):

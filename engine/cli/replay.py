@@ -170,9 +170,9 @@ def _dry_run(replayer) -> int:
             line.update(reason=verdict.reason, errors=verdict.errors)
         print(json.dumps(line, ensure_ascii=False))
 
-    replay = replayer.new(replayer.bounds() or (1, 0), owner=None)
+    replay = replayer.new(replayer.bounds(), owner=None)
     progress = _progress(replay)
-    replay = replayer.dry_run(show, on_step=lambda r: progress.update(r.events, _totals(r.counts)))
+    replayer.dry_run(replay, show, on_step=lambda r: progress.update(r.events, _totals(r.counts)))
     progress.close()
     _summary(replay, dry_run=True)
     return _exit_code(replay)
