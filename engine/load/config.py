@@ -12,6 +12,7 @@ from ..durations import parse_rate
 from ..logs import LogOptions, log_options
 from ..problems import ConfigError, Problem
 from .delivery_options import DeliveryOptions, StorageOptions, delivery_options, storage_options
+from .plan import source_plans
 from .schema_check import check_against_schema
 from .yaml_source import load_yaml
 
@@ -24,6 +25,7 @@ class Config:
     delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
     storage: StorageOptions = field(default_factory=StorageOptions)
     logging: LogOptions = field(default_factory=LogOptions)
+    plans: dict = field(default_factory=dict, repr=False)   # source name -> SourcePlan (validate/plan.py)
 
     @property
     def mappings(self) -> Path | None:
@@ -54,8 +56,10 @@ def load_config(path: Path) -> tuple[Config | None, list[Problem]]:
     problems += found
     logging, found = log_options(doc.data, doc.problem)
     problems += found
+    plans, found = source_plans(doc, Path(path).resolve().parent)
+    problems += found
     return Config(doc.data, doc.file, Path(path).resolve().parent, delivery, storage_options(doc.data),
-                  logging), problems
+                  logging, plans), problems
 
 
 def routes_from_config(engine, config: Config | dict, file: str | None = None) -> list:
