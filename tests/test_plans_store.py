@@ -47,6 +47,8 @@ def test_since_counts_the_hours_from_then_on_and_filters_match_exactly(store):
         ("app", "Order Completed", 1), ("web", "Order Completed", 2), ("web", "Signed Up", 1)]
     recent = store.violations(ViolationQuery(source="web", event="Order Completed", since=T0 + HOUR + 5))
     assert [(v.count, v.first_at, v.message_id) for v in recent] == [(1, T0 + 2 * HOUR, "m2")]
+    within = store.violations(ViolationQuery(source="web", event="Order Completed", since=T0 + 2 * HOUR + 1800))
+    assert [v.count for v in within] == [1]   # the hour 'since' falls in counts whole
     assert store.violations(ViolationQuery(event="Order")) == []
     assert len(store.violations(ViolationQuery(limit=1))) == 1
     assert store.violations(ViolationQuery())[0].last_at == T0 + 2 * HOUR   # the most recent first
@@ -121,3 +123,16 @@ def test_upgrading_keeps_the_requests_waiting_in_the_inbox(backend):
     with backend.open(upgrade=True) as store:
         assert [(r.call, r.source) for r in store.take_received(5, "p1", 2.0, 60)] == [("track", None)]
         assert store.violations(ViolationQuery()) == []
+
+
+def test_metrics_show_the_most_frequent_series_and_sum_the_rest_under_other():
+    """Unplanned event names are the client's: /metrics must not grow a series per made-up name."""
+    from engine.serve import metrics
+    counts = {("web", f"Made Up {i:03d}", "unplanned"): 1 for i in range(250)}
+    counts[("web", "Order Completed", "type")] = 7
+    lines = [line for line in metrics.render({}, violations=counts).splitlines()
+             if line.startswith("eventmap_plan_violations{")]
+    assert len(lines) == metrics.VIOLATION_SERIES + 1
+    assert 'eventmap_plan_violations{source="web",event="Order Completed",rule="type"} 7' in lines
+    assert 'eventmap_plan_violations{source="web",event="(other)",rule="unplanned"} 51' in lines
+    assert sum(int(line.split()[-1]) for line in lines) == 257
