@@ -26,7 +26,7 @@ recorded and the event goes on with it, as with warn.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
@@ -69,7 +69,6 @@ class Verdict:
     event: dict                      # the event to go on with: the original, or with properties dropped
     breaches: list[Breach]
     blocked: bool = False
-    dropped: list[str] = field(default_factory=list)   # paths of the properties removed
 
     @property
     def reason(self) -> str:
@@ -168,5 +167,4 @@ class SourcePlan:
             breaches.append(Breach(part.label, rule, format_path([part.where, *parts]), message, action))
         if dropped:
             event = {**event, part.where: {k: v for k, v in value.items() if k not in dropped}}
-        return Verdict(event, breaches, blocked=self.invalid == BLOCK,
-                       dropped=[format_path([part.where, key]) for key in dropped])
+        return Verdict(event, breaches, blocked=self.invalid == BLOCK)
