@@ -12,7 +12,6 @@ from ..durations import parse_rate
 from ..logs import LogOptions, log_options
 from ..problems import ConfigError, Problem
 from .delivery_options import DeliveryOptions, StorageOptions, delivery_options, storage_options
-from .plan import source_plans
 from .schema_check import check_against_schema
 from .yaml_source import load_yaml
 
@@ -56,6 +55,7 @@ def load_config(path: Path) -> tuple[Config | None, list[Problem]]:
     problems += found
     logging, found = log_options(doc.data, doc.problem)
     problems += found
+    from .plan import source_plans  # tracking plans compile jsonschema-rs validators: only when a file is loaded
     plans, found = source_plans(doc, Path(path).resolve().parent)
     problems += found
     return Config(doc.data, doc.file, Path(path).resolve().parent, delivery, storage_options(doc.data),
