@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 UNITS = {"ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60, "minutes": 60,
          "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
@@ -39,3 +40,20 @@ def describe_seconds(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def parse_since(value: str, now: float) -> float:
+    """A moment as people write it on a command line: an ISO 8601 date or date-time (UTC unless it says),
+    or a duration meaning that long before ``now`` (1h, 7d). Raises ValueError with what was expected."""
+    text = value.strip()
+    if not text.replace(".", "").isdigit():   # a bare number is neither: 2024 seconds, or the year?
+        try:
+            return now - parse_duration(text)
+        except ValueError:
+            pass
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" and text else text)
+    except ValueError:
+        raise ValueError(f"expected a moment such as 2024-05-02, 2024-05-02T09:00:00Z, or a duration ago such as "
+                         f"1h or 7d, not {value!r}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ..logs import configure
 from ..problems import ConfigError
-from . import console, mapping, outbox, serve
+from . import console, mapping, outbox, plans, serve
 from .common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, JsonLines, Progress, UsageError
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_REJECTED", "JsonLines", "Progress", "UsageError",
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_commands(commands)
     serve.add_commands(commands)
     console.add_commands(commands)
+    plans.add_commands(commands)
     return parser
 
 

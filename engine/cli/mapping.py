@@ -45,6 +45,9 @@ FIRST_REJECTIONS = 5   # how many rejections the terminal summary of batch quote
 def add_commands(commands) -> None:
     p = commands.add_parser("validate", help="check all mapping files and schemas; print every problem as file:line: path: message")
     p.add_argument("path", nargs="?", type=Path, help="a mappings folder (default: ./mappings or the shipped one)")
+    p.add_argument("--plan", action="append", type=Path, default=[], metavar="FILE",
+                   help="also check this tracking plan file (repeatable)")
+    p.add_argument("--config", type=Path, help="also check this configuration file and the tracking plans it names")
     p.set_defaults(run=cmd_validate)
 
     p = commands.add_parser("render", help="render one event for one destination and print the outcome as JSON")
@@ -116,15 +119,29 @@ def saved_responses(args) -> SavedResponses | None:
 
 def cmd_validate(args) -> int:
     root = args.path or default_mappings()
-    problems = validate_all(root)
+    problems = validate_all(root) + plan_problems(args.plan, args.config)
     for problem in problems:
         print(str(problem), file=sys.stderr)
     if any(p.severity == "error" for p in problems):
         return EXIT_CONFIG
     destinations, sources, _ = load_mappings(root)
     print(f"ok: {len(destinations)} destinations ({', '.join(sorted(destinations))}), "
-          f"{len(sources)} sources ({', '.join(sorted(sources)) or 'none'})")
+          f"{len(sources)} sources ({', '.join(sorted(sources)) or 'none'})"
+          + "".join(f"; {what}" for what in [*(f"plan {plan}" for plan in args.plan),
+                                              *([f"configuration {args.config}"] if args.config else [])]))
     return EXIT_OK
+
+
+def plan_problems(plans: list[Path], config: Path | None) -> list[Problem]:
+    """Every problem in these tracking plan files, and in the configuration (with the plans it names)."""
+    from ..load.config import load_config
+    from ..load.plan import load_plan
+    problems = []
+    for plan in plans:
+        problems += load_plan(plan)[1]
+    if config is not None:
+        problems += load_config(config)[1]
+    return problems
 
 
 def validate_all(root: Path) -> list[Problem]:

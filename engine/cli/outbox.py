@@ -52,6 +52,8 @@ def add_commands(commands) -> None:
     p.add_argument("events", nargs="?", default="-", help="a JSON Lines file, or - for stdin (default)")
     store_options(p, config_required=True)
     p.add_argument("--verbose", action="store_true", help="print where each event went, one JSON line each")
+    p.add_argument("--source", metavar="NAME", help="the SDK source the events come from: its tracking plan applies "
+                                                    "(default: the only source, when the configuration has plans)")
     mappings_option(p)
     p.set_defaults(run=cmd_enqueue)
 
@@ -108,32 +110,38 @@ def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> 
     if not any("webhook" in spec for spec in (config.data.get("sources") or {}).values()):
         return []
     setup = build(load_serve_config(args.config), engine.root)
-    intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
+    intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window, plans=config.plans)
     return source_workers(setup, store, intake, owner)
 
 
 # --------------------------------------------------------------------------- commands
 
 def cmd_enqueue(args) -> int:
+    from .plans import enqueue_source
     config = read_config(args.config)
     engine, routes = engine_and_routes(args, config)
-    totals = {"events": 0, "rejected": 0, "unreadable": 0, "queued": 0, "skipped": 0}
+    source = enqueue_source(config, args.source)
+    totals = {"events": 0, "rejected": 0, "unreadable": 0, "queued": 0, "skipped": 0, "broke the plan": 0}
     with store_for(args, config, create=True) as store:
-        intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
+        intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window, plans=config.plans)
         chunk: list[tuple[int, object]] = []
 
         def flush():
-            for (number, _), receipt in zip(chunk, intake.accept([event for _, event in chunk])):
+            for (number, _), receipt in zip(chunk, intake.accept([event for _, event in chunk], source)):
                 totals["events"] += 1
                 totals["rejected"] += receipt.rejected
+                totals["broke the plan"] += bool(receipt.violations)
                 for state in receipt.states().values():
                     if state in (QUEUED, SKIPPED):
                         totals[state] += 1
-                if args.verbose or receipt.rejected:
+                if args.verbose or receipt.rejected or receipt.violations:
                     line: dict[str, object] = {"line": number, "messageId": receipt.message_id,
                                                "deliveries": receipt.states()}
                     if receipt.rejected:
                         line["errors"] = [e.as_dict() for e in receipt.errors]
+                    if receipt.violations:
+                        line["violations"] = [{"path": v.path, "rule": v.rule, "message": v.message,
+                                               "action": v.action} for v in receipt.violations]
                     print(json.dumps(line, ensure_ascii=False))
             chunk.clear()
 
@@ -153,7 +161,9 @@ def cmd_enqueue(args) -> int:
         progress.close()
     print(f"eventmap enqueue: {totals['events'] - totals['rejected']} events accepted ({totals['queued']} deliveries "
           f"queued, {totals['skipped']} skipped), {totals['rejected']} rejected (kept under '(intake)'), "
-          f"{totals['unreadable']} unreadable lines", file=sys.stderr)
+          f"{totals['unreadable']} unreadable lines" + (f"; {totals['broke the plan']} broke the tracking plan of "
+                                                         f"source '{source}' (eventmap violations)"
+                                                         if totals["broke the plan"] else ""), file=sys.stderr)
     return EXIT_REJECTED if totals["rejected"] or totals["unreadable"] else EXIT_OK
 
 
@@ -169,7 +179,8 @@ def cmd_deliver(args) -> int:
     with store_for(args, config) as store:
         # requests a server kept whole (server.intake: queue) become events here too, first, so --until-idle
         # finishes them
-        workers = inbox_workers(Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window), store,
+        workers = inbox_workers(Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window,
+                                       plans=config.plans), store,
                                 (config.data.get("server") or {}).get("intake"), lease_for=config.delivery.lease,
                                 owner=owner)
         workers += destination_workers(routes, store, config.delivery, owner=owner, stop=stop, client=client)

@@ -26,6 +26,7 @@ from ..problems import EventmapError
 from ..secrets import Masker
 from ..serve.segment_api import basic_credentials
 from . import PREFIX, pages
+from .violations import violations_page
 
 log = logging.getLogger("eventmap.console")
 
@@ -143,6 +144,10 @@ class Console:
             count = self.retry(form)
             where = f"{PREFIX}/dead?" + urlencode({"retried": count, **_one(form, "destination")})
             return 303, "text/plain; charset=utf-8", f"{count} queued again", [("Location", where)]
+        if rest == "/violations":   # tracking plans (engine/console/violations.py)
+            _allow(method, "GET", "HEAD")
+            found = violations_page(self.store(), self.setup, request.query, self.masker, self.clock())
+            return 200, html, self.page("violations.html", request, **found), []
         if rest == "/tester":
             _allow(method, "GET", "HEAD", "POST")
             form = request.checked_form() if method == "POST" else request.query

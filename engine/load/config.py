@@ -24,6 +24,7 @@ class Config:
     delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
     storage: StorageOptions = field(default_factory=StorageOptions)
     logging: LogOptions = field(default_factory=LogOptions)
+    plans: dict = field(default_factory=dict, repr=False)   # source name -> SourcePlan (validate/plan.py)
 
     @property
     def mappings(self) -> Path | None:
@@ -54,8 +55,11 @@ def load_config(path: Path) -> tuple[Config | None, list[Problem]]:
     problems += found
     logging, found = log_options(doc.data, doc.problem)
     problems += found
+    from .plan import source_plans  # tracking plans compile jsonschema-rs validators: only when a file is loaded
+    plans, found = source_plans(doc, Path(path).resolve().parent)
+    problems += found
     return Config(doc.data, doc.file, Path(path).resolve().parent, delivery, storage_options(doc.data),
-                  logging), problems
+                  logging, plans), problems
 
 
 def routes_from_config(engine, config: Config | dict, file: str | None = None) -> list:

@@ -80,7 +80,7 @@ class Collector:
             if self._pid != os.getpid() or self._store is None or self._intake is None:
                 self._store = self.open_store()
                 self._intake = Intake(self.engine, self.routes, self._store, self.config.delivery.dedupe_window,
-                                      clock=self.clock)
+                                      clock=self.clock, plans=self.config.plans)
                 self._pid = os.getpid()
             return self._store, self._intake
 
@@ -178,7 +178,8 @@ class Collector:
 
     def metrics(self):
         store = self.store()
-        text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), store.waiting_requests())
+        text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), store.waiting_requests(),
+                              store.violation_counts())
         return 200, metrics.CONTENT_TYPE, text, []
 
     def settings(self, key: str, environ):
@@ -227,10 +228,10 @@ class Collector:
         ip = self.config.browser.client_ip(environ)
         if self.config.server.intake == "queue":   # kept whole; the inbox processor makes its events (inbox.py)
             items_of(call, body)   # a malformed batch is still refused now, while the client can hear why
-            environ[KEEP] = [Received(call, _without_write_key(raw, body), now, ip)]   # 200 once it is durable
+            environ[KEEP] = [Received(call, _without_write_key(raw, body), now, ip, source=source)]   # 200 once durable
             return 200, JSON, SUCCESS, []
         intake = self.intake()
-        decided = decide_request(intake, call, body, now, ip)
+        decided = decide_request(intake, call, body, now, ip, source)
         receipts = intake.accept_decided(decided)
         rejected: list[dict] = [{"index": i, "messageId": r.message_id, "errors": [e.as_dict() for e in r.errors]}
                                 for i, r in enumerate(receipts) if r.rejected]

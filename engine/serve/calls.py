@@ -16,13 +16,14 @@ from .segment_api import complete, items_of, oversize_error, utc
 
 
 def decide_request(intake: Intake, call: str, body: dict, received_at: float,
-                   ip: str | None) -> list[tuple[NewEvent, list]]:
-    """``(NewEvent, schema errors)`` for each event of a parsed request, in order, nothing written."""
+                   ip: str | None, source: str | None = None) -> list[tuple[NewEvent, list]]:
+    """``(NewEvent, schema errors)`` for each event of a parsed request, in order, nothing written;
+    ``source``: the SDK source whose write key came with it (its tracking plan applies)."""
     received = utc(received_at)
     decided = []
     for item in items_of(call, body):
         event = with_ip(complete(item, call, body, received), ip)
         too_big = oversize_error(item)
-        decided.append(intake.decide(event) if too_big is None
+        decided.append(intake.decide(event, source) if too_big is None
                        else intake.reject(event, "the event is too large", [Problem("", too_big)]))
     return decided

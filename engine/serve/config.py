@@ -155,6 +155,7 @@ class ServeConfig:
     browser: BrowserPolicy = field(default_factory=BrowserPolicy)  # origins, public URL, trusted proxies
     logging: LogOptions = field(default_factory=LogOptions)
     console: ConsoleLogin | None = None  # None: no console, except in the demo (localhost, no login)
+    plans: dict = field(default_factory=dict)   # SDK source name -> its SourcePlan (validate/plan.py)
 
     def __repr__(self) -> str:
         # destinations' settings may hold credentials written in the file: never shown
@@ -232,7 +233,7 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
         raise ConfigError(problems)
     return ServeConfig(config.file, config.folder, config.data["destinations"], config.mappings,
                        WriteKeys(keys), webhooks, server, config.storage, config.delivery, doc=doc,
-                       browser=browser, logging=config.logging, console=console)
+                       browser=browser, logging=config.logging, console=console, plans=config.plans)
 
 
 def _browser_server(spec: dict, folder: Path, doc: YamlDocument, problems: list) -> BrowserPolicy:

@@ -82,7 +82,7 @@ class InboxWorker:
         """The events of one stored request, decided as the collector would have at ``received_at``."""
         try:
             body = parse_json(request.body)
-            return decide_request(self.intake, request.call, body, request.received_at, request.ip)
+            return decide_request(self.intake, request.call, body, request.received_at, request.ip, request.source)
         except ApiError as exc:   # intake checked the body before storing it: only a damaged row gets here
             text = request.body.decode("utf-8", "replace")
             return [self.intake.reject({"inbox_request": request.id, "body": text},

@@ -59,9 +59,10 @@ class Refusals:
         return {self.FIRST + i: n for i, n in enumerate(values) if n or self.FIRST + i in SHOWN_REFUSALS}
 
 
-def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = None, inbox: int = 0) -> str:
+def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = None, inbox: int = 0,
+           violations: dict[tuple[str, str, str], int] | None = None) -> str:
     """The exposition text for ``store.counts(now)`` (events refused by the schema check sit under (intake)),
-    ``Refusals.snapshot()`` and ``store.waiting_requests()`` (``inbox``)."""
+    ``Refusals.snapshot()``, ``store.waiting_requests()`` (``inbox``) and ``store.violation_counts()``."""
     destinations = sorted(d for d in counts if d != INTAKE)
     lines = ["# HELP eventmap_intake_rejected Events rejected at intake: they do not follow the Segment spec.",
              "# TYPE eventmap_intake_rejected gauge",
@@ -83,7 +84,27 @@ def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = N
               "408 too slow, 413 too large, 429 store busy (backpressure), 503 too many connections.",
               "# TYPE eventmap_refused_total counter"]
     lines += [f'eventmap_refused_total{{status="{status}"}} {n}' for status, n in sorted((refused or {}).items())]
+    lines += ["# HELP eventmap_plan_violations Tracking-plan violations kept in the store, by source, event and rule "
+              "(a JSON Schema keyword, or unplanned); the least frequent past the first "
+              f"{VIOLATION_SERIES} are summed under event=\"(other)\".",
+              "# TYPE eventmap_plan_violations gauge"]
+    for (source, event, rule), n in _bounded(violations or {}):
+        lines.append(f'eventmap_plan_violations{{source="{_label(source)}",event="{_label(event)}",'
+                     f'rule="{_label(rule)}"}} {n}')
     return "\n".join(lines) + "\n"
+
+
+VIOLATION_SERIES = 200   # unplanned event names are the client's choice: a bound on the series they make
+
+
+def _bounded(violations: dict[tuple[str, str, str], int]) -> list[tuple[tuple[str, str, str], int]]:
+    """The most frequent VIOLATION_SERIES series, the rest summed per source and rule under event (other)."""
+    ranked = sorted(violations.items(), key=lambda item: (-item[1], item[0]))
+    shown, rest = dict(ranked[:VIOLATION_SERIES]), ranked[VIOLATION_SERIES:]
+    for (source, _, rule), n in rest:
+        other = (source, "(other)", rule)
+        shown[other] = shown.get(other, 0) + n
+    return sorted(shown.items())
 
 
 def _label(value: str) -> str:

@@ -34,6 +34,7 @@ from .base import (
     Received,
     Store,
 )
+from .violations import NewViolation, ViolationQuery, ViolationRecord
 
 DEFAULT_URL = "sqlite:///eventmap.db"
 
@@ -94,7 +95,10 @@ __all__ = [
     "Leased",
     "NewDelivery",
     "NewEvent",
+    "NewViolation",
     "Received",
     "Store",
+    "ViolationQuery",
+    "ViolationRecord",
     "open_store",
 ]

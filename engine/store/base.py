@@ -35,6 +35,7 @@ from ..states import (  # noqa: F401  (re-exported: the store's callers name sta
     STATES,
 )
 from .group import GroupCommit
+from .violations import NewViolation, ViolationQuery, ViolationRecord
 
 # PENDING and PRUNABLE as SQL lists written into the statements: the planners use the partial indexes
 # on "state IN (...)" only when the states are literals, not bound parameters.
@@ -60,6 +61,7 @@ class NewEvent:
     event: object                # the event as accepted (JSON-able)
     message_id: str | None
     deliveries: list[NewDelivery]
+    violations: list[NewViolation] = field(default_factory=list)   # of its source's tracking plan
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Received:
     received_at: float
     ip: str | None = None        # the client's address, as the server decided it (trusted proxies)
     id: int = 0                  # set by the store
+    source: str | None = None    # the SDK source whose write key came with it (its tracking plan applies)
 
     def __repr__(self) -> str:
         return f"<Received {self.id} {self.call} {len(self.body)} bytes>"
@@ -169,6 +172,7 @@ class EventQuery:
 
 
 EventRecords = list[EventRecord]             # names for the return types of the methods after Store.list
+ViolationRecords = list[ViolationRecord]
 Timeline = list[tuple[float, int, int]]      # (bucket start, succeeded, failed)
 
 # Skip reasons that name one event (its messageId) are grouped under one label in ``reasons``.
@@ -307,6 +311,15 @@ class Store(ABC):
     def prune(self, before: float, batch: int = 1000) -> int:
         """Delete delivered/dry_run/skipped/rejected deliveries finished before ``before`` (and events left
         without deliveries), ``batch`` rows per transaction; dead letters are kept. Returns rows deleted."""
+
+    @abstractmethod
+    def violations(self, query: ViolationQuery) -> ViolationRecords:
+        """Tracking-plan violations matching ``query``, summed per source, event, rule, path and action over
+        the hours asked for, the most recent first, each with its latest example (store/violations.py)."""
+
+    @abstractmethod
+    def violation_counts(self) -> dict[tuple[str, str, str], int]:
+        """{(source, event, rule): violations} over every hour kept, for /metrics."""
 
     @abstractmethod
     def version(self) -> int:

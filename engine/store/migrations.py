@@ -95,6 +95,28 @@ CREATE TABLE inbox (
     taken_until REAL
 )
 """),
+    # tracking plans (issue 27): violations counted per key and hour, with one example each
+    # (store/violations.py); and the source of each inbox request, whose plan the processor applies
+    (6, """
+CREATE TABLE violations (
+    key TEXT NOT NULL,
+    hour REAL NOT NULL,
+    source TEXT NOT NULL,
+    event TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    path TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first_at REAL NOT NULL,
+    last_at REAL NOT NULL,
+    action TEXT NOT NULL,
+    message TEXT NOT NULL,
+    message_id TEXT,
+    example TEXT NOT NULL,
+    PRIMARY KEY (key, hour)
+) WITHOUT ROWID;
+CREATE INDEX violations_last ON violations(last_at);
+ALTER TABLE inbox ADD COLUMN source TEXT
+"""),
 ]
 
 # PostgreSQL: the same tables; times stay epoch seconds (double precision) so both backends speak one
@@ -190,6 +212,27 @@ CREATE TABLE inbox (
     taken_by text,
     taken_until double precision
 )
+"""),
+    # the key is a digest of the names (store/violations.py): a btree refuses entries over about 2.7 KB
+    (6, """
+CREATE TABLE violations (
+    key text NOT NULL,
+    hour double precision NOT NULL,
+    source text NOT NULL,
+    event text NOT NULL,
+    rule text NOT NULL,
+    path text NOT NULL,
+    count bigint NOT NULL,
+    first_at double precision NOT NULL,
+    last_at double precision NOT NULL,
+    action text NOT NULL,
+    message text NOT NULL,
+    message_id text,
+    example json NOT NULL,
+    PRIMARY KEY (key, hour)
+);
+CREATE INDEX violations_last ON violations(last_at);
+ALTER TABLE inbox ADD COLUMN source text
 """),
 ]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import jsoncodec
 from ..jsoncodec import dumps as _dump  # orjson where it writes what json would; json for the rest
 from ..problems import ConfigError, Problem
+from . import violations as plan_violations
 from .base import (
     DEAD,
     DUPLICATE,
@@ -42,6 +43,7 @@ from .base import (
     Received,
     Store,
     Timeline,
+    ViolationRecords,
     claims_wanted,
     duplicates,
     event_columns,
@@ -52,6 +54,7 @@ from .base import (
 )
 from .group import GroupCommit
 from .migrations import migrations, statements
+from .violations import ViolationQuery
 
 
 class SQLiteStore(Store):
@@ -223,13 +226,16 @@ class SQLiteStore(Store):
             accepted.append(Accepted(event_id + position, [(delivery_id + i, destination, state)
                                                            for i, (destination, state, _) in enumerate(plan)]))
             delivery_id += len(plan)
+        broken = [v for new in events if new.violations for v in new.violations]
+        if broken:
+            conn.executemany(plan_violations.upsert("?"), plan_violations.rows(broken, now, _dump))
         return accepted
 
     # --- the inbox (server.intake: queue)
     def _receive_group(self, jobs: list[list[Received]]) -> list[None]:
         with self._write() as conn:
-            conn.executemany("INSERT INTO inbox(call, body, received_at, ip) VALUES (?, ?, ?, ?)",
-                             [(r.call, r.body, r.received_at, r.ip) for requests in jobs for r in requests])
+            conn.executemany("INSERT INTO inbox(call, body, received_at, ip, source) VALUES (?, ?, ?, ?, ?)",
+                             [(r.call, r.body, r.received_at, r.ip, r.source) for requests in jobs for r in requests])
         return [None] * len(jobs)
 
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
@@ -238,9 +244,9 @@ class SQLiteStore(Store):
             return []   # nothing waiting: no write lock taken (processors poll often)
         with self._write() as conn:
             rows = conn.execute(f"UPDATE inbox SET taken_by = ?, taken_until = ? WHERE id IN ({_INBOX_FREE}"
-                                f" ORDER BY id LIMIT ?) RETURNING id, call, body, received_at, ip",
+                                f" ORDER BY id LIMIT ?) RETURNING id, call, body, received_at, ip, source",
                                 (owner, now + lease_for, now, limit)).fetchall()
-        return sorted((Received(r[1], r[2], r[3], r[4], r[0]) for r in rows), key=lambda r: r.id)
+        return sorted((Received(r[1], r[2], r[3], r[4], r[0], r[5]) for r in rows), key=lambda r: r.id)
 
     def _remove_received(self, conn, ids: Ids, owner: str) -> int:
         return conn.execute(f"DELETE FROM inbox WHERE id IN ({','.join('?' * len(ids))}) AND taken_by = ?",
@@ -413,6 +419,20 @@ class SQLiteStore(Store):
             f" WHERE a.at >= ? GROUP BY b ORDER BY b", params).fetchall()
         return [(float(b * bucket), ok, failed) for b, ok, failed in rows]
 
+    def violations(self, query: ViolationQuery) -> ViolationRecords:
+        conn = self._connection()
+        sql, params = plan_violations.summary(query, "?")
+        summaries = conn.execute(sql, params).fetchall()
+        if not summaries:
+            return []
+        sql, params = plan_violations.examples([(row[0], row[-1]) for row in summaries], "?")
+        found = {row[0]: row[1:] for row in conn.execute(sql, params)}
+        return plan_violations.records(summaries, found, jsoncodec.loads)
+
+    def violation_counts(self) -> dict[tuple[str, str, str], int]:
+        return {(source, event, rule): n for source, event, rule, n in
+                self._connection().execute(plan_violations.COUNTS)}
+
     def requeue(self, now, ids=None, destination=None, state=DEAD) -> int:
         where, params = ["state = ?"], [state]
         if ids is not None:
@@ -466,6 +486,8 @@ class SQLiteStore(Store):
             if seen < batch:
                 break
         self._prune_undelivered_events(before, batch)
+        with self._write() as conn:   # one row per violation kind and hour: few, in one statement
+            conn.execute("DELETE FROM violations WHERE last_at < ?", (before,))
         return deleted
 
     def _prune_undelivered_events(self, before: float, batch: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from datetime import datetime
 
 import jsonschema_rs
@@ -100,38 +101,71 @@ def _type_message(value: object) -> str:
     return f"{shown} is not a call type; expected one of {_TYPE_LIST}"
 
 
-def _sentences(error, kind: str) -> list[tuple[list, str]]:
-    """(path parts, message) for one jsonschema error, in eventmap's wording."""
+def _sentences(error, kind: str) -> list[tuple[list, str, str]]:
+    """(path parts, message, rule) for one jsonschema error, in eventmap's wording; the rule is the
+    JSON Schema keyword that failed (the innermost one, for anyOf and oneOf)."""
     parts, rule, value, inst = list(error.absolute_path), error.validator, error.validator_value, error.instance
     key = parts[-1] if parts and isinstance(parts[-1], str) else (format_path(parts) or "value")
     if rule == "required":  # only a batch item requires 'type'
-        return [(parts + [k], _type_message(_MISSING) if k == "type" else f"{kind}: '{k}' is required")
+        return [(parts + [k], _type_message(_MISSING) if k == "type" else f"{kind}: '{k}' is required", rule)
                 for k in value if k not in inst]
     if rule in ("anyOf", "oneOf"):
         if all("required" in branch for branch in value):  # "this or that is required"
             keys = " or ".join(f"'{b['required'][0]}'" for b in value)
-            return [(parts, f"{kind}: {keys} is required")]
+            return [(parts, f"{kind}: {keys} is required", "required")]
         best = best_match(error.context)
-        return _sentences(best, kind) if best else [(parts, f"{key} matches none of the allowed shapes")]
+        return _sentences(best, kind) if best else [(parts, f"{key} matches none of the allowed shapes", rule)]
+    if rule == "additionalProperties" and value is False and isinstance(inst, dict):
+        declared = error.schema.get("properties", {})
+        patterns = list(error.schema.get("patternProperties", {}))
+        extra = [k for k in inst if k not in declared and not any(re.search(p, k) for p in patterns)]
+        allowed = f" (expected one of: {', '.join(declared)})" if declared else ""
+        return [(parts + [k], f"'{k}' is not an allowed property{allowed}", rule) for k in extra]
+    return [(parts, _message(rule, value, inst, key), rule)]
+
+
+def _message(rule: str, value, inst, key: str) -> str:
+    """The sentence for one failed keyword that names a single place."""
     if rule == "type":
-        return [(parts, f"expected {_expected(value)}, got {_json_type(inst)}")]
+        return f"expected {_expected(value)}, got {_json_type(inst)}"
     if rule == "format":
         what = "an ISO-8601 date-time" if value == "date-time" else f"a valid {value}"
-        return [(parts, f"'{inst}' is not {what}")]
+        return f"'{inst}' is not {what}"
     if rule == "maxLength":
-        return [(parts, f"{key} is {len(inst)} characters; at most {value} are allowed")]
+        return f"{key} is {len(inst)} characters; at most {value} are allowed"
     if rule == "minLength":
         if value == 1:
-            return [(parts, f"{key} must not be empty")]
-        return [(parts, f"{key} is {len(inst)} characters; at least {value} are required")]
+            return f"{key} must not be empty"
+        return f"{key} is {len(inst)} characters; at least {value} are required"
     if rule == "maxItems":
-        return [(parts, f"{key} has {len(inst)} items; at most {value} are allowed")]
+        return f"{key} has {len(inst)} items; at most {value} are allowed"
+    if rule == "minItems":
+        return f"{key} has {len(inst)} items; at least {value} are required"
     if rule == "enum" and value == list(CALL_TYPES):
-        return [(parts, _type_message(inst))]
+        return _type_message(inst)
     if rule in ("const", "enum"):
         allowed = ", ".join(json.dumps(v) for v in ([value] if rule == "const" else value))
-        return [(parts, f"expected {allowed}, got {json.dumps(inst, default=str)}")]
-    return [(parts, f"{key} does not satisfy the '{rule}' rule")]
+        return f"expected {allowed}, got {json.dumps(inst, default=str)}"
+    if rule in _BOUNDS:
+        return f"expected a number {_BOUNDS[rule]} {value}, got {json.dumps(inst, default=str)}"
+    if rule == "pattern":
+        return f"{json.dumps(inst, default=str)} does not match the pattern {value}"
+    return f"{key} does not satisfy the '{rule}' rule"
+
+
+_BOUNDS = {"minimum": "of at least", "maximum": "of at most", "exclusiveMinimum": "above",
+           "exclusiveMaximum": "below", "multipleOf": "that is a multiple of"}
+
+
+def explain(validator, instance, kind_at) -> list[tuple[list, str, str]]:
+    """(path parts, message, rule) for every error ``validator`` (jsonschema's) finds in ``instance``, sorted
+    by path, each (path, message) once; ``kind_at(parts)`` names what a 'required' message is about."""
+    found: dict[tuple, tuple[list, str]] = {}
+    for error in validator.iter_errors(instance):
+        for where, message, rule in _sentences(error, kind_at(list(error.absolute_path))):
+            found.setdefault((format_path(where), message), (where, rule))
+    ordered = sorted(found.items(), key=lambda item: (_sort_key(item[1][0]), item[0][1]))
+    return [(where, message, rule) for (_, message), (where, rule) in ordered]
 
 
 def _valid(fast, instance) -> bool:
@@ -216,12 +250,7 @@ class EventValidator:
 
     @staticmethod
     def _run(validator, instance, kind_at) -> list[Problem]:
-        found: dict[tuple, list] = {}
         try:
-            for error in validator.iter_errors(instance):
-                for where, message in _sentences(error, kind_at(list(error.absolute_path))):
-                    found.setdefault((format_path(where), message), where)
+            return [Problem(format_path(where), message) for where, message, _ in explain(validator, instance, kind_at)]
         except Unresolvable as exc:  # a broken schema, not bad data: still no traceback
             return [Problem("", f"cannot validate: {exc}")]
-        ordered = sorted(found.items(), key=lambda item: (_sort_key(item[1]), item[0][1]))
-        return [Problem(path, message) for (path, message), _ in ordered]
