@@ -4,7 +4,7 @@ from urllib.parse import quote
 
 import pytest
 
-from engine.secrets import MASK, Masker
+from engine.secrets import MASK, MIN_PART, Masker
 
 BODY = {"user": "u1", "items": [{"sku": "A-1", "price": 9.5}, None, True, 2 ** 70], "note": "é\u2028"}
 
@@ -35,3 +35,49 @@ def test_the_original_data_is_never_changed():
     data = {"token": "s3cr3t-token", "list": ["s3cr3t-token"]}
     Masker({"s3cr3t-token"}).data(data)
     assert data == {"token": "s3cr3t-token", "list": ["s3cr3t-token"]}
+
+
+def test_every_percent_encoded_form_is_masked():
+    """A secret with a space and a slash: as a path segment (%20, %2F), in a path, and as a query value (+)."""
+    secret = "key/with space"
+    for form in ("key%2Fwith%20space", "key/with%20space", "key%2Fwith+space"):
+        assert Masker({secret}).text(f"https://x.test/a?k={form}&n=1") == f"https://x.test/a?k={MASK}&n=1"
+
+
+COMPOSITE = "crispid-77:CRISPKEY-s3cr3t-xyz"
+
+
+def test_each_part_of_a_composite_secret_is_masked_where_a_vendor_echoes_it():
+    """Crisp's identifier:key, echoed by an answer as its two halves, in either order."""
+    echoed = "invalid key 'CRISPKEY-s3cr3t-xyz' for identifier 'crispid-77'"
+    assert Masker({COMPOSITE}).text(echoed) == f"invalid key '{MASK}' for identifier '{MASK}'"
+    encoded = base64.b64encode(b"token=CRISPKEY-s3cr3t-xyz").decode()   # inside base64 too
+    assert MASK in Masker({COMPOSITE}).text(encoded)
+    assert Masker({COMPOSITE}).data({"id": "crispid-77", "list": ["CRISPKEY-s3cr3t-xyz"]}) == {"id": MASK,
+                                                                                           "list": [MASK]}
+
+
+def test_a_password_holding_colons_is_masked_whole_after_the_first_colon():
+    """Basic auth splits at the first ':' only: the password half is a part of its own."""
+    secret = "account-1:pass:word:with:colons"
+    assert Masker({secret}).text("echo pass:word:with:colons") == f"echo {MASK}"
+
+
+@pytest.mark.parametrize("secret, text", [
+    ("api:key-0123456789", "the api answered: key-0123456789"),
+    ("user:pa55word-9f", "no such user: pa55word-9f"),
+    ("dry-run:key", "dry-run: the key was refused"),
+])
+def test_parts_shorter_than_min_part_are_left_to_the_whole(secret, text):
+    masked = Masker({secret}).text(text)
+    for part in secret.split(":"):
+        if len(part) >= MIN_PART:
+            assert part not in masked
+        else:
+            assert part in masked   # a short word of ordinary text stays
+    assert Masker({secret}).text(f"<{secret}>") == f"<{MASK}>"
+
+
+def test_min_part_is_the_documented_six():
+    assert MIN_PART == 6
+    assert Masker({"abcdef:ghijk"}).text("abcdef ghijk") == f"{MASK} ghijk"
