@@ -166,3 +166,28 @@ def _embeds(real: str, twin: str, shown: list, sentinels: dict) -> bool:
         if rebuilt == real:
             return True
     return False
+
+
+# Request paths that carry a Segment write key in the segment after these two (analytics.js's settings
+# document and script); the route's own words after the key stay readable
+KEY_PATHS = (("v1", "projects"), ("analytics.js", "v1"))
+ROUTE_WORDS = frozenset({"settings", "analytics.js", "analytics.min.js"})
+
+
+def masked_path(path: str) -> str:
+    """A request path as a log line or an error message may show it: the write key masked.
+
+    Every line that quotes a path goes through here. Empty segments (``//v1``) and case do not hide
+    the key's place; everything after it but the route's own words is masked too (a mistyped route,
+    a key holding ``/``).
+    """
+    segments = path.split("/")
+    named = [i for i, segment in enumerate(segments) if segment]
+    words = [segments[i].lower() for i in named]
+    for n in range(len(named) - 1):
+        if (words[n], words[n + 1]) in KEY_PATHS:
+            for place, i in enumerate(named[n + 2:]):
+                if place == 0 or words[n + 2 + place] not in ROUTE_WORDS:
+                    segments[i] = MASK
+            break
+    return "/".join(segments)

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlencode
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..problems import EventmapError
-from ..secrets import Masker
+from ..secrets import Masker, masked_path
 from ..serve.segment_api import basic_credentials
 from . import PREFIX, pages
 
@@ -97,7 +97,7 @@ class Console:
             status, content_type = exc.status, "text/html; charset=utf-8"
             body = self.render("error.html", request, status=exc.status, message=exc.message)
         except Exception:  # a fault of ours: say so on the page, never a traceback
-            log.exception("console %s %s failed", method, path)
+            log.exception("console %s %s failed", method, masked_path(path))
             status, content_type = 500, "text/html; charset=utf-8"
             body = self.render("error.html", request, status=500, message="the console failed; the server log says why")
         data = body if isinstance(body, bytes) else body.encode("utf-8")

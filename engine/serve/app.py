@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from ..intake import UNSTORABLE, Intake
+from ..secrets import masked_path
 from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent, Received, Store
 from ..validate import storable
 from . import metrics
@@ -107,7 +108,7 @@ class Collector:
     def reply(self, environ) -> Reply:
         """The answer to a request, all but the inbox write it may wait for (``Reply.keep``)."""
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
-        shown = _settings_path_masked(path)   # the settings path carries a write key
+        shown = masked_path(path)   # a settings or script path carries a write key
         try:
             status, content_type, body, extra = self.dispatch(method, path.rstrip("/") or "/", environ)
         except ApiError as exc:
@@ -125,7 +126,7 @@ class Collector:
         if error is None:
             return reply
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
-        log.error("%s %s failed: the request could not be stored", method, path, exc_info=error)
+        log.error("%s %s failed: the request could not be stored", method, masked_path(path), exc_info=error)
         return self._reply(environ, 500, JSON, FAILED)
 
     def _reply(self, environ, status: int, content_type: str, body: str | bytes, extra: list | tuple = (),
@@ -167,7 +168,7 @@ class Collector:
         if len(parts) == 2 and parts[0] == "sources":
             _allow(method, ("POST",))
             return self.webhook(parts[1], environ)
-        raise ApiError(404, "not_found", f"no such endpoint: {path} (expected POST /v1/batch, /v1/track, ..., "
+        raise ApiError(404, "not_found", f"no such endpoint: {masked_path(path)} (expected POST /v1/batch, /v1/track, ..., "
                                          f"GET /v1/projects/WRITE_KEY/settings, POST /sources/NAME, "
                                          f"GET /healthz or GET /metrics)")
 
@@ -303,14 +304,6 @@ def _authorised(source: WebhookSource, environ) -> bool:
     for header, secret in source.headers.items():
         ok &= secret.matches(environ.get("HTTP_" + header.upper().replace("-", "_")))
     return ok
-
-
-def _settings_path_masked(path: str) -> str:
-    """The path for a log line: the write key in the settings and script paths masked."""
-    parts = path.split("/")
-    if len(parts) >= 5 and parts[1:3] in (["v1", "projects"], ["analytics.js", "v1"]):
-        parts[3] = "***"
-    return "/".join(parts)
 
 
 def _allow(method: str, allowed: tuple) -> None:
