@@ -25,6 +25,7 @@ from . import metrics
 from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused
 from .calls import decide_request
 from .config import ServeConfig, WebhookSource
+from .hosts import misdirected
 from .segment_api import (
     BATCH_LIMIT,
     CALLS,
@@ -145,6 +146,10 @@ class Collector:
     def dispatch(self, method: str, path: str, environ):
         if REFUSED in environ:   # decided by the server before the request got here (engine/serve/asgi.py)
             raise environ[REFUSED]
+        if self.config.demo or path in ("/healthz", "/metrics"):   # no key needed (the demo takes any): the Host
+            reason = misdirected(environ, self.config.server.hosts)   # is checked, against DNS rebinding (hosts.py)
+            if reason:
+                raise ApiError(421, "misdirected", reason)
         if path in ("/healthz", "/metrics"):
             _allow(method, ("GET", "HEAD"))
             return self.health() if path == "/healthz" else self.metrics()
@@ -179,7 +184,8 @@ class Collector:
 
     def metrics(self):
         store = self.store()
-        text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), store.waiting_requests())
+        text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), store.waiting_requests(),
+                              logins=self.console.logins.snapshot() if self.console is not None else None)
         return 200, metrics.CONTENT_TYPE, text, []
 
     def settings(self, key: str, environ):

@@ -59,9 +59,11 @@ class Refusals:
         return {self.FIRST + i: n for i, n in enumerate(values) if n or self.FIRST + i in SHOWN_REFUSALS}
 
 
-def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = None, inbox: int = 0) -> str:
+def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = None, inbox: int = 0,
+           logins: dict[str, int] | None = None) -> str:
     """The exposition text for ``store.counts(now)`` (events refused by the schema check sit under (intake)),
-    ``Refusals.snapshot()`` and ``store.waiting_requests()`` (``inbox``)."""
+    ``Refusals.snapshot()``, ``store.waiting_requests()`` (``inbox``) and the console's
+    ``LoginGuard.snapshot()`` (``logins``; None without a console)."""
     destinations = sorted(d for d in counts if d != INTAKE)
     lines = ["# HELP eventmap_intake_rejected Events rejected at intake: they do not follow the Segment spec.",
              "# TYPE eventmap_intake_rejected gauge",
@@ -83,6 +85,14 @@ def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = N
               "408 too slow, 413 too large, 429 store busy (backpressure), 503 too many connections.",
               "# TYPE eventmap_refused_total counter"]
     lines += [f'eventmap_refused_total{{status="{status}"}} {n}' for status, n in sorted((refused or {}).items())]
+    if logins is not None:
+        lines += ["# HELP eventmap_console_login_failures_total Console logins with a wrong username or password.",
+                  "# TYPE eventmap_console_login_failures_total counter",
+                  f"eventmap_console_login_failures_total {logins['failed']}",
+                  "# HELP eventmap_console_login_backoff_total Console logins refused (429) while their client, or "
+                  "every client not logged in lately, had to wait after wrong ones.",
+                  "# TYPE eventmap_console_login_backoff_total counter",
+                  f"eventmap_console_login_backoff_total {logins['refused']}"]
     return "\n".join(lines) + "\n"
 
 
