@@ -149,3 +149,63 @@ def test_no_log_line_shows_a_write_key_from_a_path(tmp_path, kind):
     assert WRITE_KEY not in output and unknown not in output
     for answer in answers.values():
         assert WRITE_KEY.encode() not in answer and unknown.encode() not in answer
+
+
+# --------------------------------------------------------------------------- the formats themselves
+
+def test_a_stack_is_indented_like_a_traceback(logged):
+    stream = logged("text")
+    logging.getLogger("eventmap.test").warning("where %s", "now", stack_info=True)
+    lines = stream.getvalue().splitlines()
+    assert RECORD.match(lines[0]) and lines[0].endswith("where now")
+    assert lines[1] == "  Stack (most recent call last):" and all(line.startswith("  ") for line in lines[1:])
+
+
+def test_the_plain_format_is_the_message_alone_and_escaped():
+    stream = io.StringIO()
+    configure(LogOptions(), stream=stream, plain=True)
+    try:
+        logging.getLogger("eventmap.test").info("store: %s", "x\ny")
+    finally:
+        configure(LogOptions(), stream=io.StringIO())
+    assert stream.getvalue() == "store: x\\ny\n"
+
+
+def test_configuring_again_replaces_the_handler_and_leaves_others(logged):
+    first = logged("text")
+    other = logging.StreamHandler(io.StringIO())
+    logging.getLogger().addHandler(other)
+    try:
+        second = logged("json")
+        logging.getLogger("eventmap.test").warning("once")
+        assert first.getvalue().count("once") == 1   # one handler of ours, writing JSON now
+        assert json.loads(second.getvalue().splitlines()[-1])["message"] == "once"
+        assert "once" in other.stream.getvalue()
+    finally:
+        logging.getLogger().removeHandler(other)
+
+
+def test_a_json_record_holds_time_level_logger_message_the_facts_and_the_exception(logged):
+    stream = logged("json")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("eventmap.test").error("dead letter %d", 7, exc_info=True,
+                                                 extra={"event": "dead_letter", "delivery": 7})
+    record = json.loads(stream.getvalue())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"])
+    assert (record["level"], record["logger"], record["message"]) == ("error", "eventmap.test", "dead letter 7")
+    assert (record["event"], record["delivery"]) == ("dead_letter", 7)
+    assert record["exception"].startswith("Traceback") and "RuntimeError: boom" in record["exception"]
+    assert not {"msg", "args", "levelno", "exc_info"} & set(record)
+
+
+def test_the_logging_section_is_read_and_a_bad_every_is_located():
+    from engine.logs import log_options
+    options, problems = log_options({"logging": {"format": "json", "level": "warning", "every": "30s"}},
+                                    lambda path, message: (path, message))
+    assert options == LogOptions("json", "warning", 30.0) and problems == []
+    options, problems = log_options({}, lambda path, message: (path, message))
+    assert options == LogOptions("text", "info", 60.0) and problems == []
+    options, problems = log_options({"logging": {"every": "soon"}}, lambda path, message: (path, message))
+    assert options.every == 60.0 and [path for path, _ in problems] == [("logging", "every")]

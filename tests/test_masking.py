@@ -242,3 +242,47 @@ def test_a_vendor_echoing_the_halves_of_a_composite_key_shows_neither_in_dead_le
         shown = json.dumps([kept.last_error, kept.reason, kept.request]) + caplog.text
         assert "invalid_session" in shown
         assert identifier not in shown and key not in shown
+
+
+def test_a_value_derived_from_a_secret_beside_it_masks_the_whole_string(tmp_path):
+    """The secret shows through, but something else built from it (its length) differs: all of it is masked."""
+    engine = Engine(write_mappings(tmp_path, {"derived.yaml": """\
+        name: Derived
+        settings:
+          type: object
+          properties:
+            pin: {type: string, secret: true}
+        actions:
+          track:
+            request:
+              url: "https://pin.test/{{ settings.pin }}/{{ settings.pin | length }}"
+            body: {user: {"@path": event.userId}}
+        """}))
+    request = engine.render(track(1, "n"), engine.route("derived", {"pin": "4711"}, environ={})).requests[0]
+    assert request.to_dict(show_secrets=True)["url"] == "https://pin.test/4711/4"
+    assert request.to_dict()["url"] == "***"
+
+
+def test_only_the_credential_after_an_auth_scheme_is_masked_and_never_a_derived_word(tmp_path):
+    """'SCHEME <credential>' keeps its scheme; a secret's own text (upper-cased, say) never passes for one."""
+    engine = Engine(write_mappings(tmp_path, {"schemes.yaml": """\
+        name: Schemes
+        settings:
+          type: object
+          properties:
+            key: {type: string, secret: true}
+        actions:
+          track:
+            request:
+              url: "https://schemes.test/t"
+              headers:
+                X-Sig: "HMAC {{ 'payload' | hmac_sha256(settings.key) }} v1"
+            body:
+              upper: "{{ settings.key | upper }}"
+              upper_and_more: "{{ settings.key | upper }} tail"
+        """}))
+    request = engine.render(track(1, "n"), engine.route("schemes", {"key": "secretword"}, environ={})).requests[0]
+    shown = request.to_dict()
+    assert shown["headers"]["X-Sig"] == "HMAC ***"
+    assert shown["body"] == {"upper": "***", "upper_and_more": "***"}
+    assert "SECRETWORD" not in json.dumps(shown)

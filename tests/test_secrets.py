@@ -81,3 +81,58 @@ def test_parts_shorter_than_min_part_are_left_to_the_whole(secret, text):
 def test_min_part_is_the_documented_six():
     assert MIN_PART == 6
     assert Masker({"abcdef:ghijk"}).text("abcdef ghijk") == f"{MASK} ghijk"
+
+
+def test_data_holding_every_form_of_a_secret_at_once_is_masked():
+    from engine.secrets import needles
+    secret = "plainsecret42"
+    data = {"forms": needles(secret), "raw": secret}
+    masked = Masker({secret}).data(data)
+    assert masked == {"forms": [MASK] * len(needles(secret)), "raw": MASK}
+
+
+def test_only_set_secrets_get_a_sentinel():
+    from engine.secrets import with_sentinels
+    twin, sentinels = with_sentinels({"a": "", "b": None, "c": "value", "d": "not secret"}, ["a", "b", "c"])
+    assert twin["a"] == "" and twin["b"] is None and twin["d"] == "not secret"
+    assert list(sentinels.values()) == ["value"] and twin["c"] in sentinels
+
+
+@pytest.mark.parametrize("secret", ['quo"te-secret', "back\\slash-secret", "new\nline-secret", "ctl\x01secret"])
+def test_a_secret_json_writes_escaped_is_masked_in_data_with_string_keys(secret):
+    """Such a secret is not found in the data written as JSON (JSON escapes it), so the data is walked."""
+    masked = Masker({secret}).data({"a": [{"b": f"x{secret}y"}], "c": secret})
+    assert masked == {"a": [{"b": f"x{MASK}y"}], "c": MASK}
+
+
+@pytest.mark.parametrize("secret, before, after, shown", [
+    (b"s3cr3t-value", b"", b"", (0, 0)),       # 12 bytes, aligned: every character is the secret's alone
+    (b"s3cr3t-value", b"a", b"bc", (2, 4)),    # a byte before: the 2 characters holding it stay, and the last group
+    (b"s3cr3t-value", b"ab", b"c", (3, 4)),    # two bytes before: 3 characters hold them
+    (b"s3cr3t-value", b"", b"x", (0, 4)),      # a byte after: the group holding it stays
+    (b"s3cr3t-value1", b"", b"xy", (0, 4)),    # 13 bytes: the secret ends inside the last group
+    (b"s3cr3t-value1", b"a", b"x", (2, 4)),
+    (b"s3cr3t-value1", b"ab", b"", (3, 0)),    # ... or, two bytes in, exactly at its end
+])
+def test_a_secret_inside_base64_is_masked_at_every_alignment(secret, before, after, shown):
+    """The characters that carry only the secret's bits are masked; those mixed with its neighbours stay
+    (they depend on the neighbours), and so does the last group when the secret ends inside it."""
+    text = base64.b64encode(before + secret + after).decode()
+    head, tail = shown
+    assert Masker({secret.decode()}).text(text) == text[:head] + MASK + text[len(text) - tail:]
+
+
+def test_a_base64_core_of_exactly_min_encoded_characters_is_masked():
+    """A 3-byte secret, aligned, is 4 base64 characters: MIN_ENCODED, still looked for."""
+    from engine.secrets import MIN_ENCODED
+    assert MIN_ENCODED == 4
+    text = base64.b64encode(b"abc" + b"-tail-of-other-bytes").decode()
+    assert Masker({"abc"}).text(text).startswith(MASK)
+
+
+def test_masked_twin_masks_whole_what_a_secret_changed_the_shape_of():
+    from engine.secrets import masked_twin
+    assert masked_twin({"a": 1}, {"b": 1}, {}) == MASK      # keys that differ
+    assert masked_twin([1, 2], [1], {}) == MASK             # lengths that differ
+    assert masked_twin(5, "x", {}) == MASK                  # types that differ
+    assert masked_twin({"a": [1, "x"]}, {"a": [1, "x"]}, {}) == {"a": [1, "x"]}
