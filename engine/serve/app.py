@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from ..intake import UNSTORABLE, Intake
+from ..secrets import masked_path
 from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent, Received, Store
 from ..validate import storable
 from . import metrics
 from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused
 from .calls import decide_request
 from .config import ServeConfig, WebhookSource
+from .hosts import misdirected
 from .segment_api import (
     BATCH_LIMIT,
     CALLS,
@@ -107,7 +109,7 @@ class Collector:
     def reply(self, environ) -> Reply:
         """The answer to a request, all but the inbox write it may wait for (``Reply.keep``)."""
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
-        shown = _settings_path_masked(path)   # the settings path carries a write key
+        shown = masked_path(path)   # a settings or script path carries a write key
         try:
             status, content_type, body, extra = self.dispatch(method, path.rstrip("/") or "/", environ)
         except ApiError as exc:
@@ -125,7 +127,7 @@ class Collector:
         if error is None:
             return reply
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
-        log.error("%s %s failed: the request could not be stored", method, path, exc_info=error)
+        log.error("%s %s failed: the request could not be stored", method, masked_path(path), exc_info=error)
         return self._reply(environ, 500, JSON, FAILED)
 
     def _reply(self, environ, status: int, content_type: str, body: str | bytes, extra: list | tuple = (),
@@ -144,6 +146,10 @@ class Collector:
     def dispatch(self, method: str, path: str, environ):
         if REFUSED in environ:   # decided by the server before the request got here (engine/serve/asgi.py)
             raise environ[REFUSED]
+        if self.config.demo or path in ("/healthz", "/metrics"):   # no key needed (the demo takes any): the Host
+            reason = misdirected(environ, self.config.server.hosts)   # is checked, against DNS rebinding (hosts.py)
+            if reason:
+                raise ApiError(421, "misdirected", reason)
         if path in ("/healthz", "/metrics"):
             _allow(method, ("GET", "HEAD"))
             return self.health() if path == "/healthz" else self.metrics()
@@ -167,7 +173,7 @@ class Collector:
         if len(parts) == 2 and parts[0] == "sources":
             _allow(method, ("POST",))
             return self.webhook(parts[1], environ)
-        raise ApiError(404, "not_found", f"no such endpoint: {path} (expected POST /v1/batch, /v1/track, ..., "
+        raise ApiError(404, "not_found", f"no such endpoint: {masked_path(path)} (expected POST /v1/batch, /v1/track, ..., "
                                          f"GET /v1/projects/WRITE_KEY/settings, POST /sources/NAME, "
                                          f"GET /healthz or GET /metrics)")
 
@@ -179,7 +185,8 @@ class Collector:
     def metrics(self):
         store = self.store()
         text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), store.waiting_requests(),
-                              store.violation_counts())
+                              store.violation_counts(),
+                              logins=self.console.logins.snapshot() if self.console is not None else None)
         return 200, metrics.CONTENT_TYPE, text, []
 
     def settings(self, key: str, environ):
@@ -304,14 +311,6 @@ def _authorised(source: WebhookSource, environ) -> bool:
     for header, secret in source.headers.items():
         ok &= secret.matches(environ.get("HTTP_" + header.upper().replace("-", "_")))
     return ok
-
-
-def _settings_path_masked(path: str) -> str:
-    """The path for a log line: the write key in the settings and script paths masked."""
-    parts = path.split("/")
-    if len(parts) >= 5 and parts[1:3] in (["v1", "projects"], ["analytics.js", "v1"]):
-        parts[3] = "***"
-    return "/".join(parts)
 
 
 def _allow(method: str, allowed: tuple) -> None:

@@ -117,7 +117,8 @@ class ConsoleLogin:
         return self.username.matches(user) & self.password.matches(password)  # both compared, always
 
     def secrets(self) -> list[str]:
-        return [self.username.reveal(), self.password.reveal()]
+        """The password only: a username is not a secret, and masking it would garble event data ('admin-user')."""
+        return [self.password.reveal()]
 
 
 @dataclass
@@ -132,6 +133,7 @@ class ServerOptions:
     body_timeout: float = 30.0         # a request's body must arrive within this, from its headers
     max_connections: int = 1000        # open connections per server process; more are answered 503 and closed
     intake: str = "validate"           # or "queue": store each request whole, fan out later (engine/serve/inbox.py)
+    hosts: tuple[str, ...] = ()        # names answered for where no key is needed, beside IPs (engine/serve/hosts.py)
 
 
 SERVER_DURATIONS = ("retry_after", "header_timeout", "body_timeout")

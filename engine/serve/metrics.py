@@ -60,9 +60,11 @@ class Refusals:
 
 
 def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = None, inbox: int = 0,
-           violations: dict[tuple[str, str, str], int] | None = None) -> str:
+           violations: dict[tuple[str, str, str], int] | None = None,
+           logins: dict[str, int] | None = None) -> str:
     """The exposition text for ``store.counts(now)`` (events refused by the schema check sit under (intake)),
-    ``Refusals.snapshot()``, ``store.waiting_requests()`` (``inbox``) and ``store.violation_counts()``."""
+    ``Refusals.snapshot()``, ``store.waiting_requests()`` (``inbox``), ``store.violation_counts()`` and the
+    console's ``LoginGuard.snapshot()`` (``logins``; None without a console)."""
     destinations = sorted(d for d in counts if d != INTAKE)
     lines = ["# HELP eventmap_intake_rejected Events rejected at intake: they do not follow the Segment spec.",
              "# TYPE eventmap_intake_rejected gauge",
@@ -91,6 +93,14 @@ def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = N
     for (source, event, rule), n in _bounded(violations or {}):
         lines.append(f'eventmap_plan_violations{{source="{_label(source)}",event="{_label(event)}",'
                      f'rule="{_label(rule)}"}} {n}')
+    if logins is not None:
+        lines += ["# HELP eventmap_console_login_failures_total Console logins with a wrong username or password.",
+                  "# TYPE eventmap_console_login_failures_total counter",
+                  f"eventmap_console_login_failures_total {logins['failed']}",
+                  "# HELP eventmap_console_login_backoff_total Console logins refused (429) while their client, or "
+                  "every client not logged in lately, had to wait after wrong ones.",
+                  "# TYPE eventmap_console_login_backoff_total counter",
+                  f"eventmap_console_login_backoff_total {logins['refused']}"]
     return "\n".join(lines) + "\n"
 
 
