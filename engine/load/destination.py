@@ -11,6 +11,7 @@ from ..map.language import ACTION_SCOPES, ENVELOPE_SCOPES, Compiler, nested_or, 
 from ..problems import Problem
 from ..render.action import CALL_TYPES, Action, Batching, Envelope, Required, Subscription
 from ..render.endpoint import compile_endpoint, merge_request
+from ..render.reads import operator_vars
 from ..steps import var_reads
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
@@ -57,7 +58,8 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
         if "body" not in spec:
             compiler.report(path, "an action needs 'body' (one request) or 'steps' (several)")
         body = compiler.value(spec.get("body"), path + ("body",))
-        endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
+        endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",),
+                                    operator_vars(variables))
         problems += compiler.problems
         actions[name] = Action(call_type, variables, body, required, endpoint, spec.get("batch", True),
                                name, subscription)
@@ -89,7 +91,7 @@ def _steps_action(call_type, spec, compiler, path, defaults, variables, required
         if not rule.path.startswith("vars."):
             compiler.report(path + ("required", i), f"'{rule.path}': with steps, an action's required may only name "
                                                     "vars (put body fields in the step's own required)")
-    steps = compile_steps(spec["steps"], compiler, path + ("steps",), defaults)
+    steps = compile_steps(spec["steps"], compiler, path + ("steps",), defaults, operator=operator_vars(variables))
     for step_name, step in steps.items():  # each step as an action of its own, for its generated code
         body = step.body if step.body is not None else compiler.value(None, path + ("steps", step_name))
         needed = _vars_needed(variables, [node for _, node in step.vars] + [body, *step.endpoint.nodes()], required)

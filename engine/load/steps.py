@@ -7,22 +7,25 @@ from jmespath.exceptions import JMESPathError
 from ..map.language import Compiler
 from ..render.action import Required
 from ..render.endpoint import compile_endpoint, merge_request
+from ..render.reads import operator_vars
 from ..steps import RUN, STEP_READ, Rule, Step, check_plan, mark_fallbacks, step_reads
 
 
 def compile_steps(specs: dict, compiler: Compiler, path: tuple, defaults: dict | None,
-                  sequence: list[str] | None = None, check_reads: bool = True) -> dict[str, Step]:
+                  sequence: list[str] | None = None, check_reads: bool = True,
+                  operator: frozenset = frozenset()) -> dict[str, Step]:
     """Every step of ``specs`` (in order); problems go to ``compiler``.
 
     ``sequence`` is the order steps run in when none asks for another; None means
     every step that is not a fallback, in the order declared (a destination action).
+    ``operator``: the vars in scope made from settings alone (a URL keeps them as written).
     """
     steps: dict[str, Step] = {}
     reads: dict[str, list] = {}
     for name, spec in specs.items():
         here = path + (name,)
         known_vars = set(compiler.vars)
-        step = compile_step(name, spec, compiler, here, defaults)
+        step = compile_step(name, spec, compiler, here, defaults, operator)
         compiler.vars = known_vars   # a step's vars are its own
         steps[name] = step
         nodes = [node for _, node in step.vars] + [step.body, *step.endpoint.nodes()]
@@ -36,7 +39,8 @@ def compile_steps(specs: dict, compiler: Compiler, path: tuple, defaults: dict |
     return steps
 
 
-def compile_step(name: str, spec: dict, compiler: Compiler, path: tuple, defaults: dict | None) -> Step:
+def compile_step(name: str, spec: dict, compiler: Compiler, path: tuple, defaults: dict | None,
+                 operator: frozenset = frozenset()) -> Step:
     when_text = spec.get("when")
     when = _expression(when_text, compiler, path + ("when",)) if when_text is not None else None
     requires = []
@@ -47,7 +51,8 @@ def compile_step(name: str, spec: dict, compiler: Compiler, path: tuple, default
     for var, raw in (spec.get("vars") or {}).items():
         variables.append((var, compiler.value(raw, path + ("vars", var))))
         compiler.define_var(var)
-    endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
+    endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",),
+                                operator_vars(variables, operator))
     body = compiler.value(spec["body"], path + ("body",)) if "body" in spec else None
     required = []
     for i, entry in enumerate(spec.get("required") or []):

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 from urllib.parse import unquote
 
+from jinja2 import TemplateSyntaxError, nodes
+
 from ..map.language import MappingError, Node, Scope
-from ..map.templates import is_template
+from ..map.templates import environment, is_template
+from .reads import template_reads
 from .request import Request
 
 AUTH_HEADER = "Authorization"
@@ -130,13 +134,17 @@ def _basic(username: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def compile_endpoint(spec: dict, compiler, path: tuple) -> Endpoint:
-    """``spec`` is the merged request object (defaults, then the action's own)."""
+def compile_endpoint(spec: dict, compiler, path: tuple, operator_vars: frozenset = frozenset()) -> Endpoint:
+    """``spec`` is the merged request object (defaults, then the action's own).
+
+    ``operator_vars``: the vars in scope whose values come from settings alone (engine/render/reads.py);
+    a URL keeps them as written, as it keeps settings, and escapes every other value (``compile_url``).
+    """
     url_source = spec.get("url")
     if not url_source:
         compiler.report(path, "'url' is required (in the action's request or in defaults.request)")
         url_source = ""
-    url = compiler.value(url_source, path + ("url",))
+    url = compile_url(url_source, compiler, path + ("url",), operator_vars)
     headers = [(name, compiler.value(v, path + ("headers", name))) for name, v in (spec.get("headers") or {}).items()]
     query = [(name, compiler.value(v, path + ("query", name))) for name, v in (spec.get("query") or {}).items()]
     auth = None
@@ -151,6 +159,84 @@ def compile_endpoint(spec: dict, compiler, path: tuple) -> Endpoint:
     if isinstance(method, str) and is_template(method):  # from a setting or the event; checked when rendered
         method, method_node = None, compiler.value(method, path + ("method",))
     return Endpoint(method, url, headers, query, auth, spec.get("format", "json"), method_node)
+
+
+# --------------------------------------------------------------------------- URLs
+
+ESCAPE = "url_segment"          # the filter that makes a value one path segment (or one query value)
+OPERATOR, DATA = "\x00", "\x01"  # stand-ins for a value in the URL's skeleton: the operator's, or data
+PATH_STARTED = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*/")
+
+
+def compile_url(source, compiler, path: tuple, operator_vars: frozenset) -> Node:
+    """The URL template, compiled so that no event or answer value can change the URL's shape.
+
+    Settings, and vars made from settings alone, are the operator's: kept as written (a
+    base URL carries slashes). Every other ``{{ value }}`` is data: in the path it is one
+    segment, in the query one value, percent-encoded with ``url_segment`` unless the
+    expression already ends with it (never twice). Data may not choose the scheme or the
+    host: a template that puts it there is refused. An id ``x?admin=1#`` then stays one
+    segment, and ``..`` is still refused when rendered (``Endpoint.checked_url``).
+    (The schema makes a URL a string: no directive builds one.)
+    """
+    if not isinstance(source, str) or not is_template(source):
+        return compiler.value(source, path)
+    try:
+        tokens = list(environment().lex(source))
+    except TemplateSyntaxError:
+        return compiler.value(source, path)   # the compiler words the syntax error
+    out: list[str] = []
+    skeleton = ""      # the URL's literal text, with a stand-in for each value: where does the next one land?
+    position = 0
+    while position < len(tokens):
+        _, kind, text = tokens[position]
+        if kind != "variable_begin":
+            out.append(text)
+            if kind == "data":
+                skeleton += text
+            position += 1
+            continue
+        end = next(i for i in range(position, len(tokens)) if tokens[i][1] == "variable_end")
+        expression = "".join(token[2] for token in tokens[position + 1:end])
+        operator, escaped = _url_value(expression, operator_vars)
+        if operator:
+            out.append("".join(token[2] for token in tokens[position:end + 1]))
+        elif _url_part(skeleton) == "authority":
+            compiler.report(path, f"{{{{{expression}}}}} puts event or answer data in the URL's scheme or host: "
+                                  "where a request goes comes from settings or the URL's text, never from the data "
+                                  f"it carries (URL template {source!r})")
+            return compiler.value("", path)
+        elif escaped:
+            out.append("".join(token[2] for token in tokens[position:end + 1]))
+        else:
+            out.append(f"{text} ({expression.strip()}) | {ESCAPE} {tokens[end][2]}")
+        skeleton += OPERATOR if operator else DATA
+        position = end + 1
+    return compiler.value("".join(out), path)
+
+
+def _url_value(expression: str, operator_vars: frozenset) -> tuple[bool, bool]:
+    """(the operator's value, already ends with ``url_segment``) for one ``{{ expression }}`` of a URL."""
+    try:
+        operator = template_reads("{{" + expression + "}}").operator_only(operator_vars)
+        output = environment().parse("{{" + expression + "}}").body[0]
+    except TemplateSyntaxError:
+        return False, False
+    last = output.nodes[0] if isinstance(output, nodes.Output) and len(output.nodes) == 1 else None
+    return operator, isinstance(last, nodes.Filter) and last.name == ESCAPE
+
+
+def _url_part(skeleton: str) -> str:
+    """Where a value after ``skeleton`` lands: "query" (after a ?), "path", or "authority" (scheme and host).
+
+    The path starts after the first / past "://", or right after an operator value that opens the
+    URL (a base URL such as ``{{ settings.base_url }}``) when the text names no scheme.
+    """
+    if "?" in skeleton or "#" in skeleton:
+        return "query"
+    if PATH_STARTED.match(skeleton) or (skeleton.startswith(OPERATOR) and "://" not in skeleton):
+        return "path"
+    return "authority"
 
 
 def merge_request(defaults: dict | None, own: dict | None) -> dict:
