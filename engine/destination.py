@@ -41,6 +41,7 @@ class Destination:
     limits: Limits = Limits()
     obeys_integrations: bool = True   # false for a hub (Segment) whose integrations object is for what is behind it
     _sentinels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _warned_unbatchable: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         # call type -> (named actions that take some of its events, in file order; its own action or None)
@@ -182,6 +183,12 @@ class Destination:
         false) keep one request per event; order is preserved within each group.
         """
         requests: list[tuple[Request, list[Outcome]]] = []
+        if self.batching is not None and self.batching.unbatchable and enabled:
+            if not self._warned_unbatchable:   # the loader warned with file:line; the log says it once too
+                self._warned_unbatchable = True
+                log.warning("%s: each event is sent as its own request, not in batches: %s", self.name,
+                            self.batching.unbatchable)
+            enabled = False
         if self.batching is None or not enabled:
             return [(r, [o]) for o in outcomes if o.status == SEND for r in o.requests]
         group: list[Outcome] = []

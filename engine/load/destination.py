@@ -11,7 +11,7 @@ from ..map.language import ACTION_SCOPES, ENVELOPE_SCOPES, Compiler, nested_or, 
 from ..problems import Problem
 from ..render.action import CALL_TYPES, Action, Batching, Envelope, Required, Subscription
 from ..render.endpoint import compile_endpoint, merge_request
-from ..render.reads import operator_vars
+from ..render.reads import operator_vars, reads_of
 from ..steps import var_reads
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
@@ -28,7 +28,7 @@ def load_destination(path: Path, display_name: str | None = None) -> tuple[Desti
         return None, problems
     destination, compile_problems = compile_destination(doc, Path(path).stem)
     problems += compile_problems
-    return (None if problems else destination), problems
+    return (None if any(p.severity == "error" for p in problems) else destination), problems
 
 
 def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list[Problem]]:
@@ -68,18 +68,49 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
     batching = None
     if "batch" in data:
         spec = data["batch"]
-        # defaults.request serves actions too, so it may read event.: a batch has no one event, those reads are
-        # missing there, and a batch request that then cannot be made goes out as each event's own request
+        # defaults.request serves actions too, so it may read event. and the actions' vars: a batch has no one
+        # event, so such a value makes the destination unbatchable (a warning at load, each event sent alone)
         compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES | {"event"})
+        for action_spec in data["actions"].values():
+            for var in action_spec.get("vars") or {}:
+                compiler.define_var(var)
         endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, ("batch", "request"))
         problems += compiler.problems
         batch_envelope = _compile_envelope(spec.get("envelope"), doc, setting_names, ("batch", "envelope"), problems)
-        batching = Batching(spec["max_events"], spec.get("max_bytes"), endpoint, batch_envelope)
+        per_event = _per_event_values(endpoint, defaults or {}, spec.get("request") or {})
+        problems += [doc.problem(where, f"'{shown}' reads {what}, which a batch request does not have (it carries "
+                                        f"many events): {data['name']} sends each event as its own request, never "
+                                        f"a batch. To batch, set batch.request.{shown} to a value from items, body "
+                                        "or settings (null leaves a header out)", severity="warning")
+                     for where, shown, what in per_event]
+        batching = Batching(spec["max_events"], spec.get("max_bytes"), endpoint, batch_envelope,
+                            "; ".join(f"{shown} reads {what}" for _, shown, what in per_event) or None)
 
     limits = _compile_limits(data.get("limits") or {}, doc, problems)
     destination = Destination(data["name"], slug, doc.file, data.get("description", ""), settings,
                               actions, envelope, batching, limits, data.get("integrations", "obey") == "obey")
     return destination, problems
+
+
+def _per_event_values(endpoint, defaults: dict, own: dict) -> list[tuple[tuple, str, str]]:
+    """(where it is written, its name under request, what it reads) for each value of a batch request that
+    reads the event or an action's vars: values a batch of many events cannot have."""
+    entries = [("url", endpoint.url), *((f"headers.{n}", node) for n, node in endpoint.headers),
+               *((f"query.{n}", node) for n, node in endpoint.query),
+               *((f"{part}.{n}", node) for part, n, node in endpoint.signed),
+               *((("auth", node) for node in endpoint.auth[1]) if endpoint.auth else ()),
+               *((("method", endpoint.method_node),) if endpoint.method_node else ())]
+    found = []
+    for shown, node in entries:
+        reads = reads_of(node).scopes & {"event", "vars"}
+        if not reads:
+            continue
+        keys = tuple(shown.split(".", 1))
+        written = own if keys[0] in own and (len(keys) == 1 or keys[1] in (own[keys[0]] or {})) else defaults
+        where = ("batch", "request", *keys) if written is own else ("defaults", "request", *keys)
+        what = " and ".join({"event": "the event", "vars": "an action's vars"}[r] for r in sorted(reads))
+        found.append((where, shown, what))
+    return found
 
 
 def _steps_action(call_type, spec, compiler, path, defaults, variables, required, name, subscription) -> Action:

@@ -153,8 +153,13 @@ class Envelope:
 
 
 class Batching:
-    __slots__ = ("max_events", "max_bytes", "endpoint", "envelope")
+    """How a destination combines events; ``unbatchable`` says why it cannot (its batch request would
+    read one event), and then every event goes out as its own request."""
 
-    def __init__(self, max_events: int, max_bytes: int | None, endpoint: Endpoint, envelope: Envelope | None):
+    __slots__ = ("max_events", "max_bytes", "endpoint", "envelope", "unbatchable")
+
+    def __init__(self, max_events: int, max_bytes: int | None, endpoint: Endpoint, envelope: Envelope | None,
+                 unbatchable: str | None = None):
         self.max_events, self.max_bytes, self.endpoint, self.envelope = max_events, max_bytes, endpoint, envelope
+        self.unbatchable = unbatchable
 

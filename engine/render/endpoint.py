@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import re
 from urllib.parse import unquote
@@ -10,26 +11,54 @@ from jinja2 import TemplateSyntaxError, nodes
 
 from ..map.language import MappingError, Node, Scope
 from ..map.templates import environment, is_template
-from .reads import template_reads
+from .reads import reads_of, template_reads
 from .request import Request
 
 AUTH_HEADER = "Authorization"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # what a request may use (the mapping schema lists the same)
+BODY = "body"   # what a header or query value reads to sign the request: its body as sent (text)
 CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
 
 class Endpoint:
-    """``method`` is fixed (a string), or None when ``method_node`` (a template) gives it per event or route."""
+    """``method`` is fixed (a string), or None when ``method_node`` (a template) gives it per event or route.
 
-    __slots__ = ("method", "method_node", "url", "headers", "query", "auth", "format")
+    ``signed``: the headers and query values that read ``body`` (("headers" or "query", name, node)),
+    made after the body is encoded, from those very bytes (``sign``); the others are in ``nodes()``.
+    """
+
+    __slots__ = ("method", "method_node", "url", "headers", "query", "auth", "format", "signed")
 
     def __init__(self, method: str | None, url: Node, headers: list, query: list, auth: tuple | None, format: str,
-                 method_node: Node | None = None):
+                 method_node: Node | None = None, signed: list | None = None):
         self.method, self.url, self.headers, self.query = method, url, headers, query
         self.auth, self.format, self.method_node = auth, format, method_node
+        self.signed = signed or []
 
     def build(self, scope: Scope, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
-        return self.finish(self.parts(scope), body, destination, action, message_ids, secrets)
+        request = self.finish(self.parts(scope), body, destination, action, message_ids, secrets)
+        if self.signed:
+            # a batch's scope holds its items (only a batch request's values may read them: the loader saw to it)
+            items = scope.event.get("items") if isinstance(scope.event, dict) else None
+            self.sign(request, scope.settings, scope.vars, items)
+        return request
+
+    def sign(self, request: Request, settings: dict, vars: dict, items=None) -> None:
+        """Add the headers and query values that read ``body``: the body exactly as it goes on the wire.
+
+        The encoded bytes are kept on the request (``Request.wire``), so what is sent is what was read.
+        """
+        wire = request.encoded_body()
+        request.wire = wire
+        scope = Scope({"body": wire.decode("utf-8") if wire is not None else "", "items": items}, settings, vars)
+        for part, name, node in self.signed:
+            value = node.evaluate(scope)
+            if value is None or value == "":
+                continue
+            if part == "headers":
+                request.headers[name] = str(value)
+            else:
+                request.query[name] = value
 
     def nodes(self) -> list:
         """Every node, in the order ``parts`` evaluates them (for the compiled path)."""
@@ -145,8 +174,24 @@ def compile_endpoint(spec: dict, compiler, path: tuple, operator_vars: frozenset
         compiler.report(path, "'url' is required (in the action's request or in defaults.request)")
         url_source = ""
     url = compile_url(url_source, compiler, path + ("url",), operator_vars)
-    headers = [(name, compiler.value(v, path + ("headers", name))) for name, v in (spec.get("headers") or {}).items()]
-    query = [(name, compiler.value(v, path + ("query", name))) for name, v in (spec.get("query") or {}).items()]
+    signing = copy.copy(compiler)   # headers and query may also read `body`; problems go to the same list
+    signing.scopes = compiler.scopes | {BODY}
+    parts: dict[str, list] = {"headers": [], "query": []}
+    signed = []
+    for part, entries in parts.items():
+        for name, raw in (spec.get(part) or {}).items():
+            node = signing.value(raw, path + (part, name))
+            reads = reads_of(node)
+            if BODY not in reads.scopes:
+                entries.append((name, node))
+                continue
+            others = reads.scopes - {BODY, "settings", "vars", "items"}
+            if others:
+                compiler.report(path + (part, name), f"a value that reads body reads body, settings and vars "
+                                                     f"(and items in a batch), not {', '.join(sorted(others))}: "
+                                                     "compute what it needs in a var")
+            signed.append((part, name, node))
+    headers, query = parts["headers"], parts["query"]
     auth = None
     if "auth" in spec:
         if "bearer" in spec["auth"]:
@@ -158,7 +203,7 @@ def compile_endpoint(spec: dict, compiler, path: tuple, operator_vars: frozenset
     method, method_node = spec.get("method", "POST"), None
     if isinstance(method, str) and is_template(method):  # from a setting or the event; checked when rendered
         method, method_node = None, compiler.value(method, path + ("method",))
-    return Endpoint(method, url, headers, query, auth, spec.get("format", "json"), method_node)
+    return Endpoint(method, url, headers, query, auth, spec.get("format", "json"), method_node, signed)
 
 
 # --------------------------------------------------------------------------- URLs
