@@ -13,7 +13,7 @@ from .outcome import REJECTED, SEND, SKIPPED, Outcome
 from .problems import Problem
 from .render.action import Batching, Envelope
 from .render.request import Request
-from .secrets import with_sentinels
+from .secrets import Masker, with_sentinels
 
 log = logging.getLogger(__name__)
 TWIN_ROUTES = 1024  # routes whose sentinel settings are kept
@@ -124,38 +124,37 @@ class Destination:
         return stepping.run(action.steps, action.sequence, context, send, answers, on_answer)
 
     def _render_steps(self, action, event: dict, settings: dict, secrets: frozenset, client) -> Outcome:
-        """Offline: the first request and the plan of the rest; with saved answers, every request."""
+        """Offline: every request the steps make whatever the answers (``steps.ahead``) and the plan of the
+        rest; with answers (saved, or a live client), every request sent and what each answer did."""
         message_id, call_type = event.get("messageId"), action.name
         try:
-            if client is None and action.sequence:
-                # offline, the first step alone decides what is shown, unless its `when` is false
-                context = stepping.ActionContext(event, settings, action, self.name, (message_id,), secrets)
-                first = action.sequence[0]
-                request = context.prepare(action.steps[first], {})
-                if isinstance(request, list):
-                    return Outcome(self.name, REJECTED, errors=request, message_id=message_id, action=call_type,
-                                   reason="required fields are missing")
-                if request is not stepping.SKIPPED_STEP:
-                    return Outcome(self.name, SEND, [request], None, [], [], message_id, [], call_type,
-                                   action.plans[first])
             run = self.run_steps(action, event, settings, secrets, client.send if client is not None else None)
         except MappingError as exc:
             return self.mapping_failed(exc, call_type, message_id)
-        if run.end == stepping.REJECT:
-            return Outcome(self.name, REJECTED, errors=run.errors, message_id=message_id, action=call_type,
-                           reason="required fields are missing" if not run.sent else f"step '{run.step}' rejected the event")
         requests = [sent.request for sent in run.sent]
+        if run.end == stepping.REJECT:
+            trace = self._trace(run, secrets) + [{"step": run.step, "status": None, "then": "reject (not sent)"}]
+            return Outcome(self.name, REJECTED, requests, errors=run.errors, message_id=message_id, action=call_type,
+                           reason="required fields are missing" if not run.sent else f"step '{run.step}' rejected the event",
+                           steps=trace if run.sent else None)
         if run.end == stepping.OFFLINE:
-            # which request is shown, then what each step does under which answer
-            return Outcome(self.name, SEND, [*requests, run.pending], message_id=message_id, action=call_type,
-                           steps=action.plans[run.step])
-        trace = [{"step": s.step, "status": s.answer.status if s.answer else None, "then": s.then,
-                  **({"error": s.error} if s.error else {})} for s in run.sent]
+            shown = run.preview or [(run.step, run.pending)]
+            return Outcome(self.name, SEND, [request for _, request in shown], message_id=message_id,
+                           action=call_type, steps=action.plan([name for name, _ in shown]))
         if not requests:
             return Outcome(self.name, SKIPPED, reason=f"no step of {self.name} {call_type} applies to this event",
                            message_id=message_id, action=call_type)
         reason = run.reason if run.end != stepping.DONE else None
-        return Outcome(self.name, SEND, requests, reason, message_id=message_id, action=call_type, steps=trace)
+        return Outcome(self.name, SEND, requests, reason, message_id=message_id, action=call_type,
+                       steps=self._trace(run, secrets))
+
+    @staticmethod
+    def _trace(run, secrets: frozenset) -> list[dict]:
+        """Per step sent: its status, the rule that applied, the answer (masked) and any error."""
+        masker = Masker(secrets)
+        return [{"step": s.step, "status": s.answer.status if s.answer else None, "then": s.then,
+                 **({"answer": masker.data(s.answer.body)} if s.answer is not None else {}),
+                 **({"error": s.error} if s.error else {})} for s in run.sent]
 
     def mapping_failed(self, exc: MappingError, action: str, message_id) -> Outcome:
         """The rejection for data the mapping could not take (a filter refused it), naming where in the file."""

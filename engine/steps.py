@@ -34,6 +34,7 @@ RULE_KINDS = (CONTINUE, EMPTY, DONE, SKIP, FAIL, REJECT, RUN)
 RETRY, OFFLINE = "retry", "offline"
 STATUS_KEY = re.compile(r"^[1-5]([0-9][0-9]|xx)$")
 STEP_READ = re.compile(r"(?<![\w.])steps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+LOOKUP_READ = re.compile(r"(?<![\w.])lookups\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")   # a source's answers
 VAR_READ = re.compile(r"(?<![\w.])vars\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -66,8 +67,11 @@ class Step:
     body: Node | None = None
     required: list = field(default_factory=list)   # render.action.Required: output fields of the body
     on_status: dict = field(default_factory=dict)  # "404" or "4xx" -> Rule
+    # (condition text, compiled JMESPath, Rule): checked in order when on_status would carry on with the answer
+    on_answer: list = field(default_factory=list)
     fallback: bool = False            # runs only when another step's rule names it
     action: Any = None                # a destination step as an Action, for its generated code (render/compiled.py)
+    reads_answers: bool = False       # its when, requires, vars, body or request read an earlier answer
 
     def rule(self, status: int) -> Rule:
         """The rule for this status: exact, then its class, then the defaults."""
@@ -77,6 +81,29 @@ class Step:
         if 200 <= status < 300:
             return Rule(CONTINUE)
         return Rule(RETRY if is_retryable(status) else FAIL)
+
+    def decide(self, name: str, answer: Answer, answers: dict, context: Context) -> Rule:
+        """What this answer does: its status rule; when that carries on, the first ``on_answer`` rule whose
+        condition holds on the answer (read as ``steps.NAME`` / ``lookups.NAME``, with everything before)."""
+        rule = self.rule(answer.status)
+        if not self.on_answer or rule.kind not in (CONTINUE, EMPTY):
+            return rule
+        seen = {**answers, name: answer}
+        data = context.condition_data(context.scope_for(seen), seen)
+        for _text, condition, then in self.on_answer:
+            if is_truthy(condition.search(data)):
+                return then
+        return rule
+
+    def rules(self) -> list[Rule]:
+        """Every rule this step has: by status, then by answer."""
+        return [*self.on_status.values(), *(then for _, _, then in self.on_answer)]
+
+    def may_stop_on_success(self) -> bool:
+        """True when a 2xx answer may end the run or change its course (a 2xx rule that does not carry on,
+        or a rule on the answer's body): the steps after it are not sure to run."""
+        return bool(self.on_answer) or any(key.startswith("2") and rule.kind not in (CONTINUE, EMPTY)
+                                           for key, rule in self.on_status.items())
 
     def plan(self) -> dict:
         """What this step does, for offline views: its request, condition and rules."""
@@ -88,6 +115,8 @@ class Step:
             data["runs"] = "only when another step's rule asks for it"
         if self.on_status:
             data["on_status"] = {key: rule.describe() for key, rule in self.on_status.items()}
+        if self.on_answer:
+            data["on_answer"] = [{"when": text, "then": then.describe()} for text, _, then in self.on_answer]
         return data
 
 
@@ -126,6 +155,8 @@ class Run:
     reason: str | None = None
     errors: list[Problem] = field(default_factory=list)
     pending: object = None            # OFFLINE: the request the next step would send
+    # (name, request) of each step sure to run whatever the answers (``ahead``), prepared before any request
+    preview: list = field(default_factory=list)
     retry_after: float | None = None  # RETRY: the wait the vendor asked for (Retry-After), if any
 
 
@@ -252,6 +283,14 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
     """
     answers = dict(answers or {})
     result = Run(DONE, answers)
+    prepared: dict = {}
+    if not answers:   # before the first request: the steps sure to run are made, and checked, first
+        for name in ahead(steps, sequence):
+            request = prepared[name] = context.prepare(steps[name], {})
+            if isinstance(request, list):
+                return _end(result, REJECT, name, errors=request)
+            if request is not SKIPPED_STEP:
+                result.preview.append((name, request))
     position, queued = 0, None
     while True:
         if queued is not None:
@@ -262,10 +301,11 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
             return result
         step = steps[name]
         if name in answers:          # resumed: the same rule decides again what comes next
-            rule = step.rule(answers[name].status)
+            rule = step.decide(name, answers[name], {n: a for n, a in answers.items() if n != name}, context)
             queued = rule.target if rule.kind == RUN else None
             continue
-        request = context.prepare(step, answers)
+        # a step that reads no answer makes the same request now as before the first one was sent
+        request = prepared.pop(name) if name in prepared else context.prepare(step, answers)
         if request is SKIPPED_STEP:
             continue
         if isinstance(request, list):
@@ -280,7 +320,7 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
             result.sent.append(Sent(name, request, None, str(exc), RETRY))
             return _end(result, RETRY, name, reason=f"{context.noun} '{name}' failed: {exc}")
         answer = Answer(response.status, response.body)
-        rule = step.rule(response.status)
+        rule = step.decide(name, answer, answers, context)
         sent = Sent(name, request, answer, None, rule.kind if rule.kind != RUN else f"run {rule.target}")
         result.sent.append(sent)
         if rule.kind in (CONTINUE, EMPTY, RUN):
@@ -294,8 +334,8 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
             return _end(result, DONE, name)
         if rule.kind == RETRY:
             result.retry_after = retry_after(response.headers)
-        if rule.message is not None:
-            text = str(rule.message.evaluate(context.scope_for(answers)))
+        if rule.message is not None:   # a template: it may read this answer too
+            text = str(rule.message.evaluate(context.scope_for({**answers, name: answer})))
         elif rule.kind == RETRY or rule.kind == FAIL:
             shown = f"{request.method} {Masker(context.secrets).text(request.full_url())}"
             owner = "source" if context.noun == "lookup" else "destination"
@@ -309,6 +349,24 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
         if rule.kind == REJECT:
             return _end(result, REJECT, name, errors=[Problem(f"{context.root}.{name}", text)])
         return _end(result, rule.kind, name, reason=text)
+
+
+def ahead(steps: dict, sequence: list[str]) -> list[str]:
+    """The steps of ``sequence`` sure to be reached whatever the answers, in order: up to the first that
+    reads an earlier answer, and no further than one whose 2xx answer may stop or redirect the run.
+
+    They are made (and their required fields checked) before the first request, so an event
+    a later step would reject is rejected before anything is sent; offline views show them all.
+    """
+    names = []
+    for name in sequence:
+        step = steps[name]
+        if step.reads_answers:
+            break
+        names.append(name)
+        if step.may_stop_on_success():
+            break
+    return names
 
 
 def kept(sent: Sent) -> bool:
@@ -333,7 +391,7 @@ def _missing_inputs(step: Step, data: dict, context: Context) -> list[Problem]:
 
 def mark_fallbacks(steps: dict) -> None:
     """A step that some rule runs is a fallback: it runs only when asked, not in the sequence."""
-    targets = {rule.target for step in steps.values() for rule in step.on_status.values() if rule.kind == RUN}
+    targets = {rule.target for step in steps.values() for rule in step.rules() if rule.kind == RUN}
     for name in targets & set(steps):
         steps[name].fallback = True
 
@@ -347,11 +405,12 @@ def check_plan(steps: dict, sequence: list[str], where: tuple, report, reads: di
     the step whose rule ran this fallback (and what that one may read).
     """
     for name, step in steps.items():
-        for key, rule in step.on_status.items():
+        places: list[tuple[tuple, Rule]] = [(("on_status", key, RUN), rule) for key, rule in step.on_status.items()]
+        places += [(("on_answer", i, "then", RUN), then) for i, (_, _, then) in enumerate(step.on_answer)]
+        for place, rule in places:
             if rule.kind == RUN and rule.target not in steps:
-                report(where + (name, "on_status", key, RUN),
-                       f"unknown step '{rule.target}' (declared: {', '.join(steps)})")
-    edges = {name: [r.target for r in step.on_status.values() if r.kind == RUN and r.target in steps]
+                report(where + (name, *place), f"unknown step '{rule.target}' (declared: {', '.join(steps)})")
+    edges = {name: [r.target for r in step.rules() if r.kind == RUN and r.target in steps]
              for name, step in steps.items()}
     for name in steps:
         cycle = _cycle_from(name, edges)
@@ -412,10 +471,11 @@ def _surely_before(steps: dict, sequence: list[str], edges: dict) -> dict[str, s
     return surely
 
 
-def step_reads(node, path: tuple) -> list[tuple[tuple, str]]:
-    """(path, step name) for every ``steps.NAME`` a compiled value reads (paths, conditions, templates)."""
+def step_reads(node, path: tuple, pattern=STEP_READ) -> list[tuple[tuple, str]]:
+    """(path, step name) for every ``steps.NAME`` (``pattern``: or ``lookups.NAME``) a compiled value
+    reads (paths, conditions, templates)."""
     found: list[tuple[tuple, str]] = []
-    _walk(node, found)
+    _walk(node, found, pattern)
     return [(getattr(n, "where", path) or path, name) for n, name in found]
 
 

@@ -48,7 +48,7 @@ def compile_source(doc: YamlDocument, slug: str) -> tuple[Source, list[Problem]]
     defaults = (data.get("defaults") or {}).get("request")
     # lookups run in the order each handler lists them: checked per handler below
     lookups = compile_steps(data.get("lookups") or {}, compiler, ("lookups",), defaults, sequence=[],
-                            check_reads=False, operator=operator_vars(variables))
+                            check_reads=False, operator=operator_vars(variables), root="lookups")
 
     handlers = {}
     for kind, spec in data["handlers"].items():

@@ -63,7 +63,7 @@ class Action:
     one request, or several named steps (engine/steps.py)."""
 
     __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "name", "subscription",
-                 "steps", "sequence", "plans", "_compiled", "_bound", "_messages")
+                 "steps", "sequence", "_plan", "_compiled", "_bound", "_messages")
 
     def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool,
                  name: str | None = None, subscription: Subscription | None = None, steps: dict | None = None):
@@ -74,13 +74,16 @@ class Action:
         # several named requests (engine/steps.py) instead of one: never batched
         self.steps = steps
         self.sequence = [step_name for step_name, step in steps.items() if not step.fallback] if steps else []
-        # for offline views, worded once: per step, the plan with that step marked as the request shown
-        plan = [step.plan() for step in steps.values()] if steps else []
-        self.plans = {step_name: [{**entry, "sent": "requests[0]"} if entry["step"] == step_name else entry
-                                  for entry in plan] for step_name in (steps or {})}
+        self._plan = [step.plan() for step in steps.values()] if steps else []   # for offline views, worded once
         self._compiled: Any = None   # CompiledAction, made on first use
         self._bound: dict = {}
         self._messages: dict = {}  # (rule path, label) -> the default message, worded once
+
+    def plan(self, shown: list[str]) -> list[dict]:
+        """What each step does, with the steps whose requests are shown marked ``sent: requests[i]``."""
+        position = {name: i for i, name in enumerate(shown)}
+        return [{**entry, "sent": f"requests[{position[entry['step']]}]"} if entry["step"] in position else entry
+                for entry in self._plan]
 
     def compiled(self, envelope, label: str):
         """The action as generated Python, written on first use so loading many files stays fast."""
