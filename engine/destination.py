@@ -95,7 +95,7 @@ class Destination:
                 missing = action.missing_required(payload, scope, label)
             else:
                 payload, vars = bound.payload(event)
-                missing = bound.required and bound.missing(payload, vars, label)
+                missing = bound.required and bound.missing(payload, vars, label, event)
             if missing:
                 return Outcome(self.name, REJECTED, errors=missing, message_id=message_id, action=call_type,
                                reason="required fields are missing")

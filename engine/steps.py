@@ -62,7 +62,7 @@ class Step:
     endpoint: Endpoint
     when: Any = None                  # compiled JMESPath over the step's data, or None
     when_text: str | None = None
-    requires: list = field(default_factory=list)   # (path, compiled JMESPath, message or None): inputs
+    requires: list = field(default_factory=list)   # (path, compiled JMESPath, message Node or None): inputs
     vars: list = field(default_factory=list)       # (name, Node), evaluated in order
     body: Node | None = None
     required: list = field(default_factory=list)   # render.action.Required: output fields of the body
@@ -180,7 +180,7 @@ class Context:
         scope = self.scope_for(answers)
         if step.when is not None and not is_truthy(step.when.search(self.condition_data(scope, answers))):
             return SKIPPED_STEP
-        missing = _missing_inputs(step, self.condition_data(scope, answers), self)
+        missing = _missing_inputs(step, self.condition_data(scope, answers), scope, self)
         if missing:
             return missing
         for var, node in step.vars:
@@ -188,7 +188,7 @@ class Context:
         body = step.body.evaluate(scope) if step.body is not None else None
         label = f"{self.destination} {self.noun} {step.name}"
         rules = step.action.required if step.action is not None else step.required
-        missing = [self._required_problem(step, rule, label) for rule in rules if rule.missing(body, scope.vars)]
+        missing = [self._required_problem(step, rule, label, scope) for rule in rules if rule.missing(body, scope.vars)]
         if missing:
             return missing
         name = step.action.name if step.action is not None else f"{self.noun} {step.name}"
@@ -199,10 +199,11 @@ class Context:
         ``payload`` and ``lookups`` as keys), with ``vars`` and ``settings``."""
         return {**scope.event, "vars": scope.vars, "settings": scope.settings}
 
-    def _required_problem(self, step: Step, rule, label: str) -> Problem:
-        """A step's own required fields are named under ``steps.NAME``; its action's (vars) as written."""
-        problem = (step.action.required_problem(rule, label) if step.action is not None else
-                   Problem(rule.path, rule.message or f"{label}: '{rule.path}' is required but missing or empty"))
+    def _required_problem(self, step: Step, rule, label: str, scope: Scope) -> Problem:
+        """A step's own required fields are named under ``steps.NAME``; its action's (vars) as written.
+        Messages are templates, rendered with the step's scope (its answers, vars and settings)."""
+        problem = (step.action.required_problem(rule, label, lambda: scope) if step.action is not None else
+                   Problem(rule.path, rule.text(scope) or f"{label}: '{rule.path}' is required but missing or empty"))
         if not any(rule is own for own in step.required):
             return problem
         return Problem(f"{self.root}.{step.name}.{problem.path}", problem.message)
@@ -265,7 +266,7 @@ class ActionContext(Context):
         body, variables = bound.payload(data)
         if bound.required:
             label = f"{self.destination} {self.action.name}"
-            missing = [self._required_problem(step, check.rule, label)
+            missing = [self._required_problem(step, check.rule, label, Scope(data, self.settings, variables))
                        for check in bound.required if check.missing(body, variables)]
             if missing:
                 return missing
@@ -379,12 +380,19 @@ def _end(result: Run, end: str, step: str, reason: str | None = None, errors: li
     return result
 
 
-def _missing_inputs(step: Step, data: dict, context: Context) -> list[Problem]:
+def _missing_inputs(step: Step, data: dict, scope: Scope, context: Context) -> list[Problem]:
+    """A Problem per ``requires`` input that is empty; a message is a template, rendered with ``scope``."""
     if not step.requires:
         return []
-    return [Problem(path, message or f"'{path}' is required to {'look up' if context.noun == 'lookup' else 'run'} "
-                                     f"{step.name}, but it is missing or empty")
-            for path, expression, message in step.requires if is_empty(expression.search(data))]
+    problems = []
+    for path, expression, message in step.requires:
+        if not is_empty(expression.search(data)):
+            continue
+        text = message.evaluate(scope) if message is not None else None
+        problems.append(Problem(path, str(text) if text not in (None, "") else
+                                f"'{path}' is required to {'look up' if context.noun == 'lookup' else 'run'} "
+                                f"{step.name}, but it is missing or empty"))
+    return problems
 
 
 # --------------------------------------------------------------------------- load-time checks

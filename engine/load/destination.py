@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jmespath.exceptions import JMESPathError
-
 from ..destination import Destination, Limits
 from ..durations import parse_rate
-from ..map.language import ACTION_SCOPES, ENVELOPE_SCOPES, Compiler, nested_or, root_reads
+from ..map.language import ACTION_SCOPES, ENVELOPE_SCOPES, Compiler, root_reads
 from ..problems import Problem
-from ..render.action import CALL_TYPES, Action, Batching, Envelope, Required, Subscription
+from ..render.action import CALL_TYPES, Action, Batching, Envelope, Subscription
 from ..render.endpoint import compile_endpoint, merge_request
 from ..render.reads import operator_vars, reads_of
 from ..steps import var_reads
+from .required import compile_required
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
 from .steps import compile_steps
@@ -49,7 +48,8 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
             problems += compiler.problems
             continue
         variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
-        required = _compile_required(spec.get("required", []), compiler, path + ("required",), variables)
+        required = compile_required(spec.get("required", []), compiler, path + ("required",),
+                                    {name for name, _ in variables})
         if "steps" in spec:
             actions[name] = _steps_action(call_type, spec, compiler, path, defaults, variables, required, name,
                                           subscription)
@@ -191,27 +191,6 @@ def _compile_vars(compiler: Compiler, spec, path) -> list:
         compiled.append((name, compiler.value(raw, path + (name,))))
         compiler.define_var(name)  # later vars and the body may read it
     return compiled
-
-
-def _compile_required(entries, compiler: Compiler, path, variables) -> list:
-    rules = []
-    names = {name for name, _ in variables}
-    for i, entry in enumerate(entries):
-        field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
-        if field.startswith("vars.") and field[5:].split(".")[0] not in names:
-            compiler.report(path + (i,), f"'{field}' names a variable this action does not define")
-            continue
-        try:
-            rule = Required(field, message)
-        except JMESPathError as exc:
-            compiler.report(path + (i,), f"'{field}' is not a valid field path: {str(exc).splitlines()[0]}")
-            continue
-        if any(nested_or(alternative.parsed) for alternative in rule.alternatives):
-            compiler.report(path + (i,), f"'{field}': '||' inside an expression would skip false; "
-                                         "write 'a || b' at the top level for one of several fields")
-            continue
-        rules.append(rule)
-    return rules
 
 
 def _compile_envelope(spec, doc, setting_names, path, problems) -> Envelope | None:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import jmespath
-from jmespath.exceptions import JMESPathError
 
 from ..map.language import Compiler
-from ..render.action import Required
 from ..render.endpoint import compile_endpoint, merge_request
 from ..render.reads import operator_vars
 from ..steps import LOOKUP_READ, RUN, STEP_READ, Rule, Step, check_plan, mark_fallbacks, step_reads
+from .required import compile_required
 
 
 def compile_steps(specs: dict, compiler: Compiler, path: tuple, defaults: dict | None,
@@ -53,7 +52,8 @@ def compile_step(name: str, spec: dict, compiler: Compiler, path: tuple, default
     requires = []
     for i, entry in enumerate(spec.get("requires") or []):
         field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
-        requires.append((field, _expression(field, compiler, path + ("requires", i)), message))
+        requires.append((field, _expression(field, compiler, path + ("requires", i)),
+                         compiler.value(message, path + ("requires", i, "message")) if message is not None else None))
     variables = []
     for var, raw in (spec.get("vars") or {}).items():
         variables.append((var, compiler.value(raw, path + ("vars", var))))
@@ -61,13 +61,7 @@ def compile_step(name: str, spec: dict, compiler: Compiler, path: tuple, default
     endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",),
                                 operator_vars(variables, operator))
     body = compiler.value(spec["body"], path + ("body",)) if "body" in spec else None
-    required = []
-    for i, entry in enumerate(spec.get("required") or []):
-        field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
-        try:
-            required.append(Required(field, message))
-        except JMESPathError as exc:
-            compiler.report(path + ("required", i), f"'{field}' is not a valid field path: {str(exc).splitlines()[0]}")
+    required = compile_required(spec.get("required") or [], compiler, path + ("required",))
     on_status = {str(status): _rule(rule, compiler, path + ("on_status", status))
                  for status, rule in (spec.get("on_status") or {}).items()}
     on_answer = [(entry["when"], _expression(entry["when"], compiler, path + ("on_answer", i, "when")),

@@ -5,7 +5,7 @@ from typing import Any
 
 import jmespath
 
-from ..map.language import Node, Scope, find_node, is_empty, is_truthy, split_or
+from ..map.language import Literal, Node, Scope, find_node, is_empty, is_truthy, plain_steps, split_or
 from ..problems import Problem
 from .endpoint import Endpoint
 
@@ -19,12 +19,26 @@ class Required:
     rule (runtime.is_empty), so ``false`` and ``0`` count as present.
     """
 
-    __slots__ = ("path", "alternatives", "message")
+    __slots__ = ("path", "alternatives", "message", "fields")
 
-    def __init__(self, path: str, message: str | None):
+    def __init__(self, path: str, message: Node | None = None, expression: str | None = None):
+        """``path`` as written (for messages); ``expression`` the JMESPath it means (``properties."$set"``
+        for ``properties.$set``), by default the path itself; ``message`` a compiled value (a template)."""
         self.path = path
-        self.alternatives = [jmespath.parser.ParsedResult(path, part) for part in split_or(jmespath.compile(path).parsed)]
+        expression = expression or path
+        self.alternatives = [jmespath.parser.ParsedResult(expression, part)
+                             for part in split_or(jmespath.compile(expression).parsed)]
         self.message = message
+        # the keys of a plain path, quoted keys unquoted (for the default message); "a || b" as written
+        single = plain_steps(self.alternatives[0].parsed) if len(self.alternatives) == 1 else None
+        self.fields = single or path.split(".")
+
+    def text(self, scope: Scope) -> str | None:
+        """The message for this event (a template reads the event, settings and vars); None: the default."""
+        if self.message is None:
+            return None
+        value = self.message.evaluate(scope)
+        return "" if value is None else str(value)
 
     def missing(self, payload, vars: dict) -> bool:
         data = {"vars": vars} if self.path.startswith("vars.") else payload
@@ -115,29 +129,33 @@ class Action:
         return self.body.evaluate(scope), scope
 
     def missing_required(self, payload, scope: Scope, label: str) -> list[Problem]:
-        return [self.required_problem(rule, label) for rule in self.required if rule.missing(payload, scope.vars)]
+        return [self.required_problem(rule, label, lambda: scope)
+                for rule in self.required if rule.missing(payload, scope.vars)]
 
-    def required_problem(self, rule: Required, label: str) -> Problem:
-        """The error for one missing required field; its wording depends only on the rule and the label."""
+    def required_problem(self, rule: Required, label: str, scope) -> Problem:
+        """The error for one missing required field. A default or literal message depends only on the rule
+        and the label (worded once); a template message is rendered with ``scope()`` (made only then)."""
+        if rule.message is not None and type(rule.message) is not Literal:
+            return Problem(rule.path, rule.text(scope()) or self._default_message(rule, label))
         problem = self._messages.get((rule.path, label))
         if problem is None:
-            problem = Problem(rule.path, rule.message or self._default_message(rule, label))
+            message = rule.message.value if rule.message is not None else None
+            problem = Problem(rule.path, str(message) if message not in (None, "") else self._default_message(rule, label))
             if len(self._messages) < BOUND_ROUTES:
                 self._messages[(rule.path, label)] = problem
         return problem
 
     def _default_message(self, rule: Required, label: str) -> str:
         source = ""
-        if not rule.path.startswith("vars."):
-            node = find_node(self.body, tuple(rule.path.split(".")))
+        if rule.fields[0] != "vars":
+            node = find_node(self.body, tuple(rule.fields))
             if node is not None:
                 source = f" (mapped from {node.describe()})"
         else:
-            node = dict(self.vars).get(rule.path[5:])
+            node = dict(self.vars).get(rule.fields[1]) if len(rule.fields) > 1 else None
             if node is not None:
                 source = f" (from {node.describe()})"
-        field = rule.path.rsplit(".", 1)[-1]
-        return f"{label}: '{field}' is required but missing or empty{source}"
+        return f"{label}: '{rule.fields[-1]}' is required but missing or empty{source}"
 
 
 class Envelope:

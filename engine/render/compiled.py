@@ -92,9 +92,9 @@ class BoundAction:
         """(mapped body, vars); raises MappingError on data a filter cannot take."""
         return self.map(event, self.settings, self.constants)
 
-    def missing(self, payload, vars: dict, label: str) -> list:
-        """A Problem per required field that is missing or empty."""
-        return [self.compiled.action.required_problem(check.rule, label)
+    def missing(self, payload, vars: dict, label: str, event: dict) -> list:
+        """A Problem per required field that is missing or empty (a template message reads ``event``)."""
+        return [self.compiled.action.required_problem(check.rule, label, lambda: Scope(event, self.settings, vars))
                 for check in self.required if check.missing(payload, vars)]
 
     def envelope(self, items: list):
