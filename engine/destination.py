@@ -56,6 +56,9 @@ class Destination:
         # the hot path's shortcut: a call type with no named actions always goes to its own action
         self.only_action = {kind: own for kind, (named, own) in self.by_type.items() if not named}
         self.labels = {action.name: f"{self.name} {action.name}" for action in self.actions.values()}
+        # what wraps each action's body: the destination's envelope, the action's own, or none (False)
+        self.envelopes = {action.name: self.envelope if action.envelope is None else (action.envelope or None)
+                          for action in self.actions.values()}
 
     @property
     def call_types(self) -> list[str]:
@@ -88,7 +91,8 @@ class Destination:
         if action.steps is not None:
             return self._render_steps(action, event, settings, secrets, client)
         call_type, label = action.name, self.labels[action.name]
-        bound = action.bound(settings, self.envelope, self.name)
+        envelope = self.envelopes[call_type]
+        bound = action.bound(settings, envelope, self.name)
         try:
             if bound is None:
                 payload, scope = action.payload(event, settings)
@@ -100,10 +104,10 @@ class Destination:
                 return Outcome(self.name, REJECTED, errors=missing, message_id=message_id, action=call_type,
                                reason="required fields are missing")
             if bound is None:
-                body = self.envelope.wrap([payload], settings) if self.envelope else payload
+                body = envelope.wrap([payload], settings) if envelope else payload
                 request = action.endpoint.build(scope, body, self.name, call_type, (message_id,), secrets)
             else:
-                body = bound.envelope([payload]) if self.envelope else payload
+                body = bound.envelope([payload]) if envelope else payload
                 request = bound.request(event, vars, body, self.name, (message_id,), secrets)
         except MappingError as exc:
             return self.mapping_failed(exc, call_type, message_id)

@@ -61,8 +61,14 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
         endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",),
                                     operator_vars(variables))
         problems += compiler.problems
-        actions[name] = Action(call_type, variables, body, required, endpoint, spec.get("batch", True),
-                               name, subscription)
+        own = None   # the destination's envelope; False: none; or the action's own
+        if "envelope" in spec:
+            own = _compile_envelope(spec["envelope"], doc, setting_names, path + ("envelope",), problems) or False
+            if spec.get("batch") is True:
+                problems.append(doc.problem(path + ("batch",), "an action with its own envelope (or none) is sent "
+                                                               "alone, never in a batch: remove 'batch: true'"))
+        actions[name] = Action(call_type, variables, body, required, endpoint,
+                               spec.get("batch", True) and own is None, name, subscription, envelope=own)
 
     envelope = _compile_envelope(data.get("envelope"), doc, setting_names, ("envelope",), problems)
     batching = None
@@ -115,9 +121,11 @@ def _per_event_values(endpoint, defaults: dict, own: dict) -> list[tuple[tuple, 
 
 def _steps_action(call_type, spec, compiler, path, defaults, variables, required, name, subscription) -> Action:
     """An action of several named requests: its vars and required come first, then each step's own."""
-    for key in ("body", "request"):
+    for key in ("body", "request", "envelope"):
         if key in spec:
-            compiler.report(path + (key,), f"an action with steps has no '{key}' of its own: put it in a step")
+            compiler.report(path + (key,), f"an action with steps has no '{key}' of its own: put it in a step"
+                            if key != "envelope" else "an action with steps sends each step's body as it is: "
+                                                      "it has no envelope")
     for i, rule in enumerate(required):
         if not rule.path.startswith("vars."):
             compiler.report(path + ("required", i), f"'{rule.path}': with steps, an action's required may only name "
@@ -194,7 +202,7 @@ def _compile_vars(compiler: Compiler, spec, path) -> list:
 
 
 def _compile_envelope(spec, doc, setting_names, path, problems) -> Envelope | None:
-    if spec is None:
+    if spec is None or spec is False:
         return None
     compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES)
     variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))

@@ -77,14 +77,17 @@ class Action:
     one request, or several named steps (engine/steps.py)."""
 
     __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "name", "subscription",
-                 "steps", "sequence", "_plan", "_compiled", "_bound", "_messages")
+                 "steps", "sequence", "envelope", "_plan", "_compiled", "_bound", "_messages")
 
     def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool,
-                 name: str | None = None, subscription: Subscription | None = None, steps: dict | None = None):
+                 name: str | None = None, subscription: Subscription | None = None, steps: dict | None = None,
+                 envelope: Envelope | bool | None = None):
         self.call_type, self.vars, self.body = call_type, vars, body
         self.required, self.endpoint, self.batched = required, endpoint, batched
         self.name = name or call_type
         self.subscription = subscription
+        # None: the destination's envelope wraps this action's body; False: none; an Envelope: its own
+        self.envelope = envelope
         # several named requests (engine/steps.py) instead of one: never batched
         self.steps = steps
         self.sequence = [step_name for step_name, step in steps.items() if not step.fallback] if steps else []
