@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from conftest import write_mappings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -87,6 +90,21 @@ def test_an_event_value_is_one_segment_and_one_query_value(engine, vendor, value
                            f"?u={ENCODED[value]}&k=a/b?")
     arrived = HttpClient(timeout=5).send(request).body["path"]
     assert arrived == f"/api/users/{ENCODED[value]}/x/{ENCODED[value]}/e?u={ENCODED[value]}&k=a/b?"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.text(min_size=1, max_size=40).filter(lambda v: v not in (".", "..") and "\x00" not in v))
+def test_any_event_value_stays_one_segment_and_one_query_value(engine, value):
+    """Whatever the id, the URL keeps its shape: the same segments, the id decoded back from each place."""
+    outcome = engine.render({"type": "identify", "userId": value, "messageId": "m1"},
+                            engine.route("x", {"base_url": "https://x.test", "prefix": "p"}))
+    assert outcome.status == "send", outcome.errors
+    url = urlsplit(outcome.requests[0].url)
+    assert (url.scheme, url.netloc, url.fragment) == ("https", "x.test", "")
+    segments = url.path.split("/")
+    assert segments[:3] == ["", "api", "users"] and segments[4] == "x" and segments[6] == "e" and len(segments) == 7
+    assert unquote(segments[3]) == unquote(segments[5]) == value
+    assert parse_qs(url.query, keep_blank_values=True, errors="strict") == {"u": [value], "k": ["p"]}
 
 
 @pytest.mark.parametrize("value", HOSTILE)
