@@ -41,6 +41,11 @@ actions:
       properties:
         $set_once: {"@path": event.properties.once}
         $set: {"@path": event.properties.set}
+  page:
+    required: ['properties."$email"']
+    body:
+      properties:
+        $email: {"@path": event.properties.email}
   group:
     steps:
       write:
@@ -108,3 +113,11 @@ def test_a_field_path_that_is_not_one_says_why(tmp_path, monkeypatch):
     [problem] = refused.value.problems
     assert str(problem).startswith("mappings/destinations/hub.yaml:20: actions.identify.required[2]: "
                                    "'properties.[x' is not a valid field path: ")
+
+
+def test_a_quoted_key_names_the_field_as_the_plain_one_does(engine):
+    outcome = engine.render({"type": "page", "userId": "u1", "messageId": "m1", "properties": {}},
+                            engine.route("hub", ROUTES["compiled"]))
+    assert [e.as_dict() for e in outcome.errors] == [
+        {"path": 'properties."$email"',
+         "message": "Hub page: '$email' is required but missing or empty (mapped from path event.properties.email)"}]

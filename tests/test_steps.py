@@ -611,3 +611,25 @@ def test_a_later_step_that_reads_no_answer_is_checked_before_anything_is_sent(tm
         assert (outcome.status, outcome.requests, outcome.reason) == ("rejected", [], "required fields are missing")
         assert [e.path for e in outcome.errors] == ["steps.write.plan"]
     assert record.state == "rejected" and record.reason == "required fields are missing"
+
+
+@pytest.mark.parametrize("rules", ["on_status: {201: {done: true}}",
+                                   "on_answer: [{when: 'steps.check.body.known', then: {skip: known}}]",
+                                   "on_status: {2xx: {run: other}}"])
+def test_offline_shows_no_step_after_one_whose_success_may_end_or_redirect_the_run(tmp_path, rules):
+    """After such a step, what runs depends on its answer: the later step is in the plan, not shown as sent,
+    and not checked before the first request (its missing field is no reason to reject yet)."""
+    engine = Engine(write_mappings(tmp_path, {"x.yaml": HEAD + f"""\
+      check:
+        request: {{url: "https://x.test/check"}}
+        {rules}
+      write:
+        request: {{url: "https://x.test/write"}}
+        body: {{plan: {{"@path": event.traits.plan}}}}
+        required: [plan]
+      other:
+        request: {{url: "https://x.test/other"}}
+"""}))
+    outcome = engine.render({"type": "identify", "userId": "u1", "messageId": "m1", "traits": {}}, engine.route("x", {}))
+    assert (outcome.status, [r.url for r in outcome.requests]) == ("send", ["https://x.test/check"])
+    assert [s.get("sent") for s in outcome.steps][:2] == ["requests[0]", None]

@@ -184,3 +184,17 @@ actions:
     [problem] = refused.value.problems
     assert str(problem).startswith("mappings/destinations/x.yaml:10: actions.identify.request.url: ")
     assert f"{shown} puts event or answer data in the URL's scheme or host" in problem.message
+
+
+def test_a_value_after_the_question_mark_is_a_query_value_even_before_any_path(tmp_path):
+    text = """\
+name: X
+settings: {type: object, properties: {}}
+actions:
+  identify:
+    request: {url: "https://x.test?u={{ event.userId }}#{{ event.userId }}"}
+    body: {}
+"""
+    engine = Engine(write_mappings(tmp_path, {"x.yaml": text}))
+    outcome = engine.render({"type": "identify", "userId": "a/b&c=d#e", "messageId": "m1"}, engine.route("x", {}))
+    assert outcome.requests[0].url == "https://x.test?u=a%2Fb%26c%3Dd%23e#a%2Fb%26c%3Dd%23e"
