@@ -214,3 +214,14 @@ def test_a_value_reading_body_may_not_read_the_event(tmp_path, monkeypatch):
     assert {p.message for p in refused.value.problems} == {
         "a value that reads body reads body, settings and vars (and items in a batch), not event: compute what it "
         "needs in a var"}
+
+
+def test_validate_prints_the_warning_and_passes(tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+    monkeypatch.chdir(tmp_path)
+    root = write_mappings(tmp_path, {"hook.yaml": USER_HEADER})
+    assert main(["validate", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("mappings/destinations/hook.yaml:11: defaults.request.headers.X-User: "
+                                   "'headers.X-User' reads the event")
+    assert captured.out.startswith("ok: 1 destinations (hook)")
