@@ -93,7 +93,7 @@ def test_an_event_value_is_one_segment_and_one_query_value(engine, vendor, value
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(value=st.text(min_size=1, max_size=40).filter(lambda v: v not in (".", "..") and "\x00" not in v))
+@given(value=st.text(min_size=1, max_size=40).filter(lambda v: v not in (".", "..")))
 def test_any_event_value_stays_one_segment_and_one_query_value(engine, value):
     """Whatever the id, the URL keeps its shape: the same segments, the id decoded back from each place."""
     outcome = engine.render({"type": "identify", "userId": value, "messageId": "m1"},
