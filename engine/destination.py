@@ -125,13 +125,22 @@ class Destination:
         ends the run rejected before anything is sent.
         """
         context = stepping.ActionContext(event, settings, action, self.name, (event.get("messageId"),), secrets)
-        return stepping.run(action.steps, action.sequence, context, send, answers, on_answer)
+        return stepping.run(action.steps, action.sequence, context, send, answers, on_answer, action.ahead)
 
     def _render_steps(self, action, event: dict, settings: dict, secrets: frozenset, client) -> Outcome:
         """Offline: every request the steps make whatever the answers (``steps.ahead``) and the plan of the
         rest; with answers (saved, or a live client), every request sent and what each answer did."""
         message_id, call_type = event.get("messageId"), action.name
         try:
+            if client is None:   # offline, the steps sure to run are what is shown (unless none of them runs)
+                context = stepping.ActionContext(event, settings, action, self.name, (message_id,), secrets)
+                _, shown, rejected = stepping.prepare_ahead(action.steps, action.ahead, context)
+                if rejected is not None:
+                    return Outcome(self.name, REJECTED, errors=rejected[1], message_id=message_id, action=call_type,
+                                   reason="required fields are missing")
+                if shown:
+                    return Outcome(self.name, SEND, [request for _, request in shown], None, [], [], message_id, [],
+                                   call_type, action.plan(tuple(name for name, _ in shown)))
             run = self.run_steps(action, event, settings, secrets, client.send if client is not None else None)
         except MappingError as exc:
             return self.mapping_failed(exc, call_type, message_id)
@@ -144,7 +153,7 @@ class Destination:
         if run.end == stepping.OFFLINE:
             shown = run.preview or [(run.step, run.pending)]
             return Outcome(self.name, SEND, [request for _, request in shown], message_id=message_id,
-                           action=call_type, steps=action.plan([name for name, _ in shown]))
+                           action=call_type, steps=action.plan(tuple(name for name, _ in shown)))
         if not requests:
             return Outcome(self.name, SKIPPED, reason=f"no step of {self.name} {call_type} applies to this event",
                            message_id=message_id, action=call_type)

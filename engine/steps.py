@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .answers import TransportError, is_retryable, retry_after, summarize
-from .map.language import Node, Scope, is_empty, is_truthy
+from .map.language import Node, Scope, is_empty, is_truthy, plain_steps
 from .problems import Problem
 from .render.endpoint import Endpoint
 from .secrets import Masker
@@ -72,6 +72,20 @@ class Step:
     fallback: bool = False            # runs only when another step's rule names it
     action: Any = None                # a destination step as an Action, for its generated code (render/compiled.py)
     reads_answers: bool = False       # its when, requires, vars, body or request read an earlier answer
+
+    def __post_init__(self):
+        self._when_keys = plain_steps(self.when.parsed) if self.when is not None else None
+
+    def runs(self, data: dict) -> bool:
+        """Is ``when`` true for ``data`` (the scopes by name)? A plain path (``vars.custom``) is read as dict
+        lookups, as generated code reads paths; anything else is searched with JMESPath."""
+        keys = self._when_keys
+        if keys is None:
+            return is_truthy(self.when.search(data))
+        value: object = data
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return is_truthy(value)
 
     def rule(self, status: int) -> Rule:
         """The rule for this status: exact, then its class, then the defaults."""
@@ -178,7 +192,7 @@ class Context:
         """The step's request; SKIPPED_STEP when its ``when`` is false; a list of Problems when an
         input or output field it requires is empty. The interpreter; a caller may do it faster."""
         scope = self.scope_for(answers)
-        if step.when is not None and not is_truthy(step.when.search(self.condition_data(scope, answers))):
+        if step.when is not None and not step.runs(self.condition_data(scope, answers)):
             return SKIPPED_STEP
         missing = _missing_inputs(step, self.condition_data(scope, answers), scope, self)
         if missing:
@@ -260,8 +274,8 @@ class ActionContext(Context):
         if bound is None:
             return super().prepare(step, answers)
         data = self._data(answers)
-        if step.when is not None and not is_truthy(step.when.search(
-                {"event": self.event, "steps": data.get("steps", {}), "vars": self.variables(), "settings": self.settings})):
+        if step.when is not None and not step.runs(
+                {"event": self.event, "steps": data.get("steps", {}), "vars": self.variables(), "settings": self.settings}):
             return SKIPPED_STEP
         body, variables = bound.payload(data)
         if bound.required:
@@ -274,24 +288,23 @@ class ActionContext(Context):
 
 
 def run(steps: dict, sequence: list[str], context: Context, send=None, answers: dict | None = None,
-        on_answer=None) -> Run:
+        on_answer=None, sure: list[str] | None = None) -> Run:
     """Walk ``sequence`` (names in ``steps``), running fallbacks where a rule asks for them.
 
     ``send(request) -> Response`` may raise TransportError; None runs offline.
     ``answers`` holds steps already done (not sent again); ``on_answer(name,
     answer, sent)`` is called after each step that completed, before the next
     one starts, so a caller can keep it durably. MappingError propagates.
+    ``sure``: ``ahead(steps, sequence)``, when the caller worked it out once.
     """
     answers = dict(answers or {})
     result = Run(DONE, answers)
     prepared: dict = {}
     if not answers:   # before the first request: the steps sure to run are made, and checked, first
-        for name in ahead(steps, sequence):
-            request = prepared[name] = context.prepare(steps[name], {})
-            if isinstance(request, list):
-                return _end(result, REJECT, name, errors=request)
-            if request is not SKIPPED_STEP:
-                result.preview.append((name, request))
+        prepared, result.preview, rejected = prepare_ahead(steps, sure if sure is not None else ahead(steps, sequence),
+                                                           context)
+        if rejected is not None:
+            return _end(result, REJECT, rejected[0], errors=rejected[1])
     position, queued = 0, None
     while True:
         if queued is not None:
@@ -368,6 +381,20 @@ def ahead(steps: dict, sequence: list[str]) -> list[str]:
         if step.may_stop_on_success():
             break
     return names
+
+
+def prepare_ahead(steps: dict, sure: list[str], context: Context) -> tuple[dict, list, tuple | None]:
+    """Make the requests of ``sure`` (``ahead``) before any is sent: ({name: request or SKIPPED_STEP},
+    [(name, request)] of those that run, None), or at the first missing required field (..., (name, problems))."""
+    prepared: dict = {}
+    preview: list = []
+    for name in sure:
+        request = prepared[name] = context.prepare(steps[name], {})
+        if isinstance(request, list):
+            return prepared, preview, (name, request)
+        if request is not SKIPPED_STEP:
+            preview.append((name, request))
+    return prepared, preview, None
 
 
 def kept(sent: Sent) -> bool:

@@ -10,7 +10,7 @@ from ..problems import Problem
 from ..render.action import CALL_TYPES, Action, Batching, Envelope, Subscription
 from ..render.endpoint import compile_endpoint, merge_request
 from ..render.reads import operator_vars, reads_of
-from ..steps import var_reads
+from ..steps import ahead, var_reads
 from .required import compile_required
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
@@ -138,8 +138,10 @@ def _steps_action(call_type, spec, compiler, path, defaults, variables, required
                              required + step.required, step.endpoint, False,
                              f"{name}_{step_name}")
     first = next(iter(steps.values()))  # body and endpoint of the action itself: unused, its steps have their own
-    return Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False,
-                  name, subscription, steps)
+    action = Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False,
+                    name, subscription, steps)
+    action.ahead = ahead(steps, action.sequence)
+    return action
 
 
 def _vars_needed(variables: list, nodes: list, required: list) -> set[str]:

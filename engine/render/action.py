@@ -77,7 +77,7 @@ class Action:
     one request, or several named steps (engine/steps.py)."""
 
     __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "name", "subscription",
-                 "steps", "sequence", "envelope", "_plan", "_compiled", "_bound", "_messages")
+                 "steps", "sequence", "ahead", "envelope", "_plan", "_plans", "_compiled", "_bound", "_messages")
 
     def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool,
                  name: str | None = None, subscription: Subscription | None = None, steps: dict | None = None,
@@ -91,16 +91,24 @@ class Action:
         # several named requests (engine/steps.py) instead of one: never batched
         self.steps = steps
         self.sequence = [step_name for step_name, step in steps.items() if not step.fallback] if steps else []
+        self.ahead: list[str] | None = None   # the steps sure to run (steps.ahead), set by the loader
         self._plan = [step.plan() for step in steps.values()] if steps else []   # for offline views, worded once
+        self._plans: dict[tuple, list] = {}   # the plan per set of steps shown (few: the steps sure to run)
         self._compiled: Any = None   # CompiledAction, made on first use
         self._bound: dict = {}
         self._messages: dict = {}  # (rule path, label) -> the default message, worded once
 
-    def plan(self, shown: list[str]) -> list[dict]:
-        """What each step does, with the steps whose requests are shown marked ``sent: requests[i]``."""
-        position = {name: i for i, name in enumerate(shown)}
-        return [{**entry, "sent": f"requests[{position[entry['step']]}]"} if entry["step"] in position else entry
-                for entry in self._plan]
+    def plan(self, shown: tuple[str, ...]) -> list[dict]:
+        """What each step does, with the steps whose requests are shown marked ``sent: requests[i]``;
+        worded once per set of steps shown (callers do not change it)."""
+        plan = self._plans.get(shown)
+        if plan is None:
+            position = {name: i for i, name in enumerate(shown)}
+            plan = [{**entry, "sent": f"requests[{position[entry['step']]}]"} if entry["step"] in position else entry
+                    for entry in self._plan]
+            if len(self._plans) < BOUND_ROUTES:
+                self._plans[shown] = plan
+        return plan
 
     def compiled(self, envelope, label: str):
         """The action as generated Python, written on first use so loading many files stays fast."""

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 from jinja2 import TemplateSyntaxError, nodes
 
-from ..map.language import MappingError, Node, Scope
+from ..map.language import MappingError, Node, Scope, template_ast
 from ..map.templates import environment, is_template
 from .reads import reads_of, template_reads
 from .request import Request
@@ -226,10 +226,23 @@ def compile_url(source, compiler, path: tuple, operator_vars: frozenset) -> Node
     """
     if not isinstance(source, str) or not is_template(source):
         return compiler.value(source, path)
+    rewritten, refused = url_template(source, operator_vars)
+    if refused is not None:
+        compiler.report(path, f"{{{{{refused}}}}} puts event or answer data in the URL's scheme or host: "
+                              "where a request goes comes from settings or the URL's text, never from the data "
+                              f"it carries (URL template {source!r})")
+        return compiler.value("", path)
+    return compiler.value(rewritten, path)
+
+
+@functools.lru_cache(maxsize=4096)
+def url_template(source: str, operator_vars: frozenset) -> tuple[str, str | None]:
+    """(the template with each data value escaped, None), or (source, the expression of a value that would
+    land in the scheme or host). Kept per text: mapping files repeat their URL templates."""
     try:
         tokens = list(environment().lex(source))
     except TemplateSyntaxError:
-        return compiler.value(source, path)   # the compiler words the syntax error
+        return source, None   # the compiler words the syntax error
     out: list[str] = []
     skeleton = ""      # the URL's literal text, with a stand-in for each value: where does the next one land?
     position = 0
@@ -244,27 +257,22 @@ def compile_url(source, compiler, path: tuple, operator_vars: frozenset) -> Node
         end = next(i for i in range(position, len(tokens)) if tokens[i][1] == "variable_end")
         expression = "".join(token[2] for token in tokens[position + 1:end])
         operator, escaped = _url_value(expression, operator_vars)
-        if operator:
-            out.append("".join(token[2] for token in tokens[position:end + 1]))
-        elif _url_part(skeleton) == "authority":
-            compiler.report(path, f"{{{{{expression}}}}} puts event or answer data in the URL's scheme or host: "
-                                  "where a request goes comes from settings or the URL's text, never from the data "
-                                  f"it carries (URL template {source!r})")
-            return compiler.value("", path)
-        elif escaped:
+        if not operator and _url_part(skeleton) == "authority":
+            return source, expression
+        if operator or escaped:
             out.append("".join(token[2] for token in tokens[position:end + 1]))
         else:
             out.append(f"{text} ({expression.strip()}) | {ESCAPE} {tokens[end][2]}")
         skeleton += OPERATOR if operator else DATA
         position = end + 1
-    return compiler.value("".join(out), path)
+    return "".join(out), None
 
 
 def _url_value(expression: str, operator_vars: frozenset) -> tuple[bool, bool]:
     """(the operator's value, already ends with ``url_segment``) for one ``{{ expression }}`` of a URL."""
     try:
         operator = template_reads("{{" + expression + "}}").operator_only(operator_vars)
-        output = environment().parse("{{" + expression + "}}").body[0]
+        output = template_ast("{{" + expression + "}}").body[0]
     except TemplateSyntaxError:
         return False, False
     last = output.nodes[0] if isinstance(output, nodes.Output) and len(output.nodes) == 1 else None
