@@ -61,7 +61,9 @@ class Engine:
     """Load with ``Engine()`` (or ``Engine("path/to/mappings")``), then render.
 
     Loading compiles every mapping and raises ConfigError listing every
-    problem in every file; rendering never raises for bad events, it returns
+    error in every file; warnings (a file that loads but may not do what its
+    author expects, such as a batch request that reads the event) are logged
+    and kept in ``warnings``. Rendering never raises for bad events, it returns
     a rejected Outcome with every error.
     """
 
