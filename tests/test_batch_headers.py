@@ -225,3 +225,7 @@ def test_validate_prints_the_warning_and_passes(tmp_path, monkeypatch, capsys):
     assert captured.err.startswith("mappings/destinations/hook.yaml:11: defaults.request.headers.X-User: "
                                    "'headers.X-User' reads the event")
     assert captured.out.startswith("ok: 1 destinations (hook)")
+
+
+def test_the_shipped_destinations_load_without_warnings():
+    assert Engine().warnings == []
