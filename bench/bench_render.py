@@ -141,7 +141,7 @@ class HandWritten:
                 continue
             mapped = mapping(event, settings)
             if mapped is not None:
-                out.append((mapped[0], orjson.dumps(mapped[1])))
+                out += [(url, orjson.dumps(body)) for url, body in (mapped if isinstance(mapped, list) else [mapped])]
         return out
 
 

@@ -1,6 +1,6 @@
 """The shipped mappings written by hand in plain Python: the benchmark's baseline.
 
-Each function takes a valid Segment event and returns (url, body) exactly as
+Each function takes a valid Segment event and returns (url, body), or a list of them, exactly as
 eventmap renders them for the benchmark's workload (the benchmark asserts that
 before timing). They are what a careful developer would write without
 eventmap: dict reads, the same date and hashing helpers, no framework.
@@ -185,6 +185,10 @@ def _e164(phone):
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+CRISP_PROFILE_TRAITS = {"email", "name", "username", "firstName", "first_name", "lastName", "last_name", "avatar",
+                        "phone", "website", "description", "gender", "title", "address", "company", "segments"}
+
+
 def crisp(event: dict, settings: dict):
     base = f"{settings.get('base_url', 'https://api.crisp.chat/v1')}/website/{quote(settings['website_id'], safe='')}"
     kind = event["type"]
@@ -210,8 +214,13 @@ def crisp(event: dict, settings: dict):
                          "segments": _first(traits.get("segments"))})
         if _empty(body.get("email")):
             return None
-        # create or update: the first request is the update, keyed by email (what an offline render shows)
-        return f"{base}/people/profile/{quote(email, safe='')}", body
+        # create or update: the update keyed by email, then the custom traits as people data when there
+        # are some (the requests sure to run whatever Crisp answers: what an offline render shows)
+        requests = [(f"{base}/people/profile/{quote(email, safe='')}", body)]
+        custom = {k: v for k, v in traits.items() if k not in CRISP_PROFILE_TRAITS and v is not None}
+        if custom:
+            requests.append((f"{base}/people/data/{quote(email, safe='')}", {"data": _flatten(custom)}))
+        return requests
     if kind == "track":
         props = event.get("properties")
         people = _first(ctraits.get("email"), _get(props, "email"))

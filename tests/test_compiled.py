@@ -242,7 +242,7 @@ def test_request_parts_including_auth_query_and_bad_urls(tmp_path, snapshot):
               headers: {Content-Type: "application/vnd.x+json", X-Static: "{{ settings.region }}"}"""
     seen = {}
     for rest_name, rest in (("event", per_event), ("route", per_route), ("type", own_type)):
-        for i, url in enumerate(["https://x.test/{{ event.event | url_segment }}", "{{ event.properties.currency }}",
+        for i, url in enumerate(["https://x.test/{{ event.event | url_segment }}", "{{ '' }}{{ event.properties.currency }}",
                                  "https://x.test/{{ settings.region }}", "{{ settings.region }}"]):
             for method, encoding in (("POST", "json"), ("GET", "json"), ("PUT", "form")):
                 more = f"""

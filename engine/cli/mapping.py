@@ -108,7 +108,7 @@ def responses_option(p) -> None:
     p.add_argument("--responses", type=Path, metavar="DIR",
                    help="run every step of multi-step actions against saved answers: DIR/<url path>.json for GET, "
                         "DIR/<url path>.<method>.json otherwise, .<status>.json for another status (default: "
-                        "show the first request and the plan of the rest)")
+                        "show the requests of the steps sure to run and the plan of the rest)")
 
 
 def saved_responses(args) -> SavedResponses | None:

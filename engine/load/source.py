@@ -8,6 +8,7 @@ from jmespath.exceptions import JMESPathError
 
 from ..map.language import SOURCE_SCOPES, Compiler
 from ..problems import Problem
+from ..render.reads import operator_vars
 from ..source import Handler, Source
 from .schema_check import check_against_schema
 from .settings import SettingsSpec
@@ -47,7 +48,7 @@ def compile_source(doc: YamlDocument, slug: str) -> tuple[Source, list[Problem]]
     defaults = (data.get("defaults") or {}).get("request")
     # lookups run in the order each handler lists them: checked per handler below
     lookups = compile_steps(data.get("lookups") or {}, compiler, ("lookups",), defaults, sequence=[],
-                            check_reads=False)
+                            check_reads=False, operator=operator_vars(variables), root="lookups")
 
     handlers = {}
     for kind, spec in data["handlers"].items():
