@@ -4,8 +4,8 @@
 
 parser.py declares every command and its options; a command's module (mapping.py,
 outbox.py, serve.py, console.py; what they share is in common.py) is imported only
-when it runs, so ``eventmap --version`` and ``--help`` start at once. This module
-only parses, runs the command and turns errors into exit codes.
+when it runs, so ``eventmap --help`` starts at once, and ``--version`` needs not even
+the parser. This module only parses, runs the command and turns errors into exit codes.
 """
 from __future__ import annotations
 
@@ -13,17 +13,23 @@ import re
 import sys
 from importlib import import_module
 
-from .options import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_REJECTED
-from .parser import parse, top_parser
+from .. import __version__
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_REJECTED", "JsonLines", "Progress", "UsageError", "main",
-           "parse"]
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_REJECTED", "JsonLines", "Progress", "UsageError", "main"]
+
+EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
+VERSION = f"eventmap {__version__}"
 
 UNKNOWN_NAME = re.compile(r"^unknown (destination|source) '")   # engine.Engine's words for a name it has no file for
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--version"]:   # no parser needed: importing argparse alone costs half a bare interpreter's start
+        print(VERSION)
+        return EXIT_OK
+    from .parser import parse, top_parser
+    args = parse(argv)
     if args.command is None:
         top_parser().print_help()
         return EXIT_CONFIG

@@ -20,6 +20,7 @@ from ..paths import SCHEMA_DIR
 from ..problems import Problem
 from ..source import FAILED
 from ..states import OUTCOME_STATUSES, REJECTED
+from . import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_REJECTED
 from .common import (
     JsonLines,
     Progress,
@@ -33,7 +34,6 @@ from .common import (
     read_lines,
     read_settings,
 )
-from .options import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_REJECTED
 
 FIRST_REJECTIONS = 5   # how many rejections the terminal summary of batch quotes
 

@@ -1,14 +1,11 @@
-"""What the parser and every command share and that costs nothing to import: the exit codes
-and the options several commands take.
+"""The options several commands take, for parser.py.
 
-``eventmap --help`` and ``--version`` import only this and parser.py (tests/test_cli_start.py),
-so not even pathlib (4 ms): options that name a file or folder are turned into a Path by ``path``.
+``eventmap --help`` imports only this and parser.py (tests/test_cli_start.py), so not even
+pathlib (4 ms): options that name a file or folder are turned into a Path by ``path``.
 """
 from __future__ import annotations
 
 import argparse
-
-EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
 
 
 def path(text: str):

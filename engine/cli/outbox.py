@@ -26,8 +26,8 @@ from ..serve.config import load_serve_config
 from ..serve.inbox import inbox_workers
 from ..serve.setup import build
 from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED
+from . import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED
 from .common import JsonLines, Progress, engine_and_routes, optional_config, print_table, read_config, store_for
-from .options import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED
 
 ENQUEUE_CHUNK = 500
 log = logging.getLogger("eventmap.cli")

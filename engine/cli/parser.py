@@ -10,11 +10,10 @@ nothing of the engine but the leaf modules below (tests/test_cli_start.py checks
 from __future__ import annotations
 
 import argparse
-import textwrap
 
-from .. import __version__
 from ..console import DEFAULT_PORT  # the package's __init__ only: two constants, for this
 from ..states import DEAD, DELIVERED, DRY_RUN, REJECTED, SKIPPED, STATES
+from . import VERSION
 from .options import mappings_option, path, responses_option, store_options
 
 DESCRIPTION = """\
@@ -54,18 +53,15 @@ def top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventmap", usage="eventmap [-h] [--version] COMMAND ...",
                                      description=f"{DESCRIPTION}\n{command_list()}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"eventmap {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION)
     parser.add_argument("command", nargs="?", choices=list(COMMANDS), metavar="COMMAND",
                         help="one of the commands above; 'eventmap COMMAND --help' shows its options")
     return parser
 
 
-def command_list(width: int = 100) -> str:
-    """The commands and what each does, as argparse lists sub-commands."""
-    lines = ["commands:"]
-    for name, (summary, _) in COMMANDS.items():
-        lines += textwrap.wrap(summary, width, initial_indent=f"  {name:<12}", subsequent_indent=" " * 14)
-    return "\n".join(lines)
+def command_list() -> str:
+    """The commands and what each does, as argparse lists sub-commands (each summary fits on its line)."""
+    return "\n".join(["commands:", *(f"  {name:<12}{summary}" for name, (summary, _) in COMMANDS.items())])
 
 
 # --------------------------------------------------------------------------- each command's options: mapping.py
