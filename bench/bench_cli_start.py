@@ -50,7 +50,8 @@ def exported(ref: str):
         with tempfile.TemporaryFile() as tar:
             tar.write(archive)
             tar.seek(0)
-            tarfile.open(fileobj=tar).extractall(folder, filter="data")
+            with tarfile.open(fileobj=tar) as files:
+                files.extractall(folder, filter="data")
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -91,7 +92,7 @@ def main() -> None:
           f"the per-round ratios to python -c pass")
     for name, _, _ in runs:
         ordered = sorted(times[name])
-        p90 = ordered[int(0.9 * (len(ordered) - 1))]
+        p90 = statistics.quantiles(ordered, n=10)[-1] if len(ordered) > 1 else ordered[0]
         print(f"  {name:32} {statistics.median(ordered) * 1000:7.1f} ms  p90 {p90 * 1000:7.1f} ms  "
               f"{statistics.median(ratios[name]):5.2f}x")
 

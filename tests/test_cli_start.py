@@ -41,8 +41,10 @@ def imported_by(*args: str, cwd=REPO) -> list[str]:
 
 
 def loaded(modules: list[str], prefixes) -> list[str]:
-    return [m for m in modules if any(m == p.rstrip(".") and not p.endswith(".") or m.startswith(p.rstrip(".") + ".")
-                                      or m == p for p in prefixes)]
+    """The modules ``prefixes`` name: "x" is x and its submodules, "x." its submodules only."""
+    def named(module: str, prefix: str) -> bool:
+        return module.startswith(prefix) if prefix.endswith(".") else module == prefix or module.startswith(prefix + ".")
+    return [m for m in modules if any(named(m, p) for p in prefixes)]
 
 
 def test_version_loads_nothing_but_the_cli_package():
