@@ -316,6 +316,15 @@ def test_unknown_setting_key_is_reported(engine_x):
         "settings.tokn: x: unknown setting (declared: region, token)"]
 
 
+def test_a_setting_of_the_wrong_type_is_reported_and_a_secret_is_not_shown(engine_x):
+    """jsonschema-rs says yes to good settings; jsonschema explains the others, with the same words as before."""
+    with pytest.raises(ConfigError) as info:
+        engine_x.route("x", {"token": 12345, "region": 7}, environ={})
+    assert sorted(str(p) for p in info.value.problems) == [
+        "settings.region: x: 7 is not valid: expected type string",
+        "settings.token: x: *** is not valid: expected type string"]
+
+
 def test_unknown_destination(engine_x):
     with pytest.raises(ConfigError) as info:
         engine_x.route("nope", {})
