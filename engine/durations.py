@@ -8,19 +8,22 @@ UNITS = {"ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min
          "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
 RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
+# what a person may write, in every message about one (schemas/config.schema.json's $defs titles say the same)
+DURATION_FORMS = "a duration such as 30s, 5m, 4h or 7d"
+RATE_FORMS = "a rate such as 150/s, 200/min or 5000/day"
 
 
 def parse_duration(value) -> float:
     """Seconds; a bare number is seconds. Raises ValueError with what was expected."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 30s, 15m, 4h or 7d, not {value!r}")
+        raise ValueError(f"expected {DURATION_FORMS}, not {value!r}")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative ({value})")
         return float(value)
     match = DURATION.match(str(value).lower())
     if not match or (match.group(2) and match.group(2) not in UNITS):
-        raise ValueError(f"expected a duration such as 30s, 15m, 4h or 7d, not {value!r}")
+        raise ValueError(f"expected {DURATION_FORMS}, not {value!r}")
     return float(match.group(1)) * UNITS[match.group(2) or "s"]
 
 
@@ -30,7 +33,7 @@ def parse_rate(value) -> float:
         return float(value)
     match = RATE.match(str(value).lower())
     if not match or match.group(3) not in UNITS or float(match.group(1)) <= 0:
-        raise ValueError(f"expected a rate such as 150/s, 200/min or 5000/day, not {value!r}")
+        raise ValueError(f"expected {RATE_FORMS}, not {value!r}")
     per = float(match.group(2) or 1) * UNITS[match.group(3)]
     return float(match.group(1)) / per
 

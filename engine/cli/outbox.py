@@ -1,4 +1,4 @@
-"""The outbox commands: ``enqueue``, ``deliver``, ``deliveries`` and ``db``.
+"""The outbox commands: ``enqueue``, ``deliver``, ``deliveries`` and ``db`` (their options are in parser.py).
 
 They all work on the store named by the configuration file (``storage:``),
 or ``--store URL``; the default is ``sqlite:///eventmap.db`` next to the
@@ -25,83 +25,14 @@ from ..serve.background import source_workers
 from ..serve.config import load_serve_config
 from ..serve.inbox import inbox_workers
 from ..serve.setup import build
-from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED, STATES
-from .common import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_REJECTED,
-    JsonLines,
-    Progress,
-    engine_and_routes,
-    mappings_option,
-    optional_config,
-    print_table,
-    read_config,
-    store_for,
-    store_options,
-)
+from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED
+from . import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED
+from .common import JsonLines, Progress, engine_and_routes, optional_config, print_table, read_config, store_for
 
 ENQUEUE_CHUNK = 500
 log = logging.getLogger("eventmap.cli")
 # the columns of 'eventmap deliveries counts', in the order a delivery moves through them
 COUNT_COLUMNS = (QUEUED, RETRYING, "in_flight", DELIVERED, DRY_RUN, SKIPPED, REJECTED, DEAD)
-
-
-def add_commands(commands) -> None:
-    p = commands.add_parser("enqueue", help="accept JSON Lines events into the outbox, durably, for 'eventmap deliver'")
-    p.add_argument("events", nargs="?", default="-", help="a JSON Lines file, or - for stdin (default)")
-    store_options(p, config_required=True)
-    p.add_argument("--verbose", action="store_true", help="print where each event went, one JSON line each")
-    p.add_argument("--source", metavar="NAME", help="the SDK source the events come from: its tracking plan applies "
-                                                    "(default: the only source, when the configuration has plans)")
-    mappings_option(p)
-    p.set_defaults(run=cmd_enqueue)
-
-    p = commands.add_parser("deliver", help="run the delivery workers until stopped (SIGTERM or Ctrl-C stops cleanly)")
-    store_options(p, config_required=True)
-    p.add_argument("--until-idle", action="store_true", help="stop when nothing is due now (retries wait in the store)")
-    p.add_argument("--dry-run", action="store_true", help="send nothing: print each request (secrets masked) and "
-                                                          "record it as dry_run")
-    p.add_argument("--progress", type=float, default=None, metavar="SECONDS",
-                   help="log a line per destination this often (default: logging.every, 60s; 0 turns it off)")
-    mappings_option(p)
-    p.set_defaults(run=cmd_deliver)
-
-    p = commands.add_parser("deliveries", help="what is queued, retrying, delivered and dead, per destination")
-    store_options(p)
-    actions = p.add_subparsers(dest="action", metavar="ACTION")
-    p.set_defaults(run=cmd_counts)
-    q = actions.add_parser("counts", help="deliveries per destination and state (the default)")
-    store_options(q, nested=True)
-    q.set_defaults(run=cmd_counts)
-    q = actions.add_parser("list", help="deliveries, one JSON line each (dead letters with --state dead)")
-    store_options(q, nested=True)
-    q.add_argument("--destination")
-    q.add_argument("--state", choices=STATES)
-    q.add_argument("--limit", type=int, default=50)
-    q.add_argument("--after", type=int, default=0, metavar="ID", help="list ids after this one (paging)")
-    q.set_defaults(run=cmd_list)
-    q = actions.add_parser("show", help="one delivery: its event, last request (masked) and every attempt")
-    store_options(q, nested=True)
-    q.add_argument("id", type=int)
-    q.set_defaults(run=cmd_show)
-    q = actions.add_parser("retry", help="queue dead deliveries again (all, one destination's, or chosen ids)")
-    store_options(q, nested=True)
-    q.add_argument("ids", nargs="*", type=int, help="delivery ids (default: every one matching the filters)")
-    q.add_argument("--destination")
-    q.add_argument("--state", choices=(DEAD, REJECTED, SKIPPED, DELIVERED, DRY_RUN), default=DEAD,
-                   help="which final state to re-queue (default dead)")
-    q.set_defaults(run=cmd_retry)
-
-    p = commands.add_parser("db", help="create or upgrade the store's tables")
-    store_options(p)
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = actions.add_parser("upgrade", help="create the store or apply pending migrations; safe to run twice")
-    store_options(q, nested=True)
-    q.set_defaults(run=cmd_db_upgrade)
-    q = actions.add_parser("status", help="the store's schema version")
-    store_options(q, nested=True)
-    q.set_defaults(run=cmd_db_status)
 
 
 def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> list:
@@ -247,10 +178,25 @@ def cmd_show(args) -> int:
 
 
 def cmd_retry(args) -> int:
+    """Ids given: each must be a delivery in the store, and the ones not in ``--state`` are named, since
+    nothing is queued for them; either makes the exit status 1."""
     with store_for(args, optional_config(args.config)) as store:
+        records = {i: store.get(i) for i in args.ids}
+        missing = [str(i) for i, record in records.items() if record is None]
+        if missing:
+            print(f"eventmap deliveries retry: no delivery {', '.join(missing)} in the store (nothing queued; "
+                  "'eventmap deliveries list' shows the ids)", file=sys.stderr)
+            return EXIT_CONFIG
         count = store.requeue(time.time(), ids=args.ids or None, destination=args.destination, state=args.state)
     print(f"eventmap deliveries retry: {count} {args.state} deliveries queued again", file=sys.stderr)
-    return 0
+    others = [f"{i} is {record.state} ({record.destination})" for i, record in records.items()
+              if record is not None and (record.state != args.state
+                                         or args.destination not in (None, record.destination))]
+    if others:
+        print(f"eventmap deliveries retry: not queued: {', '.join(others)} (--state and --destination choose "
+              "which are)", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
 
 
 def cmd_db_upgrade(args) -> int:

@@ -12,60 +12,22 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import yaml
 
 from ..load.config import Config
 from ..problems import Problem
+from . import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED
 from .common import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_REJECTED,
     JsonLines,
     UsageError,
     is_terminal,
     optional_config,
     print_table,
     store_for,
-    store_options,
 )
 
 STORE_PAGE = 500   # events read from the store at a time: memory stays flat however many there are
-
-
-def add_commands(commands) -> None:
-    p = commands.add_parser("violations", help="tracking-plan violations recorded at intake, per source, event and rule")
-    store_options(p)
-    p.add_argument("--source", help="only this source's")
-    p.add_argument("--event", help="only this event's (a track's name, or '(identify traits)', '(group traits)')")
-    p.add_argument("--since", metavar="T", help="only from then on: 2024-05-02, 2024-05-02T09:00:00Z or 6h (ago); "
-                                                "counted by the hour")
-    p.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
-    p.add_argument("--json", action="store_true", help="one JSON line per row, with its example event "
-                                                       "(the default when stdout is not a terminal)")
-    p.set_defaults(run=cmd_violations)
-
-    p = commands.add_parser("plan", help="write a tracking plan from a sample of events, or compare one with traffic")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = actions.add_parser("infer", help="a starting plan from events: their names, property types, and what is "
-                                         "always present (required)")
-    q.add_argument("events", nargs="?", help="a JSON Lines file of events, or - for stdin")
-    q.add_argument("--from-store", action="store_true", help="read the events accepted into the store instead")
-    q.add_argument("--since", metavar="T", help="with --from-store: events received from then on (2024-05-02, 7d...)")
-    store_options(q)
-    q.add_argument("--name", default="inferred", help="the plan's name (default: inferred)")
-    q.add_argument("--output", "-o", type=Path, help="write the plan here instead of stdout")
-    q.set_defaults(run=cmd_infer)
-    q = actions.add_parser("diff", help="what traffic does that a plan does not describe: unplanned events, "
-                                        "properties the plan never names, types that differ")
-    q.add_argument("plan", type=Path, help="the plan file")
-    q.add_argument("--since", metavar="T", help="events received into the store from then on (2024-05-02, 7d...)")
-    q.add_argument("--events", metavar="FILE", help="read these JSON Lines events instead of the store")
-    store_options(q)
-    q.add_argument("--json", action="store_true", help="one JSON line per difference (the default when stdout is "
-                                                       "not a terminal)")
-    q.set_defaults(run=cmd_diff)
 
 
 # --------------------------------------------------------------------------- enqueue's source

@@ -12,7 +12,7 @@ from ..render.endpoint import compile_endpoint, merge_request
 from ..render.reads import operator_vars, reads_of
 from ..steps import ahead, var_reads
 from .required import compile_required
-from .schema_check import check_against_schema
+from .schema_check import check_for_compiling
 from .settings import SettingsSpec
 from .steps import compile_steps
 from .yaml_source import YamlDocument, load_yaml
@@ -22,11 +22,12 @@ def load_destination(path: Path, display_name: str | None = None) -> tuple[Desti
     doc, problems = load_yaml(path, display_name)
     if doc is None:
         return None, problems
-    problems += check_against_schema(doc, "mapping.schema.json")
-    if any(p.severity == "error" for p in problems):
+    checked = check_for_compiling(doc, "mapping.schema.json")   # what the schema refuses is left out, the rest compiled
+    problems += checked.problems
+    if checked.document is None:
         return None, problems
-    destination, compile_problems = compile_destination(doc, Path(path).stem)
-    problems += compile_problems
+    destination, compile_problems = compile_destination(checked.document, Path(path).stem)
+    problems += checked.after(compile_problems)
     return (None if any(p.severity == "error" for p in problems) else destination), problems
 
 

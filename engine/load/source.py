@@ -10,7 +10,7 @@ from ..map.language import SOURCE_SCOPES, Compiler
 from ..problems import Problem
 from ..render.reads import operator_vars
 from ..source import Handler, Source
-from .schema_check import check_against_schema
+from .schema_check import check_for_compiling
 from .settings import SettingsSpec
 from .steps import compile_steps
 from .yaml_source import YamlDocument, load_yaml
@@ -20,11 +20,13 @@ def load_source(path: Path, display_name: str | None = None) -> tuple[Source | N
     doc, problems = load_yaml(path, display_name)
     if doc is None:
         return None, problems
-    problems += check_against_schema(doc, "source.schema.json")
-    if problems:
+    checked = check_for_compiling(doc, "source.schema.json")   # what the schema refuses is left out, the rest compiled
+    problems += checked.problems
+    if checked.document is None:
         return None, problems
-    source, found = compile_source(doc, Path(path).stem)
-    return (None if found else source), problems + found
+    source, found = compile_source(checked.document, Path(path).stem)
+    problems += checked.after(found)
+    return (None if problems else source), problems
 
 
 def compile_source(doc: YamlDocument, slug: str) -> tuple[Source, list[Problem]]:

@@ -9,6 +9,8 @@ with $refs between files, our date-time check) answers "is this event valid?"
 for every event, about fifteen times faster; jsonschema explains, with every
 error, only the events that fail. Anything jsonschema-rs cannot take (a value
 that is not JSON, say) goes to jsonschema, so decisions are jsonschema's.
+jsonschema is imported, and its validators built, when the first event fails:
+a command that renders valid events never loads it (a fifth of its start-up).
 """
 from __future__ import annotations
 
@@ -16,12 +18,9 @@ import json
 import pathlib
 import re
 from datetime import datetime
+from functools import cache, cached_property
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import SchemaError, best_match
-from referencing import Registry, Resource
-from referencing.exceptions import Unresolvable
 
 from ..paths import SCHEMA_DIR
 from ..problems import ConfigError, Problem
@@ -48,8 +47,13 @@ def _is_datetime(value: object) -> bool:
     return True
 
 
-FORMATS = FormatChecker(formats=())
-FORMATS.checks("date-time")(_is_datetime)
+@cache
+def _formats():
+    """jsonschema's format checker with our date-time check only."""
+    from jsonschema import FormatChecker
+    formats = FormatChecker(formats=())
+    formats.checks("date-time")(_is_datetime)
+    return formats
 
 
 def _json_type(value: object) -> str:
@@ -113,6 +117,7 @@ def _sentences(error, kind: str) -> list[tuple[list, str, str]]:
         if all("required" in branch for branch in value):  # "this or that is required"
             keys = " or ".join(f"'{b['required'][0]}'" for b in value)
             return [(parts, f"{kind}: {keys} is required", "required")]
+        from jsonschema.exceptions import best_match
         best = best_match(error.context)
         return _sentences(best, kind) if best else [(parts, f"{key} matches none of the allowed shapes", rule)]
     if rule == "additionalProperties" and value is False and isinstance(inst, dict):
@@ -188,23 +193,27 @@ class EventValidator:
         schema_dir = pathlib.Path(schema_dir) if schema_dir else SCHEMA_DIR
         try:
             # Only our own files: other schemas in the folder are not ours to load.
-            schemas = {name: json.loads((schema_dir / f"{name}.schema.json").read_text())
-                       for name in ("common", *CALL_TYPES, "batch")}
-            registry = Registry().with_resources(
-                (s["$id"], Resource.from_contents(s)) for s in schemas.values())
-            self._validators = {}
+            self._schemas = schemas = {name: json.loads((schema_dir / f"{name}.schema.json").read_text())
+                                       for name in ("common", *CALL_TYPES, "batch")}
             self._fast = {}
             self._ids = {name: schema["$id"] for name, schema in schemas.items()}
             self._fast_registry = fast_registry = jsonschema_rs.Registry([(s["$id"], s) for s in schemas.values()])
             for name in (*CALL_TYPES, "batch"):
                 schema = schemas[name]
-                Draft202012Validator.check_schema(schema)
-                self._validators[name] = Draft202012Validator(
-                    schema, registry=registry, format_checker=FORMATS)
+                jsonschema_rs.meta.validate(schema)   # a broken schema is refused here, as check_schema would
                 self._fast[name] = jsonschema_rs.Draft202012Validator(
                     schema, registry=fast_registry, formats={"date-time": _is_datetime}, validate_formats=True)
-        except (OSError, ValueError, KeyError, SchemaError, jsonschema_rs.ReferencingError) as exc:
+        except (OSError, ValueError, KeyError, jsonschema_rs.ReferencingError) as exc:
             raise ConfigError([Problem("", f"cannot load Segment schemas: {exc}", file=str(schema_dir))]) from exc
+
+    @cached_property
+    def _validators(self) -> dict:
+        """jsonschema's validators, which explain failing events: made when the first one fails."""
+        from jsonschema import Draft202012Validator
+        from referencing import Registry, Resource
+        registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in self._schemas.values())
+        return {name: Draft202012Validator(self._schemas[name], registry=registry, format_checker=_formats())
+                for name in (*CALL_TYPES, "batch")}
 
     def check(self, event) -> list[Problem]:
         """Every violation of one call, sorted by path; [] if valid."""
@@ -250,6 +259,7 @@ class EventValidator:
 
     @staticmethod
     def _run(validator, instance, kind_at) -> list[Problem]:
+        from referencing.exceptions import Unresolvable
         try:
             return [Problem(format_path(where), message) for where, message, _ in explain(validator, instance, kind_at)]
         except Unresolvable as exc:  # a broken schema, not bad data: still no traceback
