@@ -154,6 +154,8 @@ def test_the_complete_configuration_serves_and_the_sdk_example_delivers_once_it_
     config = block_after(SERVER_MD, "## A complete configuration", "yaml")
     (tmp_path / "eventmap.yaml").write_text(config, encoding="utf-8")
     shutil.copytree(REPO / "mappings", tmp_path / "mappings")
+    (tmp_path / "plans").mkdir()   # the configuration names the example tracking plan
+    shutil.copy(REPO / "fixtures" / "plans" / "shop.yaml", tmp_path / "plans" / "shop.yaml")
     umd = tmp_path / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"   # what npm install leaves
     umd.mkdir(parents=True)
     (umd / "standalone.js").write_text("/* analytics.js */", encoding="utf-8")

@@ -340,7 +340,7 @@ def test_schema_and_compiler_problems_of_one_action_come_in_one_run(load_errors)
         "    requird: [id]\n")
     problems = load_errors({"x.yaml": text})
     assert problems[0] == (f"{FILE}:15: actions.identify.requird: unknown key 'requird' (expected one of: batch, "
-                           "body, description, events, request, required, steps, type, vars, when)")
+                           "body, description, envelope, events, request, required, steps, type, vars, when)")
     assert problems[1].startswith(f"{FILE}:14: actions.identify.body.name.@filter: unknown filter 'snakecase' "
                                   "(known: ")
     assert problems[2] == f"{FILE}:11: actions.identify.request.url: unknown setting 'settings.base' (declared: region, token)"
