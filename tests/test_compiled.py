@@ -203,7 +203,7 @@ def test_events_with_odd_shapes_give_their_reviewed_result(tmp_path, snapshot, c
 def test_event_keys_named_like_dict_methods_read_the_data(tmp_path):
     event = {**EVENT, "properties": {"items": [1, 2], "keys": "k", "values": None}}
     got = render(tmp_path, 'a: "{{ event.properties.items }}|{{ event.properties.keys }}"\nb: "{{ event.properties.items }}"', event)
-    assert got["items"][0] == {"a": "[1, 2]|k", "b": [1, 2]}
+    assert got["items"][0] == {"a": "[1,2]|k", "b": [1, 2]}  # a list in text is JSON (filters.text_of)
 
 
 def test_vars_and_required(tmp_path, snapshot):

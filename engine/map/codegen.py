@@ -22,12 +22,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from typing import Any
 
 from .filters import BUILTIN_FILTERS, FilterError
 from .jinja_subset import Translator, Unsupported, reads_only_settings
-from .language import Node, Scope, Template, plain_steps, root_reads, template_ast, template_facts
-from .runtime import NAMESPACE
-from .templates import environment
+from .reads import plain_steps, root_reads
+from .runtime import NAMESPACE, Scope
+from .templates import environment, template_ast, template_facts
+
+# Node and Template below are language.py's classes: this module does not import it (language.py imports this
+# one), it only calls what every node has (emit, static, describe, evaluate, where).
+Node = Any
+Template = Any
 
 
 class Writer:
@@ -183,7 +189,7 @@ class Generator:
         where = repr(tuple(node.where))
         self.w.emit("except FilterError as exc:")
         self.w.emit(f"    raise MappingError({where}, str(exc)) from None")
-        self.w.emit("except (TypeError, ValueError, ArithmeticError) as exc:")
+        self.w.emit("except Exception as exc:  # a user's filter may raise anything: this event's verdict")
         self.w.emit(f"    raise MappingError({where}, f'template {{{source}!r}} failed: {{exc}}') from None")
         return out
 

@@ -39,7 +39,7 @@ from jinja2 import Undefined
 from engine.problems import EventmapError
 
 from .. import jsoncodec as _jsoncodec
-from .runtime import is_empty
+from .runtime import is_empty, is_missing, json_data
 
 __all__ = ["FILTERS", "FilterError", "register_filter"]
 
@@ -573,6 +573,16 @@ def to_string(value: Any) -> str:
     return str(value)
 
 
+def text_of(value: Any) -> str:
+    """The text a value gives inside a template (``{{ }}`` in text, ``~``, ``join``): null and missing data
+    are nothing (""), everything else as the ``string`` filter writes it (true/false, lists and objects as JSON)."""
+    if value.__class__ is str:
+        return value
+    if is_missing(value):
+        return ""
+    return to_string(json_data(value))
+
+
 @register_filter("number")
 @_missing_stays_missing
 def to_number(value: Any) -> int | float:
@@ -712,6 +722,38 @@ def pick(value: Any, *keys: Any) -> dict:
     """
     obj = _mapping("pick", value)
     return {k: obj[k] for k in dict.fromkeys(_keys(keys)) if k in obj}
+
+
+@register_filter("join")
+@_missing_stays_missing
+def join(value: Any, separator: Any = "", attribute: Any = None) -> str:
+    """The items of a list as text with the separator between them; null and missing items are left out (no separator for them), others are written as text ("" stays).
+
+    ``attribute`` (a key, or a dotted path) joins that field of each item, as Jinja2's join does.
+
+    Example: ["Main St", null, "Oslo"] | join(", ") -> "Main St, Oslo"
+    """
+    if isinstance(value, (str, dict)) or not hasattr(value, "__iter__"):
+        raise FilterError(f"join expects a list, {_got(value)}")
+    if not isinstance(separator, str):
+        raise FilterError(f"join's separator must be text, {_got(separator)}")
+    items = value if attribute is None else (_field(item, attribute) for item in value)
+    parts = [text_of(item) for item in items if not is_missing(item)]
+    refuse_over(sum(map(len, parts)) + len(separator) * max(len(parts) - 1, 0), "the 'join' filter")
+    return separator.join(parts)
+
+
+def _field(item: Any, attribute: Any) -> Any:
+    """``item[attribute]``, a dotted path walking objects (and list indexes), or None when it is not there."""
+    for key in str(attribute).split(".") if not isinstance(attribute, int) else [attribute]:
+        if isinstance(item, dict):
+            item = item.get(key)
+        elif isinstance(item, list) and (isinstance(key, int) or key.lstrip("-").isdigit()):
+            index = int(key)
+            item = item[index] if -len(item) <= index < len(item) else None
+        else:
+            return None
+    return item
 
 
 @register_filter("split_name")

@@ -24,7 +24,6 @@ function names, settings names) is checked here, at load time.
 """
 from __future__ import annotations
 
-import functools
 import json
 import re
 from typing import Any, ClassVar
@@ -33,36 +32,21 @@ import jmespath
 from jinja2 import TemplateError
 from jmespath.exceptions import JMESPathError
 
-from .filters import FILTERS
+from .codegen import evaluator, reads_only_settings_template
+from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
-from .runtime import MappingError, describe_type, is_empty, is_truthy
-from .templates import WHOLE_EXPRESSION, Facts, environment, is_template, render_bounded
+from .reads import negation_problem, nested_or, plain_steps, root_reads, split_or
+from .runtime import MappingError, Scope, describe_type, is_empty, is_truthy
+from .templates import WHOLE_EXPRESSION, Facts, compiled_template, is_template, template_facts
 
-__all__ = ["MappingError", "describe_type", "is_empty", "is_truthy"]  # re-exported: callers import them from here
+# re-exported: callers import them from here
+__all__ = ["MappingError", "Scope", "describe_type", "is_empty", "is_truthy", "nested_or", "plain_steps", "root_reads",
+           "split_or"]
 
 UNKNOWN_FILTER = re.compile(r"No filter named '([^']+)'")
 ACTION_SCOPES = frozenset({"event"})   # besides settings and vars (and item inside @each/@map)
 ENVELOPE_SCOPES = frozenset({"items"})  # an envelope, and a batch request, read the mapped items
 SOURCE_SCOPES = frozenset({"payload", "lookups"})
-
-
-class Scope:
-    """What one evaluation can see: the event, the settings, vars, and the current item."""
-
-    __slots__ = ("event", "settings", "vars", "item", "in_item")
-
-    def __init__(self, event, settings, vars=None, item=None, in_item=False):
-        self.event = event
-        self.settings = settings
-        self.vars = vars if vars is not None else {}
-        self.item = item
-        self.in_item = in_item
-
-    def for_item(self, item) -> Scope:
-        return Scope(self.event, self.settings, self.vars, item, True)
-
-    def set_var(self, name, value) -> None:
-        self.vars[name] = value
 
 
 # --------------------------------------------------------------------------- nodes
@@ -80,8 +64,7 @@ class Node:
             code = {}
             self._code = code
         run = code.get(scope.in_item)
-        if run is None:
-            from .codegen import evaluator  # codegen writes the code each node's emit() describes
+        if run is None:  # codegen writes the code each node's emit() describes
             run = code[scope.in_item] = evaluator(self, scope.in_item)
         return run(scope.event, scope.settings, scope.vars, scope.item)
 
@@ -128,7 +111,6 @@ class Template(Node):
         return gen.template(self, ctx)
 
     def static(self):
-        from .codegen import reads_only_settings_template
         return reads_only_settings_template(self.source)
 
     def run(self, names: dict):
@@ -139,7 +121,7 @@ class Template(Node):
             return self._render(names)
         except MappingError:
             raise
-        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        except Exception as exc:  # noqa: BLE001  a template is code from a file: whatever it raises is this event's verdict
             raise MappingError(self.where, template_failure(self.source, exc)) from None
 
     def describe(self):
@@ -152,35 +134,6 @@ def template_failure(source: str, exc: Exception) -> str:
     if isinstance(exc, FilterError):
         return str(exc)
     return f"template {source!r} failed: {exc}"
-
-
-@functools.lru_cache(maxsize=4096)
-def parsed_template(source: str):
-    """The Jinja2 syntax tree of a template (templates recur across files: parse each once)."""
-    return environment().parse(source)
-
-
-@functools.lru_cache(maxsize=4096)
-def template_facts(source: str) -> Facts:
-    return Facts(template_ast(source))
-
-
-def template_ast(source: str):
-    """The syntax tree of a template; for a whole ``{{ expression }}``, of that expression alone."""
-    whole = WHOLE_EXPRESSION.match(source)
-    return parsed_template("{{" + whole.group("expr") + "}}" if whole else source)
-
-
-@functools.lru_cache(maxsize=4096)
-def compiled_template(source: str, whole: bool):
-    """A render function ``names -> value`` for a template; a whole ``{{ expression }}`` keeps its type."""
-    env = environment()
-    if whole:
-        match = WHOLE_EXPRESSION.match(source)
-        assert match is not None
-        expression = env.compile_expression(match.group("expr"), undefined_to_none=True)
-        return lambda names: expression(**names)
-    return functools.partial(render_bounded, env.from_string(source))
 
 
 class Object(Node):
@@ -269,12 +222,16 @@ class Modified(Node):
                 present = getattr(fn, "when_present", None)  # a built-in: null in, null out
                 if present is None:
                     w.emit(f"{out} = {w.constant(fn, 'filter_' + name)}({call})")
+                    if name not in BUILTIN_FILTERS:  # a user's filter may return anything: JSON data only
+                        w.emit(f"{out} = json_data({out})")
                 else:
                     w.emit(f"if {out} is not None:")
                     w.emit(f"    {out} = {w.constant(present, 'filter_' + name)}({call})")
+            w.emit("except MappingError:")
+            w.emit("    raise")
             w.emit("except FilterError as exc:")
             w.emit(f"    raise MappingError({where}, str(exc)) from None")
-            w.emit("except (TypeError, ValueError, ArithmeticError) as exc:")
+            w.emit("except Exception as exc:")
             w.emit(f"    raise MappingError({where}, {message!r} + str(exc)) from None")
         if self.default is not None:
             w.emit(f"if {empty_test(out)}:")
@@ -607,7 +564,7 @@ class Function(Directive):
         fn = w.constant(self.fn, "function")
         message = f"function '{self.name}' failed: "
         w.emit("try:")
-        w.emit(f"    {out} = {fn}(**({args} or {{}}))")
+        w.emit(f"    {out} = json_data({fn}(**({args} or {{}})))")
         w.emit("except MappingError:")
         w.emit("    raise")
         w.emit("except Exception as exc:")
@@ -735,6 +692,10 @@ class Compiler:
             detail = str(exc).splitlines()[0]
             self.report(path, f"{key} {text!r} is not a valid JMESPath expression: {detail}")
             return None
+        negation = negation_problem(text, expression.parsed)
+        if negation:
+            self.report(path, f"{key} {text!r}: {negation}")
+            return None
         ok = True
         for name in dict.fromkeys(root_reads(expression.parsed)):
             problem = self.scope_problem(name, in_item, text)
@@ -827,51 +788,6 @@ class Compiler:
 
     def define_var(self, name: str) -> None:
         self.vars.add(name)
-
-
-def root_reads(parsed: dict) -> list[str]:
-    """The names an expression reads from its root (the scopes): ``event`` for ``event.a[?b].c``, ``@`` for ``@``."""
-    kind = parsed["type"]
-    if kind == "field":
-        return [parsed["value"]]
-    if kind == "current":
-        return ["@"]
-    if kind in ("subexpression", "index_expression", "projection", "value_projection", "filter_projection",
-                "pipe", "flatten"):
-        return root_reads(parsed["children"][0])  # the rest reads what the left side gave
-    if kind in ("expref", "literal", "index", "slice"):
-        return []
-    return [name for child in parsed.get("children", ()) for name in root_reads(child)]
-
-
-def plain_steps(parsed: dict) -> list | None:
-    """['a', 'b'] for ``a.b``, None for anything that needs JMESPath itself."""
-    kind = parsed["type"]
-    if kind == "field":
-        return [parsed["value"]]
-    if kind == "subexpression":
-        steps: list = []
-        for child in parsed["children"]:
-            inner = plain_steps(child)
-            if inner is None:
-                return None
-            steps += inner
-        return steps
-    return None
-
-
-def split_or(parsed: dict) -> list[dict]:
-    """The alternatives of a top-level ``a || b || c`` (one element when there is no ``||``)."""
-    if parsed["type"] == "or_expression":
-        return [part for child in parsed["children"] for part in split_or(child)]
-    return [parsed]
-
-
-def nested_or(parsed) -> bool:
-    """True when an ``||`` appears anywhere in this expression tree."""
-    if isinstance(parsed, dict):
-        return parsed.get("type") == "or_expression" or any(nested_or(c) for c in parsed.get("children", ()))
-    return False
 
 
 def find_node(root: Node, path: tuple) -> Node | None:
