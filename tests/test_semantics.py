@@ -207,3 +207,73 @@ def test_a_gladly_payload_without_an_id_is_rejected_rather_than_given_a_shared_m
     result = source.process(payload, lookups={})
     assert result.status == "rejected"
     assert "no delivery id" in result.errors[0].message
+
+
+# --------------------------------------------------------------------------- 5. explain shows what render sends
+
+def _reassembled(fields) -> dict:
+    """The body made back from explain's fields: each value at its path; a field with no value is left out."""
+    body: dict = {}
+    for field in fields:
+        if field.path.startswith(("vars.", "steps.")) or field.value is None:
+            continue
+        if field.path == "(body)":  # the body is one value, not an object of fields
+            return field.value
+        *parents, last = field.path.split(".")
+        target = body
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[last] = field.value
+    return body
+
+
+def _without_empty_objects(value):
+    if isinstance(value, dict):
+        return {k: _without_empty_objects(v) for k, v in value.items() if v != {}}
+    return value
+
+
+def test_explain_shows_the_readme_tutorials_merge_without_the_omitted_key(tmp_path):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    acme = readme.split("`mappings/destinations/acme.yaml`:\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    engine = Engine(write_mappings(tmp_path, {"acme.yaml": acme}))
+    from engine.explain import explain
+    order = json.loads((REPO / "fixtures" / "events" / "track-order-completed.json").read_text(encoding="utf-8"))
+    route = engine.route("acme", {"api_key": "k"}, environ={})
+    fields = {f.path: f for f in explain(engine, route, order).fields}
+    assert "data.email" not in fields and not any(f.path == "data" for f in fields.values())
+    assert fields["data.checkout_id"].value == order["properties"]["checkout_id"]
+    assert fields["data.checkout_id"].expression == "from @merge path event.properties"
+    assert _reassembled(fields.values()) == engine.render(order, route).items[0]
+
+
+def _drop(body: dict, path: str) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        body = body.get(key, {})
+    body.pop(last, None)
+
+
+def test_explain_shows_exactly_what_render_maps_for_every_shipped_destination_and_fixture():
+    import copy
+
+    from test_snapshots import EVENT_FILES, SLUGS, fixture_settings, load_event
+
+    from engine.explain import explain
+    engine = Engine()
+    compared = 0
+    for slug in SLUGS:
+        route = engine.route(slug, fixture_settings(engine, slug), environ={})
+        for path in EVENT_FILES:
+            evt = load_event(path)
+            explained = explain(engine, route, evt)
+            if explained.outcome.status != "send" or not explained.outcome.items:
+                continue  # rejected, skipped, or a multi-step action (its plan is shown instead)
+            sent = copy.deepcopy(engine.render(evt, route).items[0])
+            masked = [f for f in explained.fields if "***" in json.dumps(f.value)]  # built from a secret
+            for field in masked:
+                _drop(sent, field.path)
+            shown = [f for f in explained.fields if f not in masked]
+            assert _without_empty_objects(_reassembled(shown)) == _without_empty_objects(sent), (slug, path.name)
+            compared += 1
+    assert compared > 20

@@ -805,12 +805,20 @@ def find_node(root: Node, path: tuple) -> Node | None:
     return node
 
 
-def leaves(node: Node, prefix: tuple = ()):
-    """Yield (output path, node) for every non-object value, for ``eventmap explain``."""
+def output_fields(node: Node, value, path: tuple = ()):
+    """Yield (output path, how it is made, value) for each field of ``value``, the value ``node`` made.
+
+    For ``eventmap explain``: the fields are those of the value itself (render's), so a key ``@omit``
+    or a null left out is not there, and each key ``@merge`` brought is shown as coming from it.
+    """
     if isinstance(node, Object):
+        value = value if isinstance(value, dict) else {}
+        explicit = {key for key, _ in node.fields}
         if node.merge is not None:
-            yield prefix + ("@merge",), node.merge
+            for key, item in value.items():
+                if key not in explicit:
+                    yield path + (key,), f"from @merge {node.merge.describe()}", item
         for key, child in node.fields:
-            yield from leaves(child, prefix + (key,))
+            yield from output_fields(child, value.get(key), path + (key,))
     else:
-        yield prefix, node
+        yield path, node.describe(), value
