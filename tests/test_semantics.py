@@ -277,3 +277,64 @@ def test_explain_shows_exactly_what_render_maps_for_every_shipped_destination_an
             assert _without_empty_objects(_reassembled(shown)) == _without_empty_objects(sent), (slug, path.name)
             compared += 1
     assert compared > 20
+
+
+# --------------------------------------------------------------------------- gaps: regex_replace, @merge
+
+def test_a_regex_replace_pattern_re2_refuses_or_that_is_not_written_out_is_a_load_error(tmp_path):
+    message = load_error(tmp_path, track_action("""
+        a: "{{ event.event | regex_replace('(a', '_') }}"
+        b: {"@path": event.event, "@filter": {regex_replace: ["{{ event.userId }}", ""]}}
+        c: "{{ event.event | regex_replace(event.userId, '') }}"
+        d: "{{ event.event | regex_replace('(?<=a)b', '') }}"  # a look-behind: Python's re has it, RE2 does not
+    """))
+    assert "body.a: template \"{{ event.event | regex_replace('(a', '_') }}\": the pattern '(a' is not a regular " \
+           "expression RE2 accepts: missing ): (a" in message
+    assert "body.b.@filter: regex_replace needs its pattern written in the mapping as text" in message
+    assert "body.c: template" in message and message.count("needs its pattern written") == 2
+    assert "invalid perl operator: (?<" in message
+    assert message.count("lang.yaml:") >= 4
+
+
+def test_regex_replace_in_templates_and_filters(tmp_path):
+    assert body_of(tmp_path, """
+        name: '{{ event.event | regex_replace("[\\\\s.]+", "_") | lower }}'  # Jinja2 text: \\s
+        yaml: {"@path": event.event, "@filter": [{regex_replace: ["(?i)^cart ", ""]}]}
+    """) == {"name": "cart_built", "yaml": "Built"}
+
+
+def test_merge_all_merges_sources_in_order_and_omit_applies_to_the_result(tmp_path):
+    evt = event()
+    evt["properties"] = {"name": "Shirt", "price": 10, "color": None, "product": {"price": 8, "sku": "s1", "color": "red"}}
+    assert body_of(tmp_path, """
+        item:
+          "@merge_all": [event.properties, {"@path": event.properties.product}, {extra: 1, price: 7}]
+          "@omit": [product, sku]
+          name: "{{ event.properties.name | upper }}"
+    """, evt) == {"item": {"price": 7, "color": "red", "extra": 1, "name": "SHIRT"}}
+
+
+def test_merge_takes_a_template_or_a_directive_and_a_list_stays_path_fallbacks(tmp_path):
+    evt = event()
+    evt["traits"] = {}
+    evt["context"] = {"traits": {"plan": "pro"}}
+    assert body_of(tmp_path, """
+        template: {"@merge": "{{ event.context.traits }}"}
+        directive: {"@merge": {"@if": event.userId, "@then": {"@path": event.context.traits}}}
+        fallbacks: {"@merge": [event.traits, event.context.traits]}
+    """, evt) == {"template": {"plan": "pro"}, "directive": {"plan": "pro"}, "fallbacks": {"plan": "pro"}}
+
+
+@pytest.mark.parametrize("body, message", [
+    ('x: {"@merge": event.traits, "@merge_all": [event.traits], a: 1}', "use @merge for one source or @merge_all for several"),
+    ('x: {"@merge_all": event.traits, a: 1}', "@merge_all expects a list of sources"),
+])
+def test_merge_all_is_checked_at_load(tmp_path, body, message):
+    assert message in load_error(tmp_path, track_action(body))
+
+
+def test_merge_all_says_which_source_is_not_an_object(tmp_path):
+    outcome = outcome_of(tmp_path, 'x: {"@merge_all": [event.properties, event.properties.currency]}')
+    assert outcome.status == "rejected"
+    assert outcome.errors[0].path == "actions.track.body.x.@merge_all.1"
+    assert "@merge_all expected an object, got a string" in outcome.errors[0].message

@@ -37,7 +37,7 @@ from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
 from .reads import negation_problem, nested_or, plain_steps, root_reads, split_or
 from .runtime import MappingError, Scope, describe_type, is_empty, is_truthy
-from .templates import WHOLE_EXPRESSION, Facts, compiled_template, is_template, template_facts
+from .templates import NOT_WRITTEN, WHOLE_EXPRESSION, Facts, compiled_template, is_template, template_facts
 
 # re-exported: callers import them from here
 __all__ = ["MappingError", "Scope", "describe_type", "is_empty", "is_truthy", "nested_or", "plain_steps", "root_reads",
@@ -137,12 +137,12 @@ def template_failure(source: str, exc: Exception) -> str:
 
 
 class Object(Node):
-    """Plain keys, each mapped; with the object options (@merge, @omit, @drop_empty)."""
+    """Plain keys, each mapped; with the object options (@merge or @merge_all, @omit, @drop_empty)."""
 
-    __slots__ = ("fields", "merge", "omit", "drop_empty")
+    __slots__ = ("fields", "merges", "merge_key", "omit", "drop_empty")
 
-    def __init__(self, where, fields, merge, omit, drop_empty):
-        self.where, self.fields, self.merge = where, fields, merge
+    def __init__(self, where, fields, merges, omit, drop_empty, merge_key="@merge"):
+        self.where, self.fields, self.merges, self.merge_key = where, fields, merges, merge_key
         self.omit = frozenset(omit) | {key for key, _ in fields}
         self.drop_empty = drop_empty
 
@@ -151,17 +151,18 @@ class Object(Node):
         out = w.temp("obj")
         w.emit(f"{out} = {{}}")
         keep = (lambda v: f"not ({empty_test(v)})") if self.drop_empty else (lambda v: f"{v} is not None")
-        if self.merge is not None:
-            merged = gen.value(self.merge, ctx)
-            omit = w.constant(self.omit, "OMIT")
+        omit = w.constant(self.omit, "OMIT") if self.merges else None
+        for merge in self.merges:  # in order: a later source's keys win over an earlier one's
+            merged = gen.value(merge, ctx)
             key, item = w.temp("k"), w.temp("x")
             w.emit(f"if isinstance({merged}, dict):")
             w.emit(f"    for {key}, {item} in {merged}.items():")
             w.emit(f"        if {key} not in {omit} and {keep(item)}:")
             w.emit(f"            {out}[{key}] = {item}")
             w.emit(f"elif {merged} is not None:")
-            w.emit(f"    raise MappingError({tuple(self.where)!r}, "
-                   f"'@merge expected an object, got ' + describe_type({merged}))")
+            where = self.where if self.merge_key == "@merge" else merge.where  # @merge_all: which source
+            w.emit(f"    raise MappingError({tuple(where)!r}, "
+                   f"'{self.merge_key} expected an object, got ' + describe_type({merged}))")
         for key, child in self.fields:
             if type(child) is Literal:
                 if child.value is not None and not (self.drop_empty and is_empty(child.value)):
@@ -307,12 +308,21 @@ MODIFIERS = {option.key: option for option in (
 )}
 OBJECT_OPTIONS = {option.key: option for option in (
     Option("@merge", {},
-           "on an object: copy the keys of another object (a path, or any value) first; explicit keys win",
+           "on an object: copy the keys of another object first, then the explicit keys (which win); the object is "
+           "a path (a list of paths is one path with fallbacks, as in `@path`), a template, a directive or an "
+           "object written out; null values are not copied",
            {"mapping": {"@merge": "event.traits", "@omit": ["email"], "plan": "pro"},
             "event": {"traits": {"email": "a@b.c", "name": "Ann", "plan": "free"}},
             "output": {"name": "Ann", "plan": "pro"}}),
+    Option("@merge_all", {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/value"}},
+           "on an object: like `@merge`, for a list of sources, merged in order: a later source's keys win over an "
+           "earlier one's, the explicit keys over all, and `@omit` applies to the result",
+           {"mapping": {"@merge_all": ["event.properties", {"@path": "event.properties.product"}],
+                        "@omit": ["product"], "qty": 2},
+            "event": {"properties": {"name": "Shirt", "price": 10, "product": {"price": 8, "sku": "s1"}}},
+            "output": {"name": "Shirt", "price": 8, "sku": "s1", "qty": 2}}),
     Option("@omit", {"type": "array", "items": {"type": "string"}},
-           "on an object with @merge: keys of the merged object to leave out",
+           "on an object with @merge or @merge_all: keys of the merged objects to leave out",
            {"mapping": {"@merge": "event.traits", "@omit": ["email"]},
             "event": {"traits": {"email": "a@b.c", "name": "Ann"}}, "output": {"name": "Ann"}}),
     Option("@drop_empty", {"type": "boolean"},
@@ -641,6 +651,8 @@ class Compiler:
             return Literal(path, None)
         for why in facts.refused:
             self.report(path, f"template {raw!r} {why}")
+        for name, args in facts.filter_calls:
+            self.check_arguments(name, args, path, f"template {raw!r}: ")
         if not self.check_names(facts, raw, path, in_item):
             return Literal(path, None)
         return Template(path, raw, whole)
@@ -761,8 +773,17 @@ class Compiler:
             if fn is None:
                 self.report(here, f"unknown filter '{name}' (known: {', '.join(sorted(FILTERS))})")
                 continue
-            compiled.append((name, fn, [self.value(a, here + (name, j), in_item) for j, a in enumerate(args)]))
+            values = [self.value(a, here + (name, j), in_item) for j, a in enumerate(args)]
+            self.check_arguments(name, [v.value if type(v) is Literal else NOT_WRITTEN for v in values], here, "")
+            compiled.append((name, fn, values))
         return compiled
+
+    def check_arguments(self, name: str, args: list, path, context: str) -> None:
+        """A filter's own load-time check of the arguments written for it (regex_replace's pattern)."""
+        check = getattr(FILTERS.get(name), "check_arguments", None)
+        problem = check(args) if check is not None else None
+        if problem:
+            self.report(path, context + problem)
 
     def object(self, raw: dict, path, in_item) -> Node:
         fields = []
@@ -773,10 +794,18 @@ class Compiler:
                     self.report(path + (key,), f"unknown directive '{key}'{hint}")
                 continue
             fields.append((str(key), self.value(value, path + (key,), in_item)))
-        merge = None
+        merges, merge_key = [], "@merge"
         if "@merge" in raw:
-            spec = raw["@merge"]
-            merge = self.value({"@path": spec} if isinstance(spec, (str, list)) else spec, path + ("@merge",), in_item)
+            merges.append(self.merge_source(raw["@merge"], path + ("@merge",), in_item))
+        if "@merge_all" in raw:
+            spec, merge_key = raw["@merge_all"], "@merge_all"
+            if "@merge" in raw:
+                self.report(path + ("@merge_all",), "use @merge for one source or @merge_all for several, not both")
+            elif not isinstance(spec, list) or not spec:
+                self.report(path + ("@merge_all",), "@merge_all expects a list of sources, merged in order (later "
+                                                    "keys win): [event.properties, {\"@path\": item.fields}]")
+            else:
+                merges = [self.merge_source(source, path + ("@merge_all", i), in_item) for i, source in enumerate(spec)]
         omit = raw.get("@omit", [])
         if not isinstance(omit, list) or not all(isinstance(k, str) for k in omit):
             self.report(path + ("@omit",), "@omit must be a list of key names")
@@ -784,7 +813,14 @@ class Compiler:
         drop_empty = raw.get("@drop_empty", False)
         if not isinstance(drop_empty, bool):
             self.report(path + ("@drop_empty",), "@drop_empty must be true or false")
-        return Object(path, fields, merge, omit, drop_empty is True)
+        return Object(path, fields, merges, omit, drop_empty is True, merge_key)
+
+    def merge_source(self, spec, path, in_item) -> Node:
+        """An object to merge: a path (a list of paths is one path with fallbacks, as in @path), a template,
+        a directive, or an object written out."""
+        if isinstance(spec, list) or (isinstance(spec, str) and not is_template(spec)):
+            return self.value({"@path": spec}, path, in_item)
+        return self.value(spec, path, in_item)
 
     def define_var(self, name: str) -> None:
         self.vars.add(name)
@@ -814,10 +850,11 @@ def output_fields(node: Node, value, path: tuple = ()):
     if isinstance(node, Object):
         value = value if isinstance(value, dict) else {}
         explicit = {key for key, _ in node.fields}
-        if node.merge is not None:
+        if node.merges:
+            how = f"from {node.merge_key} " + ", then ".join(merge.describe() for merge in node.merges)
             for key, item in value.items():
                 if key not in explicit:
-                    yield path + (key,), f"from @merge {node.merge.describe()}", item
+                    yield path + (key,), how, item
         for key, child in node.fields:
             yield from output_fields(child, value.get(key), path + (key,))
     else:

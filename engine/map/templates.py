@@ -218,6 +218,9 @@ def compiled_template(source: str, whole: bool):
     return functools.partial(render_bounded, env.from_string(syntax_tree(source)))
 
 
+NOT_WRITTEN = object()  # a filter argument computed from data, not written in the mapping
+
+
 def is_template(text: str) -> bool:
     return any(marker in text for marker in TEMPLATE_MARKERS)
 
@@ -256,7 +259,7 @@ def names_read(ast: nodes.Node) -> set[str]:
 class Facts:
     """What the loader checks about a template, worked out once per template text (files repeat them)."""
 
-    __slots__ = ("refused", "settings", "vars", "names", "scopes", "filters", "tests")
+    __slots__ = ("refused", "settings", "vars", "names", "scopes", "filters", "tests", "filter_calls")
 
     def __init__(self, ast: nodes.Node):
         self.refused = refused(ast)
@@ -268,6 +271,9 @@ class Facts:
         stored |= {node.name for node in ast.find_all(nodes.Macro)}
         self.scopes = self.names - stored - set(_ENVIRONMENT.globals) - {"loop", "caller"}
         self.filters = {node.name for node in ast.find_all(nodes.Filter)}
+        # each filter call's arguments, as written (NOT_WRITTEN: computed), for filters that check theirs at load
+        self.filter_calls = [(node.name, [a.value if isinstance(a, nodes.Const) else NOT_WRITTEN for a in node.args])
+                             for node in ast.find_all(nodes.Filter)]
         self.tests = {node.name for node in ast.find_all(nodes.Test)}
 
     def unknown_names(self) -> bool:
