@@ -16,7 +16,8 @@ The rules (docs/language.md has the truth table):
   rule, as ``@if``); ``0`` is true;
 * ``a or b`` is boolean logic (``a`` when it is true, else ``b``) when ``a`` is
   boolean by construction (a comparison, ``not``, a test such as ``is defined``,
-  ``in``, ``true``/``false``, an and/or of those) or the ``or`` is a condition;
+  ``in``, an and/or of those; a literal ``false`` is a value, like ``false`` read
+  from the event) or the ``or`` is a condition;
   otherwise it is the **fallback**: ``a`` unless it is empty (null, missing,
   ``""``, ``[]``, ``{}``; runtime.is_filled), so ``count or 1`` keeps a count of
   ``0`` and ``flag or true`` keeps ``false``;
@@ -97,11 +98,14 @@ def _expression(node: nodes.Expr, condition: bool) -> nodes.Expr:
 
 
 def boolean(node: nodes.Expr) -> bool:
-    """True when the expression's value is true or false whatever the data (a comparison, a test...)."""
+    """True when the expression's value is true or false whatever the data (a comparison, a test...).
+
+    A literal ``true``/``false`` is a value like the same value read from the event, so that a template
+    folded from literals gives what it gives at run time: ``false or 'x'`` keeps false, as
+    ``event.flag or 'x'`` does.
+    """
     if isinstance(node, (nodes.Compare, nodes.Not, nodes.Test)):
         return True
-    if isinstance(node, nodes.Const):
-        return isinstance(node.value, bool)
     if isinstance(node, (nodes.And, nodes.Or)):
         return boolean(node.left) and boolean(node.right)
     if isinstance(node, nodes.CondExpr):
