@@ -338,3 +338,10 @@ def test_merge_all_says_which_source_is_not_an_object(tmp_path):
     assert outcome.status == "rejected"
     assert outcome.errors[0].path == "actions.track.body.x.@merge_all.1"
     assert "@merge_all expected an object, got a string" in outcome.errors[0].message
+
+
+def test_a_body_key_yaml_reads_as_a_boolean_is_refused_with_the_quoted_spelling(tmp_path):
+    message = load_error(tmp_path, track_action('no: 1\n"yes": 2\n'))
+    assert "actions.track.body[False]: a key YAML reads as false (a bare no, yes, on, off, y, n or ~): quote it" \
+           in message and "lang.yaml:" in message
+    assert body_of(tmp_path / "quoted", '"no": 1\n"on": {"@path": event.userId}\n') == {"no": 1, "on": "u1"}

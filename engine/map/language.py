@@ -788,6 +788,11 @@ class Compiler:
     def object(self, raw: dict, path, in_item) -> Node:
         fields = []
         for key, value in raw.items():
+            if isinstance(key, bool) or key is None:  # YAML 1.1 reads a bare no, yes, on, off, ~ so
+                spelled = "null" if key is None else str(key).lower()
+                self.report(path + (key,), f"a key YAML reads as {spelled} (a bare no, yes, on, off, y, n or ~): "
+                                           f"quote it to send that name, e.g. \"no\": ...")
+                continue
             if isinstance(key, str) and key.startswith("@"):
                 if key not in OBJECT_OPTIONS:
                     hint = " (a value directive needs one of " + ", ".join(DIRECTIVES) + ")" if key in directive_keys() else ""
