@@ -83,7 +83,7 @@ def is_truthy(value) -> bool:
     return not (value is False or is_empty(value) or isinstance(value, Undefined))
 
 
-class NotJSON(ValueError):
+class NotJSON(EventmapError, ValueError):
     """A template or function made a value that is not JSON data (worded as that template's failure)."""
 
 
