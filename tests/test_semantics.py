@@ -345,3 +345,14 @@ def test_a_body_key_yaml_reads_as_a_boolean_is_refused_with_the_quoted_spelling(
     assert "actions.track.body[False]: a key YAML reads as false (a bare no, yes, on, off, y, n or ~): quote it" \
            in message and "lang.yaml:" in message
     assert body_of(tmp_path / "quoted", '"no": 1\n"on": {"@path": event.userId}\n') == {"no": 1, "on": "u1"}
+
+
+def test_a_settings_only_template_with_or_and_tilde_is_still_made_once_per_route(tmp_path):
+    engine = load(tmp_path, track_action("""
+        api: "{{ settings.region or 'x' ~ settings.secret }}"
+        user: {"@path": event.userId}
+    """))
+    action = engine.destination("lang").actions["track"]
+    source = action.compiled(None, "lang track").source()
+    assert "api" in source and "K[0]" in source and "settings.get" not in source, source
+    assert engine.render(event(), "lang", {"secret": "s"}).requests[0].body == {"api": "eu", "user": "u1"}

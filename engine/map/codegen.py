@@ -24,6 +24,7 @@ import functools
 import math
 from typing import Any
 
+from . import operators
 from .filters import BUILTIN_FILTERS, FilterError
 from .jinja_subset import Translator, Unsupported, reads_only_settings
 from .reads import plain_steps, root_reads
@@ -238,7 +239,11 @@ def evaluator(node: Node, in_item: bool):
     return CompiledCode("evaluate", "\n".join(writer.lines) + "\n", writer.namespace, []).function
 
 
+# filters and tests whose answer depends on their input alone: the built-in filters and the operators' own
+PURE_NAMES = BUILTIN_FILTERS | set(operators.TESTS) | set(operators.FILTERS)
+
+
 @functools.lru_cache(maxsize=4096)
 def reads_only_settings_template(source: str) -> bool:
     """True when a template's value depends on settings alone (so it can be rendered once per route)."""
-    return reads_only_settings(template_ast(source), BUILTIN_FILTERS)
+    return reads_only_settings(template_ast(source), PURE_NAMES)
