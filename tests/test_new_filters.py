@@ -160,6 +160,9 @@ def test_the_new_filters_in_a_mapping(engine, revenue, when, expected_revenue, e
     ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
      "Safari/537.36", "desktop"),
     ("curl/8.4.0", None),
+    # a device ua-parser names, on a desktop OS: not a computer, and not said what else
+    ("Mozilla/5.0 (X11; U; Linux i686; en-US) AppleWebKit/533.4 (KHTML, like Gecko) Chrome/5.0.375.127 Large Screen "
+     "Safari/533.4 GoogleTV/ 162671", None),
     ("Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/538.1 (KHTML, like Gecko) Version/6.0 TV Safari/538.1",
      None),
 ])
