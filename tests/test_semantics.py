@@ -356,3 +356,17 @@ def test_a_settings_only_template_with_or_and_tilde_is_still_made_once_per_route
     source = action.compiled(None, "lang track").source()
     assert "api" in source and "K[0]" in source and "settings.get" not in source, source
     assert engine.render(event(), "lang", {"secret": "s"}).requests[0].body == {"api": "eu", "user": "u1"}
+
+
+def test_a_steps_when_is_checked_the_same_way(tmp_path):
+    message = load_error(tmp_path, """
+        track:
+          steps:
+            find:
+              request: {method: GET, url: 'https://lang.test/find'}
+            create:
+              when: "!steps.find.body.id"
+              request: {url: 'https://lang.test/create'}
+              body: {a: 1}
+    """)
+    assert "actions.track.steps.create.when" in message and "write '!(steps.find.body.id)'" in message
