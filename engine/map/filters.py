@@ -838,7 +838,7 @@ def _literal_pattern(args: list) -> str | None:
 @register_filter("regex_replace")
 @_missing_stays_missing
 def regex_replace(value: Any, pattern: Any, replacement: Any = "") -> str:
-    """Every match of an RE2 pattern replaced (\\1 or \\g<name> in the replacement insert groups); the pattern is written in the mapping and checked when it loads, and runs in time linear in the text.
+    """Every match of an RE2 pattern replaced (`\\1` or `\\g<name>` in the replacement insert a group); the pattern is written in the mapping and checked when it loads, and runs in time linear in the text.
 
     Example: "Order Completed.v2" | regex_replace("[\\\\s.]+", "_") -> "Order_Completed_v2"
     """
