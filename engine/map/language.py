@@ -37,11 +37,19 @@ from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
 from .reads import negation_problem, nested_or, plain_steps, root_reads, split_or
 from .runtime import MappingError, Scope, describe_type, is_empty, is_truthy
-from .templates import NOT_WRITTEN, WHOLE_EXPRESSION, Facts, compiled_template, is_template, template_facts
+from .templates import (
+    NOT_WRITTEN,
+    WHOLE_EXPRESSION,
+    Facts,
+    compiled_template,
+    is_template,
+    template_ast,
+    template_facts,
+)
 
 # re-exported: callers import them from here
 __all__ = ["MappingError", "Scope", "describe_type", "is_empty", "is_truthy", "nested_or", "plain_steps", "root_reads",
-           "split_or"]
+           "split_or", "template_ast"]
 
 UNKNOWN_FILTER = re.compile(r"No filter named '([^']+)'")
 ACTION_SCOPES = frozenset({"event"})   # besides settings and vars (and item inside @each/@map)
