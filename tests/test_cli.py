@@ -301,20 +301,20 @@ def test_explain_prints_paths_expressions_and_values(project):
     result = run("explain", "mini", write_event(project, event), "--settings", '{"api_key": "k3y"}', cwd=project)
     assert result.returncode == 0, result.stderr
     assert result.stdout == textwrap.dedent("""\
-        vars.who      path event.userId | else event.anonymousId
-                      = "u1"
-        user          template {{ vars.who }}
-                      = "u1"
-        event         path event.event | lower
-                      = "signed up"
-        props.@merge  path event.properties
-                      = {"seats": 3}
-        props.plan    path event.properties.plan (default "free")
-                      = "free"
-        missing       path event.properties.nope
-                      = (left out: no value)
-        source        "eventmap"
-                      = "eventmap"
+        vars.who     path event.userId | else event.anonymousId
+                     = "u1"
+        user         template {{ vars.who }}
+                     = "u1"
+        event        path event.event | lower
+                     = "signed up"
+        props.seats  from @merge path event.properties
+                     = 3
+        props.plan   path event.properties.plan (default "free")
+                     = "free"
+        missing      path event.properties.nope
+                     = (left out: no value)
+        source       "eventmap"
+                     = "eventmap"
         """)
 
 

@@ -92,7 +92,8 @@ def test_the_readme_tutorial_output_reads_correctly(tmp_path):
 
     explained = run("explain", "acme", name, "--settings", '{"api_key": "k"}', cwd=tmp_path)
     no_traceback(explained)
-    assert '"checkout_id": "chk_8a7d2c"' in explained.stdout and "***" not in explained.stdout
+    assert 'data.checkout_id  from @merge path event.properties\n                  = "chk_8a7d2c"' in explained.stdout
+    assert "***" not in explained.stdout
 
 
 @pytest.mark.parametrize("token", ["t", "a b/c?d"])

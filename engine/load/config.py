@@ -11,6 +11,7 @@ from jmespath.exceptions import JMESPathError
 
 from ..durations import parse_rate
 from ..logs import LogOptions, log_options
+from ..map.reads import negation_problem
 from ..paths import MAPPINGS_DIR
 from ..problems import ConfigError, Problem
 from .delivery_options import DeliveryOptions, StorageOptions, delivery_options, storage_options
@@ -81,10 +82,13 @@ def load_config(path: Path) -> tuple[Config | None, list[Problem]]:
     for name, spec in data["destinations"].items():
         if spec.get("where"):
             try:
-                jmespath.compile(spec["where"])
+                negation = negation_problem(spec["where"], jmespath.compile(spec["where"]).parsed)
             except JMESPathError as exc:
                 found.append(doc.problem(("destinations", name, "where"),
                                          f"not a valid JMESPath expression: {str(exc).splitlines()[0]}"))
+            else:
+                if negation:
+                    found.append(doc.problem(("destinations", name, "where"), negation))
         rate = (spec.get("limits") or {}).get("rate")
         if rate is not None:
             try:
