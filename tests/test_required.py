@@ -121,3 +121,20 @@ def test_a_quoted_key_names_the_field_as_the_plain_one_does(engine):
     assert [e.as_dict() for e in outcome.errors] == [
         {"path": 'properties."$email"',
          "message": "Hub page: '$email' is required but missing or empty (mapped from path event.properties.email)"}]
+
+
+def test_a_negated_scope_in_required_is_refused_with_the_spelling_to_use(tmp_path):
+    """Issue 22 item 1: `!` before a name negates that name alone, in required as everywhere else."""
+    from engine.load.destination import load_destination
+    path = tmp_path / "neg.yaml"
+    path.write_text(
+        "name: Neg\n"
+        "settings: {type: object, properties: {base_url: {type: string}}}\n"
+        "actions:\n"
+        "  track:\n"
+        "    request: {url: 'https://x.example/t'}\n"
+        "    body: {a: {'@path': event.event}}\n"
+        "    required: ['!a.b']\n", encoding="utf-8")
+    destination, problems = load_destination(path)
+    assert destination is None
+    assert any("write '!(a.b)'" in str(p) and ":7:" in str(p) for p in problems), [str(p) for p in problems]

@@ -12,6 +12,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 
 from ..map.language import Compiler, nested_or
+from ..map.reads import negation_problem
 from ..render.action import Required
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -33,9 +34,13 @@ def compile_required(entries, compiler: Compiler, path: tuple, var_names: set[st
             continue
         expression = field_expression(field)
         try:
-            jmespath.compile(expression)
+            parsed = jmespath.compile(expression).parsed
         except JMESPathError as exc:
             compiler.report(here, f"'{field}' is not a valid field path: {str(exc).splitlines()[0]}")
+            continue
+        negation = negation_problem(field, parsed)
+        if negation:
+            compiler.report(here, negation)
             continue
         rule = Required(field, compiler.value(message, here + ("message",)) if message is not None else None,
                         expression)
