@@ -6,6 +6,14 @@ schema error (kept under the destination name ``(intake)`` for inspection).
 The server, ``eventmap enqueue`` and the source worker all come through here,
 so all of them refuse what the store cannot hold (see ``validate.storable``)
 the same way, one event at a time.
+
+``decide`` is the per-event failure boundary of intake: whatever fails for one
+event (a route's condition, a fault of ours) is that event's own verdict, with
+the reason, and never fails the batch, request or inbox turn it came in. A
+route's condition that cannot be evaluated rejects the event at that
+destination only; anything else rejects the event under ``(intake)``. What
+the store cannot hold is refused here, before writing, so a write that fails
+is the store failing, and the whole request is retried.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from .failures import EventFailed, event_failed
 from .route import Route
 from .store import INTAKE, QUEUED, REJECTED, SKIPPED, Accepted, NewDelivery, NewEvent, Store
 from .validate import storable
@@ -43,7 +52,14 @@ class Intake:
         self.dedupe_window, self.fill_message_id, self.clock = dedupe_window, fill_message_id, clock
 
     def decide(self, event) -> tuple[NewEvent, list]:
-        """The deliveries one event needs, without writing anything."""
+        """The deliveries one event needs, without writing anything; never raises for one event."""
+        try:
+            return self._decide(event)
+        except Exception as exc:  # noqa: BLE001  the per-event boundary: this event alone is rejected
+            failed = event_failed(exc, "intake")
+            return self.reject(event, failed.reason, [failed.problem])
+
+    def _decide(self, event) -> tuple[NewEvent, list]:
         if self.fill_message_id and isinstance(event, dict) and not event.get("messageId"):
             event = {**event, "messageId": f"eventmap-{uuid.uuid4()}"}
         errors = storable.problems(event)
@@ -56,8 +72,12 @@ class Intake:
         for route in self.routes:
             if not route.enabled:
                 continue  # a destination switched off in the configuration gets no rows at all
-            reason = route.skip_reason(event)
             name = route.destination.slug
+            try:
+                reason = route.skip_reason(event)
+            except EventFailed as exc:   # this destination cannot decide on the event; the others can
+                deliveries.append(NewDelivery(name, REJECTED, exc.reason, [exc.problem.as_dict()]))
+                continue
             deliveries.append(NewDelivery(name, SKIPPED, reason) if reason else NewDelivery(name, QUEUED))
         return NewEvent(event, _message_id(event), deliveries), []
 
