@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 
 log = logging.getLogger("eventmap.serve")
 READ_EVERY = 1.0   # seconds between two reads of the inbox's size
@@ -32,7 +33,7 @@ class InboxLimit:
         self._lock = threading.Lock()
         self._read = read()                 # (requests, bytes) at the last read
         self._added = (0, 0)                # kept by this process since that read began
-        threading.Thread(target=self._reread, name="inbox-size", daemon=True).start()
+        threading.Thread(target=_reread, args=(weakref.ref(self),), name="inbox-size", daemon=True).start()
 
     def __repr__(self) -> str:
         return f"<InboxLimit {self.max_requests} requests, {self.max_bytes // MB} MB>"
@@ -52,15 +53,29 @@ class InboxLimit:
         with self._lock:
             return self._read[0] + self._added[0], self._read[1] + self._added[1]
 
-    def _reread(self) -> None:
-        while True:
-            time.sleep(self.every)
-            with self._lock:
-                before = self._added
-            try:
-                found = self.read()
-            except Exception as exc:  # noqa: BLE001  the next read tries again; the last size stands meanwhile
-                log.warning("cannot read the inbox's size: %s: %s", type(exc).__name__, exc)
-                continue
-            with self._lock:   # what was kept during the read may or may not be in it: counted, to be safe
-                self._read, self._added = found, (self._added[0] - before[0], self._added[1] - before[1])
+    def reread(self) -> None:
+        with self._lock:
+            before = self._added
+        try:
+            found = self.read()
+        except Exception as exc:  # noqa: BLE001  the next read tries again; the last size stands meanwhile
+            log.warning("cannot read the inbox's size: %s: %s", type(exc).__name__, exc)
+            return
+        with self._lock:   # what was kept during the read may or may not be in it: counted, to be safe
+            self._read, self._added = found, (self._added[0] - before[0], self._added[1] - before[1])
+
+
+def _reread(ref: weakref.ref) -> None:
+    """Read the size every ``every`` seconds for as long as the InboxLimit is in use (its collector alive)."""
+    while True:
+        limit = ref()
+        if limit is None:
+            return
+        every = limit.every
+        del limit   # not held while sleeping: a collector that is gone takes this thread with it
+        time.sleep(every)
+        limit = ref()
+        if limit is None:
+            return
+        limit.reread()
+        del limit
