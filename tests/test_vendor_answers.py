@@ -290,9 +290,9 @@ def test_a_lookup_answer_over_the_limit_fails_the_step_and_the_store_keeps_no_mo
     assert hook.worker.health.failing_since is None
 
 
-def test_an_answer_just_under_the_limit_is_read_whole(hook, httpserver):
-    body = big_json(ANSWER_LIMIT - 100)
-    assert len(body) <= ANSWER_LIMIT
+def test_an_answer_of_exactly_the_limit_is_read_whole(hook, httpserver):
+    body = big_json(ANSWER_LIMIT - len(big_json(0)))
+    assert len(body) == ANSWER_LIMIT
     httpserver.expect_request("/users/u1").respond_with_data(body, content_type="application/json")
     httpserver.expect_request("/people").respond_with_json({"ok": True})
     hook.accept(identify("m1"))
@@ -329,7 +329,8 @@ def test_a_source_lookup_answer_over_the_limit_fails_the_payload(gladly, httpser
 
 
 class Trickle:
-    """A raw socket server whose answer comes a byte at a time and never ends: in its headers or its body."""
+    """A raw socket server whose answer comes a byte at a time and never ends: in its headers or its body; or
+    (``reused``) a quick answer first, then the trickle on the same kept-alive connection."""
 
     def __init__(self, where: str):
         self.where = where
@@ -350,11 +351,14 @@ class Trickle:
         with conn:
             conn.recv(65536)
             head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            if self.where == "reused":   # the pool keeps this connection: the next request comes on it
+                conn.sendall(head + b"Content-Length: 2\r\n\r\n{}")
+                conn.recv(65536)
             if self.where == "body":
                 conn.sendall(head + b"Content-Length: 100000\r\n\r\n")
                 head = b" " * 100000
-            try:
-                for byte in head + b"X-Slow: " + b"x" * 100000:
+            try:   # a byte every 0.1 s for 8 s at most: a client without a deadline waits all of it
+                for byte in (head + b"X-Slow: " + b"x" * 100000)[:80]:
                     if self.stop.wait(0.1):
                         return
                     conn.sendall(bytes([byte]))
@@ -366,13 +370,17 @@ class Trickle:
         self.sock.close()
 
 
-@pytest.mark.parametrize("where", ["headers", "body"])
+@pytest.mark.parametrize("where", ["headers", "body", "reused"])
 def test_the_timeout_is_a_deadline_for_the_whole_request_however_the_answer_trickles(where):
     trickle = Trickle(where)
+    client = HttpClient(timeout=1)
+    request = Request("Hook", "track", "POST", trickle.url + "/track", {}, {}, {"a": 1})
     try:
+        if where == "reused":
+            assert client.send(request).body == {}
         started = time.monotonic()
         with pytest.raises(TransportError) as late:
-            HttpClient(timeout=1).send(Request("Hook", "track", "POST", trickle.url + "/track", {}, {}, {"a": 1}))
+            client.send(request)
         took = time.monotonic() - started
     finally:
         trickle.close()
@@ -394,3 +402,150 @@ def test_a_trickling_vendor_holds_a_delivery_no_longer_than_its_timeout(tmp_path
     finally:
         trickle.close()
         hook.store.close()
+
+
+BATCHED = """\
+name: Batched
+settings:
+  type: object
+  required: [base]
+  properties:
+    base: {type: string}
+batch:
+  max_events: 10
+  request:
+    url: "{{ settings.base }}/batch"
+    headers: {X-Refs: "{{ items | string }}"}
+  envelope:
+    body:
+      batch: {"@path": items}
+actions:
+  track:
+    request:
+      url: "{{ settings.base }}/track"
+    body:
+      messageId: {"@path": event.messageId}
+      ref: {"@path": event.properties.ref}
+"""
+
+
+def test_a_batch_request_that_cannot_be_sent_is_split_until_the_event_at_fault_stands_alone(tmp_path, httpserver):
+    """The batch's header is made from every item: one item's text makes the whole request unsendable."""
+    httpserver.expect_request("/batch").respond_with_json({"ok": True})
+    engine = Engine(write_mappings(tmp_path, {"batched.yaml": BATCHED}))
+    route = engine.route("batched", {"base": httpserver.url_for("").rstrip("/")})
+    with open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
+        clock = Clock()
+        events = [track(f"m{n}") for n in range(10)]
+        events[6] = track("bad", "雪-snow")
+        Intake(engine, [route], store, clock=clock).accept(events)
+        worker = DestinationWorker(route, store, HttpClient(timeout=5), owner="t", clock=clock)
+        drain([worker], store, clock)
+        states = {r.message_id: (r.state, r.reason) for r in store.list(limit=100)}
+    delivered = [m for request, _ in httpserver.log for m in
+                 (item["messageId"] for item in json.loads(request.data)["batch"])]
+    assert sorted(delivered) == sorted(f"m{n}" for n in range(10) if n != 6)
+    assert states["bad"] == (REJECTED, "the request cannot be sent as built")
+    assert len(httpserver.log) <= 4   # halves, not one request per event
+
+
+def test_a_json_answer_the_store_cannot_hold_is_kept_with_those_parts_replaced(hook, httpserver):
+    httpserver.expect_request("/users/u1").respond_with_data('{"id": "a\\ud800", "score": NaN}',
+                                                             content_type="application/json")
+    httpserver.expect_request("/people").respond_with_json({"ok": True})
+    hook.accept(identify("m1"))
+    hook.drain()
+    record = hook.record("m1")
+    assert record.state == DELIVERED
+    assert record.progress["lookup"]["body"] == {"id": "a\ufffd", "score": None}
+    [(written, _)] = [entry for entry in httpserver.log if entry[0].path == "/people"]
+    assert json.loads(written.data)["id"] == "a\ufffd"
+
+
+def test_a_local_failure_is_never_counted_against_the_destination():
+    """The breaker's rule: a verdict marked local (a request that failed here) does not open it; the same
+    verdict from the vendor does."""
+    from engine.deliver.health import Health
+    from engine.store import Attempt, Finish
+    retrying = Finish(7, RETRYING, Attempt(1.0, None, "the request could not be sent: OSError"), next_at=5.0)
+    local = Health("hook", time.time)
+    local.observe([retrying], {7: "m7"}, {7})
+    assert local.failing_since is None and local.gate(time.time()) is None
+    vendor = Health("hook", time.time)
+    vendor.observe([retrying], {7: "m7"})
+    assert vendor.failing_since is not None
+
+
+class RefusingOne:
+    """The real store, except that it refuses to write one delivery's verdict with its details (as it would
+    a verdict holding what it cannot store); the verdict without them it takes."""
+
+    def __init__(self, store, refused: str):
+        self.store, self.refused = store, refused
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def finish(self, results, owner, now):
+        if any(self.refused == (r.attempt.error if r.attempt else None) for r in results):
+            raise ValueError("cannot store this verdict")
+        return self.store.finish(results, owner, now)
+
+
+def test_a_verdict_the_store_refuses_loses_nothing_else_of_its_turn(tmp_path, httpserver):
+    refused = "Hook answered 400: {\"error\": \"no\"}"
+    httpserver.expect_request("/track", json={"messageId": "bad"}).respond_with_json({"error": "no"}, status=400)
+    httpserver.expect_request("/track").respond_with_json({"ok": True})
+    hook = Hook(tmp_path, httpserver.url_for("").rstrip("/"))
+    hook.worker.store = RefusingOne(hook.store, refused)
+    hook.accept(*[track(f"m{n}") for n in range(3)], track("bad"), *[track(f"m{n}") for n in range(3, 6)])
+    hook.drain(wait=False)
+    assert {hook.record(f"m{n}").state for n in range(6)} == {DELIVERED}
+    bad = hook.record("bad")
+    assert bad.state == DEAD and bad.reason == "the verdict's details could not be stored (ValueError)"
+    assert bad.history[0].status == 400 and bad.history[0].error is None
+    hook.store.close()
+
+
+STEPPED = """\
+name: Stepped
+settings:
+  type: object
+  required: [base]
+  properties:
+    base: {type: string}
+actions:
+  identify:
+    steps:
+      lookup:
+        request:
+          method: GET
+          url: "{{ settings.base }}/users/{{ event.userId | url_segment }}"
+      write:
+        when: "contains(steps.lookup.body.plan, 'pro')"
+        request:
+          url: "{{ settings.base }}/people"
+        body:
+          messageId: {"@path": event.messageId}
+"""
+
+
+def test_a_step_condition_that_cannot_be_evaluated_rejects_that_event_alone(tmp_path, httpserver):
+    """The lookup's answer for one user has no plan: the write step's condition fails on that event only."""
+    httpserver.expect_request("/users/nobody").respond_with_json({"id": "nobody"})
+    httpserver.expect_request("/users/u1").respond_with_json({"id": "u1", "plan": "pro"})
+    httpserver.expect_request("/people").respond_with_json({"ok": True})
+    engine = Engine(write_mappings(tmp_path, {"stepped.yaml": STEPPED}))
+    route = engine.route("stepped", {"base": httpserver.url_for("").rstrip("/")})
+    with open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
+        clock = Clock()
+        events = [identify(f"m{n}") for n in range(6)]
+        events[2] = identify("bad", user="nobody")
+        Intake(engine, [route], store, clock=clock).accept(events)
+        drain([DestinationWorker(route, store, HttpClient(timeout=5), owner="t", clock=clock)], store, clock)
+        records = {r.message_id: store.get(r.id) for r in store.list(limit=100)}
+    assert sorted(posted_ids(httpserver, "/people")) == sorted(f"m{n}" for n in range(6) if n != 2)
+    bad = records["bad"]
+    assert (bad.state, bad.reason) == (REJECTED, "the steps failed on this event")
+    assert "JMESPathTypeError" in bad.errors[0]["message"] and "contains()" in bad.errors[0]["message"]
+    assert bad.progress["lookup"]["body"] == {"id": "nobody"}   # the step that completed is kept
