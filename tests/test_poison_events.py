@@ -238,3 +238,15 @@ def test_a_route_condition_that_cannot_be_evaluated_on_some_events_stops_none_of
         assert found[(message_id, "segment")] == REJECTED
         assert reasons[message_id] == "the route's condition cannot be evaluated on this event"
         assert found[(message_id, "planhat")] in ("queued", "retrying", "delivered")   # the other destination has it
+
+
+def test_offline_rendering_says_the_same_for_a_condition_that_cannot_be_evaluated():
+    """``eventmap batch`` and the library (Engine.render_all) reject the event at that destination, as intake does."""
+    from engine import Engine
+    engine = Engine()
+    routes = [engine.route("segment", {"write_key": "k"}, where="contains(properties.plan, 'pro')"),
+              engine.route("planhat", {"tenant_token": "t"})]
+    segment, planhat = engine.render_all({"type": "identify", "userId": "u", "messageId": "m"}, routes)
+    assert (segment.status, segment.reason) == (REJECTED, "the route's condition cannot be evaluated on this event")
+    assert segment.errors[0].path == "where" and "contains()" in segment.errors[0].message
+    assert planhat.status == "send"
