@@ -549,3 +549,52 @@ def test_a_step_condition_that_cannot_be_evaluated_rejects_that_event_alone(tmp_
     assert (bad.state, bad.reason) == (REJECTED, "the steps failed on this event")
     assert "JMESPathTypeError" in bad.errors[0]["message"] and "contains()" in bad.errors[0]["message"]
     assert bad.progress["lookup"]["body"] == {"id": "nobody"}   # the step that completed is kept
+
+
+PROBE_SOURCE = """\
+name: Probe
+settings:
+  type: object
+  required: [base]
+  properties:
+    base: {type: string}
+webhook:
+  type: type
+  id: id
+lookups:
+  user:
+    when: "contains(payload.tags, 'vip')"
+    request:
+      method: GET
+      url: "{{ settings.base }}/users/{{ payload.user | url_segment }}"
+handlers:
+  signup:
+    lookups: [user]
+    events:
+      - type: track
+        event: Signed Up
+        userId: {"@path": payload.user}
+        messageId: "{{ ('probe:' ~ payload.id) | uuid5 }}"
+        properties:
+          plan: {"@path": lookups.user.plan}
+"""
+
+
+def test_a_payload_whose_lookup_condition_cannot_be_evaluated_is_rejected_alone(tmp_path, httpserver):
+    httpserver.expect_request("/users/ann").respond_with_json({"plan": "pro"})
+    root = write_mappings(tmp_path, {"hook.yaml": HOOK})
+    (root / "sources").mkdir()
+    (root / "sources" / "probe.yaml").write_text(PROBE_SOURCE, encoding="utf-8")
+    engine = Engine(root)
+    source = engine.source("probe", {"base": httpserver.url_for("").rstrip("/")}, environ={})
+    with open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
+        payloads = [{"id": "p1", "type": "signup", "user": "ann", "tags": ["vip"]},
+                    {"id": "p2", "type": "signup", "user": "bob"},          # no tags: contains(null, ...)
+                    {"id": "p3", "type": "signup", "user": "ann", "tags": []}]
+        store.accept([NewEvent(p, f"probe:{p['id']}", [NewDelivery("source:probe", QUEUED)]) for p in payloads],
+                     time.time())
+        worker = SourceWorker("source:probe", source, Intake(engine, [], store), store, HttpClient(timeout=5))
+        assert worker.run_once(time.time()) == 3
+        states = {r.message_id: (r.state, r.reason) for r in store.list(destination="source:probe", limit=10)}
+    assert states["probe:p1"][0] == states["probe:p3"][0] == DELIVERED
+    assert states["probe:p2"] == (REJECTED, "the source Probe failed on this event")

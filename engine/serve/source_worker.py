@@ -8,9 +8,8 @@ the pseudo-delivery as delivered, skipped (with the reason), rejected (with the
 errors), retrying (a lookup failed and may work later) or dead (it will not).
 A delivery runner calls ``run_once(now)`` alongside the destination workers.
 
-One payload never holds up the others: whatever processing it raises (a
-lookup's condition, a lookup request that cannot be sent as built, a lookup
-answer over the size limit, a fault of ours) is its own verdict, with the
+One payload never holds up the others: whatever its processing raises (a
+lookup's condition, a fault of ours) is its own verdict, rejected with the
 reason, and the worker goes on with the next.
 """
 from __future__ import annotations
@@ -20,7 +19,6 @@ import random
 import socket
 import time
 
-from ..answers import AnswerTooLarge, RequestError, whole
 from ..failures import event_failed
 from ..intake import Intake
 from ..load.delivery_options import DeliveryOptions
@@ -61,7 +59,7 @@ class SourceWorker:
 
     def verdict(self, item: Leased, now: float) -> Finish:
         try:
-            result = self.source.process(item.event, _WholeAnswers(self.client))
+            result = self.source.process(item.event, self.client)
         except Exception as exc:  # noqa: BLE001  the per-payload boundary: its own verdict, the rest go on
             return self._failed(item, exc, now)
         if result.status == EVENTS:
@@ -83,17 +81,8 @@ class SourceWorker:
         return self._retry(item, attempt, result.reason or "a lookup failed")
 
     def _failed(self, item: Leased, exc: Exception, now: float) -> Finish:
-        """The verdict of a payload whose processing raised: a lookup that cannot be sent as built is rejected
-        (retried when it may work later), one whose answer is too large is dead, anything else rejected."""
-        if isinstance(exc, RequestError):
-            attempt = Attempt(now, None, exc.message)
-            if not exc.final:
-                return self._retry(item, attempt, exc.message)
-            return Finish(item.id, REJECTED, attempt, reason="a lookup's request cannot be sent as built",
-                          errors=[{"path": exc.path, "message": exc.message}])
-        if isinstance(exc, AnswerTooLarge):
-            return Finish(item.id, DEAD, Attempt(now, None, str(exc)), reason=f"{exc} (not retried: the same lookup "
-                                                                             f"gets the same answer)")
+        """The verdict of a payload whose processing raised (a lookup's condition, a fault of ours): rejected,
+        with the reason."""
         failed = event_failed(exc, f"the source {self.source.source.name}", Masker(self.source.secrets))
         return Finish(item.id, REJECTED, Attempt(now, None, None), reason=failed.reason,
                       errors=[failed.problem.as_dict()])
@@ -109,16 +98,3 @@ class SourceWorker:
         base = min(self.options.max_backoff, self.options.backoff * 2 ** attempts)
         return base * (0.5 + self.jitter() / 2)
 
-
-class _WholeAnswers:
-    """The client, for lookups: a 2xx answer over the size limit fails the lookup (AnswerTooLarge), since the
-    source's mapping reads it and an excerpt would map into wrong events."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def send(self, request):
-        response = self.client.send(request)
-        if 200 <= response.status < 300:
-            whole(response.body, f"lookup '{request.action.partition(' ')[2] or request.action}'")
-        return response
