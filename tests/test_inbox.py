@@ -105,6 +105,14 @@ def test_a_clean_stop_gives_taken_requests_back(store):
     assert [r.call for r in store.take_received(10, "p2", T0 + 1, 60)] == ["batch"]
 
 
+def test_the_inbox_size_counts_requests_and_the_bytes_of_their_bodies_taken_or_not(store):
+    assert store.inbox_size() == (0, 0)
+    bodies = [batch_body(track(f"s{n}", properties={"pad": "x" * (100 * n)})) for n in range(4)]
+    store.receive([Received("batch", body, T0) for body in bodies])
+    store.take_received(2, "p1", T0, 60)   # taken but not yet made into events: still in the inbox
+    assert store.inbox_size() == (4, sum(len(body) for body in bodies))
+
+
 def test_an_unreadable_stored_request_is_kept_as_a_rejection(store):
     store.receive([Received("batch", b"\xff not json", T0)])
     processor(store, "segment").run_once(T0 + 1)
