@@ -598,3 +598,56 @@ def test_a_payload_whose_lookup_condition_cannot_be_evaluated_is_rejected_alone(
         states = {r.message_id: (r.state, r.reason) for r in store.list(destination="source:probe", limit=10)}
     assert states["probe:p1"][0] == states["probe:p3"][0] == DELIVERED
     assert states["probe:p2"] == (REJECTED, "the source Probe failed on this event")
+
+
+ENVELOPED = """\
+name: Batched
+settings:
+  type: object
+  required: [base]
+  properties:
+    base: {type: string}
+batch:
+  max_events: 10
+  request:
+    url: "{{ settings.base }}/batch"
+  envelope:
+    body:
+      batch: {"@path": items}
+      vip: {"@if": "contains(items[0].tag, 'vip')", "@then": true}
+actions:
+  track:
+    request:
+      url: "{{ settings.base }}/track"
+    body:
+      messageId: {"@path": event.messageId}
+      tag: {"@path": event.properties.tag}
+"""
+
+
+def test_a_batch_that_cannot_be_made_sends_each_event_with_its_own_request(tmp_path, httpserver):
+    """The batch envelope's condition raises (contains() of a missing tag): the turn's events go one by one."""
+    httpserver.expect_request("/track").respond_with_json({"ok": True})
+    engine = Engine(write_mappings(tmp_path, {"batched.yaml": ENVELOPED}))
+    route = engine.route("batched", {"base": httpserver.url_for("").rstrip("/")})
+    with open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
+        clock = Clock()
+        Intake(engine, [route], store, clock=clock).accept([track(f"m{n}") for n in range(4)])
+        drain([DestinationWorker(route, store, HttpClient(timeout=5), owner="t", clock=clock)], store, clock)
+        states = {r.message_id: r.state for r in store.list(limit=100)}
+    assert states == {f"m{n}": DELIVERED for n in range(4)}
+    assert sorted(posted_ids(httpserver, "/track")) == [f"m{n}" for n in range(4)]
+
+
+def test_a_dead_letter_whose_batch_cannot_be_made_keeps_the_events_own_request(tmp_path, httpserver):
+    httpserver.expect_request("/track").respond_with_json({"error": "down"}, status=503)
+    engine = Engine(write_mappings(tmp_path, {"batched.yaml": ENVELOPED}))
+    route = engine.route("batched", {"base": httpserver.url_for("").rstrip("/")})
+    with open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
+        clock = Clock()
+        Intake(engine, [route], store, clock=clock).accept([track("m1")])
+        worker = DestinationWorker(route, store, HttpClient(timeout=5), owner="t", clock=clock,
+                                   policy=RetryPolicy(retry_for=5, backoff=1, max_backoff=2), rng=random.Random(2))
+        drain([worker], store, clock, clock.advance)
+        [record] = [store.get(r.id) for r in store.list(limit=10)]
+    assert record.state == DEAD and record.request["url"].endswith("/track")

@@ -445,7 +445,7 @@ class DestinationWorker:
             response = self.client.send(request)
         except RequestError as exc:
             if exc.final and len(items) > 1:   # one event's header must not sink the batch: find it
-                return self._split(turn, items, outcomes)
+                return self._split(turn, items, outcomes, sent=0)
             return 0, [self._unsendable_verdict(turn, item, exc, started, lambda o=o: self._alone(o))
                        for item, o in zip(items, outcomes)]
         except TransportError as exc:
@@ -510,11 +510,11 @@ class DestinationWorker:
             request = outcome.requests[0]
         return request.to_dict()
 
-    def _split(self, turn: _Turn, items: list[Leased], outcomes: list) -> tuple[int, list[Finish]]:
-        """The vendor refused the whole batch, or it could not be sent as built: send each half on its own until
-        the bad events stand alone."""
+    def _split(self, turn: _Turn, items: list[Leased], outcomes: list, sent: int = 1) -> tuple[int, list[Finish]]:
+        """The vendor refused the whole batch (``sent``: that request), or it could not be sent as built (none
+        went): send each half on its own until the bad events stand alone."""
         middle = len(items) // 2
-        sent, finishes = 1, []
+        finishes: list[Finish] = []
         for part_items, part_outcomes in ((items[:middle], outcomes[:middle]), (items[middle:], outcomes[middle:])):
             groups = self.route.destination.batch_groups(part_outcomes, self.route.settings, self.route.secrets,
                                                          enabled=self.batching)
