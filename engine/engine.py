@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .destination import Destination
+from .failures import EventFailed
 from .load.destination import load_destination
 from .load.source import load_source
 from .outcome import REJECTED, SKIPPED, Outcome
@@ -134,7 +135,12 @@ class Engine:
                 outcome = Outcome(name, REJECTED, errors=errors, message_id=message_id,
                                   reason="the event does not follow the Segment spec")
             else:
-                reason = route.skip_reason(event)
+                try:
+                    reason = route.skip_reason(event)
+                except EventFailed as exc:   # the route's condition fails on this event: this destination only
+                    outcomes.append(Outcome(name, REJECTED, errors=[exc.problem], message_id=message_id,
+                                            reason=exc.reason, warnings=list(warnings)))
+                    continue
                 if reason:
                     outcome = Outcome(name, SKIPPED, reason=reason, message_id=message_id)
                 else:

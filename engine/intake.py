@@ -5,7 +5,15 @@ queued, or skipped with the reason, or the whole event rejected with every
 schema error (kept under the destination name ``(intake)`` for inspection).
 The server, ``eventmap enqueue`` and the source worker all come through here,
 so all of them refuse what the store cannot hold (see ``validate.storable``)
-the same way, one event at a time. An event from a source with a tracking plan
+the same way, one event at a time.
+
+``decide`` is the per-event failure boundary of intake: whatever fails for one
+event (a route's condition, a fault of ours) is that event's own verdict, with
+the reason, and never fails the batch, request or inbox turn it came in. A
+route's condition that cannot be evaluated rejects the event at that
+destination only; anything else rejects the event under ``(intake)``. What
+the store cannot hold is refused here, before writing, so a write that fails
+is the store failing, and the whole request is retried. An event from a source with a tracking plan
 is checked against it after the Segment spec (``validate.plan``).
 """
 from __future__ import annotations
@@ -15,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from .failures import EventFailed, event_failed
 from .problems import Problem
 from .route import Route
 from .store import INTAKE, QUEUED, REJECTED, SKIPPED, Accepted, NewDelivery, NewEvent, NewViolation, Store
@@ -50,8 +59,15 @@ class Intake:
         self.plans = plans or {}   # source name -> its SourcePlan (validate/plan.py)
 
     def decide(self, event, source: str | None = None) -> tuple[NewEvent, list]:
-        """The deliveries one event needs, without writing anything; ``source``: the SDK source it came
-        from, whose tracking plan (if it has one) applies."""
+        """The deliveries one event needs, without writing anything; never raises for one event.
+        ``source``: the SDK source it came from, whose tracking plan (if it has one) applies."""
+        try:
+            return self._decide(event, source)
+        except Exception as exc:  # noqa: BLE001  the per-event boundary: this event alone is rejected
+            failed = event_failed(exc, "intake")
+            return self.reject(event, failed.reason, [failed.problem])
+
+    def _decide(self, event, source: str | None) -> tuple[NewEvent, list]:
         if self.fill_message_id and isinstance(event, dict) and not event.get("messageId"):
             event = {**event, "messageId": f"eventmap-{uuid.uuid4()}"}
         errors = storable.problems(event)
@@ -81,8 +97,12 @@ class Intake:
         for route in self.routes:
             if not route.enabled:
                 continue  # a destination switched off in the configuration gets no rows at all
-            reason = route.skip_reason(event)
             name = route.destination.slug
+            try:
+                reason = route.skip_reason(event)
+            except EventFailed as exc:   # this destination cannot decide on the event; the others can
+                deliveries.append(NewDelivery(name, REJECTED, exc.reason, [exc.problem.as_dict()]))
+                continue
             deliveries.append(NewDelivery(name, SKIPPED, reason) if reason else NewDelivery(name, QUEUED))
         return NewEvent(event, _message_id(event), deliveries, violations), []
 

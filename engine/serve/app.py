@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused
 from .calls import decide_request
 from .config import ServeConfig, WebhookSource
 from .hosts import misdirected
+from .inbox_limit import MB, InboxLimit
 from .segment_api import (
     BATCH_LIMIT,
     CALLS,
@@ -64,8 +66,10 @@ class Collector:
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._intake: Intake | None = None
+        self._inbox_limit: InboxLimit | None = None
         self._pid: int | None = None
         self.refusals = metrics.Refusals()   # made here, before gunicorn forks, so every process shares it
+        self.inbox_full = metrics.Count()    # likewise: requests refused because the inbox was full
 
     def __repr__(self) -> str:
         return f"<Collector {self.config.file}>"
@@ -83,8 +87,18 @@ class Collector:
                 self._store = self.open_store()
                 self._intake = Intake(self.engine, self.routes, self._store, self.config.delivery.dedupe_window,
                                       clock=self.clock, plans=self.config.plans)
+                self._inbox_limit = None
                 self._pid = os.getpid()
             return self._store, self._intake
+
+    def inbox_limit(self) -> InboxLimit:
+        """This process's view of how full the inbox is (``server.intake: queue``), made on first use."""
+        store = self.store()
+        with self._lock:
+            if self._inbox_limit is None:
+                server = self.config.server
+                self._inbox_limit = InboxLimit(store.inbox_size, server.inbox_max_requests, server.inbox_max_mb * MB)
+            return self._inbox_limit
 
     # --- WSGI
     def __call__(self, environ, start_response):
@@ -184,8 +198,9 @@ class Collector:
 
     def metrics(self):
         store = self.store()
-        text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), store.waiting_requests(),
-                              store.violation_counts(),
+        requests, size = store.inbox_size()
+        text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), requests, size,
+                              self.inbox_full.value(), store.violation_counts(),
                               logins=self.console.logins.snapshot() if self.console is not None else None)
         return 200, metrics.CONTENT_TYPE, text, []
 
@@ -235,7 +250,10 @@ class Collector:
         ip = self.config.browser.client_ip(environ)
         if self.config.server.intake == "queue":   # kept whole; the inbox processor makes its events (inbox.py)
             items_of(call, body)   # a malformed batch is still refused now, while the client can hear why
-            environ[KEEP] = [Received(call, _without_write_key(raw, body), now, ip, source=source)]   # 200 once durable
+            kept = _without_write_key(raw, body)
+            if not self.inbox_limit().admit(len(kept)):
+                return self._inbox_full()
+            environ[KEEP] = [Received(call, kept, now, ip, source=source)]   # 200 once durable
             return 200, JSON, SUCCESS, []
         intake = self.intake()
         decided = decide_request(intake, call, body, now, ip, source)
@@ -251,6 +269,16 @@ class Collector:
                                      "message": f"none of the {len(decided)} events was accepted; "
                                                 f"the first: {_summary(rejected[0]['errors'])}"}), []
         return 200, JSON, _json({"success": True, "accepted": len(decided) - len(rejected), "rejected": rejected}), []
+
+    def _inbox_full(self):
+        """429 with Retry-After: the inbox holds as much as it may (``inbox_limit.py``); counted in /metrics."""
+        self.inbox_full.add()
+        server = self.config.server
+        wait = math.ceil(server.retry_after)
+        message = (f"the inbox is full (server.inbox_max_requests {server.inbox_max_requests}, server.inbox_max_mb "
+                   f"{server.inbox_max_mb}): events are arriving faster than they are processed; send it again in "
+                   f"{wait}s")
+        return 429, JSON, _json({"success": False, "code": "inbox_full", "message": message}), [("Retry-After", str(wait))]
 
     def webhook(self, name: str, environ):
         source = self.config.webhooks.get(name)

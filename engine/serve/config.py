@@ -134,6 +134,8 @@ class ServerOptions:
     max_connections: int = 1000        # open connections per server process; more are answered 503 and closed
     intake: str = "validate"           # or "queue": store each request whole, fan out later (engine/serve/inbox.py)
     hosts: tuple[str, ...] = ()        # names answered for where no key is needed, beside IPs (engine/serve/hosts.py)
+    inbox_max_requests: int = 100_000  # queue mode: requests the inbox may hold; more are answered 429 (inbox_limit.py)
+    inbox_max_mb: int = 1024           # ... and megabytes of their bodies
 
 
 SERVER_DURATIONS = ("retry_after", "header_timeout", "body_timeout")

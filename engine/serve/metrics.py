@@ -36,6 +36,24 @@ SERIES = [
 SHOWN_REFUSALS = (400, 401, 408, 413, 429, 503)
 
 
+class Count:
+    """One counter shared by every server process (made before gunicorn forks them)."""
+
+    def __init__(self):
+        self._value = multiprocessing.Value("q")
+
+    def __repr__(self) -> str:
+        return f"<Count {self.value()}>"
+
+    def add(self, n: int = 1) -> None:
+        with self._value.get_lock():
+            self._value.value += n
+
+    def value(self) -> int:
+        with self._value.get_lock():
+            return int(self._value.value)
+
+
 class Refusals:
     """Requests answered 4xx or 5xx, by status: one shared counter per status from 400 to 599."""
 
@@ -60,11 +78,13 @@ class Refusals:
 
 
 def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = None, inbox: int = 0,
+           inbox_bytes: int = 0, inbox_full: int = 0,
            violations: dict[tuple[str, str, str], int] | None = None,
            logins: dict[str, int] | None = None) -> str:
     """The exposition text for ``store.counts(now)`` (events refused by the schema check sit under (intake)),
-    ``Refusals.snapshot()``, ``store.waiting_requests()`` (``inbox``), ``store.violation_counts()`` and the
-    console's ``LoginGuard.snapshot()`` (``logins``; None without a console)."""
+    ``Refusals.snapshot()``, ``store.inbox_size()`` (``inbox``, ``inbox_bytes``), the requests refused
+    because the inbox was full (``inbox_full``), ``store.violation_counts()`` and the console's
+    ``LoginGuard.snapshot()`` (``logins``; None without a console)."""
     destinations = sorted(d for d in counts if d != INTAKE)
     lines = ["# HELP eventmap_intake_rejected Events rejected at intake: they do not follow the Segment spec.",
              "# TYPE eventmap_intake_rejected gauge",
@@ -72,7 +92,14 @@ def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = N
              "# HELP eventmap_inbox_requests Requests stored whole (server.intake: queue) that the inbox processor "
              "has not yet turned into events.",
              "# TYPE eventmap_inbox_requests gauge",
-             f"eventmap_inbox_requests {inbox}"]
+             f"eventmap_inbox_requests {inbox}",
+             "# HELP eventmap_inbox_bytes Bytes of the requests in the inbox (server.inbox_max_mb bounds them).",
+             "# TYPE eventmap_inbox_bytes gauge",
+             f"eventmap_inbox_bytes {inbox_bytes}",
+             "# HELP eventmap_inbox_full_total Requests answered 429 because the inbox held server.inbox_max_requests "
+             "requests or server.inbox_max_mb megabytes (they are in eventmap_refused_total too).",
+             "# TYPE eventmap_inbox_full_total counter",
+             f"eventmap_inbox_full_total {inbox_full}"]
     for name, help_text, value in SERIES:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
         lines += [f'{name}{{destination="{_label(d)}"}} {value(counts[d])}' for d in destinations]
@@ -83,7 +110,7 @@ def render(counts: dict[str, dict[str, int]], refused: dict[int, int] | None = N
             lines.append(f'eventmap_deliveries{{destination="{_label(destination)}",state="{state}"}} '
                          f'{counts[destination].get(state, 0)}')
     lines += ["# HELP eventmap_refused_total Requests refused, by HTTP status: 400 bad request, 401 write key, "
-              "408 too slow, 413 too large, 429 store busy (backpressure), 503 too many connections.",
+              "408 too slow, 413 too large, 429 store busy or inbox full (backpressure), 503 too many connections.",
               "# TYPE eventmap_refused_total counter"]
     lines += [f'eventmap_refused_total{{status="{status}"}} {n}' for status, n in sorted((refused or {}).items())]
     lines += ["# HELP eventmap_plan_violations Tracking-plan violations kept in the store, by source, event and rule "

@@ -246,6 +246,11 @@ class Store(ABC):
         """Requests in the inbox, taken or not: the queue mode's backlog."""
 
     @abstractmethod
+    def inbox_size(self) -> tuple[int, int]:
+        """(requests, bytes of their bodies) in the inbox, taken or not: what ``server.inbox_max_requests`` and
+        ``server.inbox_max_mb`` bound. One scan of the inbox's rows (not of the bodies): read it now and then."""
+
+    @abstractmethod
     def lease(self, destination: str, limit: int, owner: str, now: float, lease_for: float) -> list[Leased]:
         """Up to ``limit`` due deliveries of ``destination``, oldest first, no two workers the same."""
 

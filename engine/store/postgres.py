@@ -252,6 +252,11 @@ class PostgresStore(Store):
         with self._conn() as conn:
             return conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
 
+    def inbox_size(self) -> tuple[int, int]:
+        with self._conn() as conn:   # octet_length of a TOASTed bytea reads its header, not the value
+            requests, size = conn.execute("SELECT COUNT(*), SUM(octet_length(body)) FROM inbox").fetchone()
+        return requests, int(size or 0)
+
     @staticmethod
     def _claim(conn, events: list[NewEvent], now: float, window: float) -> dict[int, float]:
         """Claim the batch's messageIds in one statement; returns the duplicates.

@@ -255,6 +255,11 @@ class SQLiteStore(Store):
     def waiting_requests(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
 
+    def inbox_size(self) -> tuple[int, int]:
+        # length() of a BLOB reads its size from the row, not the overflow pages that hold the body
+        requests, size = self._connection().execute("SELECT COUNT(*), SUM(length(body)) FROM inbox").fetchone()
+        return requests, size or 0
+
     @staticmethod
     def _claim(conn, events: list[NewEvent], now: float, window: float) -> dict[int, float]:
         """Claim the batch's messageIds (one read, one write under the write lock); returns the duplicates."""
