@@ -478,7 +478,8 @@ def secret_forms(secret: str) -> list[str]:
     for pad in range(3):
         encoded = base64.b64encode(b"\0" * pad + secret.encode()).decode()
         forms.add(encoded[4:-4])  # the middle, whatever surrounds the secret
-    forms |= set(secret.split(":"))  # each half of Crisp's identifier:key
+    if "://" not in secret:  # a URL's scheme is no secret (Slack's webhook URL is one)
+        forms |= set(secret.split(":"))  # each half of Crisp's identifier:key
     return sorted(forms)
 
 
