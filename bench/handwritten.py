@@ -1,6 +1,6 @@
 """The shipped mappings written by hand in plain Python: the benchmark's baseline.
 
-Each function takes a valid Segment event and returns (url, body) exactly as
+Each function takes a valid Segment event and returns (url, body), or a list of them, exactly as
 eventmap renders them for the benchmark's workload (the benchmark asserts that
 before timing). They are what a careful developer would write without
 eventmap: dict reads, the same date and hashing helpers, no framework.
@@ -8,7 +8,9 @@ eventmap: dict reads, the same date and hashing helpers, no framework.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import uuid
 from datetime import datetime, timezone
 from urllib.parse import quote
 
@@ -157,14 +159,14 @@ def segment(event: dict, settings: dict):
 
 # --------------------------------------------------------------------------- Crisp
 
-def _flatten(obj: dict, prefix: str = "", out: dict | None = None) -> dict:
+def _flatten(obj: dict, prefix: str = "", out: dict | None = None, sep: str = ".") -> dict:
     out = {} if out is None else out
     for key, value in obj.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
         if value is None:
             continue
         if isinstance(value, dict):
-            _flatten(value, name, out)
+            _flatten(value, name, out, sep)
         else:
             out[name] = value if isinstance(value, (str, int, float, bool)) else \
                 orjson.dumps(value).decode()  # the workload's lists hold no floats that format differently
@@ -183,6 +185,10 @@ def _e164(phone):
     if not phonenumbers.is_possible_number(number):
         return text
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+CRISP_PROFILE_TRAITS = {"email", "name", "username", "firstName", "first_name", "lastName", "last_name", "avatar",
+                        "phone", "website", "description", "gender", "title", "address", "company", "segments"}
 
 
 def crisp(event: dict, settings: dict):
@@ -210,8 +216,13 @@ def crisp(event: dict, settings: dict):
                          "segments": _first(traits.get("segments"))})
         if _empty(body.get("email")):
             return None
-        # create or update: the first request is the update, keyed by email (what an offline render shows)
-        return f"{base}/people/profile/{quote(email, safe='')}", body
+        # create or update: the update keyed by email, then the custom traits as people data when there
+        # are some (the requests sure to run whatever Crisp answers: what an offline render shows)
+        requests = [(f"{base}/people/profile/{quote(email, safe='')}", body)]
+        custom = {k: v for k, v in traits.items() if k not in CRISP_PROFILE_TRAITS and v is not None}
+        if custom:
+            requests.append((f"{base}/people/data/{quote(email, safe='')}", {"data": _flatten(custom)}))
+        return requests
     if kind == "track":
         props = event.get("properties")
         people = _first(ctraits.get("email"), _get(props, "email"))
@@ -280,7 +291,274 @@ def richpanel(event: dict, settings: dict):
     return f"{settings.get('base_url', 'https://api.richpanel.com')}/v2/bt", body
 
 
-MAPPINGS = {"planhat": planhat, "richpanel": richpanel, "crisp": crisp, "segment": segment}
+# --------------------------------------------------------------------------- Mixpanel
+
+_NAMESPACE = uuid.UUID("6f1d2f0e-5b8a-4c57-9a51-3c0e7d2b9a44")  # stable $insert_ids, as eventmap derives them
+
+
+@functools.lru_cache(maxsize=4096)
+def _user_agent(text: str) -> dict:
+    """browser, os and device from ua-parser, kept per string as a careful client would."""
+    from ua_parser import parse
+
+    def version(part):
+        numbers = [n for n in (part.major, part.minor, part.patch) if n] if part is not None else []
+        return ".".join(numbers) or None
+
+    result = parse(text)
+    fields = {"browser": result.user_agent.family if result.user_agent else None,
+              "browser_version": version(result.user_agent),
+              "os": result.os.family if result.os else None, "os_version": version(result.os),
+              "device": result.device.family if result.device else None,
+              "device_brand": result.device.brand if result.device else None}
+    return {k: v for k, v in fields.items() if v not in (None, "", "Other")}
+
+
+MIXPANEL_OMIT = {"created", "createdAt", "email", "firstName", "first_name", "lastName", "last_name", "name",
+                 "username", "phone", "avatar"}
+
+
+def _set(out: dict, key, value) -> None:
+    """Assign a mapped value: null results are left out (an existing key keeps its place)."""
+    if value is not None:
+        out[key] = value
+
+
+def mixpanel(event: dict, settings: dict):
+    base = settings.get("base_url") or f"https://{settings.get('region', 'api')}.mixpanel.com"
+    kind = event["type"]
+    context = event.get("context") or {}
+    user, anon = _str(_first(event.get("userId"))), _first(event.get("anonymousId"))
+    when = _epoch_ms(_first(event.get("timestamp"), event.get("originalTimestamp")))
+    insert_id = str(uuid.uuid5(_NAMESPACE, event["messageId"]))
+    ip = _first(context.get("ip"), "0")
+    if kind in ("track", "page", "screen"):
+        ua = _user_agent(context["userAgent"]) if context.get("userAgent") else {}
+        page, os_, device = context.get("page") or {}, context.get("os") or {}, context.get("device") or {}
+        props = event.get("properties")
+        props_d = props if isinstance(props, dict) else {}
+        properties = {k: v for k, v in props_d.items() if v is not None}
+        campaign, screen = context.get("campaign") or {}, context.get("screen") or {}
+        for key, value in (("time", when), ("distinct_id", _str(_first(user, anon))), ("$insert_id", insert_id),
+                           ("$device_id", anon), ("$user_id", user), ("ip", ip),
+                           ("$current_url", _first(page.get("url"), props_d.get("url"))),
+                           ("$referrer", _first(page.get("referrer"), props_d.get("referrer"))),
+                           ("$browser", ua.get("browser")), ("$browser_version", ua.get("browser_version")),
+                           ("$os", _first(os_.get("name"), ua.get("os"))),
+                           ("$os_version", _first(os_.get("version"), ua.get("os_version"))),
+                           ("$device", _first(device.get("model"), ua.get("device"))),
+                           ("$manufacturer", _first(device.get("manufacturer"), ua.get("device_brand"))),
+                           ("$screen_width", screen.get("width")), ("$screen_height", screen.get("height")),
+                           ("$app_version_string", _get(context, "app", "version")),
+                           ("$app_build_number", _get(context, "app", "build")),
+                           ("$carrier", _get(context, "network", "carrier")), ("$locale", context.get("locale")),
+                           ("$group_id", context.get("groupId")), ("utm_source", campaign.get("source")),
+                           ("utm_medium", campaign.get("medium")), ("utm_campaign", campaign.get("name")),
+                           ("utm_term", campaign.get("term")), ("utm_content", campaign.get("content"))):
+            _set(properties, key, value)
+        if kind == "track":
+            name = event["event"]
+        else:
+            name = f"Viewed {event['name']}" if event.get("name") else ("Loaded a Page" if kind == "page" else "Loaded a Screen")
+            _set(properties, "name", event.get("name"))
+            if kind == "page":
+                _set(properties, "category", event.get("category"))
+        return f"{base}/import", [{"event": name, "properties": properties}]
+    if kind == "alias":
+        properties = {}
+        for key, value in (("distinct_id", _str(event.get("previousId"))), ("alias", user), ("time", when),
+                           ("$insert_id", insert_id), ("ip", ip)):
+            _set(properties, key, value)
+        return f"{base}/import", [{"event": "$create_alias", "properties": properties}]
+    if kind == "identify":
+        traits = event.get("traits") or {}
+        if not traits:
+            return None  # no profile to update (and no $identify on Simplified ID Merge)
+        update = {k: v for k, v in traits.items() if k not in MIXPANEL_OMIT and v is not None}
+        for key, value in (("$created", _first(traits.get("createdAt"), traits.get("created"))),
+                           ("$email", traits.get("email")), ("$first_name", _first(traits.get("firstName"), traits.get("first_name"))),
+                           ("$last_name", _first(traits.get("lastName"), traits.get("last_name"))), ("$name", traits.get("name")),
+                           ("$username", traits.get("username")), ("$phone", traits.get("phone")), ("$avatar", traits.get("avatar"))):
+            _set(update, key, value)
+        profile = {"$token": settings["project_token"]}
+        _set(profile, "$distinct_id", _str(_first(user, anon)))
+        _set(profile, "$ip", context.get("ip"))
+        profile["$set"] = update
+        return f"{base}/engage", [profile]
+    if kind == "group":
+        return f"{base}/groups", [{"$token": settings["project_token"], "$group_key": settings.get("group_key", "company_id"),
+                                   "$group_id": _str(event["groupId"]), "$set": _first(event.get("traits")) or {}}]
+    return None
+
+
+# --------------------------------------------------------------------------- Google Analytics 4
+
+GA4_EVENTS = {"Order Completed": "purchase", "Checkout Started": "begin_checkout", "Product Viewed": "view_item",
+              "Product Added": "add_to_cart", "Signed Up": "sign_up"}  # the workload's, of the mapping's table
+GA4_RESERVED = {"ad_activeview", "ad_click", "ad_exposure", "ad_impression", "ad_query", "ad_reward", "adunit_exposure",
+                "app_background", "app_clear_data", "app_exception", "app_remove", "app_store_refund",
+                "app_store_subscription_cancel", "app_store_subscription_convert", "app_store_subscription_renew",
+                "app_update", "app_upgrade", "dynamic_link_app_open", "dynamic_link_app_update", "dynamic_link_first_open",
+                "error", "first_open", "first_visit", "in_app_purchase", "notification_dismiss", "notification_foreground",
+                "notification_open", "notification_receive", "os_update", "screen_view", "session_start", "user_engagement"}
+GA4_PREFIXES = ("ga_", "google_", "firebase_")
+
+
+def _number(value):
+    if value is None or isinstance(value, bool):
+        return value
+    number = float(value)
+    return int(number) if number.is_integer() else number
+
+
+def _snake(text: str) -> str:
+    """eventmap's snake_case for the workload's ASCII event names: camel boundaries, runs of other characters."""
+    words, word = [], []
+    for i, ch in enumerate(text):
+        if not ch.isalnum():
+            if word:
+                words.append("".join(word))
+                word = []
+            continue
+        if word and ch.isupper():
+            prev, nxt = word[-1], text[i + 1] if i + 1 < len(text) else ""
+            if prev.islower() or (prev.isupper() and nxt.islower()):
+                words.append("".join(word))
+                word = []
+        word.append(ch)
+    if word:
+        words.append("".join(word))
+    return "_".join(words).lower()
+
+
+def _ga4_item(product: dict) -> dict:
+    item = {}
+    for key, value in (("item_id", _str(_first(product.get("product_id"), product.get("sku")))),
+                       ("item_name", _first(product.get("name"))), ("item_brand", _first(product.get("brand"))),
+                       ("item_category", _first(product.get("category"))), ("item_variant", _first(product.get("variant"))),
+                       ("coupon", _first(product.get("coupon"))), ("index", _first(product.get("position"))),
+                       ("price", _number(_first(product.get("price")))), ("quantity", _number(_first(product.get("quantity"))))):
+        _set(item, key, value)
+    return item
+
+
+def _ga4_items_ok(items: list) -> bool:
+    return (all(item.get("item_id") or item.get("item_name") for item in items) and len(items) <= 200
+            and all(len(v) <= 100 for item in items for v in item.values() if isinstance(v, str)))
+
+
+def google_analytics_4(event: dict, settings: dict):
+    base = settings.get("base_url") or ("https://region1.google-analytics.com" if settings.get("region") == "eu"
+                                        else "https://www.google-analytics.com")
+    url = f"{base}/{'debug/mp/collect' if settings.get('validate_only') else 'mp/collect'}"
+    kind = event["type"]
+    client_id = _str(_first(event.get("anonymousId"), event.get("userId")))
+    body = {"client_id": client_id}
+    _set(body, "user_id", _str(_first(event.get("userId"))))
+    if event.get("timestamp"):
+        body["timestamp_micros"] = _epoch_ms(event["timestamp"]) * 1000
+    props = event.get("properties")
+    props_d = props if isinstance(props, dict) else {}
+    if kind == "page":
+        page = _get(event, "context", "page") or {}
+        params = {}
+        location = _first(page.get("url"), props_d.get("url"))
+        referrer = _first(page.get("referrer"), props_d.get("referrer"))
+        title = _first(page.get("title"), props_d.get("title"), event.get("name"))
+        for key, value in (("page_location", location), ("page_referrer", referrer), ("page_title", title),
+                           ("engagement_time_msec", 1)):
+            _set(params, key, value)
+        if not client_id or not location or len(location or "") > 1000 or len(referrer or "") > 420 or len(title or "") > 300:
+            return None
+        body["events"] = [{"name": "page_view", "params": params}]
+        return url, body
+    if kind != "track":
+        return None
+    name = GA4_EVENTS.get(event["event"])
+    currency = _first(props_d.get("currency"), settings.get("default_currency"))
+    currency = currency.upper() if isinstance(currency, str) else currency
+    if currency and not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
+        return None
+    if name in ("purchase", "begin_checkout"):
+        items = [_ga4_item(p) for p in props_d.get("products") or [] if isinstance(p, dict)]
+        value_keys = ("revenue", "total", "value") if name == "purchase" else ("value", "revenue", "total")
+        value = _number(_first(*(props_d.get(k) for k in value_keys)))
+        params = {}
+        if name == "purchase":
+            fields = (("transaction_id", _str(_first(props_d.get("order_id")))), ("value", value), ("currency", currency),
+                      ("tax", _number(_first(props_d.get("tax")))), ("shipping", _number(_first(props_d.get("shipping")))),
+                      ("coupon", _first(props_d.get("coupon"))), ("affiliation", _first(props_d.get("affiliation"))),
+                      ("items", _first(items)), ("engagement_time_msec", 1))
+        else:
+            fields = (("value", value), ("currency", currency), ("coupon", _first(props_d.get("coupon"))),
+                      ("items", _first(items)), ("engagement_time_msec", 1))
+        for key, field_value in fields:
+            _set(params, key, field_value)
+        if not client_id or value is None or not currency or not items or not _ga4_items_ok(items) or (
+                name == "purchase" and not params.get("transaction_id")):
+            return None
+    elif name in ("view_item", "add_to_cart"):
+        items = [_ga4_item(props_d)]
+        value = _number(props_d.get("value"))
+        if value is None and isinstance(props_d.get("price"), (int, float)) and not isinstance(props_d.get("price"), bool):
+            value = props_d["price"] * (props_d.get("quantity") or 1)
+        params = {}
+        for key, field_value in (("value", value), ("currency", currency), ("items", items), ("engagement_time_msec", 1)):
+            _set(params, key, field_value)
+        if not client_id or value is None or not currency or not _ga4_items_ok(items):
+            return None
+    elif name == "sign_up":
+        params = {}
+        _set(params, "method", _first(props_d.get("method"), props_d.get("type")))
+        params["engagement_time_msec"] = 1
+        if not client_id:
+            return None
+    else:
+        name = _snake(event["event"])
+        flat = _flatten(props_d, sep="_") if props_d else {}
+        params = {k: ("true" if v is True else "false" if v is False else v) for k, v in flat.items()}
+        ok_name = (name.isascii() and name[:1].isalpha() and len(name) <= 40 and name not in GA4_RESERVED
+                   and not name.startswith(GA4_PREFIXES))
+        ok_params = (all(k.isascii() and k[:1].isalpha() and len(k) <= 40 and k.replace("_", "a").isalnum()
+                         and not k.startswith(GA4_PREFIXES) for k in params)
+                     and len(params) <= 24 and all(len(v) <= 100 for v in params.values() if isinstance(v, str)))
+        if not client_id or not ok_name or not ok_params:
+            return None
+        params["engagement_time_msec"] = 1
+    body["events"] = [{"name": name, "params": params}]
+    return url, body
+
+
+# --------------------------------------------------------------------------- Slack
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack(event: dict, settings: dict):
+    if event["type"] != "track" or event["event"] not in settings["events"]:
+        return None
+    ctraits = _get(event, "context", "traits") or {}
+    props = event.get("properties")
+    who = _first(ctraits.get("name"), ctraits.get("username"), _get(props, "email"), ctraits.get("email"))
+    if who is None:
+        if ctraits.get("firstName") and ctraits.get("lastName"):
+            who = f"{ctraits['firstName']} {ctraits['lastName']}"
+        else:
+            who = f"User {event['userId']}" if event.get("userId") else f"Anonymous user {event.get('anonymousId')}"
+    body = {"text": f"{_slack_escape(str(who))} did {_slack_escape(event['event'])}."}
+    _set(body, "channel", _first((settings.get("channels") or {}).get(event["event"]), settings.get("channel")))
+    for key in ("username", "icon_emoji", "icon_url"):
+        _set(body, key, _first(settings.get(key)))
+    path = settings["webhook_url"].replace("https://hooks.slack.com/services/", "")
+    return f"{settings.get('base_url', 'https://hooks.slack.com')}/services/{path}", body
+
+
+MAPPINGS = {"planhat": planhat, "richpanel": richpanel, "crisp": crisp, "segment": segment,
+            "mixpanel": mixpanel, "google-analytics-4": google_analytics_4, "slack": slack}
 ACCEPTS = {"planhat": {"identify", "track", "page", "group", "alias"}, "richpanel": {"identify", "track", "page"},
-           "crisp": {"identify", "track"}, "segment": {"identify", "track", "page", "screen", "group", "alias"}}
-NAMES = {"planhat": "Planhat", "richpanel": "Richpanel", "crisp": "Crisp", "segment": "Segment"}
+           "crisp": {"identify", "track"}, "segment": {"identify", "track", "page", "screen", "group", "alias"},
+           "mixpanel": {"identify", "track", "page", "screen", "group", "alias"}, "google-analytics-4": {"track", "page"},
+           "slack": {"track"}}
+NAMES = {"planhat": "Planhat", "richpanel": "Richpanel", "crisp": "Crisp", "segment": "Segment",
+         "mixpanel": "Mixpanel", "google-analytics-4": "Google Analytics 4", "slack": "Slack"}

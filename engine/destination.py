@@ -13,7 +13,7 @@ from .outcome import REJECTED, SEND, SKIPPED, Outcome
 from .problems import Problem
 from .render.action import Batching, Envelope
 from .render.request import Request
-from .secrets import with_sentinels
+from .secrets import Masker, with_sentinels
 
 log = logging.getLogger(__name__)
 TWIN_ROUTES = 1024  # routes whose sentinel settings are kept
@@ -41,6 +41,7 @@ class Destination:
     limits: Limits = Limits()
     obeys_integrations: bool = True   # false for a hub (Segment) whose integrations object is for what is behind it
     _sentinels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _warned_unbatchable: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         # call type -> (named actions that take some of its events, in file order; its own action or None)
@@ -55,6 +56,9 @@ class Destination:
         # the hot path's shortcut: a call type with no named actions always goes to its own action
         self.only_action = {kind: own for kind, (named, own) in self.by_type.items() if not named}
         self.labels = {action.name: f"{self.name} {action.name}" for action in self.actions.values()}
+        # what wraps each action's body: the destination's envelope, the action's own, or none (False)
+        self.envelopes = {action.name: self.envelope if action.envelope is None else (action.envelope or None)
+                          for action in self.actions.values()}
 
     @property
     def call_types(self) -> list[str]:
@@ -87,22 +91,23 @@ class Destination:
         if action.steps is not None:
             return self._render_steps(action, event, settings, secrets, client)
         call_type, label = action.name, self.labels[action.name]
-        bound = action.bound(settings, self.envelope, self.name)
+        envelope = self.envelopes[call_type]
+        bound = action.bound(settings, envelope, self.name)
         try:
             if bound is None:
                 payload, scope = action.payload(event, settings)
                 missing = action.missing_required(payload, scope, label)
             else:
                 payload, vars = bound.payload(event)
-                missing = bound.required and bound.missing(payload, vars, label)
+                missing = bound.required and bound.missing(payload, vars, label, event)
             if missing:
                 return Outcome(self.name, REJECTED, errors=missing, message_id=message_id, action=call_type,
                                reason="required fields are missing")
             if bound is None:
-                body = self.envelope.wrap([payload], settings) if self.envelope else payload
+                body = envelope.wrap([payload], settings) if envelope else payload
                 request = action.endpoint.build(scope, body, self.name, call_type, (message_id,), secrets)
             else:
-                body = bound.envelope([payload]) if self.envelope else payload
+                body = bound.envelope([payload]) if envelope else payload
                 request = bound.request(event, vars, body, self.name, (message_id,), secrets)
         except MappingError as exc:
             return self.mapping_failed(exc, call_type, message_id)
@@ -120,41 +125,49 @@ class Destination:
         ends the run rejected before anything is sent.
         """
         context = stepping.ActionContext(event, settings, action, self.name, (event.get("messageId"),), secrets)
-        return stepping.run(action.steps, action.sequence, context, send, answers, on_answer)
+        return stepping.run(action.steps, action.sequence, context, send, answers, on_answer, action.ahead)
 
     def _render_steps(self, action, event: dict, settings: dict, secrets: frozenset, client) -> Outcome:
-        """Offline: the first request and the plan of the rest; with saved answers, every request."""
+        """Offline: every request the steps make whatever the answers (``steps.ahead``) and the plan of the
+        rest; with answers (saved, or a live client), every request sent and what each answer did."""
         message_id, call_type = event.get("messageId"), action.name
         try:
-            if client is None and action.sequence:
-                # offline, the first step alone decides what is shown, unless its `when` is false
+            if client is None:   # offline, the steps sure to run are what is shown (unless none of them runs)
                 context = stepping.ActionContext(event, settings, action, self.name, (message_id,), secrets)
-                first = action.sequence[0]
-                request = context.prepare(action.steps[first], {})
-                if isinstance(request, list):
-                    return Outcome(self.name, REJECTED, errors=request, message_id=message_id, action=call_type,
+                _, shown, rejected = stepping.prepare_ahead(action.steps, action.ahead, context)
+                if rejected is not None:
+                    return Outcome(self.name, REJECTED, errors=rejected[1], message_id=message_id, action=call_type,
                                    reason="required fields are missing")
-                if request is not stepping.SKIPPED_STEP:
-                    return Outcome(self.name, SEND, [request], None, [], [], message_id, [], call_type,
-                                   action.plans[first])
+                if shown:
+                    return Outcome(self.name, SEND, [request for _, request in shown], None, [], [], message_id, [],
+                                   call_type, action.plan(tuple(name for name, _ in shown)))
             run = self.run_steps(action, event, settings, secrets, client.send if client is not None else None)
         except MappingError as exc:
             return self.mapping_failed(exc, call_type, message_id)
-        if run.end == stepping.REJECT:
-            return Outcome(self.name, REJECTED, errors=run.errors, message_id=message_id, action=call_type,
-                           reason="required fields are missing" if not run.sent else f"step '{run.step}' rejected the event")
         requests = [sent.request for sent in run.sent]
+        if run.end == stepping.REJECT:
+            trace = self._trace(run, secrets) + [{"step": run.step, "status": None, "then": "reject (not sent)"}]
+            return Outcome(self.name, REJECTED, requests, errors=run.errors, message_id=message_id, action=call_type,
+                           reason="required fields are missing" if not run.sent else f"step '{run.step}' rejected the event",
+                           steps=trace if run.sent else None)
         if run.end == stepping.OFFLINE:
-            # which request is shown, then what each step does under which answer
-            return Outcome(self.name, SEND, [*requests, run.pending], message_id=message_id, action=call_type,
-                           steps=action.plans[run.step])
-        trace = [{"step": s.step, "status": s.answer.status if s.answer else None, "then": s.then,
-                  **({"error": s.error} if s.error else {})} for s in run.sent]
+            shown = run.preview or [(run.step, run.pending)]
+            return Outcome(self.name, SEND, [request for _, request in shown], message_id=message_id,
+                           action=call_type, steps=action.plan(tuple(name for name, _ in shown)))
         if not requests:
             return Outcome(self.name, SKIPPED, reason=f"no step of {self.name} {call_type} applies to this event",
                            message_id=message_id, action=call_type)
         reason = run.reason if run.end != stepping.DONE else None
-        return Outcome(self.name, SEND, requests, reason, message_id=message_id, action=call_type, steps=trace)
+        return Outcome(self.name, SEND, requests, reason, message_id=message_id, action=call_type,
+                       steps=self._trace(run, secrets))
+
+    @staticmethod
+    def _trace(run, secrets: frozenset) -> list[dict]:
+        """Per step sent: its status, the rule that applied, the answer (masked) and any error."""
+        masker = Masker(secrets)
+        return [{"step": s.step, "status": s.answer.status if s.answer else None, "then": s.then,
+                 **({"answer": masker.data(s.answer.body)} if s.answer is not None else {}),
+                 **({"error": s.error} if s.error else {})} for s in run.sent]
 
     def mapping_failed(self, exc: MappingError, action: str, message_id) -> Outcome:
         """The rejection for data the mapping could not take (a filter refused it), naming where in the file."""
@@ -182,6 +195,12 @@ class Destination:
         false) keep one request per event; order is preserved within each group.
         """
         requests: list[tuple[Request, list[Outcome]]] = []
+        if self.batching is not None and self.batching.unbatchable and enabled:
+            if not self._warned_unbatchable:   # the loader warned with file:line; the log says it once too
+                self._warned_unbatchable = True
+                log.warning("%s: each event is sent as its own request, not in batches: %s", self.name,
+                            self.batching.unbatchable)
+            enabled = False
         if self.batching is None or not enabled:
             return [(r, [o]) for o in outcomes if o.status == SEND for r in o.requests]
         group: list[Outcome] = []

@@ -9,19 +9,22 @@ UNITS = {"ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min
          "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
 RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
+# what a person may write, in every message about one (schemas/config.schema.json's $defs titles say the same)
+DURATION_FORMS = "a duration such as 30s, 5m, 4h or 7d"
+RATE_FORMS = "a rate such as 150/s, 200/min or 5000/day"
 
 
 def parse_duration(value) -> float:
     """Seconds; a bare number is seconds. Raises ValueError with what was expected."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 30s, 15m, 4h or 7d, not {value!r}")
+        raise ValueError(f"expected {DURATION_FORMS}, not {value!r}")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative ({value})")
         return float(value)
     match = DURATION.match(str(value).lower())
     if not match or (match.group(2) and match.group(2) not in UNITS):
-        raise ValueError(f"expected a duration such as 30s, 15m, 4h or 7d, not {value!r}")
+        raise ValueError(f"expected {DURATION_FORMS}, not {value!r}")
     return float(match.group(1)) * UNITS[match.group(2) or "s"]
 
 
@@ -31,7 +34,7 @@ def parse_rate(value) -> float:
         return float(value)
     match = RATE.match(str(value).lower())
     if not match or match.group(3) not in UNITS or float(match.group(1)) <= 0:
-        raise ValueError(f"expected a rate such as 150/s, 200/min or 5000/day, not {value!r}")
+        raise ValueError(f"expected {RATE_FORMS}, not {value!r}")
     per = float(match.group(2) or 1) * UNITS[match.group(3)]
     return float(match.group(1)) / per
 
@@ -43,30 +46,27 @@ def describe_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-TIME_EXAMPLES = "2024-05-01, 2024-05-01T12:00:00Z, now, or a duration ago such as 24h or 7d"
-
-
-def parse_time(value: str, now: float) -> float:
-    """Seconds since the epoch from a time as people write it on a command line: an ISO 8601 date or
-    date-time (UTC unless it names an offset), ``now``, or a duration before ``now`` ("24h": a day ago).
-    Raises ValueError with what was expected."""
-    text = str(value).strip()
+def parse_since(value: str, now: float) -> float:
+    """A moment as people write it on a command line: an ISO 8601 date or date-time (UTC unless it says),
+    ``now``, or a duration meaning that long before ``now`` (1h, 7d). Raises ValueError with what was expected."""
+    text = value.strip()
     if text.lower() == "now":
         return now
-    ago = DURATION.match(text.lower())
-    if ago and ago.group(2):   # a unit is required: a bare number could be a date typed without dashes
-        return now - parse_duration(text)
+    if not text.replace(".", "").isdigit():   # a bare number is neither: 2024 seconds, or the year?
+        try:
+            return now - parse_duration(text)
+        except ValueError:
+            pass
     try:
-        moment = datetime.fromisoformat(text.replace("z", "Z"))
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" and text else text)
     except ValueError:
-        raise ValueError(f"expected a time such as {TIME_EXAMPLES}, not {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        raise ValueError(f"expected a moment such as 2024-05-02, 2024-05-02T09:00:00Z, now, or a duration ago such "
+                         f"as 1h or 7d, not {value!r}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def describe_time(seconds: float) -> str:
-    """A time as ``parse_time`` reads it back: ISO 8601, UTC, to the second (or finer when it has a fraction)."""
+    """A time as ``parse_since`` reads it back: ISO 8601, UTC, to the second (or finer when it has a fraction)."""
     moment = datetime.fromtimestamp(seconds, UTC)
     spec = "seconds" if moment.microsecond == 0 else "milliseconds"
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")

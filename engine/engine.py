@@ -1,11 +1,13 @@
 """The library entry point: load the mappings once, then render events quickly."""
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .destination import Destination
+from .failures import EventFailed
 from .load.destination import load_destination
 from .load.source import load_source
 from .outcome import REJECTED, SKIPPED, Outcome
@@ -15,6 +17,8 @@ from .render.request import Request
 from .route import Route
 from .source import BoundSource, Source
 from .validate import EventValidator, SegmentCheck
+
+log = logging.getLogger(__name__)
 
 
 def display_path(path: Path) -> str:
@@ -58,15 +62,22 @@ class Engine:
     """Load with ``Engine()`` (or ``Engine("path/to/mappings")``), then render.
 
     Loading compiles every mapping and raises ConfigError listing every
-    problem in every file; rendering never raises for bad events, it returns
+    error in every file; warnings (a file that loads but may not do what its
+    author expects, such as a batch request that reads the event) are logged
+    and kept in ``warnings``. Rendering never raises for bad events, it returns
     a rejected Outcome with every error.
     """
 
     def __init__(self, mappings: str | Path = DEFAULT_MAPPINGS, *, lint: bool = True):
         self.root = Path(mappings)
         self.destinations, self.sources, problems = load_mappings(self.root)
-        if problems:
-            raise ConfigError(problems)
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            raise ConfigError(errors)
+        # what loads but may not do what its author expects (a batch request that reads the event)
+        self.warnings = [p for p in problems if p.severity != "error"]
+        for warning in self.warnings:
+            log.warning("%s", warning)
         self.validator = EventValidator()
         self.lint = lint
         self._check = SegmentCheck(self.validator).check if lint else self._check_without_lint
@@ -124,7 +135,12 @@ class Engine:
                 outcome = Outcome(name, REJECTED, errors=errors, message_id=message_id,
                                   reason="the event does not follow the Segment spec")
             else:
-                reason = route.skip_reason(event)
+                try:
+                    reason = route.skip_reason(event)
+                except EventFailed as exc:   # the route's condition fails on this event: this destination only
+                    outcomes.append(Outcome(name, REJECTED, errors=[exc.problem], message_id=message_id,
+                                            reason=exc.reason, warnings=list(warnings)))
+                    continue
                 if reason:
                     outcome = Outcome(name, SKIPPED, reason=reason, message_id=message_id)
                 else:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from .engine import Engine
-from .map.language import MappingError, Scope, leaves
+from .map.language import MappingError, Scope, output_fields
 from .outcome import SEND, Outcome
 from .route import Route
 from .secrets import Masker, masked_twin
@@ -47,52 +47,75 @@ def shown(item: Field) -> str:
 
 
 def explain(engine: Engine, route: Route, event, responses=None) -> Explanation:
-    """Render ``event`` for ``route`` and, when it is sent, evaluate each field of its action on its own.
+    """Render ``event`` for ``route`` and, when it is sent, show each field it sends and how it was made.
 
-    Each value is also evaluated with sentinels in place of the secret settings: what differs was built
-    from a secret and is masked (secrets.masked_twin), and nothing else is touched.
+    The values are the mapped body itself, made by the same generated code render runs (the action bound to
+    the route), split into fields along the mapping: what render leaves out (``@omit``, null values) is not
+    shown, and each key ``@merge`` brought is shown with it. Each value is also made with sentinels in place
+    of the secret settings: what differs was built from a secret and is masked (secrets.masked_twin), and
+    nothing else is touched.
     """
     outcome = engine.render(event, route, responses=responses)
     if outcome.status != SEND:
         return Explanation(outcome)
-    action = route.destination.action_for(event)
-    values = evaluated(action, event, route.settings)
-    twin_settings, sentinels = route.destination.sentinel_settings(route.settings)
+    destination = route.destination
+    action = destination.action_for(event)
+    values = mapped_fields(destination, action, event, route.settings)
+    twin_settings, sentinels = destination.sentinel_settings(route.settings)
     try:
-        twins = evaluated(action, event, twin_settings) if sentinels else values
+        twins = {path: value for path, _, value, _ in mapped_fields(destination, action, event, twin_settings)} \
+            if sentinels else None
     except MappingError:  # a sentinel a filter cannot take: search for the secrets' text instead
         twins = None
     mask = Masker(route.secrets)
     fields = []
-    for index, (path, how, value, error) in enumerate(values):
+    for path, how, value, error in values:
         if error is not None:
             fields.append(Field(path, how, None, mask.text(error)))
-            continue
-        fields.append(Field(path, how, masked_twin(value, twins[index][2], sentinels) if twins else mask.data(value)))
+        elif not sentinels:
+            fields.append(Field(path, how, value))
+        elif twins is not None and path in twins:
+            fields.append(Field(path, how, masked_twin(value, twins[path], sentinels)))
+        else:
+            fields.append(Field(path, how, mask.data(value)))
     chosen = f"{action.name} ({action.subscription.describe()})" if action.subscription is not None else None
     return Explanation(outcome, fields, chosen)
 
 
-def evaluated(action, event: dict, settings: dict) -> list[tuple[str, str, object, str | None]]:
-    """(path, expression, value, error) for each var and each leaf of the body, unmasked."""
+def mapped_fields(destination, action, event: dict, settings: dict) -> list[tuple[str, str, object, str | None]]:
+    """(path, expression, value, error) for each var and each field of the body, unmasked."""
+    if action.steps is None:
+        bound = action.bound(settings, destination.envelope, destination.name)
+        if bound is not None:
+            body, vars = bound.payload(event)   # exactly what render maps
+        else:  # a settings-only value fails: the same code, node by node (render rejects such an event)
+            body, scope = action.payload(event, settings)
+            vars = scope.vars
+        return [(f"vars.{name}", node.describe(), vars.get(name), None) for name, node in action.vars] + \
+            [(_shown_path(path), how, value, None) for path, how, value in output_fields(action.body, body)]
+    # an action with steps: each step's vars and body, named steps.NAME...; answers are not known here,
+    # so a read of an earlier step shows as empty
     scope = Scope(event, settings, {})
     values: list[tuple[str, str, object, str | None]] = []
     for name, node in action.vars:
         scope.set_var(name, node.evaluate(scope))
         values.append((f"vars.{name}", node.describe(), scope.vars[name], None))
-    # an action with steps: each step's vars and body, named steps.NAME...; answers are not known here,
-    # so a read of an earlier step shows as empty
-    bodies = [("", action.body, [])] if action.steps is None else [
-        (f"steps.{name}.", step.body, step.vars) for name, step in action.steps.items()]
-    for prefix, body, step_vars in bodies:
-        step_scope = Scope({**event, "steps": {}}, settings, dict(scope.vars)) if prefix else scope
-        for name, node in step_vars:
+    for step_name, step in action.steps.items():
+        prefix = f"steps.{step_name}."
+        step_scope = Scope({**event, "steps": {}}, settings, dict(scope.vars))
+        for name, node in step.vars:
             step_scope.set_var(name, node.evaluate(step_scope))
             values.append((f"{prefix}vars.{name}", node.describe(), step_scope.vars[name], None))
-        for path, node in leaves(body) if body is not None else ():
-            where = prefix + (".".join(map(str, path)) or "(body)")
-            try:
-                values.append((where, node.describe(), node.evaluate(step_scope), None))
-            except MappingError as exc:
-                values.append((where, node.describe(), None, exc.message))
+        if step.body is None:
+            continue
+        try:
+            body = step.body.evaluate(step_scope)
+        except MappingError as exc:
+            values.append((prefix + "(body)", step.body.describe(), None, exc.message))
+            continue
+        values += [(prefix + _shown_path(path), how, value, None) for path, how, value in output_fields(step.body, body)]
     return values
+
+
+def _shown_path(path: tuple) -> str:
+    return ".".join(map(str, path)) or "(body)"

@@ -4,7 +4,13 @@ The configuration file chooses (``logging: {format: json, level: info, every: 60
 ``eventmap serve``, ``eventmap deliver`` and the server's background process all
 call ``configure`` with it. ``every`` is how often the delivery runner writes its
 per-destination line. Messages never carry secrets: what they quote (vendor
-answers, transport errors) is masked before it gets here.
+answers, transport errors) is masked before it gets here, and a request path
+only as ``secrets.masked_path`` shows it.
+
+Messages quote what others chose (an event's messageId, a vendor's answer), so
+the text format escapes control characters as the JSON format does: a newline in
+a messageId cannot start a line that passes for a record of its own, nor an
+escape sequence steer a terminal. A traceback keeps its lines, each indented.
 """
 from __future__ import annotations
 
@@ -20,6 +26,11 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PLAIN_FORMAT = "%(message)s"     # a command's own status lines (the store it opened), before any configuration
+
+# C0 and C1 control characters, DEL, and Unicode's line and paragraph separators: whatever may end a line
+# or drive a terminal, written as JSON writes them
+_CONTROLS = {code: f"\\u{code:04x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+_ESCAPES = str.maketrans({**_CONTROLS, ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
 
 # attributes every LogRecord has; anything else was passed as ``extra`` and goes into the JSON object
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -58,6 +69,28 @@ class JsonFormatter(logging.Formatter):
         return jsoncodec.dumps(data)
 
 
+def escaped(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\n``, ``\\u001b``), everything else as it is."""
+    return text if text.isprintable() else text.translate(_ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """A line for people, its message escaped (``escaped``). A traceback keeps its lines, each indented
+    and escaped, so none of them can pass for a record either."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escaped(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        blocks = [self.formatException(record.exc_info)] if record.exc_info else []
+        if record.stack_info:
+            blocks.append(self.formatStack(record.stack_info))
+        for block in blocks:
+            line += "".join(f"\n  {escaped(text)}" for text in block.splitlines())
+        return line
+
+
 class _Handler(logging.StreamHandler):
     """Ours, so a second ``configure`` replaces it and leaves other handlers (pytest's, gunicorn's) alone."""
 
@@ -71,7 +104,7 @@ def configure(options: LogOptions = LogOptions(), stream=None, plain: bool = Fal
     if options.format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(PLAIN_FORMAT if plain else TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(PLAIN_FORMAT if plain else TEXT_FORMAT))
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)

@@ -5,8 +5,9 @@ written there once, with its deliveries, in intake's transaction, and stays
 while it has deliveries or is younger than ``delivery.archive_for``. A replay
 reads the archived events of a time range by key (id order, ``CHUNK`` at a
 time: constant memory however long the range), decides each as intake would
-today (``Intake.decide``: the Segment schema and today's routes) and renders it
-with today's mapping, as a worker will, so its summary says what will happen.
+today (``Intake.decide``: the Segment schema, today's tracking plan of the
+source it came in from, and today's routes) and renders it with today's
+mapping, as a worker will, so its summary says what will happen.
 Each chunk's new deliveries and the replay's progress are written in one
 transaction (``Store.replay_step``): a replay killed at any moment and resumed
 goes on after the last chunk written, and enqueues no event twice.
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import jmespath
 from jmespath.exceptions import JMESPathError
 
+from .failures import event_failed
 from .intake import Intake
 from .map.language import is_truthy
 from .outcome import Outcome
@@ -136,18 +138,19 @@ class Replayer:
     """Runs one selection of archived events through today's routes and mappings."""
 
     def __init__(self, engine, routes: list[Route], store: Store, selection: Selection, *, chunk: int = CHUNK,
-                 clock=time.time):
+                 clock=time.time, plans: dict | None = None):
+        """``plans``: today's tracking plans by source name (``Config.plans``), applied to each event under the
+        source it came in from, as intake would apply them now."""
         self.store, self.chunk, self.clock = store, chunk, clock
         self.routes = selected_routes(routes, selection.destinations)
         if selection.destinations is not None:   # by file name, however given: the same replay compares equal
             selection = replace(selection, destinations=tuple(route.destination.slug for route in self.routes))
         self.selection = selection
         self._where = compile_where(selection.where)
-        # intake's own decision (schema, routes) with today's configuration; nothing is written through it
-        self.intake = Intake(engine, self.routes, store, dedupe_window=0.0, fill_message_id=False)
-        # the same for each route alone: when a route fails on an event (its where), the others still decide
-        self._alone = {route.destination.slug: Intake(engine, [route], store, dedupe_window=0.0, fill_message_id=False)
-                       for route in self.routes}
+        # intake's own decision (schema, plan, routes) with today's configuration; nothing is written through it.
+        # Its decide is intake's per-event boundary: a route whose condition fails on an event rejects it at that
+        # destination only, anything else rejects the event (under INTAKE), and it never raises.
+        self.intake = Intake(engine, self.routes, store, dedupe_window=0.0, fill_message_id=False, plans=plans)
 
     def __repr__(self) -> str:
         return f"<Replayer {self.selection}>"
@@ -164,36 +167,27 @@ class Replayer:
             except Exception as exc:  # noqa: BLE001  a condition that fails on one event skips that event only
                 reason = f"{WHERE_FAILED}: {_first_line(exc)}"
                 return [Verdict(name, SKIPPED, reason) for name in names]
-        try:
-            new, _ = self.intake.decide(item.event, item.source)
-        except Exception:  # noqa: BLE001  a route failed on this event (its where): decide route by route
-            return [self._decide_alone(route, item) for route in self.routes]
-        if not new.archive:   # today's schema refuses it: at every destination, with the errors
+        new, _ = self.intake.decide(item.event, item.source)
+        if not new.archive:   # refused today (the Segment schema, the source's plan): at every destination
             rejection = new.deliveries[0]
             return [Verdict(name, REJECTED, rejection.reason, rejection.errors or []) for name in names]
         decided = {d.destination: d for d in new.deliveries}
         return [self._render(route, decided[route.destination.slug], item) for route in self.routes]
 
-    def _decide_alone(self, route: Route, item: Archived) -> Verdict:
-        """One route's verdict, when deciding them all together failed: the route that fails on this event
-        rejects it with the reason; the others decide as usual."""
-        name = route.destination.slug
-        try:
-            new, _ = self._alone[name].decide(item.event, item.source)
-        except Exception as exc:  # noqa: BLE001  this route fails on this event: its own verdict
-            return Verdict(name, REJECTED, f"routing failed on this event: {_first_line(exc)}")
-        if not new.archive:
-            return Verdict(name, REJECTED, new.deliveries[0].reason, new.deliveries[0].errors or [])
-        return self._render(route, new.deliveries[0], item)
-
     def _render(self, route: Route, decided: NewDelivery, item: Archived) -> Verdict:
+        """The verdict at one destination: intake's, or else what today's mapping makes of the archived event,
+        which is what the new delivery sends (it refers to the archived row: properties today's plan would
+        drop are not dropped from it)."""
         name = route.destination.slug
+        if decided.state == REJECTED:   # the route's condition cannot be evaluated on this event
+            return Verdict(name, REJECTED, decided.reason, decided.errors or [])
         if decided.state != QUEUED:
             return Verdict(name, SKIPPED, decided.reason)
         try:
             outcome = route.destination.render(item.event, route.settings, route.secrets)
-        except Exception as exc:  # noqa: BLE001  a mapping fault on one event rejects that event only
-            return Verdict(name, REJECTED, f"the mapping failed on this event: {_first_line(exc)}")
+        except Exception as exc:  # noqa: BLE001  the per-event boundary, as the delivery worker's
+            failed = event_failed(exc, "the mapping")
+            return Verdict(name, REJECTED, failed.reason, [failed.problem.as_dict()])
         if outcome.status == SEND:
             return Verdict(name, REPLAYED, outcome=outcome)
         if outcome.status == REJECTED:

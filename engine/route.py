@@ -4,7 +4,8 @@ The rules follow Segment: the event's ``integrations`` object turns a
 destination on or off by its display name, ``All`` covers every destination
 without a key of its own, and everything is on by default. On top of that a
 configured destination may subscribe to some call types, some track event
-names, or a JMESPath condition.
+names, or a JMESPath condition. A condition that cannot be evaluated on an event (``contains()`` of a
+missing field) fails that event alone at that destination (``EventFailed``), never its batch.
 """
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from dataclasses import dataclass
 import jmespath
 
 from .destination import Destination, Limits
+from .failures import EventFailed
 from .map.language import is_truthy
+from .problems import Problem
 from .secrets import MASK
+
+CONDITION_FAILED = "the route's condition cannot be evaluated on this event"
 
 
 def integrations_decision(event: dict, name: str) -> str | None:
@@ -78,6 +83,14 @@ class Route:
         label = event.get("event") if call_type == "track" else event.get("name")
         if self.events is not None and call_type in ("track", "page", "screen") and label not in self.events:
             return f"not subscribed: '{label}' is not in this route's events"
-        if self._where is not None and not is_truthy(self._where.search(event)):
+        if self._where is not None and not is_truthy(self._condition(event)):
             return f"not subscribed: condition {self.where!r} is false for this event"
         return None
+
+    def _condition(self, event: dict):
+        """The ``where`` condition's value for this event; EventFailed when JMESPath refuses this event's data
+        (a function given the wrong type, an ordering of text against a number)."""
+        try:
+            return self._where.search(event)  # type: ignore[union-attr]  # only called with a condition
+        except Exception as exc:  # noqa: BLE001  jmespath raises its own errors and Python's TypeError
+            raise EventFailed(CONDITION_FAILED, Problem("where", f"{self.where}: {type(exc).__name__}: {exc}")) from None

@@ -10,7 +10,10 @@ value does. Nothing else is touched, however short the secret.
 ``Masker`` searches text for the known secret values instead (raw,
 percent-encoded, inside base64). It is the last line of defence where no
 provenance exists: a vendor echoing a key in its answer, log lines, and a
-request whose sentinel render failed.
+request whose sentinel render failed. A composite secret (``id:key``, the way
+Basic auth carries a pair) is also looked for part by part, since a vendor may
+echo one half; a part shorter than ``MIN_PART`` characters is left to the whole,
+so an ``api:`` or ``user:`` prefix does not mask those words in every answer.
 """
 from __future__ import annotations
 
@@ -23,13 +26,32 @@ import orjson
 
 MASK = "***"
 MIN_ENCODED = 4  # base64 needles shorter than this would mask innocent text
+MIN_PART = 6     # a part of a composite secret is masked on its own from this length ("user", "api" are words)
 # Lowercase letters and digits only: they survive lower, percent-encoding and JSON unchanged. Random per
 # process, so no event can carry one.
 _SENTINEL = "emk" + os.urandom(6).hex()
 
 
 def needles(secret: str) -> list[str]:
-    # percent-encoded as a path segment, a path (Jinja's urlencode keeps "/"), and a query value
+    """Every text to look for, longest first: the secret's forms, and those of its parts (``parts``)."""
+    forms = _encodings(secret)
+    for part in parts(secret):
+        forms |= _encodings(part)
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def parts(secret: str) -> set[str]:
+    """The parts of a composite secret worth masking alone: split at every ``:``, and after the first one
+    (Basic auth's split: a password may hold ``:``), each of ``MIN_PART`` characters or more."""
+    if ":" not in secret:
+        return set()
+    found = set(secret.split(":")) | {secret.partition(":")[2]}
+    return {part for part in found if len(part) >= MIN_PART}
+
+
+def _encodings(secret: str) -> set[str]:
+    """``secret`` raw; percent-encoded as a path segment, a path (Jinja's urlencode keeps "/") and a query
+    value; and the characters of its base64 that carry only its bytes, at each of the three alignments."""
     forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
     raw = secret.encode("utf-8")
     for offset in range(3):
@@ -40,7 +62,7 @@ def needles(secret: str) -> list[str]:
         core = encoded[start:end] if end > start else ""
         if len(core) >= MIN_ENCODED:
             forms.add(core)
-    return sorted((f for f in forms if f), key=len, reverse=True)
+    return forms
 
 
 class Masker:
@@ -144,3 +166,28 @@ def _embeds(real: str, twin: str, shown: list, sentinels: dict) -> bool:
         if rebuilt == real:
             return True
     return False
+
+
+# Request paths that carry a Segment write key in the segment after these two (analytics.js's settings
+# document and script); the route's own words after the key stay readable
+KEY_PATHS = (("v1", "projects"), ("analytics.js", "v1"))
+ROUTE_WORDS = frozenset({"settings", "analytics.js", "analytics.min.js"})
+
+
+def masked_path(path: str) -> str:
+    """A request path as a log line or an error message may show it: the write key masked.
+
+    Every line that quotes a path goes through here. Empty segments (``//v1``) and case do not hide
+    the key's place; everything after it but the route's own words is masked too (a mistyped route,
+    a key holding ``/``).
+    """
+    segments = path.split("/")
+    named = [i for i, segment in enumerate(segments) if segment]
+    words = [segments[i].lower() for i in named]
+    for n in range(len(named) - 1):
+        if (words[n], words[n + 1]) in KEY_PATHS:
+            for place, i in enumerate(named[n + 2:]):
+                if place == 0 or words[n + 2 + place] not in ROUTE_WORDS:
+                    segments[i] = MASK
+            break
+    return "/".join(segments)

@@ -5,7 +5,10 @@ payload's type, run the handler's lookups (HTTP requests through one client,
 or ready-made responses), map each output event, validate it against the
 Segment schemas. Every payload ends in one SourceResult: events, skipped
 (with the reason), rejected (with the errors) or failed (a lookup could not
-be done; ``retryable`` says whether trying later may help).
+be done; ``retryable`` says whether trying later may help). A lookup whose
+request cannot be sent as built rejects the payload; one whose answer is over
+the size limit the client reads fails it for good (the mapping reads every
+answer, and an excerpt would map into wrong events).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import steps as stepping
+from .answers import AnswerTooLarge, RequestError, whole
 from .load.settings import SettingsSpec
 from .map.language import MappingError, Node, Scope
 from .problems import Problem
@@ -98,13 +102,20 @@ class BoundSource:
             for name, node in source.vars:
                 scope.set_var(name, node.evaluate(scope))
             done = stepping.run(source.lookups, handler.lookups, context,
-                                client.send if client is not None else None, known)
+                                _reading_whole(client.send) if client is not None else None, known)
             if done.end != stepping.DONE:
                 return self._stopped(done, result)
             scope = scope_for(done.answers)
             events = [node.evaluate(scope) for node in handler.events]
         except MappingError as exc:
             return result(REJECTED, errors=[Problem(".".join(map(str, exc.path)), exc.message)])
+        except RequestError as exc:
+            if not exc.final:
+                return result(FAILED, retryable=True, reason=exc.message)
+            return result(REJECTED, reason="a lookup's request cannot be sent as built",
+                          errors=[Problem(exc.path, exc.message)])
+        except AnswerTooLarge as exc:
+            return result(FAILED, retryable=False, reason=str(exc))
         errors = [Problem(f"events[{i}].{p.path}" if p.path else f"events[{i}]", p.message)
                   for i, event in enumerate(events) for p in self.validator.check(event)]
         if errors:
@@ -122,3 +133,14 @@ class BoundSource:
 
     def _result(self, status, **fields) -> SourceResult:
         return SourceResult(self.source.name, status, **fields)
+
+
+def _reading_whole(send):
+    """``send`` for lookups: the source's mapping reads every 2xx answer, so one the client cut at the size
+    limit (an ``Excerpt``) fails the lookup instead."""
+    def lookup(request):
+        response = send(request)
+        if 200 <= response.status < 300:
+            whole(response.body, f"lookup '{request.action.partition(' ')[2] or request.action}'")
+        return response
+    return lookup

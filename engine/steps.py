@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .answers import TransportError, is_retryable, retry_after, summarize
-from .map.language import Node, Scope, is_empty, is_truthy
+from .map.language import Node, Scope, is_empty, is_truthy, plain_steps
 from .problems import Problem
 from .render.endpoint import Endpoint
 from .secrets import Masker
@@ -34,6 +34,7 @@ RULE_KINDS = (CONTINUE, EMPTY, DONE, SKIP, FAIL, REJECT, RUN)
 RETRY, OFFLINE = "retry", "offline"
 STATUS_KEY = re.compile(r"^[1-5]([0-9][0-9]|xx)$")
 STEP_READ = re.compile(r"(?<![\w.])steps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+LOOKUP_READ = re.compile(r"(?<![\w.])lookups\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")   # a source's answers
 VAR_READ = re.compile(r"(?<![\w.])vars\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -61,13 +62,30 @@ class Step:
     endpoint: Endpoint
     when: Any = None                  # compiled JMESPath over the step's data, or None
     when_text: str | None = None
-    requires: list = field(default_factory=list)   # (path, compiled JMESPath, message or None): inputs
+    requires: list = field(default_factory=list)   # (path, compiled JMESPath, message Node or None): inputs
     vars: list = field(default_factory=list)       # (name, Node), evaluated in order
     body: Node | None = None
     required: list = field(default_factory=list)   # render.action.Required: output fields of the body
     on_status: dict = field(default_factory=dict)  # "404" or "4xx" -> Rule
+    # (condition text, compiled JMESPath, Rule): checked in order when on_status would carry on with the answer
+    on_answer: list = field(default_factory=list)
     fallback: bool = False            # runs only when another step's rule names it
     action: Any = None                # a destination step as an Action, for its generated code (render/compiled.py)
+    reads_answers: bool = False       # its when, requires, vars, body or request read an earlier answer
+
+    def __post_init__(self):
+        self._when_keys = plain_steps(self.when.parsed) if self.when is not None else None
+
+    def runs(self, data: dict) -> bool:
+        """Is ``when`` true for ``data`` (the scopes by name)? A plain path (``vars.custom``) is read as dict
+        lookups, as generated code reads paths; anything else is searched with JMESPath."""
+        keys = self._when_keys
+        if keys is None:
+            return is_truthy(self.when.search(data))
+        value: object = data
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return is_truthy(value)
 
     def rule(self, status: int) -> Rule:
         """The rule for this status: exact, then its class, then the defaults."""
@@ -77,6 +95,29 @@ class Step:
         if 200 <= status < 300:
             return Rule(CONTINUE)
         return Rule(RETRY if is_retryable(status) else FAIL)
+
+    def decide(self, name: str, answer: Answer, answers: dict, context: Context) -> Rule:
+        """What this answer does: its status rule; when that carries on, the first ``on_answer`` rule whose
+        condition holds on the answer (read as ``steps.NAME`` / ``lookups.NAME``, with everything before)."""
+        rule = self.rule(answer.status)
+        if not self.on_answer or rule.kind not in (CONTINUE, EMPTY):
+            return rule
+        seen = {**answers, name: answer}
+        data = context.condition_data(context.scope_for(seen), seen)
+        for _text, condition, then in self.on_answer:
+            if is_truthy(condition.search(data)):
+                return then
+        return rule
+
+    def rules(self) -> list[Rule]:
+        """Every rule this step has: by status, then by answer."""
+        return [*self.on_status.values(), *(then for _, _, then in self.on_answer)]
+
+    def may_stop_on_success(self) -> bool:
+        """True when a 2xx answer may end the run or change its course (a 2xx rule that does not carry on,
+        or a rule on the answer's body): the steps after it are not sure to run."""
+        return bool(self.on_answer) or any(key.startswith("2") and rule.kind not in (CONTINUE, EMPTY)
+                                           for key, rule in self.on_status.items())
 
     def plan(self) -> dict:
         """What this step does, for offline views: its request, condition and rules."""
@@ -88,6 +129,8 @@ class Step:
             data["runs"] = "only when another step's rule asks for it"
         if self.on_status:
             data["on_status"] = {key: rule.describe() for key, rule in self.on_status.items()}
+        if self.on_answer:
+            data["on_answer"] = [{"when": text, "then": then.describe()} for text, _, then in self.on_answer]
         return data
 
 
@@ -126,6 +169,8 @@ class Run:
     reason: str | None = None
     errors: list[Problem] = field(default_factory=list)
     pending: object = None            # OFFLINE: the request the next step would send
+    # (name, request) of each step sure to run whatever the answers (``ahead``), prepared before any request
+    preview: list = field(default_factory=list)
     retry_after: float | None = None  # RETRY: the wait the vendor asked for (Retry-After), if any
 
 
@@ -147,9 +192,9 @@ class Context:
         """The step's request; SKIPPED_STEP when its ``when`` is false; a list of Problems when an
         input or output field it requires is empty. The interpreter; a caller may do it faster."""
         scope = self.scope_for(answers)
-        if step.when is not None and not is_truthy(step.when.search(self.condition_data(scope, answers))):
+        if step.when is not None and not step.runs(self.condition_data(scope, answers)):
             return SKIPPED_STEP
-        missing = _missing_inputs(step, self.condition_data(scope, answers), self)
+        missing = _missing_inputs(step, self.condition_data(scope, answers), scope, self)
         if missing:
             return missing
         for var, node in step.vars:
@@ -157,7 +202,7 @@ class Context:
         body = step.body.evaluate(scope) if step.body is not None else None
         label = f"{self.destination} {self.noun} {step.name}"
         rules = step.action.required if step.action is not None else step.required
-        missing = [self._required_problem(step, rule, label) for rule in rules if rule.missing(body, scope.vars)]
+        missing = [self._required_problem(step, rule, label, scope) for rule in rules if rule.missing(body, scope.vars)]
         if missing:
             return missing
         name = step.action.name if step.action is not None else f"{self.noun} {step.name}"
@@ -168,10 +213,11 @@ class Context:
         ``payload`` and ``lookups`` as keys), with ``vars`` and ``settings``."""
         return {**scope.event, "vars": scope.vars, "settings": scope.settings}
 
-    def _required_problem(self, step: Step, rule, label: str) -> Problem:
-        """A step's own required fields are named under ``steps.NAME``; its action's (vars) as written."""
-        problem = (step.action.required_problem(rule, label) if step.action is not None else
-                   Problem(rule.path, rule.message or f"{label}: '{rule.path}' is required but missing or empty"))
+    def _required_problem(self, step: Step, rule, label: str, scope: Scope) -> Problem:
+        """A step's own required fields are named under ``steps.NAME``; its action's (vars) as written.
+        Messages are templates, rendered with the step's scope (its answers, vars and settings)."""
+        problem = (step.action.required_problem(rule, label, lambda: scope) if step.action is not None else
+                   Problem(rule.path, rule.text(scope) or f"{label}: '{rule.path}' is required but missing or empty"))
         if not any(rule is own for own in step.required):
             return problem
         return Problem(f"{self.root}.{step.name}.{problem.path}", problem.message)
@@ -228,13 +274,13 @@ class ActionContext(Context):
         if bound is None:
             return super().prepare(step, answers)
         data = self._data(answers)
-        if step.when is not None and not is_truthy(step.when.search(
-                {"event": self.event, "steps": data.get("steps", {}), "vars": self.variables(), "settings": self.settings})):
+        if step.when is not None and not step.runs(
+                {"event": self.event, "steps": data.get("steps", {}), "vars": self.variables(), "settings": self.settings}):
             return SKIPPED_STEP
         body, variables = bound.payload(data)
         if bound.required:
             label = f"{self.destination} {self.action.name}"
-            missing = [self._required_problem(step, check.rule, label)
+            missing = [self._required_problem(step, check.rule, label, Scope(data, self.settings, variables))
                        for check in bound.required if check.missing(body, variables)]
             if missing:
                 return missing
@@ -242,16 +288,23 @@ class ActionContext(Context):
 
 
 def run(steps: dict, sequence: list[str], context: Context, send=None, answers: dict | None = None,
-        on_answer=None) -> Run:
+        on_answer=None, sure: list[str] | None = None) -> Run:
     """Walk ``sequence`` (names in ``steps``), running fallbacks where a rule asks for them.
 
     ``send(request) -> Response`` may raise TransportError; None runs offline.
     ``answers`` holds steps already done (not sent again); ``on_answer(name,
     answer, sent)`` is called after each step that completed, before the next
     one starts, so a caller can keep it durably. MappingError propagates.
+    ``sure``: ``ahead(steps, sequence)``, when the caller worked it out once.
     """
     answers = dict(answers or {})
     result = Run(DONE, answers)
+    prepared: dict = {}
+    if not answers:   # before the first request: the steps sure to run are made, and checked, first
+        prepared, result.preview, rejected = prepare_ahead(steps, sure if sure is not None else ahead(steps, sequence),
+                                                           context)
+        if rejected is not None:
+            return _end(result, REJECT, rejected[0], errors=rejected[1])
     position, queued = 0, None
     while True:
         if queued is not None:
@@ -262,10 +315,11 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
             return result
         step = steps[name]
         if name in answers:          # resumed: the same rule decides again what comes next
-            rule = step.rule(answers[name].status)
+            rule = step.decide(name, answers[name], {n: a for n, a in answers.items() if n != name}, context)
             queued = rule.target if rule.kind == RUN else None
             continue
-        request = context.prepare(step, answers)
+        # a step that reads no answer makes the same request now as before the first one was sent
+        request = prepared.pop(name) if name in prepared else context.prepare(step, answers)
         if request is SKIPPED_STEP:
             continue
         if isinstance(request, list):
@@ -280,7 +334,7 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
             result.sent.append(Sent(name, request, None, str(exc), RETRY))
             return _end(result, RETRY, name, reason=f"{context.noun} '{name}' failed: {exc}")
         answer = Answer(response.status, response.body)
-        rule = step.rule(response.status)
+        rule = step.decide(name, answer, answers, context)
         sent = Sent(name, request, answer, None, rule.kind if rule.kind != RUN else f"run {rule.target}")
         result.sent.append(sent)
         if rule.kind in (CONTINUE, EMPTY, RUN):
@@ -294,8 +348,8 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
             return _end(result, DONE, name)
         if rule.kind == RETRY:
             result.retry_after = retry_after(response.headers)
-        if rule.message is not None:
-            text = str(rule.message.evaluate(context.scope_for(answers)))
+        if rule.message is not None:   # a template: it may read this answer too
+            text = str(rule.message.evaluate(context.scope_for({**answers, name: answer})))
         elif rule.kind == RETRY or rule.kind == FAIL:
             shown = f"{request.method} {Masker(context.secrets).text(request.full_url())}"
             owner = "source" if context.noun == "lookup" else "destination"
@@ -311,6 +365,38 @@ def run(steps: dict, sequence: list[str], context: Context, send=None, answers: 
         return _end(result, rule.kind, name, reason=text)
 
 
+def ahead(steps: dict, sequence: list[str]) -> list[str]:
+    """The steps of ``sequence`` sure to be reached whatever the answers, in order: up to the first that
+    reads an earlier answer, and no further than one whose 2xx answer may stop or redirect the run.
+
+    They are made (and their required fields checked) before the first request, so an event
+    a later step would reject is rejected before anything is sent; offline views show them all.
+    """
+    names = []
+    for name in sequence:
+        step = steps[name]
+        if step.reads_answers:
+            break
+        names.append(name)
+        if step.may_stop_on_success():
+            break
+    return names
+
+
+def prepare_ahead(steps: dict, sure: list[str], context: Context) -> tuple[dict, list, tuple | None]:
+    """Make the requests of ``sure`` (``ahead``) before any is sent: ({name: request or SKIPPED_STEP},
+    [(name, request)] of those that run, None), or at the first missing required field (..., (name, problems))."""
+    prepared: dict = {}
+    preview: list = []
+    for name in sure:
+        request = prepared[name] = context.prepare(steps[name], {})
+        if isinstance(request, list):
+            return prepared, preview, (name, request)
+        if request is not SKIPPED_STEP:
+            preview.append((name, request))
+    return prepared, preview, None
+
+
 def kept(sent: Sent) -> bool:
     """True when the run carried on after this answer (so ``on_answer`` saw it)."""
     return sent.then in (CONTINUE, EMPTY) or (sent.then or "").startswith(RUN + " ")
@@ -321,19 +407,26 @@ def _end(result: Run, end: str, step: str, reason: str | None = None, errors: li
     return result
 
 
-def _missing_inputs(step: Step, data: dict, context: Context) -> list[Problem]:
+def _missing_inputs(step: Step, data: dict, scope: Scope, context: Context) -> list[Problem]:
+    """A Problem per ``requires`` input that is empty; a message is a template, rendered with ``scope``."""
     if not step.requires:
         return []
-    return [Problem(path, message or f"'{path}' is required to {'look up' if context.noun == 'lookup' else 'run'} "
-                                     f"{step.name}, but it is missing or empty")
-            for path, expression, message in step.requires if is_empty(expression.search(data))]
+    problems = []
+    for path, expression, message in step.requires:
+        if not is_empty(expression.search(data)):
+            continue
+        text = message.evaluate(scope) if message is not None else None
+        problems.append(Problem(path, str(text) if text not in (None, "") else
+                                f"'{path}' is required to {'look up' if context.noun == 'lookup' else 'run'} "
+                                f"{step.name}, but it is missing or empty"))
+    return problems
 
 
 # --------------------------------------------------------------------------- load-time checks
 
 def mark_fallbacks(steps: dict) -> None:
     """A step that some rule runs is a fallback: it runs only when asked, not in the sequence."""
-    targets = {rule.target for step in steps.values() for rule in step.on_status.values() if rule.kind == RUN}
+    targets = {rule.target for step in steps.values() for rule in step.rules() if rule.kind == RUN}
     for name in targets & set(steps):
         steps[name].fallback = True
 
@@ -347,11 +440,12 @@ def check_plan(steps: dict, sequence: list[str], where: tuple, report, reads: di
     the step whose rule ran this fallback (and what that one may read).
     """
     for name, step in steps.items():
-        for key, rule in step.on_status.items():
+        places: list[tuple[tuple, Rule]] = [(("on_status", key, RUN), rule) for key, rule in step.on_status.items()]
+        places += [(("on_answer", i, "then", RUN), then) for i, (_, _, then) in enumerate(step.on_answer)]
+        for place, rule in places:
             if rule.kind == RUN and rule.target not in steps:
-                report(where + (name, "on_status", key, RUN),
-                       f"unknown step '{rule.target}' (declared: {', '.join(steps)})")
-    edges = {name: [r.target for r in step.on_status.values() if r.kind == RUN and r.target in steps]
+                report(where + (name, *place), f"unknown step '{rule.target}' (declared: {', '.join(steps)})")
+    edges = {name: [r.target for r in step.rules() if r.kind == RUN and r.target in steps]
              for name, step in steps.items()}
     for name in steps:
         cycle = _cycle_from(name, edges)
@@ -412,10 +506,11 @@ def _surely_before(steps: dict, sequence: list[str], edges: dict) -> dict[str, s
     return surely
 
 
-def step_reads(node, path: tuple) -> list[tuple[tuple, str]]:
-    """(path, step name) for every ``steps.NAME`` a compiled value reads (paths, conditions, templates)."""
+def step_reads(node, path: tuple, pattern=STEP_READ) -> list[tuple[tuple, str]]:
+    """(path, step name) for every ``steps.NAME`` (``pattern``: or ``lookups.NAME``) a compiled value
+    reads (paths, conditions, templates)."""
     found: list[tuple[tuple, str]] = []
-    _walk(node, found)
+    _walk(node, found, pattern)
     return [(getattr(n, "where", path) or path, name) for n, name in found]
 
 

@@ -248,7 +248,10 @@ def test_render_unknown_destination_exits_1(project):
     result = run("render", "nope", write_event(project, IDENTIFY), "--settings", SETTINGS, cwd=project)
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == "destination: unknown destination 'nope' (known: mini, planhat)\n"
+    first, note = result.stderr.splitlines()
+    assert first == "destination: unknown destination 'nope' (known: mini, planhat)"
+    assert note.startswith(f"eventmap: looked in mappings (./mappings, in {project}); mapping files come from "
+                           "--mappings DIR, else the configuration's mappings:")
 
 
 def test_render_invalid_json_event_names_file_and_line(project):
@@ -298,20 +301,20 @@ def test_explain_prints_paths_expressions_and_values(project):
     result = run("explain", "mini", write_event(project, event), "--settings", '{"api_key": "k3y"}', cwd=project)
     assert result.returncode == 0, result.stderr
     assert result.stdout == textwrap.dedent("""\
-        vars.who      path event.userId | else event.anonymousId
-                      = "u1"
-        user          template {{ vars.who }}
-                      = "u1"
-        event         path event.event | lower
-                      = "signed up"
-        props.@merge  path event.properties
-                      = {"seats": 3}
-        props.plan    path event.properties.plan (default "free")
-                      = "free"
-        missing       path event.properties.nope
-                      = (left out: no value)
-        source        "eventmap"
-                      = "eventmap"
+        vars.who     path event.userId | else event.anonymousId
+                     = "u1"
+        user         template {{ vars.who }}
+                     = "u1"
+        event        path event.event | lower
+                     = "signed up"
+        props.seats  from @merge path event.properties
+                     = 3
+        props.plan   path event.properties.plan (default "free")
+                     = "free"
+        missing      path event.properties.nope
+                     = (left out: no value)
+        source       "eventmap"
+                     = "eventmap"
         """)
 
 
@@ -477,7 +480,7 @@ def test_batch_routes_file_with_a_missing_setting_exits_1(project):
     result = run("batch", "events.jsonl", "--config", "routes.yaml", cwd=project)
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == ("routes.yaml: destinations.planhat.settings.tenant_token: planhat: 'tenant_token' is "
+    assert result.stderr == ("routes.yaml:2: destinations.planhat.settings.tenant_token: planhat: 'tenant_token' is "
                              "required: pass it in the settings or set EVENTMAP_PLANHAT_TENANT_TOKEN\n")
 
 

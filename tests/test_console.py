@@ -338,3 +338,15 @@ def test_the_console_needs_its_login_and_never_shows_a_secret(site):
         for secret in SECRETS:
             assert secret not in answer.text
     assert CONSOLE_PASSWORD not in server.output()
+
+
+def test_the_console_username_is_not_masked_in_event_data(site):
+    """A username is not a secret: with the login 'admin', a userId 'admin-user' is shown as it is."""
+    server, _, _ = site
+    message_id = unique("username")
+    assert server.post("/v1/track", {"userId": f"{CONSOLE_USER}-user", "event": "Signed Up",
+                                     "messageId": message_id}).ok
+    answer = requests.get(server.url + f"/console/events?messageId={message_id}",
+                          auth=(CONSOLE_USER, CONSOLE_PASSWORD), timeout=10)
+    assert answer.status_code == 200 and message_id in answer.text
+    assert f"{CONSOLE_USER}-user" in answer.text and "***-user" not in answer.text

@@ -2,6 +2,7 @@
 inbox processor, on both stores; and the server around it with a real SDK, a real stand-in and a SIGKILL."""
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import subprocess
@@ -14,10 +15,15 @@ import uuid
 import requests
 import segment.analytics as analytics
 from serve_harness import WRITE_KEY, BatchSenders, Server, environment, ok_vendor, wait_for, write_config
+from werkzeug.test import Client
 
 from engine import Engine
 from engine.intake import Intake
+from engine.paths import MAPPINGS_DIR
+from engine.serve import Collector
+from engine.serve.config import load_serve_config
 from engine.serve.inbox import InboxWorker
+from engine.serve.setup import build
 from engine.store import INTAKE, QUEUED, REJECTED, SKIPPED, Received, open_store
 
 T0 = 1_700_000_000.0
@@ -97,6 +103,14 @@ def test_a_clean_stop_gives_taken_requests_back(store):
     assert store.take_received(10, "p1", T0, 60)
     store.release("p1")
     assert [r.call for r in store.take_received(10, "p2", T0 + 1, 60)] == ["batch"]
+
+
+def test_the_inbox_size_counts_requests_and_the_bytes_of_their_bodies_taken_or_not(store):
+    assert store.inbox_size() == (0, 0)
+    bodies = [batch_body(track(f"s{n}", properties={"pad": "x" * (100 * n)})) for n in range(4)]
+    store.receive([Received("batch", body, T0) for body in bodies])
+    store.take_received(2, "p1", T0, 60)   # taken but not yet made into events: still in the inbox
+    assert store.inbox_size() == (4, sum(len(body) for body in bodies))
 
 
 def test_an_unreadable_stored_request_is_kept_as_a_rejection(store):
@@ -334,3 +348,42 @@ def test_in_queue_mode_requests_past_queue_depth_waiting_for_the_inbox_are_answe
         for thread in waiting:
             thread.join(30)
         assert answers == {"w0": 200, "w1": 200}   # the waiting requests were kept and acknowledged
+
+
+# --------------------------------------------------------------------------- the inbox's bound (issue 23, item 3)
+
+def test_past_inbox_max_requests_intake_answers_429_with_retry_after_and_counts_it(tmp_path):
+    path = queue_config(tmp_path, "http://127.0.0.1:9")
+    path.write_text(path.read_text().replace("server:\n  intake: queue\n", "server:\n  intake: queue\n"
+                                             "  inbox_max_requests: 3\n  retry_after: 3s\n"), encoding="utf-8")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        assert [server.post("/v1/track", track(f"m{n}")).status_code for n in range(3)] == [200, 200, 200]
+        full = server.post("/v1/track", track("m3"))
+        assert full.status_code == 429 and full.headers["Retry-After"] == "3"
+        assert full.json()["code"] == "inbox_full" and "server.inbox_max_requests 3" in full.json()["message"]
+        metrics = requests.get(server.url + "/metrics", timeout=10).text
+        assert "\neventmap_inbox_full_total 1\n" in metrics and 'eventmap_refused_total{status="429"} 1' in metrics
+        assert "\neventmap_inbox_requests 3\n" in metrics
+        with open_store("sqlite:///events.db", base=tmp_path) as store:
+            processor(store, "segment", clock=time.time).run_once()   # the processor catches up
+            assert store.waiting_requests() == 0
+            wait_for(lambda: server.post("/v1/track", track("m4")).status_code == 200, 10, "room in the inbox again")
+            assert {e.message_id for e in store.events(_query())} == {"m0", "m1", "m2"}   # m3 was never kept
+
+
+def test_past_inbox_max_mb_intake_answers_429(tmp_path):
+    path = queue_config(tmp_path, "http://127.0.0.1:9")
+    path.write_text(path.read_text().replace("server:\n  intake: queue\n", "server:\n  intake: queue\n"
+                                             "  inbox_max_mb: 1\n"), encoding="utf-8")
+    setup = build(load_serve_config(path, environment()), MAPPINGS_DIR, environment())
+    client = Client(Collector(setup.config, setup.engine, setup.routes, setup.open_store))
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()}
+
+    def post(n: int) -> int:   # about 400 KB a request
+        body = batch_body(*(track(f"r{n}-{i}", properties={"pad": "x" * 10_000}) for i in range(40)))
+        return client.post("/v1/batch", data=body, headers={**auth, "Content-Type": "application/json"}).status_code
+
+    assert [post(n) for n in range(3)] == [200, 200, 429]
+    with setup.open_store() as store:
+        requests_kept, size = store.inbox_size()
+    assert requests_kept == 2 and 800_000 < size <= 1 << 20

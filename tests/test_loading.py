@@ -316,7 +316,104 @@ def test_unknown_setting_key_is_reported(engine_x):
         "settings.tokn: x: unknown setting (declared: region, token)"]
 
 
+def test_a_setting_of_the_wrong_type_is_reported_and_a_secret_is_not_shown(engine_x):
+    """jsonschema-rs says yes to good settings; jsonschema explains the others, with the same words as before."""
+    with pytest.raises(ConfigError) as info:
+        engine_x.route("x", {"token": 12345, "region": 7}, environ={})
+    assert sorted(str(p) for p in info.value.problems) == [
+        "settings.region: x: 7 is not valid: expected type string",
+        "settings.token: x: *** is not valid: expected type string"]
+
+
 def test_unknown_destination(engine_x):
     with pytest.raises(ConfigError) as info:
         engine_x.route("nope", {})
     assert [str(p) for p in info.value.problems] == ["destination: unknown destination 'nope' (known: my-dest, x)"]
+
+
+# --------------------------------------------------------------------------- schema and compiler problems in one run
+
+def test_schema_and_compiler_problems_of_one_action_come_in_one_run(load_errors):
+    """Issue 22: a misspelt key used to hide the unknown filter and the undeclared setting until the next run."""
+    text = GOOD.replace("{{ settings.region }}", "{{ settings.base }}") + (
+        '      name: {"@path": event.event, "@filter": snakecase}\n'
+        "    requird: [id]\n")
+    problems = load_errors({"x.yaml": text})
+    assert problems[0] == (f"{FILE}:15: actions.identify.requird: unknown key 'requird' (expected one of: batch, "
+                           "body, description, envelope, events, request, required, steps, type, vars, when)")
+    assert problems[1].startswith(f"{FILE}:14: actions.identify.body.name.@filter: unknown filter 'snakecase' "
+                                  "(known: ")
+    assert problems[2] == f"{FILE}:11: actions.identify.request.url: unknown setting 'settings.base' (declared: region, token)"
+    assert len(problems) == 3
+
+
+NAMED = """\
+  purchase:
+    type: trak
+    events: [Order Completed]
+    request: {url: "https://x.test/p"}
+    body: {id: {"@path": event.userId}}
+"""
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    # a wrong value for a key the compiler needs: not also "the named action needs 'type'"
+    (lambda text: text + NAMED,
+     [f'{FILE}:15: actions.purchase.type: "trak" is not one of: "identify", "track", "page", "screen", "group", '
+      '"alias"']),
+    # vars that are not an object: the action is left out whole, so its reads of vars.a are not blamed
+    (lambda text: text.replace("    body:\n", "    vars: [a]\n    body:\n").replace("event.userId", "vars.a"),
+     [f"{FILE}:12: actions.identify.vars: expected an object, got a list"]),
+    # a setting declared wrongly stays declared: the URL that reads it is not blamed
+    (lambda text: text.replace("region: {type: string, default: eu}", "region: eu"),
+     [f"{FILE}:7: settings.properties.region: expected an object, got a string"]),
+    # a step that is not an object: the next step's read of steps.first is not blamed
+    (lambda text: text.replace("""    request:
+      url: "https://x.test/{{ settings.region }}"
+    body:
+      id: {"@path": event.userId}
+""", """    steps:
+      first: 3
+      second:
+        request: {url: "https://x.test/{{ steps.first.body.id }}"}
+        body: {}
+"""), [f"{FILE}:11: actions.identify.steps.first: expected an object, got a number"]),
+], ids=["wrong-type", "vars-not-an-object", "setting-declared-wrongly", "step-not-an-object"])
+def test_what_follows_from_a_refused_part_is_not_reported_again(load_errors, change, expected):
+    assert load_errors({"x.yaml": change(GOOD)}) == expected
+
+
+def test_a_list_item_the_schema_refuses_leaves_its_list_out_and_the_rest_is_compiled(load_errors):
+    """Not the item alone: the items after it would move, and the compiler would name the wrong ones."""
+    problems = load_errors({"x.yaml": with_body('n: {"@path": event.x, "@filter": snakecase}') + "    required: [id, 3]\n"})
+    assert problems[0] == f"{FILE}:15: actions.identify.required[1]: does not match any allowed form"
+    assert problems[1].startswith(f"{FILE}:14: actions.identify.body.n.@filter: unknown filter 'snakecase'")
+    assert len(problems) == 2
+
+
+def test_a_file_without_its_top_level_keys_is_not_compiled(load_errors):
+    """Too little is left to compile (no name, or settings): the schema's problems alone."""
+    assert load_errors({"x.yaml": with_body('n: {"@path": event.x, "@filter": snakecase}').replace("name: X\n", "")}) == [
+        f"{FILE}:1: 'name' is required"]
+
+
+def test_a_source_file_reports_its_schema_and_compiler_problems_in_one_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = write_mappings(tmp_path, {"x.yaml": GOOD})
+    (root / "sources").mkdir()
+    (root / "sources" / "hook.yaml").write_text("""\
+name: Hook
+settings: {type: object, properties: {}}
+webhook: {type: kind, id: id, ignor: {PING: ping}}
+handlers:
+  created:
+    events:
+      - {type: track, userId: {"@path": payload.user}, event: {"@path": payload.kind, "@filter": snakecase}}
+""", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        Engine(root)
+    assert [str(p) for p in raised.value.problems] == [
+        "mappings/sources/hook.yaml:3: webhook.ignor: unknown key 'ignor' (expected one of: id, ignore, type)",
+        "mappings/sources/hook.yaml:7: handlers.created.events[0].event.@filter: unknown filter 'snakecase' (known: "
+        + str(raised.value.problems[1]).split("(known: ")[1],
+    ]

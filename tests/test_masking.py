@@ -92,7 +92,8 @@ def test_the_readme_tutorial_output_reads_correctly(tmp_path):
 
     explained = run("explain", "acme", name, "--settings", '{"api_key": "k"}', cwd=tmp_path)
     no_traceback(explained)
-    assert '"checkout_id": "chk_8a7d2c"' in explained.stdout and "***" not in explained.stdout
+    assert 'data.checkout_id  from @merge path event.properties\n                  = "chk_8a7d2c"' in explained.stdout
+    assert "***" not in explained.stdout
 
 
 @pytest.mark.parametrize("token", ["t", "a b/c?d"])
@@ -197,3 +198,92 @@ def test_a_route_repr_masks_secret_settings_by_name_only(vault):
     route = vault.route("vault", {"token": "t", "key": "e", "base": "https://secret-free.test"}, environ={})
     shown = repr(route)
     assert "'token': '***'" in shown and "'key': '***'" in shown and "'base': 'https://secret-free.test'" in shown
+
+
+def test_a_secret_written_in_query_string_form_masks_only_the_secret(tmp_path):
+    """Jinja's urlencode of a dict writes a value as quote_plus does (space as +, / as %2F): that form is
+    recognised, so the rest of the URL and of the body stays readable."""
+    engine = Engine(write_mappings(tmp_path, {"query.yaml": """\
+        name: Query
+        settings:
+          type: object
+          properties:
+            token: {type: string, secret: true}
+        actions:
+          track:
+            request:
+              url: "https://q.test/search?{{ {'token': settings.token} | urlencode }}"
+            body:
+              form: "{{ {'t': settings.token, 'page': 2} | urlencode }}"
+        """}))
+    request = engine.render(track(1, "n"), engine.route("query", {"token": "a b/c"}, environ={})).requests[0]
+    assert request.to_dict(show_secrets=True)["url"] == "https://q.test/search?token=a+b%2Fc"
+    assert request.to_dict()["url"] == "https://q.test/search?token=***"
+    assert request.to_dict()["body"] == {"form": "t=***&page=2"}
+
+
+def test_a_vendor_echoing_the_halves_of_a_composite_key_shows_neither_in_dead_letters_or_logs(tmp_path, caplog):
+    """Crisp's api_key is identifier:key (Basic auth); a 401 echoing each half alone is masked where it is kept."""
+    identifier, key = "crispid-77", "CRISPKEY-s3cr3t-xyz"
+    engine = Engine()
+    with VendorServer() as vendor, open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
+        route = engine.route("crisp", {"api_key": f"{identifier}:{key}", "website_id": "site-1",
+                                       "base_url": vendor.url}, environ={})
+        vendor.answer(Answer(401, {"error": True, "reason": "invalid_session",
+                                   "data": {"message": f"token '{key}' is not valid for '{identifier}'"}}))
+        Intake(engine, [route], store).accept([{"type": "identify", "userId": "crisp-user", "messageId": "m-crisp",
+                                                "traits": {"email": "someone@example.com"}}])
+        worker = DestinationWorker(route, store, HttpClient(timeout=5), owner="t", policy=RetryPolicy(retry_for=0),
+                                   rng=random.Random(1))
+        with caplog.at_level("INFO"):
+            worker.run_once()
+        [record] = store.list()
+        kept = store.get(record.id)
+        assert kept.state == DEAD and "token '***' is not valid for '***'" in kept.last_error
+        shown = json.dumps([kept.last_error, kept.reason, kept.request]) + caplog.text
+        assert "invalid_session" in shown
+        assert identifier not in shown and key not in shown
+
+
+def test_a_value_derived_from_a_secret_beside_it_masks_the_whole_string(tmp_path):
+    """The secret shows through, but something else built from it (its length) differs: all of it is masked."""
+    engine = Engine(write_mappings(tmp_path, {"derived.yaml": """\
+        name: Derived
+        settings:
+          type: object
+          properties:
+            pin: {type: string, secret: true}
+        actions:
+          track:
+            request:
+              url: "https://pin.test/{{ settings.pin }}/{{ settings.pin | length }}"
+            body: {user: {"@path": event.userId}}
+        """}))
+    request = engine.render(track(1, "n"), engine.route("derived", {"pin": "4711"}, environ={})).requests[0]
+    assert request.to_dict(show_secrets=True)["url"] == "https://pin.test/4711/4"
+    assert request.to_dict()["url"] == "***"
+
+
+def test_only_the_credential_after_an_auth_scheme_is_masked_and_never_a_derived_word(tmp_path):
+    """'SCHEME <credential>' keeps its scheme; a secret's own text (upper-cased, say) never passes for one."""
+    engine = Engine(write_mappings(tmp_path, {"schemes.yaml": """\
+        name: Schemes
+        settings:
+          type: object
+          properties:
+            key: {type: string, secret: true}
+        actions:
+          track:
+            request:
+              url: "https://schemes.test/t"
+              headers:
+                X-Sig: "HMAC {{ 'payload' | hmac_sha256(settings.key) }} v1"
+            body:
+              upper: "{{ settings.key | upper }}"
+              upper_and_more: "{{ settings.key | upper }} tail"
+        """}))
+    request = engine.render(track(1, "n"), engine.route("schemes", {"key": "secretword"}, environ={})).requests[0]
+    shown = request.to_dict()
+    assert shown["headers"]["X-Sig"] == "HMAC ***"
+    assert shown["body"] == {"upper": "***", "upper_and_more": "***"}
+    assert "SECRETWORD" not in json.dumps(shown)

@@ -68,9 +68,9 @@ def test_replace_and_replace_i():
 def test_user_agent_parses_browser_os_and_device():
     assert FILTERS["user_agent"](IPHONE) == {"browser": "Mobile Safari", "browser_version": "17.4", "os": "iOS",
                                              "os_version": "17.4", "device": "iPhone", "device_brand": "Apple",
-                                             "device_model": "iPhone"}
+                                             "device_model": "iPhone", "device_type": "mobile"}
     assert FILTERS["user_agent"](CHROME_WINDOWS) == {"browser": "Chrome", "browser_version": "124.0.0", "os": "Windows",
-                                                     "os_version": "10"}
+                                                     "os_version": "10", "device_type": "desktop"}
     assert FILTERS["user_agent"]("no agent here") == {}
     assert FILTERS["user_agent"](None) is None
     with pytest.raises(FilterError, match="expects text"):
@@ -138,3 +138,49 @@ def test_the_new_filters_in_a_mapping(engine, revenue, when, expected_revenue, e
     shown = request.to_dict()  # signed with the secret: masked whole; the rest as it is
     assert shown["headers"]["X-Signature"] == "***" and shown["body"]["sig512"] == "***"
     assert shown["body"]["action"] == "purchase"
+
+
+@pytest.mark.parametrize("agent, kind", [
+    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "bot"),
+    ("Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm) "
+     "Chrome/116.0.1938.76 Safari/537.36", "bot"),
+    ("Mozilla/5.0 (iPad; CPU OS 16_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.0 "
+     "Mobile/15E148 Safari/604.1", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 12; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/108.0.0.0 "
+     "Safari/537.36", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 9; KFTRWI) AppleWebKit/537.36 (KHTML, like Gecko) Silk/98.4.1 like "
+     "Chrome/98.0.4758.136 Safari/537.36", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/116.0.0.0 Mobile "
+     "Safari/537.36", "mobile"),
+    ("Mozilla/5.0 (Windows Phone 10.0; Android 6.0.1; Microsoft; Lumia 950) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/52.0.2743.116 Mobile Safari/537.36 Edge/15.14977", "mobile"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 "
+     "Safari/605.1.15", "desktop"),
+    ("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "desktop"),
+    ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
+     "Safari/537.36", "desktop"),
+    ("curl/8.4.0", None),
+    # a device ua-parser names, on a desktop OS: not a computer, and not said what else
+    ("Mozilla/5.0 (X11; U; Linux i686; en-US) AppleWebKit/533.4 (KHTML, like Gecko) Chrome/5.0.375.127 Large Screen "
+     "Safari/533.4 GoogleTV/ 162671", None),
+    ("Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/538.1 (KHTML, like Gecko) Version/6.0 TV Safari/538.1",
+     None),
+])
+def test_user_agent_says_the_device_type_or_leaves_it_out(agent, kind):
+    assert FILTERS["user_agent"](agent).get("device_type") == kind
+
+
+def test_regex_replace_runs_re2_with_groups_and_bounds():
+    assert FILTERS["regex_replace"]("Order Completed.v2", r"[\s.]+", "_") == "Order_Completed_v2"
+    assert FILTERS["regex_replace"]("ann@example", r"(\w+)@(\w+)", r"\2 at \1") == "example at ann"
+    assert FILTERS["regex_replace"]("ABC abc", "(?i)abc", "x") == "x x"
+    assert FILTERS["regex_replace"](2024, "0", "") == "224"
+    assert FILTERS["regex_replace"](None, "a", "b") is None
+    # a pattern that backtracks exponentially in Python's re is linear in RE2
+    assert FILTERS["regex_replace"]("a" * 5000 + "!", "(a+)+$", "x") == "a" * 5000 + "!"
+    with pytest.raises(FilterError, match="not a regular expression RE2 accepts: missing \\)"):
+        FILTERS["regex_replace"]("x", "(a", "")
+    with pytest.raises(FilterError, match="does not fit the pattern"):
+        FILTERS["regex_replace"]("x", "(x)", r"\3")
+    with pytest.raises(FilterError, match="at most 10,000,000"):
+        FILTERS["regex_replace"]("a" * 1_000_000, "a", "x" * 20)

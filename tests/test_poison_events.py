@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 from conftest import REPO
-from serve_harness import HOOK_PASSWORD, HOOK_USER, WRITE_KEY, Server, environment, write_config
+from serve_harness import HOOK_PASSWORD, HOOK_USER, WRITE_KEY, Server, environment, ok_vendor, wait_for, write_config
 from werkzeug.test import Client
 
 from engine.cli import EXIT_REJECTED
@@ -197,3 +197,56 @@ def test_eventmap_enqueue_rejects_a_poison_line_alone(tmp_path, backend):
         states = {(r.message_id, r.destination): r.state for r in store.list(limit=100)}
     assert states[("line-2", INTAKE)] == REJECTED
     assert states[("line-1", "planhat")] == states[("line-3", "planhat")] == QUEUED
+
+
+# --------------------------------------------------------------------------- a route's condition (issue 23, item 1)
+
+@pytest.mark.parametrize("intake", ["validate", "queue"])
+def test_a_route_condition_that_cannot_be_evaluated_on_some_events_stops_none_of_the_others(tmp_path, intake):
+    """``contains(properties.plan, 'pro')`` on an identify without properties raised through intake: in
+    validate mode the whole batch was answered 500, in queue mode the inbox processor failed each turn and
+    stalled. Now such an event is rejected at that destination alone, with the reason."""
+    with ok_vendor() as vendor:
+        url = vendor.url_for("").rstrip("/")
+        config = write_config(tmp_path, url, "http://127.0.0.1:9/gladly", more_destinations=f"""\
+            segment:
+              settings: {{write_key: segment-key, base_url: "{url}/segment"}}
+              where: "contains(properties.plan, 'pro')"
+            """)
+        if intake == "queue":
+            config.write_text(config.read_text() + "server:\n  intake: queue\n", encoding="utf-8")
+        tracks, identifies = [], []
+        with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1") as server:
+            for request in range(20):   # 20 requests of 5 events; every other one carries a poison identify
+                batch = [{"type": "track", "event": "Upgraded", "userId": "u", "messageId": f"t{request}-{n}",
+                          "properties": {"plan": "pro"}} for n in range(4)]
+                tracks += [event["messageId"] for event in batch]
+                if request % 2 == 0:
+                    batch.insert(2, {"type": "identify", "userId": "u", "messageId": f"i{request}",
+                                     "traits": {"email": "u@example.com"}})
+                    identifies.append(f"i{request}")
+                answer = server.post("/v1/batch", {"batch": batch})
+                assert answer.status_code == 200, answer.text
+            with open_store("sqlite:///events.db", base=tmp_path) as store:
+                def states() -> dict:
+                    return {(r.message_id, r.destination): r.state for r in store.list(limit=10000)}
+                wait_for(lambda: all(states().get((m, "segment")) == "delivered" for m in tracks), 60,
+                         "every track delivered to segment")
+                found = states()
+                reasons = {r.message_id: r.reason for r in store.list(destination="segment", state=REJECTED)}
+    for message_id in identifies:
+        assert found[(message_id, "segment")] == REJECTED
+        assert reasons[message_id] == "the route's condition cannot be evaluated on this event"
+        assert found[(message_id, "planhat")] in ("queued", "retrying", "delivered")   # the other destination has it
+
+
+def test_offline_rendering_says_the_same_for_a_condition_that_cannot_be_evaluated():
+    """``eventmap batch`` and the library (Engine.render_all) reject the event at that destination, as intake does."""
+    from engine import Engine
+    engine = Engine()
+    routes = [engine.route("segment", {"write_key": "k"}, where="contains(properties.plan, 'pro')"),
+              engine.route("planhat", {"tenant_token": "t"})]
+    segment, planhat = engine.render_all({"type": "identify", "userId": "u", "messageId": "m"}, routes)
+    assert (segment.status, segment.reason) == (REJECTED, "the route's condition cannot be evaluated on this event")
+    assert segment.errors[0].path == "where" and "contains()" in segment.errors[0].message
+    assert planhat.status == "send"

@@ -150,6 +150,55 @@ def test_a_dry_run_prints_what_would_be_sent_and_sends_and_writes_nothing(tmp_pa
             assert store.replays() == []
 
 
+# --------------------------------------------------------------------------- today's tracking plan
+
+PLAN = """\
+name: plans
+events:
+  Plan Chosen:
+    properties:
+      type: object
+      required: [plan]
+      properties:
+        plan: {enum: [p0, p1]}
+"""
+
+
+def test_todays_tracking_plan_rejects_a_replayed_event_it_blocks_with_the_plans_reasons(tmp_path, backend):
+    """The events came in (enqueue --source web) before web had a plan; today's plan blocks those with plan p2:
+    a replay of web's events rejects them, with the plan's reason and errors, and sends the others again."""
+    with VendorServer() as vendor:
+        config = write_setup(tmp_path, backend, vendor)
+        settings = json.loads(config.read_text(encoding="utf-8"))
+        settings["sources"] = {"web": {"write_key": "key-web"}}
+        config.write_text(json.dumps(settings), encoding="utf-8")
+        before = time.time()
+        ok(eventmap("enqueue", str(events_file(tmp_path, 30)), "--config", str(config), "--source", "web",
+                    cwd=tmp_path))
+        since, until = describe_time(before - 1), describe_time(time.time() + 1)
+        ok(eventmap("deliver", "--config", str(config), "--until-idle", cwd=tmp_path))
+        assert len(bodies(vendor)) == 30
+
+        (tmp_path / "plan.yaml").write_text(PLAN, encoding="utf-8")
+        settings["sources"]["web"]["plan"] = {"file": "plan.yaml", "unplanned": "block", "invalid": "block"}
+        config.write_text(json.dumps(settings), encoding="utf-8")
+        replayed = eventmap("replay", "--config", str(config), "--since", since, "--until", until, "--source", "web",
+                            cwd=tmp_path)
+        assert replayed.returncode == 2 and "Traceback" not in replayed.stderr, replayed.stderr
+        counts = json.loads(replayed.stdout)["counts"]["standin"]
+        assert (counts["replayed"], counts["skipped"], counts["rejected"]) == (20, 0, 10)
+        assert counts["reasons"] == {"the event breaks the source's tracking plan": 10}
+        with open_store(backend.url) as store:
+            rejected = store.list("standin", state="rejected", limit=50)
+        assert sorted(r.message_id for r in rejected) == [f"m-{n:05d}" for n in range(30) if n % 3 == 2]
+        assert all(r.reason == "the event breaks the source's tracking plan" and r.errors[0]["path"] ==
+                   "properties.plan" for r in rejected)
+        ok(eventmap("deliver", "--config", str(config), "--until-idle", cwd=tmp_path))
+
+    again = bodies(vendor)[30:]
+    assert sorted(b["messageId"] for b in again) == [f"m-{n:05d}" for n in range(30) if n % 3 != 2]
+
+
 # --------------------------------------------------------------------------- killed midway
 
 def test_a_replay_sigkilled_midway_and_run_again_enqueues_each_event_once(tmp_path, backend):
@@ -252,7 +301,7 @@ def test_an_overlapping_unfinished_replay_is_refused_until_resumed_or_abandoned(
 def test_times_and_destinations_are_checked_before_anything_runs(sqlite_setup):
     config, _, _ = sqlite_setup
     for args, message in (
-            (("--since", "yesterday"), "--since: expected a time such as 2024-05-01"),
+            (("--since", "yesterday"), "--since: expected a moment such as 2024-05-02"),
             (("--since", "1h", "--until", "2h"), "--since must be before --until (1h is not before 2h)"),
             (("--since", "1h", "--destination", "planhat"), "--destination: 'planhat' is not a destination of the "
                                                             "configuration (configured and enabled: standin)"),

@@ -7,6 +7,7 @@ margins (the machine is a loaded 2-core one); bench/bench_abuse.py measures p99.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import signal
 import socket
@@ -249,6 +250,88 @@ def test_headers_over_16_kb_are_answered_400_and_counted_whether_they_come_whole
         pieces.close()
         assert track(server, **{"X-Padding": "p" * 15_000}).status_code == 200   # under the limit
         assert refused(server, 400) == 2
+
+
+def chunked_track(message_id: str, more: bytes = b"") -> tuple[bytes, bytes]:
+    """A /v1/track request with a chunked body: (its head and body up to the last chunk's size line, the end);
+    ``more``: header lines to add."""
+    body = f'{{"userId": "u", "event": "Chunked", "messageId": "{message_id}"}}'.encode()
+    head = (b"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + AUTH.encode() + b"\r\n" + more
+            + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    return head + b"%x\r\n%s\r\n0\r\n" % (len(body), body), b"\r\n"
+
+
+def send_until_closed(sock: socket.socket, pieces) -> int:
+    """Send each piece (pausing so each is read on its own) until the server closes; the bytes it took."""
+    sent = 0
+    for piece in pieces:
+        try:
+            sock.sendall(piece)
+        except OSError:   # closed (reset) by the server: it has answered
+            break
+        sent += len(piece)
+        time.sleep(0.005)
+    return sent
+
+
+def test_trailers_count_against_the_header_limit_however_they_come(tmp_path):
+    """Trailers after a chunked body had no bound: 139 MB of them took a worker to 397 MB. They count with
+    the head against the 16 KB, whether as many lines or as one line that never ends, and are dropped."""
+    configure(tmp_path, "{workers: 1}")
+    with Server(tmp_path, "--config", "eventmap.yaml", "--workers", "1", "--intake-only") as server:
+        start, end = chunked_track(str(uuid.uuid4()))
+        lines = connect(server)                    # 1 KB trailer lines, each complete
+        sent = send_until_closed(lines, [start] + [b"X-Trailer-%d: %s\r\n" % (n, b"t" * 1000) for n in range(2000)])
+        answer = read_all(lines)
+        assert answer.startswith(b"HTTP/1.1 400 ") and answer.endswith(b"over 16 KB\n"), answer
+        assert sent < 200_000, sent                # refused at 16 KB (what the kernel buffers comes on top)
+        lines.close()
+
+        endless = connect(server)                  # one trailer whose value never ends
+        sent = send_until_closed(endless, [start, b"X-Trailer: "] + [b"t" * 1000] * 2000)
+        answer = read_all(endless)
+        assert answer.startswith(b"HTTP/1.1 400 ") and answer.endswith(b"over 16 KB\n"), answer
+        assert sent < 200_000, sent
+        endless.close()
+
+        whole = connect(server)                    # trailers over 16 KB in one piece
+        whole.sendall(start + b"X-Trailer: " + b"t" * 17_000 + b"\r\n" + end)
+        assert read_all(whole).startswith(b"HTTP/1.1 400 ")
+        whole.close()
+        padded, end = chunked_track(str(uuid.uuid4()), b"X-Padding: " + b"p" * 9000 + b"\r\n")
+        together = connect(server)                 # a 9 KB head and 8 KB of trailers: 17 KB together
+        together.sendall(padded + b"X-Trailer: " + b"t" * 8000 + b"\r\n" + end)
+        assert read_all(together).startswith(b"HTTP/1.1 400 ")
+        together.close()
+
+        message_id = str(uuid.uuid4())
+        start, end = chunked_track(message_id)
+        kept = connect(server)                     # a few trailers, under the limit: accepted
+        kept.sendall(start + b"X-Checksum: abc\r\nX-Note: " + b"n" * 8000 + b"\r\n" + end)
+        answer = read_answer(kept)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        assert track(server).status_code == 200    # the next request on a fresh connection too
+        kept.sendall(raw_track(str(uuid.uuid4())))   # and on the same one: the trailers ended that request
+        assert read_answer(kept).startswith(b"HTTP/1.1 200 ")
+        kept.close()
+
+        big = [{"type": "track", "userId": "u", "event": "Big", "messageId": str(uuid.uuid4()),
+                "properties": {"pad": "p" * 1000}} for _ in range(100)]   # a 100 KB body in 30 KB chunks
+        data = json.dumps({"batch": big}).encode()
+        chunks = [data[i:i + 30_000] for i in range(0, len(data), 30_000)]
+        large = connect(server)
+        large.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + AUTH.encode()
+                      + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for chunk in chunks:                       # each size line and its data in pieces of their own
+            send_until_closed(large, [b"%x\r\n" % len(chunk), chunk[:10_000], chunk[10_000:], b"\r\n"])
+        large.sendall(b"0\r\nX-Checksum: abc\r\n\r\n")
+        answer = read_answer(large)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b'"accepted":100' in answer.replace(b" ", b""), answer
+        large.close()
+        assert refused(server, 400) == 4
+    with open_store("sqlite:///events.db", base=tmp_path) as store:
+        kept_ids = {r.message_id for r in store.list(limit=1000)}
+        assert message_id in kept_ids and {e["messageId"] for e in big} <= kept_ids
 
 
 def test_a_request_the_parser_cannot_read_is_answered_400_and_counted(tmp_path):

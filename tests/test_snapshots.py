@@ -4,9 +4,17 @@ Destinations and fixtures are discovered from the file system, so adding a
 mapping in ``mappings/destinations/`` or an event in ``fixtures/events/``
 needs no Python: run ``pytest tests/test_snapshots.py --snapshot-update``,
 read the new files under ``tests/snapshots/<destination>/``, and commit them.
+
+Snapshots show what is sent: the fixture settings (``fixtures/settings/``) are
+fake test values, not secrets, so requests are shown unmasked, and a body field
+that carries base64 JSON (Richpanel's ``hs``) is also shown decoded beside the
+request. A change to any field, credential or signature fails a snapshot. That
+masking hides every secret is checked here too, on the same outcomes.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from pathlib import Path
 
@@ -29,6 +37,26 @@ def dump(data) -> str:
 
 def load_event(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def shown(outcome) -> dict:
+    """The outcome as sent (unmasked: fixture settings are fake), with base64 JSON body fields decoded."""
+    data = outcome.to_dict(show_secrets=True)
+    data["requests"] = [decoded(request) for request in data["requests"]]
+    return data
+
+
+def decoded(request: dict) -> dict:
+    """``request`` plus ``decoded``: each body field that is base64 of a JSON object, as that object."""
+    body = request.get("body")
+    found = {}
+    for key, value in (body.items() if isinstance(body, dict) else ()):
+        if isinstance(value, str) and len(value) >= 16:
+            try:
+                found[key] = json.loads(base64.b64decode(value, validate=True))
+            except (binascii.Error, ValueError):
+                continue
+    return {**request, "decoded": found} if found else request
 
 
 def fixture_settings(engine: Engine, slug: str) -> dict:
@@ -60,7 +88,8 @@ def test_discovery_finds_files():
 def test_snapshot(engine, routes, snapshot, slug, event_file):
     outcome = engine.render(load_event(event_file), routes[slug])
     snapshot.snapshot_dir = SNAPSHOTS / slug
-    snapshot.assert_match(dump(outcome.to_dict()), f"{event_file.stem}.json")
+    snapshot.assert_match(dump(shown(outcome)), f"{event_file.stem}.json")
+    assert_masked(outcome.to_dict(), routes[slug])
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -69,4 +98,14 @@ def test_batch_snapshot(engine, routes, snapshot, slug):
     outcomes = [engine.render(load_event(path), route) for path in EVENT_FILES]
     requests = engine.batch(route, outcomes)
     snapshot.snapshot_dir = SNAPSHOTS / slug
-    snapshot.assert_match(dump([r.to_dict() for r in requests]), "_batch.json")
+    snapshot.assert_match(dump([decoded(r.to_dict(show_secrets=True)) for r in requests]), "_batch.json")
+    assert_masked([r.to_dict() for r in requests], route)
+
+
+def assert_masked(shown_to_users, route) -> None:
+    """What users see of these requests (``to_dict()``) holds none of the route's secrets."""
+    assert route.secrets, "every shipped destination has a secret setting"
+    text = json.dumps(shown_to_users, ensure_ascii=False)
+    for secret in route.secrets:
+        for part in {secret, *secret.split(":")}:
+            assert part not in text

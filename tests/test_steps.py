@@ -273,16 +273,27 @@ def test_sigkill_between_steps_loses_nothing_and_repeats_no_completed_step(tmp_p
 
 # --------------------------------------------------------------------------- offline views
 
-def test_render_offline_shows_the_first_request_and_the_plan(capsys):
+def test_render_offline_shows_every_step_sure_to_run_and_the_plan(tmp_path, capsys):
+    """update and data run whatever update answers (404 runs create first, then data): both are shown."""
     settings = json.dumps({"api_key": CRISP_KEY, "website_id": SITE})
     event = Path(__file__).resolve().parents[1] / "fixtures" / "events" / "identify-full.json"
     assert main(["render", "crisp", str(event), "--settings", settings]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert [r["method"] for r in shown["requests"]] == ["PATCH"]
+    assert [(r["method"], r["url"].split("/people/")[1]) for r in shown["requests"]] == [
+        ("PATCH", "profile/ada.lovelace%40example.com"), ("PATCH", "data/ada.lovelace%40example.com")]
+    assert shown["requests"][1]["body"] == {"data": {"plan": "enterprise", "createdAt": "2023-11-02T08:00:00.000Z"}}
     assert [(s["step"], s.get("on_status"), s.get("sent")) for s in shown["steps"]] == [
         ("update", {"404": "run create"}, "requests[0]"), ("create", {"409": "run update_existing"}, None),
-        ("update_existing", None, None), ("data", None, None)]
+        ("update_existing", None, None), ("data", None, "requests[1]")]
     assert shown["steps"][3]["when"] == "vars.custom"
+
+    # no custom traits: data's `when` is false, and only update is shown
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(identify(1, "a@b.test", name="A")), encoding="utf-8")
+    assert main(["render", "crisp", str(plain), "--settings", settings]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [r["method"] for r in shown["requests"]] == ["PATCH"]
+    assert [s.get("sent") for s in shown["steps"]] == ["requests[0]", None, None, None]
 
 
 def test_render_with_saved_responses_shows_exactly_what_would_be_sent(tmp_path, capsys):
@@ -429,3 +440,196 @@ def test_a_steps_condition_reads_the_same_scopes_as_every_other_read(tmp_path):
         request: {url: "https://x.test/pro"}
 """}))
     assert "write event.traits" in str(refused.value)
+
+
+# --------------------------------------------------------------------------- rules on the answer's body
+
+INTERCOM = """\
+name: Intercom
+settings:
+  type: object
+  properties:
+    base_url: {type: string}
+actions:
+  identify:
+    vars:
+      email: {"@path": event.traits.email}
+    required: [vars.email]
+    steps:
+      search:
+        request: {url: "{{ settings.base_url }}/contacts/search"}
+        body: {query: {field: email, operator: "=", value: "{{ vars.email }}"}}
+        on_answer:
+          - when: "steps.search.body.total_count == `0`"
+            then: {run: create}
+          - when: "steps.search.body.total_count > `1`"
+            then: {reject: "{{ steps.search.body.total_count }} contacts have the email {{ vars.email }}"}
+      create:
+        request: {url: "{{ settings.base_url }}/contacts"}
+        body: {email: "{{ vars.email }}", name: {"@path": event.traits.name}}
+      update:
+        when: "steps.search.body.total_count == `1`"
+        request: {method: PUT, url: "{{ settings.base_url }}/contacts/{{ steps.search.body.data[0].id }}"}
+        body: {name: {"@path": event.traits.name}}
+"""
+
+
+class IntercomStandIn:
+    """Contacts by email (duplicates allowed, as Intercom allows them), searched and written."""
+
+    def __init__(self):
+        self.contacts: list[dict] = []
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, received) -> Answer:
+        self.calls.append((received.method, received.path))
+        if received.path == "/contacts/search":
+            found = [c for c in self.contacts if c["email"] == received.body["query"]["value"]]
+            return Answer(200, {"type": "list", "total_count": len(found), "data": found})
+        if received.path == "/contacts" and received.method == "POST":
+            self.contacts.append({"id": f"c{len(self.contacts) + 1}", **received.body})
+            return Answer(200, self.contacts[-1])
+        contact = next(c for c in self.contacts if received.path == f"/contacts/{c['id']}")
+        contact.update(received.body)
+        return Answer(200, contact)
+
+
+def test_a_rule_on_the_answers_body_creates_updates_or_rejects(tmp_path):
+    engine = Engine(write_mappings(tmp_path, {"intercom.yaml": INTERCOM}))
+    stand_in = IntercomStandIn()
+    with VendorServer() as server:
+        server.answer(stand_in)
+        route = engine.route("intercom", {"base_url": server.url})
+        client = HttpClient(timeout=5)
+
+        def render(name: str, email: str = "ada@example.com"):
+            event = {"type": "identify", "userId": "u1", "messageId": f"m-{name}",
+                     "traits": {"email": email, "name": name}}
+            return engine.render(event, route, responses=client)
+
+        # nobody has the email: search answers total_count 0, so create runs (update's `when` is false)
+        created = render("Ada")
+        assert created.status == "send" and created.reason is None
+        assert [(s["step"], s["then"]) for s in created.steps] == [("search", "run create"), ("create", "continue")]
+        # one contact has it: update it by the id the search found
+        updated = render("Ada King")
+        assert [(s["step"], s["then"]) for s in updated.steps] == [("search", "continue"), ("update", "continue")]
+        assert stand_in.contacts == [{"id": "c1", "email": "ada@example.com", "name": "Ada King"}]
+        # two contacts have it: rejected with the message, after the search (shown with its answer)
+        stand_in.contacts.append({"id": "c2", "email": "ada@example.com", "name": "Other"})
+        rejected = render("Ada Lovelace")
+        assert rejected.status == "rejected"
+        assert [e.as_dict() for e in rejected.errors] == [
+            {"path": "steps.search", "message": "2 contacts have the email ada@example.com"}]
+        assert [r.url.rsplit("/", 2)[-2:] for r in rejected.requests] == [["contacts", "search"]]
+        assert rejected.steps[0]["answer"]["total_count"] == 2
+        assert [c["name"] for c in stand_in.contacts] == ["Ada King", "Other"]
+    assert stand_in.calls == [("POST", "/contacts/search"), ("POST", "/contacts"),
+                              ("POST", "/contacts/search"), ("PUT", "/contacts/c1"),
+                              ("POST", "/contacts/search")]
+
+
+def test_offline_a_rule_on_the_answer_ends_what_is_shown_and_is_in_the_plan(tmp_path):
+    engine = Engine(write_mappings(tmp_path, {"intercom.yaml": INTERCOM}))
+    outcome = engine.render({"type": "identify", "userId": "u1", "messageId": "m1", "traits": {"email": "a@b.test"}},
+                            engine.route("intercom", {"base_url": "https://intercom.test"}))
+    assert [r.url for r in outcome.requests] == ["https://intercom.test/contacts/search"]
+    assert outcome.steps[0] == {
+        "step": "search", "request": "POST {{ settings.base_url }}/contacts/search", "sent": "requests[0]",
+        "on_answer": [{"when": "steps.search.body.total_count == `0`", "then": "run create"},
+                      {"when": "steps.search.body.total_count > `1`",
+                       "then": "reject: template {{ steps.search.body.total_count }} contacts have the email "
+                               "{{ vars.email }}"}]}
+
+
+def test_rules_on_the_answer_are_checked_at_load(load_errors):
+    problems = load_errors("""\
+      first:
+        request: {url: "https://x.test/a"}
+        on_answer:
+          - {when: "steps.first.body.ok", then: {run: nowhere}}
+          - {when: "steps.later.body.ok", then: {skip: "no"}}
+      later:
+        request: {url: "https://x.test/b"}
+""")
+    assert problems == [
+        f"{FILE}:12: actions.identify.steps.first.on_answer[0].then.run: unknown step 'nowhere' (declared: first, later)",
+        f"{FILE}:13: actions.identify.steps.first.on_answer[1].when: 'steps.later' may not have run before step "
+        "'first': read only steps that always run earlier (no 'when', not a fallback), or the step that ran this one"]
+
+
+# --------------------------------------------------------------------------- what is sent before a rejection
+
+LOOKUP_THEN_WRITE = HEAD.replace("    token: {type: string}", "    base_url: {type: string}") + """\
+      lookup:
+        request: {method: GET, url: "{{ settings.base_url }}/users/{{ event.userId }}"}
+      write:
+        request: {url: "{{ settings.base_url }}/accounts/{{ steps.lookup.body.account }}/events"}
+        body: {account: {"@path": steps.lookup.body.account}, user: {"@path": event.userId}}
+        required: [account]
+"""
+
+
+def test_responses_show_every_request_made_before_a_later_step_rejects(tmp_path, capsys):
+    """Issue 22 item 6: the lookup was sent and answered; the write's required field (from that answer)
+    is missing. The outcome shows the lookup's request and answer, and where it stopped."""
+    root = write_mappings(tmp_path, {"x.yaml": LOOKUP_THEN_WRITE})
+    saved = tmp_path / "saved" / "users"
+    saved.mkdir(parents=True)
+    (saved / "u1.json").write_text('{"name": "Ada"}', encoding="utf-8")
+    (tmp_path / "event.json").write_text(json.dumps({"type": "identify", "userId": "u1", "messageId": "m1"}))
+    settings = json.dumps({"base_url": "https://x.test"})
+    assert main(["render", "x", str(tmp_path / "event.json"), "--settings", settings, "--mappings", str(root),
+                 "--responses", str(tmp_path / "saved")]) == 2   # rejected
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "rejected" and shown["reason"] == "step 'write' rejected the event"
+    assert [(r["method"], r["url"]) for r in shown["requests"]] == [("GET", "https://x.test/users/u1")]
+    assert shown["steps"] == [{"step": "lookup", "status": 200, "then": "continue", "answer": {"name": "Ada"}},
+                              {"step": "write", "status": None, "then": "reject (not sent)"}]
+    assert shown["errors"][0]["path"] == "steps.write.account"
+
+
+def test_a_later_step_that_reads_no_answer_is_checked_before_anything_is_sent(tmp_path):
+    """A required field the event lacks rejects the event before the first request, offline, with
+    answers and in the worker alike: nothing half-written at the vendor."""
+    text = LOOKUP_THEN_WRITE.replace('body: {account: {"@path": steps.lookup.body.account}, user: {"@path": event.userId}}',
+                                     'body: {user: {"@path": event.userId}, plan: {"@path": event.traits.plan}}'
+                                     ).replace("required: [account]", "required: [plan]").replace(
+        "{{ steps.lookup.body.account }}", "x")
+    engine = Engine(write_mappings(tmp_path, {"x.yaml": text}))
+    event = {"type": "identify", "userId": "u1", "messageId": "m1", "traits": {}}
+    with VendorServer() as server:
+        route = engine.route("x", {"base_url": server.url})
+        offline = engine.render(event, route)
+        live = engine.render(event, route, responses=HttpClient(timeout=5))
+        with open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
+            Intake(engine, [route], store).accept([event])
+            drain([DestinationWorker(route, store, HttpClient(timeout=5), owner="t")], store)
+            record = store.get(store.list()[0].id)
+        assert server.received == [] and server.refused == []
+    for outcome in (offline, live):
+        assert (outcome.status, outcome.requests, outcome.reason) == ("rejected", [], "required fields are missing")
+        assert [e.path for e in outcome.errors] == ["steps.write.plan"]
+    assert record.state == "rejected" and record.reason == "required fields are missing"
+
+
+@pytest.mark.parametrize("rules", ["on_status: {201: {done: true}}",
+                                   "on_answer: [{when: 'steps.check.body.known', then: {skip: known}}]",
+                                   "on_status: {2xx: {run: other}}"])
+def test_offline_shows_no_step_after_one_whose_success_may_end_or_redirect_the_run(tmp_path, rules):
+    """After such a step, what runs depends on its answer: the later step is in the plan, not shown as sent,
+    and not checked before the first request (its missing field is no reason to reject yet)."""
+    engine = Engine(write_mappings(tmp_path, {"x.yaml": HEAD + f"""\
+      check:
+        request: {{url: "https://x.test/check"}}
+        {rules}
+      write:
+        request: {{url: "https://x.test/write"}}
+        body: {{plan: {{"@path": event.traits.plan}}}}
+        required: [plan]
+      other:
+        request: {{url: "https://x.test/other"}}
+"""}))
+    outcome = engine.render({"type": "identify", "userId": "u1", "messageId": "m1", "traits": {}}, engine.route("x", {}))
+    assert (outcome.status, [r.url for r in outcome.requests]) == ("send", ["https://x.test/check"])
+    assert [s.get("sent") for s in outcome.steps][:2] == ["requests[0]", None]

@@ -2,51 +2,49 @@
 ``file:line: path: message`` on stderr, and stable exit codes:
 0 sent or skipped, 2 rejected (the event is bad), 1 usage or configuration error.
 
-One module per command group (mapping.py, outbox.py, serve.py); what they share is
-in common.py. This module only assembles the parser and turns errors into exit codes.
+parser.py declares every command and its options; a command's module (mapping.py,
+outbox.py, serve.py, console.py; what they share is in common.py) is imported only
+when it runs, so ``eventmap --help`` starts at once, and ``--version`` needs not even
+the parser. This module only parses, runs the command and turns errors into exit codes.
 """
 from __future__ import annotations
 
-import argparse
+import re
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
 
-from ..logs import configure
-from ..problems import ConfigError
-from . import console, mapping, outbox, replay, serve
-from .common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, JsonLines, Progress, UsageError
+from .. import __version__
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_REJECTED", "JsonLines", "Progress", "UsageError",
-           "build_parser", "main"]
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_REJECTED", "JsonLines", "Progress", "UsageError", "main"]
 
-DESCRIPTION = """\
-eventmap turns Segment-spec events (identify, track, page, screen, group, alias)
-into the exact HTTP requests each vendor expects, from YAML mapping files.
+EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
+VERSION = f"eventmap {__version__}"
 
-  eventmap validate                         check every mapping file
-  eventmap render planhat event.json --settings '{"tenant_token": "..."}'
-  eventmap explain crisp event.json         which expression made each field
-  eventmap batch events.jsonl --config eventmap.yaml
-  eventmap source gladly webhook.json --lookups saved/ --to planhat
-  eventmap serve --config eventmap.yaml     a Segment-compatible collector
-
-Settings may also come from environment variables EVENTMAP_<DESTINATION>_<SETTING>,
-e.g. EVENTMAP_PLANHAT_TENANT_TOKEN. Secrets are masked unless --show-secrets.
-"""
+UNKNOWN_NAME = re.compile(r"^unknown (destination|source) '")   # engine.Engine's words for a name it has no file for
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--version"]:   # no parser needed: importing argparse alone costs half a bare interpreter's start
+        print(VERSION)
+        return EXIT_OK
+    from .parser import parse, top_parser
+    args = parse(argv)
+    if args.command is None:
+        top_parser().print_help()
         return EXIT_CONFIG
+    from ..logs import configure
+    from ..problems import ConfigError
+    from .common import UsageError
     configure(plain=True)   # status lines on stderr; serve and deliver switch to the configuration's format
     try:
-        return args.run(args)
+        return command(args.run)(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
+        folder = getattr(args, "mappings_folder", None)   # set by the command when it chose one (common.py)
+        if folder is not None and any(UNKNOWN_NAME.match(p.message) for p in exc.problems):
+            print(f"eventmap: {folder.note()}", file=sys.stderr)
         return EXIT_CONFIG
     except UsageError as exc:
         print(f"eventmap: {exc}", file=sys.stderr)
@@ -57,22 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventmap", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"eventmap {installed_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    mapping.add_commands(commands)
-    outbox.add_commands(commands)
-    serve.add_commands(commands)
-    console.add_commands(commands)
-    replay.add_commands(commands)
-    return parser
+def command(reference: str):
+    """``"mapping:cmd_render"``: the function, its module imported now."""
+    module, name = reference.split(":")
+    return getattr(import_module(f".{module}", __name__), name)
 
 
-def installed_version() -> str:
-    """The version pip installed (pyproject.toml's), or say it is a source checkout."""
-    try:
-        return version("eventmap")
-    except PackageNotFoundError:
-        return "(not installed: running from a source checkout)"
+def __getattr__(name: str):
+    """What the commands share (common.py), for scripts and tests that use it too, imported when asked for."""
+    if name in ("JsonLines", "Progress", "UsageError"):
+        return getattr(import_module(".common", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

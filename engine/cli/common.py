@@ -1,27 +1,28 @@
-"""What every command group shares: exit codes, the usage error, options, and reading input.
+"""What the command modules share: engines, configurations, stores, reading input and printing.
 
 A leaf of the CLI package: the command modules import it, it imports none of them.
+Imported only when a command runs (parser.py and options.py are what every start needs).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .. import jsoncodec
-from ..engine import DEFAULT_MAPPINGS, Engine
-from ..load.config import Config, load_config, routes_from_config
+from ..engine import Engine
+from ..load.config import Config, find_mappings, load_config, routes_from_config
 from ..problems import ConfigError, EventmapError, Problem
 from ..states import OUTCOME_STATUSES
-from ..store import DEFAULT_URL, Store, open_store
 
-EXIT_OK, EXIT_CONFIG, EXIT_REJECTED, EXIT_FAILED = 0, 1, 2, 3
+if TYPE_CHECKING:
+    from ..store import Store
 
 log = logging.getLogger("eventmap.cli")
 
@@ -30,34 +31,15 @@ class UsageError(EventmapError):
     """The command line asks for something that cannot be done; printed as one ``eventmap: ...`` line."""
 
 
-# --------------------------------------------------------------------------- options
-
-def mappings_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mappings", type=Path, default=None, metavar="DIR",
-                   help="folder with destinations/ and sources/ (default: ./mappings if present, else the shipped ones)")
-
-
-def store_options(p: argparse.ArgumentParser, config_required: bool = False, nested: bool = False) -> None:
-    """--config and --store. ``nested``: the copy on an action under a command group (``deliveries list``),
-    so ``deliveries --config X list`` and ``deliveries list --config X`` both work: the action's copy
-    defaults to SUPPRESS and so never overwrites what was given before the action."""
-    default = argparse.SUPPRESS if nested else None
-    p.add_argument("--config", type=Path, required=config_required, default=default,
-                   help="the configuration file (destinations, storage, delivery)")
-    p.add_argument("--store", metavar="URL", default=default,
-                   help="storage URL, instead of the configuration's (sqlite:///FILE or postgresql://...)")
-
-
 # --------------------------------------------------------------------------- engines, configurations, stores
 
-def default_mappings() -> Path:
-    local = Path("mappings")
-    return local if (local / "destinations").is_dir() else DEFAULT_MAPPINGS
-
-
-def make_engine(args, config_mappings: Path | None = None) -> Engine:
-    """--mappings wins, then the configuration's ``mappings:``, then ./mappings, then the shipped ones."""
-    return Engine(args.mappings or config_mappings or default_mappings())
+def make_engine(args, config: Config | None = None) -> Engine:
+    """The engine of the folder find_mappings chooses (--mappings, the configuration's mappings:,
+    ./mappings, the shipped ones). ``args.mappings_folder`` keeps the choice, so that an unknown
+    destination can be reported with the folder searched (engine/cli/__init__.py)."""
+    args.mappings_folder = find_mappings(getattr(args, "mappings", None), config.mappings if config else None,
+                                         config.file if config else None)
+    return Engine(args.mappings_folder.path)
 
 
 def read_config(path: Path) -> Config:
@@ -72,9 +54,10 @@ def optional_config(path: Path | None) -> Config | None:
 
 
 def engine_and_routes(args, config: Config | None = None):
-    """A routes file may name its own mappings folder (relative to the file); --mappings still wins."""
+    """A routes file may name its own mappings folder (relative to the file); --mappings still wins.
+    Problems with its destinations' settings come at the file's lines."""
     config = config or read_config(args.config)
-    engine = make_engine(args, config.mappings)
+    engine = make_engine(args, config)
     return engine, routes_from_config(engine, config)
 
 
@@ -82,8 +65,10 @@ def store_for(args, config: Config | None, *, create: bool = False, upgrade: boo
     """The store --store or the configuration names (default ./eventmap.db), named on stderr.
 
     Only the commands that put data in (enqueue, db upgrade) pass ``create``: the others
-    refuse a missing SQLite file rather than report an empty store they just made.
+    refuse a missing SQLite file rather than report an empty store they just made. (The store package is
+    imported here, by the commands that open one: render and validate start without it.)
     """
+    from ..store import DEFAULT_URL, open_store
     explicit = getattr(args, "store", None)
     url = explicit or (config.storage.url if config else DEFAULT_URL)
     base = config.folder if config and not explicit else Path.cwd()
@@ -104,14 +89,29 @@ def read_settings(text: str | None) -> dict:
         path = Path(text)
         if not path.is_file():
             raise UsageError(f"--settings: '{text}' is neither a JSON object nor a file")
-        source, name = path.read_text(encoding="utf-8"), text
-    try:
-        data = yaml.safe_load(source)  # YAML is a superset of JSON
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{name}: not valid JSON or YAML: {exc}") from None
+        source, name = _read_file(text), text
+    data = _json_or_yaml(source, name)
     if not isinstance(data, dict):
         raise UsageError(f"{name}: expected an object of settings")
     return data
+
+
+def _json_or_yaml(text: str, name: str):
+    """JSON, or YAML (a superset: ``{api_key: k}`` is fine too). What neither reads is one line: where JSON
+    broke, for text that starts as a JSON object (almost certainly meant as JSON), else where YAML broke."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        json_error = exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        if text.lstrip().startswith("{"):
+            where = f"line {json_error.lineno}, column {json_error.colno}"
+            raise UsageError(f"{name}: not valid JSON: {json_error.msg} ({where})") from None
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"{name}{line}: not valid JSON or YAML: {getattr(exc, 'problem', None) or exc}") from None
 
 
 def read_event(name: str):

@@ -1,4 +1,5 @@
-"""The mapping commands: ``validate``, ``render``, ``explain``, ``batch`` and ``source``.
+"""The mapping commands: ``validate``, ``render``, ``explain``, ``batch`` and ``source``
+(their options are in parser.py).
 
 Output is for people and scripts alike: JSON on stdout (a short summary instead
 when ``batch`` writes to a terminal), ``file:line: path: message`` on stderr.
@@ -10,28 +11,23 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from jsonschema import Draft202012Validator, SchemaError
+import jsonschema_rs
 
-from ..deliver import HttpClient, SavedResponses, deliver
 from ..engine import Engine, load_mappings
 from ..explain import explain
+from ..load.config import find_mappings
 from ..paths import SCHEMA_DIR
 from ..problems import Problem
 from ..source import FAILED
 from ..states import OUTCOME_STATUSES, REJECTED
+from . import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_REJECTED
 from .common import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_REJECTED,
     JsonLines,
     Progress,
     UsageError,
-    default_mappings,
     engine_and_routes,
     is_terminal,
     make_engine,
-    mappings_option,
     print_json,
     print_table,
     read_event,
@@ -42,100 +38,59 @@ from .common import (
 FIRST_REJECTIONS = 5   # how many rejections the terminal summary of batch quotes
 
 
-def add_commands(commands) -> None:
-    p = commands.add_parser("validate", help="check all mapping files and schemas; print every problem as file:line: path: message")
-    p.add_argument("path", nargs="?", type=Path, help="a mappings folder (default: ./mappings or the shipped one)")
-    p.set_defaults(run=cmd_validate)
+# The delivery package (requests, the runner: a third of the start-up time) is imported only by what sends or
+# reads saved answers, so validate and render start quickly (bench/bench_cli_start.py).
 
-    p = commands.add_parser("render", help="render one event for one destination and print the outcome as JSON")
-    p.add_argument("destination", help="file name (planhat) or display name (Planhat)")
-    p.add_argument("event", nargs="?", default="-", help="a JSON file with one event, or - for stdin (default)")
-    p.add_argument("--settings", help="settings as a JSON object or a JSON/YAML file")
-    p.add_argument("--show-secrets", action="store_true", help="print credentials instead of ***")
-    responses_option(p)
-    mappings_option(p)
-    p.set_defaults(run=cmd_render)
-
-    p = commands.add_parser("explain", help="show each output field with the expression that produced it and its value",
-                            description="eventmap explain DEST EVENT: each output field, its expression and value. "
-                                        "eventmap explain --code DEST TYPE: the Python the mapping compiles to.")
-    p.add_argument("destination")
-    p.add_argument("event", help="a JSON file with one event, or - (with --code: a call type such as track)")
-    p.add_argument("--code", action="store_true", help="print the generated Python for the call type given instead of an event")
-    p.add_argument("--settings", help="settings as a JSON object or a JSON/YAML file")
-    responses_option(p)
-    mappings_option(p)
-    p.set_defaults(run=cmd_explain)
-
-    p = commands.add_parser("batch", help="render JSON Lines events; write one outcome per event and destination per line")
-    p.add_argument("events", nargs="?", default="-", help="a JSON Lines file, or - for stdin (default)")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--destination", help="one destination (settings from --settings or the environment)")
-    target.add_argument("--config", type=Path, help="a routes file naming every configured destination")
-    p.add_argument("--settings", help="with --destination: settings as JSON or a file")
-    p.add_argument("--show-secrets", action="store_true")
-    p.add_argument("--strict", action="store_true", help="exit 2 when any event is rejected (default: 0, with a summary on stderr)")
-    p.add_argument("--json", action="store_true",
-                   help="print the JSON lines even on a terminal (they are printed whenever stdout is not one)")
-    responses_option(p)
-    mappings_option(p)
-    p.set_defaults(run=cmd_batch)
-
-    p = commands.add_parser("source", help="turn vendor webhook payloads into Segment events (and optionally route or send them)",
-                            description="Map a webhook payload through a source file. Exit 0 events or skipped, "
-                                        "2 rejected, 3 a lookup or delivery failed (retry later), 1 configuration error.")
-    p.add_argument("source", help="file name (gladly) or display name")
-    p.add_argument("payload", nargs="?", default="-", help="a JSON file with one payload, or - for stdin (default)")
-    p.add_argument("--jsonl", action="store_true", help="the input is JSON Lines, one payload a line; one result a line out")
-    p.add_argument("--lookups", type=Path, metavar="DIR",
-                   help="answer lookups from saved responses DIR/<url path>.json instead of calling the vendor")
-    p.add_argument("--settings", help="the source's settings as JSON or a file (or EVENTMAP_<SOURCE>_<SETTING>)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per lookup or delivery request (default 10)")
-    route = p.add_mutually_exclusive_group()
-    route.add_argument("--to", action="append", metavar="DESTINATION",
-                       help="also render the events for this destination (repeatable; settings from the environment)")
-    route.add_argument("--config", type=Path, help="also render the events for every destination in this routes file")
-    p.add_argument("--send", action="store_true", help="deliver the rendered requests (retrying 429 and 5xx)")
-    p.add_argument("--show-secrets", action="store_true")
-    mappings_option(p)
-    p.set_defaults(run=cmd_source)
-
-
-def responses_option(p) -> None:
-    p.add_argument("--responses", type=Path, metavar="DIR",
-                   help="run every step of multi-step actions against saved answers: DIR/<url path>.json for GET, "
-                        "DIR/<url path>.<method>.json otherwise, .<status>.json for another status (default: "
-                        "show the first request and the plan of the rest)")
-
-
-def saved_responses(args) -> SavedResponses | None:
-    return SavedResponses(args.responses) if args.responses else None
+def saved_responses(args):
+    if not args.responses:
+        return None
+    from ..deliver.http import SavedResponses
+    return SavedResponses(args.responses)
 
 
 # --------------------------------------------------------------------------- commands
 
 def cmd_validate(args) -> int:
-    root = args.path or default_mappings()
-    problems = validate_all(root)
-    for problem in problems:
+    if args.path and args.mappings and args.path != args.mappings:
+        raise UsageError(f"validate: two folders given ({args.path} and --mappings {args.mappings}): give one")
+    args.mappings_folder = find_mappings(args.mappings or args.path)
+    destinations, sources, problems = validate_all(args.mappings_folder.path)
+    problems += plan_problems(args.plan, args.config)
+    for problem in sorted(problems, key=lambda p: (p.file or "", p.line or 0)):   # each file's, in line order
         print(str(problem), file=sys.stderr)
     if any(p.severity == "error" for p in problems):
         return EXIT_CONFIG
-    destinations, sources, _ = load_mappings(root)
     print(f"ok: {len(destinations)} destinations ({', '.join(sorted(destinations))}), "
-          f"{len(sources)} sources ({', '.join(sorted(sources)) or 'none'})")
+          f"{len(sources)} sources ({', '.join(sorted(sources)) or 'none'})"
+          + "".join(f"; {what}" for what in [*(f"plan {plan}" for plan in args.plan),
+                                              *([f"configuration {args.config}"] if args.config else [])]))
     return EXIT_OK
 
 
-def validate_all(root: Path) -> list[Problem]:
+def plan_problems(plans: list[Path], config: Path | None) -> list[Problem]:
+    """Every problem in these tracking plan files, and in the configuration (with the plans it names)."""
+    if not plans and config is None:
+        return []   # plans compile with jsonschema: nothing of it is imported when no plan is asked for
+    from ..load.config import load_config
+    from ..load.plan import load_plan
+    problems = []
+    for plan in plans:
+        problems += load_plan(plan)[1]
+    if config is not None:
+        problems += load_config(config)[1]
+    return problems
+
+
+def validate_all(root: Path) -> tuple[dict, dict, list[Problem]]:
+    """The destinations and sources that load, and every problem: the shipped schemas' and every file's."""
     problems = []
     for schema_file in sorted(SCHEMA_DIR.glob("*.schema.json")):
         try:
-            Draft202012Validator.check_schema(json.loads(schema_file.read_text(encoding="utf-8")))
-        except (ValueError, SchemaError) as exc:  # a broken shipped schema must be reported, not crash
+            jsonschema_rs.meta.validate(json.loads(schema_file.read_text(encoding="utf-8")))
+        except ValueError as exc:  # a broken shipped schema must be reported, not crash (JSON's errors too)
             problems.append(Problem("", f"invalid JSON Schema: {str(exc).splitlines()[0]}", str(schema_file)))
-    _, _, found = load_mappings(root)
-    return problems + found
+    destinations, sources, found = load_mappings(root)
+    return destinations, sources, problems + found
 
 
 def cmd_render(args) -> int:
@@ -239,6 +194,7 @@ def cmd_source(args) -> int:
     if args.to:
         routes = [engine.route(name) for name in args.to]
     source = engine.source(args.source, read_settings(args.settings))
+    from ..deliver.http import HttpClient, SavedResponses
     client = SavedResponses(args.lookups) if args.lookups else HttpClient(timeout=args.timeout)
     if args.send and not routes:
         raise UsageError("--send needs --to or --config: where should the events go?")
@@ -268,6 +224,7 @@ def cmd_source(args) -> int:
 
 def send_all(engine, routes, outcomes_per_event, client) -> list[dict]:
     """Batch each route's sendable outcomes and deliver them; report each request's fate."""
+    from ..deliver.http import deliver
     reports = []
     for index, route in enumerate(routes):
         sendable = [per_event[index] for per_event in outcomes_per_event]

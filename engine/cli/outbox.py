@@ -1,4 +1,4 @@
-"""The outbox commands: ``enqueue``, ``deliver``, ``deliveries`` and ``db``.
+"""The outbox commands: ``enqueue``, ``deliver``, ``deliveries`` and ``db`` (their options are in parser.py).
 
 They all work on the store named by the configuration file (``storage:``),
 or ``--store URL``; the default is ``sqlite:///eventmap.db`` next to the
@@ -25,81 +25,14 @@ from ..serve.background import source_workers
 from ..serve.config import load_serve_config
 from ..serve.inbox import inbox_workers
 from ..serve.setup import build
-from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED, STATES
-from .common import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_REJECTED,
-    JsonLines,
-    Progress,
-    engine_and_routes,
-    mappings_option,
-    optional_config,
-    print_table,
-    read_config,
-    store_for,
-    store_options,
-)
+from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED
+from . import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED
+from .common import JsonLines, Progress, engine_and_routes, optional_config, print_table, read_config, store_for
 
 ENQUEUE_CHUNK = 500
 log = logging.getLogger("eventmap.cli")
 # the columns of 'eventmap deliveries counts', in the order a delivery moves through them
 COUNT_COLUMNS = (QUEUED, RETRYING, "in_flight", DELIVERED, DRY_RUN, SKIPPED, REJECTED, DEAD)
-
-
-def add_commands(commands) -> None:
-    p = commands.add_parser("enqueue", help="accept JSON Lines events into the outbox, durably, for 'eventmap deliver'")
-    p.add_argument("events", nargs="?", default="-", help="a JSON Lines file, or - for stdin (default)")
-    store_options(p, config_required=True)
-    p.add_argument("--verbose", action="store_true", help="print where each event went, one JSON line each")
-    mappings_option(p)
-    p.set_defaults(run=cmd_enqueue)
-
-    p = commands.add_parser("deliver", help="run the delivery workers until stopped (SIGTERM or Ctrl-C stops cleanly)")
-    store_options(p, config_required=True)
-    p.add_argument("--until-idle", action="store_true", help="stop when nothing is due now (retries wait in the store)")
-    p.add_argument("--dry-run", action="store_true", help="send nothing: print each request (secrets masked) and "
-                                                          "record it as dry_run")
-    p.add_argument("--progress", type=float, default=None, metavar="SECONDS",
-                   help="log a line per destination this often (default: logging.every, 60s; 0 turns it off)")
-    mappings_option(p)
-    p.set_defaults(run=cmd_deliver)
-
-    p = commands.add_parser("deliveries", help="what is queued, retrying, delivered and dead, per destination")
-    store_options(p)
-    actions = p.add_subparsers(dest="action", metavar="ACTION")
-    p.set_defaults(run=cmd_counts)
-    q = actions.add_parser("counts", help="deliveries per destination and state (the default)")
-    store_options(q, nested=True)
-    q.set_defaults(run=cmd_counts)
-    q = actions.add_parser("list", help="deliveries, one JSON line each (dead letters with --state dead)")
-    store_options(q, nested=True)
-    q.add_argument("--destination")
-    q.add_argument("--state", choices=STATES)
-    q.add_argument("--limit", type=int, default=50)
-    q.add_argument("--after", type=int, default=0, metavar="ID", help="list ids after this one (paging)")
-    q.set_defaults(run=cmd_list)
-    q = actions.add_parser("show", help="one delivery: its event, last request (masked) and every attempt")
-    store_options(q, nested=True)
-    q.add_argument("id", type=int)
-    q.set_defaults(run=cmd_show)
-    q = actions.add_parser("retry", help="queue dead deliveries again (all, one destination's, or chosen ids)")
-    store_options(q, nested=True)
-    q.add_argument("ids", nargs="*", type=int, help="delivery ids (default: every one matching the filters)")
-    q.add_argument("--destination")
-    q.add_argument("--state", choices=(DEAD, REJECTED, SKIPPED, DELIVERED, DRY_RUN), default=DEAD,
-                   help="which final state to re-queue (default dead)")
-    q.set_defaults(run=cmd_retry)
-
-    p = commands.add_parser("db", help="create or upgrade the store's tables")
-    store_options(p)
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = actions.add_parser("upgrade", help="create the store or apply pending migrations; safe to run twice")
-    store_options(q, nested=True)
-    q.set_defaults(run=cmd_db_upgrade)
-    q = actions.add_parser("status", help="the store's schema version")
-    store_options(q, nested=True)
-    q.set_defaults(run=cmd_db_status)
 
 
 def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> list:
@@ -108,32 +41,38 @@ def webhook_workers(args, config: Config, engine, routes, store, owner: str) -> 
     if not any("webhook" in spec for spec in (config.data.get("sources") or {}).values()):
         return []
     setup = build(load_serve_config(args.config), engine.root)
-    intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
+    intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window, plans=config.plans)
     return source_workers(setup, store, intake, owner)
 
 
 # --------------------------------------------------------------------------- commands
 
 def cmd_enqueue(args) -> int:
+    from .plans import enqueue_source
     config = read_config(args.config)
     engine, routes = engine_and_routes(args, config)
-    totals = {"events": 0, "rejected": 0, "unreadable": 0, "queued": 0, "skipped": 0}
+    source = enqueue_source(config, args.source)
+    totals = {"events": 0, "rejected": 0, "unreadable": 0, "queued": 0, "skipped": 0, "broke the plan": 0}
     with store_for(args, config, create=True) as store:
-        intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window)
+        intake = Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window, plans=config.plans)
         chunk: list[tuple[int, object]] = []
 
         def flush():
-            for (number, _), receipt in zip(chunk, intake.accept([event for _, event in chunk])):
+            for (number, _), receipt in zip(chunk, intake.accept([event for _, event in chunk], source)):
                 totals["events"] += 1
                 totals["rejected"] += receipt.rejected
+                totals["broke the plan"] += bool(receipt.violations)
                 for state in receipt.states().values():
                     if state in (QUEUED, SKIPPED):
                         totals[state] += 1
-                if args.verbose or receipt.rejected:
+                if args.verbose or receipt.rejected or receipt.violations:
                     line: dict[str, object] = {"line": number, "messageId": receipt.message_id,
                                                "deliveries": receipt.states()}
                     if receipt.rejected:
                         line["errors"] = [e.as_dict() for e in receipt.errors]
+                    if receipt.violations:
+                        line["violations"] = [{"path": v.path, "rule": v.rule, "message": v.message,
+                                               "action": v.action} for v in receipt.violations]
                     print(json.dumps(line, ensure_ascii=False))
             chunk.clear()
 
@@ -153,7 +92,9 @@ def cmd_enqueue(args) -> int:
         progress.close()
     print(f"eventmap enqueue: {totals['events'] - totals['rejected']} events accepted ({totals['queued']} deliveries "
           f"queued, {totals['skipped']} skipped), {totals['rejected']} rejected (kept under '(intake)'), "
-          f"{totals['unreadable']} unreadable lines", file=sys.stderr)
+          f"{totals['unreadable']} unreadable lines" + (f"; {totals['broke the plan']} broke the tracking plan of "
+                                                         f"source '{source}' (eventmap violations)"
+                                                         if totals["broke the plan"] else ""), file=sys.stderr)
     return EXIT_REJECTED if totals["rejected"] or totals["unreadable"] else EXIT_OK
 
 
@@ -169,7 +110,8 @@ def cmd_deliver(args) -> int:
     with store_for(args, config) as store:
         # requests a server kept whole (server.intake: queue) become events here too, first, so --until-idle
         # finishes them
-        workers = inbox_workers(Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window), store,
+        workers = inbox_workers(Intake(engine, routes, store, dedupe_window=config.delivery.dedupe_window,
+                                       plans=config.plans), store,
                                 (config.data.get("server") or {}).get("intake"), lease_for=config.delivery.lease,
                                 owner=owner)
         workers += destination_workers(routes, store, config.delivery, owner=owner, stop=stop, client=client)
@@ -237,10 +179,25 @@ def cmd_show(args) -> int:
 
 
 def cmd_retry(args) -> int:
+    """Ids given: each must be a delivery in the store, and the ones not in ``--state`` are named, since
+    nothing is queued for them; either makes the exit status 1."""
     with store_for(args, optional_config(args.config)) as store:
+        records = {i: store.get(i) for i in args.ids}
+        missing = [str(i) for i, record in records.items() if record is None]
+        if missing:
+            print(f"eventmap deliveries retry: no delivery {', '.join(missing)} in the store (nothing queued; "
+                  "'eventmap deliveries list' shows the ids)", file=sys.stderr)
+            return EXIT_CONFIG
         count = store.requeue(time.time(), ids=args.ids or None, destination=args.destination, state=args.state)
     print(f"eventmap deliveries retry: {count} {args.state} deliveries queued again", file=sys.stderr)
-    return 0
+    others = [f"{i} is {record.state} ({record.destination})" for i, record in records.items()
+              if record is not None and (record.state != args.state
+                                         or args.destination not in (None, record.destination))]
+    if others:
+        print(f"eventmap deliveries retry: not queued: {', '.join(others)} (--state and --destination choose "
+              "which are)", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
 
 
 def cmd_db_upgrade(args) -> int:

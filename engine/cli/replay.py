@@ -13,39 +13,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
-from .common import mappings_option, store_options
-
-
-def add_commands(commands) -> None:
-    p = commands.add_parser(
-        "replay", help="send archived events again through today's mappings and routes (new deliveries)",
-        description="Run the events accepted within [--since, --until) again through the configuration's mappings "
-                    "and routes as they are today, and queue new deliveries for 'eventmap deliver'. Times: "
-                    "2024-05-01, 2024-05-01T12:00:00Z (UTC unless an offset is given), now, or a duration ago "
-                    "(24h, 7d). A replay bypasses the dedupe window on purpose. Killed or stopped, it is resumed "
-                    "with --resume ID and enqueues no event twice; the same command with the same absolute times "
-                    "resumes it too, and one overlapping it with the same filters is refused.")
-    store_options(p, config_required=True)
-    p.add_argument("--since", metavar="T", help="from this time on (when eventmap accepted the events)")
-    p.add_argument("--until", metavar="T", help="up to, not including, this time (default: now)")
-    p.add_argument("--source", metavar="S", help="only events that came in from this source (its name in the "
-                                                 "configuration's sources)")
-    p.add_argument("--destination", metavar="D", action="append",
-                   help="only to this destination (repeatable; default: every enabled one)")
-    p.add_argument("--where", metavar="JMESPATH", help="only events for which this JMESPath condition is true")
-    p.add_argument("--dry-run", action="store_true", help="write nothing: print what would be sent (secrets masked) "
-                                                          "and the summary")
-    control = p.add_mutually_exclusive_group()
-    control.add_argument("--resume", type=int, metavar="ID", help="continue an unfinished replay (killed or stopped)")
-    control.add_argument("--abandon", type=int, metavar="ID", help="give up an unfinished replay for good")
-    control.add_argument("--list", action="store_true", help="the latest replays, one JSON line each")
-    mappings_option(p)
-    p.set_defaults(run=cmd_replay)
+from ..deliver import new_owner
+from ..durations import describe_seconds, describe_time, parse_since
+from ..replay import Replayer, ReplayTaken, Selection, abandon, stop, unfinished
+from ..states import REPLAY_DONE, REPLAYED, SKIPPED
+from . import EXIT_FAILED, EXIT_OK, EXIT_REJECTED
+from .common import Progress, UsageError, engine_and_routes, print_table, read_config, store_for
 
 
 def cmd_replay(args) -> int:
-    from .common import UsageError, engine_and_routes, read_config, store_for
     config = read_config(args.config)
     with store_for(args, config) as store:
         if args.list:
@@ -66,22 +44,15 @@ def cmd_replay(args) -> int:
 
 
 def _replay(args, config, engine, routes, store) -> int:
-    import time
-
-    from ..deliver import new_owner
-    from ..durations import describe_seconds
-    from ..replay import Replayer, ReplayTaken, Selection, stop
-    from .common import EXIT_FAILED, UsageError
-
     owner, now = new_owner(), time.time()
     if args.resume is not None:
         replay = store.take_replay(args.resume, owner, now)
         if replay is None:
             raise UsageError(f"no unfinished replay {args.resume} in the store ('eventmap replay --list' shows them)")
-        replayer = Replayer(engine, routes, store, Selection.of(replay))
+        replayer = Replayer(engine, routes, store, Selection.of(replay), plans=config.plans)
         _say(f"resuming replay {replay.id} at {replay.share:.0%} ({_describe(replay)})")
     else:
-        replayer = Replayer(engine, routes, store, _selection(args, now))
+        replayer = Replayer(engine, routes, store, _selection(args, now), plans=config.plans)
         if args.dry_run:
             return _dry_run(replayer)
         replay = _start_or_resume(store, replayer, owner, now)
@@ -111,13 +82,10 @@ def _replay(args, config, engine, routes, store) -> int:
 
 
 def _selection(args, now: float):
-    from ..durations import parse_time
-    from ..replay import Selection
-    from .common import UsageError
     times = {}
     for option, text in (("--since", args.since), ("--until", args.until or "now")):
         try:
-            times[option] = parse_time(text, now)
+            times[option] = parse_since(text, now)
         except ValueError as exc:
             raise UsageError(f"{option}: {exc}") from None
     if times["--since"] >= times["--until"]:
@@ -129,9 +97,6 @@ def _selection(args, now: float):
 def _start_or_resume(store, replayer, owner: str, now: float):
     """The same command as an unfinished replay resumes it; one overlapping it with the same filters is refused
     (it would send some events twice); else a new replay over the range's archived events, or None if none."""
-    from ..replay import Selection, unfinished
-    from ..states import REPLAY_DONE
-    from .common import UsageError
     for replay in unfinished(store, replayer.selection):
         if Selection.of(replay) == replayer.selection:
             _say(f"replay {replay.id} of the same range and filters is unfinished ({replay.state} at "
@@ -157,8 +122,6 @@ def _start_or_resume(store, replayer, owner: str, now: float):
 
 
 def _dry_run(replayer) -> int:
-    from ..states import REPLAYED, SKIPPED
-
     def show(item, verdict) -> None:
         if verdict.status == SKIPPED:
             return
@@ -179,10 +142,6 @@ def _dry_run(replayer) -> int:
 
 
 def _abandon(store, replay_id: int) -> int:
-    import time
-
-    from ..replay import abandon
-    from .common import UsageError
     if not abandon(store, replay_id, time.time()):
         raise UsageError(f"no unfinished replay {replay_id} in the store ('eventmap replay --list' shows them)")
     _say(f"replay {replay_id} abandoned: it will not be resumed; what it enqueued stays queued")
@@ -192,7 +151,6 @@ def _abandon(store, replay_id: int) -> int:
 # --------------------------------------------------------------------------- output
 
 def _progress(replay):
-    from .common import Progress
     return Progress(sys.stderr, done=lambda: replay.share, label="eventmap replay", unit="event",
                     keys=("replayed", "skipped", "rejected"))
 
@@ -207,7 +165,6 @@ def _totals(counts: dict) -> dict:
 
 def _summary(replay, dry_run: bool = False) -> None:
     """Per destination: replayed, skipped and rejected, with the most frequent reasons."""
-    from .common import print_table
     what = "dry run (nothing written)" if dry_run else f"replay {replay.id} {replay.state}"
     matched = f", {replay.matched:,} matching --where" if replay.where else ""
     _say(f"{what}: {replay.events:,} archived events from {_range(replay)}{matched}")
@@ -224,7 +181,6 @@ def _summary(replay, dry_run: bool = False) -> None:
 
 
 def _record(replay) -> dict:
-    from ..durations import describe_time
     return {"replay": replay.id, "state": replay.state, "since": describe_time(replay.since),
             "until": describe_time(replay.until), "source": replay.source, "destinations": replay.destinations,
             "where": replay.where, "progress": round(replay.share, 4), "events": replay.events,
@@ -242,17 +198,14 @@ def _describe(replay) -> str:
 
 
 def _range(selection) -> str:
-    from ..durations import describe_time
     return f"{describe_time(selection.since)} to {describe_time(selection.until)}"
 
 
 def _ago(then: float, now: float) -> str:
-    from ..durations import describe_seconds
     return f"{describe_seconds(round(max(0.0, now - then)))} ago"
 
 
 def _exit_code(replay) -> int:
-    from .common import EXIT_OK, EXIT_REJECTED
     return EXIT_REJECTED if any(per.get("rejected") for per in replay.counts.values()) else EXIT_OK
 
 

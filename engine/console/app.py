@@ -4,14 +4,18 @@ Pages are rendered on the server from Jinja2 templates with autoescaping on:
 event data is untrusted, so it only ever reaches a page as escaped text. htmx
 (a file in ``static/``) refreshes the live parts; nothing is built on the
 user's machine. Actions are POSTs that must carry the CSRF token of the
-console's cookie (SameSite=Strict) and come from the console's own origin.
+console's cookie (SameSite=Strict, signed for the login: csrf.py) and come from
+the console's own origin.
+
+Before a page: a console without a login answers only for its own host names
+(engine/serve/hosts.py: DNS rebinding); one with a login makes a client that
+keeps getting it wrong wait (login.py), and sets its cookie only once the login worked.
 """
 from __future__ import annotations
 
 import hmac
 import logging
 import os
-import secrets
 import threading
 import time
 from http import HTTPStatus
@@ -23,15 +27,21 @@ from urllib.parse import parse_qs, urlencode
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..problems import EventmapError
-from ..secrets import Masker
+from ..secrets import Masker, masked_path
+from ..serve.hosts import misdirected
 from ..serve.segment_api import basic_credentials
 from . import PREFIX, pages
+from .csrf import Tokens, login_of
+from .login import GLOBAL_FAILURES, LoginGuard, retry_after
+from .violations import violations_page
 
 log = logging.getLogger("eventmap.console")
 
 COOKIE = "eventmap_console_csrf"
 FORM_LIMIT = 256 * 1024   # the tester's pasted event and the dead-letter selection; bigger is refused
 OVERVIEW_FOR = 2.0        # seconds one process reuses the overview: many open pages cost one set of reads
+NEEDS_LOGIN = "the console needs its username and password"
+CHALLENGE = ("WWW-Authenticate", 'Basic realm="eventmap console", charset="UTF-8"')
 STATIC = {"htmx.min.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 HEADERS = [
     # the templates escape everything; this is the second wall: no inline script, no framing
@@ -47,9 +57,9 @@ HEADERS = [
 class Refused(EventmapError):
     """A request the console answers with an error page (bad form, cross-site, unknown page)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: list[tuple[str, str]] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or []
 
 
 class Console:
@@ -64,6 +74,8 @@ class Console:
                                      autoescape=select_autoescape(default=True, default_for_string=True))
         self.templates.filters.update(when=pages.when, pretty=pages.pretty, seconds=pages.seconds)
         self.static = folder / "static"
+        self.logins = LoginGuard()   # made before the server forks: its counts are shared by every process
+        self.tokens = Tokens()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._store = None
@@ -83,29 +95,59 @@ class Console:
     # --- WSGI
     def __call__(self, environ, start_response):
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
-        request = Request(environ)
+        request = Request(environ, self.setup.config.browser.scheme(environ))
         extra: list[tuple[str, str]] = []
         try:
             if not self.enabled:
                 raise Refused(404, self.disabled_reason)
-            if self.login is not None and not self.login.matches(basic_credentials(environ.get("HTTP_AUTHORIZATION"))):
-                status, content_type, body = 401, "text/plain; charset=utf-8", "the console needs its username and password"
-                extra = [("WWW-Authenticate", 'Basic realm="eventmap console", charset="UTF-8"')]
-            else:
+            if self.login is None:
+                reason = misdirected(environ, self.setup.config.server.hosts)   # no key to ask for: check the Host
+                if reason:
+                    raise Refused(421, reason)
+                request.bind(self.tokens, login_of(None))
                 status, content_type, body, extra = self.dispatch(method, path.rstrip("/") or "/", request)
+            else:
+                status, content_type, body, extra = self.logged_in(method, path, request)
         except Refused as exc:
-            status, content_type = exc.status, "text/html; charset=utf-8"
+            status, content_type, extra = exc.status, "text/html; charset=utf-8", exc.headers
             body = self.render("error.html", request, status=exc.status, message=exc.message)
         except Exception:  # a fault of ours: say so on the page, never a traceback
-            log.exception("console %s %s failed", method, path)
+            log.exception("console %s %s failed", method, masked_path(path))
             status, content_type = 500, "text/html; charset=utf-8"
             body = self.render("error.html", request, status=500, message="the console failed; the server log says why")
         data = body if isinstance(body, bytes) else body.encode("utf-8")
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(data))), *HEADERS, *extra]
-        if request.new_token:
-            headers.append(("Set-Cookie", f"{COOKIE}={request.token}; Path={PREFIX}; HttpOnly; SameSite=Strict"))
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(data))), *_merged(HEADERS, extra)]
+        if request.new_token:   # only once the login worked: never on a 401, 421 or 429
+            secure = "; Secure" if request.scheme == "https" else ""
+            headers.append(("Set-Cookie", f"{COOKIE}={request.token}; Path={PREFIX}; HttpOnly; SameSite=Strict{secure}"))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [data] if method != "HEAD" else []
+
+    def logged_in(self, method: str, path: str, request: Request):
+        """The page, once the login is right; a 401 when it is wrong, a 429 while its client must wait."""
+        environ = request.environ
+        client = self.setup.config.browser.client_ip(environ) or ""
+        now = self.clock()
+        wait = self.logins.wait(client, now)
+        if wait > 0:
+            raise Refused(429, f"too many wrong usernames or passwords: try again in {retry_after(wait)} s",
+                          [("Retry-After", retry_after(wait))])
+        offered = basic_credentials(environ.get("HTTP_AUTHORIZATION"))
+        if offered is None:   # none offered yet (a browser's first request): the prompt, and no failure
+            return 401, "text/plain; charset=utf-8", NEEDS_LOGIN, [CHALLENGE]
+        if not self.login.matches(offered):
+            verdict = self.logins.failed(client, now)
+            log.warning("console: wrong username or password from %s (%d in a row%s)", client or "an unknown address",
+                        verdict.in_a_row, f"; it waits {retry_after(verdict.wait)} s before the next try"
+                        if verdict.wait else "", extra={"event": "console_login_failed", "client": client})
+            if verdict.global_started:
+                log.warning("console: %d wrong logins in the last minute from all clients: clients that have not "
+                            "logged in lately wait for the minute to end", GLOBAL_FAILURES,
+                            extra={"event": "console_login_backoff"})
+            return 401, "text/plain; charset=utf-8", NEEDS_LOGIN, [CHALLENGE]
+        self.logins.succeeded(client, now)
+        request.bind(self.tokens, login_of(offered))
+        return self.dispatch(method, path.rstrip("/") or "/", request)
 
     def dispatch(self, method: str, path: str, request: Request):
         rest = path[len(PREFIX):] or "/"
@@ -143,6 +185,10 @@ class Console:
             count = self.retry(form)
             where = f"{PREFIX}/dead?" + urlencode({"retried": count, **_one(form, "destination")})
             return 303, "text/plain; charset=utf-8", f"{count} queued again", [("Location", where)]
+        if rest == "/violations":   # tracking plans (engine/console/violations.py)
+            _allow(method, "GET", "HEAD")
+            found = violations_page(self.store(), self.setup, request.query, self.masker, self.clock())
+            return 200, html, self.page("violations.html", request, **found), []
         if rest in ("/replays", "/replays/rows"):
             _allow(method, "GET", "HEAD")
             name = "replays.html" if rest == "/replays" else "_replay_rows.html"
@@ -216,19 +262,27 @@ class Console:
 
 
 class Request:
-    """What the console reads from one request: the query, the form (for POSTs) and the CSRF token."""
+    """What the console reads from one request: the query, the form (for POSTs) and the CSRF token.
 
-    def __init__(self, environ):
-        self.environ = environ
+    ``scheme``: how the browser reached the console (https behind a trusted proxy that says so)."""
+
+    def __init__(self, environ, scheme: str = "http"):
+        self.environ, self.scheme = environ, scheme
         self.query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        self.token, self.new_token = "", False   # none until the login is known (bind)
+
+    def bind(self, tokens: Tokens, login: bytes) -> None:
+        """Take the cookie's token if it was issued for this login, else issue one (set with the answer)."""
         cookie = SimpleCookie()
         try:
-            cookie.load(environ.get("HTTP_COOKIE", ""))
+            cookie.load(self.environ.get("HTTP_COOKIE", ""))
         except CookieError:  # a malformed cookie header is a missing token, not a failure
             cookie = SimpleCookie()
         found = cookie.get(COOKIE)
-        self.token = found.value if found and len(found.value) >= 32 else secrets.token_urlsafe(32)
-        self.new_token = found is None or found.value != self.token
+        if found is not None and tokens.valid(found.value, login):
+            self.token, self.new_token = found.value, False
+        else:
+            self.token, self.new_token = tokens.issue(login), True
 
     def checked_form(self) -> dict:
         """The POSTed form, after the cross-site checks: same origin, and the cookie's token in the form."""
@@ -240,14 +294,14 @@ class Request:
             raise Refused(403, "refused: the request comes from another origin than the console's")
         form = self.form()
         offered = _first(form, "csrf")
-        if self.new_token or not offered or not hmac.compare_digest(offered.encode(), self.token.encode()):
+        if self.new_token or not self.token or not offered \
+                or not hmac.compare_digest(offered.encode(), self.token.encode()):
             raise Refused(403, "refused: the form's security token is missing or stale; reload the page and try again")
         return form
 
     def own_origin(self) -> str:
-        scheme = self.environ.get("wsgi.url_scheme", "http")
         host = self.environ.get("HTTP_HOST") or f"{self.environ.get('SERVER_NAME')}:{self.environ.get('SERVER_PORT')}"
-        return f"{scheme}://{host}"
+        return f"{self.scheme}://{host}"
 
     def form(self) -> dict:
         try:
@@ -274,6 +328,13 @@ def _first(values: dict, key: str) -> str:
 def _one(values: dict, key: str) -> dict:
     value = _first(values, key)
     return {key: value} if value else {}
+
+
+def _merged(defaults: list[tuple[str, str]], extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``defaults`` and ``extra``, a header in ``extra`` replacing the default of the same name (one
+    Cache-Control on static files, not no-store beside max-age)."""
+    named = {name.lower() for name, _ in extra}
+    return [(name, value) for name, value in defaults if name.lower() not in named] + list(extra)
 
 
 def _allow(method: str, *allowed: str) -> None:

@@ -9,7 +9,7 @@ import json
 import sys
 import threading
 
-from .http import Response
+from .http import Response, check_sendable
 
 
 class DryRunClient:
@@ -18,6 +18,7 @@ class DryRunClient:
         self._lock = threading.Lock()
 
     def send(self, request) -> Response:
+        check_sendable(request)   # what the live client would refuse is refused here too
         line = json.dumps({"dry_run": True, "destination": request.destination, "action": request.action,
                            "messageIds": list(request.message_ids), **request.to_dict()}, ensure_ascii=False)
         with self._lock:

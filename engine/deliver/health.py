@@ -3,7 +3,9 @@ an event went dead), and a circuit breaker, so an outage does not multiply traff
 
 A destination is *failing* from its first answer worth a retry (5xx, 429, no answer) until it
 accepts something again; one warning marks each edge, not one per attempt. A final 4xx is the
-vendor refusing one event, not the destination failing: it shows up as that event's dead letter.
+vendor refusing one event, not the destination failing: it shows up as that event's dead letter. A
+request that could not be sent as built (a header HTTP cannot carry) is no answer of the vendor's at all:
+the breaker never hears it (``local``).
 
 While it is failing the destination backs off as a whole: no request before ``open_until``
 (exponential backoff with jitter per consecutive failure, and never before the earliest retry the
@@ -56,9 +58,10 @@ class Health:
         with self._lock:
             return self.open_until if self.failing_since is not None else 0.0
 
-    def observe(self, finishes: list, message_ids: dict) -> bool:
-        """Verdicts just recorded; ``message_ids`` maps delivery id to messageId for the dead-letter lines.
-        True when the destination has just recovered."""
+    def observe(self, finishes: list, message_ids: dict, local: set | frozenset = frozenset()) -> bool:
+        """Verdicts just recorded; ``message_ids`` maps delivery id to messageId for the dead-letter lines,
+        ``local`` holds the delivery ids that failed here, not at the vendor. True when the destination has
+        just recovered."""
         for finish in finishes:
             if finish.state == DEAD:
                 last = finish.attempt.error if finish.attempt is not None else None
@@ -66,7 +69,7 @@ class Health:
                             message_ids.get(finish.id), finish.reason, f" (last answer: {last})" if last else "",
                             extra={"event": "dead_letter", "destination": self.destination, "delivery": finish.id,
                                    "messageId": message_ids.get(finish.id), "reason": finish.reason})
-        failed = [f for f in finishes if _failed_for_the_destination(f)]
+        failed = [f for f in finishes if f.id not in local and _failed_for_the_destination(f)]
         succeeded = any(f.state in (DELIVERED, DRY_RUN) for f in finishes)
         recovered = False
         with self._lock:

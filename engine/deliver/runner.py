@@ -17,9 +17,6 @@ import threading
 import time
 import uuid
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from ..load.delivery_options import DeliveryOptions
 from ..route import Route
 from ..secrets import Masker
@@ -39,11 +36,7 @@ def new_owner() -> str:
 
 def pooled_client(concurrency: int, timeout: float) -> HttpClient:
     """One session per destination, its connection pool as large as the threads that share it."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, concurrency))
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return HttpClient(timeout=timeout, session=session)
+    return HttpClient(timeout=timeout, pool_size=concurrency)
 
 
 def destination_workers(routes: list[Route], store: Store, options: DeliveryOptions, *, owner: str,

@@ -12,7 +12,16 @@ batch the vendor refuses outright (a final 4xx) is split in halves and sent
 again until the bad events are alone, so one bad event cannot sink the
 others. Answers are classified as Segment does: 2xx delivered; 408, 423, 429
 and 5xx but 501 retried (honouring Retry-After) until the retry horizon;
-other 4xx final (a dead letter); no answer at all retried.
+other 4xx final (a dead letter); a 3xx the client did not follow final too
+(redirects.py); no answer at all retried.
+
+One event never holds up the others: each is rendered, and its steps run,
+inside one boundary (``_render``, ``_deliver_steps``), where whatever it raises
+becomes its own verdict with the reason. A request that cannot be sent as
+built (``RequestError``: a header value HTTP cannot carry, a URL that does not
+parse) is that request's verdict, decided on its own and logged as a problem
+with the request: a batch is split until the event at fault stands alone, and
+the circuit breaker never hears it, since the vendor did not fail.
 """
 from __future__ import annotations
 
@@ -23,8 +32,9 @@ import time
 from dataclasses import dataclass, field
 
 from .. import steps as stepping
-from ..answers import TransportError, is_retryable, retry_after, summarize
+from ..answers import AnswerTooLarge, RequestError, TransportError, is_retryable, retry_after, summarize, whole
 from ..durations import describe_seconds
+from ..failures import event_failed
 from ..map.language import MappingError
 from ..outcome import REJECTED as OUTCOME_REJECTED
 from ..outcome import SEND
@@ -101,10 +111,20 @@ class _Turn:
     requests: int = 0
     recovered: bool = False       # the destination recovered: hurry its retries once these are written
     sent: bool = False            # a request went out (the first one always may)
+    local: set = field(default_factory=set)   # delivery ids failed here, not by the vendor: not for the breaker
 
 
 class _Stopping(Exception):
     """Leave a multi-step event where it is: the runner is stopping, or the lease was lost."""
+
+
+class _StoreFailed(Exception):
+    """The store failed while a step was recorded: not the event's fault, so it fails the turn (the event is
+    taken again after its lease), never the event."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
 
 
 DEFAULT_POLICY = RetryPolicy()   # frozen: one shared default is safe
@@ -128,6 +148,7 @@ class DestinationWorker:
         # an event of an action with steps may make a request per step
         self.steps = max((len(a.steps) for a in route.destination.actions.values() if a.steps), default=1)
         self.pace = Pace()
+        self.masker = Masker(route.secrets)
 
     def __repr__(self) -> str:
         return f"<DestinationWorker {self.name}>"
@@ -199,8 +220,13 @@ class DestinationWorker:
                     break
                 self._flush(turn)  # its steps write their own progress: the verdicts before them go first
                 self._deliver_steps(turn, item)
-        groups = self.route.destination.batch_groups([o for o, _ in sendable], self.route.settings,
-                                                     self.route.secrets, enabled=self.batching)
+        try:
+            groups = self.route.destination.batch_groups([o for o, _ in sendable], self.route.settings,
+                                                         self.route.secrets, enabled=self.batching)
+        except Exception as exc:  # noqa: BLE001  the batch cannot be made: each event goes with its own request
+            log.warning("%s: the batch request could not be made (%s); sending %d events one by one", self.name,
+                        self.masker.text(f"{type(exc).__name__}: {exc}"), len(sendable))
+            groups = [(request, [o]) for o, _ in sendable for request in o.requests]
         by_outcome = {id(o): item for o, item in sendable}
         unsent: list[Leased] = []
         for request, outcomes in groups:
@@ -237,7 +263,7 @@ class DestinationWorker:
         gets them with the turn's others (``_flush``)."""
         turn.finishes += finishes
         turn.requests += requests
-        if self.health.observe(finishes, turn.message_ids):
+        if self.health.observe(finishes, turn.message_ids, turn.local):
             turn.recovered = True
 
     def _flush(self, turn: _Turn) -> None:
@@ -246,10 +272,33 @@ class DestinationWorker:
         finishes, requests, recovered = turn.finishes, turn.requests, turn.recovered
         turn.finishes, turn.requests, turn.recovered = [], 0, False
         if finishes:
-            self.store.finish(finishes, self.owner, self.clock())
+            self._write_verdicts(finishes)
         self.stats.add(finishes, requests)
         if recovered:
             self.store.hurry(self.name, self.clock())
+
+    def _write_verdicts(self, finishes: list[Finish]) -> None:
+        """The verdicts in one transaction; when that fails, each alone, so that one verdict the store cannot
+        write does not lose the others (``_write_alone``)."""
+        try:
+            self.store.finish(finishes, self.owner, self.clock())
+        except Exception:  # noqa: BLE001  perhaps one verdict the store cannot write: each is tried alone
+            for finish in finishes:
+                self._write_alone(finish)
+
+    def _write_alone(self, finish: Finish) -> None:
+        """One verdict; if the store refuses it, the same verdict without its details (reason, errors, request,
+        the attempt's error), its state kept. When even that fails the store is failing: the error goes up,
+        the leases run out and the deliveries are taken again."""
+        try:
+            self.store.finish([finish], self.owner, self.clock())
+        except Exception as exc:  # noqa: BLE001  this verdict's details: its state and attempt can still be kept
+            attempt = finish.attempt and Attempt(finish.attempt.at, finish.attempt.status, None,
+                                                 finish.attempt.duration, finish.attempt.step)
+            reason = f"the verdict's details could not be stored ({type(exc).__name__})"
+            self.store.finish([Finish(finish.id, finish.state, attempt, finish.next_at, reason)], self.owner,
+                              self.clock())
+            log.error("%s: delivery %s: %s: %s", self.name, finish.id, reason, self.masker.text(str(exc)))
 
     def _release(self, turn: _Turn, ids: list[int]) -> None:
         """Unsent deliveries back to the queue, after the verdicts so far are written."""
@@ -259,14 +308,20 @@ class DestinationWorker:
 
     # --- rendering
     def _render(self, leased: list[Leased]):
+        """(verdicts, sendable (outcome, item) pairs): each event rendered on its own, whatever it raises its
+        own verdict (``_failed``)."""
         finishes, sendable = [], []
         destination = self.route.destination
         for item in leased:
-            reason = self.route.skip_reason(item.event)
-            if reason:  # the configuration changed since the event was accepted
-                finishes.append(Finish(item.id, SKIPPED, reason=reason))
+            try:
+                reason = self.route.skip_reason(item.event)
+                if reason:  # the configuration changed since the event was accepted
+                    finishes.append(Finish(item.id, SKIPPED, reason=reason))
+                    continue
+                outcome = destination.render(item.event, self.route.settings, self.route.secrets)
+            except Exception as exc:  # noqa: BLE001  the per-event boundary
+                finishes.append(self._failed(item, exc, "the mapping"))
                 continue
-            outcome = destination.render(item.event, self.route.settings, self.route.secrets)
             if outcome.status == SEND:
                 sendable.append((outcome, item))
             elif outcome.status == OUTCOME_REJECTED:
@@ -275,6 +330,14 @@ class DestinationWorker:
             else:
                 finishes.append(Finish(item.id, SKIPPED, reason=outcome.reason))
         return finishes, sendable
+
+    def _failed(self, item: Leased, exc: Exception, doing: str, attempt: Attempt | None = None) -> Finish:
+        """The verdict of one event that raised ``exc`` while ``doing``: dead when a vendor's answer is too large
+        to use (the same request gets the same answer), else rejected with the reason."""
+        if isinstance(exc, AnswerTooLarge):
+            return Finish(item.id, DEAD, attempt, reason=self.masker.text(str(exc)))
+        failed = event_failed(exc, doing, self.masker)
+        return Finish(item.id, REJECTED, attempt, reason=failed.reason, errors=[failed.problem.as_dict()])
 
     # --- multi-step actions
     def _deliver_steps(self, turn: _Turn, item: Leased) -> None:
@@ -287,10 +350,10 @@ class DestinationWorker:
         """
         destination, route = self.route.destination, self.route
         event: dict = item.event  # leased events passed intake: JSON objects
-        action = destination.action_for(event)
-        masker = Masker(route.secrets)
+        action = destination.action_for(event)   # it rendered a moment ago: this cannot fail now
+        masker = self.masker
         progress = dict(item.progress or {})
-        timing = {"started": self.clock(), "dry_run": True}
+        timing: dict = {"started": self.clock(), "dry_run": True, "status": None}
 
         def send(request):
             if self.limiter is not None and not self.limiter.acquire(self.stop):
@@ -298,14 +361,20 @@ class DestinationWorker:
             timing["started"] = self.clock()
             response = self.client.send(request)
             timing["dry_run"] = timing["dry_run"] and response.dry_run
+            timing["status"] = response.status
             return response
 
         def on_answer(name, answer, sent) -> None:
+            whole(answer.body, f"step '{name}'")   # a later step reads it: an excerpt will not do
             now = self.clock()
             progress[name] = masker.data(answer.to_dict())
             attempt = Attempt(now, answer.status, None, max(0.0, now - timing["started"]), name)
             self.pace.add(attempt.duration)
-            if not self.store.step_done(item.id, self.owner, progress, attempt, now, now + self.lease_for):
+            try:
+                kept = self.store.step_done(item.id, self.owner, progress, attempt, now, now + self.lease_for)
+            except Exception as exc:   # the store's failure, not the event's: carried past the boundary
+                raise _StoreFailed(exc) from exc
+            if not kept:
                 raise _Stopping  # the lease ran out and another worker has the event now
             self.stats.add([], 1)
 
@@ -315,10 +384,24 @@ class DestinationWorker:
         except _Stopping:
             self._release(turn, [item.id])
             return
+        except _StoreFailed as exc:
+            raise exc.error from None
         except MappingError as exc:
             failed = destination.mapping_failed(exc, action.name, item.message_id)
             self._record(turn, [Finish(item.id, REJECTED, reason=failed.reason,
                                        errors=[e.as_dict() for e in failed.errors])], 0)
+            return
+        except RequestError as exc:   # a step's request cannot be sent as built
+            self._record(turn, [self._unsendable_verdict(turn, item, exc, timing["started"], None)], 0)
+            return
+        except AnswerTooLarge as exc:   # a later step would read an answer over the limit: it was sent, not usable
+            now = self.clock()
+            turn.local.add(item.id)   # the vendor answered: it is not failing
+            attempt = Attempt(now, timing["status"], str(exc), max(0.0, now - timing["started"]))
+            self._record(turn, [self._failed(item, exc, "the steps", attempt)], 1)
+            return
+        except Exception as exc:  # noqa: BLE001  the per-event boundary: a step's condition, a fault of ours
+            self._record(turn, [self._failed(item, exc, "the steps")], 0)
             return
         unrecorded = bool(run.sent) and not stepping.kept(run.sent[-1])  # kept steps were counted in on_answer
         verdict = self._steps_verdict(item, run, timing["started"])
@@ -360,6 +443,11 @@ class DestinationWorker:
         status, error, asked, sent_state = None, None, None, DELIVERED
         try:
             response = self.client.send(request)
+        except RequestError as exc:
+            if exc.final and len(items) > 1:   # one event's header must not sink the batch: find it
+                return self._split(turn, items, outcomes, sent=0)
+            return 0, [self._unsendable_verdict(turn, item, exc, started, lambda o=o: self._alone(o))
+                       for item, o in zip(items, outcomes)]
         except TransportError as exc:
             error = str(exc)
         else:
@@ -376,10 +464,30 @@ class DestinationWorker:
         if status is None or is_retryable(status):
             return 1, [self._retry_or_give_up(i, attempt, asked, now, lambda o=o: self._alone(o))
                        for i, o in zip(items, outcomes)]
+        if 300 <= status < 400:   # not about one event: every half would be redirected too
+            return 1, [Finish(i.id, DEAD, attempt, reason=f"{status} is final: a redirect eventmap does not follow "
+                                                          f"(the answer says where and why)",
+                              request=self._alone(o)) for i, o in zip(items, outcomes)]
         if len(items) > 1:
-            return self._split(turn, items, outcomes, status)
+            return self._split(turn, items, outcomes)
         return 1, [Finish(items[0].id, DEAD, attempt, reason=f"{status} is final: the vendor refused this event",
                           request=request.to_dict())]
+
+    def _unsendable_verdict(self, turn: _Turn, item: Leased, exc: RequestError, started: float, request) -> Finish:
+        """A request that could not be sent as built (``RequestError``): rejected with the reason when it is
+        final, else retried on its own; logged as a problem with the request, and kept from the breaker
+        (``turn.local``): the vendor did not fail."""
+        now = self.clock()
+        error = self.masker.text(exc.message)
+        turn.local.add(item.id)
+        log.warning("%s: delivery %s (messageId %s): the request cannot be sent: %s", self.name, item.id,
+                    item.message_id, error, extra={"event": "request_problem", "destination": self.name,
+                                                   "delivery": item.id, "messageId": item.message_id})
+        attempt = Attempt(now, None, error, max(0.0, now - started))
+        if not exc.final:
+            return self._retry_or_give_up(item, attempt, None, now, request or (lambda: None), error)
+        return Finish(item.id, REJECTED, attempt, reason="the request cannot be sent as built",
+                      errors=[{"path": exc.path, "message": error}])
 
     def _retry_or_give_up(self, item: Leased, attempt: Attempt | None, asked, now: float, request,
                           why: str | None = None) -> Finish:
@@ -395,14 +503,18 @@ class DestinationWorker:
     def _alone(self, outcome) -> dict:
         """The request as it would carry this one event: what a dead letter keeps (masked), never a
         whole batch per event."""
-        request, _ = self.route.destination.batch_groups([outcome], self.route.settings, self.route.secrets,
-                                                         enabled=self.batching)[0]
+        try:
+            request, _ = self.route.destination.batch_groups([outcome], self.route.settings, self.route.secrets,
+                                                             enabled=self.batching)[0]
+        except Exception:  # noqa: BLE001  the batch request cannot be made for it: the event's own request
+            request = outcome.requests[0]
         return request.to_dict()
 
-    def _split(self, turn: _Turn, items: list[Leased], outcomes: list, status: int) -> tuple[int, list[Finish]]:
-        """The vendor refused the whole batch: send each half on its own until the bad events stand alone."""
+    def _split(self, turn: _Turn, items: list[Leased], outcomes: list, sent: int = 1) -> tuple[int, list[Finish]]:
+        """The vendor refused the whole batch (``sent``: that request), or it could not be sent as built (none
+        went): send each half on its own until the bad events stand alone."""
         middle = len(items) // 2
-        sent, finishes = 1, []
+        finishes: list[Finish] = []
         for part_items, part_outcomes in ((items[:middle], outcomes[:middle]), (items[middle:], outcomes[middle:])):
             groups = self.route.destination.batch_groups(part_outcomes, self.route.settings, self.route.secrets,
                                                          enabled=self.batching)

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jmespath.exceptions import JMESPathError
-
 from ..destination import Destination, Limits
 from ..durations import parse_rate
-from ..map.language import ACTION_SCOPES, ENVELOPE_SCOPES, Compiler, nested_or, root_reads
+from ..map.language import ACTION_SCOPES, ENVELOPE_SCOPES, Compiler, root_reads
 from ..problems import Problem
-from ..render.action import CALL_TYPES, Action, Batching, Envelope, Required, Subscription
+from ..render.action import CALL_TYPES, Action, Batching, Envelope, Subscription
 from ..render.endpoint import compile_endpoint, merge_request
-from ..steps import var_reads
-from .schema_check import check_against_schema
+from ..render.reads import operator_vars, reads_of
+from ..steps import ahead, var_reads
+from .required import compile_required
+from .schema_check import check_for_compiling
 from .settings import SettingsSpec
 from .steps import compile_steps
 from .yaml_source import YamlDocument, load_yaml
@@ -22,12 +22,13 @@ def load_destination(path: Path, display_name: str | None = None) -> tuple[Desti
     doc, problems = load_yaml(path, display_name)
     if doc is None:
         return None, problems
-    problems += check_against_schema(doc, "mapping.schema.json")
-    if any(p.severity == "error" for p in problems):
+    checked = check_for_compiling(doc, "mapping.schema.json")   # what the schema refuses is left out, the rest compiled
+    problems += checked.problems
+    if checked.document is None:
         return None, problems
-    destination, compile_problems = compile_destination(doc, Path(path).stem)
-    problems += compile_problems
-    return (None if problems else destination), problems
+    destination, compile_problems = compile_destination(checked.document, Path(path).stem)
+    problems += checked.after(compile_problems)
+    return (None if any(p.severity == "error" for p in problems) else destination), problems
 
 
 def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list[Problem]]:
@@ -48,7 +49,8 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
             problems += compiler.problems
             continue
         variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))
-        required = _compile_required(spec.get("required", []), compiler, path + ("required",), variables)
+        required = compile_required(spec.get("required", []), compiler, path + ("required",),
+                                    {name for name, _ in variables})
         if "steps" in spec:
             actions[name] = _steps_action(call_type, spec, compiler, path, defaults, variables, required, name,
                                           subscription)
@@ -57,22 +59,39 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
         if "body" not in spec:
             compiler.report(path, "an action needs 'body' (one request) or 'steps' (several)")
         body = compiler.value(spec.get("body"), path + ("body",))
-        endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",))
+        endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, path + ("request",),
+                                    operator_vars(variables))
         problems += compiler.problems
-        actions[name] = Action(call_type, variables, body, required, endpoint, spec.get("batch", True),
-                               name, subscription)
+        own = None   # the destination's envelope; False: none; or the action's own
+        if "envelope" in spec:
+            own = _compile_envelope(spec["envelope"], doc, setting_names, path + ("envelope",), problems) or False
+            if spec.get("batch") is True:
+                problems.append(doc.problem(path + ("batch",), "an action with its own envelope (or none) is sent "
+                                                               "alone, never in a batch: remove 'batch: true'"))
+        actions[name] = Action(call_type, variables, body, required, endpoint,
+                               spec.get("batch", True) and own is None, name, subscription, envelope=own)
 
     envelope = _compile_envelope(data.get("envelope"), doc, setting_names, ("envelope",), problems)
     batching = None
     if "batch" in data:
         spec = data["batch"]
-        # defaults.request serves actions too, so it may read event.: a batch has no one event, those reads are
-        # missing there, and a batch request that then cannot be made goes out as each event's own request
+        # defaults.request serves actions too, so it may read event. and the actions' vars: a batch has no one
+        # event, so such a value makes the destination unbatchable (a warning at load, each event sent alone)
         compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES | {"event"})
+        for action_spec in data["actions"].values():
+            for var in action_spec.get("vars") or {}:
+                compiler.define_var(var)
         endpoint = compile_endpoint(merge_request(defaults, spec.get("request")), compiler, ("batch", "request"))
         problems += compiler.problems
         batch_envelope = _compile_envelope(spec.get("envelope"), doc, setting_names, ("batch", "envelope"), problems)
-        batching = Batching(spec["max_events"], spec.get("max_bytes"), endpoint, batch_envelope)
+        per_event = _per_event_values(endpoint, defaults or {}, spec.get("request") or {})
+        problems += [doc.problem(where, f"'{shown}' reads {what}, which a batch request does not have (it carries "
+                                        f"many events): {data['name']} sends each event as its own request, never "
+                                        f"a batch. To batch, set batch.request.{shown} to a value from items, body "
+                                        "or settings (null leaves a header out)", severity="warning")
+                     for where, shown, what in per_event]
+        batching = Batching(spec["max_events"], spec.get("max_bytes"), endpoint, batch_envelope,
+                            "; ".join(f"{shown} reads {what}" for _, shown, what in per_event) or None)
 
     limits = _compile_limits(data.get("limits") or {}, doc, problems)
     destination = Destination(data["name"], slug, doc.file, data.get("description", ""), settings,
@@ -80,16 +99,39 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
     return destination, problems
 
 
+def _per_event_values(endpoint, defaults: dict, own: dict) -> list[tuple[tuple, str, str]]:
+    """(where it is written, its name under request, what it reads) for each value of a batch request that
+    reads the event or an action's vars: values a batch of many events cannot have."""
+    entries = [("url", endpoint.url), *((f"headers.{n}", node) for n, node in endpoint.headers),
+               *((f"query.{n}", node) for n, node in endpoint.query),
+               *((f"{part}.{n}", node) for part, n, node in endpoint.signed),
+               *((("auth", node) for node in endpoint.auth[1]) if endpoint.auth else ()),
+               *((("method", endpoint.method_node),) if endpoint.method_node else ())]
+    found = []
+    for shown, node in entries:
+        reads = reads_of(node).scopes & {"event", "vars"}
+        if not reads:
+            continue
+        keys = tuple(shown.split(".", 1))
+        written = own if keys[0] in own and (len(keys) == 1 or keys[1] in (own[keys[0]] or {})) else defaults
+        where = ("batch", "request", *keys) if written is own else ("defaults", "request", *keys)
+        what = " and ".join({"event": "the event", "vars": "an action's vars"}[r] for r in sorted(reads))
+        found.append((where, shown, what))
+    return found
+
+
 def _steps_action(call_type, spec, compiler, path, defaults, variables, required, name, subscription) -> Action:
     """An action of several named requests: its vars and required come first, then each step's own."""
-    for key in ("body", "request"):
+    for key in ("body", "request", "envelope"):
         if key in spec:
-            compiler.report(path + (key,), f"an action with steps has no '{key}' of its own: put it in a step")
+            compiler.report(path + (key,), f"an action with steps has no '{key}' of its own: put it in a step"
+                            if key != "envelope" else "an action with steps sends each step's body as it is: "
+                                                      "it has no envelope")
     for i, rule in enumerate(required):
         if not rule.path.startswith("vars."):
             compiler.report(path + ("required", i), f"'{rule.path}': with steps, an action's required may only name "
                                                     "vars (put body fields in the step's own required)")
-    steps = compile_steps(spec["steps"], compiler, path + ("steps",), defaults)
+    steps = compile_steps(spec["steps"], compiler, path + ("steps",), defaults, operator=operator_vars(variables))
     for step_name, step in steps.items():  # each step as an action of its own, for its generated code
         body = step.body if step.body is not None else compiler.value(None, path + ("steps", step_name))
         needed = _vars_needed(variables, [node for _, node in step.vars] + [body, *step.endpoint.nodes()], required)
@@ -97,8 +139,10 @@ def _steps_action(call_type, spec, compiler, path, defaults, variables, required
                              required + step.required, step.endpoint, False,
                              f"{name}_{step_name}")
     first = next(iter(steps.values()))  # body and endpoint of the action itself: unused, its steps have their own
-    return Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False,
-                  name, subscription, steps)
+    action = Action(call_type, variables, compiler.value(None, path + ("steps",)), required, first.endpoint, False,
+                    name, subscription, steps)
+    action.ahead = ahead(steps, action.sequence)
+    return action
 
 
 def _vars_needed(variables: list, nodes: list, required: list) -> set[str]:
@@ -160,29 +204,8 @@ def _compile_vars(compiler: Compiler, spec, path) -> list:
     return compiled
 
 
-def _compile_required(entries, compiler: Compiler, path, variables) -> list:
-    rules = []
-    names = {name for name, _ in variables}
-    for i, entry in enumerate(entries):
-        field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
-        if field.startswith("vars.") and field[5:].split(".")[0] not in names:
-            compiler.report(path + (i,), f"'{field}' names a variable this action does not define")
-            continue
-        try:
-            rule = Required(field, message)
-        except JMESPathError as exc:
-            compiler.report(path + (i,), f"'{field}' is not a valid field path: {str(exc).splitlines()[0]}")
-            continue
-        if any(nested_or(alternative.parsed) for alternative in rule.alternatives):
-            compiler.report(path + (i,), f"'{field}': '||' inside an expression would skip false; "
-                                         "write 'a || b' at the top level for one of several fields")
-            continue
-        rules.append(rule)
-    return rules
-
-
 def _compile_envelope(spec, doc, setting_names, path, problems) -> Envelope | None:
-    if spec is None:
+    if spec is None or spec is False:
         return None
     compiler = Compiler(doc.problem, setting_names, ENVELOPE_SCOPES)
     variables = _compile_vars(compiler, spec.get("vars"), path + ("vars",))

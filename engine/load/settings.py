@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 
-from jsonschema import Draft202012Validator
+import jsonschema_rs
 
 from ..problems import Problem
 
@@ -24,9 +24,20 @@ class SettingsSpec:
         self.secret_names = frozenset(k for k, v in self.properties.items() if v.get("secret"))
 
     @cached_property
-    def _validator(self) -> Draft202012Validator:
-        """Made when first needed: of many loaded destinations, a process may route to a few."""
-        return Draft202012Validator(self.schema)
+    def _fast(self):
+        """jsonschema-rs, made when first needed (of many loaded destinations, a process may route to a few),
+        for the quick yes; jsonschema, imported only then, explains settings that fail. None: a schema
+        jsonschema-rs refuses, which jsonschema then decides on, as it always did."""
+        try:
+            return jsonschema_rs.Draft202012Validator(self.schema)
+        except ValueError:
+            return None
+
+    def _errors(self, settings: dict) -> list:
+        if self._fast is not None and _surely_valid(self._fast, settings):
+            return []
+        from jsonschema import Draft202012Validator
+        return list(Draft202012Validator(self.schema).iter_errors(settings))
 
     def env_name(self, key: str) -> str:
         return f"EVENTMAP_{self.slug.upper().replace('-', '_')}_{key.upper()}"
@@ -48,7 +59,7 @@ class SettingsSpec:
             if key not in settings:
                 problems.append(Problem(f"settings.{key}", f"{self.slug}: '{key}' is required: pass it in the settings "
                                         f"or set {self.env_name(key)}"))
-        for error in self._validator.iter_errors(settings):
+        for error in self._errors(settings):
             if error.validator == "required":
                 continue  # reported above, one line per missing setting
             else:
@@ -61,6 +72,13 @@ class SettingsSpec:
 
     def secrets_in(self, settings: dict) -> frozenset:
         return frozenset(str(settings[k]) for k in self.secret_names if settings.get(k) not in (None, ""))
+
+
+def _surely_valid(validator, settings: dict) -> bool:
+    try:
+        return validator.is_valid(settings)
+    except Exception:  # noqa: BLE001 - a value that is not JSON (a YAML date...): jsonschema decides
+        return False
 
 
 def _from_env(text: str, kind):

@@ -8,8 +8,9 @@ from jmespath.exceptions import JMESPathError
 
 from ..map.language import SOURCE_SCOPES, Compiler
 from ..problems import Problem
+from ..render.reads import operator_vars
 from ..source import Handler, Source
-from .schema_check import check_against_schema
+from .schema_check import check_for_compiling
 from .settings import SettingsSpec
 from .steps import compile_steps
 from .yaml_source import YamlDocument, load_yaml
@@ -19,11 +20,13 @@ def load_source(path: Path, display_name: str | None = None) -> tuple[Source | N
     doc, problems = load_yaml(path, display_name)
     if doc is None:
         return None, problems
-    problems += check_against_schema(doc, "source.schema.json")
-    if problems:
+    checked = check_for_compiling(doc, "source.schema.json")   # what the schema refuses is left out, the rest compiled
+    problems += checked.problems
+    if checked.document is None:
         return None, problems
-    source, found = compile_source(doc, Path(path).stem)
-    return (None if found else source), problems + found
+    source, found = compile_source(checked.document, Path(path).stem)
+    problems += checked.after(found)
+    return (None if problems else source), problems
 
 
 def compile_source(doc: YamlDocument, slug: str) -> tuple[Source, list[Problem]]:
@@ -47,7 +50,7 @@ def compile_source(doc: YamlDocument, slug: str) -> tuple[Source, list[Problem]]
     defaults = (data.get("defaults") or {}).get("request")
     # lookups run in the order each handler lists them: checked per handler below
     lookups = compile_steps(data.get("lookups") or {}, compiler, ("lookups",), defaults, sequence=[],
-                            check_reads=False)
+                            check_reads=False, operator=operator_vars(variables), root="lookups")
 
     handlers = {}
     for kind, spec in data["handlers"].items():

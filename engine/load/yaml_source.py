@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,12 @@ class YamlDocument:
 
     def problem(self, path: PathKey, message: str, severity: str = "error") -> Problem:
         return Problem(format_path(path), message, self.file, self.line_of(path), severity)
+
+    def located(self, problems: list[Problem]) -> list[Problem]:
+        """Problems found after loading (a destination's settings, say), given this file and the line of the
+        key their dotted path names, as every other problem in the file has."""
+        return [replace(p, file=self.file, line=self.line_of(tuple(p.path.split(".")))) if p.line is None else p
+                for p in problems]
 
 
 def format_path(path: PathKey) -> str:

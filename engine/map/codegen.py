@@ -22,12 +22,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from typing import Any
 
+from . import operators
 from .filters import BUILTIN_FILTERS, FilterError
 from .jinja_subset import Translator, Unsupported, reads_only_settings
-from .language import Node, Scope, Template, plain_steps, root_reads, template_ast, template_facts
-from .runtime import NAMESPACE
-from .templates import environment
+from .reads import plain_steps, root_reads
+from .runtime import NAMESPACE, Scope
+from .templates import environment, template_ast, template_facts
+
+# Node and Template below are language.py's classes: this module does not import it (language.py imports this
+# one), it only calls what every node has (emit, static, describe, evaluate, where).
+Node = Any
+Template = Any
 
 
 class Writer:
@@ -183,7 +190,7 @@ class Generator:
         where = repr(tuple(node.where))
         self.w.emit("except FilterError as exc:")
         self.w.emit(f"    raise MappingError({where}, str(exc)) from None")
-        self.w.emit("except (TypeError, ValueError, ArithmeticError) as exc:")
+        self.w.emit("except Exception as exc:  # a user's filter may raise anything: this event's verdict")
         self.w.emit(f"    raise MappingError({where}, f'template {{{source}!r}} failed: {{exc}}') from None")
         return out
 
@@ -232,7 +239,11 @@ def evaluator(node: Node, in_item: bool):
     return CompiledCode("evaluate", "\n".join(writer.lines) + "\n", writer.namespace, []).function
 
 
+# filters and tests whose answer depends on their input alone: the built-in filters and the operators' own
+PURE_NAMES = BUILTIN_FILTERS | set(operators.TESTS) | set(operators.FILTERS)
+
+
 @functools.lru_cache(maxsize=4096)
 def reads_only_settings_template(source: str) -> bool:
     """True when a template's value depends on settings alone (so it can be rendered once per route)."""
-    return reads_only_settings(template_ast(source), BUILTIN_FILTERS)
+    return reads_only_settings(template_ast(source), PURE_NAMES)

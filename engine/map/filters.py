@@ -39,7 +39,7 @@ from jinja2 import Undefined
 from engine.problems import EventmapError
 
 from .. import jsoncodec as _jsoncodec
-from .runtime import is_empty
+from .runtime import is_empty, is_missing, json_data
 
 __all__ = ["FILTERS", "FilterError", "register_filter"]
 
@@ -573,6 +573,16 @@ def to_string(value: Any) -> str:
     return str(value)
 
 
+def text_of(value: Any) -> str:
+    """The text a value gives inside a template (``{{ }}`` in text, ``~``, ``join``): null and missing data
+    are nothing (""), everything else as the ``string`` filter writes it (true/false, lists and objects as JSON)."""
+    if value.__class__ is str:
+        return value
+    if is_missing(value):
+        return ""
+    return to_string(json_data(value))
+
+
 @register_filter("number")
 @_missing_stays_missing
 def to_number(value: Any) -> int | float:
@@ -714,6 +724,38 @@ def pick(value: Any, *keys: Any) -> dict:
     return {k: obj[k] for k in dict.fromkeys(_keys(keys)) if k in obj}
 
 
+@register_filter("join")
+@_missing_stays_missing
+def join(value: Any, separator: Any = "", attribute: Any = None) -> str:
+    """The items of a list as text with the separator between them; null and missing items are left out (no separator for them), others are written as text ("" stays).
+
+    ``attribute`` (a key, or a dotted path) joins that field of each item, as Jinja2's join does.
+
+    Example: ["Main St", null, "Oslo"] | join(", ") -> "Main St, Oslo"
+    """
+    if isinstance(value, (str, dict)) or not hasattr(value, "__iter__"):
+        raise FilterError(f"join expects a list, {_got(value)}")
+    if not isinstance(separator, str):
+        raise FilterError(f"join's separator must be text, {_got(separator)}")
+    items = value if attribute is None else (_field(item, attribute) for item in value)
+    parts = [text_of(item) for item in items if not is_missing(item)]
+    refuse_over(sum(map(len, parts)) + len(separator) * max(len(parts) - 1, 0), "the 'join' filter")
+    return separator.join(parts)
+
+
+def _field(item: Any, attribute: Any) -> Any:
+    """``item[attribute]``, a dotted path walking objects (and list indexes), or None when it is not there."""
+    for key in str(attribute).split(".") if not isinstance(attribute, int) else [attribute]:
+        if isinstance(item, dict):
+            item = item.get(key)
+        elif isinstance(item, list) and (isinstance(key, int) or key.lstrip("-").isdigit()):
+            index = int(key)
+            item = item[index] if -len(item) <= index < len(item) else None
+        else:
+            return None
+    return item
+
+
 @register_filter("split_name")
 @_missing_stays_missing
 def split_name(value: Any, part: Any) -> str | None:
@@ -768,6 +810,58 @@ def replace_i(value: Any, old: Any, new: Any = "") -> str:
     return _replaced("replace_i", value, old, new, re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=1024)
+def regex(pattern: str):
+    """``pattern`` compiled by RE2 (linear time in the text, whatever the pattern); FilterError when RE2 refuses it."""
+    import re2  # google-re2
+
+    options = re2.Options()
+    options.log_errors = False  # the error is ours to word, not a line on stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise FilterError(f"the pattern {pattern!r} is not a regular expression RE2 accepts: {detail}") from None
+
+
+def _literal_pattern(args: list) -> str | None:
+    """The load-time check of regex_replace: its pattern is written in the mapping, and RE2 compiles it."""
+    if not args or not isinstance(args[0], str):
+        return "regex_replace needs its pattern written in the mapping as text, e.g. regex_replace('[\\s.]+', '_')"
+    try:
+        regex(args[0])
+    except FilterError as exc:
+        return str(exc)
+    return None
+
+
+@register_filter("regex_replace")
+@_missing_stays_missing
+def regex_replace(value: Any, pattern: Any, replacement: Any = "") -> str:
+    """Every match of an RE2 pattern replaced (`\\1` or `\\g<name>` in the replacement insert a group); the pattern is written in the mapping and checked when it loads, and runs in time linear in the text.
+
+    Example: "Order Completed.v2" | regex_replace("[\\\\s.]+", "_") -> "Order_Completed_v2"
+    """
+    text = str(value) if _is_number(value) else _text("regex_replace", value)
+    if not isinstance(pattern, str):
+        raise FilterError(f"regex_replace's pattern must be text, {_got(pattern)}")
+    if replacement is None:
+        replacement = ""
+    if not isinstance(replacement, str):
+        raise FilterError(f"regex_replace's replacement must be text, {_got(replacement)}")
+    compiled = regex(pattern)
+    matches = sum(1 for _ in compiled.finditer(text))
+    groups = replacement.count("\\")  # each group inserted can be at most the whole text
+    refuse_over(len(text) + matches * len(replacement) + groups * len(text), "regex_replace")
+    try:
+        return compiled.sub(replacement, text)
+    except (re.error, ValueError, IndexError) as exc:  # a group the pattern does not have
+        raise FilterError(f"regex_replace's replacement {replacement!r} does not fit the pattern: {exc}") from None
+
+
+regex_replace.check_arguments = _literal_pattern  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------
 # user agents
 
@@ -791,15 +885,39 @@ def _parsed_user_agent(text: str) -> dict:
         "device_brand": result.device.brand if result.device else None,
         "device_model": result.device.model if result.device else None,
     }
+    fields["device_type"] = device_type(fields["device"], fields["device_brand"], fields["os"])
     return {key: value for key, value in fields.items() if value not in (None, "", "Other")}
+
+
+# What uap-core's device and OS families say about the kind of device (user_agent's device_type). uap-core
+# names crawlers' device "Spider" and Android tablets' brand "Generic_Android_Tablet"; the rest is its families.
+_TABLET_DEVICES = frozenset({"iPad", "Kindle", "Generic Tablet"})
+_TABLET_BRANDS = frozenset({"Generic_Android_Tablet"})
+_MOBILE_DEVICES = frozenset({"iPhone", "iPod", "Generic Smartphone", "Generic Feature Phone"})
+_MOBILE_OS = frozenset({"Android", "Windows Phone", "BlackBerry OS", "Symbian OS", "KaiOS", "Firefox OS"})
+_DESKTOP_OS = frozenset({"Windows", "Mac OS X", "Linux", "Ubuntu", "Debian", "Fedora", "Chrome OS", "FreeBSD",
+                         "OpenBSD", "NetBSD", "Solaris"})
+
+
+def device_type(device: str | None, brand: str | None, os: str | None) -> str | None:
+    """bot, tablet, mobile or desktop from ua-parser's device and OS families; None when they do not say."""
+    if device == "Spider":
+        return "bot"
+    if device in _TABLET_DEVICES or brand in _TABLET_BRANDS:
+        return "tablet"
+    if device in _MOBILE_DEVICES or os in _MOBILE_OS:
+        return "mobile"
+    if os in _DESKTOP_OS and device in (None, "Other", "Mac"):
+        return "desktop"
+    return None
 
 
 @register_filter("user_agent")
 @_missing_stays_missing
 def user_agent(value: Any) -> dict:
-    """A user-agent string parsed (ua-parser) into browser, browser_version, os, os_version, device, device_brand and device_model; unknown parts are left out.
+    """A user-agent string parsed (ua-parser) into browser, browser_version, os, os_version, device, device_brand, device_model and device_type (bot, tablet, mobile or desktop, from ua-parser's device and OS families); unknown parts are left out.
 
-    Example: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1" | user_agent() -> {"browser": "Mobile Safari", "browser_version": "17.4", "os": "iOS", "os_version": "17.4", "device": "iPhone", "device_brand": "Apple", "device_model": "iPhone"}
+    Example: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1" | user_agent() -> {"browser": "Mobile Safari", "browser_version": "17.4", "os": "iOS", "os_version": "17.4", "device": "iPhone", "device_brand": "Apple", "device_model": "iPhone", "device_type": "mobile"}
     """
     return dict(_parsed_user_agent(_text("user_agent", value)))
 

@@ -6,17 +6,19 @@ two, such as ``"{{ settings.base_url }}/v1/{{ type }}"``; those become plain
 Python here. Anything outside the subset raises :class:`Unsupported` and the
 caller keeps Jinja2 for it, so the subset only has to be right, not complete.
 
-The subset keeps Jinja2's semantics exactly: a missing value is Undefined
-(``_U`` in generated code), which reads as "" in text and None in a whole
-expression; ``a.b`` reads a dict key; filters are the same callables Jinja2
-would call; ``~`` joins ``str()`` of each side; ``a or b`` is ``a`` unless it is empty
-(null, Undefined, "", [] or {}: runtime.first_value), as in Jinja2 templates here.
+The subset keeps Jinja2's semantics exactly, on the same tree (map/operators.py
+has already put the language's ``or``, ``and``, ``not`` and ``~`` into it): a
+missing value is Undefined (``_U`` in generated code), which reads as "" in text
+and null in a whole expression; ``a.b`` reads a dict key; filters and the
+operators' tests are the same callables Jinja2 would call; text and whole
+values go through the same filters.text_of and runtime.json_data.
 """
 from __future__ import annotations
 
 from jinja2 import nodes
 
 from ..problems import EventmapError
+from . import operators
 from .filters import FILTERS
 
 # Attribute names some JSON value has as a Python attribute (dict.items, str.upper...):
@@ -47,11 +49,11 @@ class Translator:
         self.resolve = resolve
 
     def whole(self, ast) -> str:
-        """The value of a template that is one ``{{ expression }}``: Undefined becomes None."""
+        """The value of a template that is one ``{{ expression }}``: JSON data (Undefined becomes None)."""
         expr = self._single_expression(ast)
         value = self.expr(expr)
         out = self.w.temp()
-        self.w.emit(f"{out} = None if {value} is _U else {value}")
+        self.w.emit(f"{out} = {value} if {value}.__class__ in _JSON_SCALARS else json_data({value})")
         return out
 
     def text(self, ast) -> str:
@@ -64,7 +66,7 @@ class Translator:
                 parts.append(repr(node.data))
             else:
                 value = self.expr(node)
-                parts.append(f"('' if {value} is None or {value} is _U else str({value}))")
+                parts.append(f"({value} if {value}.__class__ is str else {self._text_of()}({value}))")
         out = self.w.temp()
         self.w.emit(f"{out} = " + (" + ".join(parts) if parts else "''"))
         return out
@@ -102,15 +104,27 @@ class Translator:
             return out
         if isinstance(node, nodes.Filter):
             return self._filter(node)
-        if isinstance(node, nodes.Concat):
+        if isinstance(node, nodes.Concat):  # each part is text already (operators.TEXT)
             values = [self.expr(part) for part in node.nodes]
             out = self.w.temp()
-            self.w.emit(f"{out} = " + " + ".join(f"('' if {v} is _U else str({v}))" for v in values))
+            self.w.emit(f"{out} = " + " + ".join(values))
             return out
-        if isinstance(node, nodes.Or):
-            left = self.expr(node.left)
+        if isinstance(node, nodes.CondExpr):
+            return self._condition(node)
+        if isinstance(node, nodes.Test) and node.name in operators.TESTS and not (node.args or node.kwargs):
+            value = self.expr(node.node)
             out = self.w.temp()
-            self.w.emit(f"if not is_empty({left}):")  # the one emptiness rule (runtime.first_value)
+            self.w.emit(f"{out} = {self.w.constant(self.env.tests[node.name], 'test')}({value})")
+            return out
+        if isinstance(node, nodes.Not) and isinstance(node.node, nodes.Test):
+            value = self.expr(node.node)
+            out = self.w.temp()
+            self.w.emit(f"{out} = not {value}")
+            return out
+        if isinstance(node, (nodes.And, nodes.Or)) and isinstance(node.left, nodes.Test):
+            left = self.expr(node.left)  # true or false: Python's and/or mean what the language's do
+            out = self.w.temp()
+            self.w.emit(f"if {'not ' if isinstance(node, nodes.And) else ''}{left}:")
             self.w.emit(f"    {out} = {left}")
             self.w.emit("else:")
             with self.w.indented():
@@ -119,10 +133,30 @@ class Translator:
             return out
         raise Unsupported(type(node).__name__)
 
+    def _condition(self, node) -> str:
+        """``a if test else b``, each side computed only when chosen (as Jinja2 does)."""
+        test = self.expr(node.test)
+        out = self.w.temp()
+        self.w.emit(f"if {test}:")
+        with self.w.indented():
+            self.w.emit(f"{out} = {self.expr(node.expr1)}")
+        self.w.emit("else:")
+        with self.w.indented():
+            self.w.emit(f"{out} = {self.expr(node.expr2) if node.expr2 is not None else '_U'}")
+        return out
+
+    def _text_of(self) -> str:
+        return self.w.constant(self.env.filters[operators.TEXT], "text_of")
+
     def _filter(self, node) -> str:
         if node.node is None or node.kwargs or node.dyn_args or node.dyn_kwargs:
             raise Unsupported("filter form")
-        if node.name == "join" and node.name not in FILTERS:
+        if node.name == operators.TEXT:
+            value = self.expr(node.node)
+            out = self.w.temp()
+            self.w.emit(f"{out} = {value} if {value}.__class__ is str else {self._text_of()}({value})")
+            return out
+        if node.name == "join" and isinstance(node.node, (nodes.List, nodes.Filter)):
             return self._join(node)
         if node.name not in FILTERS:
             raise Unsupported("a Jinja2 built-in filter")
@@ -144,8 +178,8 @@ class Translator:
     def _join(self, node) -> str:
         """``[a, b] | join(' ')`` and ``[a, b] | select | join(' ')``, a full name from its parts.
 
-        Jinja2's join writes each item with str() and Undefined as ""; select
-        keeps the items that are true, Undefined being false.
+        The join filter itself (null and missing items left out); select keeps the items that are
+        true to Jinja2, Undefined being false.
         """
         if len(node.args) > 1 or (node.args and not isinstance(node.args[0], nodes.Const)) \
                 or (node.args and not isinstance(node.args[0].value, str)):
@@ -162,9 +196,9 @@ class Translator:
         out = self.w.temp()
         listed = "[" + ", ".join(items) + (",]" if len(items) == 1 else "]")
         if keep_true:
-            self.w.emit(f"{out} = {separator!r}.join(str(x) for x in {listed} if x is not _U and x)")
-        else:
-            self.w.emit(f"{out} = {separator!r}.join('' if x is _U else str(x) for x in {listed})")
+            listed = f"[x for x in {listed} if x is not _U and x]"
+        join = self.w.constant(FILTERS["join"], "jinja_join")
+        self.w.emit(f"{out} = {join}({listed}, {separator!r})")
         return out
 
 

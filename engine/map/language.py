@@ -24,7 +24,6 @@ function names, settings names) is checked here, at load time.
 """
 from __future__ import annotations
 
-import functools
 import json
 import re
 from typing import Any, ClassVar
@@ -33,36 +32,29 @@ import jmespath
 from jinja2 import TemplateError
 from jmespath.exceptions import JMESPathError
 
-from .filters import FILTERS
+from .codegen import evaluator, reads_only_settings_template
+from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
-from .runtime import MappingError, describe_type, is_empty, is_truthy
-from .templates import WHOLE_EXPRESSION, Facts, environment, is_template, render_bounded
+from .reads import negation_problem, nested_or, plain_steps, root_reads, split_or
+from .runtime import MappingError, Scope, describe_type, is_empty, is_truthy
+from .templates import (
+    NOT_WRITTEN,
+    WHOLE_EXPRESSION,
+    Facts,
+    compiled_template,
+    is_template,
+    template_ast,
+    template_facts,
+)
 
-__all__ = ["MappingError", "describe_type", "is_empty", "is_truthy"]  # re-exported: callers import them from here
+# re-exported: callers import them from here
+__all__ = ["MappingError", "Scope", "describe_type", "is_empty", "is_truthy", "nested_or", "plain_steps", "root_reads",
+           "split_or", "template_ast"]
 
 UNKNOWN_FILTER = re.compile(r"No filter named '([^']+)'")
 ACTION_SCOPES = frozenset({"event"})   # besides settings and vars (and item inside @each/@map)
 ENVELOPE_SCOPES = frozenset({"items"})  # an envelope, and a batch request, read the mapped items
 SOURCE_SCOPES = frozenset({"payload", "lookups"})
-
-
-class Scope:
-    """What one evaluation can see: the event, the settings, vars, and the current item."""
-
-    __slots__ = ("event", "settings", "vars", "item", "in_item")
-
-    def __init__(self, event, settings, vars=None, item=None, in_item=False):
-        self.event = event
-        self.settings = settings
-        self.vars = vars if vars is not None else {}
-        self.item = item
-        self.in_item = in_item
-
-    def for_item(self, item) -> Scope:
-        return Scope(self.event, self.settings, self.vars, item, True)
-
-    def set_var(self, name, value) -> None:
-        self.vars[name] = value
 
 
 # --------------------------------------------------------------------------- nodes
@@ -80,8 +72,7 @@ class Node:
             code = {}
             self._code = code
         run = code.get(scope.in_item)
-        if run is None:
-            from .codegen import evaluator  # codegen writes the code each node's emit() describes
+        if run is None:  # codegen writes the code each node's emit() describes
             run = code[scope.in_item] = evaluator(self, scope.in_item)
         return run(scope.event, scope.settings, scope.vars, scope.item)
 
@@ -128,7 +119,6 @@ class Template(Node):
         return gen.template(self, ctx)
 
     def static(self):
-        from .codegen import reads_only_settings_template
         return reads_only_settings_template(self.source)
 
     def run(self, names: dict):
@@ -139,7 +129,7 @@ class Template(Node):
             return self._render(names)
         except MappingError:
             raise
-        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        except Exception as exc:  # noqa: BLE001  a template is code from a file: whatever it raises is this event's verdict
             raise MappingError(self.where, template_failure(self.source, exc)) from None
 
     def describe(self):
@@ -154,42 +144,13 @@ def template_failure(source: str, exc: Exception) -> str:
     return f"template {source!r} failed: {exc}"
 
 
-@functools.lru_cache(maxsize=4096)
-def parsed_template(source: str):
-    """The Jinja2 syntax tree of a template (templates recur across files: parse each once)."""
-    return environment().parse(source)
-
-
-@functools.lru_cache(maxsize=4096)
-def template_facts(source: str) -> Facts:
-    return Facts(template_ast(source))
-
-
-def template_ast(source: str):
-    """The syntax tree of a template; for a whole ``{{ expression }}``, of that expression alone."""
-    whole = WHOLE_EXPRESSION.match(source)
-    return parsed_template("{{" + whole.group("expr") + "}}" if whole else source)
-
-
-@functools.lru_cache(maxsize=4096)
-def compiled_template(source: str, whole: bool):
-    """A render function ``names -> value`` for a template; a whole ``{{ expression }}`` keeps its type."""
-    env = environment()
-    if whole:
-        match = WHOLE_EXPRESSION.match(source)
-        assert match is not None
-        expression = env.compile_expression(match.group("expr"), undefined_to_none=True)
-        return lambda names: expression(**names)
-    return functools.partial(render_bounded, env.from_string(source))
-
-
 class Object(Node):
-    """Plain keys, each mapped; with the object options (@merge, @omit, @drop_empty)."""
+    """Plain keys, each mapped; with the object options (@merge or @merge_all, @omit, @drop_empty)."""
 
-    __slots__ = ("fields", "merge", "omit", "drop_empty")
+    __slots__ = ("fields", "merges", "merge_key", "omit", "drop_empty")
 
-    def __init__(self, where, fields, merge, omit, drop_empty):
-        self.where, self.fields, self.merge = where, fields, merge
+    def __init__(self, where, fields, merges, omit, drop_empty, merge_key="@merge"):
+        self.where, self.fields, self.merges, self.merge_key = where, fields, merges, merge_key
         self.omit = frozenset(omit) | {key for key, _ in fields}
         self.drop_empty = drop_empty
 
@@ -198,17 +159,18 @@ class Object(Node):
         out = w.temp("obj")
         w.emit(f"{out} = {{}}")
         keep = (lambda v: f"not ({empty_test(v)})") if self.drop_empty else (lambda v: f"{v} is not None")
-        if self.merge is not None:
-            merged = gen.value(self.merge, ctx)
-            omit = w.constant(self.omit, "OMIT")
+        omit = w.constant(self.omit, "OMIT") if self.merges else None
+        for merge in self.merges:  # in order: a later source's keys win over an earlier one's
+            merged = gen.value(merge, ctx)
             key, item = w.temp("k"), w.temp("x")
             w.emit(f"if isinstance({merged}, dict):")
             w.emit(f"    for {key}, {item} in {merged}.items():")
             w.emit(f"        if {key} not in {omit} and {keep(item)}:")
             w.emit(f"            {out}[{key}] = {item}")
             w.emit(f"elif {merged} is not None:")
-            w.emit(f"    raise MappingError({tuple(self.where)!r}, "
-                   f"'@merge expected an object, got ' + describe_type({merged}))")
+            where = self.where if self.merge_key == "@merge" else merge.where  # @merge_all: which source
+            w.emit(f"    raise MappingError({tuple(where)!r}, "
+                   f"'{self.merge_key} expected an object, got ' + describe_type({merged}))")
         for key, child in self.fields:
             if type(child) is Literal:
                 if child.value is not None and not (self.drop_empty and is_empty(child.value)):
@@ -269,12 +231,16 @@ class Modified(Node):
                 present = getattr(fn, "when_present", None)  # a built-in: null in, null out
                 if present is None:
                     w.emit(f"{out} = {w.constant(fn, 'filter_' + name)}({call})")
+                    if name not in BUILTIN_FILTERS:  # a user's filter may return anything: JSON data only
+                        w.emit(f"{out} = json_data({out})")
                 else:
                     w.emit(f"if {out} is not None:")
                     w.emit(f"    {out} = {w.constant(present, 'filter_' + name)}({call})")
+            w.emit("except MappingError:")
+            w.emit("    raise")
             w.emit("except FilterError as exc:")
             w.emit(f"    raise MappingError({where}, str(exc)) from None")
-            w.emit("except (TypeError, ValueError, ArithmeticError) as exc:")
+            w.emit("except Exception as exc:")
             w.emit(f"    raise MappingError({where}, {message!r} + str(exc)) from None")
         if self.default is not None:
             w.emit(f"if {empty_test(out)}:")
@@ -350,12 +316,21 @@ MODIFIERS = {option.key: option for option in (
 )}
 OBJECT_OPTIONS = {option.key: option for option in (
     Option("@merge", {},
-           "on an object: copy the keys of another object (a path, or any value) first; explicit keys win",
+           "on an object: copy the keys of another object first, then the explicit keys (which win); the object is "
+           "a path (a list of paths is one path with fallbacks, as in `@path`), a template, a directive or an "
+           "object written out; null values are not copied",
            {"mapping": {"@merge": "event.traits", "@omit": ["email"], "plan": "pro"},
             "event": {"traits": {"email": "a@b.c", "name": "Ann", "plan": "free"}},
             "output": {"name": "Ann", "plan": "pro"}}),
+    Option("@merge_all", {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/value"}},
+           "on an object: like `@merge`, for a list of sources, merged in order: a later source's keys win over an "
+           "earlier one's, the explicit keys over all, and `@omit` applies to the result",
+           {"mapping": {"@merge_all": ["event.properties", {"@path": "event.properties.product"}],
+                        "@omit": ["product"], "qty": 2},
+            "event": {"properties": {"name": "Shirt", "price": 10, "product": {"price": 8, "sku": "s1"}}},
+            "output": {"name": "Shirt", "price": 8, "sku": "s1", "qty": 2}}),
     Option("@omit", {"type": "array", "items": {"type": "string"}},
-           "on an object with @merge: keys of the merged object to leave out",
+           "on an object with @merge or @merge_all: keys of the merged objects to leave out",
            {"mapping": {"@merge": "event.traits", "@omit": ["email"]},
             "event": {"traits": {"email": "a@b.c", "name": "Ann"}}, "output": {"name": "Ann"}}),
     Option("@drop_empty", {"type": "boolean"},
@@ -607,7 +582,7 @@ class Function(Directive):
         fn = w.constant(self.fn, "function")
         message = f"function '{self.name}' failed: "
         w.emit("try:")
-        w.emit(f"    {out} = {fn}(**({args} or {{}}))")
+        w.emit(f"    {out} = json_data({fn}(**({args} or {{}})))")
         w.emit("except MappingError:")
         w.emit("    raise")
         w.emit("except Exception as exc:")
@@ -684,6 +659,8 @@ class Compiler:
             return Literal(path, None)
         for why in facts.refused:
             self.report(path, f"template {raw!r} {why}")
+        for name, args in facts.filter_calls:
+            self.check_arguments(name, args, path, f"template {raw!r}: ")
         if not self.check_names(facts, raw, path, in_item):
             return Literal(path, None)
         return Template(path, raw, whole)
@@ -734,6 +711,10 @@ class Compiler:
         except JMESPathError as exc:
             detail = str(exc).splitlines()[0]
             self.report(path, f"{key} {text!r} is not a valid JMESPath expression: {detail}")
+            return None
+        negation = negation_problem(text, expression.parsed)
+        if negation:
+            self.report(path, f"{key} {text!r}: {negation}")
             return None
         ok = True
         for name in dict.fromkeys(root_reads(expression.parsed)):
@@ -800,22 +781,44 @@ class Compiler:
             if fn is None:
                 self.report(here, f"unknown filter '{name}' (known: {', '.join(sorted(FILTERS))})")
                 continue
-            compiled.append((name, fn, [self.value(a, here + (name, j), in_item) for j, a in enumerate(args)]))
+            values = [self.value(a, here + (name, j), in_item) for j, a in enumerate(args)]
+            self.check_arguments(name, [v.value if type(v) is Literal else NOT_WRITTEN for v in values], here, "")
+            compiled.append((name, fn, values))
         return compiled
+
+    def check_arguments(self, name: str, args: list, path, context: str) -> None:
+        """A filter's own load-time check of the arguments written for it (regex_replace's pattern)."""
+        check = getattr(FILTERS.get(name), "check_arguments", None)
+        problem = check(args) if check is not None else None
+        if problem:
+            self.report(path, context + problem)
 
     def object(self, raw: dict, path, in_item) -> Node:
         fields = []
         for key, value in raw.items():
+            if isinstance(key, bool) or key is None:  # YAML 1.1 reads a bare no, yes, on, off, ~ so
+                spelled = "null" if key is None else str(key).lower()
+                self.report(path + (key,), f"a key YAML reads as {spelled} (a bare no, yes, on, off, y, n or ~): "
+                                           f"quote it to send that name, e.g. \"no\": ...")
+                continue
             if isinstance(key, str) and key.startswith("@"):
                 if key not in OBJECT_OPTIONS:
                     hint = " (a value directive needs one of " + ", ".join(DIRECTIVES) + ")" if key in directive_keys() else ""
                     self.report(path + (key,), f"unknown directive '{key}'{hint}")
                 continue
             fields.append((str(key), self.value(value, path + (key,), in_item)))
-        merge = None
+        merges, merge_key = [], "@merge"
         if "@merge" in raw:
-            spec = raw["@merge"]
-            merge = self.value({"@path": spec} if isinstance(spec, (str, list)) else spec, path + ("@merge",), in_item)
+            merges.append(self.merge_source(raw["@merge"], path + ("@merge",), in_item))
+        if "@merge_all" in raw:
+            spec, merge_key = raw["@merge_all"], "@merge_all"
+            if "@merge" in raw:
+                self.report(path + ("@merge_all",), "use @merge for one source or @merge_all for several, not both")
+            elif not isinstance(spec, list) or not spec:
+                self.report(path + ("@merge_all",), "@merge_all expects a list of sources, merged in order (later "
+                                                    "keys win): [event.properties, {\"@path\": item.fields}]")
+            else:
+                merges = [self.merge_source(source, path + ("@merge_all", i), in_item) for i, source in enumerate(spec)]
         omit = raw.get("@omit", [])
         if not isinstance(omit, list) or not all(isinstance(k, str) for k in omit):
             self.report(path + ("@omit",), "@omit must be a list of key names")
@@ -823,55 +826,17 @@ class Compiler:
         drop_empty = raw.get("@drop_empty", False)
         if not isinstance(drop_empty, bool):
             self.report(path + ("@drop_empty",), "@drop_empty must be true or false")
-        return Object(path, fields, merge, omit, drop_empty is True)
+        return Object(path, fields, merges, omit, drop_empty is True, merge_key)
+
+    def merge_source(self, spec, path, in_item) -> Node:
+        """An object to merge: a path (a list of paths is one path with fallbacks, as in @path), a template,
+        a directive, or an object written out."""
+        if isinstance(spec, list) or (isinstance(spec, str) and not is_template(spec)):
+            return self.value({"@path": spec}, path, in_item)
+        return self.value(spec, path, in_item)
 
     def define_var(self, name: str) -> None:
         self.vars.add(name)
-
-
-def root_reads(parsed: dict) -> list[str]:
-    """The names an expression reads from its root (the scopes): ``event`` for ``event.a[?b].c``, ``@`` for ``@``."""
-    kind = parsed["type"]
-    if kind == "field":
-        return [parsed["value"]]
-    if kind == "current":
-        return ["@"]
-    if kind in ("subexpression", "index_expression", "projection", "value_projection", "filter_projection",
-                "pipe", "flatten"):
-        return root_reads(parsed["children"][0])  # the rest reads what the left side gave
-    if kind in ("expref", "literal", "index", "slice"):
-        return []
-    return [name for child in parsed.get("children", ()) for name in root_reads(child)]
-
-
-def plain_steps(parsed: dict) -> list | None:
-    """['a', 'b'] for ``a.b``, None for anything that needs JMESPath itself."""
-    kind = parsed["type"]
-    if kind == "field":
-        return [parsed["value"]]
-    if kind == "subexpression":
-        steps: list = []
-        for child in parsed["children"]:
-            inner = plain_steps(child)
-            if inner is None:
-                return None
-            steps += inner
-        return steps
-    return None
-
-
-def split_or(parsed: dict) -> list[dict]:
-    """The alternatives of a top-level ``a || b || c`` (one element when there is no ``||``)."""
-    if parsed["type"] == "or_expression":
-        return [part for child in parsed["children"] for part in split_or(child)]
-    return [parsed]
-
-
-def nested_or(parsed) -> bool:
-    """True when an ``||`` appears anywhere in this expression tree."""
-    if isinstance(parsed, dict):
-        return parsed.get("type") == "or_expression" or any(nested_or(c) for c in parsed.get("children", ()))
-    return False
 
 
 def find_node(root: Node, path: tuple) -> Node | None:
@@ -889,12 +854,21 @@ def find_node(root: Node, path: tuple) -> Node | None:
     return node
 
 
-def leaves(node: Node, prefix: tuple = ()):
-    """Yield (output path, node) for every non-object value, for ``eventmap explain``."""
+def output_fields(node: Node, value, path: tuple = ()):
+    """Yield (output path, how it is made, value) for each field of ``value``, the value ``node`` made.
+
+    For ``eventmap explain``: the fields are those of the value itself (render's), so a key ``@omit``
+    or a null left out is not there, and each key ``@merge`` brought is shown as coming from it.
+    """
     if isinstance(node, Object):
-        if node.merge is not None:
-            yield prefix + ("@merge",), node.merge
+        value = value if isinstance(value, dict) else {}
+        explicit = {key for key, _ in node.fields}
+        if node.merges:
+            how = f"from {node.merge_key} " + ", then ".join(merge.describe() for merge in node.merges)
+            for key, item in value.items():
+                if key not in explicit:
+                    yield path + (key,), how, item
         for key, child in node.fields:
-            yield from leaves(child, prefix + (key,))
+            yield from output_fields(child, value.get(key), path + (key,))
     else:
-        yield prefix, node
+        yield path, node.describe(), value

@@ -14,7 +14,8 @@ by scalar, so comments, anchors and layout stay as they were:
   ``items``) and sources are left as they are.
 
 Usage: ``python -m engine.map.migrate mappings/destinations/acme.yaml ...``
-(``--check`` lists the files that would change). ``--python`` rewrites, best
+(``--check`` lists the files that would change). It exits 1 when anything is left for a person
+(each listed once on stderr), or with ``--check`` when a file would change. ``--python`` rewrites, best
 effort, the mapping YAML written as string literals in Python files (tests):
 f-strings and strings it cannot parse are listed for a person to finish. Run it once per file: the old
 ``event`` (a track's name) and the new scope look the same, so a second run
@@ -32,8 +33,9 @@ import jmespath
 import jmespath.lexer
 import yaml
 from jinja2 import TemplateSyntaxError, nodes
+from jmespath.exceptions import JMESPathError
 
-from .language import root_reads
+from .reads import negation_problem, root_reads
 from .templates import environment
 
 KEEP = frozenset({"settings", "vars"})
@@ -67,7 +69,11 @@ def template(source: str, keep: frozenset[str] = KEEP) -> str:
 
 
 def expression(text: str, scope: str, keep: frozenset[str] = KEEP) -> str:
-    """A JMESPath read with ``scope.`` before each root field (``$.x`` -> ``event.x``, ``@`` -> the scope)."""
+    """A JMESPath read with ``scope.`` before each root field (``$.x`` -> ``event.x``, ``@`` -> the scope).
+
+    A negated root field keeps its meaning: ``!userId`` becomes ``!(event.userId)``, since ``!event.userId``
+    would negate the scope (map/reads.negation_problem).
+    """
     if text == "$":
         return "event"
     if text.startswith("$."):
@@ -88,12 +94,17 @@ def expression(text: str, scope: str, keep: frozenset[str] = KEEP) -> str:
             piped = True
         root = not any(brackets) and not piped and previous not in ("dot", "expref")
         function = tokens[index + 1]["type"] == "lparen"
+        negated = previous == "not"
         if root and kind in ("unquoted_identifier", "quoted_identifier") and token["value"] not in keep \
                 and not function:
-            out.append(text[last:token["start"]] + scope + ".")
+            out.append(text[last:token["start"]] + ("(" if negated else "") + scope + ".")
             last = token["start"]
+            if negated:  # the lexer's "end" is not always right: the next token's start, less spaces
+                end = len(text[:tokens[index + 1]["start"]].rstrip())
+                out.append(text[last:end] + ")")
+                last = end
         elif root and kind == "current":
-            out.append(text[last:token["start"]] + scope)
+            out.append(text[last:token["start"]] + (f"({scope})" if negated else scope))
             last = token["end"]
         previous = kind
     out.append(text[last:])
@@ -110,13 +121,17 @@ class Rewrite:
     def __init__(self, text: str):
         self.text = text
         self.edits: set[tuple[int, int, str]] = set()  # a set: anchors make a node reachable twice
-        self.skipped: list[str] = []
+        self.notes: dict[str, None] = {}  # what is left for a person, each once (aliases repeat a node)
+
+    @property
+    def skipped(self) -> list[str]:
+        return list(self.notes)
 
     def scalar(self, node, new: str) -> None:
         if new == node.value:
             return
         if node.style in ("|", ">"):
-            self.skipped.append(f"line {node.start_mark.line + 1}: a block scalar; write {new!r} yourself")
+            self.notes[f"line {node.start_mark.line + 1}: a block scalar; write {new!r} yourself"] = None
             return
         if node.style == "'":
             shown = "'" + new.replace("'", "''") + "'"
@@ -126,6 +141,17 @@ class Rewrite:
         else:
             shown = json.dumps(new, ensure_ascii=False)
         self.edits.add((node.start_mark.index, node.end_mark.index, shown))
+
+    def read(self, node, scope: str) -> None:
+        """A JMESPath read rewritten; one that already negated a name alone is kept as it was, and noted."""
+        self.scalar(node, expression(node.value, scope))
+        try:
+            problem = negation_problem(node.value, jmespath.compile(node.value).parsed)
+        except JMESPathError:  # "$.x": expression() made it a read of event
+            problem = None
+        if problem:
+            self.notes[f"line {node.start_mark.line + 1}: {problem.split(': write ')[0]}; "
+                       "it meant that before too: write what is meant"] = None
 
     def value(self, node, in_item: bool) -> None:
         if isinstance(node, yaml.ScalarNode):
@@ -144,7 +170,7 @@ class Rewrite:
                 elif key in READ_KEYS and not isinstance(child, yaml.MappingNode):
                     for read in child.value if isinstance(child, yaml.SequenceNode) else [child]:
                         if isinstance(read, yaml.ScalarNode) and read.tag.endswith(":str"):
-                            self.scalar(read, expression(read.value, "item" if in_item else "event"))
+                            self.read(read, "item" if in_item else "event")
                 else:
                     self.value(child, in_item)
 
@@ -153,7 +179,7 @@ class Rewrite:
             if key_node.value in ("body", "request", "vars"):
                 self.value(child, False)
             elif key_node.value == "when" and isinstance(child, yaml.ScalarNode):
-                self.scalar(child, expression(child.value, "event"))
+                self.read(child, "event")
 
     def result(self) -> str:
         text = self.text
@@ -251,23 +277,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="list the files that would change; write nothing")
     parser.add_argument("--python", action="store_true", help="the files are Python: rewrite the YAML in their strings")
     args = parser.parse_args(argv)
-    changed = 0
+    changed = undone = 0
     for path in args.files:
         text = path.read_text(encoding="utf-8")
         try:
             new, skipped = migrate_python(text) if args.python else migrate_text(text)
         except (yaml.YAMLError, ValueError, SyntaxError) as exc:
             sys.stderr.write(f"{path}: not rewritten: {exc}\n")
-            changed += 1
+            undone += 1
             continue
-        for note in skipped:
+        for note in dict.fromkeys(skipped):
             sys.stderr.write(f"{path}: {note}\n")
+        undone += len(set(skipped))
         if new != text:
             changed += 1
             sys.stdout.write(f"{path}\n")
             if not args.check:
                 path.write_text(new, encoding="utf-8")
-    return 1 if args.check and changed else 0
+    if undone:
+        sys.stderr.write(f"{undone} thing{'s' if undone > 1 else ''} left to do by hand (listed above)\n")
+    return 1 if undone or (args.check and changed) else 0
 
 
 if __name__ == "__main__":

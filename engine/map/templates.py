@@ -20,14 +20,16 @@ import math
 import re
 
 from jinja2 import ChainableUndefined, Undefined, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .filters import FILTERS, MAX_SIZE, TooLarge, refuse_over
-from .runtime import first_value
+from . import operators
+from .filters import FILTERS, MAX_SIZE, TooLarge, refuse_over, text_of
+from .runtime import json_data
 
 MAX_POWER_BITS = 100_000  # an integer ``**`` may make
 # Jinja2 filters whose result can be far larger than their input
-AMPLIFYING_FILTERS = ("center", "indent", "format", "join", "replace", "wordwrap", "batch", "list")
+AMPLIFYING_FILTERS = ("center", "indent", "format", "replace", "wordwrap", "batch", "list")  # join is ours (filters.py)
 # methods the immutable sandbox refuses to call: they change their object
 MUTATING_METHODS = frozenset({"append", "extend", "insert", "pop", "popitem", "remove", "clear", "update",
                               "setdefault", "add", "discard", "sort", "reverse", "difference_update",
@@ -60,11 +62,11 @@ def check_size(value, what: str):
 class _Environment(ImmutableSandboxedEnvironment):
     """``properties.items`` is the event's "items" key, not the dict method of that name; sizes are bounded.
 
-    ``a or b`` follows the language's one emptiness rule (runtime.first_value):
-    ``a`` unless it is null, undefined, "", [] or {}; ``false`` and ``0`` are values.
+    ``or``, ``and``, ``not`` and ``~`` mean what the language says (map/operators.py rewrites each template's
+    tree before Jinja2 compiles it).
     """
 
-    intercepted_binops = frozenset({"*", "+", "**", "or"})
+    intercepted_binops = frozenset({"*", "+", "**"})
 
     def getattr(self, obj, attribute):
         if isinstance(obj, dict) and attribute in obj:
@@ -72,8 +74,6 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call_binop(self, context, operator, left, right):
-        if operator == "or":
-            return first_value(left, right)
         if operator == "*":
             for text, times in ((left, right), (right, left)):
                 if _size(text) and isinstance(times, int):
@@ -112,11 +112,8 @@ def _check_format(text, what: str) -> None:
 
 
 def _estimate(name: str, args: tuple) -> int:
-    """How large a join or replace would come out, before making it."""
+    """How large a replace would come out, before making it."""
     values = [a for a in args if not hasattr(a, "environment")]  # drop Jinja2's eval context
-    if name == "join" and values and isinstance(values[0], (list, tuple, range)):
-        separator = values[1] if len(values) > 1 and isinstance(values[1], str) else ""
-        return sum(_size(item) or 20 for item in values[0]) + len(separator) * len(values[0])
     if name == "replace" and len(values) >= 3 and all(isinstance(v, str) for v in values[:3]):
         text, old, new = values[:3]
         return len(text) + (text.count(old) if old else len(text) + 1) * len(new)
@@ -141,8 +138,10 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
         autoescape=False,
         undefined=ChainableUndefined,
         keep_trailing_newline=True,
-        finalize=lambda value: "" if value is None else value,  # a null reads as nothing, not "None"
+        finalize=text_of,  # a null reads as nothing, not "None"; true as "true", a list as JSON
     )
+    env.tests.update(operators.TESTS)
+    env.filters.update(operators.FILTERS)
     for name in AMPLIFYING_FILTERS:
         env.filters[name] = _bounded_filter(name, env.filters[name])
     env.globals.pop("namespace", None)  # state carried across loop iterations: doubling text 40 times
@@ -171,6 +170,55 @@ def environment() -> ImmutableSandboxedEnvironment:
                 _ENVIRONMENT.filters[name] = _undefined_as_none(fn)
         _KNOWN_FILTERS[0] = len(FILTERS)
     return _ENVIRONMENT
+
+
+def syntax_tree(source: str) -> nodes.Template:
+    """A template's syntax tree with the language's operators (map/operators.py): the one tree Jinja2 compiles
+    (and folds constants in) and jinja_subset translates. A new tree per call: compiling changes it."""
+    env = environment()
+    tree = env.parse(source)
+    operators.rewrite(tree)
+    tree.set_environment(env)
+    return tree
+
+
+@functools.lru_cache(maxsize=4096)
+def parsed_template(source: str) -> nodes.Template:
+    """The syntax tree of a template, kept for reading (templates recur across files: parse each once)."""
+    return syntax_tree(source)
+
+
+def template_ast(source: str) -> nodes.Template:
+    """The syntax tree of a template; for a whole ``{{ expression }}``, of that expression alone."""
+    whole = WHOLE_EXPRESSION.match(source)
+    return parsed_template("{{" + whole.group("expr") + "}}" if whole else source)
+
+
+@functools.lru_cache(maxsize=4096)
+def template_facts(source: str) -> Facts:
+    return Facts(template_ast(source))
+
+
+@functools.lru_cache(maxsize=4096)
+def compiled_template(source: str, whole: bool):
+    """A render function ``names -> value`` for a template; a whole ``{{ expression }}`` keeps its type.
+
+    Its value is JSON data (runtime.json_data): missing data is null at any depth, and anything else that
+    is not JSON data fails as this template's failure.
+    """
+    env = environment()
+    if whole:
+        match = WHOLE_EXPRESSION.match(source)
+        assert match is not None
+        expression = syntax_tree("{{" + match.group("expr") + "}}").body[0].nodes[0]  # type: ignore[attr-defined]
+        tree = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)], lineno=1)
+        tree.set_environment(env)
+        run = TemplateExpression(env.from_string(tree), undefined_to_none=False)
+        return lambda names: json_data(run(**names))
+    return functools.partial(render_bounded, env.from_string(syntax_tree(source)))
+
+
+NOT_WRITTEN = object()  # a filter argument computed from data, not written in the mapping
 
 
 def is_template(text: str) -> bool:
@@ -211,7 +259,7 @@ def names_read(ast: nodes.Node) -> set[str]:
 class Facts:
     """What the loader checks about a template, worked out once per template text (files repeat them)."""
 
-    __slots__ = ("refused", "settings", "vars", "names", "scopes", "filters", "tests")
+    __slots__ = ("refused", "settings", "vars", "names", "scopes", "filters", "tests", "filter_calls")
 
     def __init__(self, ast: nodes.Node):
         self.refused = refused(ast)
@@ -223,6 +271,9 @@ class Facts:
         stored |= {node.name for node in ast.find_all(nodes.Macro)}
         self.scopes = self.names - stored - set(_ENVIRONMENT.globals) - {"loop", "caller"}
         self.filters = {node.name for node in ast.find_all(nodes.Filter)}
+        # each filter call's arguments, as written (NOT_WRITTEN: computed), for filters that check theirs at load
+        self.filter_calls = [(node.name, [a.value if isinstance(a, nodes.Const) else NOT_WRITTEN for a in node.args])
+                             for node in ast.find_all(nodes.Filter)]
         self.tests = {node.name for node in ast.find_all(nodes.Test)}
 
     def unknown_names(self) -> bool:

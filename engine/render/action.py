@@ -5,7 +5,7 @@ from typing import Any
 
 import jmespath
 
-from ..map.language import Node, Scope, find_node, is_empty, is_truthy, split_or
+from ..map.language import Literal, Node, Scope, find_node, is_empty, is_truthy, plain_steps, split_or
 from ..problems import Problem
 from .endpoint import Endpoint
 
@@ -19,12 +19,26 @@ class Required:
     rule (runtime.is_empty), so ``false`` and ``0`` count as present.
     """
 
-    __slots__ = ("path", "alternatives", "message")
+    __slots__ = ("path", "alternatives", "message", "fields")
 
-    def __init__(self, path: str, message: str | None):
+    def __init__(self, path: str, message: Node | None = None, expression: str | None = None):
+        """``path`` as written (for messages); ``expression`` the JMESPath it means (``properties."$set"``
+        for ``properties.$set``), by default the path itself; ``message`` a compiled value (a template)."""
         self.path = path
-        self.alternatives = [jmespath.parser.ParsedResult(path, part) for part in split_or(jmespath.compile(path).parsed)]
+        expression = expression or path
+        self.alternatives = [jmespath.parser.ParsedResult(expression, part)
+                             for part in split_or(jmespath.compile(expression).parsed)]
         self.message = message
+        # the keys of a plain path, quoted keys unquoted (for the default message); "a || b" as written
+        single = plain_steps(self.alternatives[0].parsed) if len(self.alternatives) == 1 else None
+        self.fields = single or path.split(".")
+
+    def text(self, scope: Scope) -> str | None:
+        """The message for this event (a template reads the event, settings and vars); None: the default."""
+        if self.message is None:
+            return None
+        value = self.message.evaluate(scope)
+        return "" if value is None else str(value)
 
     def missing(self, payload, vars: dict) -> bool:
         data = {"vars": vars} if self.path.startswith("vars.") else payload
@@ -63,24 +77,38 @@ class Action:
     one request, or several named steps (engine/steps.py)."""
 
     __slots__ = ("call_type", "vars", "body", "required", "endpoint", "batched", "name", "subscription",
-                 "steps", "sequence", "plans", "_compiled", "_bound", "_messages")
+                 "steps", "sequence", "ahead", "envelope", "_plan", "_plans", "_compiled", "_bound", "_messages")
 
     def __init__(self, call_type: str, vars: list, body: Node, required: list, endpoint: Endpoint, batched: bool,
-                 name: str | None = None, subscription: Subscription | None = None, steps: dict | None = None):
+                 name: str | None = None, subscription: Subscription | None = None, steps: dict | None = None,
+                 envelope: Envelope | bool | None = None):
         self.call_type, self.vars, self.body = call_type, vars, body
         self.required, self.endpoint, self.batched = required, endpoint, batched
         self.name = name or call_type
         self.subscription = subscription
+        # None: the destination's envelope wraps this action's body; False: none; an Envelope: its own
+        self.envelope = envelope
         # several named requests (engine/steps.py) instead of one: never batched
         self.steps = steps
         self.sequence = [step_name for step_name, step in steps.items() if not step.fallback] if steps else []
-        # for offline views, worded once: per step, the plan with that step marked as the request shown
-        plan = [step.plan() for step in steps.values()] if steps else []
-        self.plans = {step_name: [{**entry, "sent": "requests[0]"} if entry["step"] == step_name else entry
-                                  for entry in plan] for step_name in (steps or {})}
+        self.ahead: list[str] | None = None   # the steps sure to run (steps.ahead), set by the loader
+        self._plan = [step.plan() for step in steps.values()] if steps else []   # for offline views, worded once
+        self._plans: dict[tuple, list] = {}   # the plan per set of steps shown (few: the steps sure to run)
         self._compiled: Any = None   # CompiledAction, made on first use
         self._bound: dict = {}
         self._messages: dict = {}  # (rule path, label) -> the default message, worded once
+
+    def plan(self, shown: tuple[str, ...]) -> list[dict]:
+        """What each step does, with the steps whose requests are shown marked ``sent: requests[i]``;
+        worded once per set of steps shown (callers do not change it)."""
+        plan = self._plans.get(shown)
+        if plan is None:
+            position = {name: i for i, name in enumerate(shown)}
+            plan = [{**entry, "sent": f"requests[{position[entry['step']]}]"} if entry["step"] in position else entry
+                    for entry in self._plan]
+            if len(self._plans) < BOUND_ROUTES:
+                self._plans[shown] = plan
+        return plan
 
     def compiled(self, envelope, label: str):
         """The action as generated Python, written on first use so loading many files stays fast."""
@@ -112,29 +140,33 @@ class Action:
         return self.body.evaluate(scope), scope
 
     def missing_required(self, payload, scope: Scope, label: str) -> list[Problem]:
-        return [self.required_problem(rule, label) for rule in self.required if rule.missing(payload, scope.vars)]
+        return [self.required_problem(rule, label, lambda: scope)
+                for rule in self.required if rule.missing(payload, scope.vars)]
 
-    def required_problem(self, rule: Required, label: str) -> Problem:
-        """The error for one missing required field; its wording depends only on the rule and the label."""
+    def required_problem(self, rule: Required, label: str, scope) -> Problem:
+        """The error for one missing required field. A default or literal message depends only on the rule
+        and the label (worded once); a template message is rendered with ``scope()`` (made only then)."""
+        if rule.message is not None and type(rule.message) is not Literal:
+            return Problem(rule.path, rule.text(scope()) or self._default_message(rule, label))
         problem = self._messages.get((rule.path, label))
         if problem is None:
-            problem = Problem(rule.path, rule.message or self._default_message(rule, label))
+            message = rule.message.value if rule.message is not None else None
+            problem = Problem(rule.path, str(message) if message not in (None, "") else self._default_message(rule, label))
             if len(self._messages) < BOUND_ROUTES:
                 self._messages[(rule.path, label)] = problem
         return problem
 
     def _default_message(self, rule: Required, label: str) -> str:
         source = ""
-        if not rule.path.startswith("vars."):
-            node = find_node(self.body, tuple(rule.path.split(".")))
+        if rule.fields[0] != "vars":
+            node = find_node(self.body, tuple(rule.fields))
             if node is not None:
                 source = f" (mapped from {node.describe()})"
         else:
-            node = dict(self.vars).get(rule.path[5:])
+            node = dict(self.vars).get(rule.fields[1]) if len(rule.fields) > 1 else None
             if node is not None:
                 source = f" (from {node.describe()})"
-        field = rule.path.rsplit(".", 1)[-1]
-        return f"{label}: '{field}' is required but missing or empty{source}"
+        return f"{label}: '{rule.fields[-1]}' is required but missing or empty{source}"
 
 
 class Envelope:
@@ -153,8 +185,13 @@ class Envelope:
 
 
 class Batching:
-    __slots__ = ("max_events", "max_bytes", "endpoint", "envelope")
+    """How a destination combines events; ``unbatchable`` says why it cannot (its batch request would
+    read one event), and then every event goes out as its own request."""
 
-    def __init__(self, max_events: int, max_bytes: int | None, endpoint: Endpoint, envelope: Envelope | None):
+    __slots__ = ("max_events", "max_bytes", "endpoint", "envelope", "unbatchable")
+
+    def __init__(self, max_events: int, max_bytes: int | None, endpoint: Endpoint, envelope: Envelope | None,
+                 unbatchable: str | None = None):
         self.max_events, self.max_bytes, self.endpoint, self.envelope = max_events, max_bytes, endpoint, envelope
+        self.unbatchable = unbatchable
 

@@ -92,9 +92,9 @@ class BoundAction:
         """(mapped body, vars); raises MappingError on data a filter cannot take."""
         return self.map(event, self.settings, self.constants)
 
-    def missing(self, payload, vars: dict, label: str) -> list:
-        """A Problem per required field that is missing or empty."""
-        return [self.compiled.action.required_problem(check.rule, label)
+    def missing(self, payload, vars: dict, label: str, event: dict) -> list:
+        """A Problem per required field that is missing or empty (a template message reads ``event``)."""
+        return [self.compiled.action.required_problem(check.rule, label, lambda: Scope(event, self.settings, vars))
                 for check in self.required if check.missing(payload, vars)]
 
     def envelope(self, items: list):
@@ -104,16 +104,20 @@ class BoundAction:
         """What ``Endpoint.build`` makes for this event, with the parts fixed per route made once."""
         endpoint = self.compiled.action.endpoint
         if self.fixed is None:
-            return endpoint.finish(self._parts(event, vars), body, destination, self.compiled.action.name,
-                                   message_ids, secrets)
-        url, headers, query, method, format, call_type = self.fixed
-        if url is None:  # only the URL varies (Segment's "/v1/{{ type }}")
-            try:
-                url = endpoint.checked_url(self.endpoint(event, self.settings, self.endpoint_constants, vars)[0])
-            except MappingError:
-                url = endpoint.parts(Scope(event, self.settings, vars))[0]  # the interpreter's own error first
-        return Request(destination, call_type, method, url, dict(headers), dict(query),
-                       None if method == "GET" else body, format, message_ids, secrets)
+            request = endpoint.finish(self._parts(event, vars), body, destination, self.compiled.action.name,
+                                      message_ids, secrets)
+        else:
+            url, headers, query, method, format, call_type = self.fixed
+            if url is None:  # only the URL varies (Segment's "/v1/{{ type }}")
+                try:
+                    url = endpoint.checked_url(self.endpoint(event, self.settings, self.endpoint_constants, vars)[0])
+                except MappingError:
+                    url = endpoint.parts(Scope(event, self.settings, vars))[0]  # the interpreter's own error first
+            request = Request(destination, call_type, method, url, dict(headers), dict(query),
+                              None if method == "GET" else body, format, message_ids, secrets)
+        if endpoint.signed:
+            endpoint.sign(request, self.settings, vars)
+        return request
 
     def _parts(self, event: dict, vars: dict) -> tuple[str, dict, dict, str]:
         """URL, headers and query for one event whose headers vary, or whose route's fixed parts failed."""

@@ -2,30 +2,63 @@
 from __future__ import annotations
 
 import base64
+import copy
 import functools
+import re
 from urllib.parse import unquote
 
-from ..map.language import MappingError, Node, Scope
-from ..map.templates import is_template
+from jinja2 import TemplateSyntaxError, nodes
+
+from ..map.language import MappingError, Node, Scope, template_ast
+from ..map.templates import environment, is_template
+from .reads import reads_of, template_reads
 from .request import Request
 
 AUTH_HEADER = "Authorization"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # what a request may use (the mapping schema lists the same)
+BODY = "body"   # what a header or query value reads to sign the request: its body as sent (text)
 CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
 
 class Endpoint:
-    """``method`` is fixed (a string), or None when ``method_node`` (a template) gives it per event or route."""
+    """``method`` is fixed (a string), or None when ``method_node`` (a template) gives it per event or route.
 
-    __slots__ = ("method", "method_node", "url", "headers", "query", "auth", "format")
+    ``signed``: the headers and query values that read ``body`` (("headers" or "query", name, node)),
+    made after the body is encoded, from those very bytes (``sign``); the others are in ``nodes()``.
+    """
+
+    __slots__ = ("method", "method_node", "url", "headers", "query", "auth", "format", "signed")
 
     def __init__(self, method: str | None, url: Node, headers: list, query: list, auth: tuple | None, format: str,
-                 method_node: Node | None = None):
+                 method_node: Node | None = None, signed: list | None = None):
         self.method, self.url, self.headers, self.query = method, url, headers, query
         self.auth, self.format, self.method_node = auth, format, method_node
+        self.signed = signed or []
 
     def build(self, scope: Scope, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
-        return self.finish(self.parts(scope), body, destination, action, message_ids, secrets)
+        request = self.finish(self.parts(scope), body, destination, action, message_ids, secrets)
+        if self.signed:
+            # a batch's scope holds its items (only a batch request's values may read them: the loader saw to it)
+            items = scope.event.get("items") if isinstance(scope.event, dict) else None
+            self.sign(request, scope.settings, scope.vars, items)
+        return request
+
+    def sign(self, request: Request, settings: dict, vars: dict, items=None) -> None:
+        """Add the headers and query values that read ``body``: the body exactly as it goes on the wire.
+
+        The encoded bytes are kept on the request (``Request.wire``), so what is sent is what was read.
+        """
+        wire = request.encoded_body()
+        request.wire = wire
+        scope = Scope({"body": wire.decode("utf-8") if wire is not None else "", "items": items}, settings, vars)
+        for part, name, node in self.signed:
+            value = node.evaluate(scope)
+            if value is None or value == "":
+                continue
+            if part == "headers":
+                request.headers[name] = str(value)
+            else:
+                request.query[name] = value
 
     def nodes(self) -> list:
         """Every node, in the order ``parts`` evaluates them (for the compiled path)."""
@@ -130,15 +163,35 @@ def _basic(username: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def compile_endpoint(spec: dict, compiler, path: tuple) -> Endpoint:
-    """``spec`` is the merged request object (defaults, then the action's own)."""
+def compile_endpoint(spec: dict, compiler, path: tuple, operator_vars: frozenset = frozenset()) -> Endpoint:
+    """``spec`` is the merged request object (defaults, then the action's own).
+
+    ``operator_vars``: the vars in scope whose values come from settings alone (engine/render/reads.py);
+    a URL keeps them as written, as it keeps settings, and escapes every other value (``compile_url``).
+    """
     url_source = spec.get("url")
     if not url_source:
         compiler.report(path, "'url' is required (in the action's request or in defaults.request)")
         url_source = ""
-    url = compiler.value(url_source, path + ("url",))
-    headers = [(name, compiler.value(v, path + ("headers", name))) for name, v in (spec.get("headers") or {}).items()]
-    query = [(name, compiler.value(v, path + ("query", name))) for name, v in (spec.get("query") or {}).items()]
+    url = compile_url(url_source, compiler, path + ("url",), operator_vars)
+    signing = copy.copy(compiler)   # headers and query may also read `body`; problems go to the same list
+    signing.scopes = compiler.scopes | {BODY}
+    parts: dict[str, list] = {"headers": [], "query": []}
+    signed = []
+    for part, entries in parts.items():
+        for name, raw in (spec.get(part) or {}).items():
+            node = signing.value(raw, path + (part, name))
+            reads = reads_of(node)
+            if BODY not in reads.scopes:
+                entries.append((name, node))
+                continue
+            others = reads.scopes - {BODY, "settings", "vars", "items"}
+            if others:
+                compiler.report(path + (part, name), f"a value that reads body reads body, settings and vars "
+                                                     f"(and items in a batch), not {', '.join(sorted(others))}: "
+                                                     "compute what it needs in a var")
+            signed.append((part, name, node))
+    headers, query = parts["headers"], parts["query"]
     auth = None
     if "auth" in spec:
         if "bearer" in spec["auth"]:
@@ -150,7 +203,93 @@ def compile_endpoint(spec: dict, compiler, path: tuple) -> Endpoint:
     method, method_node = spec.get("method", "POST"), None
     if isinstance(method, str) and is_template(method):  # from a setting or the event; checked when rendered
         method, method_node = None, compiler.value(method, path + ("method",))
-    return Endpoint(method, url, headers, query, auth, spec.get("format", "json"), method_node)
+    return Endpoint(method, url, headers, query, auth, spec.get("format", "json"), method_node, signed)
+
+
+# --------------------------------------------------------------------------- URLs
+
+ESCAPE = "url_segment"          # the filter that makes a value one path segment (or one query value)
+OPERATOR, DATA = "\x00", "\x01"  # stand-ins for a value in the URL's skeleton: the operator's, or data
+PATH_STARTED = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*/")
+
+
+def compile_url(source, compiler, path: tuple, operator_vars: frozenset) -> Node:
+    """The URL template, compiled so that no event or answer value can change the URL's shape.
+
+    Settings, and vars made from settings alone, are the operator's: kept as written (a
+    base URL carries slashes). Every other ``{{ value }}`` is data: in the path it is one
+    segment, in the query one value, percent-encoded with ``url_segment`` unless the
+    expression already ends with it (never twice). Data may not choose the scheme or the
+    host: a template that puts it there is refused. An id ``x?admin=1#`` then stays one
+    segment, and ``..`` is still refused when rendered (``Endpoint.checked_url``).
+    (The schema makes a URL a string: no directive builds one.)
+    """
+    if not isinstance(source, str) or not is_template(source):
+        return compiler.value(source, path)
+    rewritten, refused = url_template(source, operator_vars)
+    if refused is not None:
+        compiler.report(path, f"{{{{{refused}}}}} puts event or answer data in the URL's scheme or host: "
+                              "where a request goes comes from settings or the URL's text, never from the data "
+                              f"it carries (URL template {source!r})")
+        return compiler.value("", path)
+    return compiler.value(rewritten, path)
+
+
+@functools.lru_cache(maxsize=4096)
+def url_template(source: str, operator_vars: frozenset) -> tuple[str, str | None]:
+    """(the template with each data value escaped, None), or (source, the expression of a value that would
+    land in the scheme or host). Kept per text: mapping files repeat their URL templates."""
+    try:
+        tokens = list(environment().lex(source))
+    except TemplateSyntaxError:
+        return source, None   # the compiler words the syntax error
+    out: list[str] = []
+    skeleton = ""      # the URL's literal text, with a stand-in for each value: where does the next one land?
+    position = 0
+    while position < len(tokens):
+        _, kind, text = tokens[position]
+        if kind != "variable_begin":
+            out.append(text)
+            if kind == "data":
+                skeleton += text
+            position += 1
+            continue
+        end = next(i for i in range(position, len(tokens)) if tokens[i][1] == "variable_end")
+        expression = "".join(token[2] for token in tokens[position + 1:end])
+        operator, escaped = _url_value(expression, operator_vars)
+        if not operator and _url_part(skeleton) == "authority":
+            return source, expression
+        if operator or escaped:
+            out.append("".join(token[2] for token in tokens[position:end + 1]))
+        else:
+            out.append(f"{text} ({expression.strip()}) | {ESCAPE} {tokens[end][2]}")
+        skeleton += OPERATOR if operator else DATA
+        position = end + 1
+    return "".join(out), None
+
+
+def _url_value(expression: str, operator_vars: frozenset) -> tuple[bool, bool]:
+    """(the operator's value, already ends with ``url_segment``) for one ``{{ expression }}`` of a URL."""
+    try:
+        operator = template_reads("{{" + expression + "}}").operator_only(operator_vars)
+        output = template_ast("{{" + expression + "}}").body[0]
+    except TemplateSyntaxError:
+        return False, False
+    last = output.nodes[0] if isinstance(output, nodes.Output) and len(output.nodes) == 1 else None
+    return operator, isinstance(last, nodes.Filter) and last.name == ESCAPE
+
+
+def _url_part(skeleton: str) -> str:
+    """Where a value after ``skeleton`` lands: "query" (after a ?), "path", or "authority" (scheme and host).
+
+    The path starts after the first / past "://", or right after an operator value that opens the
+    URL (a base URL such as ``{{ settings.base_url }}``) when the text names no scheme.
+    """
+    if "?" in skeleton or "#" in skeleton:
+        return "query"
+    if PATH_STARTED.match(skeleton) or (skeleton.startswith(OPERATOR) and "://" not in skeleton):
+        return "path"
+    return "authority"
 
 
 def merge_request(defaults: dict | None, own: dict | None) -> dict:

@@ -32,6 +32,8 @@ class Request:
     message_ids: tuple = ()
     secrets: frozenset = field(default=frozenset(), compare=False)
     twin: Twin | None = field(default=None, compare=False)
+    # the encoded body, kept when a header or query value read it (a signature): sent exactly as signed
+    wire: bytes | None = field(default=None, compare=False)
 
     def to_dict(self, show_secrets: bool = False) -> dict:
         data = {"method": self.method, "url": self.url, "headers": self.headers,
@@ -56,6 +58,8 @@ class Request:
         return self.url + joiner + urlencode(self.query, doseq=True)
 
     def encoded_body(self) -> bytes | None:
+        if self.wire is not None:
+            return self.wire
         if self.body is None:
             return None
         if self.format == "form":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -18,12 +19,15 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from ..intake import UNSTORABLE, Intake
+from ..secrets import masked_path
 from ..store import INTAKE, QUEUED, REJECTED, NewDelivery, NewEvent, Received, Store
 from ..validate import storable
 from . import metrics
 from .browser import BUNDLE_CACHE, SCRIPT, SETTINGS_CACHE, OriginRefused
 from .calls import decide_request
 from .config import ServeConfig, WebhookSource
+from .hosts import misdirected
+from .inbox_limit import MB, InboxLimit
 from .segment_api import (
     BATCH_LIMIT,
     CALLS,
@@ -62,8 +66,10 @@ class Collector:
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._intake: Intake | None = None
+        self._inbox_limit: InboxLimit | None = None
         self._pid: int | None = None
         self.refusals = metrics.Refusals()   # made here, before gunicorn forks, so every process shares it
+        self.inbox_full = metrics.Count()    # likewise: requests refused because the inbox was full
 
     def __repr__(self) -> str:
         return f"<Collector {self.config.file}>"
@@ -80,9 +86,19 @@ class Collector:
             if self._pid != os.getpid() or self._store is None or self._intake is None:
                 self._store = self.open_store()
                 self._intake = Intake(self.engine, self.routes, self._store, self.config.delivery.dedupe_window,
-                                      clock=self.clock)
+                                      clock=self.clock, plans=self.config.plans)
+                self._inbox_limit = None
                 self._pid = os.getpid()
             return self._store, self._intake
+
+    def inbox_limit(self) -> InboxLimit:
+        """This process's view of how full the inbox is (``server.intake: queue``), made on first use."""
+        store = self.store()
+        with self._lock:
+            if self._inbox_limit is None:
+                server = self.config.server
+                self._inbox_limit = InboxLimit(store.inbox_size, server.inbox_max_requests, server.inbox_max_mb * MB)
+            return self._inbox_limit
 
     # --- WSGI
     def __call__(self, environ, start_response):
@@ -107,7 +123,7 @@ class Collector:
     def reply(self, environ) -> Reply:
         """The answer to a request, all but the inbox write it may wait for (``Reply.keep``)."""
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "") or "/"
-        shown = _settings_path_masked(path)   # the settings path carries a write key
+        shown = masked_path(path)   # a settings or script path carries a write key
         try:
             status, content_type, body, extra = self.dispatch(method, path.rstrip("/") or "/", environ)
         except ApiError as exc:
@@ -125,7 +141,7 @@ class Collector:
         if error is None:
             return reply
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
-        log.error("%s %s failed: the request could not be stored", method, path, exc_info=error)
+        log.error("%s %s failed: the request could not be stored", method, masked_path(path), exc_info=error)
         return self._reply(environ, 500, JSON, FAILED)
 
     def _reply(self, environ, status: int, content_type: str, body: str | bytes, extra: list | tuple = (),
@@ -144,6 +160,10 @@ class Collector:
     def dispatch(self, method: str, path: str, environ):
         if REFUSED in environ:   # decided by the server before the request got here (engine/serve/asgi.py)
             raise environ[REFUSED]
+        if self.config.demo or path in ("/healthz", "/metrics"):   # no key needed (the demo takes any): the Host
+            reason = misdirected(environ, self.config.server.hosts)   # is checked, against DNS rebinding (hosts.py)
+            if reason:
+                raise ApiError(421, "misdirected", reason)
         if path in ("/healthz", "/metrics"):
             _allow(method, ("GET", "HEAD"))
             return self.health() if path == "/healthz" else self.metrics()
@@ -167,7 +187,7 @@ class Collector:
         if len(parts) == 2 and parts[0] == "sources":
             _allow(method, ("POST",))
             return self.webhook(parts[1], environ)
-        raise ApiError(404, "not_found", f"no such endpoint: {path} (expected POST /v1/batch, /v1/track, ..., "
+        raise ApiError(404, "not_found", f"no such endpoint: {masked_path(path)} (expected POST /v1/batch, /v1/track, ..., "
                                          f"GET /v1/projects/WRITE_KEY/settings, POST /sources/NAME, "
                                          f"GET /healthz or GET /metrics)")
 
@@ -178,7 +198,10 @@ class Collector:
 
     def metrics(self):
         store = self.store()
-        text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), store.waiting_requests())
+        requests, size = store.inbox_size()
+        text = metrics.render(store.counts(self.clock()), self.refusals.snapshot(), requests, size,
+                              self.inbox_full.value(), store.violation_counts(),
+                              logins=self.console.logins.snapshot() if self.console is not None else None)
         return 200, metrics.CONTENT_TYPE, text, []
 
     def settings(self, key: str, environ):
@@ -227,7 +250,10 @@ class Collector:
         ip = self.config.browser.client_ip(environ)
         if self.config.server.intake == "queue":   # kept whole; the inbox processor makes its events (inbox.py)
             items_of(call, body)   # a malformed batch is still refused now, while the client can hear why
-            environ[KEEP] = [Received(call, _without_write_key(raw, body), now, ip, source=source)]   # 200 once durable
+            kept = _without_write_key(raw, body)
+            if not self.inbox_limit().admit(len(kept)):
+                return self._inbox_full()
+            environ[KEEP] = [Received(call, kept, now, ip, source=source)]   # 200 once durable
             return 200, JSON, SUCCESS, []
         intake = self.intake()
         decided = decide_request(intake, call, body, now, ip, source)
@@ -243,6 +269,16 @@ class Collector:
                                      "message": f"none of the {len(decided)} events was accepted; "
                                                 f"the first: {_summary(rejected[0]['errors'])}"}), []
         return 200, JSON, _json({"success": True, "accepted": len(decided) - len(rejected), "rejected": rejected}), []
+
+    def _inbox_full(self):
+        """429 with Retry-After: the inbox holds as much as it may (``inbox_limit.py``); counted in /metrics."""
+        self.inbox_full.add()
+        server = self.config.server
+        wait = math.ceil(server.retry_after)
+        message = (f"the inbox is full (server.inbox_max_requests {server.inbox_max_requests}, server.inbox_max_mb "
+                   f"{server.inbox_max_mb}): events are arriving faster than they are processed; send it again in "
+                   f"{wait}s")
+        return 429, JSON, _json({"success": False, "code": "inbox_full", "message": message}), [("Retry-After", str(wait))]
 
     def webhook(self, name: str, environ):
         source = self.config.webhooks.get(name)
@@ -303,14 +339,6 @@ def _authorised(source: WebhookSource, environ) -> bool:
     for header, secret in source.headers.items():
         ok &= secret.matches(environ.get("HTTP_" + header.upper().replace("-", "_")))
     return ok
-
-
-def _settings_path_masked(path: str) -> str:
-    """The path for a log line: the write key in the settings and script paths masked."""
-    parts = path.split("/")
-    if len(parts) >= 5 and parts[1:3] in (["v1", "projects"], ["analytics.js", "v1"]):
-        parts[3] = "***"
-    return "/".join(parts)
 
 
 def _allow(method: str, allowed: tuple) -> None:

@@ -47,7 +47,7 @@ def main(config_file: str | None, folder: str, mappings: str, dry_run: bool, par
     owner = new_owner()
     secrets = frozenset(s for route in setup.routes for s in route.secrets) | frozenset(config.secrets())
     with setup.open_store() as store:
-        intake = Intake(setup.engine, setup.routes, store, config.delivery.dedupe_window)
+        intake = Intake(setup.engine, setup.routes, store, config.delivery.dedupe_window, plans=config.plans)
         destinations = destination_workers(setup.routes, store, config.delivery, owner=owner, stop=stop,
                                            client=DryRunClient() if dry_run else None)
         inbox = inbox_workers(intake, store, config.server.intake, lease_for=config.delivery.lease, owner=owner)

@@ -189,11 +189,17 @@ class BrowserPolicy:
             "remotePlugins": [],
         }
 
-    def _reached_as(self, environ) -> PublicUrl:
+    def scheme(self, environ) -> str:
+        """How the client reached us: the connection's scheme, or what a trusted proxy says in X-Forwarded-Proto."""
         scheme = environ.get("wsgi.url_scheme", "http")
+        if self._from_trusted_proxy(environ):
+            scheme = _first(environ.get("HTTP_X_FORWARDED_PROTO")).lower() or scheme
+        return scheme
+
+    def _reached_as(self, environ) -> PublicUrl:
+        scheme = self.scheme(environ)
         host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
         if self._from_trusted_proxy(environ):
-            scheme = _first(environ.get("HTTP_X_FORWARDED_PROTO")) or scheme
             host = _first(environ.get("HTTP_X_FORWARDED_HOST")) or host
         if scheme not in _DEFAULT_PORTS or not _HOST.match(host):
             raise ApiError(400, "invalid_host", "the Host (or trusted X-Forwarded-Host/-Proto) header is not a "

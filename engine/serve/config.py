@@ -117,7 +117,8 @@ class ConsoleLogin:
         return self.username.matches(user) & self.password.matches(password)  # both compared, always
 
     def secrets(self) -> list[str]:
-        return [self.username.reveal(), self.password.reveal()]
+        """The password only: a username is not a secret, and masking it would garble event data ('admin-user')."""
+        return [self.password.reveal()]
 
 
 @dataclass
@@ -132,6 +133,9 @@ class ServerOptions:
     body_timeout: float = 30.0         # a request's body must arrive within this, from its headers
     max_connections: int = 1000        # open connections per server process; more are answered 503 and closed
     intake: str = "validate"           # or "queue": store each request whole, fan out later (engine/serve/inbox.py)
+    hosts: tuple[str, ...] = ()        # names answered for where no key is needed, beside IPs (engine/serve/hosts.py)
+    inbox_max_requests: int = 100_000  # queue mode: requests the inbox may hold; more are answered 429 (inbox_limit.py)
+    inbox_max_mb: int = 1024           # ... and megabytes of their bodies
 
 
 SERVER_DURATIONS = ("retry_after", "header_timeout", "body_timeout")
@@ -155,6 +159,7 @@ class ServeConfig:
     browser: BrowserPolicy = field(default_factory=BrowserPolicy)  # origins, public URL, trusted proxies
     logging: LogOptions = field(default_factory=LogOptions)
     console: ConsoleLogin | None = None  # None: no console, except in the demo (localhost, no login)
+    plans: dict = field(default_factory=dict)   # SDK source name -> its SourcePlan (validate/plan.py)
 
     def __repr__(self) -> str:
         # destinations' settings may hold credentials written in the file: never shown
@@ -232,7 +237,7 @@ def load_serve_config(path: Path, environ=None) -> ServeConfig:
         raise ConfigError(problems)
     return ServeConfig(config.file, config.folder, config.data["destinations"], config.mappings,
                        WriteKeys(keys), webhooks, server, config.storage, config.delivery, doc=doc,
-                       browser=browser, logging=config.logging, console=console)
+                       browser=browser, logging=config.logging, console=console, plans=config.plans)
 
 
 def _browser_server(spec: dict, folder: Path, doc: YamlDocument, problems: list) -> BrowserPolicy:

@@ -9,6 +9,12 @@ events and removes them from the inbox in one transaction, so each request
 becomes its events exactly once, even when a processor is killed between the
 two (the lease runs out and another takes the request again).
 
+One bad request or event never stops the others: each event is decided on its
+own (``Intake.decide``, the per-event boundary), and a request that cannot be
+read at all is kept as one rejection; the turn, its other requests and its
+lease go on. Only the store failing fails a turn (it is taken again after the
+lease, nothing lost).
+
 A delivery runner calls ``run_once(now)`` alongside the destination workers; it
 runs in the server's background process and in ``eventmap deliver``, wherever
 the configuration says ``intake: queue`` or the inbox holds requests.
@@ -20,6 +26,7 @@ import os
 import socket
 import time
 
+from ..failures import event_failed
 from ..intake import Intake
 from ..problems import Problem
 from ..store import NewEvent, Received, Store
@@ -84,9 +91,15 @@ class InboxWorker:
             body = parse_json(request.body)
             return decide_request(self.intake, request.call, body, request.received_at, request.ip, request.source)
         except ApiError as exc:   # intake checked the body before storing it: only a damaged row gets here
-            text = request.body.decode("utf-8", "replace")
-            return [self.intake.reject({"inbox_request": request.id, "body": text},
-                                       "the stored request cannot be read", [Problem("", exc.message)])]
+            return [self._unreadable(request, "the stored request cannot be read", Problem("", exc.message))]
+        except Exception as exc:  # noqa: BLE001  the per-request boundary: this request alone is rejected
+            failed = event_failed(exc, "the inbox processor")
+            return [self._unreadable(request, failed.reason, failed.problem)]
+
+    def _unreadable(self, request: Received, reason: str, problem: Problem) -> tuple[NewEvent, list]:
+        """A request none of whose events can be made: kept whole as one rejection, for a person to read."""
+        text = request.body.decode("utf-8", "replace")
+        return self.intake.reject({"inbox_request": request.id, "body": text}, reason, [problem])
 
 
 def inbox_workers(intake: Intake, store: Store, mode: str | None, *, lease_for: float, owner: str) -> list:

@@ -10,8 +10,9 @@ small thread pool once a request has fully arrived (engine/serve/asgi.py).
 
 uvicorn has a keep-alive timeout but none for a request's headers: a client
 that trickles one header byte at a time keeps its connection forever.
-``GuardedHttp`` adds that deadline, a size bound for headers (httptools has
-none), and a bound on open connections per process. It is built on uvicorn's
+``GuardedHttp`` adds that deadline, a size bound for headers and for the
+trailers after a chunked body (httptools has none), and a bound on open
+connections per process. It is built on uvicorn's
 httptools protocol rather than h11's: h11 parses in pure Python, a large share
 of the server's CPU per request (issue 16).
 ``when_ready`` prints the address actually bound (port 0 picks a free one).
@@ -30,8 +31,8 @@ from .asgi import AsgiCollector
 from .config import ServerOptions
 from .metrics import Refusals
 
-MAX_HEADER_BYTES = 16 * 1024   # a request's line and headers; a longer one is answered 400 by GuardedHttp
-HEAD_TOO_LARGE = f"the request line and headers are over {MAX_HEADER_BYTES // 1024} KB\n"
+MAX_HEADER_BYTES = 16 * 1024   # a request's line, headers and trailers; more is answered 400 by GuardedHttp
+HEAD_TOO_LARGE = f"the request line and headers (with any trailers) are over {MAX_HEADER_BYTES // 1024} KB\n"
 
 
 class GunicornServer(BaseApplication):
@@ -89,6 +90,8 @@ class GuardedHttp(HttpToolsProtocol):
     until the request's headers are complete, however slowly the bytes come.
     llhttp keeps no buffer and so has no size limit: the request line and
     headers are counted here, as Node.js counts them on the same parser.
+    Trailers (header lines after a chunked body's last chunk) count against
+    the same bound, head included, and are dropped: ASGI has no place for them.
     A connection over the bound is answered 503 and closed at once.
     """
 
@@ -100,6 +103,11 @@ class GuardedHttp(HttpToolsProtocol):
         self._header_timer: Any = None
         self._head_bytes: int | None = 0   # bytes of the head awaited so far; None while a request's body comes
         self._partial = False              # part of the awaited request has arrived
+        self._head_size = 0                # the request's head, as measured in on_headers_complete
+        # From a chunk's size line until its data (or the message end): head and trailers so far, as the
+        # parser reports them, and counted in whole pieces (a trailer in progress sits in httptools' buffer)
+        self._trailers: int | None = None
+        self._trailer_pieces = 0
         super().connection_made(JoinedWrites(transport, self.loop))  # type: ignore[arg-type]  # a proxy
         if len(self.connections) > self.max_connections:
             self._refuse(503, b"Service Unavailable", b"too many open connections; send it again\n",
@@ -112,8 +120,10 @@ class GuardedHttp(HttpToolsProtocol):
         measured in ``on_headers_complete``, since the rest of the piece may be body."""
         if self._head_bytes is not None:
             self._head_bytes += len(data)
+        elif self._trailers is not None:
+            self._trailer_pieces += len(data)
         super().data_received(data)
-        if self._head_bytes is not None and self._head_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+        if self._over_limit() and not self.transport.is_closing():
             self.send_400_response(HEAD_TOO_LARGE)
         self._watch_headers()
 
@@ -127,11 +137,28 @@ class GuardedHttp(HttpToolsProtocol):
         if size > MAX_HEADER_BYTES:
             self._head_bytes = size
             raise httptools.HttpParserError(HEAD_TOO_LARGE)   # stops the parser; uvicorn answers 400
-        self._head_bytes, self._partial = None, False
+        self._head_bytes, self._partial, self._head_size = None, False, size
         super().on_headers_complete()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._trailers is None:
+            super().on_header(name, value)
+            return
+        self._trailers += len(name) + len(value) + 4   # a trailer: counted, and dropped
+        if self._trailers > MAX_HEADER_BYTES:
+            raise httptools.HttpParserError(HEAD_TOO_LARGE)
+
+    def on_chunk_header(self) -> None:
+        """A chunk's size line: if it is the last chunk's (size 0), trailers follow; its data says otherwise."""
+        self._trailers = self._trailer_pieces = self._head_size
+
+    def on_body(self, body: bytes) -> None:
+        self._trailers = None
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0                 # the next request's head starts here
+        self._trailers = None
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -153,12 +180,17 @@ class GuardedHttp(HttpToolsProtocol):
         super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
-        """The request could not be read (malformed, or its head over MAX_HEADER_BYTES): counted too."""
+        """The request could not be read (malformed, or its head or trailers over MAX_HEADER_BYTES): counted too."""
         if self.refusals is not None:
             self.refusals.count(400)
-        if self._head_bytes is not None and self._head_bytes > MAX_HEADER_BYTES:
+        if self._over_limit():
             msg = HEAD_TOO_LARGE      # and not uvicorn's "Invalid HTTP request received." for it
         super().send_400_response(msg)
+
+    def _over_limit(self) -> bool:
+        if self._head_bytes is not None:
+            return self._head_bytes > MAX_HEADER_BYTES
+        return self._trailers is not None and max(self._trailers, self._trailer_pieces) > MAX_HEADER_BYTES
 
     def _watch_headers(self) -> None:
         """A timer runs while the connection waits for a request's headers with no request unanswered."""

@@ -25,9 +25,10 @@ class Setup:
     routes: list = field(repr=False)                     # their settings hold credentials
     sources: dict[str, BoundSource] = field(repr=False)  # webhook source name -> its mapping, settings resolved
 
-    def open_store(self) -> Store:
+    def open_store(self, create: bool = True) -> Store:
+        """``create=False``: refuse a SQLite file that does not exist yet (the console alone reads, never makes one)."""
         storage = self.config.storage
-        return open_store(storage.url, base=self.config.folder, **dict(storage.options))
+        return open_store(storage.url, base=self.config.folder, create=create, **dict(storage.options))
 
     def describe(self) -> str:
         """One line for the start-up log: what is configured, never a secret."""
@@ -39,12 +40,14 @@ class Setup:
 
 
 def build(config: ServeConfig, mappings: Path, environ=None) -> Setup:
+    """ConfigError with every destination's and every webhook source's problems at once."""
     engine = Engine(mappings)
+    routes, problems = [], []
     try:
         routes = routes_from_config(engine, config.config_dict(), config.file)
     except ConfigError as exc:
-        raise ConfigError(config.located(exc.problems)) from None
-    sources, problems = {}, []
+        problems += exc.problems
+    sources = {}
     for name, hook in config.webhooks.items():
         try:
             sources[name] = engine.source(hook.mapping, hook.settings, environ)

@@ -7,6 +7,10 @@ webhook delivery id, so a retry after a crash is de-duplicated there), and ends
 the pseudo-delivery as delivered, skipped (with the reason), rejected (with the
 errors), retrying (a lookup failed and may work later) or dead (it will not).
 A delivery runner calls ``run_once(now)`` alongside the destination workers.
+
+One payload never holds up the others: whatever its processing raises (a
+lookup's condition, a fault of ours) is its own verdict, rejected with the
+reason, and the worker goes on with the next.
 """
 from __future__ import annotations
 
@@ -15,8 +19,10 @@ import random
 import socket
 import time
 
+from ..failures import event_failed
 from ..intake import Intake
 from ..load.delivery_options import DeliveryOptions
+from ..secrets import Masker
 from ..source import EVENTS, FAILED, BoundSource
 from ..source import REJECTED as SOURCE_REJECTED
 from ..source import SKIPPED as SOURCE_SKIPPED
@@ -52,7 +58,10 @@ class SourceWorker:
         return done
 
     def verdict(self, item: Leased, now: float) -> Finish:
-        result = self.source.process(item.event, self.client)
+        try:
+            result = self.source.process(item.event, self.client)
+        except Exception as exc:  # noqa: BLE001  the per-payload boundary: its own verdict, the rest go on
+            return self._failed(item, exc, now)
         if result.status == EVENTS:
             receipts = self.intake.accept(result.events, source=self.name.removeprefix("source:"))
             names = ", ".join(f"{e.get('event') or e.get('type')} (messageId {r.message_id})"
@@ -69,12 +78,23 @@ class SourceWorker:
         attempt = Attempt(now, None, result.reason)
         if not result.retryable:
             return Finish(item.id, DEAD, attempt, reason=f"{result.reason} (not retried: trying again cannot help)")
+        return self._retry(item, attempt, result.reason or "a lookup failed")
+
+    def _failed(self, item: Leased, exc: Exception, now: float) -> Finish:
+        """The verdict of a payload whose processing raised (a lookup's condition, a fault of ours): rejected,
+        with the reason."""
+        failed = event_failed(exc, f"the source {self.source.source.name}", Masker(self.source.secrets))
+        return Finish(item.id, REJECTED, Attempt(now, None, None), reason=failed.reason,
+                      errors=[failed.problem.as_dict()])
+
+    def _retry(self, item: Leased, attempt: Attempt, reason: str) -> Finish:
         wait = self.wait(item.attempts)
-        if now + wait - item.first_at > self.options.retry_for:
-            return Finish(item.id, DEAD, attempt, reason=f"{result.reason} (gave up after {item.attempts + 1} attempts)")
-        return Finish(item.id, RETRYING, attempt, next_at=now + wait, reason=result.reason)
+        if attempt.at + wait - item.first_at > self.options.retry_for:
+            return Finish(item.id, DEAD, attempt, reason=f"{reason} (gave up after {item.attempts + 1} attempts)")
+        return Finish(item.id, RETRYING, attempt, next_at=attempt.at + wait, reason=reason)
 
     def wait(self, attempts: int) -> float:
         """Doubling backoff with jitter, capped: many failed payloads do not all retry at one instant."""
         base = min(self.options.max_backoff, self.options.backoff * 2 ** attempts)
         return base * (0.5 + self.jitter() / 2)
+

@@ -42,6 +42,7 @@ from .base import (
     ReplayStep,
     Store,
 )
+from .violations import NewViolation, ViolationQuery, ViolationRecord
 
 DEFAULT_URL = "sqlite:///eventmap.db"
 
@@ -108,9 +109,12 @@ __all__ = [
     "Leased",
     "NewDelivery",
     "NewEvent",
+    "NewViolation",
     "Received",
     "Replay",
     "ReplayStep",
     "Store",
+    "ViolationQuery",
+    "ViolationRecord",
     "open_store",
 ]

@@ -41,6 +41,7 @@ from ..states import (  # noqa: F401  (re-exported: the store's callers name sta
     STATES,
 )
 from .group import GroupCommit
+from .violations import NewViolation, ViolationQuery, ViolationRecord
 
 # PENDING and PRUNABLE as SQL lists written into the statements: the planners use the partial indexes
 # on "state IN (...)" only when the states are literals, not bound parameters.
@@ -66,7 +67,8 @@ class NewEvent:
     event: object                # the event as accepted (JSON-able)
     message_id: str | None
     deliveries: list[NewDelivery]
-    source: str | None = None    # the source it came in from (a write key's or a webhook's); None from enqueue
+    violations: list[NewViolation] = field(default_factory=list)   # of its source's tracking plan
+    source: str | None = None    # the source it came in from (a write key's or a webhook's); from enqueue, --source's
     archive: bool = False        # an accepted Segment event, which a replay may send again (engine/replay.py):
                                  # intake sets it; a rejected event or a webhook payload keeps False
 
@@ -89,7 +91,7 @@ class Received:
     received_at: float
     ip: str | None = None        # the client's address, as the server decided it (trusted proxies)
     id: int = 0                  # set by the store
-    source: str | None = None    # the source whose write key came with it
+    source: str | None = None    # the SDK source whose write key came with it (its tracking plan applies)
 
     def __repr__(self) -> str:
         return f"<Received {self.id} {self.call} {len(self.body)} bytes>"
@@ -239,6 +241,7 @@ REPLAY_FINAL_SQL = "(" + ", ".join(f"'{state}'" for state in REPLAY_FINAL) + ")"
 EventRecords = list[EventRecord]             # names for the return types of the methods after Store.list
 ArchivedEvents = list[Archived]
 Replays = list[Replay]
+ViolationRecords = list[ViolationRecord]
 Timeline = list[tuple[float, int, int]]      # (bucket start, succeeded, failed)
 
 # Skip reasons that name one event (its messageId) are grouped under one label in ``reasons``.
@@ -310,6 +313,11 @@ class Store(ABC):
     @abstractmethod
     def waiting_requests(self) -> int:
         """Requests in the inbox, taken or not: the queue mode's backlog."""
+
+    @abstractmethod
+    def inbox_size(self) -> tuple[int, int]:
+        """(requests, bytes of their bodies) in the inbox, taken or not: what ``server.inbox_max_requests`` and
+        ``server.inbox_max_mb`` bound. One scan of the inbox's rows (not of the bodies): read it now and then."""
 
     @abstractmethod
     def lease(self, destination: str, limit: int, owner: str, now: float, lease_for: float) -> list[Leased]:
@@ -412,6 +420,15 @@ class Store(ABC):
     @abstractmethod
     def replays(self, limit: int = 50, replay_id: int | None = None) -> Replays:
         """The latest replays, newest first (or the one with ``replay_id``)."""
+
+    @abstractmethod
+    def violations(self, query: ViolationQuery) -> ViolationRecords:
+        """Tracking-plan violations matching ``query``, summed per source, event, rule, path and action over
+        the hours asked for, the most recent first, each with its latest example (store/violations.py)."""
+
+    @abstractmethod
+    def violation_counts(self) -> dict[tuple[str, str, str], int]:
+        """{(source, event, rule): violations} over every hour kept, for /metrics."""
 
     @abstractmethod
     def version(self) -> int:

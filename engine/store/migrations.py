@@ -95,19 +95,40 @@ CREATE TABLE inbox (
     taken_until REAL
 )
 """),
+    # tracking plans (issue 27): violations counted per key and hour, with one example each
+    # (store/violations.py); and the source of each inbox request, whose plan the processor applies
+    (6, """
+CREATE TABLE violations (
+    key TEXT NOT NULL,
+    hour REAL NOT NULL,
+    source TEXT NOT NULL,
+    event TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    path TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first_at REAL NOT NULL,
+    last_at REAL NOT NULL,
+    action TEXT NOT NULL,
+    message TEXT NOT NULL,
+    message_id TEXT,
+    example TEXT NOT NULL,
+    PRIMARY KEY (key, hour)
+) WITHOUT ROWID;
+CREATE INDEX violations_last ON violations(last_at);
+ALTER TABLE inbox ADD COLUMN source TEXT
+"""),
     # issue 27, replay: the events table is the archive. An event stays while it has deliveries or is
     # younger than delivery.archive_for; archived says whether a replay may send it again (an accepted Segment
     # event, not one rejected at intake, a duplicate or a webhook payload waiting to be mapped), source which
-    # source it came in from (also kept with inbox requests, for their events). Events found by time for a
+    # source it came in from (inbox requests have kept theirs since migration 6). Events found by time for a
     # replay's range (PostgreSQL has had this index since migration 1). Each replay is recorded with its
     # range, filters and progress, which move with its deliveries in one transaction per chunk.
-    (6, """
+    (7, """
 ALTER TABLE events ADD COLUMN archived INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE events ADD COLUMN source TEXT;
 UPDATE events SET archived = 0 WHERE id IN (SELECT event_id FROM deliveries WHERE destination = '(intake)'
     OR destination LIKE 'source:%' OR reason LIKE 'duplicate:%');
 CREATE INDEX events_received ON events(received_at);
-ALTER TABLE inbox ADD COLUMN source TEXT;
 CREATE TABLE replays (
     id INTEGER PRIMARY KEY,
     state TEXT NOT NULL,
@@ -223,12 +244,32 @@ CREATE TABLE inbox (
     taken_until double precision
 )
 """),
+    # the key is a digest of the names (store/violations.py): a btree refuses entries over about 2.7 KB
     (6, """
+CREATE TABLE violations (
+    key text NOT NULL,
+    hour double precision NOT NULL,
+    source text NOT NULL,
+    event text NOT NULL,
+    rule text NOT NULL,
+    path text NOT NULL,
+    count bigint NOT NULL,
+    first_at double precision NOT NULL,
+    last_at double precision NOT NULL,
+    action text NOT NULL,
+    message text NOT NULL,
+    message_id text,
+    example json NOT NULL,
+    PRIMARY KEY (key, hour)
+);
+CREATE INDEX violations_last ON violations(last_at);
+ALTER TABLE inbox ADD COLUMN source text
+"""),
+    (7, """
 ALTER TABLE events ADD COLUMN archived boolean NOT NULL DEFAULT true;
 ALTER TABLE events ADD COLUMN source text;
 UPDATE events SET archived = false WHERE id IN (SELECT event_id FROM deliveries WHERE destination = '(intake)'
     OR destination LIKE 'source:%' OR reason LIKE 'duplicate:%');
-ALTER TABLE inbox ADD COLUMN source text;
 CREATE TABLE replays (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     state text NOT NULL,

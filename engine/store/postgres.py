@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..jsoncodec import dumps as _dumps  # orjson where it writes what json would; json for the rest
 from ..problems import ConfigError, Problem
 from ..secrets import Masker
+from . import violations as plan_violations
 from .base import (
     DEAD,
     DUPLICATE,
@@ -50,6 +51,7 @@ from .base import (
     ReplayStep,
     Store,
     Timeline,
+    ViolationRecords,
     archived_filters,
     claims_wanted,
     duplicates,
@@ -61,6 +63,7 @@ from .base import (
 from .group import GroupCommit
 from .migrations import migrations, statements
 from .urls import masked_url, url_secrets
+from .violations import ViolationQuery
 
 # any constant will do: it serialises 'eventmap db upgrade' runs on one database
 MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
@@ -226,6 +229,12 @@ class PostgresStore(Store):
             accepted.append(Accepted(event_id, [(delivery_ids[position + i], destination, state)
                                                 for i, (destination, state, _) in enumerate(plan)]))
             position += len(plan)
+        broken = [v for new in events if new.violations for v in new.violations]
+        if broken:
+            with conn.cursor() as cursor:
+                cursor.executemany(plan_violations.upsert("%s", "::json"),
+                                   [tuple(_text(v) if isinstance(v, str) else v for v in row)
+                                    for row in plan_violations.rows(broken, now, _dumps)])
         return accepted
 
     # --- the inbox (server.intake: queue)
@@ -235,7 +244,7 @@ class PostgresStore(Store):
             conn.execute("INSERT INTO inbox(call, body, received_at, ip, source) SELECT * FROM unnest(%b::text[],"
                          " %b::bytea[], %b::float8[], %b::text[], %b::text[])",
                          ([r.call for r in requests], [r.body for r in requests], [r.received_at for r in requests],
-                          [_text(r.ip) for r in requests], [_text(r.source) for r in requests]))
+                          [_text(r.ip) for r in requests], [r.source for r in requests]))
         return [None] * len(jobs)
 
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
@@ -243,8 +252,8 @@ class PostgresStore(Store):
             if not conn.execute(_INBOX_FREE + " LIMIT 1", (now,)).fetchone():
                 return []
             rows = conn.execute(f"UPDATE inbox SET taken_by = %s, taken_until = %s WHERE id IN ({_INBOX_FREE}"
-                                f" ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, call, body, received_at, ip,"
-                                f" source", (owner, now + lease_for, now, limit)).fetchall()
+                                f" ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, call, body, received_at,"
+                                f" ip, source", (owner, now + lease_for, now, limit)).fetchall()
         return sorted((Received(r[1], bytes(r[2]), r[3], r[4], r[0], r[5]) for r in rows), key=lambda r: r.id)
 
     def _remove_received(self, conn, ids: Ids, owner: str) -> int:
@@ -253,6 +262,11 @@ class PostgresStore(Store):
     def waiting_requests(self) -> int:
         with self._conn() as conn:
             return conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+
+    def inbox_size(self) -> tuple[int, int]:
+        with self._conn() as conn:   # octet_length of a TOASTed bytea reads its header, not the value
+            requests, size = conn.execute("SELECT COUNT(*), SUM(octet_length(body)) FROM inbox").fetchone()
+        return requests, int(size or 0)
 
     @staticmethod
     def _claim(conn, events: list[NewEvent], now: float, window: float) -> dict[int, float]:
@@ -423,6 +437,20 @@ class PostgresStore(Store):
                 f" WHERE a.at >= %s GROUP BY b ORDER BY b", params).fetchall()
         return [(float(b * bucket), ok, failed) for b, ok, failed in rows]
 
+    def violations(self, query: ViolationQuery) -> ViolationRecords:
+        with self._conn() as conn:
+            sql, params = plan_violations.summary(query, "%s")
+            summaries = conn.execute(sql, params).fetchall()
+            if not summaries:
+                return []
+            sql, params = plan_violations.examples([(row[0], row[-1]) for row in summaries], "%s")
+            found = {row[0]: row[1:] for row in conn.execute(sql, params)}
+        return plan_violations.records(summaries, found, lambda example: example)
+
+    def violation_counts(self) -> dict[tuple[str, str, str], int]:
+        with self._conn() as conn:
+            return {(source, event, rule): int(n) for source, event, rule, n in conn.execute(plan_violations.COUNTS)}
+
     def requeue(self, now, ids=None, destination=None, state=DEAD) -> int:
         where, params = ["state = %s"], [state]
         if ids is not None:
@@ -473,7 +501,10 @@ class PostgresStore(Store):
                     " EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT %s FOR UPDATE SKIP LOCKED)",
                     (archive_before, batch)).rowcount
             if gone < batch:
-                return deleted
+                break
+        with self._write() as conn:   # one row per violation kind and hour: few, in one statement
+            conn.execute("DELETE FROM violations WHERE last_at < %s", (before,))
+        return deleted
 
     # --- the archive and replays
     def archive_bounds(self, since: float, until: float) -> tuple[int, int] | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import jsoncodec
 from ..jsoncodec import dumps as _dump  # orjson where it writes what json would; json for the rest
 from ..problems import ConfigError, Problem
+from . import violations as plan_violations
 from .base import (
     DEAD,
     DUPLICATE,
@@ -50,6 +51,7 @@ from .base import (
     ReplayStep,
     Store,
     Timeline,
+    ViolationRecords,
     archived_filters,
     claims_wanted,
     duplicates,
@@ -61,6 +63,7 @@ from .base import (
 )
 from .group import GroupCommit
 from .migrations import migrations, statements
+from .violations import ViolationQuery
 
 
 class SQLiteStore(Store):
@@ -234,6 +237,9 @@ class SQLiteStore(Store):
             accepted.append(Accepted(event_id + position, [(delivery_id + i, destination, state)
                                                            for i, (destination, state, _) in enumerate(plan)]))
             delivery_id += len(plan)
+        broken = [v for new in events if new.violations for v in new.violations]
+        if broken:
+            conn.executemany(plan_violations.upsert("?"), plan_violations.rows(broken, now, _dump))
         return accepted
 
     # --- the inbox (server.intake: queue)
@@ -259,6 +265,11 @@ class SQLiteStore(Store):
 
     def waiting_requests(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+
+    def inbox_size(self) -> tuple[int, int]:
+        # length() of a BLOB reads its size from the row, not the overflow pages that hold the body
+        requests, size = self._connection().execute("SELECT COUNT(*), SUM(length(body)) FROM inbox").fetchone()
+        return requests, size or 0
 
     @staticmethod
     def _claim(conn, events: list[NewEvent], now: float, window: float) -> dict[int, float]:
@@ -424,6 +435,20 @@ class SQLiteStore(Store):
             f" WHERE a.at >= ? GROUP BY b ORDER BY b", params).fetchall()
         return [(float(b * bucket), ok, failed) for b, ok, failed in rows]
 
+    def violations(self, query: ViolationQuery) -> ViolationRecords:
+        conn = self._connection()
+        sql, params = plan_violations.summary(query, "?")
+        summaries = conn.execute(sql, params).fetchall()
+        if not summaries:
+            return []
+        sql, params = plan_violations.examples([(row[0], row[-1]) for row in summaries], "?")
+        found = {row[0]: row[1:] for row in conn.execute(sql, params)}
+        return plan_violations.records(summaries, found, jsoncodec.loads)
+
+    def violation_counts(self) -> dict[tuple[str, str, str], int]:
+        return {(source, event, rule): n for source, event, rule, n in
+                self._connection().execute(plan_violations.COUNTS)}
+
     def requeue(self, now, ids=None, destination=None, state=DEAD) -> int:
         where, params = ["state = ?"], [state]
         if ids is not None:
@@ -479,6 +504,8 @@ class SQLiteStore(Store):
             if seen < batch:
                 break
         self._prune_undelivered_events(archive_before, batch)
+        with self._write() as conn:   # one row per violation kind and hour: few, in one statement
+            conn.execute("DELETE FROM violations WHERE last_at < ?", (before,))
         return deleted
 
     def _prune_undelivered_events(self, before: float, batch: int) -> None:

@@ -9,18 +9,18 @@ with $refs between files, our date-time check) answers "is this event valid?"
 for every event, about fifteen times faster; jsonschema explains, with every
 error, only the events that fail. Anything jsonschema-rs cannot take (a value
 that is not JSON, say) goes to jsonschema, so decisions are jsonschema's.
+jsonschema is imported, and its validators built, when the first event fails:
+a command that renders valid events never loads it (a fifth of its start-up).
 """
 from __future__ import annotations
 
 import json
 import pathlib
+import re
 from datetime import datetime
+from functools import cache, cached_property
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import SchemaError, best_match
-from referencing import Registry, Resource
-from referencing.exceptions import Unresolvable
 
 from ..paths import SCHEMA_DIR
 from ..problems import ConfigError, Problem
@@ -47,8 +47,13 @@ def _is_datetime(value: object) -> bool:
     return True
 
 
-FORMATS = FormatChecker(formats=())
-FORMATS.checks("date-time")(_is_datetime)
+@cache
+def _formats():
+    """jsonschema's format checker with our date-time check only."""
+    from jsonschema import FormatChecker
+    formats = FormatChecker(formats=())
+    formats.checks("date-time")(_is_datetime)
+    return formats
 
 
 def _json_type(value: object) -> str:
@@ -100,38 +105,72 @@ def _type_message(value: object) -> str:
     return f"{shown} is not a call type; expected one of {_TYPE_LIST}"
 
 
-def _sentences(error, kind: str) -> list[tuple[list, str]]:
-    """(path parts, message) for one jsonschema error, in eventmap's wording."""
+def _sentences(error, kind: str) -> list[tuple[list, str, str]]:
+    """(path parts, message, rule) for one jsonschema error, in eventmap's wording; the rule is the
+    JSON Schema keyword that failed (the innermost one, for anyOf and oneOf)."""
     parts, rule, value, inst = list(error.absolute_path), error.validator, error.validator_value, error.instance
     key = parts[-1] if parts and isinstance(parts[-1], str) else (format_path(parts) or "value")
     if rule == "required":  # only a batch item requires 'type'
-        return [(parts + [k], _type_message(_MISSING) if k == "type" else f"{kind}: '{k}' is required")
+        return [(parts + [k], _type_message(_MISSING) if k == "type" else f"{kind}: '{k}' is required", rule)
                 for k in value if k not in inst]
     if rule in ("anyOf", "oneOf"):
         if all("required" in branch for branch in value):  # "this or that is required"
             keys = " or ".join(f"'{b['required'][0]}'" for b in value)
-            return [(parts, f"{kind}: {keys} is required")]
+            return [(parts, f"{kind}: {keys} is required", "required")]
+        from jsonschema.exceptions import best_match
         best = best_match(error.context)
-        return _sentences(best, kind) if best else [(parts, f"{key} matches none of the allowed shapes")]
+        return _sentences(best, kind) if best else [(parts, f"{key} matches none of the allowed shapes", rule)]
+    if rule == "additionalProperties" and value is False and isinstance(inst, dict):
+        declared = error.schema.get("properties", {})
+        patterns = list(error.schema.get("patternProperties", {}))
+        extra = [k for k in inst if k not in declared and not any(re.search(p, k) for p in patterns)]
+        allowed = f" (expected one of: {', '.join(declared)})" if declared else ""
+        return [(parts + [k], f"'{k}' is not an allowed property{allowed}", rule) for k in extra]
+    return [(parts, _message(rule, value, inst, key), rule)]
+
+
+def _message(rule: str, value, inst, key: str) -> str:
+    """The sentence for one failed keyword that names a single place."""
     if rule == "type":
-        return [(parts, f"expected {_expected(value)}, got {_json_type(inst)}")]
+        return f"expected {_expected(value)}, got {_json_type(inst)}"
     if rule == "format":
         what = "an ISO-8601 date-time" if value == "date-time" else f"a valid {value}"
-        return [(parts, f"'{inst}' is not {what}")]
+        return f"'{inst}' is not {what}"
     if rule == "maxLength":
-        return [(parts, f"{key} is {len(inst)} characters; at most {value} are allowed")]
+        return f"{key} is {len(inst)} characters; at most {value} are allowed"
     if rule == "minLength":
         if value == 1:
-            return [(parts, f"{key} must not be empty")]
-        return [(parts, f"{key} is {len(inst)} characters; at least {value} are required")]
+            return f"{key} must not be empty"
+        return f"{key} is {len(inst)} characters; at least {value} are required"
     if rule == "maxItems":
-        return [(parts, f"{key} has {len(inst)} items; at most {value} are allowed")]
+        return f"{key} has {len(inst)} items; at most {value} are allowed"
+    if rule == "minItems":
+        return f"{key} has {len(inst)} items; at least {value} are required"
     if rule == "enum" and value == list(CALL_TYPES):
-        return [(parts, _type_message(inst))]
+        return _type_message(inst)
     if rule in ("const", "enum"):
         allowed = ", ".join(json.dumps(v) for v in ([value] if rule == "const" else value))
-        return [(parts, f"expected {allowed}, got {json.dumps(inst, default=str)}")]
-    return [(parts, f"{key} does not satisfy the '{rule}' rule")]
+        return f"expected {allowed}, got {json.dumps(inst, default=str)}"
+    if rule in _BOUNDS:
+        return f"expected a number {_BOUNDS[rule]} {value}, got {json.dumps(inst, default=str)}"
+    if rule == "pattern":
+        return f"{json.dumps(inst, default=str)} does not match the pattern {value}"
+    return f"{key} does not satisfy the '{rule}' rule"
+
+
+_BOUNDS = {"minimum": "of at least", "maximum": "of at most", "exclusiveMinimum": "above",
+           "exclusiveMaximum": "below", "multipleOf": "that is a multiple of"}
+
+
+def explain(validator, instance, kind_at) -> list[tuple[list, str, str]]:
+    """(path parts, message, rule) for every error ``validator`` (jsonschema's) finds in ``instance``, sorted
+    by path, each (path, message) once; ``kind_at(parts)`` names what a 'required' message is about."""
+    found: dict[tuple, tuple[list, str]] = {}
+    for error in validator.iter_errors(instance):
+        for where, message, rule in _sentences(error, kind_at(list(error.absolute_path))):
+            found.setdefault((format_path(where), message), (where, rule))
+    ordered = sorted(found.items(), key=lambda item: (_sort_key(item[1][0]), item[0][1]))
+    return [(where, message, rule) for (_, message), (where, rule) in ordered]
 
 
 def _valid(fast, instance) -> bool:
@@ -154,23 +193,27 @@ class EventValidator:
         schema_dir = pathlib.Path(schema_dir) if schema_dir else SCHEMA_DIR
         try:
             # Only our own files: other schemas in the folder are not ours to load.
-            schemas = {name: json.loads((schema_dir / f"{name}.schema.json").read_text())
-                       for name in ("common", *CALL_TYPES, "batch")}
-            registry = Registry().with_resources(
-                (s["$id"], Resource.from_contents(s)) for s in schemas.values())
-            self._validators = {}
+            self._schemas = schemas = {name: json.loads((schema_dir / f"{name}.schema.json").read_text())
+                                       for name in ("common", *CALL_TYPES, "batch")}
             self._fast = {}
             self._ids = {name: schema["$id"] for name, schema in schemas.items()}
             self._fast_registry = fast_registry = jsonschema_rs.Registry([(s["$id"], s) for s in schemas.values()])
             for name in (*CALL_TYPES, "batch"):
                 schema = schemas[name]
-                Draft202012Validator.check_schema(schema)
-                self._validators[name] = Draft202012Validator(
-                    schema, registry=registry, format_checker=FORMATS)
+                jsonschema_rs.meta.validate(schema)   # a broken schema is refused here, as check_schema would
                 self._fast[name] = jsonschema_rs.Draft202012Validator(
                     schema, registry=fast_registry, formats={"date-time": _is_datetime}, validate_formats=True)
-        except (OSError, ValueError, KeyError, SchemaError, jsonschema_rs.ReferencingError) as exc:
+        except (OSError, ValueError, KeyError, jsonschema_rs.ReferencingError) as exc:
             raise ConfigError([Problem("", f"cannot load Segment schemas: {exc}", file=str(schema_dir))]) from exc
+
+    @cached_property
+    def _validators(self) -> dict:
+        """jsonschema's validators, which explain failing events: made when the first one fails."""
+        from jsonschema import Draft202012Validator
+        from referencing import Registry, Resource
+        registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in self._schemas.values())
+        return {name: Draft202012Validator(self._schemas[name], registry=registry, format_checker=_formats())
+                for name in (*CALL_TYPES, "batch")}
 
     def check(self, event) -> list[Problem]:
         """Every violation of one call, sorted by path; [] if valid."""
@@ -216,12 +259,8 @@ class EventValidator:
 
     @staticmethod
     def _run(validator, instance, kind_at) -> list[Problem]:
-        found: dict[tuple, list] = {}
+        from referencing.exceptions import Unresolvable
         try:
-            for error in validator.iter_errors(instance):
-                for where, message in _sentences(error, kind_at(list(error.absolute_path))):
-                    found.setdefault((format_path(where), message), where)
+            return [Problem(format_path(where), message) for where, message, _ in explain(validator, instance, kind_at)]
         except Unresolvable as exc:  # a broken schema, not bad data: still no traceback
             return [Problem("", f"cannot validate: {exc}")]
-        ordered = sorted(found.items(), key=lambda item: (_sort_key(item[1]), item[0][1]))
-        return [Problem(path, message) for (path, message), _ in ordered]

@@ -1,0 +1,102 @@
+"""Which contract each shipped destination's requests must meet, and the named exceptions to them.
+
+A vendor's own machine-readable contract where one exists (fixtures/contracts/VENDOR/, with its
+LICENSE and SOURCE), and always a rules schema written from the vendor's documentation. An exception
+excuses one rule at one place of a vendor's contract, only where the vendor's documentation says
+the contract is wrong; tests/test_contracts.py fails when one is no longer needed.
+"""
+from __future__ import annotations
+
+from contract_harness import (
+    CONTRACTS as FOLDER,
+)
+from contract_harness import (
+    BodySchema,
+    Contract,
+    Exception_,
+    OpenAPIOperation,
+    OpenAPIRouted,
+    RequestRules,
+    Sent,
+)
+
+# Mixpanel's profile and group operations share a path; the operator in the update names the operation
+# (mixpanel/docs openapi/ingestion.openapi.yaml, one path key per operator: /engage#profile-set, ...)
+ENGAGE = {"$set": "profile-set", "$set_once": "profile-set-property-once", "$add": "profile-numerical-add",
+          "$union": "user-profile-union", "$append": "profile-append-to-list-property",
+          "$remove": "profile-remove-from-list-property", "$unset": "profile-delete-property", "$delete": "delete-profile"}
+GROUPS = {"$set": "group-set-property", "$set_once": "group-set-property-once", "$unset": "group-delete-property",
+          "$remove": "group-remove-from-list-property", "$union": "group-union", "$delete": "delete-group"}
+
+
+def mixpanel_operation(sent: Sent) -> str | None:
+    """The operationId of a Mixpanel request: by path, and for /engage and /groups by the update's operator."""
+    if sent.path in ("/import", "/track"):
+        return {"/import": "import-events", "/track": "track-event"}[sent.path]
+    table = {"/engage": ENGAGE, "/groups": GROUPS}.get(sent.path)
+    if table is None or not isinstance(sent.body, list) or not sent.body or not isinstance(sent.body[0], dict):
+        return None
+    operators = [key for key in sent.body[0] if key in table]
+    return table[operators[0]] if len(operators) == 1 else None
+
+
+def _currency(value) -> bool:
+    """The Event Builder's currency_type format (formatCheckLib.ts isValidCurrencyType): 3 uppercase letters."""
+    return not isinstance(value, str) or (len(value) == 3 and value.isascii() and value.isupper() and value.isalpha())
+
+
+MIXPANEL_OPENAPI = "mixpanel openapi"
+GA4_SCHEMA = "ga4 event builder"
+
+DESTINATIONS: dict[str, Contract] = {
+    "mixpanel": Contract(
+        checks=[OpenAPIOperation(MIXPANEL_OPENAPI, FOLDER / "mixpanel" / "ingestion.openapi.yaml", mixpanel_operation),
+                RequestRules("mixpanel rules", FOLDER / "mixpanel" / "rules.schema.json")],
+        exceptions=[
+            Exception_(
+                name="mixpanel-import-project-id-optional",
+                check=MIXPANEL_OPENAPI, where="query.project_id", rule="required",
+                reason="The OpenAPI file marks project_id required on /import, but Mixpanel's reference lets the "
+                       "project token authenticate as the Basic username without it: 'If project_id is not "
+                       "specified, the request will be authenticated using the provided token.'",
+                url="https://developer.mixpanel.com/reference/import-events#authentication"),
+        ],
+        # a service account (project_id in the query), Original ID Merge ($identify events), the EU host
+        variants=[{"service_account_username": "eventmap-test.sa", "service_account_secret": "test-mixpanel-sa-secret-0001",
+                   "project_id": "3170001", "id_merge": "original"},
+                  {"region": "api-eu", "strict": False}],
+    ),
+    "google-analytics-4": Contract(
+        checks=[BodySchema(GA4_SCHEMA, FOLDER / "ga4" / "mp_payload.schema.json", {"currency_type": _currency}),
+                RequestRules("ga4 rules", FOLDER / "ga4" / "request.rules.schema.json")],
+        exceptions=[
+            Exception_(
+                name="ga4-currency-without-value",
+                check=GA4_SCHEMA, where="body.events[0].params", rule="dependencies",
+                message="'value' is a dependency of 'currency'",
+                reason="The Event Builder schema makes value and currency depend on each other, but Google's "
+                       "reference requires currency only when value is set ('currency ... Required if value is "
+                       "set'), not value with every currency: a custom event such as order_updated may carry "
+                       "its order's currency alone.",
+                url="https://developers.google.com/analytics/devguides/collection/protocol/ga4/reference/events#purchase"),
+        ],
+        variants=[{"region": "eu"}, {"validate_only": True, "default_currency": "USD"}],
+    ),
+    "slack": Contract(
+        checks=[RequestRules("slack rules", FOLDER / "slack" / "rules.schema.json")],
+        variants=[{"channel": "#general", "username": "eventmap", "icon_emoji": ":tada:",
+                   "icon_url": "https://example.com/eventmap.png"}],
+    ),
+    "planhat": Contract(checks=[RequestRules("planhat rules", FOLDER / "planhat" / "rules.schema.json")]),
+    "richpanel": Contract(checks=[RequestRules("richpanel rules", FOLDER / "richpanel" / "rules.schema.json")]),
+    "crisp": Contract(checks=[RequestRules("crisp rules", FOLDER / "crisp" / "rules.schema.json")]),
+    "segment": Contract(checks=[RequestRules("segment rules", FOLDER / "segment" / "rules.schema.json")]),
+}
+
+# Destinations that were shipped before the contract harness and may, for now, go without a contract.
+# Every one of them has one today; the list keeps a new destination from being added without one.
+SHIPPED_BEFORE_CONTRACTS = frozenset({"planhat", "richpanel", "crisp", "segment"})
+
+# Kept for catalogue part 2 (Intercom) and PostHog: the harness takes whole OpenAPI documents too.
+INTERCOM = OpenAPIRouted("intercom openapi", FOLDER / "intercom" / "api.intercom.io.2.14.subset.yaml")
+POSTHOG = OpenAPIRouted("posthog openapi", FOLDER / "posthog" / "capture.yaml")

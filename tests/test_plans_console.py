@@ -1,0 +1,101 @@
+"""The console's Violations page in a real browser (Debian's Chromium, driven by Playwright) against a real
+``eventmap serve`` whose source enforces the example plan (fixtures/plans/shop.yaml) in warn mode."""
+from __future__ import annotations
+
+import json
+import textwrap
+import uuid
+
+import pytest
+from conftest import REPO
+from console_harness import CONSOLE_PASSWORD, CONSOLE_USER, browser_missing, launch, require_browser
+from serve_harness import Server, environment, ok_vendor, wait_for
+
+from engine.store import ViolationQuery, open_store
+
+PLAN = REPO / "fixtures" / "plans" / "shop.yaml"
+KEY = "key-web-7d1e"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = browser_missing()
+    if missing:
+        if require_browser():
+            pytest.fail(f"the browser is required here (EVENTMAP_REQUIRE_BROWSER=1) but {missing}", pytrace=False)
+        pytest.skip(f"no browser: {missing}")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        launched = launch(playwright)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plans-console")
+    with ok_vendor() as vendor:
+        (folder / "eventmap.yaml").write_text(textwrap.dedent(f"""\
+            storage: sqlite:///events.db
+            sources:
+              web:
+                write_key: {KEY}
+                plan: {{file: {PLAN}, unplanned: warn, invalid: warn}}
+            destinations:
+              segment:
+                settings: {{write_key: seg-key, base_url: "{vendor.url_for('').rstrip('/')}"}}
+            console:
+              username: {CONSOLE_USER}
+              password: {{env: TEST_CONSOLE_PASSWORD}}
+            """), encoding="utf-8")
+        env = {**environment(), "TEST_CONSOLE_PASSWORD": CONSOLE_PASSWORD}
+        with Server(folder, "--config", "eventmap.yaml", "--workers", "1", env=env) as server:
+            yield server, folder
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(http_credentials={"username": CONSOLE_USER, "password": CONSOLE_PASSWORD})
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()
+
+
+def test_violations_are_listed_by_event_name_with_the_failing_rule_and_an_example(site, page):
+    server, folder = site
+    order = f"order-{uuid.uuid4().hex[:8]}"
+    events = [{"type": "track", "event": "Order Completed", "userId": "u1", "messageId": order,
+               "properties": {"order_id": "o-1", "total": "lots", "currency": "EUR"}},
+              {"type": "track", "event": "Order Completed", "userId": "u2", "messageId": f"{order}-2",
+               "properties": {"order_id": "o-2", "total": "more", "currency": "EUR"}},
+              {"type": "track", "event": "Wishlist <b>Shared</b>", "userId": "u1", "messageId": f"{order}-3"},
+              {"type": "identify", "userId": "u1", "messageId": f"{order}-4", "traits": {"email": "nope"}}]
+    assert server.post("/v1/batch", {"batch": events}, key=KEY).json()["rejected"] == []
+    with open_store("sqlite:///events.db", base=folder) as store:
+        wait_for(lambda: len(store.violations(ViolationQuery())) >= 3, 10, "the violations in the store")
+
+    page.goto(server.url + "/console/violations")
+    section = page.locator('section.violations[data-event="Order Completed"]')
+    row = section.locator('tr.violation[data-path="properties.total"]')
+    assert row.locator(".rule").inner_text() == "type"
+    assert row.locator(".message").inner_text() == "expected a number, got a string"
+    assert row.locator(".count").inner_text() == "2" and row.locator(".action").inner_text() == "warn"
+    section.locator("details summary").first.click()
+    example = json.loads(section.locator("pre.payload").first.inner_text())
+    assert example["messageId"] == order and example["properties"]["total"] == "lots"   # the first of the hour
+    # an event name is the client's text: shown as text, never as markup
+    unplanned = page.locator('section.violations[data-event="Wishlist <b>Shared</b>"]')
+    assert unplanned.locator("h2").inner_text().startswith("Wishlist <b>Shared</b>")
+    assert unplanned.locator(".rule").inner_text() == "unplanned"
+    assert page.locator('section.violations[data-event="(identify traits)"] .rule').inner_text() == "format"
+
+    page.fill('input[name="event"]', "(identify traits)")
+    page.click("form.filters button")
+    wait_for(lambda: page.locator("section.violations").count() == 1, 10, "the filtered page")
+    assert page.locator("section.violations h2").inner_text().startswith("(identify traits)")
+    page.goto(server.url + "/console/violations?source=web&since=2099-01-01")
+    assert page.locator("#no-violations").inner_text() == "no violations match these filters"
+    page.goto(server.url + "/console/violations?since=yesterday-ish")
+    assert "since: expected a moment such as" in page.locator("#filter-problem").inner_text()
+    assert page.locator('nav a[aria-current="page"]').inner_text() == "Violations"
