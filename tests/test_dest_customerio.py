@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_contracts import Accepting
 
 from engine import Engine
 
@@ -68,8 +69,12 @@ def test_an_anonymous_event_goes_to_the_v1_anonymous_endpoint_for_merging_later(
     assert request.url == "https://track.customer.io/api/v1/events"
     assert request.body == {"name": "Order Completed", "type": "event", "anonymous_id": "a1", "timestamp": 1715678400,
                             "data": {"order_id": "ORD-1", "shipped_at": 1715767200, "total": 10}}
-    # where the workspace identifies by email, the same event is the person's
-    assert only(render(engine, anonymous, identify_by_email=True)).body["identifiers"] == {"email": "ada@example.com"}
+    # where the workspace identifies by email, the same event is the person's, and only that is sent
+    route = engine.route("customerio", {**SETTINGS, "identify_by_email": True}, environ={})
+    (request,) = engine.render(anonymous, route, responses=Accepting()).requests
+    assert request.url.endswith("/api/v2/entity") and request.body["identifiers"] == {"email": "ada@example.com"}
+    (request,) = engine.render(TRACK, route, responses=Accepting()).requests
+    assert request.body["identifiers"] == {"id": "u1"}
 
 
 def test_page_and_screen_views(engine):

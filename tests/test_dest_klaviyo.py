@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "klaviyo.json").read_text(encoding="utf-8"))
 IDENTIFY = {"type": "identify", "userId": "u1", "messageId": "m1", "context": {"ip": "203.0.113.9", "locale": "en-GB"},
             "traits": {"email": " ada@example.com ", "name": "Ada King Lovelace", "phone": "+44 20 7946 0958", "plan": "pro",
-                       "company": {"name": "Acme"}, "address": {"city": "London", "postalCode": "EC1A 1BB", "country": "GB"},
+                       "company": {"name": "Acme"}, "title": "", "address": {"city": "London", "postalCode": "EC1A 1BB", "country": "GB"},
                        "empty": None}}
 
 
@@ -53,6 +53,7 @@ def test_identify_imports_the_profile_with_its_fields_and_custom_properties(engi
     assert attributes["location"] == {"city": "London", "zip": "EC1A 1BB", "country": "GB", "ip": "203.0.113.9"}
     # traits without a profile field; a null trait is left out, never sent (null would clear the field)
     assert attributes["properties"] == {"plan": "pro"}
+    assert "title" not in attributes  # an empty trait would clear Klaviyo's field: left out
     assert "null" not in json.dumps(request.body)
 
 
@@ -60,7 +61,8 @@ def test_identify_without_email_phone_or_user_id_is_rejected_with_the_reason(eng
     outcome = render(engine, {"type": "identify", "anonymousId": "a1", "messageId": "m1", "traits": {"plan": "pro"}})
     assert outcome.status == "rejected"
     assert "one of email, phone (E.164) or userId is required" in outcome.errors[0].message
-    assert only(render(engine, {"type": "identify", "anonymousId": "a1", "messageId": "m1", "traits": {"phone": "+15005550006"}}))
+    phone_only = only(render(engine, {"type": "identify", "anonymousId": "a1", "messageId": "m1", "traits": {"phone": "+15005550006"}}))
+    assert phone_only.body["data"]["attributes"] == {"phone_number": "+15005550006"}  # no empty location or properties
 
 
 def test_track_creates_an_event_with_the_message_id_as_unique_id(engine):
