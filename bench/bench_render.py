@@ -61,6 +61,9 @@ SETTINGS = {
     "google-analytics-4": {"measurement_id": "G-BENCH01", "api_secret": "bench-api-secret", "default_currency": "USD"},
     "slack": {"webhook_url": "https://hooks.slack.com/services/TBENCH01/BBENCH01/benchwebhooksecret",
               "events": ["Order Completed", "Signed Up"], "channels": {"Order Completed": "#orders"}},
+    "klaviyo": {"api_key": "pk_benchkey01"},
+    "meta-conversions": {"pixel_id": "1000001", "access_token": "bench-meta-token"},
+    "customerio": {"site_id": "bench-site", "api_key": "bench-cio-key"},
 }
 
 # --------------------------------------------------------------------------- workload

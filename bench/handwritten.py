@@ -554,11 +554,247 @@ def slack(event: dict, settings: dict):
     return f"{settings.get('base_url', 'https://hooks.slack.com')}/services/{path}", body
 
 
+# --------------------------------------------------------------------------- Klaviyo
+
+KLAVIYO_OMIT = {"email", "phone", "phone_number", "firstName", "first_name", "lastName", "last_name", "company", "title",
+                "avatar", "address", "name"}
+
+
+def klaviyo(event: dict, settings: dict):
+    base = settings.get("base_url", "https://a.klaviyo.com")
+    kind = event["type"]
+    context = event.get("context") or {}
+    user = _str(_first(event.get("userId")))
+    if kind == "identify":
+        traits = event.get("traits") or {}
+        email = traits.get("email")
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        name = traits.get("name")
+        words = name.split() if isinstance(name, str) else []
+        company = traits.get("company")
+        location = _compact({"address1": address.get("street"), "city": address.get("city"), "region": address.get("state"),
+                             "zip": _first(address.get("postalCode"), address.get("postal_code")),
+                             "country": address.get("country"), "ip": context.get("ip")})
+        attributes = _compact({
+            "email": email.strip() if isinstance(email, str) else email,
+            "phone_number": _e164(_first(traits.get("phone"), traits.get("phone_number"))),
+            "external_id": user,
+            "first_name": _first(traits.get("firstName"), traits.get("first_name"), words[0] if words else None),
+            "last_name": _first(traits.get("lastName"), traits.get("last_name"), " ".join(words[1:]) or None),
+            "organization": _first(_get(company, "name"), company), "title": _first(traits.get("title")),
+            "image": _first(traits.get("avatar")), "locale": _first(context.get("locale")), "location": location,
+            "properties": {k: v for k, v in traits.items() if k not in KLAVIYO_OMIT and v is not None}})
+        if not (attributes.get("email") or attributes.get("phone_number") or attributes.get("external_id")):
+            return None
+        return f"{base}/api/profile-import", {"data": {"type": "profile", "attributes": attributes}}
+    if kind != "track":
+        return None
+    props = event.get("properties")
+    props_d = props if isinstance(props, dict) else {}
+    ctraits = context.get("traits") or {}
+    email = _first(ctraits.get("email"), props_d.get("email"))
+    profile = _compact({"email": email.strip() if isinstance(email, str) else email,
+                        "phone_number": _e164(_first(ctraits.get("phone"), props_d.get("phone"))),
+                        "external_id": user, "anonymous_id": _first(event.get("anonymousId"))})
+    currency = _first(props_d.get("currency"))
+    if event["event"] == "Order Completed":
+        products = [p for p in props_d.get("products") or [] if isinstance(p, dict)]
+        properties = {k: v for k, v in props_d.items() if k != "products" and v is not None}
+        _set(properties, "OrderId", _str(_first(props_d.get("order_id"))))
+        properties["ItemNames"] = [p["name"] for p in products if p.get("name") is not None]
+        properties["Items"] = [_compact({
+            "ProductID": _str(_first(p.get("product_id"))), "SKU": _str(_first(p.get("sku"))), "ProductName": _first(p.get("name")),
+            "Quantity": _number(_first(p.get("quantity"))), "ItemPrice": _number(_first(p.get("price"))),
+            "RowTotal": _number(p["price"] * (p.get("quantity") or 1)) if isinstance(p.get("price"), (int, float)) else None,
+            "ProductURL": _first(p.get("url")), "ImageURL": _first(p.get("image_url")),
+            "Categories": [p["category"]] if p.get("category") else None, "Brand": _first(p.get("brand"))}) for p in products]
+        value = _number(_first(props_d.get("revenue"), props_d.get("total"), props_d.get("value")))
+    else:
+        properties = props_d if props is not None and props != {} else {}
+        value = _number(_first(props_d.get("revenue"), props_d.get("value")))
+    attributes = {"properties": properties}
+    _set(attributes, "time", _iso(_first(event.get("timestamp"), event.get("originalTimestamp"))))
+    _set(attributes, "value", value)
+    _set(attributes, "value_currency", currency.upper() if isinstance(currency, str) else currency)
+    _set(attributes, "unique_id", event.get("messageId"))
+    attributes["metric"] = {"data": {"type": "metric", "attributes": {"name": event["event"].strip()}}}
+    attributes["profile"] = {"data": {"type": "profile", "attributes": profile}}
+    if not profile or len(event["event"].strip()) >= 128:
+        return None
+    return f"{base}/api/events", {"data": {"type": "event", "attributes": attributes}}
+
+
+# --------------------------------------------------------------------------- Meta Conversions API
+
+_PUNCTUATION = set(" \t\r\n!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_META_OMIT = {"email", "phone", "firstName", "first_name", "lastName", "last_name", "name", "address", "fbc", "fbp"}
+_META_EVENTS = {"Order Completed": "Purchase", "Checkout Started": "InitiateCheckout", "Product Added": "AddToCart",
+                "Product Viewed": "ViewContent"}
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _letters(value) -> str:
+    return "".join(ch for ch in str(value or "").lower() if ch not in _PUNCTUATION)
+
+
+def _meta_contents(products: list) -> list:
+    contents = []
+    for p in products:
+        item = {}
+        _set(item, "id", _str(_first(p.get("product_id"), p.get("sku"))))
+        _set(item, "quantity", _number(_first(p.get("quantity"))))
+        _set(item, "item_price", _number(_first(p.get("price"))))
+        contents.append(item)
+    return contents
+
+
+def meta_conversions(event: dict, settings: dict):
+    kind = event["type"]
+    if kind not in ("page", "track"):
+        return None
+    context = event.get("context") or {}
+    ctraits = context.get("traits") or {}
+    props = event.get("properties")
+    props_d = props if isinstance(props, dict) else {}
+    email = str(_first(ctraits.get("email"), props_d.get("email"), _get(event, "traits", "email")) or "").strip().lower()
+    name = ctraits.get("name")
+    words = name.split() if isinstance(name, str) else []
+    first = _first(ctraits.get("firstName"), ctraits.get("first_name"), words[0] if words else None)
+    last = _first(ctraits.get("lastName"), ctraits.get("last_name"), " ".join(words[1:]) or None)
+    external_id = str(event.get("userId") or "").strip().lower()
+    url = _first(_get(context, "page", "url"), props_d.get("url"))
+    action_source = settings.get("action_source") or ("website" if url else "other")
+    if action_source == "website" and not (url and context.get("userAgent")):
+        return None
+    user = {}
+    for key, value in (("em", email), ("fn", _letters(first)), ("ln", _letters(last)), ("external_id", external_id)):
+        if value:
+            user[key] = _sha(value)
+    _set(user, "client_ip_address", _first(context.get("ip")))
+    _set(user, "client_user_agent", _first(context.get("userAgent")))
+    sent = {"event_name": "PageView", "event_time": int((_when(event["timestamp"]) - _EPOCH).total_seconds() // 1),
+            "event_id": event["messageId"]}
+    _set(sent, "event_source_url", url)
+    sent["action_source"] = action_source
+    sent["user_data"] = user
+    if kind == "track":
+        name = _META_EVENTS.get(event["event"])
+        currency = _first(props_d.get("currency"), settings.get("default_currency"))
+        currency = currency.upper() if isinstance(currency, str) else currency
+        data: dict = {}
+        if name in ("Purchase", "InitiateCheckout"):
+            contents = _meta_contents([p for p in props_d.get("products") or [] if isinstance(p, dict)])
+            keys = ("revenue", "total", "value") if name == "Purchase" else ("value", "revenue", "total")
+            _set(data, "value", _number(_first(*(props_d.get(k) for k in keys))))
+            _set(data, "currency", currency)
+            _set(data, "contents", _first(contents))
+            _set(data, "content_ids", _first([c["id"] for c in contents if "id" in c]))
+            data["content_type"] = "product"
+            if name == "Purchase":
+                _set(data, "order_id", _str(_first(props_d.get("order_id"))))
+                if data.get("value") is None or not data.get("currency"):
+                    return None
+            elif contents:
+                data["num_items"] = sum(c.get("quantity", 1) for c in contents)
+        elif name:
+            pid = _str(_first(props_d.get("product_id"), props_d.get("sku")))
+            price = props_d.get("price")
+            value = _number(props_d.get("value"))
+            if value is None and isinstance(price, (int, float)):
+                value = _number(price * (props_d.get("quantity") or 1))
+            _set(data, "value", value)
+            _set(data, "currency", currency)
+            _set(data, "content_ids", [pid] if pid else None)
+            _set(data, "content_name", _first(props_d.get("name")))
+            _set(data, "content_category", _first(props_d.get("category")))
+            data["content_type"] = "product"
+            data["contents"] = [_compact({"id": pid, "quantity": _number(_first(props_d.get("quantity"))) or 1,
+                                          "item_price": _number(_first(price))})]
+        else:
+            name = event["event"]
+            data = {k: v for k, v in props_d.items() if k not in _META_OMIT and v is not None}
+        sent["event_name"] = name
+        sent["custom_data"] = data
+    base = settings.get("base_url", "https://graph.facebook.com")
+    return f"{base}/{settings.get('api_version', 'v21.0')}/{quote(settings['pixel_id'], safe='')}/events", {"data": [sent]}
+
+
+# --------------------------------------------------------------------------- Customer.io
+
+def _unix_dates(value):
+    """ISO-8601 date-times (the workload's are all '...Z') as Unix seconds, at any depth."""
+    if isinstance(value, dict):
+        return {k: _unix_dates(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_unix_dates(v) for v in value if v is not None]
+    if isinstance(value, str) and len(value) >= 20 and value[4] == "-" and value[10] == "T" and value.endswith("Z"):
+        try:
+            return int((_when(value) - _EPOCH).total_seconds() // 1)
+        except ValueError:
+            return value
+    return value
+
+
+def customerio(event: dict, settings: dict):
+    base = settings.get("base_url") or ("https://track-eu.customer.io" if settings.get("region") == "eu" else "https://track.customer.io")
+    kind = event["type"]
+    user = _str(_first(event.get("userId")))
+    identifiers = {"id": user} if user else None
+    timestamp = int((_when(event["timestamp"]) - _EPOCH).total_seconds() // 1)
+    if kind == "identify":
+        traits = event.get("traits") or {}
+        if not identifiers or len(user) > 150:
+            return None
+        attributes = {k: v for k, v in _unix_dates(traits).items() if k not in ("createdAt", "created_at")}
+        email = _first(traits.get("email"), _get(event, "context", "traits", "email"), _get(event, "properties", "email"))
+        attributes.pop("email", None)  # an explicit key comes after the merged ones, as the mapping's @merge does
+        _set(attributes, "email", email.strip() if isinstance(email, str) else email)
+        created = _first(traits.get("createdAt"), traits.get("created_at"))
+        _set(attributes, "created_at", None if created is None else int((_when(created) - _EPOCH).total_seconds() // 1))
+        _set(attributes, "anonymous_id", _first(event.get("anonymousId")))
+        return f"{base}/api/v2/entity", {"type": "person", "identifiers": identifiers, "action": "identify",
+                                         "timestamp": timestamp, "attributes": attributes}
+    if kind == "group":
+        traits = event.get("traits") or {}
+        attributes = {k: v for k, v in _unix_dates(traits).items() if k not in ("createdAt", "created_at")}
+        body = {"type": "object", "identifiers": {"object_type_id": settings.get("object_type_id", "1"),
+                                                  "object_id": _str(event["groupId"])},
+                "action": "identify", "attributes": attributes}
+        if identifiers:
+            body["cio_relationships"] = [{"identifiers": identifiers}]
+        return f"{base}/api/v2/entity", body
+    if kind not in ("track", "page", "screen"):
+        return None
+    if kind == "track":
+        name = event["event"].strip()
+    elif kind == "page":
+        name = _first(_get(event, "context", "page", "url"), _get(event, "properties", "url"), event.get("name"))
+    else:
+        name = _first(event.get("name"))
+    if not name or len(name) > 100 or (user and len(user) > 150):
+        return None
+    attributes = _unix_dates(event["properties"]) if event.get("properties") is not None else None
+    action = "event" if kind == "track" else kind
+    if identifiers:
+        body = {"type": "person", "identifiers": identifiers, "action": action, "name": name, "timestamp": timestamp}
+        _set(body, "attributes", attributes)
+        return f"{base}/api/v2/entity", body
+    body = {"name": name, "type": action, "anonymous_id": event["anonymousId"], "timestamp": timestamp}
+    _set(body, "data", attributes)
+    return f"{base}/api/v1/events", body
+
+
 MAPPINGS = {"planhat": planhat, "richpanel": richpanel, "crisp": crisp, "segment": segment,
-            "mixpanel": mixpanel, "google-analytics-4": google_analytics_4, "slack": slack}
+            "mixpanel": mixpanel, "google-analytics-4": google_analytics_4, "slack": slack,
+            "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio}
 ACCEPTS = {"planhat": {"identify", "track", "page", "group", "alias"}, "richpanel": {"identify", "track", "page"},
            "crisp": {"identify", "track"}, "segment": {"identify", "track", "page", "screen", "group", "alias"},
            "mixpanel": {"identify", "track", "page", "screen", "group", "alias"}, "google-analytics-4": {"track", "page"},
-           "slack": {"track"}}
+           "slack": {"track"}, "klaviyo": {"identify", "track"}, "meta-conversions": {"page", "track"},
+           "customerio": {"identify", "track", "page", "screen", "group"}}
 NAMES = {"planhat": "Planhat", "richpanel": "Richpanel", "crisp": "Crisp", "segment": "Segment",
-         "mixpanel": "Mixpanel", "google-analytics-4": "Google Analytics 4", "slack": "Slack"}
+         "mixpanel": "Mixpanel", "google-analytics-4": "Google Analytics 4", "slack": "Slack",
+         "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io"}

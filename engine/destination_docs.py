@@ -19,7 +19,7 @@ from pathlib import Path
 from .destination import Destination
 from .engine import load_mappings
 from .load.yaml_source import load_yaml
-from .map.language import leaves
+from .map.language import Node, Object
 from .problems import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def _action(destination: Destination, action, description: str) -> list[str]:
         batched = destination.batching is not None and action.batched
         lines += ["- " + ("batched with other events (see [Batching and limits](#batching-and-limits))" if batched
                           else "one request per event"), ""]
-        lines += _fields(variables + [(".".join(map(str, p)) or "(body)", n) for p, n in leaves(action.body)])
+        lines += _fields(variables + [(".".join(map(str, p)) or "(body)", n) for p, n in mapped_leaves(action.body)])
     else:
         lines += ["Named steps, run in order for each event, each its own request, never batched "
                   "([docs/language.md, Steps](../language.md#steps)):", ""]
@@ -144,15 +144,27 @@ def _action(destination: Destination, action, description: str) -> list[str]:
             for status, rule in step.on_status.items():
                 lines.append(f"  - answer {status}: {_cell(rule.describe())}")
             lines += [""] + _fields([(f"vars.{n}", node) for n, node in step.vars] +
-                                    [(".".join(map(str, p)) or "(body)", node) for p, node in leaves(step.body)]
+                                    [(".".join(map(str, p)) or "(body)", node) for p, node in mapped_leaves(step.body)]
                                     if step.body is not None else []) + [""]
             if step.required:
                 lines += ["Required of this step:", ""]
-                lines += [f"- `{_cell(rule.path)}`: {_cell(rule.message or 'must not be empty')}" for rule in step.required]
-    rules = [f"- `{_cell(rule.path)}`: {_cell(rule.message or 'must not be empty')}" for rule in action.required]
+                lines += [f"- `{_cell(rule.path)}`: {_cell(rule.written or 'must not be empty')}" for rule in step.required]
+    rules = [f"- `{_cell(rule.path)}`: {_cell(rule.written or 'must not be empty')}" for rule in action.required]
     if rules:
         lines += ["", "Required (the event is rejected with this reason otherwise):", ""] + rules
     return lines + [""]
+
+
+def mapped_leaves(node: Node, prefix: tuple = ()):
+    """(output path, node) for every field a mapping writes, with ``@merge`` sources under the object they fill:
+    the mapping as written (a page describes every event), where ``explain`` shows one event's fields."""
+    if isinstance(node, Object):
+        for merge in node.merges:
+            yield prefix + (node.merge_key,), merge
+        for key, child in node.fields:
+            yield from mapped_leaves(child, prefix + (key,))
+    else:
+        yield prefix, node
 
 
 def _batching(destination: Destination) -> list[str]:

@@ -87,6 +87,22 @@ DESTINATIONS: dict[str, Contract] = {
         variants=[{"channel": "#general", "username": "eventmap", "icon_emoji": ":tada:",
                    "icon_url": "https://example.com/eventmap.png"}],
     ),
+    "customerio": Contract(
+        checks=[RequestRules("customerio rules", FOLDER / "customerio" / "rules.schema.json")],
+        # the EU host, and people without a userId identified by their email
+        variants=[{"region": "eu", "identify_by_email": True, "object_type_id": "2"}],
+    ),
+    "klaviyo": Contract(
+        checks=[RequestRules("klaviyo rules", FOLDER / "klaviyo" / "rules.schema.json")],
+        variants=[{"revision": "2026-10-15"}],
+    ),
+    "meta-conversions": Contract(
+        checks=[RequestRules("meta rules", FOLDER / "meta-conversions" / "rules.schema.json")],
+        # every event as a website event (the ones without a page URL or user agent are then rejected, not
+        # sent), phone numbers without a country code read as US ones, the test code, a default currency
+        variants=[{"action_source": "website", "default_phone_country": "US", "test_event_code": "TEST12345"},
+                  {"action_source": "physical_store", "default_currency": "USD", "api_version": "v23.0"}],
+    ),
     "planhat": Contract(checks=[RequestRules("planhat rules", FOLDER / "planhat" / "rules.schema.json")]),
     "richpanel": Contract(checks=[RequestRules("richpanel rules", FOLDER / "richpanel" / "rules.schema.json")]),
     "crisp": Contract(checks=[RequestRules("crisp rules", FOLDER / "crisp" / "rules.schema.json")]),

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from engine import Engine
+from engine.secrets import parts
 
 ROOT = Path(__file__).resolve().parents[1]
 DESTINATION_FILES = sorted((ROOT / "mappings" / "destinations").glob("*.yaml"))
@@ -107,5 +108,5 @@ def assert_masked(shown_to_users, route) -> None:
     assert route.secrets, "every shipped destination has a secret setting"
     text = json.dumps(shown_to_users, ensure_ascii=False)
     for secret in route.secrets:
-        for part in {secret, *secret.split(":")}:
+        for part in {secret, *parts(secret)}:   # the parts the masker masks on their own (secrets.parts)
             assert part not in text

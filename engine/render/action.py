@@ -40,6 +40,14 @@ class Required:
         value = self.message.evaluate(scope)
         return "" if value is None else str(value)
 
+    @property
+    def written(self) -> str | None:
+        """The message as the mapping writes it (a template's source), for pages that describe every event."""
+        if self.message is None:
+            return None
+        return self.message.value if isinstance(self.message, Literal) else getattr(self.message, "source",
+                                                                                  self.message.describe())
+
     def missing(self, payload, vars: dict) -> bool:
         data = {"vars": vars} if self.path.startswith("vars.") else payload
         return all(is_empty(expression.search(data)) for expression in self.alternatives)
