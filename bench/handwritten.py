@@ -386,8 +386,14 @@ def mixpanel(event: dict, settings: dict):
         profile["$set"] = update
         return f"{base}/engage", [profile]
     if kind == "group":
-        return f"{base}/groups", [{"$token": settings["project_token"], "$group_key": settings.get("group_key", "company_id"),
-                                   "$group_id": _str(event["groupId"]), "$set": _first(event.get("traits")) or {}}]
+        key, group_id = settings.get("group_key", "company_id"), _str(event["groupId"])
+        group = (f"{base}/groups", [{"$token": settings["project_token"], "$group_key": key, "$group_id": group_id,
+                                     "$set": _first(event.get("traits")) or {}}])
+        if not user:
+            return group
+        # the user's profile joins the group ($union), the mapping's second step
+        return [group, (f"{base}/engage", [{"$token": settings["project_token"], "$distinct_id": user,
+                                           "$union": {key: [group_id]}}])]
     return None
 
 
