@@ -188,9 +188,9 @@ class Destination:
         return (f"no action of {self.name} takes this {call_type} (" +
                 "; ".join(f"{a.name}: {a.subscription.describe()}" for a in named) + ")")
 
-    def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset) -> list[Request]:
-        """Combine the sendable outcomes into as few requests as the vendor allows."""
-        return [request for request, _ in self.batch_groups(outcomes, settings, secrets)]
+    def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset, enabled: bool = True) -> list[Request]:
+        """Combine the sendable outcomes into as few requests as the vendor allows (``enabled`` false: one each)."""
+        return [request for request, _ in self.batch_groups(outcomes, settings, secrets, enabled)]
 
     def batch_groups(self, outcomes: list[Outcome], settings: dict, secrets: frozenset,
                      enabled: bool = True) -> list[tuple[Request, list[Outcome]]]:

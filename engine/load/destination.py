@@ -225,7 +225,9 @@ def _compile_limits(spec: dict, doc, problems: list) -> Limits:
             rate = parse_rate(spec["rate"])
         except ValueError as exc:
             problems.append(doc.problem(("limits", "rate"), str(exc)))
-    return Limits(spec.get("concurrency", Limits.concurrency), rate)
+    # batch: false: each event is its own request unless a routes file turns batching on (a webhook's receiver
+    # may expect one event per request)
+    return Limits(spec.get("concurrency", Limits.concurrency), rate, spec.get("batch", True))
 
 
 def _compile_vars(compiler: Compiler, spec, path) -> list:
