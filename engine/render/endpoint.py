@@ -121,8 +121,8 @@ class Endpoint:
         return headers, query, method
 
     def merged_headers(self, value, node: Node) -> dict:
-        """The headers of a ``@merge`` object: names checked as HTTP tokens, values as text on one line;
-        a name the mapping writes itself is left to it, and ``content-type`` in any case replaces the default."""
+        """The headers of a ``@merge`` object: names checked as HTTP tokens and values as text; a name the
+        mapping writes itself is left to it, and ``content-type`` in any case replaces the default."""
         if not isinstance(value, dict):
             raise MappingError(node.where, f"headers' @merge rendered to {describe_type(value)}, not an object of "
                                            "header names and values")
@@ -141,13 +141,10 @@ class Endpoint:
             elif isinstance(item, (dict, list)):
                 raise MappingError(node.where, f"headers' @merge: the value of {name!r} is {describe_type(item)}, "
                                                "not text")
-            text = str(item)
-            if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
-                raise MappingError(node.where, f"headers' @merge: the value of {name!r} holds a control character "
-                                               "(a line break would end the header)")
             if name.lower() in self.named:
                 continue
-            headers["Content-Type" if name.lower() == "content-type" else name] = text
+            # a value's characters are checked where every header's are, before sending (check_sendable)
+            headers["Content-Type" if name.lower() == "content-type" else name] = str(item)
         return headers
 
     def finish(self, parts: tuple, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
