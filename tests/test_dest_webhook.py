@@ -189,3 +189,20 @@ def test_a_receiver_refuses_a_body_changed_after_signing(engine, httpserver):
     request.wire = request.encoded_body().replace(b"Commande", b"Command")
     delivery = send(HttpClient(), request)
     assert not delivery.delivered and delivery.status == 401 and received[0][3] is False
+
+
+def test_showing_requests_does_not_keep_each_events_frames(engine):
+    """The URL is the secret, so the masked twin's URL is a sentinel, not a URL: that route's one error is
+    raised for every request shown. Raised again and again, it must not chain each event's frames (and the
+    events and requests they hold) onto itself: that grew the benchmark's stream by 12 KB an event."""
+    made = route(engine)
+    for i in range(50):
+        engine.render({**TRACK, "messageId": f"m{i}"}, made).requests[0].to_dict()
+    twin_settings = made.destination.sentinel_settings(made.settings)[0]
+    action = made.destination.actions["track"]
+    bound = action.bound(twin_settings, made.destination.envelopes["track"], made.destination.name)
+    assert bound.fixed_error is not None   # the case this guards: the twin's URL cannot be made
+    depth, tb = 0, bound.fixed_error.__traceback__
+    while tb is not None:
+        depth, tb = depth + 1, tb.tb_next
+    assert depth < 10, f"the route's error carries {depth} frames after 50 events"
