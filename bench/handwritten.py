@@ -738,6 +738,15 @@ def _unix_dates(value):
     return value
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _ulid(message_id: str, when: str) -> str:
+    """A ULID: the event time in ms, then the first 80 bits of the messageId's SHA-256, in Crockford base32."""
+    number = ((_when(when) - _EPOCH) // _MS << 80) | int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:10], "big")
+    return "".join(_CROCKFORD[(number >> shift) & 31] for shift in range(125, -1, -5))
+
+
 def customerio(event: dict, settings: dict):
     base = settings.get("base_url") or ("https://track-eu.customer.io" if settings.get("region") == "eu" else "https://track.customer.io")
     kind = event["type"]
@@ -779,10 +788,12 @@ def customerio(event: dict, settings: dict):
     attributes = _unix_dates(event["properties"]) if event.get("properties") is not None else None
     action = "event" if kind == "track" else kind
     if identifiers:
-        body = {"type": "person", "identifiers": identifiers, "action": action, "name": name, "timestamp": timestamp}
+        body = {"type": "person", "identifiers": identifiers, "action": action, "id": _ulid(event["messageId"], event["timestamp"]),
+                "name": name, "timestamp": timestamp}
         _set(body, "attributes", attributes)
         return f"{base}/api/v2/entity", body
-    body = {"name": name, "type": action, "anonymous_id": event["anonymousId"], "timestamp": timestamp}
+    body = {"name": name, "type": action, "id": _ulid(event["messageId"], event["timestamp"]), "anonymous_id": event["anonymousId"],
+            "timestamp": timestamp}
     _set(body, "data", attributes)
     return f"{base}/api/v1/events", body
 
