@@ -64,6 +64,7 @@ SETTINGS = {
     "klaviyo": {"api_key": "pk_benchkey01"},
     "meta-conversions": {"pixel_id": "1000001", "access_token": "bench-meta-token"},
     "customerio": {"site_id": "bench-site", "api_key": "bench-cio-key"},
+    "braze": {"api_key": "bench-braze-key"},
 }
 
 # --------------------------------------------------------------------------- workload

@@ -798,14 +798,79 @@ def customerio(event: dict, settings: dict):
     return f"{base}/api/v1/events", body
 
 
+# --------------------------------------------------------------------------- Braze
+
+BRAZE_PROFILE_TRAITS = {"email", "phone", "firstName", "first_name", "lastName", "last_name", "name", "gender", "birthday",
+                        "avatar", "address"}
+BRAZE_GENDERS = {"male": "M", "man": "M", "m": "M", "female": "F", "woman": "F", "w": "F", "f": "F", "other": "O",
+                 "o": "O", "not applicable": "N", "n": "N", "prefer not to say": "P", "p": "P"}
+BRAZE_PURCHASE_FIELDS = {"products", "product_id", "currency", "price", "quantity"}
+
+
+def braze(event: dict, settings: dict):
+    url = f"{settings.get('base_url') or settings.get('instance_url', 'https://rest.iad-01.braze.com')}/users/track"
+    kind = event["type"]
+    user = _str(_first(event.get("userId")))
+    who = {"external_id": user} if user else {
+        "user_alias": {"alias_name": _str(event["anonymousId"]), "alias_label": settings.get("alias_label", "anonymous_id")}}
+    update_only = settings.get("update_existing_only", False)
+    app = {"app_id": settings["app_id"]} if settings.get("app_id") else {}
+    if kind == "identify":
+        traits = event.get("traits") or {}
+        attributes = {k: v for k, v in traits.items() if k not in BRAZE_PROFILE_TRAITS and v is not None}
+        attributes.update(who)
+        attributes["_update_existing_only"] = update_only
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        name = traits.get("name")
+        words = name.split() if isinstance(name, str) else []
+        email = _first(traits.get("email"), _get(event, "context", "traits", "email"))
+        gender = traits.get("gender")
+        attributes.update(_compact({
+            "email": email.strip() if isinstance(email, str) else email, "phone": _e164(_first(traits.get("phone"))),
+            "first_name": _first(traits.get("firstName"), traits.get("first_name"), words[0] if words else None),
+            "last_name": _first(traits.get("lastName"), traits.get("last_name"), " ".join(words[1:]) or None),
+            "gender": BRAZE_GENDERS.get(gender.strip().lower()) if isinstance(gender, str) else None,
+            "dob": _when(traits["birthday"]).date().isoformat() if traits.get("birthday") else None,
+            "country": _first(address.get("country")),
+            "home_city": _first(address.get("city")), "image_url": _first(traits.get("avatar"))}))
+        return url, {"attributes": [attributes]}
+    if kind != "track":
+        return None
+    props = event.get("properties")
+    time = _iso(_first(event.get("timestamp"), event.get("originalTimestamp")))
+    products = _get(props, "products")
+    if event["event"] == "Order Completed" and isinstance(products, list) and products and not _empty(products[0]):
+        order = {k: v for k, v in props.items() if v is not None}
+        purchases = []
+        for product in products:
+            price, quantity = _number(product.get("price")), _number(product.get("quantity"))
+            product_id = _str(_first(product.get("product_id"), product.get("sku"), product.get("name")))
+            if not isinstance(price, (int, float)) or product_id is None or len(product_id) > 255 or not (
+                    isinstance(quantity if quantity is not None else 1, int) and 1 <= (quantity or 1) <= 100):
+                return None
+            merged = {**order, **{k: v for k, v in product.items() if v is not None}}
+            purchases.append({**who, **app, "product_id": product_id,
+                              "currency": _first(product.get("currency"), props.get("currency"), "USD").upper(),
+                              "price": price, **({"quantity": quantity} if quantity is not None else {}), "time": time,
+                              "properties": {k: v for k, v in merged.items() if k not in BRAZE_PURCHASE_FIELDS},
+                              "_update_existing_only": update_only})
+        return (url, {"purchases": purchases}) if len(purchases) <= 75 else None
+    name = event["event"].strip()
+    sent = {**who, **app, "name": name, "time": time}
+    if props is not None:
+        sent["properties"] = props
+    sent["_update_existing_only"] = update_only
+    return url, {"events": [sent]}
+
+
 MAPPINGS = {"planhat": planhat, "richpanel": richpanel, "crisp": crisp, "segment": segment,
             "mixpanel": mixpanel, "google-analytics-4": google_analytics_4, "slack": slack,
-            "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio}
+            "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio, "braze": braze}
 ACCEPTS = {"planhat": {"identify", "track", "page", "group", "alias"}, "richpanel": {"identify", "track", "page"},
            "crisp": {"identify", "track"}, "segment": {"identify", "track", "page", "screen", "group", "alias"},
            "mixpanel": {"identify", "track", "page", "screen", "group", "alias"}, "google-analytics-4": {"track", "page"},
            "slack": {"track"}, "klaviyo": {"identify", "track"}, "meta-conversions": {"page", "track"},
-           "customerio": {"identify", "track", "page", "screen", "group"}}
+           "customerio": {"identify", "track", "page", "screen", "group"}, "braze": {"identify", "track"}}
 NAMES = {"planhat": "Planhat", "richpanel": "Richpanel", "crisp": "Crisp", "segment": "Segment",
          "mixpanel": "Mixpanel", "google-analytics-4": "Google Analytics 4", "slack": "Slack",
-         "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io"}
+         "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io", "braze": "Braze"}

@@ -103,6 +103,12 @@ DESTINATIONS: dict[str, Contract] = {
         variants=[{"action_source": "website", "default_phone_country": "US", "test_event_code": "TEST12345"},
                   {"action_source": "physical_store", "default_currency": "USD", "api_version": "v23.0"}],
     ),
+    "braze": Contract(
+        checks=[RequestRules("braze rules", FOLDER / "braze" / "rules.schema.json")],
+        # the default instance (US-01) without an app id, and another instance in update-only mode
+        variants=[{"instance_url": "https://rest.iad-01.braze.com", "app_id": None},
+                  {"instance_url": "https://rest.us-10.braze.com", "update_existing_only": True, "alias_label": "segment_anonymous_id"}],
+    ),
     "planhat": Contract(checks=[RequestRules("planhat rules", FOLDER / "planhat" / "rules.schema.json")]),
     "richpanel": Contract(checks=[RequestRules("richpanel rules", FOLDER / "richpanel" / "rules.schema.json")]),
     "crisp": Contract(checks=[RequestRules("crisp rules", FOLDER / "crisp" / "rules.schema.json")]),
