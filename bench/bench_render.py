@@ -65,6 +65,7 @@ SETTINGS = {
     "meta-conversions": {"pixel_id": "1000001", "access_token": "bench-meta-token"},
     "customerio": {"site_id": "bench-site", "api_key": "bench-cio-key"},
     "braze": {"api_key": "bench-braze-key"},
+    "hubspot": {"access_token": "bench-hubspot-token", "portal_id": "1000001"},
 }
 
 # --------------------------------------------------------------------------- workload

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
 import uuid
 from datetime import datetime, timezone
 from urllib.parse import quote
@@ -863,14 +864,69 @@ def braze(event: dict, settings: dict):
     return url, {"events": [sent]}
 
 
+# --------------------------------------------------------------------------- HubSpot
+
+HUBSPOT_NAME = re.compile(r"[^a-z0-9_]")
+
+
+def hubspot(event: dict, settings: dict):
+    base = settings.get("base_url", "https://api.hubapi.com")
+    kind = event["type"]
+    if kind == "identify":
+        traits = event.get("traits") or {}
+        email = _first(traits.get("email"), _get(event, "context", "traits", "email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        name = traits.get("name")
+        words = name.split() if isinstance(name, str) else []
+        company = _first(_get(traits.get("company"), "name"), traits.get("company"))
+        properties = _compact({
+            "email": email, "firstname": _first(traits.get("firstName"), traits.get("first_name"), words[0] if words else None),
+            "lastname": _first(traits.get("lastName"), traits.get("last_name"), " ".join(words[1:]) or None),
+            "phone": _e164(_first(traits.get("phone"))), "company": _str(company), "jobtitle": _first(traits.get("title")),
+            "website": _first(traits.get("website")), "address": _first(address.get("street")),
+            "city": _first(address.get("city")), "state": _first(address.get("state")),
+            "zip": _first(address.get("postalCode"), address.get("postal_code")), "country": _first(address.get("country"))})
+        # the request made before any answer: the update (a 404 creates, offline views show the update)
+        return f"{base}/crm/v3/objects/contacts/{quote(email, safe='')}", {"properties": properties}  # query: idProperty=email
+    if kind == "track":
+        props = event.get("properties") if isinstance(event.get("properties"), dict) else {}
+        email = _first(props.get("email"), _get(event, "context", "traits", "email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        name = HUBSPOT_NAME.sub("_", event["event"].strip().lower())
+        flat = _flatten({k: v for k, v in props.items() if k != "products"}, sep="_")
+        return f"{base}/events/v3/send", {"eventName": f"pe{settings['portal_id']}_{name}", "email": email,
+                                          "occurredAt": _iso(_first(event.get("timestamp"), event.get("originalTimestamp"))),
+                                          "properties": flat, "uuid": str(uuid.uuid5(_NAMESPACE, event["messageId"]))}
+    if kind == "group":
+        traits = event.get("traits") or {}
+        group_id = _str(event.get("groupId"))
+        if _empty(group_id):
+            return None
+        prop = settings.get("company_id_property", "segment_group_id")
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        properties = {prop: group_id, **_compact({
+            "name": _first(traits.get("name")), "domain": _first(traits.get("domain")), "website": _first(traits.get("website")),
+            "description": _first(traits.get("description")), "phone": _first(traits.get("phone")),
+            "numberofemployees": _number(traits.get("employees")), "address": _first(address.get("street")),
+            "city": _first(address.get("city")), "state": _first(address.get("state")),
+            "zip": _first(address.get("postalCode"), address.get("postal_code")), "country": _first(address.get("country"))})}
+        return f"{base}/crm/v3/objects/companies/batch/upsert", {"inputs": [{"idProperty": prop, "id": group_id, "properties": properties}]}
+    return None
+
+
 MAPPINGS = {"planhat": planhat, "richpanel": richpanel, "crisp": crisp, "segment": segment,
             "mixpanel": mixpanel, "google-analytics-4": google_analytics_4, "slack": slack,
-            "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio, "braze": braze}
+            "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio, "braze": braze, "hubspot": hubspot}
 ACCEPTS = {"planhat": {"identify", "track", "page", "group", "alias"}, "richpanel": {"identify", "track", "page"},
            "crisp": {"identify", "track"}, "segment": {"identify", "track", "page", "screen", "group", "alias"},
            "mixpanel": {"identify", "track", "page", "screen", "group", "alias"}, "google-analytics-4": {"track", "page"},
            "slack": {"track"}, "klaviyo": {"identify", "track"}, "meta-conversions": {"page", "track"},
-           "customerio": {"identify", "track", "page", "screen", "group"}, "braze": {"identify", "track"}}
+           "customerio": {"identify", "track", "page", "screen", "group"}, "braze": {"identify", "track"}, "hubspot": {"identify", "track", "group"}}
 NAMES = {"planhat": "Planhat", "richpanel": "Richpanel", "crisp": "Crisp", "segment": "Segment",
          "mixpanel": "Mixpanel", "google-analytics-4": "Google Analytics 4", "slack": "Slack",
-         "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io", "braze": "Braze"}
+         "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io", "braze": "Braze", "hubspot": "HubSpot"}

@@ -109,6 +109,11 @@ DESTINATIONS: dict[str, Contract] = {
         variants=[{"instance_url": "https://rest.iad-01.braze.com", "app_id": None},
                   {"instance_url": "https://rest.us-10.braze.com", "update_existing_only": True, "alias_label": "segment_anonymous_id"}],
     ),
+    "hubspot": Contract(
+        checks=[RequestRules("hubspot rules", FOLDER / "hubspot" / "rules.schema.json")],
+        # another company id property than Segment's segment_group_id
+        variants=[{"company_id_property": "crm_group_key"}],
+    ),
     "planhat": Contract(checks=[RequestRules("planhat rules", FOLDER / "planhat" / "rules.schema.json")]),
     "richpanel": Contract(checks=[RequestRules("richpanel rules", FOLDER / "richpanel" / "rules.schema.json")]),
     "crisp": Contract(checks=[RequestRules("crisp rules", FOLDER / "crisp" / "rules.schema.json")]),
