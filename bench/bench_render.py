@@ -66,6 +66,7 @@ SETTINGS = {
     "customerio": {"site_id": "bench-site", "api_key": "bench-cio-key"},
     "braze": {"api_key": "bench-braze-key"},
     "hubspot": {"access_token": "bench-hubspot-token", "portal_id": "1000001"},
+    "intercom": {"access_token": "bench-intercom-token"},
 }
 
 # --------------------------------------------------------------------------- workload
@@ -150,7 +151,7 @@ class HandWritten:
                 continue
             mapped = mapping(event, settings)
             if mapped is not None:
-                out += [(url, orjson.dumps(body)) for url, body in (mapped if isinstance(mapped, list) else [mapped])]
+                out += [(url, None if body is None else orjson.dumps(body)) for url, body in (mapped if isinstance(mapped, list) else [mapped])]
         return out
 
 

@@ -919,14 +919,70 @@ def hubspot(event: dict, settings: dict):
     return None
 
 
+# --------------------------------------------------------------------------- Intercom
+
+INTERCOM_HOSTS = {"us": "https://api.intercom.io", "eu": "https://api.eu.intercom.io", "au": "https://api.au.intercom.io"}
+
+
+def _epoch_s(text):
+    return None if text is None else int((_when(text) - _EPOCH).total_seconds() // 1)
+
+
+def intercom(event: dict, settings: dict):
+    """The requests made before any answer: the lookup of the contact, the event, the company (then the lookup)."""
+    api = settings.get("base_url") or INTERCOM_HOSTS[settings.get("region", "us")]
+    kind = event["type"]
+    user = _str(_first(event.get("userId")))
+    ctraits = _get(event, "context", "traits") or {}
+    if kind == "identify":
+        if user:
+            return f"{api}/contacts/find_by_external_id/{quote(user, safe='')}", None
+        traits = event.get("traits") or {}
+        email = _first(traits.get("email"), ctraits.get("email"), _get(event, "properties", "email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        return f"{api}/contacts/search", {"query": {"field": "email", "operator": "=", "value": email}}
+    if kind == "track":
+        props = event.get("properties") if isinstance(event.get("properties"), dict) else {}
+        flat = _flatten({k: v for k, v in props.items() if k not in ("email", "revenue", "products")}, sep="_")
+        metadata = {k: ("true" if v is True else "false" if v is False else v) for k, v in flat.items() if v != ""}
+        revenue = props.get("revenue")
+        if isinstance(revenue, (int, float)) and not isinstance(revenue, bool):
+            metadata["price"] = {"amount": int(round(revenue * 100)), "currency": _first(props.get("currency"), "USD")}
+        body = {"event_name": event["event"].strip(), "created_at": _epoch_s(_first(event.get("timestamp"), event.get("originalTimestamp")))}
+        if user:
+            return f"{api}/events", {**body, "user_id": user, "metadata": metadata}
+        email = _first(ctraits.get("email"), props.get("email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        return f"{api}/contacts/search", {"query": {"field": "email", "operator": "=", "value": email}}
+    if kind == "group":
+        traits = event.get("traits") or {}
+        company_id = _str(_first(event.get("groupId")))
+        if _empty(company_id):
+            return None
+        company = {"company_id": company_id, **_compact({
+            "name": _first(traits.get("name")), "plan": _first(traits.get("plan")),
+            "size": _number(_first(traits.get("employees"), traits.get("size"))), "website": _first(traits.get("website")),
+            "industry": _first(traits.get("industry")), "monthly_spend": _number(traits.get("monthly_spend")),
+            "remote_created_at": _epoch_s(_first(traits.get("createdAt"), traits.get("created_at")))})}
+        requests = [(f"{api}/companies", company)]
+        if user:
+            requests.append((f"{api}/contacts/find_by_external_id/{quote(user, safe='')}", None))
+        return requests
+    return None
+
+
 MAPPINGS = {"planhat": planhat, "richpanel": richpanel, "crisp": crisp, "segment": segment,
             "mixpanel": mixpanel, "google-analytics-4": google_analytics_4, "slack": slack,
-            "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio, "braze": braze, "hubspot": hubspot}
+            "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio, "braze": braze, "hubspot": hubspot, "intercom": intercom}
 ACCEPTS = {"planhat": {"identify", "track", "page", "group", "alias"}, "richpanel": {"identify", "track", "page"},
            "crisp": {"identify", "track"}, "segment": {"identify", "track", "page", "screen", "group", "alias"},
            "mixpanel": {"identify", "track", "page", "screen", "group", "alias"}, "google-analytics-4": {"track", "page"},
            "slack": {"track"}, "klaviyo": {"identify", "track"}, "meta-conversions": {"page", "track"},
-           "customerio": {"identify", "track", "page", "screen", "group"}, "braze": {"identify", "track"}, "hubspot": {"identify", "track", "group"}}
+           "customerio": {"identify", "track", "page", "screen", "group"}, "braze": {"identify", "track"}, "hubspot": {"identify", "track", "group"}, "intercom": {"identify", "track", "group"}}
 NAMES = {"planhat": "Planhat", "richpanel": "Richpanel", "crisp": "Crisp", "segment": "Segment",
          "mixpanel": "Mixpanel", "google-analytics-4": "Google Analytics 4", "slack": "Slack",
-         "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io", "braze": "Braze", "hubspot": "HubSpot"}
+         "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io", "braze": "Braze", "hubspot": "HubSpot", "intercom": "Intercom"}

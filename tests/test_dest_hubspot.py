@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from contracts import DESTINATIONS
+from scripted_vendor import Scripted
 
 from engine import Engine
-from engine.deliver.http import Response
 from engine.render.request import Request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,24 +28,6 @@ TRACK = {"type": "track", "event": "Order Completed", "userId": "u1", "messageId
 GROUP = {"type": "group", "groupId": 42, "userId": "u1", "messageId": "m3", "timestamp": "2024-05-14T09:20:00Z",
          "context": {"traits": {"email": "ada@example.com"}},
          "traits": {"name": "Acme", "employees": "120", "website": "https://acme.example", "industry": "Manufacturing"}}
-
-
-class Scripted:
-    """A vendor answering each request by (method, path prefix) from a script, an answer or a list of answers
-    given in turn (the last one again after that); 200 {} otherwise. Records what was asked."""
-
-    def __init__(self, answers: dict):
-        self.answers = {key: list(value) if isinstance(value, list) else [value] for key, value in answers.items()}
-        self.asked: list[Request] = []
-
-    def send(self, request: Request) -> Response:
-        self.asked.append(request)
-        path = request.url.split("api.hubapi.com", 1)[1]
-        for (method, prefix), queue in self.answers.items():
-            if request.method == method and path.startswith(prefix):
-                status, body = queue.pop(0) if len(queue) > 1 else queue[0]
-                return Response(status, body)
-        return Response(200, {})
 
 
 @pytest.fixture(scope="module")
