@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from contracts import DESTINATIONS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import Engine
 from engine.problems import ConfigError
@@ -168,3 +170,26 @@ def test_the_rules_schema_bites(engine):
     assert contract.violations(nobody)[0], "an event for nobody must break the rules"
     dollar = dataclasses.replace(request, body={"events": [{**request.body["events"][0], "properties": {"$x": 1}}]})
     assert ("request.body.events[0].properties", "pattern") in {(v.where, v.rule) for v in contract.violations(dollar)[0]}
+
+
+# --------------------------------------------------------------------------- any order: sent and valid, or rejected
+
+PRICES = st.one_of(st.none(), st.integers(-5, 10**6), st.floats(-1, 1e6, allow_nan=False), st.sampled_from(["1.50", "x", ""]))
+QUANTITIES = st.one_of(st.none(), st.integers(-3, 150), st.floats(0, 200, allow_nan=False), st.booleans())
+PRODUCTS = st.lists(st.fixed_dictionaries({}, optional={"product_id": st.one_of(st.text(max_size=300), st.integers()),
+                                                        "sku": st.text(max_size=5), "price": PRICES, "quantity": QUANTITIES,
+                                                        "currency": st.sampled_from(["usd", "GBP", None])}),
+                    min_size=1, max_size=80)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(products=PRODUCTS)
+def test_any_order_is_sent_meeting_brazes_rules_or_rejected_with_the_reason(engine, products):
+    outcome = render(engine, order_of(*products))
+    if outcome.status == "send":
+        (request,) = outcome.requests
+        left, _ = DESTINATIONS["braze"].violations(request)
+        assert not left, "\n".join(map(str, left))
+    else:
+        assert outcome.status == "rejected" and outcome.errors and not outcome.requests
+        assert outcome.errors[0].message.startswith("Braze"), outcome.errors[0].message

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from contracts import DESTINATIONS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scripted_vendor import Scripted
 
 from engine import Engine
@@ -168,3 +170,12 @@ def test_the_rules_schema_bites(engine):
     long_url = json.loads(json.dumps(request.body))
     long_url["properties"]["page_url"] = "https://x.example/" + "a" * 150
     assert rules.violations(dataclasses.replace(request, body=long_url))[0] == []
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(min_size=1, max_size=40).filter(lambda text: text.strip()))
+def test_any_event_name_becomes_an_internal_name_of_the_characters_hubspot_allows(engine, name):
+    (request,) = run(engine, {**TRACK, "event": name}, {}).requests
+    internal = request.body["eventName"].removeprefix("pe4471001_")
+    assert internal and set(internal) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")
+    assert len(internal) == len(name.strip().lower())   # one character for each, as Segment's normalisation does

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from contract_harness import Violation
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from contracts import DESTINATIONS
 from scripted_vendor import Scripted
 
@@ -175,3 +177,27 @@ def test_the_metadata_exception_excuses_value_types_only_and_the_rules_still_che
         assert contract.violations(broken)[0], f"{bad} must break Intercom's documented metadata types"
     in_millis = dataclasses.replace(request, body={**request.body, "created_at": 1715678400900})
     assert ("request.body.created_at", "maximum") in {(v.where, v.rule) for v in contract.violations(in_millis)[0]}
+
+
+# --------------------------------------------------------------------------- any properties: valid metadata
+
+KEYS = st.text(alphabet="abcdefgh_", min_size=1, max_size=6)
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(-1e6, 1e6, allow_nan=False),
+                    st.text(max_size=20))
+PROPERTIES = st.dictionaries(KEYS, st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                                              st.dictionaries(KEYS, inner, max_size=3)),
+                                                max_leaves=8), max_size=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(properties=PROPERTIES, revenue=st.one_of(st.none(), st.floats(0, 1e5, allow_nan=False), st.integers(0, 10**5)))
+def test_any_properties_become_metadata_intercom_takes_or_the_event_is_rejected_with_the_reason(engine, properties, revenue):
+    event = {**TRACK, "properties": {**properties, **({"revenue": revenue} if revenue is not None else {})}}
+    outcome = engine.render(event, engine.route("intercom", SETTINGS, environ={}))
+    if outcome.status != "send":   # keys that clash once flattened ("a": {"b"} beside "a_b"): the event's own verdict
+        assert outcome.status == "rejected" and "flatten" in outcome.errors[0].message, outcome.errors
+        return
+    (request,) = outcome.requests
+    meets_the_contract(request)
+    assert all(not isinstance(v, (bool, list)) and (not isinstance(v, dict) or "amount" in v)
+               for v in request.body.get("metadata", {}).values())
