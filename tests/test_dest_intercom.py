@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from contract_harness import Violation
+from contracts import DESTINATIONS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from contracts import DESTINATIONS
 from scripted_vendor import Scripted
 
 from engine import Engine
