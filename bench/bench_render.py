@@ -68,6 +68,9 @@ SETTINGS = {
                 "headers": {"X-Tenant": "bench"}},
     "amplitude": {"api_key": "bench-amplitude-key"},
     "posthog": {"api_key": "phc_benchkey"},
+    "braze": {"api_key": "bench-braze-key"},
+    "hubspot": {"access_token": "bench-hubspot-token", "portal_id": "1000001"},
+    "intercom": {"access_token": "bench-intercom-token"},
 }
 
 # --------------------------------------------------------------------------- workload
@@ -152,8 +155,8 @@ class HandWritten:
                 continue
             mapped = mapping(event, settings)
             if mapped is not None:
-                # a baseline that signs or form-encodes its body returns the very bytes it sends
-                out += [(url, body if isinstance(body, bytes) else orjson.dumps(body))
+                # a baseline that signs or form-encodes its body returns the very bytes it sends; None: no body
+                out += [(url, body if body is None or isinstance(body, bytes) else orjson.dumps(body))
                         for url, body in (mapped if isinstance(mapped, list) else [mapped])]
         return out
 

@@ -11,6 +11,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import re
 import uuid
 from datetime import datetime, timezone
 from urllib.parse import quote, urlencode
@@ -744,6 +745,15 @@ def _unix_dates(value):
     return value
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _ulid(message_id: str, when: str) -> str:
+    """A ULID: the event time in ms, then the first 80 bits of the messageId's SHA-256, in Crockford base32."""
+    number = ((_when(when) - _EPOCH) // _MS << 80) | int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:10], "big")
+    return "".join(_CROCKFORD[(number >> shift) & 31] for shift in range(125, -1, -5))
+
+
 def customerio(event: dict, settings: dict):
     base = settings.get("base_url") or ("https://track-eu.customer.io" if settings.get("region") == "eu" else "https://track.customer.io")
     kind = event["type"]
@@ -785,10 +795,12 @@ def customerio(event: dict, settings: dict):
     attributes = _unix_dates(event["properties"]) if event.get("properties") is not None else None
     action = "event" if kind == "track" else kind
     if identifiers:
-        body = {"type": "person", "identifiers": identifiers, "action": action, "name": name, "timestamp": timestamp}
+        body = {"type": "person", "identifiers": identifiers, "action": action, "id": _ulid(event["messageId"], event["timestamp"]),
+                "name": name, "timestamp": timestamp}
         _set(body, "attributes", attributes)
         return f"{base}/api/v2/entity", body
-    body = {"name": name, "type": action, "anonymous_id": event["anonymousId"], "timestamp": timestamp}
+    body = {"name": name, "type": action, "id": _ulid(event["messageId"], event["timestamp"]), "anonymous_id": event["anonymousId"],
+            "timestamp": timestamp}
     _set(body, "data", attributes)
     return f"{base}/api/v1/events", body
 
@@ -1052,10 +1064,187 @@ def posthog(event: dict, settings: dict):
     return f"{base}/batch/", body
 
 
+# --------------------------------------------------------------------------- Braze
+
+BRAZE_PROFILE_TRAITS = {"email", "phone", "firstName", "first_name", "lastName", "last_name", "name", "gender", "birthday",
+                        "avatar", "address"}
+BRAZE_GENDERS = {"male": "M", "man": "M", "m": "M", "female": "F", "woman": "F", "w": "F", "f": "F", "other": "O",
+                 "o": "O", "not applicable": "N", "n": "N", "prefer not to say": "P", "p": "P"}
+BRAZE_PURCHASE_FIELDS = {"products", "product_id", "currency", "price", "quantity"}
+
+
+def braze(event: dict, settings: dict):
+    url = f"{settings.get('base_url') or settings.get('instance_url', 'https://rest.iad-01.braze.com')}/users/track"
+    kind = event["type"]
+    user = _str(_first(event.get("userId")))
+    who = {"external_id": user} if user else {
+        "user_alias": {"alias_name": _str(event["anonymousId"]), "alias_label": settings.get("alias_label", "anonymous_id")}}
+    update_only = settings.get("update_existing_only", False)
+    app = {"app_id": settings["app_id"]} if settings.get("app_id") else {}
+    if kind == "identify":
+        traits = event.get("traits") or {}
+        attributes = {k: v for k, v in traits.items() if k not in BRAZE_PROFILE_TRAITS and v is not None}
+        attributes.update(who)
+        attributes["_update_existing_only"] = update_only
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        name = traits.get("name")
+        words = name.split() if isinstance(name, str) else []
+        email = _first(traits.get("email"), _get(event, "context", "traits", "email"))
+        gender = traits.get("gender")
+        attributes.update(_compact({
+            "email": email.strip() if isinstance(email, str) else email, "phone": _e164(_first(traits.get("phone"))),
+            "first_name": _first(traits.get("firstName"), traits.get("first_name"), words[0] if words else None),
+            "last_name": _first(traits.get("lastName"), traits.get("last_name"), " ".join(words[1:]) or None),
+            "gender": BRAZE_GENDERS.get(gender.strip().lower()) if isinstance(gender, str) else None,
+            "dob": _when(traits["birthday"]).date().isoformat() if traits.get("birthday") else None,
+            "country": _first(address.get("country")),
+            "home_city": _first(address.get("city")), "image_url": _first(traits.get("avatar"))}))
+        return url, {"attributes": [attributes]}
+    if kind != "track":
+        return None
+    props = event.get("properties")
+    time = _iso(_first(event.get("timestamp"), event.get("originalTimestamp")))
+    products = _get(props, "products")
+    if event["event"] == "Order Completed" and isinstance(products, list) and products and not _empty(products[0]):
+        order = {k: v for k, v in props.items() if v is not None}
+        purchases = []
+        for product in products:
+            price, quantity = _number(product.get("price")), _number(product.get("quantity"))
+            product_id = _str(_first(product.get("product_id"), product.get("sku"), product.get("name")))
+            if not isinstance(price, (int, float)) or product_id is None or len(product_id) > 255 or not (
+                    isinstance(quantity if quantity is not None else 1, int) and 1 <= (quantity or 1) <= 100):
+                return None
+            merged = {**order, **{k: v for k, v in product.items() if v is not None}}
+            purchases.append({**who, **app, "product_id": product_id,
+                              "currency": _first(product.get("currency"), props.get("currency"), "USD").upper(),
+                              "price": price, **({"quantity": quantity} if quantity is not None else {}), "time": time,
+                              "properties": {k: v for k, v in merged.items() if k not in BRAZE_PURCHASE_FIELDS},
+                              "_update_existing_only": update_only})
+        return (url, {"purchases": purchases}) if len(purchases) <= 75 else None
+    name = event["event"].strip()
+    sent = {**who, **app, "name": name, "time": time}
+    if props is not None:
+        sent["properties"] = props
+    sent["_update_existing_only"] = update_only
+    return url, {"events": [sent]}
+
+
+# --------------------------------------------------------------------------- HubSpot
+
+HUBSPOT_NAME = re.compile(r"[^a-z0-9_]")
+
+
+def hubspot(event: dict, settings: dict):
+    base = settings.get("base_url", "https://api.hubapi.com")
+    kind = event["type"]
+    if kind == "identify":
+        traits = event.get("traits") or {}
+        email = _first(traits.get("email"), _get(event, "context", "traits", "email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        name = traits.get("name")
+        words = name.split() if isinstance(name, str) else []
+        company = _first(_get(traits.get("company"), "name"), traits.get("company"))
+        properties = _compact({
+            "email": email, "firstname": _first(traits.get("firstName"), traits.get("first_name"), words[0] if words else None),
+            "lastname": _first(traits.get("lastName"), traits.get("last_name"), " ".join(words[1:]) or None),
+            "phone": _e164(_first(traits.get("phone"))), "company": _str(company), "jobtitle": _first(traits.get("title")),
+            "website": _first(traits.get("website")), "address": _first(address.get("street")),
+            "city": _first(address.get("city")), "state": _first(address.get("state")),
+            "zip": _first(address.get("postalCode"), address.get("postal_code")), "country": _first(address.get("country"))})
+        # the request made before any answer: the update (a 404 creates, offline views show the update)
+        return f"{base}/crm/v3/objects/contacts/{quote(email, safe='')}", {"properties": properties}  # query: idProperty=email
+    if kind == "track":
+        props = event.get("properties") if isinstance(event.get("properties"), dict) else {}
+        email = _first(props.get("email"), _get(event, "context", "traits", "email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        name = HUBSPOT_NAME.sub("_", event["event"].strip().lower())
+        flat = _flatten({k: v for k, v in props.items() if k != "products"}, sep="_")
+        return f"{base}/events/v3/send", {"eventName": f"pe{settings['portal_id']}_{name}", "email": email,
+                                          "occurredAt": _iso(_first(event.get("timestamp"), event.get("originalTimestamp"))),
+                                          "properties": flat, "uuid": str(uuid.uuid5(_NAMESPACE, event["messageId"]))}
+    if kind == "group":
+        traits = event.get("traits") or {}
+        group_id = _str(event.get("groupId"))
+        if _empty(group_id):
+            return None
+        prop = settings.get("company_id_property", "segment_group_id")
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        properties = {prop: group_id, **_compact({
+            "name": _first(traits.get("name")), "domain": _first(traits.get("domain")), "website": _first(traits.get("website")),
+            "description": _first(traits.get("description")), "phone": _first(traits.get("phone")),
+            "numberofemployees": _number(traits.get("employees")), "address": _first(address.get("street")),
+            "city": _first(address.get("city")), "state": _first(address.get("state")),
+            "zip": _first(address.get("postalCode"), address.get("postal_code")), "country": _first(address.get("country"))})}
+        return f"{base}/crm/v3/objects/companies/batch/upsert", {"inputs": [{"idProperty": prop, "id": group_id, "properties": properties}]}
+    return None
+
+
+# --------------------------------------------------------------------------- Intercom
+
+INTERCOM_HOSTS = {"us": "https://api.intercom.io", "eu": "https://api.eu.intercom.io", "au": "https://api.au.intercom.io"}
+
+
+def _epoch_s(text):
+    return None if text is None else int((_when(text) - _EPOCH).total_seconds() // 1)
+
+
+def intercom(event: dict, settings: dict):
+    """The requests made before any answer: the lookup of the contact, the event, the company (then the lookup)."""
+    api = settings.get("base_url") or INTERCOM_HOSTS[settings.get("region", "us")]
+    kind = event["type"]
+    user = _str(_first(event.get("userId")))
+    ctraits = _get(event, "context", "traits") or {}
+    if kind == "identify":
+        if user:
+            return f"{api}/contacts/find_by_external_id/{quote(user, safe='')}", None
+        traits = event.get("traits") or {}
+        email = _first(traits.get("email"), ctraits.get("email"), _get(event, "properties", "email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        return f"{api}/contacts/search", {"query": {"field": "email", "operator": "=", "value": email}}
+    if kind == "track":
+        props = event.get("properties") if isinstance(event.get("properties"), dict) else {}
+        flat = _flatten({k: v for k, v in props.items() if k not in ("email", "revenue", "products")}, sep="_")
+        metadata = {k: ("true" if v is True else "false" if v is False else v) for k, v in flat.items() if v != ""}
+        revenue = props.get("revenue")
+        if isinstance(revenue, (int, float)) and not isinstance(revenue, bool):
+            metadata["price"] = {"amount": int(round(revenue * 100)), "currency": _first(props.get("currency"), "USD")}
+        body = {"event_name": event["event"].strip(), "created_at": _epoch_s(_first(event.get("timestamp"), event.get("originalTimestamp")))}
+        if user:
+            return f"{api}/events", {**body, "user_id": user, "metadata": metadata}
+        email = _first(ctraits.get("email"), props.get("email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        return f"{api}/contacts/search", {"query": {"field": "email", "operator": "=", "value": email}}
+    if kind == "group":
+        traits = event.get("traits") or {}
+        company_id = _str(_first(event.get("groupId")))
+        if _empty(company_id):
+            return None
+        company = {"company_id": company_id, **_compact({
+            "name": _first(traits.get("name")), "plan": _first(traits.get("plan")),
+            "size": _number(_first(traits.get("employees"), traits.get("size"))), "website": _first(traits.get("website")),
+            "industry": _first(traits.get("industry")), "monthly_spend": _number(traits.get("monthly_spend")),
+            "remote_created_at": _epoch_s(_first(traits.get("createdAt"), traits.get("created_at")))})}
+        requests = [(f"{api}/companies", company)]
+        if user:
+            requests.append((f"{api}/contacts/find_by_external_id/{quote(user, safe='')}", None))
+        return requests
+    return None
+
+
 MAPPINGS = {"planhat": planhat, "richpanel": richpanel, "crisp": crisp, "segment": segment,
             "mixpanel": mixpanel, "google-analytics-4": google_analytics_4, "slack": slack,
             "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio,
-            "webhook": webhook, "amplitude": amplitude, "posthog": posthog}
+            "webhook": webhook, "amplitude": amplitude, "posthog": posthog, "braze": braze, "hubspot": hubspot,
+            "intercom": intercom}
 ACCEPTS = {"planhat": {"identify", "track", "page", "group", "alias"}, "richpanel": {"identify", "track", "page"},
            "crisp": {"identify", "track"}, "segment": {"identify", "track", "page", "screen", "group", "alias"},
            "mixpanel": {"identify", "track", "page", "screen", "group", "alias"}, "google-analytics-4": {"track", "page"},
@@ -1063,8 +1252,11 @@ ACCEPTS = {"planhat": {"identify", "track", "page", "group", "alias"}, "richpane
            "customerio": {"identify", "track", "page", "screen", "group"},
            "webhook": {"identify", "track", "page", "screen", "group", "alias"},
            "amplitude": {"identify", "track", "page", "screen", "group", "alias"},
-           "posthog": {"identify", "track", "page", "screen", "group", "alias"}}
+           "posthog": {"identify", "track", "page", "screen", "group", "alias"},
+           "braze": {"identify", "track"}, "hubspot": {"identify", "track", "group"},
+           "intercom": {"identify", "track", "group"}}
 NAMES = {"planhat": "Planhat", "richpanel": "Richpanel", "crisp": "Crisp", "segment": "Segment",
          "mixpanel": "Mixpanel", "google-analytics-4": "Google Analytics 4", "slack": "Slack",
          "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io",
-         "webhook": "Webhook", "amplitude": "Amplitude", "posthog": "PostHog"}
+         "webhook": "Webhook", "amplitude": "Amplitude", "posthog": "PostHog", "braze": "Braze",
+         "hubspot": "HubSpot", "intercom": "Intercom"}

@@ -99,6 +99,9 @@ MIXPANEL_OPENAPI = "mixpanel openapi"
 # PostHog's capture OpenAPI, a floor ("not a complete specification"): routed by openapi-core
 POSTHOG = OpenAPIRouted("posthog openapi", FOLDER / "posthog" / "capture.yaml")
 GA4_SCHEMA = "ga4 event builder"
+INTERCOM_OPENAPI = "intercom openapi"
+# Intercom's own OpenAPI 2.14 (the subset that validates), routed by openapi-core
+INTERCOM = OpenAPIRouted(INTERCOM_OPENAPI, FOLDER / "intercom" / "api.intercom.io.2.14.subset.yaml")
 
 DESTINATIONS: dict[str, Contract] = {
     "mixpanel": Contract(
@@ -144,6 +147,21 @@ DESTINATIONS: dict[str, Contract] = {
         # the EU host, and people without a userId identified by their email
         variants=[{"region": "eu", "identify_by_email": True, "object_type_id": "2"}],
     ),
+    "intercom": Contract(
+        checks=[INTERCOM, RequestRules("intercom rules", FOLDER / "intercom" / "rules.schema.json")],
+        exceptions=[
+            Exception_(
+                name="intercom-metadata-types",
+                check=INTERCOM_OPENAPI, where="body.metadata.*", rule="type", message="is not of type 'string'",
+                reason="createDataEvent's schema types every metadata value as a string, but the operation's own "
+                       "description documents Number ('\"load\": 3.67'), Date (a Unix timestamp), Rich Link "
+                       "({url, value}) and Monetary Amount ({amount, currency}) values. 'intercom rules' checks "
+                       "each value against those documented types instead.",
+                url="https://developers.intercom.com/docs/references/2.14/rest-api/api.intercom.io/data-events/createdataevent"),
+        ],
+        # the European host, an older API version the header still names
+        variants=[{"region": "eu"}, {"region": "au", "intercom_version": "2.13"}],
+    ),
     "klaviyo": Contract(
         checks=[RequestRules("klaviyo rules", FOLDER / "klaviyo" / "rules.schema.json")],
         variants=[{"revision": "2026-10-15"}],
@@ -173,6 +191,17 @@ DESTINATIONS: dict[str, Contract] = {
         checks=[POSTHOG, RequestRules("posthog rules", FOLDER / "posthog" / "rules.schema.json")],
         variants=[{"region": "eu", "historical_migration": True, "group_type": "organization"}],
     ),
+    "braze": Contract(
+        checks=[RequestRules("braze rules", FOLDER / "braze" / "rules.schema.json")],
+        # the default instance (US-01) without an app id, and another instance in update-only mode
+        variants=[{"instance_url": "https://rest.iad-01.braze.com", "app_id": None},
+                  {"instance_url": "https://rest.us-10.braze.com", "update_existing_only": True, "alias_label": "segment_anonymous_id"}],
+    ),
+    "hubspot": Contract(
+        checks=[RequestRules("hubspot rules", FOLDER / "hubspot" / "rules.schema.json")],
+        # another company id property than Segment's segment_group_id
+        variants=[{"company_id_property": "crm_group_key"}],
+    ),
     "planhat": Contract(checks=[RequestRules("planhat rules", FOLDER / "planhat" / "rules.schema.json")]),
     "richpanel": Contract(checks=[RequestRules("richpanel rules", FOLDER / "richpanel" / "rules.schema.json")]),
     "crisp": Contract(checks=[RequestRules("crisp rules", FOLDER / "crisp" / "rules.schema.json")]),
@@ -183,5 +212,3 @@ DESTINATIONS: dict[str, Contract] = {
 # Every one of them has one today; the list keeps a new destination from being added without one.
 SHIPPED_BEFORE_CONTRACTS = frozenset({"planhat", "richpanel", "crisp", "segment"})
 
-# Kept for catalogue part 2 (Intercom): the harness takes whole OpenAPI documents too.
-INTERCOM = OpenAPIRouted("intercom openapi", FOLDER / "intercom" / "api.intercom.io.2.14.subset.yaml")
