@@ -138,3 +138,41 @@ def test_a_negated_scope_in_required_is_refused_with_the_spelling_to_use(tmp_pat
     destination, problems = load_destination(path)
     assert destination is None
     assert any("write '!(a.b)'" in str(p) and ":7:" in str(p) for p in problems), [str(p) for p in problems]
+
+
+def test_one_of_several_vars_is_accepted_and_checked(tmp_path):
+    """'vars.a || vars.b' was refused at load as naming an unknown variable ('a || vars')."""
+    from engine import Engine
+    folder = tmp_path / "destinations"
+    folder.mkdir()
+    (folder / "t.yaml").write_text(
+        "name: T\n"
+        "settings: {type: object, properties: {base_url: {type: string}}}\n"
+        "actions:\n"
+        "  track:\n"
+        "    vars: {a: {'@path': event.properties.a}, b: {'@path': event.properties.b}}\n"
+        "    required: ['vars.a || vars.b']\n"
+        "    request: {url: 'https://x.example/t'}\n"
+        "    body: {x: 1}\n", encoding="utf-8")
+    engine = Engine(tmp_path)
+    route = engine.route("t", {})
+    event = {"type": "track", "event": "e", "userId": "u", "messageId": "m", "timestamp": "2024-01-01T00:00:00Z"}
+    assert engine.render({**event, "properties": {"b": "x"}}, route).status == "send"
+    outcome = engine.render({**event, "properties": {"a": ""}}, route)
+    assert outcome.status == "rejected" and "vars.a || vars.b" in outcome.errors[0].path
+
+
+def test_an_entry_mixing_vars_and_body_fields_is_refused_at_load(tmp_path):
+    from engine.load.destination import load_destination
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "name: T\n"
+        "settings: {type: object, properties: {base_url: {type: string}}}\n"
+        "actions:\n"
+        "  track:\n"
+        "    vars: {a: {'@path': event.userId}}\n"
+        "    required: ['vars.a || x']\n"
+        "    request: {url: 'https://x.example/t'}\n"
+        "    body: {x: 1}\n", encoding="utf-8")
+    destination, problems = load_destination(path)
+    assert destination is None and any("mixes vars and fields" in str(p) and ":6:" in str(p) for p in problems)

@@ -29,8 +29,16 @@ def compile_required(entries, compiler: Compiler, path: tuple, var_names: set[st
     for i, entry in enumerate(entries):
         field, message = (entry, None) if isinstance(entry, str) else (entry["path"], entry.get("message"))
         here = path + (i,)
-        if var_names is not None and field.startswith("vars.") and field[5:].split(".")[0] not in var_names:
-            compiler.report(here, f"'{field}' names a variable this action does not define")
+        unknown = [alternative for alternative in (part.strip() for part in field.split("||"))
+                   if var_names is not None and alternative.startswith("vars.")
+                   and alternative[5:].split(".")[0] not in var_names]
+        if unknown:
+            compiler.report(here, f"'{unknown[0]}' names a variable this action does not define")
+            continue
+        reads_vars = {part.strip().startswith("vars.") for part in field.split("||")}
+        if len(reads_vars) > 1:
+            compiler.report(here, f"'{field}' mixes vars and fields of the body: one entry checks one or the "
+                                  "other (make the body field a var, or the var a body field)")
             continue
         expression = field_expression(field)
         try:
