@@ -28,6 +28,16 @@ class Problem:
         return {"path": self.path, "message": self.message}
 
 
+def bare_yaml_key(key) -> str | None:
+    """Why a mapping key YAML read as a boolean or null is wrong (None for an ordinary key): YAML 1.1 reads a
+    bare no, yes, on, off, y, n or ~ so, and a vendor field or setting of that name silently became another."""
+    if not (isinstance(key, bool) or key is None):
+        return None
+    spelled = "null" if key is None else str(key).lower()
+    return (f"a key YAML reads as {spelled} (a bare no, yes, on, off, y, n or ~): quote it to mean that name, "
+            "e.g. \"no\": ...")
+
+
 class EventmapError(Exception):
     """Base of every error eventmap raises on purpose."""
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .answers import TransportError, is_retryable, retry_after, summarize
-from .map.language import Node, Scope, is_empty, is_truthy, plain_steps
+from .map.language import MappingError, Node, Scope, is_empty, is_truthy, plain_steps
 from .problems import Problem
 from .render.endpoint import Endpoint
 from .secrets import Masker
@@ -54,6 +54,16 @@ class Rule:
         return self.kind
 
 
+def condition_holds(condition, data: dict, where: tuple, text: str | None) -> bool:
+    """A step's JMESPath condition on this event and its answers; one it cannot be evaluated on (``contains()``
+    of a missing field) is this event's MappingError, as an action's ``when`` is, never a crash of its turn."""
+    try:
+        return is_truthy(condition.search(data))
+    except Exception as exc:  # noqa: BLE001  jmespath raises its own errors and Python's TypeError
+        raise MappingError(where, f"when {text}: cannot be evaluated on this event: {type(exc).__name__}: {exc}") \
+            from None
+
+
 @dataclass
 class Step:
     """One named request of a plan, compiled once at load."""
@@ -81,7 +91,7 @@ class Step:
         lookups, as generated code reads paths; anything else is searched with JMESPath."""
         keys = self._when_keys
         if keys is None:
-            return is_truthy(self.when.search(data))
+            return condition_holds(self.when, data, ("steps", self.name, "when"), self.when_text)
         value: object = data
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
@@ -104,8 +114,8 @@ class Step:
             return rule
         seen = {**answers, name: answer}
         data = context.condition_data(context.scope_for(seen), seen)
-        for _text, condition, then in self.on_answer:
-            if is_truthy(condition.search(data)):
+        for i, (text, condition, then) in enumerate(self.on_answer):
+            if condition_holds(condition, data, ("steps", self.name, "on_answer", i, "when"), text):
                 return then
         return rule
 

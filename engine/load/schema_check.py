@@ -11,6 +11,7 @@ file, and the compiler never sees a shape it was not written for.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from dataclasses import replace as replaced
 from functools import cache
@@ -18,7 +19,7 @@ from functools import cache
 import jsonschema_rs
 
 from ..paths import SCHEMA_DIR
-from ..problems import Problem
+from ..problems import Problem, bare_yaml_key
 from .yaml_source import PathKey, YamlDocument, format_path
 
 TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "integer": "a whole number",
@@ -89,6 +90,7 @@ def _errors(data, schema_name: str) -> list:
 
 # --------------------------------------------------------------------------- what is left to compile
 
+REQUIRED_MESSAGE = re.compile(r"^(['\"])(.*)\1 is a required property$", re.S)   # jsonschema's words
 MAX_ROUNDS = 20              # leaving a part out can make its parent wrong (a required key gone): again, a few times
 DEFINES_NAMES = ("vars", "steps", "lookups")   # what other parts read by name: leaving one out would make them wrong
 SETTINGS = ("settings",)
@@ -220,7 +222,7 @@ def _words(error) -> list[tuple[tuple, str]]:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(error.schema.get("properties", {}))
         hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
-        return [(path + (key,), f"unknown key '{key}'{hint}") for key in error.instance
+        return [(path + (key,), bare_yaml_key(key) or f"unknown key '{key}'{hint}") for key in error.instance
                 if key not in error.schema.get("properties", {})]
     return [_word(error)]
 
@@ -233,9 +235,10 @@ def _word(error) -> tuple[tuple, str]:
         expected = value if kind == "enum" else error.schema.get("pattern", value)
         return path + (instance,), f"'{instance}' is not allowed here (expected one of: {', '.join(expected)})" \
             if kind == "enum" else f"'{instance}' is not allowed here (expected {expected})"
-    if kind == "required":
+    if kind == "required":   # one error per missing key, each with the whole list: its message names the key
+        named = REQUIRED_MESSAGE.match(error.message)
         missing = [key for key in value if isinstance(instance, dict) and key not in instance]
-        return path, f"'{missing[0] if missing else value}' is required"
+        return path, f"'{named.group(2) if named else missing[0] if missing else value}' is required"
     if kind == "propertyNames":
         bad = next((key for key in instance if not _valid_name(error, key)), "?")
         expected = value.get("enum") or value.get("pattern")

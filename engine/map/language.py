@@ -32,6 +32,7 @@ import jmespath
 from jinja2 import TemplateError
 from jmespath.exceptions import JMESPathError
 
+from ..problems import bare_yaml_key
 from .codegen import evaluator, reads_only_settings_template
 from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
@@ -796,10 +797,9 @@ class Compiler:
     def object(self, raw: dict, path, in_item) -> Node:
         fields = []
         for key, value in raw.items():
-            if isinstance(key, bool) or key is None:  # YAML 1.1 reads a bare no, yes, on, off, ~ so
-                spelled = "null" if key is None else str(key).lower()
-                self.report(path + (key,), f"a key YAML reads as {spelled} (a bare no, yes, on, off, y, n or ~): "
-                                           f"quote it to send that name, e.g. \"no\": ...")
+            bare = bare_yaml_key(key)
+            if bare:
+                self.report(path + (key,), bare)
                 continue
             if isinstance(key, str) and key.startswith("@"):
                 if key not in OBJECT_OPTIONS:
