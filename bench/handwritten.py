@@ -386,8 +386,13 @@ def mixpanel(event: dict, settings: dict):
         profile["$set"] = update
         return f"{base}/engage", [profile]
     if kind == "group":
-        return f"{base}/groups", [{"$token": settings["project_token"], "$group_key": settings.get("group_key", "company_id"),
-                                   "$group_id": _str(event["groupId"]), "$set": _first(event.get("traits")) or {}}]
+        group_key, group_id = settings.get("group_key", "company_id"), _str(event["groupId"])
+        requests = [(f"{base}/groups", [{"$token": settings["project_token"], "$group_key": group_key,
+                                         "$group_id": group_id, "$set": _first(event.get("traits")) or {}}])]
+        if event.get("userId"):  # the group on the user's profile too
+            requests.append((f"{base}/engage", [{"$token": settings["project_token"], "$distinct_id": _str(event["userId"]),
+                                                 "$union": {group_key: [group_id]}}]))
+        return requests
     return None
 
 
