@@ -24,7 +24,9 @@ import functools
 import math
 from typing import Any
 
-from . import operators
+import jmespath
+
+from . import jmespath_subset, operators
 from .filters import BUILTIN_FILTERS, FilterError
 from .jinja_subset import Translator, Unsupported, reads_only_settings
 from .reads import plain_steps, root_reads
@@ -152,6 +154,14 @@ class Generator:
         """``out = <JMESPath expression over the scopes>``, as dict reads when it is a plain path."""
         steps = plain_steps(expression.parsed)
         if steps is None:
+            mark = len(self.w.lines)
+            try:  # jmespath's semantics written as Python (jmespath_subset.py)
+                value = jmespath_subset.Translator(self.w, lambda name: self.scope(name, ctx)).value(expression.parsed)
+            except jmespath_subset.Unsupported:
+                del self.w.lines[mark:]
+            else:
+                self.w.emit(f"{out} = {value}")
+                return
             reads = self.scopes(set(root_reads(expression.parsed)), ctx)
             self.w.emit(f"{out} = {self.w.constant(expression, 'jmespath')}.search({reads})")
             return
@@ -237,6 +247,41 @@ def evaluator(node: Node, in_item: bool):
     value = generator.value(node, ctx)
     writer.emit(f"return {value}")
     return CompiledCode("evaluate", "\n".join(writer.lines) + "\n", writer.namespace, []).function
+
+
+class Expression(jmespath.parser.ParsedResult):
+    """A compiled JMESPath expression whose ``search`` runs its Python translation (jmespath_subset.py),
+    written on first use; jmespath's own interpreter where the translation does not apply.
+
+    What every condition and read outside generated code gets (a step's ``when``, a named action's
+    ``when``, ``on_answer`` rules, ``requires``): the same answers, without walking the tree per call.
+    """
+
+    def __init__(self, expression: str, parsed: dict):
+        super().__init__(expression, parsed)
+        self._run: Any = None
+
+    def search(self, value, options=None):
+        if options is not None:
+            return super().search(value, options)
+        if self._run is None:
+            self._run = self._translated()
+        return self._run(value)
+
+    def _translated(self):
+        writer = Writer(hoist=False)
+        writer.lines.append("def search(data):")
+        try:
+            value = jmespath_subset.Translator(writer, root="data").value(self.parsed)
+        except jmespath_subset.Unsupported:
+            return super().search
+        writer.emit(f"return {value}")
+        return CompiledCode("search", "\n".join(writer.lines) + "\n", writer.namespace, []).function
+
+
+def compile_expression(text: str) -> Expression:
+    """``jmespath.compile`` (its cache, its errors), as an Expression."""
+    return Expression(text, jmespath.compile(text).parsed)
 
 
 # filters and tests whose answer depends on their input alone: the built-in filters and the operators' own

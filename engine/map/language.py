@@ -28,11 +28,10 @@ import json
 import re
 from typing import Any, ClassVar
 
-import jmespath
 from jinja2 import TemplateError
 from jmespath.exceptions import JMESPathError
 
-from .codegen import evaluator, reads_only_settings_template
+from .codegen import Expression, compile_expression, evaluator, reads_only_settings_template
 from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
 from .reads import negation_problem, nested_or, plain_steps, root_reads, split_or
@@ -707,7 +706,7 @@ class Compiler:
             self.report(path, f"{key} {text!r}: '$.' is no longer the event; write {'event' + text[1:]!r}")
             return None
         try:
-            expression = jmespath.compile(text)
+            expression = compile_expression(text)
         except JMESPathError as exc:
             detail = str(exc).splitlines()[0]
             self.report(path, f"{key} {text!r} is not a valid JMESPath expression: {detail}")
@@ -745,7 +744,7 @@ class Compiler:
             return []
         if len(parts) == 1:
             return [compiled]
-        return [jmespath.parser.ParsedResult(text, part) for part in parts]
+        return [Expression(text, part) for part in parts]
 
     def directive(self, raw: dict, path, in_item) -> Node:
         sources = [k for k in raw if k in DIRECTIVES]
