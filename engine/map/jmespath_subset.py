@@ -153,7 +153,7 @@ class Translator:
     def _subexpression(self, node, current):
         for child in node["children"]:
             current = self._node(child, current)
-        return current  # type: ignore[return-value]  # a subexpression has children
+        return current
 
     _index_expression = _subexpression
     _pipe = _subexpression
