@@ -75,6 +75,16 @@ class Step:
 
     def __post_init__(self):
         self._when_keys = plain_steps(self.when.parsed) if self.when is not None else None
+        self._inherited: list[str] | None = None
+        self.inherited_read_answers = False
+
+    def inherited_vars(self) -> list[str]:
+        """The names of the action's vars that come first in ``action``'s (those it reads), in order."""
+        if self._inherited is None:
+            own = len(self.action.vars) - len(self.vars)
+            self._inherited = [name for name, _ in self.action.vars[:own]]
+            self.inherited_read_answers = bool(step_reads([node for _, node in self.action.vars[:own]], ()))
+        return self._inherited
 
     def runs(self, data: dict) -> bool:
         """Is ``when`` true for ``data`` (the scopes by name)? A plain path (``vars.custom``) is read as dict
@@ -253,6 +263,17 @@ class ActionContext(Context):
                 self._variables = scope.vars
         return self._variables
 
+    def _given(self, step: Step, answers: dict) -> dict | None:
+        """The action's vars the step's code reads, when ``when`` has worked them out already for this data
+        (no answers yet, or vars that read none): the step's code then computes only its own."""
+        if self._variables is None:
+            return None
+        inherited = step.inherited_vars()
+        if answers and inherited and step.inherited_read_answers:
+            return None
+        variables = self._variables
+        return {name: variables[name] for name in inherited}
+
     def _data(self, answers: dict) -> dict:
         """The event, plus ``steps`` once there are answers to read."""
         if not answers:
@@ -277,7 +298,7 @@ class ActionContext(Context):
         if step.when is not None and not step.runs(
                 {"event": self.event, "steps": data.get("steps", {}), "vars": self.variables(), "settings": self.settings}):
             return SKIPPED_STEP
-        body, variables = bound.payload(data)
+        body, variables = bound.payload(data, self._given(step, answers))
         if bound.required:
             label = f"{self.destination} {self.action.name}"
             missing = [self._required_problem(step, check.rule, label, Scope(data, self.settings, variables))

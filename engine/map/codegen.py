@@ -116,15 +116,24 @@ class Generator:
 
     # --- entry point
     def function(self, name: str, doc: str, vars: list, body: Node) -> None:
-        """``def name(event, settings, K)`` returning (body value, vars dict)."""
-        self.w.lines.append(f"def {name}({self.root}, settings, K):")
+        """``def name(event, settings, K, given=None)`` returning (body value, vars dict).
+
+        ``given``: the values of the first vars, worked out already for this event (a multi-step
+        action's vars, read by a step's ``when`` first); the function computes the rest.
+        """
+        self.w.lines.append(f"def {name}({self.root}, settings, K, given=None):")
         self.w.emit(repr(doc))
-        self.w.emit("vars = {}")
+        if vars:
+            self.w.emit("vars, skip = ({}, 0) if given is None else (given, len(given))")
+        else:
+            self.w.emit("vars = {} if given is None else given")
         ctx = Context(self.root, None)
-        for var_name, node in vars:
+        for i, (var_name, node) in enumerate(vars):
             self.w.emit(f"# vars.{var_name}: {node.describe()}")
-            value = self.value(node, ctx)
-            self.w.emit(f"vars[{var_name!r}] = {value}")
+            self.w.emit(f"if skip <= {i}:")
+            with self.w.indented():
+                value = self.value(node, ctx)
+                self.w.emit(f"vars[{var_name!r}] = {value}")
         value = self.value(body, ctx)
         self.w.emit(f"return {value}, vars")
 
@@ -225,7 +234,8 @@ class CompiledCode:
 
 
 def generate(name: str, doc: str, vars: list, body: Node, root: str = "event") -> CompiledCode:
-    """``name(event, settings, K) -> (value of body, vars)``: vars first, in order, then the body."""
+    """``name(event, settings, K, given=None) -> (value of body, vars)``: vars first, in order (those not
+    ``given``), then the body."""
     writer = Writer()
     Generator(writer, root).function(name, doc, vars, body)
     return CompiledCode(name, "\n".join(writer.lines) + "\n", writer.namespace, writer.route_nodes)

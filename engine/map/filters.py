@@ -785,6 +785,9 @@ def _replaced(filter_name: str, value: Any, old: Any, new: Any, flags: int) -> s
         new = ""
     if not isinstance(new, str):
         raise FilterError(f"{filter_name}'s new text must be text, {_got(new)}")
+    if not flags:  # the plain text replaced, as a pattern of it would be (non-overlapping, left to right)
+        refuse_over(len(text) + text.count(old) * len(new), f"{filter_name}")
+        return text.replace(old, new)
     pattern = re.compile(re.escape(old), flags)
     refuse_over(len(text) + len(pattern.findall(text)) * len(new), f"{filter_name}")
     return pattern.sub(lambda _match: new, text)

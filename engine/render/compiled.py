@@ -88,9 +88,10 @@ class BoundAction:
                 self.fixed = (url, endpoint.with_content_type(headers, method), query, method, endpoint.format,
                               compiled.action.name)
 
-    def payload(self, event: dict) -> tuple[object, dict]:
-        """(mapped body, vars); raises MappingError on data a filter cannot take."""
-        return self.map(event, self.settings, self.constants)
+    def payload(self, event: dict, given: dict | None = None) -> tuple[object, dict]:
+        """(mapped body, vars); raises MappingError on data a filter cannot take. ``given``: the first
+        vars' values for this event, already worked out (in order: the rest are computed after them)."""
+        return self.map(event, self.settings, self.constants, given)
 
     def missing(self, payload, vars: dict, label: str, event: dict) -> list:
         """A Problem per required field that is missing or empty (a template message reads ``event``)."""
