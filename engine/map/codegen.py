@@ -27,8 +27,8 @@ from typing import Any
 import jmespath
 
 from . import jmespath_subset, operators
-from .filters import BUILTIN_FILTERS, FilterError
-from .jinja_subset import Translator, Unsupported, reads_only_settings
+from .filters import BUILTIN_FILTERS, FILTERS, FilterError
+from .jinja_subset import Bail, Translator, Unsupported, reads_only_settings
 from .reads import plain_steps, root_reads
 from .runtime import NAMESPACE, Scope
 from .templates import environment, template_ast, template_facts
@@ -187,24 +187,30 @@ class Generator:
             return self.w.route_constant(node)
         ast = template_ast(node.source)
         mark = len(self.w.lines)
+        # a template whose code may hand an event to Jinja2 must not call a user's filter twice
+        can_bail = not (template_facts(node.source).filters & (set(FILTERS) - BUILTIN_FILTERS))
         try:
-            translator = Translator(self.w, self.env, lambda name: self.jinja_name(name, ctx))
-            if node.whole:
-                return self._guarded(node, lambda: translator.whole(ast))
-            return self._guarded(node, lambda: translator.text(ast))
+            translator = Translator(self.w, self.env, lambda name: self.jinja_name(name, ctx), can_bail)
+            return self._guarded(node, ctx, translator, ast)
         except Unsupported:
             del self.w.lines[mark:]
         out = self.w.temp()
-        names = self.scopes(template_facts(node.source).scopes, ctx)
-        self.w.emit(f"{out} = {self.w.constant(node, 'template')}.run({names})  # {node.source}")
+        self.w.emit(f"{out} = {self._jinja(node, ctx)}  # {node.source}")
         return out
 
-    def _guarded(self, node: Template, translate) -> str:
-        """Translated template code, with Template.evaluate's error wording."""
+    def _jinja(self, node: Template, ctx: Context) -> str:
+        """The call rendering ``node`` with Jinja2 itself."""
+        return f"{self.w.constant(node, 'template')}.run({self.scopes(template_facts(node.source).scopes, ctx)})"
+
+    def _guarded(self, node: Template, ctx: Context, translator: Translator, ast) -> str:
+        """Translated template code, with Template.evaluate's error wording; Jinja2 where it bails."""
         self.w.emit(f"# {node.describe()}")
         self.w.emit("try:")
         with self.w.indented():
-            out = translate()
+            out = translator.whole(ast) if node.whole else translator.text(ast)
+        if translator.bails:
+            self.w.emit(f"except {self.w.constant(Bail, 'Bail')}:  # data the translation leaves to Jinja2")
+            self.w.emit(f"    {out} = {self._jinja(node, ctx)}")
         source = self.w.constant(node.source, "SOURCE")
         where = repr(tuple(node.where))
         self.w.emit("except FilterError as exc:")

@@ -185,15 +185,22 @@ _UTC_ISO_8601 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
 
 def _parse_iso(text: str) -> datetime:
     """Parse an ISO-8601 date or date-time into an aware UTC datetime (naive means UTC)."""
+    parsed = _iso_or_none(text)
+    if parsed is None:
+        raise FilterError(f"{text!r} is not an ISO-8601 date-time")
+    return parsed
+
+
+def _iso_or_none(text: str) -> datetime | None:
+    """_parse_iso's answer, None where it refuses the text (``try`` keeps such text without raising)."""
     if _UTC_ISO_8601.fullmatch(text):
         try:
             return datetime.fromisoformat(text)
         except ValueError:
             pass  # month 13, say: the general path words the error
-    bad = FilterError(f"{text!r} is not an ISO-8601 date-time")
     m = _ISO_8601.fullmatch(text.strip())
     if not m:
-        raise bad
+        return None
     g = m.groupdict()
     fraction = (g["fraction"] or "")[:6].ljust(6, "0")  # beyond microseconds is truncated
     tz = UTC
@@ -201,7 +208,7 @@ def _parse_iso(text: str) -> datetime:
         digits = g["tz"][1:].replace(":", "")
         hours, minutes = int(digits[:2]), int(digits[2:] or 0)
         if hours > 23 or minutes > 59:
-            raise bad
+            return None
         offset = timedelta(hours=hours, minutes=minutes)
         tz = timezone(-offset if g["tz"][0] == "-" else offset)
     try:
@@ -212,7 +219,7 @@ def _parse_iso(text: str) -> datetime:
         )
         return parsed.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise bad from None
+        return None
 
 
 def _from_epoch_ms(filter_name: str, ms: float) -> datetime:
@@ -326,7 +333,7 @@ def epoch_ms(value: Any) -> int:
     """
     if _is_number(value):
         return _whole("epoch_ms", value)
-    return (_as_datetime("epoch_ms", value) - _EPOCH) // timedelta(milliseconds=1)
+    return _epoch_ms_of(_as_datetime("epoch_ms", value))
 
 
 @register_filter("epoch_s")
@@ -338,7 +345,7 @@ def epoch_s(value: Any) -> int:
     """
     if _is_number(value):
         return _whole("epoch_s", value)
-    return (_as_datetime("epoch_s", value) - _EPOCH) // timedelta(seconds=1)
+    return _epoch_s_of(_as_datetime("epoch_s", value))
 
 
 @register_filter("iso8601")
@@ -348,11 +355,7 @@ def iso8601(value: Any) -> str:
 
     Example: 1704164645000 | iso8601() -> "2024-01-02T03:04:05.000Z"
     """
-    dt = _as_datetime("iso8601", value)
-    return (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T"
-        f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond // 1000:03d}Z"
-    )
+    return _iso8601_of(_as_datetime("iso8601", value))
 
 
 @register_filter("date")
@@ -362,8 +365,28 @@ def to_date(value: Any) -> str:
 
     Example: "2024-01-02T03:04:05Z" | date() -> "2024-01-02"
     """
-    dt = _as_datetime("date", value)
+    return _date_of(_as_datetime("date", value))
+
+
+def _epoch_ms_of(dt: datetime) -> int:
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _epoch_s_of(dt: datetime) -> int:
+    return (dt - _EPOCH) // timedelta(seconds=1)
+
+
+def _iso8601_of(dt: datetime) -> str:
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T"
+            f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond // 1000:03d}Z")
+
+
+def _date_of(dt: datetime) -> str:
     return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+
+
+# the date filters' answer for text, from the parsed date-time (``try`` parses without raising)
+_FROM_TEXT = {"epoch_ms": _epoch_ms_of, "epoch_s": _epoch_s_of, "iso8601": _iso8601_of, "date": _date_of}
 
 
 # --------------------------------------------------------------------------
@@ -937,6 +960,9 @@ def try_filter(value: Any, name: Any, *args: Any) -> Any:
     """
     if name not in BUILTIN_FILTERS or name == "try":
         raise FilterError(f"try expects the name of a built-in filter, got {_show(name)}")
+    if value.__class__ is str and not args and name in _FROM_TEXT:  # a date filter on text: no exception to catch
+        parsed = _iso_or_none(value)
+        return value if parsed is None else _FROM_TEXT[name](parsed)
     try:
         return FILTERS[name](value, *args)
     except TooLarge:

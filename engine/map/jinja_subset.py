@@ -1,38 +1,107 @@
 """Translate the simplest Jinja2 templates into Python statements.
 
 Why: rendering a template through Jinja2 costs several microseconds (a new
-context per call). Most mapping templates are only reads with a filter or
-two, such as ``"{{ settings.base_url }}/v1/{{ type }}"``; those become plain
+context per call). Most mapping templates are reads, filters, comparisons and
+conditions, such as ``"{{ settings.base_url }}/v1/{{ type }}"`` or
+``"{{ true if (event.userId or '') | length <= 150 }}"``; those become plain
 Python here. Anything outside the subset raises :class:`Unsupported` and the
 caller keeps Jinja2 for it, so the subset only has to be right, not complete.
 
 The subset keeps Jinja2's semantics exactly, on the same tree (map/operators.py
 has already put the language's ``or``, ``and``, ``not`` and ``~`` into it): a
 missing value is Undefined (``_U`` in generated code), which reads as "" in text
-and null in a whole expression; ``a.b`` reads a dict key; filters and the
-operators' tests are the same callables Jinja2 would call; text and whole
-values go through the same filters.text_of and runtime.json_data.
+and null in a whole expression; ``a.b`` and ``a[b]`` read a dict key; filters and
+tests are the same callables Jinja2 would call, and operators the same Python
+operators its compiled code uses; text and whole values go through the same
+filters.text_of and runtime.json_data.
+
+Where an operation's answer depends on data the translation does not decide
+itself (arithmetic or an ordering on missing data, an index into something
+that is not a list or object, a method of something that is not text), the
+generated code *bails*: it raises :class:`Bail` and the caller renders that
+event's value with Jinja2 itself, which then answers (or fails) as it always
+does. A template that uses a user's filter never bails (the filter would run
+twice): such a template is translated only when it cannot need to.
 """
 from __future__ import annotations
+
+import math
 
 from jinja2 import nodes
 
 from ..problems import EventmapError
 from . import operators
-from .filters import FILTERS
+from .filters import FILTERS, MAX_SIZE, refuse_over
+from .runtime import UNDEFINED
+from .templates import check_size
 
 # Attribute names some JSON value has as a Python attribute (dict.items, str.upper...):
 # Jinja2 would return the method, so such reads stay with Jinja2.
 _JSON_TYPES = (dict, list, str, int, float, bool, type(None))
 _SPECIAL_NAMES = {"self", "loop", "caller", "varargs", "kwargs", "super"}
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # what the sandbox's getitem finds on a dict when the key is not there
+# Python's operator for each Jinja2 comparison and arithmetic node (what Jinja2's compiled code writes)
+_COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "lteq": "<=", "gt": ">", "gteq": ">=", "in": "in",
+                "notin": "not in"}
+_ARITHMETIC = {nodes.Add: "+", nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/", nodes.FloorDiv: "//", nodes.Mod: "%"}
+_NUMBERS = (int, float)
+# Jinja2's tests that only ask what kind of value it is: never an error, Undefined included
+_KIND_TESTS = frozenset({"defined", "undefined", "none", "boolean", "false", "true", "integer", "float", "number",
+                         "string", "mapping", "sequence", "iterable"})
+# methods of text a template may call: (name, what it returns is text or a list, so its size is checked)
+_TEXT_METHODS = {**dict.fromkeys(("isascii", "isalpha", "isalnum", "isdigit", "isdecimal", "isnumeric", "islower",
+                                  "isupper", "isspace", "istitle", "startswith", "endswith"), False),
+                 **dict.fromkeys(("lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "title",
+                                  "capitalize"), True)}
 
 
 class Unsupported(EventmapError):
     """The template uses something outside the subset; keep Jinja2 for it."""
 
 
+class Bail(Exception):
+    """Raised by generated code for data the translation does not decide: Jinja2 renders the value instead."""
+
+
+def holds_undefined(value) -> bool:
+    """True when a list, tuple or object a template built holds missing data (``_U``) at some depth."""
+    kind = value.__class__
+    if kind is list or kind is tuple:
+        return any(item is UNDEFINED or holds_undefined(item) for item in value)
+    if kind is dict:
+        return any(item is UNDEFINED or holds_undefined(item) for item in value.values())
+    return False
+
+
+def may_hold_undefined(node) -> bool:
+    """True when the value may be a list, tuple or object with missing data inside: only a literal written in
+    the template makes one (data read from the scopes never holds any, and filters are given none)."""
+    if isinstance(node, (nodes.List, nodes.Tuple, nodes.Dict)):
+        return True
+    if isinstance(node, nodes.CondExpr):
+        return may_hold_undefined(node.expr1) or (node.expr2 is not None and may_hold_undefined(node.expr2))
+    if isinstance(node, (nodes.And, nodes.Or)):
+        return may_hold_undefined(node.left) or may_hold_undefined(node.right)
+    if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        return may_hold_undefined(node.node)
+    return False
+
+
 def plain_attribute(name: str) -> bool:
     return not any(hasattr(kind, name) for kind in _JSON_TYPES)
+
+
+def json_literal(value) -> bool:
+    """True when ``repr(value)`` writes a fresh, equal JSON value (a folded constant)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(json_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and json_literal(v) for k, v in value.items())
+    return False
 
 
 class Translator:
@@ -40,13 +109,16 @@ class Translator:
 
     ``resolve(name)`` gives the Python expression for a top-level template name
     (settings, vars, item, or an event key); it raises Unsupported for names
-    Jinja2 would find among its globals.
+    Jinja2 would find among its globals. ``can_bail``: whether the caller renders
+    the value with Jinja2 when the code raises Bail (``bails`` says whether it may).
     """
 
-    def __init__(self, writer, environment, resolve):
+    def __init__(self, writer, environment, resolve, can_bail: bool = False):
         self.w = writer
         self.env = environment
         self.resolve = resolve
+        self.can_bail = can_bail
+        self.bails = False
 
     def whole(self, ast) -> str:
         """The value of a template that is one ``{{ expression }}``: JSON data (Undefined becomes None)."""
@@ -79,61 +151,98 @@ class Translator:
             raise Unsupported("text")
         return node
 
-    def expr(self, node) -> str:
-        if isinstance(node, nodes.Const):
-            if node.value is None or isinstance(node.value, (str, bool, int)):
-                out = self.w.temp()
-                self.w.emit(f"{out} = {node.value!r}")
-                return out
-            raise Unsupported("constant")
-        if isinstance(node, nodes.Name):
-            if node.name in self.env.globals or node.name in _SPECIAL_NAMES:
-                raise Unsupported("global name")
-            out = self.w.temp()
-            self.w.emit(f"{out} = {self.resolve(node.name)}")
-            return out
-        if isinstance(node, nodes.Getattr):
-            if not plain_attribute(node.attr):
-                raise Unsupported("attribute that is also a method")
-            out = self.w.temp()
-            if isinstance(node.node, nodes.Name) and self.resolve(node.node.name) == "event":
-                self.w.emit(f"{out} = event.get({node.attr!r}, _U)")  # an action's event is always an object
-                return out
-            inner = self.expr(node.node)
-            self.w.emit(f"{out} = {inner}.get({node.attr!r}, _U) if isinstance({inner}, dict) else _U")
-            return out
-        if isinstance(node, nodes.Filter):
-            return self._filter(node)
-        if isinstance(node, nodes.Concat):  # each part is text already (operators.TEXT)
-            values = [self.expr(part) for part in node.nodes]
-            out = self.w.temp()
-            self.w.emit(f"{out} = " + " + ".join(values))
-            return out
-        if isinstance(node, nodes.CondExpr):
-            return self._condition(node)
-        if isinstance(node, nodes.Test) and node.name in operators.TESTS and not (node.args or node.kwargs):
-            value = self.expr(node.node)
-            out = self.w.temp()
-            self.w.emit(f"{out} = {self.w.constant(self.env.tests[node.name], 'test')}({value})")
-            return out
-        if isinstance(node, nodes.Not) and isinstance(node.node, nodes.Test):
-            value = self.expr(node.node)
-            out = self.w.temp()
-            self.w.emit(f"{out} = not {value}")
-            return out
-        if isinstance(node, (nodes.And, nodes.Or)) and isinstance(node.left, nodes.Test):
-            left = self.expr(node.left)  # true or false: Python's and/or mean what the language's do
-            out = self.w.temp()
-            self.w.emit(f"if {'not ' if isinstance(node, nodes.And) else ''}{left}:")
-            self.w.emit(f"    {out} = {left}")
-            self.w.emit("else:")
-            with self.w.indented():
-                right = self.expr(node.right)
-                self.w.emit(f"{out} = {right}")
-            return out
-        raise Unsupported(type(node).__name__)
+    def _bail_if(self, condition: str) -> None:
+        """``if condition: raise Bail``: Jinja2 decides this event's value."""
+        if not self.can_bail:
+            raise Unsupported("needs Jinja2 for some data, and a user's filter must not run twice")
+        self.bails = True
+        self.w.emit(f"if {condition}:")
+        self.w.emit(f"    raise {self.w.constant(Bail, 'Bail')}")
 
-    def _condition(self, node) -> str:
+    def _given(self, node, value: str) -> str:
+        """``value is _U``, or a literal's list or object with missing data inside: what Jinja2 would hand
+        over as its Undefined (whose wording in errors the translation does not have)."""
+        if may_hold_undefined(node):
+            return f"({value} is _U or {self.w.constant(holds_undefined, 'holds_undefined')}({value}))"
+        return f"{value} is _U"
+
+    def _assign(self, expression: str) -> str:
+        out = self.w.temp()
+        self.w.emit(f"{out} = {expression}")
+        return out
+
+    def expr(self, node) -> str:
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            raise Unsupported(type(node).__name__)
+        return method(node)
+
+    # --- values
+    def _Const(self, node):
+        if not json_literal(node.value):
+            raise Unsupported("constant")
+        return self._assign(repr(node.value))  # a fresh list or object each time, as Jinja2's code writes it
+
+    def _Name(self, node):
+        if node.name in self.env.globals or node.name in _SPECIAL_NAMES:
+            raise Unsupported("global name")
+        return self._assign(self.resolve(node.name))
+
+    def _Getattr(self, node):
+        if not plain_attribute(node.attr):
+            raise Unsupported("attribute that is also a method")
+        if isinstance(node.node, nodes.Name) and self.resolve(node.node.name) == "event":
+            return self._assign(f"event.get({node.attr!r}, _U)")  # an action's event is always an object
+        inner = self.expr(node.node)
+        return self._assign(f"{inner}.get({node.attr!r}, _U) if isinstance({inner}, dict) else _U")
+
+    def _Getitem(self, node):
+        """``a[key]`` (the sandbox's getitem) and ``a[i:j]`` (Python's slice, as Jinja2 writes it)."""
+        inner = self.expr(node.node)
+        if isinstance(node.arg, nodes.Slice):
+            parts = [self.expr(part) if part is not None else "None" for part in (node.arg.start, node.arg.stop,
+                                                                                   node.arg.step)]
+            self._bail_if(f"not ({inner}.__class__ is str or {inner}.__class__ is list or {inner} is _U) or "
+                          + " or ".join(f"not ({p} is None or {p}.__class__ is int)" for p in parts))
+            return self._assign(f"_U if {inner} is _U else {inner}[{parts[0]}:{parts[1]}:{parts[2]}]")
+        key = self.expr(node.arg)
+        attributes = self.w.constant(_DICT_ATTRIBUTES, "DICT_ATTRIBUTES")
+        out = self.w.temp()
+        # a key of an object; a key it lacks that no dict method has is missing; an index in a list;
+        # missing data stays missing (ChainableUndefined); anything else is Jinja2's to decide
+        self.w.emit(f"if {inner}.__class__ is dict and {key}.__class__ is str and "
+                    f"({key} in {inner} or {key} not in {attributes}):")
+        self.w.emit(f"    {out} = {inner}.get({key}, _U)")
+        self.w.emit(f"elif {inner}.__class__ is list and {key}.__class__ is int and "
+                    f"-len({inner}) <= {key} < len({inner}):")
+        self.w.emit(f"    {out} = {inner}[{key}]")
+        self.w.emit(f"elif {inner} is _U:")
+        self.w.emit(f"    {out} = _U")
+        self.w.emit("else:")
+        with self.w.indented():
+            self._bail_if("True")
+        return out
+
+    def _List(self, node):
+        items = [self.expr(item) for item in node.items]
+        return self._assign("[" + ", ".join(items) + "]")
+
+    def _Tuple(self, node):
+        items = [self.expr(item) for item in node.items]
+        return self._assign("(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")")
+
+    def _Dict(self, node):
+        pairs = [(self.expr(pair.key), self.expr(pair.value)) for pair in node.items]
+        if pairs:  # a key that is not text (Undefined, a number) fails as Jinja2 words it
+            self._bail_if(" or ".join(f"{key}.__class__ is not str" for key, _ in pairs))
+        return self._assign("{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}")
+
+    # --- operators
+    def _Concat(self, node):  # each part is text already (operators.TEXT)
+        values = [self.expr(part) for part in node.nodes]
+        return self._assign(" + ".join(values))
+
+    def _CondExpr(self, node):
         """``a if test else b``, each side computed only when chosen (as Jinja2 does)."""
         test = self.expr(node.test)
         out = self.w.temp()
@@ -145,61 +254,139 @@ class Translator:
             self.w.emit(f"{out} = {self.expr(node.expr2) if node.expr2 is not None else '_U'}")
         return out
 
+    def _Compare(self, node):
+        """One comparison, Python's operator as Jinja2 writes it. Missing data (Undefined) equals only
+        missing data, as ``_U`` does; ordering or ``in`` with it is Jinja2's to decide (it raises)."""
+        if len(node.ops) != 1:
+            raise Unsupported("chained comparison")
+        left, right, op = self.expr(node.expr), self.expr(node.ops[0].expr), node.ops[0].op
+        if op in ("in", "notin"):
+            self._bail_if(f"{left} is _U or {right} is _U")
+        elif op not in ("eq", "ne"):
+            self._bail_if(f"{self._given(node.expr, left)} or {self._given(node.ops[0].expr, right)}")
+        return self._assign(f"{left} {_COMPARISONS[op]} {right}")
+
+    def _arithmetic(self, node):
+        """``+ - * / // %`` on numbers, Python's operator (the sandbox's bounds are for text and lists)."""
+        left, right = self.expr(node.left), self.expr(node.right)
+        numbers = self.w.constant(_NUMBERS, "NUMBERS")
+        self._bail_if(f"{left}.__class__ not in {numbers} or {right}.__class__ not in {numbers}")
+        return self._assign(f"{left} {_ARITHMETIC[type(node)]} {right}")
+
+    _Add = _Sub = _Mul = _Div = _FloorDiv = _Mod = _arithmetic
+
+    def _Not(self, node):
+        if not operators.boolean(node.node):
+            raise Unsupported("not of a value")  # operators.rewrite makes every operand of not a condition
+        return self._assign(f"not {self.expr(node.node)}")
+
+    def _and_or(self, node):
+        """``and``/``or`` whose left side is true or false whatever the data (operators.rewrite turned the
+        others into conditions): Python's and/or, which mean what the language's do on booleans."""
+        if not operators.boolean(node.left):
+            raise Unsupported("and/or of a value")
+        left = self.expr(node.left)
+        out = self.w.temp()
+        self.w.emit(f"if {'not ' if isinstance(node, nodes.And) else ''}{left}:")
+        self.w.emit(f"    {out} = {left}")
+        self.w.emit("else:")
+        with self.w.indented():
+            right = self.expr(node.right)
+            self.w.emit(f"{out} = {right}")
+        return out
+
+    _And = _Or = _and_or
+
+    def _Test(self, node):
+        if node.kwargs or node.dyn_args or node.dyn_kwargs or node.args:
+            raise Unsupported("test form")
+        value = self.expr(node.node)
+        test = self.w.constant(self.env.tests[node.name], "test")
+        if node.name in operators.TESTS:
+            return self._assign(f"{test}({value})")
+        if node.name in _KIND_TESTS and node.name in self.env.tests:
+            undefined = self.w.constant(self.env.undefined(), "UNDEFINED")  # what Jinja2 would pass for _U
+            return self._assign(f"{test}({undefined} if {value} is _U else {value})")
+        raise Unsupported("test")
+
+    def _Call(self, node):
+        """A method of text (``name.isascii()``, ``code.split('-')``), called as the sandbox calls it."""
+        target = node.node
+        if not isinstance(target, nodes.Getattr) or target.attr not in _TEXT_METHODS or node.kwargs \
+                or node.dyn_args or node.dyn_kwargs:
+            raise Unsupported("call")
+        text = self.expr(target.node)
+        args = [self.expr(arg) for arg in node.args]
+        self._bail_if(" or ".join([f"{text}.__class__ is not str"]
+                                  + [self._given(node, arg) for node, arg in zip(node.args, args)]))
+        check = self.w.constant(check_size, "check_size")
+        for arg in args:  # the sandbox's bounds on what a call takes (templates._Environment.call)
+            self.w.emit(f"{check}({arg}, \"a call's argument\")")
+            self.w.emit(f"if {arg}.__class__ is int and abs({arg}) > {MAX_SIZE}:")
+            self.w.emit(f"    {self.w.constant(refuse_over, 'refuse_over')}(abs({arg}), {target.attr + '()'!r})")
+        out = self._assign(f"{text}.{target.attr}({', '.join(args)})")
+        if _TEXT_METHODS[target.attr]:
+            self.w.emit(f"{check}({out}, 'a call')")
+        return out
+
+    # --- filters
     def _text_of(self) -> str:
         return self.w.constant(self.env.filters[operators.TEXT], "text_of")
 
-    def _filter(self, node) -> str:
+    def _Filter(self, node):
         if node.node is None or node.kwargs or node.dyn_args or node.dyn_kwargs:
             raise Unsupported("filter form")
         if node.name == operators.TEXT:
             value = self.expr(node.node)
-            out = self.w.temp()
-            self.w.emit(f"{out} = {value} if {value}.__class__ is str else {self._text_of()}({value})")
-            return out
-        if node.name == "join" and isinstance(node.node, (nodes.List, nodes.Filter)):
+            return self._assign(f"{value} if {value}.__class__ is str else {self._text_of()}({value})")
+        if node.name == "join" and isinstance(node.node, (nodes.List, nodes.Filter)) and self._join_form(node):
             return self._join(node)
+        if node.name in ("length", "count") and node.name not in FILTERS and self.env.filters[node.name] is len \
+                and not node.args:
+            value = self.expr(node.node)
+            return self._assign(f"0 if {value} is _U else len({value})")  # Undefined's length is 0
         if node.name not in FILTERS:
             raise Unsupported("a Jinja2 built-in filter")
-        fn = self.env.filters[node.name]  # ours, wrapped by templates._undefined_as_none
+        fn = FILTERS[node.name]  # what Jinja2 calls, less its Undefined-to-None wrapper (done here)
         value = self.expr(node.node)
         args = [self.expr(arg) for arg in node.args]
-        out = self.w.temp()
-        present = getattr(FILTERS[node.name], "when_present", None)  # a built-in: null in, null out
+        inside = [self._given(n, v) for n, v in zip([node.node, *node.args], [value, *args]) if may_hold_undefined(n)]
+        if inside:
+            self._bail_if(" or ".join(inside))
+        present = getattr(fn, "when_present", None)  # a built-in: null in, null out
         if present is None:
             name = self.w.constant(fn, f"jinja_{node.name}")
             shown = ", ".join([f"None if {value} is _U else {value}"] + [f"None if {a} is _U else {a}" for a in args])
-            self.w.emit(f"{out} = {name}({shown})")
-            return out
+            return self._assign(f"{name}({shown})")
         name = self.w.constant(present, f"jinja_{node.name}")
         shown = ", ".join([value] + [f"None if {a} is _U else {a}" for a in args])
-        self.w.emit(f"{out} = None if {value} is _U or {value} is None else {name}({shown})")
-        return out
+        return self._assign(f"None if {value} is _U or {value} is None else {name}({shown})")
 
-    def _join(self, node) -> str:
-        """``[a, b] | join(' ')`` and ``[a, b] | select | join(' ')``, a full name from its parts.
-
-        The join filter itself (null and missing items left out); select keeps the items that are
-        true to Jinja2, Undefined being false.
-        """
-        if len(node.args) > 1 or (node.args and not isinstance(node.args[0], nodes.Const)) \
-                or (node.args and not isinstance(node.args[0].value, str)):
-            raise Unsupported("join form")
-        separator = node.args[0].value if node.args else ""
-        inner, keep_true = node.node, False
+    def _join_form(self, node) -> bool:
+        """``[a, b] | join(' ')`` or ``[a, b] | select | join(' ')``, with a written separator."""
+        if len(node.args) > 1 or (node.args and not (isinstance(node.args[0], nodes.Const)
+                                                     and isinstance(node.args[0].value, str))):
+            return False
+        inner = node.node
         if isinstance(inner, nodes.Filter) and inner.name == "select" and "select" not in FILTERS:
             if inner.args or inner.kwargs or inner.dyn_args or inner.dyn_kwargs:
-                raise Unsupported("select with a test")
+                return False
+            inner = inner.node
+        return isinstance(inner, nodes.List)
+
+    def _join(self, node) -> str:
+        """A full name from its parts: the join filter itself (null and missing items left out); select
+        keeps the items that are true to Jinja2, Undefined being false."""
+        separator = node.args[0].value if node.args else ""
+        inner, keep_true = node.node, False
+        if isinstance(inner, nodes.Filter):
             inner, keep_true = inner.node, True
-        if not isinstance(inner, nodes.List):
-            raise Unsupported("join of something other than a list written in the template")
         items = [self.expr(item) for item in inner.items]
-        out = self.w.temp()
         listed = "[" + ", ".join(items) + (",]" if len(items) == 1 else "]")
         if keep_true:
             listed = f"[x for x in {listed} if x is not _U and x]"
         join = self.w.constant(FILTERS["join"], "jinja_join")
-        self.w.emit(f"{out} = {join}({listed}, {separator!r})")
-        return out
+        return self._assign(f"{join}({listed}, {separator!r})")
 
 
 def reads_only_settings(ast, builtin_filters) -> bool:
