@@ -39,6 +39,9 @@ Node = Any
 Template = Any
 
 
+OBJECT_SCOPES = ("event", "vars", "settings")  # always objects in generated code (the event of an action)
+
+
 class Writer:
     """Lines of Python, fresh local names, and the objects the code refers to."""
 
@@ -165,7 +168,9 @@ class Generator:
         if steps is None:
             mark = len(self.w.lines)
             try:  # jmespath's semantics written as Python (jmespath_subset.py)
-                value = jmespath_subset.Translator(self.w, lambda name: self.scope(name, ctx)).value(expression.parsed)
+                value = jmespath_subset.Translator(self.w, lambda name: self.scope(name, ctx),
+                                                  objects={self.scope(name, ctx) for name in OBJECT_SCOPES}
+                                                  ).value(expression.parsed)
             except jmespath_subset.Unsupported:
                 del self.w.lines[mark:]
             else:
@@ -174,8 +179,8 @@ class Generator:
             reads = self.scopes(set(root_reads(expression.parsed)), ctx)
             self.w.emit(f"{out} = {self.w.constant(expression, 'jmespath')}.search({reads})")
             return
-        if steps[0] == "event" and len(steps) > 1:  # an action's event is always an object
-            self.w.emit(f"{out} = {self.root}.get({steps[1]!r})")
+        if steps[0] in OBJECT_SCOPES and len(steps) > 1:  # an action's event, vars and settings are always objects
+            self.w.emit(f"{out} = {self.scope(steps[0], ctx)}.get({steps[1]!r})")
             steps = steps[1:]
         else:
             self.w.emit(f"{out} = {self.scope(steps[0], ctx)}")

@@ -193,6 +193,8 @@ def _parse_iso(text: str) -> datetime:
 
 def _iso_or_none(text: str) -> datetime | None:
     """_parse_iso's answer, None where it refuses the text (``try`` keeps such text without raising)."""
+    if text.lstrip()[4:5] != "-":  # both patterns start with four digits and "-" (most text fails here)
+        return None
     if _UTC_ISO_8601.fullmatch(text):
         try:
             return datetime.fromisoformat(text)

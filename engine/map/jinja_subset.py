@@ -119,6 +119,7 @@ class Translator:
         self.resolve = resolve
         self.can_bail = can_bail
         self.bails = False
+        self.defined: set[str] = set()  # locals known never to hold _U
 
     def whole(self, ast) -> str:
         """The value of a template that is one ``{{ expression }}``: JSON data (Undefined becomes None)."""
@@ -151,8 +152,12 @@ class Translator:
             raise Unsupported("text")
         return node
 
-    def _bail_if(self, condition: str) -> None:
-        """``if condition: raise Bail``: Jinja2 decides this event's value."""
+    def _bail_if(self, *conditions: str) -> None:
+        """``if any condition: raise Bail``: Jinja2 decides this event's value (``False`` ones are left out)."""
+        parts = [part for part in conditions if part != "False"]
+        if not parts:
+            return
+        condition = " or ".join(parts)
         if not self.can_bail:
             raise Unsupported("needs Jinja2 for some data, and a user's filter must not run twice")
         self.bails = True
@@ -164,7 +169,7 @@ class Translator:
         over as its Undefined (whose wording in errors the translation does not have)."""
         if may_hold_undefined(node):
             return f"({value} is _U or {self.w.constant(holds_undefined, 'holds_undefined')}({value}))"
-        return f"{value} is _U"
+        return self._undefined(value)
 
     def _assign(self, expression: str) -> str:
         out = self.w.temp()
@@ -175,7 +180,29 @@ class Translator:
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise Unsupported(type(node).__name__)
-        return method(node)
+        out = method(node)
+        if self._never_undefined(node):
+            self.defined.add(out)
+        return out
+
+    def _never_undefined(self, node) -> bool:
+        """True when the node's value is never missing data (``_U``): what reads, indexes and a condition
+        without ``else`` give may be; a literal, a scope, a comparison or a filter's result never is."""
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            return False
+        if isinstance(node, (nodes.And, nodes.Or)):
+            return self._never_undefined(node.left) and self._never_undefined(node.right)
+        if isinstance(node, nodes.CondExpr):
+            return node.expr2 is not None and self._never_undefined(node.expr1) and self._never_undefined(node.expr2)
+        return True
+
+    def _undefined(self, value: str) -> str:
+        """``value is _U``, or ``False`` where it cannot be."""
+        return "False" if value in self.defined else f"{value} is _U"
+
+    def _none_for_undefined(self, value: str) -> str:
+        """``value``, with missing data as None (what the language's filters take)."""
+        return value if value in self.defined else f"None if {value} is _U else {value}"
 
     # --- values
     def _Const(self, node):
@@ -191,8 +218,9 @@ class Translator:
     def _Getattr(self, node):
         if not plain_attribute(node.attr):
             raise Unsupported("attribute that is also a method")
-        if isinstance(node.node, nodes.Name) and self.resolve(node.node.name) == "event":
-            return self._assign(f"event.get({node.attr!r}, _U)")  # an action's event is always an object
+        if isinstance(node.node, nodes.Name) and self.resolve(node.node.name) in ("event", "vars", "settings"):
+            # an action's event, vars and settings are always objects
+            return self._assign(f"{self.resolve(node.node.name)}.get({node.attr!r}, _U)")
         inner = self.expr(node.node)
         return self._assign(f"{inner}.get({node.attr!r}, _U) if isinstance({inner}, dict) else _U")
 
@@ -202,8 +230,8 @@ class Translator:
         if isinstance(node.arg, nodes.Slice):
             parts = [self.expr(part) if part is not None else "None" for part in (node.arg.start, node.arg.stop,
                                                                                    node.arg.step)]
-            self._bail_if(f"not ({inner}.__class__ is str or {inner}.__class__ is list or {inner} is _U) or "
-                          + " or ".join(f"not ({p} is None or {p}.__class__ is int)" for p in parts))
+            self._bail_if(f"not ({inner}.__class__ is str or {inner}.__class__ is list or {inner} is _U)",
+                          *(f"not ({p} is None or {p}.__class__ is int)" for p in parts))
             return self._assign(f"_U if {inner} is _U else {inner}[{parts[0]}:{parts[1]}:{parts[2]}]")
         key = self.expr(node.arg)
         attributes = self.w.constant(_DICT_ATTRIBUTES, "DICT_ATTRIBUTES")
@@ -216,8 +244,9 @@ class Translator:
         self.w.emit(f"elif {inner}.__class__ is list and {key}.__class__ is int and "
                     f"-len({inner}) <= {key} < len({inner}):")
         self.w.emit(f"    {out} = {inner}[{key}]")
-        self.w.emit(f"elif {inner} is _U:")
-        self.w.emit(f"    {out} = _U")
+        if inner not in self.defined:
+            self.w.emit(f"elif {inner} is _U:")
+            self.w.emit(f"    {out} = _U")
         self.w.emit("else:")
         with self.w.indented():
             self._bail_if("True")
@@ -234,7 +263,7 @@ class Translator:
     def _Dict(self, node):
         pairs = [(self.expr(pair.key), self.expr(pair.value)) for pair in node.items]
         if pairs:  # a key that is not text (Undefined, a number) fails as Jinja2 words it
-            self._bail_if(" or ".join(f"{key}.__class__ is not str" for key, _ in pairs))
+            self._bail_if(*(f"{key}.__class__ is not str" for key, _ in pairs))
         return self._assign("{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}")
 
     # --- operators
@@ -261,16 +290,16 @@ class Translator:
             raise Unsupported("chained comparison")
         left, right, op = self.expr(node.expr), self.expr(node.ops[0].expr), node.ops[0].op
         if op in ("in", "notin"):
-            self._bail_if(f"{left} is _U or {right} is _U")
+            self._bail_if(self._undefined(left), self._undefined(right))
         elif op not in ("eq", "ne"):
-            self._bail_if(f"{self._given(node.expr, left)} or {self._given(node.ops[0].expr, right)}")
+            self._bail_if(self._given(node.expr, left), self._given(node.ops[0].expr, right))
         return self._assign(f"{left} {_COMPARISONS[op]} {right}")
 
     def _arithmetic(self, node):
         """``+ - * / // %`` on numbers, Python's operator (the sandbox's bounds are for text and lists)."""
         left, right = self.expr(node.left), self.expr(node.right)
         numbers = self.w.constant(_NUMBERS, "NUMBERS")
-        self._bail_if(f"{left}.__class__ not in {numbers} or {right}.__class__ not in {numbers}")
+        self._bail_if(f"{left}.__class__ not in {numbers}", f"{right}.__class__ not in {numbers}")
         return self._assign(f"{left} {_ARITHMETIC[type(node)]} {right}")
 
     _Add = _Sub = _Mul = _Div = _FloorDiv = _Mod = _arithmetic
@@ -306,7 +335,8 @@ class Translator:
             return self._assign(f"{test}({value})")
         if node.name in _KIND_TESTS and node.name in self.env.tests:
             undefined = self.w.constant(self.env.undefined(), "UNDEFINED")  # what Jinja2 would pass for _U
-            return self._assign(f"{test}({undefined} if {value} is _U else {value})")
+            shown = value if value in self.defined else f"{undefined} if {value} is _U else {value}"
+            return self._assign(f"{test}({shown})")
         raise Unsupported("test")
 
     def _Call(self, node):
@@ -317,8 +347,7 @@ class Translator:
             raise Unsupported("call")
         text = self.expr(target.node)
         args = [self.expr(arg) for arg in node.args]
-        self._bail_if(" or ".join([f"{text}.__class__ is not str"]
-                                  + [self._given(node, arg) for node, arg in zip(node.args, args)]))
+        self._bail_if(f"{text}.__class__ is not str", *(self._given(n, arg) for n, arg in zip(node.args, args)))
         check = self.w.constant(check_size, "check_size")
         for arg in args:  # the sandbox's bounds on what a call takes (templates._Environment.call)
             self.w.emit(f"{check}({arg}, \"a call's argument\")")
@@ -344,6 +373,8 @@ class Translator:
         if node.name in ("length", "count") and node.name not in FILTERS and self.env.filters[node.name] is len \
                 and not node.args:
             value = self.expr(node.node)
+            if value in self.defined:
+                return self._assign(f"len({value})")
             return self._assign(f"0 if {value} is _U else len({value})")  # Undefined's length is 0
         if node.name not in FILTERS:
             raise Unsupported("a Jinja2 built-in filter")
@@ -352,15 +383,16 @@ class Translator:
         args = [self.expr(arg) for arg in node.args]
         inside = [self._given(n, v) for n, v in zip([node.node, *node.args], [value, *args]) if may_hold_undefined(n)]
         if inside:
-            self._bail_if(" or ".join(inside))
+            self._bail_if(*inside)
         present = getattr(fn, "when_present", None)  # a built-in: null in, null out
         if present is None:
             name = self.w.constant(fn, f"jinja_{node.name}")
-            shown = ", ".join([f"None if {value} is _U else {value}"] + [f"None if {a} is _U else {a}" for a in args])
+            shown = ", ".join(self._none_for_undefined(v) for v in [value, *args])
             return self._assign(f"{name}({shown})")
         name = self.w.constant(present, f"jinja_{node.name}")
-        shown = ", ".join([value] + [f"None if {a} is _U else {a}" for a in args])
-        return self._assign(f"None if {value} is _U or {value} is None else {name}({shown})")
+        shown = ", ".join([value] + [self._none_for_undefined(a) for a in args])
+        missing = f"{value} is None" if value in self.defined else f"{value} is _U or {value} is None"
+        return self._assign(f"None if {missing} else {name}({shown})")
 
     def _join_form(self, node) -> bool:
         """``[a, b] | join(' ')`` or ``[a, b] | select | join(' ')``, with a written separator."""

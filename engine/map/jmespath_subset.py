@@ -30,6 +30,9 @@ _PY_TYPES = {"bool": bool, "list": list, "dict": dict, "NoneType": type(None), "
              "OrderedDict": OrderedDict}
 _COMPARABLE = (int, float, str)  # what an ordering compares, found by class (the rest: jmespath's own test)
 _NOT_NUMBERS = (str, list, dict, bool, type(None))
+# what type() answers for each of JSON's classes (jmespath's _func_type)
+_TYPE_NAMES = {str: "string", bool: "boolean", list: "array", dict: "object", float: "number", int: "number",
+               type(None): "null"}
 _ORDERINGS = {"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}
 _ORDERING_FUNCTIONS = {"lt": operator.lt, "gt": operator.gt, "lte": operator.le, "gte": operator.ge}
 
@@ -115,10 +118,11 @@ class Translator:
     object the expression is searched on.
     """
 
-    def __init__(self, writer, scope=None, root: str | None = None):
+    def __init__(self, writer, scope=None, root: str | None = None, objects: set[str] | frozenset = frozenset()):
         self.w = writer
         self.scope = scope
         self.root = root
+        self.objects = set(objects)  # expressions known to hold an object (a read from them needs no check)
 
     def value(self, parsed: dict) -> str:
         return self._node(parsed, self.root)
@@ -138,7 +142,12 @@ class Translator:
         if current is None:
             if self.scope is None:
                 raise Unsupported("no scope")
-            self.w.emit(f"{out} = {self.scope(node['value'])}")
+            scope = self.scope(node["value"])
+            if scope in self.objects:
+                return scope
+            self.w.emit(f"{out} = {scope}")
+        elif current in self.objects:
+            self.w.emit(f"{out} = {current}.get({node['value']!r})")
         else:
             self.w.emit(f"{out} = {current}.get({node['value']!r}) if isinstance({current}, dict) else None")
         return out
@@ -233,6 +242,10 @@ class Translator:
         call = self.w.constant(function(node["value"], len(node["children"])), f"jp_{node['value']}")
         args = [self._node(child, current) for child in node["children"]]
         out = self._temp()
+        if node["value"] == "type":  # the answer for JSON's own classes, looked up (the function for any other)
+            self.w.emit(f"{out} = {self.w.constant(_TYPE_NAMES, 'JP_TYPE_NAMES')}.get({args[0]}.__class__) "
+                        f"or {call}({args[0]})")
+            return out
         self.w.emit(f"{out} = {call}({', '.join(args)})")
         return out
 

@@ -522,14 +522,28 @@ class MapValues(Directive):
         w = gen.w
         source = gen.value(self.source, ctx)
         out, one, item, key, x = w.temp("values"), w.temp("one"), w.temp("item"), w.temp("k"), w.temp("x")
+
+        def mapped_values(target: str, values: str, append: bool) -> None:
+            """``target`` = each value of ``values`` mapped by ``one``, null results left out (plain loops:
+            a comprehension over a generator costs a frame per value)."""
+            w.emit(f"{target} = []" if append else f"{target} = {{}}")
+            w.emit(f"for {x} in {values}:" if append else f"for {key}, {x} in {values}.items():")
+            w.emit(f"    {x} = {one}({x})")
+            w.emit(f"    if {x} is not None:")
+            w.emit(f"        {target}.append({x})" if append else f"        {target}[{key}] = {x}")
+
         w.emit(f"def {one}({item}):")  # one value: the mapper's result (deep: walks objects and lists first)
         with w.indented():
             if self.deep:
+                deep = w.temp("deep")
                 w.emit(f"if isinstance({item}, dict):")
-                w.emit(f"    return {{{key}: {x} for {key}, {x} in (({key}, {one}({x})) for {key}, {x} in "
-                       f"{item}.items()) if {x} is not None}}")
+                with w.indented():
+                    mapped_values(deep, item, False)
+                    w.emit(f"return {deep}")
                 w.emit(f"if isinstance({item}, list):")
-                w.emit(f"    return [{x} for {x} in map({one}, {item}) if {x} is not None]")
+                with w.indented():
+                    mapped_values(deep, item, True)
+                    w.emit(f"return {deep}")
             w.emit(f"return {gen.value(self.mapper, gen.item_context(item))}")
         w.emit(f"if {source} is None:")
         w.emit(f"    {out} = None")
@@ -537,8 +551,8 @@ class MapValues(Directive):
         w.emit(f"    raise MappingError({tuple(self.where)!r}, '@map_values expected an object, got ' + "
                f"describe_type({source}))")
         w.emit("else:")
-        w.emit(f"    {out} = {{{key}: {x} for {key}, {x} in (({key}, {one}({x})) for {key}, {x} in "
-               f"{source}.items()) if {x} is not None}}")
+        with w.indented():
+            mapped_values(out, source, False)
         return out
 
     def describe(self):
