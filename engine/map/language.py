@@ -521,30 +521,39 @@ class MapValues(Directive):
     def emit(self, gen, ctx):
         w = gen.w
         source = gen.value(self.source, ctx)
-        out, one, item, key, x = w.temp("values"), w.temp("one"), w.temp("item"), w.temp("k"), w.temp("x")
+        out, walk = w.temp("values"), w.temp("walk")
 
-        def mapped_values(target: str, values: str, append: bool) -> None:
-            """``target`` = each value of ``values`` mapped by ``one``, null results left out (plain loops:
-            a comprehension over a generator costs a frame per value)."""
-            w.emit(f"{target} = []" if append else f"{target} = {{}}")
-            w.emit(f"for {x} in {values}:" if append else f"for {key}, {x} in {values}.items():")
-            w.emit(f"    {x} = {one}({x})")
-            w.emit(f"    if {x} is not None:")
-            w.emit(f"        {target}.append({x})" if append else f"        {target}[{key}] = {x}")
+        def mapped_values(target: str, values: str, as_list: bool) -> None:
+            """``target`` = each value of ``values`` mapped, null results left out; with @deep, an object or
+            list value is walked (``walk``) instead. The mapper is written out in the loop: plain loops, no
+            call per value."""
+            item, key = w.temp("item"), w.temp("k")
+            w.emit(f"{target} = []" if as_list else f"{target} = {{}}")
+            w.emit(f"for {item} in {values}:" if as_list else f"for {key}, {item} in {values}.items():")
+            with w.indented():
+                if self.deep:
+                    mapped = w.temp("x")
+                    w.emit(f"if isinstance({item}, (dict, list)):")
+                    w.emit(f"    {mapped} = {walk}({item})")
+                    w.emit("else:")
+                    with w.indented():
+                        w.emit(f"{mapped} = {gen.value(self.mapper, gen.item_context(item))}")
+                else:
+                    mapped = gen.value(self.mapper, gen.item_context(item))
+                w.emit(f"if {mapped} is not None:")
+                w.emit(f"    {target}.append({mapped})" if as_list else f"    {target}[{key}] = {mapped}")
 
-        w.emit(f"def {one}({item}):")  # one value: the mapper's result (deep: walks objects and lists first)
-        with w.indented():
-            if self.deep:
-                deep = w.temp("deep")
-                w.emit(f"if isinstance({item}, dict):")
+        if self.deep:  # an object or list at any depth: its values mapped (what the top level does too)
+            value, deep = w.temp("item"), w.temp("deep")
+            w.emit(f"def {walk}({value}):")
+            with w.indented():
+                w.emit(f"if isinstance({value}, dict):")
                 with w.indented():
-                    mapped_values(deep, item, False)
-                    w.emit(f"return {deep}")
-                w.emit(f"if isinstance({item}, list):")
+                    mapped_values(deep, value, False)
+                w.emit("else:")
                 with w.indented():
-                    mapped_values(deep, item, True)
-                    w.emit(f"return {deep}")
-            w.emit(f"return {gen.value(self.mapper, gen.item_context(item))}")
+                    mapped_values(deep, value, True)
+                w.emit(f"return {deep}")
         w.emit(f"if {source} is None:")
         w.emit(f"    {out} = None")
         w.emit(f"elif not isinstance({source}, dict):")
@@ -552,7 +561,10 @@ class MapValues(Directive):
                f"describe_type({source}))")
         w.emit("else:")
         with w.indented():
-            mapped_values(out, source, False)
+            if self.deep:
+                w.emit(f"{out} = {walk}({source})")
+            else:
+                mapped_values(out, source, False)
         return out
 
     def describe(self):
