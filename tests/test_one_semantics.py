@@ -175,8 +175,8 @@ def shapes(i: int) -> list:
             ("if", ("or", v, j), k, v), ("or", ("not", v), j), ("or", ("cmp", i, 1), v), ("and", ("cmp", i, 1), v)]
 
 
-# a template the Python translation leaves to Jinja2 (``first`` is one of Jinja2's own filters)
-JINJA2_ITSELF = "{{{{ [{}] | first }}}}"
+# a template the Python translation leaves to Jinja2 (``list`` is one of Jinja2's own filters)
+JINJA2_ITSELF = "{{{{ ([{}] | list)[0] }}}}"
 
 
 def test_the_jinja2_fields_are_rendered_by_jinja2():

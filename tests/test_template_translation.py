@@ -24,14 +24,17 @@ from engine.map.language import Compiler, MappingError, Scope, Template
 MISSING = object()
 VALUES = [MISSING, None, True, False, 0, 1, 2, -1, 1.5, 0.0, "", "a", "ab", "AB1", " x ", "ab-cd", "1", "é",
           "2024-01-02T03:04:05Z", "items", [], [1, "a"], ["a", None], {}, {"a": 1, "k": "v"}, {"items": 3}]
-ATOMS = ["event.a", "event.b", "event.c", "event.c.k", "1", "0", "2.5", "-1", "'a'", "''", "'ab-cd'", "none", "true",
+ATOMS = ["event.a", "event.b", "event.c", "event.c.k", "event.c.items", "event.c.values", "1", "0", "2.5", "-1", "'a'", "''", "'ab-cd'", "none", "true",
          "false", "[1, 'a']", "{'k': 1}", "('a', 'x')"]
 BINARY = ["==", "!=", "<", "<=", ">", ">=", "in", "not in", "+", "-", "*", "/", "//", "%", "and", "or", "~"]
 UNARY = ["(not {})", "({} | length)", "({} | string)", "({} | lower)", "({} | trim)", "({} | try('epoch_s'))",
          "({} is defined)", "({} is string)", "({} is number)", "({} is none)", "({} is mapping)", "({} is sequence)",
          "{}[0]", "{}[-1]", "{}[2]", "{}[-3]", "{}['k']", "{}['items']", "{}[1:]", "{}[:2]", "{}.isascii()", "{}.isalpha()", "{}.strip()",
          "{}.split('-')", "{}.startswith(('a', 'x'))", "{}.lstrip('a')", "{}.upper()", "[{}]", "{{'k': {}}}",
-         "({},)", "({} if event.a)"]
+         "({},)", "({} if event.a)", "({} | select('string') | join(','))", "({} | reject('in', 'ab') | join)",
+         "({} | map('length') | first)", "({} | select('gt', 1) | first)", "({} | select | join('-'))",
+         "({} | first)", "({}.items() | first)", "({}.values() | join(','))", "({}.keys() | first)",
+         "{}.replace('a', 'bb')", "({} | map('lower') | join)", "({} | reject('number') | first)"]
 PAIRED = ["({} if {} else {})", "{}[{}]", "{{{}: {}}}", "({} | default({}))", "[{}, {}]", "{}.startswith({})",
           "{}[:{}]"]
 
@@ -105,9 +108,33 @@ def test_a_translated_template_answers_as_jinja2_does(expression, values):
         assert translated == jinja2, (source, event, code)
 
 
+STATEMENTS = [
+    "{{% if {0} %}}a{{{{ {1} }}}}{{% elif {2} %}}b{{% else %}}c{{% endif %}}",
+    "{{% for x in {0} if x %}}[{{{{ x }}}}]{{% else %}}none{{% endfor %}}",
+    "{{% for x in {0} %}}{{{{ x ~ {1} }}}}{{% for y in {2} %}}{{{{ x == y }}}}{{% endfor %}}{{% endfor %}}",
+    "{{% for k, v in ({0} or {{}}).items() if not (k.isascii() and v is string and v | length > 1) %}}{{% else %}}ok"
+    "{{% endfor %}}",
+    "{{% if {0} %}}{{% for x in {1} %}}{{{{ x }}}}{{% endfor %}}{{% endif %}}<{{{{ {2} }}}}>",
+]
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.sampled_from(STATEMENTS), st.lists(templates(), min_size=3, max_size=3),
+       st.lists(st.sampled_from(VALUES), min_size=3, max_size=3))
+def test_a_translated_template_with_if_and_for_answers_as_jinja2_does(statement, expressions, values):
+    source = statement.format(*expressions)
+    jinja2, translated, code = both_ways(source, event_of(values))
+    assert translated == jinja2, (source, event_of(values), code)
+
+
 @pytest.mark.parametrize("source", [
     "{{ true if (event.userId or '') | string | length <= 150 }}",
     "{{ true if (event.a or '') | length <= 1 and (event.b or '') | length <= 2 }}",
+    "{% if (vars.p or {}) | length <= 24 %}{% for key, value in (vars.p or {}).items() if not (key.isascii() and "
+    "key[:1].isalpha() and key | length <= 40 and key.replace('_', 'a').isalnum() and not key.startswith(('ga_', "
+    "'google_')) and not (value is string and value | length > 100)) %}{% else %}ok{% endfor %}{% endif %}",
+    "{{ (event.a | string | select('in', '0123456789') | join).lstrip('0') }}",
+    "{{ event.a | string | lower | reject('in', ' .-') | join }}",
     "{{ event.price * (event.quantity or 1) }}",
     "{{ none if event.a and not (event.a | length == 3 and event.a.isascii() and event.a.isalpha()) else true }}",
     "{{ (settings.channels or {})[event.event] or settings.channel }}",
@@ -118,6 +145,7 @@ def test_a_translated_template_answers_as_jinja2_does(expression, values):
 ])
 def test_the_templates_the_shipped_destinations_use_are_translated(source):
     compiler = Compiler(lambda path, message: message, {"channels", "channel", "key"})
+    compiler.define_var("p")
     node = compiler.value(source, ("t",))
     assert isinstance(node, Template) and not compiler.problems
     assert "except FilterError" in evaluator_source(node), "left to Jinja2"
@@ -140,6 +168,12 @@ EVENTS = [{"a": a, "b": b, "userId": u, "price": p, "quantity": q, "event": e}
     "{{ ({'a': 1, 'abc': 2})[event.a] }}", "{{ ({'a': 1})[event.e] }}", "{{ [1, 2][event.b] }}",
     "{{ ({'k': event.a} | string) }}", "{{ ({'k': [event.a]} | json) }}", "{{ [event.a, event.b] > [1] }}",
     "{{ event.a[1:] }}", "{{ event.e[:2] }}", "{{ 'a-b'.startswith((event.a, 'x')) }}",
+    # without else, Jinja2's value is a plain Undefined: it does not chain, and equals only its own kind
+    "{{ (event.a if event.b == 'us')[0] }}", "{{ ((event.a if event.b == 'us') and 'x').k }}",
+    "{{ ((event.a if event.b == 'us') or 'z') }}", "{{ (event.a if event.b == 'us') == event.zz }}",
+    "<{{ event.a if event.b == 'us' }}>", "{{ [event.a if event.b == 'us'] | join(',') }}",
+    "{{ ((event.b != 2) and (event.a if event.b == 'us'))[0] }}",
+    "{{ ((event.a if event.b == 'us') if event.b != 2 else 'q')[0] }}",
 ])
 def test_the_shipped_constructs_answer_as_jinja2_on_every_event(source):
     node = compiled(source)

@@ -52,7 +52,7 @@ _KIND_TESTS = frozenset({"defined", "undefined", "none", "boolean", "false", "tr
 _TEXT_METHODS = {**dict.fromkeys(("isascii", "isalpha", "isalnum", "isdigit", "isdecimal", "isnumeric", "islower",
                                   "isupper", "isspace", "istitle", "startswith", "endswith"), False),
                  **dict.fromkeys(("lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "title",
-                                  "capitalize"), True)}
+                                  "capitalize", "replace"), True)}
 
 
 class Unsupported(EventmapError):
@@ -82,8 +82,8 @@ def may_hold_undefined(node) -> bool:
         return may_hold_undefined(node.expr1) or (node.expr2 is not None and may_hold_undefined(node.expr2))
     if isinstance(node, (nodes.And, nodes.Or)):
         return may_hold_undefined(node.left) or may_hold_undefined(node.right)
-    if isinstance(node, (nodes.Getattr, nodes.Getitem)):
-        return may_hold_undefined(node.node)
+    if isinstance(node, (nodes.Getattr, nodes.Getitem)) or (isinstance(node, nodes.Filter) and node.name == "first"):
+        return node.node is not None and may_hold_undefined(node.node)
     return False
 
 
@@ -120,29 +120,100 @@ class Translator:
         self.can_bail = can_bail
         self.bails = False
         self.defined: set[str] = set()  # locals known never to hold _U
+        self.locals: dict[str, str] = {}  # a loop's names -> the Python locals holding them
+        # whether the value being written, when missing, is used only where any Undefined behaves alike
+        # (output, a test, a filter): ``x if c`` without else is Jinja2's plain Undefined, which does not chain
+        self.safe = False
 
     def whole(self, ast) -> str:
         """The value of a template that is one ``{{ expression }}``: JSON data (Undefined becomes None)."""
         expr = self._single_expression(ast)
-        value = self.expr(expr)
+        value = self.expr(expr, safe=True)
         out = self.w.temp()
         self.w.emit(f"{out} = {value} if {value}.__class__ in _JSON_SCALARS else json_data({value})")
         return out
 
     def text(self, ast) -> str:
-        """The text of a template made of literal text and ``{{ }}`` outputs."""
-        if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
-            raise Unsupported("statements")
-        parts = []
-        for node in ast.body[0].nodes:
+        """The text of a template: literal text and ``{{ }}`` outputs, in ``{% if %}`` and ``{% for %}``."""
+        if len(ast.body) == 1 and isinstance(ast.body[0], nodes.Output):  # the usual case: one concatenation
+            out = self.w.temp()
+            self.w.emit(f"{out} = " + (" + ".join(self._pieces(ast.body[0])) or "''"))
+            return out
+        parts, size = self.w.temp("parts"), self.w.temp("size")
+        self.w.emit(f"{parts}, {size} = [], 0")
+        self._statements(ast.body, parts, size)
+        return self._assign(f"''.join({parts})")
+
+    def _pieces(self, output) -> list[str]:
+        """The text of each part of one ``Output`` (as Jinja2's finalize writes it)."""
+        pieces = []
+        for node in output.nodes:
             if isinstance(node, nodes.TemplateData):
-                parts.append(repr(node.data))
+                pieces.append(repr(node.data))
             else:
-                value = self.expr(node)
-                parts.append(f"({value} if {value}.__class__ is str else {self._text_of()}({value}))")
-        out = self.w.temp()
-        self.w.emit(f"{out} = " + (" + ".join(parts) if parts else "''"))
-        return out
+                value = self.expr(node, safe=True)
+                pieces.append(f"({value} if {value}.__class__ is str else {self._text_of()}({value}))")
+        return pieces
+
+    def _statements(self, body: list, parts: str, size: str) -> None:
+        """Output, if/elif/else and for (with its filter and else), appending text to ``parts``; output
+        past the bound is Jinja2's to refuse, with its own count (templates.render_bounded)."""
+        for node in body:
+            if isinstance(node, nodes.Output):
+                for piece in self._pieces(node):
+                    text = self._assign(piece)
+                    self.w.emit(f"{parts}.append({text})")
+                    self.w.emit(f"{size} += len({text})")
+                self._bail_if(f"{size} > {MAX_SIZE}")
+            elif isinstance(node, nodes.If):
+                self._if(node, parts, size)
+            elif isinstance(node, nodes.For):
+                self._for(node, parts, size)
+            else:
+                raise Unsupported(type(node).__name__)
+        if not body:
+            self.w.emit("pass")
+
+    def _if(self, node, parts: str, size: str) -> None:
+        test = self.expr(node.test)  # a condition (operators.rewrite): true or false
+        self.w.emit(f"if {test}:")
+        with self.w.indented():
+            self._statements(node.body, parts, size)
+        self.w.emit("else:")
+        with self.w.indented():
+            if node.elif_:
+                self._if(nodes.If(node.elif_[0].test, node.elif_[0].body, node.elif_[1:], node.else_), parts, size)
+            else:
+                self._statements(node.else_, parts, size)
+
+    def _for(self, node, parts: str, size: str) -> None:
+        """``{% for x in items if test %}...{% else %}...{% endfor %}``: the else when nothing was looped over.
+        The loop's names are its own (they do not leak); ``loop`` is Jinja2's (not translated)."""
+        if node.recursive:
+            raise Unsupported("recursive loop")
+        targets = [t.name for t in (node.target.items if isinstance(node.target, nodes.Tuple) else [node.target])
+                   if isinstance(t, nodes.Name)]
+        if len(targets) != (len(node.target.items) if isinstance(node.target, nodes.Tuple) else 1):
+            raise Unsupported("loop target")
+        items = self.expr(node.iter, safe=True)  # any Undefined iterates as nothing
+        empty = self.w.temp("empty")
+        names = {name: self.w.temp("loop") for name in targets}
+        shown = names[targets[0]] if isinstance(node.target, nodes.Name) else \
+            "(" + ", ".join(names[name] for name in targets) + ("," if len(targets) == 1 else "") + ")"
+        self.w.emit(f"{empty} = True")
+        self.w.emit(f"for {shown} in (() if {items} is _U else {items}):")  # Undefined iterates as nothing
+        outer = dict(self.locals)
+        self.locals.update(names)
+        with self.w.indented():
+            if node.test is not None:
+                self.w.emit(f"if not {self.expr(node.test)}:")
+                self.w.emit("    continue")
+            self._statements(node.body, parts, size)
+            self.w.emit(f"{empty} = False")
+        self.locals = outer
+        self.w.emit(f"if {empty}:")
+        with self.w.indented():
+            self._statements(node.else_, parts, size)
 
     def _single_expression(self, ast):
         if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output) or len(ast.body[0].nodes) != 1:
@@ -176,11 +247,15 @@ class Translator:
         self.w.emit(f"{out} = {expression}")
         return out
 
-    def expr(self, node) -> str:
+    def expr(self, node, safe: bool = False) -> str:
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise Unsupported(type(node).__name__)
-        out = method(node)
+        outer, self.safe = self.safe, safe
+        try:
+            out = method(node)
+        finally:
+            self.safe = outer
         if self._never_undefined(node):
             self.defined.add(out)
         return out
@@ -189,6 +264,10 @@ class Translator:
         """True when the node's value is never missing data (``_U``): what reads, indexes and a condition
         without ``else`` give may be; a literal, a scope, a comparison or a filter's result never is."""
         if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            return False
+        if isinstance(node, nodes.Name):
+            return node.name not in self.locals  # a scope never is; a loop's item may be
+        if isinstance(node, nodes.Filter) and node.name == "first":
             return False
         if isinstance(node, (nodes.And, nodes.Or)):
             return self._never_undefined(node.left) and self._never_undefined(node.right)
@@ -210,17 +289,25 @@ class Translator:
             raise Unsupported("constant")
         return self._assign(repr(node.value))  # a fresh list or object each time, as Jinja2's code writes it
 
-    def _Name(self, node):
-        if node.name in self.env.globals or node.name in _SPECIAL_NAMES:
+    def _name(self, name: str) -> str:
+        """The Python expression for a name: a loop's own, else a scope."""
+        if name in self.locals:
+            return self.locals[name]
+        if name in self.env.globals or name in _SPECIAL_NAMES:
             raise Unsupported("global name")
-        return self._assign(self.resolve(node.name))
+        return self.resolve(name)
+
+    def _Name(self, node):
+        return self._assign(self._name(node.name))
 
     def _Getattr(self, node):
-        if not plain_attribute(node.attr):
-            raise Unsupported("attribute that is also a method")
-        if isinstance(node.node, nodes.Name) and self.resolve(node.node.name) in ("event", "vars", "settings"):
+        if not plain_attribute(node.attr):  # ``vars.items``: the key when the object has it, else Jinja2's method
+            inner = self.expr(node.node)
+            self._bail_if(f"{inner}.__class__ is not dict or {node.attr!r} not in {inner}")
+            return self._assign(f"{inner}[{node.attr!r}]")
+        if isinstance(node.node, nodes.Name) and self._name(node.node.name) in ("event", "vars", "settings"):
             # an action's event, vars and settings are always objects
-            return self._assign(f"{self.resolve(node.node.name)}.get({node.attr!r}, _U)")
+            return self._assign(f"{self._name(node.node.name)}.get({node.attr!r}, _U)")
         inner = self.expr(node.node)
         return self._assign(f"{inner}.get({node.attr!r}, _U) if isinstance({inner}, dict) else _U")
 
@@ -261,6 +348,9 @@ class Translator:
         return self._assign("(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")")
 
     def _Dict(self, node):
+        if any(isinstance(pair.key, (nodes.List, nodes.Dict)) or (isinstance(pair.key, nodes.Const)
+               and isinstance(pair.key.value, (list, dict))) for pair in node.items):
+            raise Unsupported("a list or object as a key: Jinja2 fails to compile the template")
         pairs = [(self.expr(pair.key), self.expr(pair.value)) for pair in node.items]
         if pairs:  # a key that is not text (Undefined, a number) fails as Jinja2 words it
             self._bail_if(*(f"{key}.__class__ is not str" for key, _ in pairs))
@@ -272,15 +362,20 @@ class Translator:
         return self._assign(" + ".join(values))
 
     def _CondExpr(self, node):
-        """``a if test else b``, each side computed only when chosen (as Jinja2 does)."""
+        """``a if test else b``, each side computed only when chosen (as Jinja2 does). Without ``else``,
+        Jinja2's value is a plain Undefined, which fails where a missing value would chain (``(a if c).b``):
+        read further, it is Jinja2's to decide."""
+        safe = self.safe
         test = self.expr(node.test)
         out = self.w.temp()
         self.w.emit(f"if {test}:")
         with self.w.indented():
-            self.w.emit(f"{out} = {self.expr(node.expr1)}")
+            self.w.emit(f"{out} = {self.expr(node.expr1, safe)}")
         self.w.emit("else:")
         with self.w.indented():
-            self.w.emit(f"{out} = {self.expr(node.expr2) if node.expr2 is not None else '_U'}")
+            if node.expr2 is None and not safe:
+                self._bail_if("True")
+            self.w.emit(f"{out} = {self.expr(node.expr2, safe) if node.expr2 is not None else '_U'}")
         return out
 
     def _Compare(self, node):
@@ -307,20 +402,21 @@ class Translator:
     def _Not(self, node):
         if not operators.boolean(node.node):
             raise Unsupported("not of a value")  # operators.rewrite makes every operand of not a condition
-        return self._assign(f"not {self.expr(node.node)}")
+        return self._assign(f"not {self.expr(node.node, safe=True)}")
 
     def _and_or(self, node):
         """``and``/``or`` whose left side is true or false whatever the data (operators.rewrite turned the
         others into conditions): Python's and/or, which mean what the language's do on booleans."""
         if not operators.boolean(node.left):
             raise Unsupported("and/or of a value")
+        safe = self.safe
         left = self.expr(node.left)
         out = self.w.temp()
         self.w.emit(f"if {'not ' if isinstance(node, nodes.And) else ''}{left}:")
         self.w.emit(f"    {out} = {left}")
         self.w.emit("else:")
         with self.w.indented():
-            right = self.expr(node.right)
+            right = self.expr(node.right, safe)
             self.w.emit(f"{out} = {right}")
         return out
 
@@ -329,7 +425,7 @@ class Translator:
     def _Test(self, node):
         if node.kwargs or node.dyn_args or node.dyn_kwargs or node.args:
             raise Unsupported("test form")
-        value = self.expr(node.node)
+        value = self.expr(node.node, safe=True)
         test = self.w.constant(self.env.tests[node.name], "test")
         if node.name in operators.TESTS:
             return self._assign(f"{test}({value})")
@@ -340,10 +436,17 @@ class Translator:
         raise Unsupported("test")
 
     def _Call(self, node):
-        """A method of text (``name.isascii()``, ``code.split('-')``), called as the sandbox calls it."""
+        """A method of text (``name.isascii()``, ``code.split('-')``) or an object's ``items()``, ``keys()``,
+        ``values()``, called as the sandbox calls it."""
         target = node.node
-        if not isinstance(target, nodes.Getattr) or target.attr not in _TEXT_METHODS or node.kwargs \
-                or node.dyn_args or node.dyn_kwargs:
+        if not isinstance(target, nodes.Getattr) or node.kwargs or node.dyn_args or node.dyn_kwargs:
+            raise Unsupported("call")
+        if target.attr in ("items", "keys", "values") and not node.args:
+            mapping = self.expr(target.node)
+            # a key of that name is what the template reads (templates._Environment.getattr): Jinja2's to call
+            self._bail_if(f"{mapping}.__class__ is not dict", f"{target.attr!r} in {mapping}")
+            return self._assign(f"{mapping}.{target.attr}()")
+        if target.attr not in _TEXT_METHODS:
             raise Unsupported("call")
         text = self.expr(target.node)
         args = [self.expr(arg) for arg in node.args]
@@ -366,21 +469,23 @@ class Translator:
         if node.node is None or node.kwargs or node.dyn_args or node.dyn_kwargs:
             raise Unsupported("filter form")
         if node.name == operators.TEXT:
-            value = self.expr(node.node)
+            value = self.expr(node.node, safe=True)
             return self._assign(f"{value} if {value}.__class__ is str else {self._text_of()}({value})")
         if node.name == "join" and isinstance(node.node, (nodes.List, nodes.Filter)) and self._join_form(node):
             return self._join(node)
         if node.name in ("length", "count") and node.name not in FILTERS and self.env.filters[node.name] is len \
                 and not node.args:
-            value = self.expr(node.node)
+            value = self.expr(node.node, safe=True)
             if value in self.defined:
                 return self._assign(f"len({value})")
             return self._assign(f"0 if {value} is _U else len({value})")  # Undefined's length is 0
+        if node.name in ("select", "reject", "map", "first") and node.name not in FILTERS:
+            return self._sequence_filter(node)
         if node.name not in FILTERS:
             raise Unsupported("a Jinja2 built-in filter")
         fn = FILTERS[node.name]  # what Jinja2 calls, less its Undefined-to-None wrapper (done here)
-        value = self.expr(node.node)
-        args = [self.expr(arg) for arg in node.args]
+        value = self.expr(node.node, safe=True)
+        args = [self.expr(arg, safe=True) for arg in node.args]
         inside = [self._given(n, v) for n, v in zip([node.node, *node.args], [value, *args]) if may_hold_undefined(n)]
         if inside:
             self._bail_if(*inside)
@@ -393,6 +498,27 @@ class Translator:
         shown = ", ".join([value] + [self._none_for_undefined(a) for a in args])
         missing = f"{value} is None" if value in self.defined else f"{value} is _U or {value} is None"
         return self._assign(f"None if {missing} else {name}({shown})")
+
+    def _sequence_filter(self, node) -> str:
+        """Jinja2's select and reject (with a test), map (with a filter) and first, lazily as Jinja2 does."""
+        value = self.expr(node.node, safe=True)
+        if node.name == "first":
+            return self._assign(f"_U if {value} is _U else next(iter({value}), _U)")  # empty: Undefined
+        if node.name == "map" and not node.args:
+            raise Unsupported("map of an attribute")
+        if node.args and not (isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str)):
+            raise Unsupported("a test or filter named by data")
+        name = node.args[0].value if node.args else None
+        table = self.env.filters if node.name == "map" else self.env.tests
+        fn = table.get(name) if name is not None else bool  # select with no test: the items that are true
+        if fn is None or getattr(fn, "jinja_pass_arg", None) is not None:
+            raise Unsupported("a test or filter that takes Jinja2's context")
+        args = [self.expr(arg) for arg in node.args[1:]]
+        self._bail_if(self._given(node.node, value), *(self._given(n, a) for n, a in zip(node.args[1:], args)))
+        call = self.w.constant(fn, f"{node.name}_{name or 'bool'}")
+        helper = self.w.constant(_mapped if node.name == "map" else _selected, f"jinja_{node.name}")
+        keep = "" if node.name == "map" else f", {node.name == 'select'}"
+        return self._assign(f"{helper}({value}, {call}, ({', '.join(args)}{',' if len(args) == 1 else ''}){keep})")
 
     def _join_form(self, node) -> bool:
         """``[a, b] | join(' ')`` or ``[a, b] | select | join(' ')``, with a written separator."""
@@ -413,12 +539,27 @@ class Translator:
         inner, keep_true = node.node, False
         if isinstance(inner, nodes.Filter):
             inner, keep_true = inner.node, True
-        items = [self.expr(item) for item in inner.items]
+        items = [self.expr(item, safe=True) for item in inner.items]  # join leaves out any missing item
         listed = "[" + ", ".join(items) + (",]" if len(items) == 1 else "]")
         if keep_true:
             listed = f"[x for x in {listed} if x is not _U and x]"
         join = self.w.constant(FILTERS["join"], "jinja_join")
         return self._assign(f"{join}({listed}, {separator!r})")
+
+
+def _selected(value, test, args: tuple, keep: bool):
+    """Jinja2's select (``keep``) and reject: the items for which ``test`` is (not) true, as it yields them."""
+    if value:
+        for item in value:
+            if bool(test(item, *args)) is keep:
+                yield item
+
+
+def _mapped(value, fn, args: tuple):
+    """Jinja2's map with a filter: each item through it, as it yields them."""
+    if value:
+        for item in value:
+            yield fn(item, *args)
 
 
 def reads_only_settings(ast, builtin_filters) -> bool:
