@@ -252,6 +252,8 @@ class ActionContext(Context):
         self._variables: dict | None = None
 
     def variables(self) -> dict:
+        if self._variables is None and not self.action.vars:  # none to work out
+            self._variables = {}
         if self._variables is None:
             bound = self.action.bound(self.settings, None, self.destination)
             if bound is not None:

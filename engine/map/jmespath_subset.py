@@ -78,6 +78,22 @@ def negation(value) -> bool:
     return not value
 
 
+def signature(name: str, arity: int) -> tuple | None:
+    """(jmespath's function, the classes each argument may have, () for any) for a function whose arguments
+    are checked by their own type alone; None for one whose list elements are checked too.
+
+    Raises Unsupported for what jmespath decides only when it runs (unknown names, a wrong
+    number of arguments) and for functions taking ``&expressions``.
+    """
+    function(name, arity)  # its checks
+    spec = FUNCTIONS.FUNCTION_TABLE[name]
+    types = [s["types"] for s in spec["signature"]]
+    if any("-" in t for ts in types for t in ts):
+        return None
+    return spec["function"], [tuple(_PY_TYPES[p] for t in ts for p in _functions.REVERSE_TYPES_MAP[t]
+                                    if p in _PY_TYPES) for ts in types]
+
+
 def function(name: str, arity: int):
     """A callable doing what jmespath's ``call_function(name, args)`` does, the type check by class first.
 
@@ -246,7 +262,21 @@ class Translator:
             self.w.emit(f"{out} = {self.w.constant(_TYPE_NAMES, 'JP_TYPE_NAMES')}.get({args[0]}.__class__) "
                         f"or {call}({args[0]})")
             return out
-        self.w.emit(f"{out} = {call}({', '.join(args)})")
+        checked = signature(node["value"], len(args))
+        if checked is None:
+            self.w.emit(f"{out} = {call}({', '.join(args)})")
+            return out
+        # jmespath's function itself when each argument's class is one its signature allows (else the call
+        # that checks, and words the error)
+        fn, allowed = checked
+        tests = [f"{arg}.__class__ in {self.w.constant(kinds, 'JP_KINDS')}" for arg, kinds in zip(args, allowed)
+                 if kinds]
+        functions = self.w.constant(FUNCTIONS, "JP_FUNCTIONS")
+        direct = f"{self.w.constant(fn, 'jp_' + node['value'] + '_function')}({functions}, {', '.join(args)})"
+        if tests:
+            self.w.emit(f"{out} = {direct} if {' and '.join(tests)} else {call}({', '.join(args)})")
+        else:
+            self.w.emit(f"{out} = {direct}")
         return out
 
     def _multi_select_list(self, node, current):
