@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .answers import TransportError, is_retryable, retry_after, summarize
+from .map.codegen import scopes_condition
 from .map.language import Node, Scope, is_empty, is_truthy, plain_steps
 from .problems import Problem
 from .render.endpoint import Endpoint
@@ -75,6 +76,7 @@ class Step:
 
     def __post_init__(self):
         self._when_keys = plain_steps(self.when.parsed) if self.when is not None else None
+        self._holds: Any = None
         self._inherited: list[str] | None = None
         self.inherited_read_answers = False
 
@@ -96,6 +98,12 @@ class Step:
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         return is_truthy(value)
+
+    def holds(self, event: dict, steps: dict, variables: dict, settings: dict) -> bool:
+        """``runs`` on an action's scopes given one by one (its generated code reads them as they are)."""
+        if self._holds is None:
+            self._holds = scopes_condition(self.when, ("event", "steps", "vars", "settings"))
+        return self._holds(event, steps, variables, settings)
 
     def rule(self, status: int) -> Rule:
         """The rule for this status: exact, then its class, then the defaults."""
@@ -185,6 +193,7 @@ class Run:
 
 
 SKIPPED_STEP = object()   # what Context.prepare returns for a step whose `when` is false
+NO_ANSWERS: dict = {}     # ``steps`` before any step answered (read only)
 
 
 class Context:
@@ -297,8 +306,8 @@ class ActionContext(Context):
         if bound is None:
             return super().prepare(step, answers)
         data = self._data(answers)
-        if step.when is not None and not step.runs(
-                {"event": self.event, "steps": data.get("steps", {}), "vars": self.variables(), "settings": self.settings}):
+        if step.when is not None and not step.holds(self.event, data.get("steps", NO_ANSWERS), self.variables(),
+                                                    self.settings):
             return SKIPPED_STEP
         body, variables = bound.payload(data, self._given(step, answers))
         if bound.required:

@@ -30,7 +30,7 @@ from . import jmespath_subset, operators
 from .filters import BUILTIN_FILTERS, FILTERS, FilterError
 from .jinja_subset import Bail, Translator, Unsupported, reads_only_settings
 from .reads import plain_steps, root_reads
-from .runtime import NAMESPACE, Scope
+from .runtime import NAMESPACE, Scope, is_truthy
 from .templates import environment, template_ast, template_facts
 
 # Node and Template below are language.py's classes: this module does not import it (language.py imports this
@@ -298,6 +298,25 @@ class Expression(jmespath.parser.ParsedResult):
             return super().search
         writer.emit(f"return {value}")
         return CompiledCode("search", "\n".join(writer.lines) + "\n", writer.namespace, []).function
+
+
+def scopes_condition(expression, names: tuple[str, ...]):
+    """``holds(*scopes)``: whether ``expression`` is true (runtime.is_truthy) on the scopes given in the order of
+    ``names``, each an object: what searching ``{name: scope...}`` answers, without making that object."""
+    writer = Writer(hoist=False)
+    writer.lines.append(f"def holds({', '.join(names)}):")
+    try:
+        value = jmespath_subset.Translator(writer, lambda name: name if name in names else "None",
+                                           objects=set(names)).value(expression.parsed)
+    except jmespath_subset.Unsupported:
+        return lambda *scopes: is_truthy(expression.search(dict(zip(names, scopes))))
+    writer.emit(f"return {value} is not False and not ({empty_test(value)})")
+    return CompiledCode("holds", "\n".join(writer.lines) + "\n", writer.namespace, []).function
+
+
+def empty_test(v: str) -> str:
+    """runtime.is_empty, written inline in generated code (a call per field costs more than the test)."""
+    return f"{v} is None or (isinstance({v}, _EMPTIABLE) and not {v})"
 
 
 def compile_expression(text: str) -> Expression:

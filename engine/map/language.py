@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from jinja2 import TemplateError
 from jmespath.exceptions import JMESPathError
 
-from .codegen import Expression, compile_expression, evaluator, reads_only_settings_template
+from .codegen import Expression, compile_expression, empty_test, evaluator, reads_only_settings_template
 from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
 from .reads import negation_problem, nested_or, plain_steps, root_reads, split_or
@@ -616,11 +616,6 @@ class Function(Directive):
 
     def describe(self):
         return f"function {self.name}"
-
-
-def empty_test(v: str) -> str:
-    """runtime.is_empty, written inline in generated code (a call per field costs more than the test)."""
-    return f"{v} is None or (isinstance({v}, _EMPTIABLE) and not {v})"
 
 
 def where_text(where) -> str:
