@@ -962,15 +962,26 @@ def try_filter(value: Any, name: Any, *args: Any) -> Any:
     """
     if name not in BUILTIN_FILTERS or name == "try":
         raise FilterError(f"try expects the name of a built-in filter, got {_show(name)}")
-    if value.__class__ is str and not args and name in _FROM_TEXT:  # a date filter on text: no exception to catch
-        parsed = _iso_or_none(value)
-        return value if parsed is None else _FROM_TEXT[name](parsed)
-    try:
-        return FILTERS[name](value, *args)
-    except TooLarge:
-        raise
-    except FilterError:
-        return _plain(value)
+    return tried(name)(value, *args)
+
+
+@functools.cache
+def tried(name: str) -> Callable[..., Any]:
+    """``try(name)`` as one function of the value (and the filter's arguments), for a built-in filter's name:
+    what try_filter calls, and what generated code calls when the mapping writes the name."""
+    fn, from_text = FILTERS[name], _FROM_TEXT.get(name)
+
+    def attempt(value: Any, *args: Any) -> Any:
+        if from_text is not None and value.__class__ is str and not args:  # a date on text: no exception to catch
+            parsed = _iso_or_none(value)
+            return value if parsed is None else from_text(parsed)
+        try:
+            return fn(value, *args)
+        except TooLarge:
+            raise
+        except FilterError:
+            return _plain(value)
+    return attempt
 
 
 # The filters shipped here are pure functions of their input: a template using only

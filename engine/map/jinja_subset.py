@@ -31,7 +31,7 @@ from jinja2 import nodes
 
 from ..problems import EventmapError
 from . import operators
-from .filters import FILTERS, MAX_SIZE, refuse_over
+from .filters import BUILTIN_FILTERS, FILTERS, MAX_SIZE, refuse_over, tried
 from .runtime import UNDEFINED
 from .templates import check_size
 
@@ -427,6 +427,13 @@ class Translator:
             raise Unsupported("test form")
         value = self.expr(node.node, safe=True)
         test = self.w.constant(self.env.tests[node.name], "test")
+        if node.name in (operators.TRUTHY, operators.FILLED) and self.env.tests[node.name] is operators.TESTS[node.name]:
+            # runtime.is_truthy / is_filled, written inline (no Jinja2 Undefined reaches translated code)
+            missing = [f"{value} is None", *(() if value in self.defined else (f"{value} is _U",)),
+                       f"(isinstance({value}, _EMPTIABLE) and not {value})"]
+            if node.name == operators.TRUTHY:
+                missing.insert(0, f"{value} is False")
+            return self._assign(f"not ({' or '.join(missing)})")
         if node.name in operators.TESTS:
             return self._assign(f"{test}({value})")
         if node.name in _KIND_TESTS and node.name in self.env.tests:
@@ -484,6 +491,9 @@ class Translator:
         if node.name not in FILTERS:
             raise Unsupported("a Jinja2 built-in filter")
         fn = FILTERS[node.name]  # what Jinja2 calls, less its Undefined-to-None wrapper (done here)
+        if node.name == "try" and "try" in BUILTIN_FILTERS and node.args and isinstance(node.args[0], nodes.Const) \
+                and node.args[0].value in BUILTIN_FILTERS and node.args[0].value != "try":
+            fn, node = tried(node.args[0].value), nodes.Filter(node.node, "try", node.args[1:], [], None, None)
         value = self.expr(node.node, safe=True)
         args = [self.expr(arg, safe=True) for arg in node.args]
         inside = [self._given(n, v) for n, v in zip([node.node, *node.args], [value, *args]) if may_hold_undefined(n)]

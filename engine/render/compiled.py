@@ -140,7 +140,7 @@ class BoundAction:
 class RequiredCheck:
     """``Required.missing`` as dict reads when each alternative is a plain path."""
 
-    __slots__ = ("rule", "alternatives", "on_vars")
+    __slots__ = ("rule", "alternatives", "on_vars", "in_vars")
 
     def __init__(self, rule):
         self.rule = rule
@@ -149,11 +149,16 @@ class RequiredCheck:
         if len(self.alternatives) != len(paths):
             self.alternatives = None
         self.on_vars = rule.path.startswith("vars.")
+        # every alternative a var (vars.a || vars.b): read from vars itself, not from {"vars": vars}
+        alternatives = self.alternatives or []
+        self.in_vars = self.on_vars and bool(alternatives) and all(steps[0] == "vars" for steps in alternatives)
+        if self.in_vars:
+            self.alternatives = [steps[1:] for steps in alternatives]
 
     def missing(self, payload, vars: dict) -> bool:
         if self.alternatives is None:
             return self.rule.missing(payload, vars)
-        root = {"vars": vars} if self.on_vars else payload
+        root = vars if self.in_vars else {"vars": vars} if self.on_vars else payload
         for steps in self.alternatives:
             value = root
             for key in steps:
