@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.map import codegen
-from engine.map.codegen import compile_expression
+from engine.map.codegen import compile_expression, scopes_condition
+from engine.map.runtime import is_truthy
 
 VALUES = [None, True, False, 0, 1, 2, -1, 1.0, 0.0, 2.5, "", "a", "ab", "1", "b", [], [0], [1], [True], ["a", "b"],
           [1, 2], [{"a": 1}, {"a": 0}, {"b": 2}], [[1], 2], [None, {"b": 1}], {}, {"a": 1}, {"a": 0, "b": [1, 2]}, {"b": "ab"}]
@@ -133,7 +134,8 @@ OPERATORS = ([f"{{a}} {op} {{b}}" for op in ("==", "!=", "<", "<=", ">", ">=", "
              + ["{a}[0]", "{a}[1]", "{a}[-1]", "{a}[-2]", "{a}[1:]", "{a}[::-1]", "{a}[].b", "{a}[*].b", "{a}[]",
                 "{a}.*", "{a}.*.b", "{a}[?b]", "{a}[?!b]", "{a}[?@ == `1`]", "{a}[?@ == `true`]", "[{a}, {b}]",
                 "{{x: {a}, y: {b}}}", "{a} | [0]", "{a}.b", "{a} == `0`", "{a} == `1`", "{a} == `true`", "{a} == 'a'",
-                "{a} != `1`", "{a} < `1`", "{a} | [b]", "{a} | {{x: b}}", "{a}[*].[b]", "`false` == {a}", "length({a}) == `2`", "contains({a}, 'a')"])
+                "{a} != `1`", "{a} < `1`", "type({a}) == 'string'", "'number' == type({a})", "type({a}) != 'array'",
+                "type({a}) == 'null'", "type({a}) == 'nonsense'", "type({a}) == 'boolean' && {b}", "{a} | [b]", "{a} | {{x: b}}", "{a}[*].[b]", "`false` == {a}", "length({a}) == `2`", "contains({a}, 'a')"])
 PAIRS = [(a, b) for a in [MISSING, *VALUES] for b in [MISSING, *VALUES]]
 
 
@@ -149,3 +151,14 @@ def test_every_operator_on_every_pair_of_values_answers_as_jmespath(written):
         assert outcome(lambda value=value: expression.search(value)) == outcome(lambda value=value: jmespath.search(text, value)), (text, value)
         want = outcome(lambda value=value: jmespath.search(in_event, {"event": value, "settings": {}, "vars": {}}))
         assert outcome(lambda value=value: run(value, {}, {}, None)) == want, (in_event, value)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(compound("vars."), data(), data())
+def test_a_steps_condition_holds_as_jmespath_says(text, variables, event):
+    """A step's ``when`` reads the action's scopes as given (codegen.scopes_condition): true exactly when
+    jmespath's value over those scopes is true to the language (null, false and empty are not; 0 is)."""
+    scopes = {"event": event, "steps": {}, "vars": variables, "settings": {}}
+    want = outcome(lambda: is_truthy(jmespath.search(text, scopes)))
+    holds = scopes_condition(compile_expression(text), ("event", "steps", "vars", "settings"))
+    assert outcome(lambda: holds(event, {}, variables, {})) == want, text

@@ -310,13 +310,17 @@ def scopes_condition(expression, names: tuple[str, ...]):
                                            objects=set(names)).value(expression.parsed)
     except jmespath_subset.Unsupported:
         return lambda *scopes: is_truthy(expression.search(dict(zip(names, scopes))))
-    writer.emit(f"return {value} is not False and not ({empty_test(value)})")
+    if jmespath_subset.boolean(expression.parsed):
+        writer.emit(f"return {value}")
+    else:
+        writer.emit(f"return {value} is not False and not ({empty_test(value)})")
     return CompiledCode("holds", "\n".join(writer.lines) + "\n", writer.namespace, []).function
 
 
 def empty_test(v: str) -> str:
-    """runtime.is_empty, written inline in generated code (a call per field costs more than the test)."""
-    return f"{v} is None or (isinstance({v}, _EMPTIABLE) and not {v})"
+    """runtime.is_empty, written inline in generated code (a call per field costs more than the test); the
+    truth test first, so most values are decided without a call."""
+    return f"{v} is None or (not {v} and isinstance({v}, _EMPTIABLE))"
 
 
 def compile_expression(text: str) -> Expression:

@@ -430,7 +430,7 @@ class Translator:
         if node.name in (operators.TRUTHY, operators.FILLED) and self.env.tests[node.name] is operators.TESTS[node.name]:
             # runtime.is_truthy / is_filled, written inline (no Jinja2 Undefined reaches translated code)
             missing = [f"{value} is None", *(() if value in self.defined else (f"{value} is _U",)),
-                       f"(isinstance({value}, _EMPTIABLE) and not {value})"]
+                       f"(not {value} and isinstance({value}, _EMPTIABLE))"]
             if node.name == operators.TRUTHY:
                 missing.insert(0, f"{value} is False")
             return self._assign(f"not ({' or '.join(missing)})")

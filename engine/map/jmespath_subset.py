@@ -209,6 +209,15 @@ class Translator:
         return out
 
     def _comparator(self, node, current):
+        typed = _type_test(node)
+        if typed is not None:  # type(x) == 'string': the class of x, for JSON's own classes
+            value = self._node(typed[0]["children"][0], current)
+            out = self._temp()
+            names, call = self.w.constant(_TYPE_NAMES, "JP_TYPE_NAMES"), self.w.constant(function("type", 1), "jp_type")
+            kinds = self.w.constant(tuple(k for k, name in _TYPE_NAMES.items() if name == typed[1]), "JP_KINDS")
+            test = f"({value}.__class__ in {kinds} if {value}.__class__ in {names} else {call}({value}) == {typed[1]!r})"
+            self.w.emit(f"{out} = {test}" if node["value"] == "eq" else f"{out} = not {test}")
+            return out
         left = self._node(node["children"][0], current)
         right = self._node(node["children"][1], current)
         out, kind = self._temp(), node["value"]
@@ -342,9 +351,33 @@ class Translator:
     _filter_projection = _projection
 
 
+def _type_test(node: dict) -> tuple[dict, str] | None:
+    """(the type() call, the name) for ``type(x) == 'name'`` or ``!=`` (either way round), else None."""
+    if node["value"] not in ("eq", "ne"):
+        return None
+    for call, name in (node["children"], node["children"][::-1]):
+        if call["type"] == "function_expression" and call["value"] == "type" and len(call["children"]) == 1 \
+                and name["type"] == "literal" and isinstance(name["value"], str):
+            return call, name["value"]
+    return None
+
+
+def boolean(parsed: dict) -> bool:
+    """True when the expression's value is true or false whatever the data (a condition can test it as is)."""
+    kind = parsed["type"]
+    if kind == "comparator":
+        return parsed["value"] in ("eq", "ne")
+    if kind == "not_expression":
+        return True
+    if kind in ("and_expression", "or_expression"):
+        return all(boolean(child) for child in parsed["children"])
+    return kind == "function_expression" and parsed["value"] in ("contains", "starts_with", "ends_with")
+
+
 def _false(value: str) -> str:
-    """jmespath's false test (null, false, empty text, list or object), written inline."""
-    return f"({value} is None or {value} is False or {value} == '' or {value} == [] or {value} == {{}})"
+    """jmespath's false test (null, false, empty text, list or object), written inline; a value true to Python
+    is none of those, so most are decided by the truth test alone."""
+    return f"(not {value} and ({value} is None or {value} is False or {value} == '' or {value} == [] or {value} == {{}}))"
 
 
 def _plain_equality(node: dict) -> bool:

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 from jinja2 import TemplateError
 from jmespath.exceptions import JMESPathError
 
+from . import jmespath_subset
 from .codegen import Expression, compile_expression, empty_test, evaluator, reads_only_settings_template
 from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
@@ -433,7 +434,10 @@ class Condition(Directive):
         test, out = w.temp("test"), w.temp()
         w.emit(f"# if {self.source}")
         gen.read(self.expression, ctx, test)
-        w.emit(f"if {test} is False or {empty_test(test)}:")
+        if jmespath_subset.boolean(self.expression.parsed):  # true or false: its truth is Python's
+            w.emit(f"if not {test}:")
+        else:
+            w.emit(f"if {test} is False or {empty_test(test)}:")
         with w.indented():
             w.emit(f"{out} = {gen.value(self.otherwise, ctx) if self.otherwise is not None else None}")
         w.emit("else:")
