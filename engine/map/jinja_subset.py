@@ -480,6 +480,8 @@ class Translator:
             return self._assign(f"{value} if {value}.__class__ is str else {self._text_of()}({value})")
         if node.name == "join" and isinstance(node.node, (nodes.List, nodes.Filter)) and self._join_form(node):
             return self._join(node)
+        if node.name == "join" and "join" in FILTERS and self._characters_form(node):
+            return self._characters(node)
         if node.name in ("length", "count") and node.name not in FILTERS and self.env.filters[node.name] is len \
                 and not node.args:
             value = self.expr(node.node, safe=True)
@@ -530,6 +532,39 @@ class Translator:
         keep = "" if node.name == "map" else f", {node.name == 'select'}"
         return self._assign(f"{helper}({value}, {call}, ({', '.join(args)}{',' if len(args) == 1 else ''}){keep})")
 
+    def _characters_form(self, node) -> bool:
+        """``text | select('in', '0123456789') | join`` (or reject): characters kept or left out, joined."""
+        inner = node.node
+        return (not node.args or (len(node.args) == 1 and isinstance(node.args[0], nodes.Const)
+                                  and node.args[0].value == "")) \
+            and isinstance(inner, nodes.Filter) and inner.name in ("select", "reject") and inner.name not in FILTERS \
+            and not (inner.kwargs or inner.dyn_args or inner.dyn_kwargs) and len(inner.args) == 2 \
+            and all(isinstance(arg, nodes.Const) and isinstance(arg.value, str) for arg in inner.args) \
+            and inner.args[0].value == "in" and self.env.tests.get("in") is _test_in()
+
+    def _characters(self, node) -> str:
+        """The characters of text that are (select) or are not (reject) among those written, as one string:
+        what join makes of the characters select or reject yields; anything else goes the general way."""
+        inner = node.node
+        text = self.expr(inner.node, safe=True)
+        written = inner.args[1].value
+        out = self.w.temp()
+        self.w.emit(f"if {text}.__class__ is str:")
+        with self.w.indented():
+            if inner.name == "reject":
+                table = self.w.constant(str.maketrans("", "", written), "LEFT_OUT")
+                self.w.emit(f"{out} = {text}.translate({table})")
+            else:
+                kept = self.w.constant(frozenset(written), "KEPT")
+                self.w.emit(f"{out} = ''.join([c for c in {text} if c in {kept}])")
+            self._bail_if(f"len({out}) > {MAX_SIZE}")  # past join's bound: Jinja2 words the refusal
+        self.w.emit(f"elif {text} is None or {text} is _U:")  # nothing to select from: join makes ""
+        self.w.emit(f"    {out} = ''")
+        self.w.emit("else:")
+        with self.w.indented():
+            self._bail_if("True")
+        return out
+
     def _join_form(self, node) -> bool:
         """``[a, b] | join(' ')`` or ``[a, b] | select | join(' ')``, with a written separator."""
         if len(node.args) > 1 or (node.args and not (isinstance(node.args[0], nodes.Const)
@@ -555,6 +590,11 @@ class Translator:
             listed = f"[x for x in {listed} if x is not _U and x]"
         join = self.w.constant(FILTERS["join"], "jinja_join")
         return self._assign(f"{join}({listed}, {separator!r})")
+
+
+def _test_in():
+    from jinja2.tests import test_in
+    return test_in
 
 
 def _selected(value, test, args: tuple, keep: bool):
