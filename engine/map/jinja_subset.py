@@ -539,8 +539,8 @@ class Translator:
                                   and node.args[0].value == "")) \
             and isinstance(inner, nodes.Filter) and inner.name in ("select", "reject") and inner.name not in FILTERS \
             and not (inner.kwargs or inner.dyn_args or inner.dyn_kwargs) and len(inner.args) == 2 \
-            and all(isinstance(arg, nodes.Const) and isinstance(arg.value, str) for arg in inner.args) \
-            and inner.args[0].value == "in" and self.env.tests.get("in") is _test_in()
+            and [getattr(arg, "value", None).__class__ for arg in inner.args] == [str, str] \
+            and getattr(inner.args[0], "value", None) == "in" and self.env.tests.get("in") is _test_in()
 
     def _characters(self, node) -> str:
         """The characters of text that are (select) or are not (reject) among those written, as one string:
