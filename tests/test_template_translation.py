@@ -17,8 +17,11 @@ import json
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from jinja2 import nodes
 
 from engine.map import codegen
+from engine.map import templates as jinja_templates
+from engine.map.jinja_subset import Translator
 from engine.map.language import Compiler, MappingError, Scope, Template
 
 MISSING = object()
@@ -188,3 +191,32 @@ def test_the_shipped_constructs_answer_as_jinja2_on_every_event(source):
         event = {k: v for k, v in event.items() if v is not None}
         assert outcome(lambda e=event: node.evaluate(Scope(e, {}, {}))) == outcome(lambda e=event: node.run({"event": e})), \
             (source, json.dumps(event))
+
+
+def shared(source: str) -> nodes.Template:
+    """``source``'s tree with its second output made the very node its first output reads as the value of
+    its condition (as operators.rewrite repeats a subtree): a value computed once may stand for both only
+    where it is sure to have been computed."""
+    tree = jinja_templates.syntax_tree(source)
+    first = tree.body[0].nodes[0]
+    tree.body[0].nodes[2] = first.expr1 if isinstance(first, nodes.CondExpr) else nodes.Filter(
+        first.node, "join", [nodes.Const(",")], [], None, None, lineno=1)  # the same select, joined again
+    return tree
+
+
+@pytest.mark.parametrize(("source", "event"), [
+    # read in a branch not taken: read again after it
+    ("{{ event.a if event.b else 'no' }}|{{ 0 }}", {"a": "x", "b": False}),
+    ("{{ event.a if event.b else 'no' }}|{{ 0 }}", {"a": "x", "b": True}),
+    # the same select twice: each consumer iterates its own items
+    ("{{ (event.a | select('string') | join(',')) }}|{{ 0 }}", {"a": ["x", "y", 1]}),
+])
+def test_a_repeated_subtree_is_computed_again_where_it_must_be(source, event):
+    tree = shared(source)
+    jinja2 = "".join(jinja_templates.environment().from_string(tree).generate({"event": event}))
+    writer = codegen.Writer(hoist=False)
+    writer.lines.append("def evaluate(event, settings, vars, item):")
+    translator = Translator(writer, jinja_templates.environment(), lambda name: name, can_bail=True)
+    writer.emit(f"return {translator.text(tree)}")
+    run = codegen.CompiledCode("evaluate", "\n".join(writer.lines) + "\n", writer.namespace, []).function
+    assert run(event, {}, {}, None) == jinja2

@@ -25,6 +25,7 @@ twice): such a template is translated only when it cannot need to.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 from jinja2 import nodes
@@ -121,6 +122,7 @@ class Translator:
         self.bails = False
         self.defined: set[str] = set()  # locals known never to hold _U
         self.locals: dict[str, str] = {}  # a loop's names -> the Python locals holding them
+        self.known: dict[tuple, str] = {}  # (node id, safe) -> the local already holding its value here
         # whether the value being written, when missing, is used only where any Undefined behaves alike
         # (output, a test, a filter): ``x if c`` without else is Jinja2's plain Undefined, which does not chain
         self.safe = False
@@ -177,10 +179,10 @@ class Translator:
     def _if(self, node, parts: str, size: str) -> None:
         test = self.expr(node.test)  # a condition (operators.rewrite): true or false
         self.w.emit(f"if {test}:")
-        with self.w.indented():
+        with self._branch():
             self._statements(node.body, parts, size)
         self.w.emit("else:")
-        with self.w.indented():
+        with self._branch():
             if node.elif_:
                 self._if(nodes.If(node.elif_[0].test, node.elif_[0].body, node.elif_[1:], node.else_), parts, size)
             else:
@@ -204,7 +206,7 @@ class Translator:
         self.w.emit(f"for {shown} in (() if {items} is _U else {items}):")  # Undefined iterates as nothing
         outer = dict(self.locals)
         self.locals.update(names)
-        with self.w.indented():
+        with self._branch():
             if node.test is not None:
                 self.w.emit(f"if not {self.expr(node.test)}:")
                 self.w.emit("    continue")
@@ -212,7 +214,7 @@ class Translator:
             self.w.emit(f"{empty} = False")
         self.locals = outer
         self.w.emit(f"if {empty}:")
-        with self.w.indented():
+        with self._branch():
             self._statements(node.else_, parts, size)
 
     def _single_expression(self, ast):
@@ -248,6 +250,9 @@ class Translator:
         return out
 
     def expr(self, node, safe: bool = False) -> str:
+        key = (id(node), safe)
+        if key in self.known:  # operators.rewrite repeats a subtree (``a or b`` tests a, then gives it)
+            return self.known[key]
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise Unsupported(type(node).__name__)
@@ -258,7 +263,26 @@ class Translator:
             self.safe = outer
         if self._never_undefined(node):
             self.defined.add(out)
+        if self._reusable(node):
+            self.known[key] = out
         return out
+
+    @contextlib.contextmanager
+    def _branch(self):
+        """An indented block (a branch, a loop's body): what it computes is not known after it."""
+        known = dict(self.known)
+        with self.w.indented():
+            yield
+        self.known = known
+
+    def _reusable(self, node) -> bool:
+        """True when the local holding this node's value may stand for the node where it is met again: the
+        same answer (no user's filter, which may not give it twice) and a value, not an iterator."""
+        for inner in (node, *node.find_all(nodes.Filter)):
+            if isinstance(inner, nodes.Filter) and (inner.name in ("select", "reject", "map") or
+                                                    (inner.name in FILTERS and inner.name not in BUILTIN_FILTERS)):
+                return False
+        return True
 
     def _never_undefined(self, node) -> bool:
         """True when the node's value is never missing data (``_U``): what reads, indexes and a condition
@@ -335,7 +359,7 @@ class Translator:
             self.w.emit(f"elif {inner} is _U:")
             self.w.emit(f"    {out} = _U")
         self.w.emit("else:")
-        with self.w.indented():
+        with self._branch():
             self._bail_if("True")
         return out
 
@@ -369,10 +393,10 @@ class Translator:
         test = self.expr(node.test)
         out = self.w.temp()
         self.w.emit(f"if {test}:")
-        with self.w.indented():
+        with self._branch():
             self.w.emit(f"{out} = {self.expr(node.expr1, safe)}")
         self.w.emit("else:")
-        with self.w.indented():
+        with self._branch():
             if node.expr2 is None and not safe:
                 self._bail_if("True")
             self.w.emit(f"{out} = {self.expr(node.expr2, safe) if node.expr2 is not None else '_U'}")
@@ -415,7 +439,7 @@ class Translator:
         self.w.emit(f"if {'not ' if isinstance(node, nodes.And) else ''}{left}:")
         self.w.emit(f"    {out} = {left}")
         self.w.emit("else:")
-        with self.w.indented():
+        with self._branch():
             right = self.expr(node.right, safe)
             self.w.emit(f"{out} = {right}")
         return out
@@ -550,7 +574,7 @@ class Translator:
         written = inner.args[1].value
         out = self.w.temp()
         self.w.emit(f"if {text}.__class__ is str:")
-        with self.w.indented():
+        with self._branch():
             if inner.name == "reject":
                 table = self.w.constant(str.maketrans("", "", written), "LEFT_OUT")
                 self.w.emit(f"{out} = {text}.translate({table})")
@@ -561,7 +585,7 @@ class Translator:
         self.w.emit(f"elif {text} is None or {text} is _U:")  # nothing to select from: join makes ""
         self.w.emit(f"    {out} = ''")
         self.w.emit("else:")
-        with self.w.indented():
+        with self._branch():
             self._bail_if("True")
         return out
 
