@@ -300,22 +300,24 @@ class ActionContext(Context):
                 "vars": scope.vars, "settings": self.settings}
 
     def prepare(self, step: Step, answers: dict):
-        bound = None
-        if step.action is not None and not step.requires:
-            bound = step.action.bound(self.settings, None, self.destination)
+        action = step.action
+        bound = action.bound(self.settings, None, self.destination) if action is not None and not step.requires \
+            else None
         if bound is None:
             return super().prepare(step, answers)
-        data = self._data(answers)
+        data = self._data(answers) if answers else self.event  # runs per step and event: no call when no answers
         if step.when is not None and not step.holds(self.event, data.get("steps", NO_ANSWERS), self.variables(),
                                                     self.settings):
             return SKIPPED_STEP
-        body, variables = bound.payload(data, self._given(step, answers))
-        if bound.required:
-            label = f"{self.destination} {self.action.name}"
-            missing = [self._required_problem(step, check.rule, label, Scope(data, self.settings, variables))
-                       for check in bound.required if check.missing(body, variables)]
-            if missing:
-                return missing
+        body, variables = bound.payload(data, self._given(step, answers) if self._variables is not None else None)
+        missing = None
+        for check in bound.required:
+            if check.missing(body, variables):
+                if missing is None:
+                    missing, label = [], f"{self.destination} {self.action.name}"
+                missing.append(self._required_problem(step, check.rule, label, Scope(data, self.settings, variables)))
+        if missing:
+            return missing
         return bound.request(data, variables, body, self.destination, self.message_ids, self.secrets)
 
 
