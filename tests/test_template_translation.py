@@ -39,7 +39,8 @@ UNARY = ["(not {})", "({} | length)", "({} | string)", "({} | lower)", "({} | tr
          "({} | first)", "({}.items() | first)", "({}.values() | join(','))", "({}.keys() | first)",
          "{}.replace('a', 'bb')", "({} | map('lower') | join)", "({} | reject('number') | first)",
          "({} | reject('in', ' -.é') | join)", "({} | select('in', '0123456789') | join(''))",
-         "({} | string | select('in', 'ab') | join)"]
+         "({} | string | select('in', 'ab') | join)", "({} | select('string') | map('length') | select('gt', 1) | first)",
+         "({} | reject('none') | map('string') | first)"]
 PAIRED = ["({} if {} else {})", "{}[{}]", "{{{}: {}}}", "({} | default({}))", "[{}, {}]", "{}.startswith({})",
           "{}[:{}]"]
 

@@ -536,10 +536,28 @@ class Translator:
         return self._assign(f"None if {missing} else {name}({shown})")
 
     def _sequence_filter(self, node) -> str:
-        """Jinja2's select and reject (with a test), map (with a filter) and first, lazily as Jinja2 does."""
-        value = self.expr(node.node, safe=True)
+        """Jinja2's select and reject (with a test), map (with a filter) and first, lazily as Jinja2 does;
+        ``first`` of select/reject/map is one loop that stops at the first item through them all."""
         if node.name == "first":
+            stages: list = []
+            base = node.node
+            while isinstance(base, nodes.Filter) and base.name in ("select", "reject", "map") \
+                    and base.name not in FILTERS:
+                stages.insert(0, base)
+                base = base.node
+            if stages:
+                return self._first_through(base, stages)
+            value = self.expr(node.node, safe=True)
             return self._assign(f"_U if {value} is _U else next(iter({value}), _U)")  # empty: Undefined
+        value = self.expr(node.node, safe=True)
+        call, args = self._stage(node)
+        self._bail_if(self._given(node.node, value), *(self._given(n, a) for n, a in zip(node.args[1:], args)))
+        helper = self.w.constant(_mapped if node.name == "map" else _selected, f"jinja_{node.name}")
+        keep = "" if node.name == "map" else f", {node.name == 'select'}"
+        return self._assign(f"{helper}({value}, {call}, ({', '.join(args)}{',' if len(args) == 1 else ''}){keep})")
+
+    def _stage(self, node) -> tuple[str, list[str]]:
+        """(the test or filter a select, reject or map calls, the locals holding its further arguments)."""
         if node.name == "map" and not node.args:
             raise Unsupported("map of an attribute")
         if node.args and not (isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str)):
@@ -549,12 +567,31 @@ class Translator:
         fn = table.get(name) if name is not None else bool  # select with no test: the items that are true
         if fn is None or getattr(fn, "jinja_pass_arg", None) is not None:
             raise Unsupported("a test or filter that takes Jinja2's context")
-        args = [self.expr(arg) for arg in node.args[1:]]
-        self._bail_if(self._given(node.node, value), *(self._given(n, a) for n, a in zip(node.args[1:], args)))
-        call = self.w.constant(fn, f"{node.name}_{name or 'bool'}")
-        helper = self.w.constant(_mapped if node.name == "map" else _selected, f"jinja_{node.name}")
-        keep = "" if node.name == "map" else f", {node.name == 'select'}"
-        return self._assign(f"{helper}({value}, {call}, ({', '.join(args)}{',' if len(args) == 1 else ''}){keep})")
+        return self.w.constant(fn, f"{node.name}_{name or 'bool'}"), [self.expr(arg) for arg in node.args[1:]]
+
+    def _first_through(self, base, stages: list) -> str:
+        """``items | select(...) | map(...) | first``: each item through every stage in turn, the first that
+        comes out of the last; the order Jinja2's generators pull them in, without a generator per stage."""
+        value = self.expr(base, safe=True)
+        calls = [self._stage(stage) for stage in stages]
+        self._bail_if(self._given(base, value), *(self._given(n, a) for stage, (_, args) in zip(stages, calls)
+                                                  for n, a in zip(stage.args[1:], args)))
+        out, item = self.w.temp(), self.w.temp("item")
+        self.w.emit(f"{out} = _U")  # nothing came out: Undefined
+        self.w.emit(f"if {value} is not _U and {value}:")
+        with self._branch():
+            self.w.emit(f"for {item} in {value}:")
+            with self._branch():
+                for stage, (call, args) in zip(stages, calls):
+                    shown = ", ".join([item, *args])
+                    if stage.name == "map":
+                        item = self._assign(f"{call}({shown})")
+                    else:
+                        self.w.emit(f"if {'not ' if stage.name == 'select' else ''}{call}({shown}):")
+                        self.w.emit("    continue")
+                self.w.emit(f"{out} = {item}")
+                self.w.emit("break")
+        return out
 
     def _characters_form(self, node) -> bool:
         """``text | select('in', '0123456789') | join`` (or reject): characters kept or left out, joined."""
