@@ -17,6 +17,7 @@ again.
 """
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,7 @@ class Step:
         self._holds: Any = None
         self._inherited: list[str] | None = None
         self.inherited_read_answers = False
+        self.inherited_values: Any = None  # their values read from the action's vars (an itemgetter)
 
     def inherited_vars(self) -> list[str]:
         """The names of the action's vars that come first in ``action``'s (those it reads), in order."""
@@ -86,6 +88,8 @@ class Step:
             own = len(self.action.vars) - len(self.vars)
             self._inherited = [name for name, _ in self.action.vars[:own]]
             self.inherited_read_answers = bool(step_reads([node for _, node in self.action.vars[:own]], ()))
+            if self._inherited:
+                self.inherited_values = operator.itemgetter(*self._inherited)
         return self._inherited
 
     def runs(self, data: dict) -> bool:
@@ -282,8 +286,10 @@ class ActionContext(Context):
         inherited = step.inherited_vars()
         if answers and inherited and step.inherited_read_answers:
             return None
-        variables = self._variables
-        return {name: variables[name] for name in inherited}
+        if not inherited:
+            return {}
+        values = step.inherited_values(self._variables)
+        return dict(zip(inherited, values if len(inherited) > 1 else (values,)))
 
     def _data(self, answers: dict) -> dict:
         """The event, plus ``steps`` once there are answers to read."""

@@ -371,11 +371,13 @@ def to_date(value: Any) -> str:
 
 
 def _epoch_ms_of(dt: datetime) -> int:
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
+    since = dt - _EPOCH  # (since // 1 ms), in integers: days may be negative, seconds and microseconds are not
+    return (since.days * 86400 + since.seconds) * 1000 + since.microseconds // 1000
 
 
 def _epoch_s_of(dt: datetime) -> int:
-    return (dt - _EPOCH) // timedelta(seconds=1)
+    since = dt - _EPOCH
+    return since.days * 86400 + since.seconds
 
 
 def _iso8601_of(dt: datetime) -> str:

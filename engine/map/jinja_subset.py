@@ -322,7 +322,8 @@ class Translator:
         return self.resolve(name)
 
     def _Name(self, node):
-        return self._assign(self._name(node.name))
+        name = self._name(node.name)
+        return name if name.isidentifier() else self._assign(name)  # a local already: the scope, the item
 
     def _Getattr(self, node):
         if not plain_attribute(node.attr):  # ``vars.items``: the key when the object has it, else Jinja2's method

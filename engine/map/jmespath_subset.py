@@ -159,7 +159,7 @@ class Translator:
             if self.scope is None:
                 raise Unsupported("no scope")
             scope = self.scope(node["value"])
-            if scope in self.objects:
+            if scope in self.objects or scope.isidentifier():  # a local already (the item of @each)
                 return scope
             self.w.emit(f"{out} = {scope}")
         elif current in self.objects:
