@@ -183,6 +183,10 @@ _ISO_8601 = re.compile(
 _UTC_ISO_8601 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
 
 
+# how every text _iso_or_none reads starts (after the spaces strip() takes): a quick, C-level first test
+_MAY_BE_ISO = re.compile(r"\s*\d{4}-").match
+
+
 def _parse_iso(text: str) -> datetime:
     """Parse an ISO-8601 date or date-time into an aware UTC datetime (naive means UTC)."""
     parsed = _iso_or_none(text)
@@ -193,7 +197,7 @@ def _parse_iso(text: str) -> datetime:
 
 def _iso_or_none(text: str) -> datetime | None:
     """_parse_iso's answer, None where it refuses the text (``try`` keeps such text without raising)."""
-    if text.lstrip()[4:5] != "-":  # both patterns start with four digits and "-" (most text fails here)
+    if not _MAY_BE_ISO(text):  # both patterns start with four digits and "-" (most text fails here)
         return None
     if _UTC_ISO_8601.fullmatch(text):
         try:
@@ -333,6 +337,10 @@ def epoch_ms(value: Any) -> int:
 
     Example: "2024-01-02T03:04:05Z" | epoch_ms() -> 1704164645000
     """
+    if value.__class__ is str:  # the usual case, in fewer calls; text that is not a date fails below
+        parsed = _iso_or_none(value)
+        if parsed is not None:
+            return _epoch_ms_of(parsed)
     if _is_number(value):
         return _whole("epoch_ms", value)
     return _epoch_ms_of(_as_datetime("epoch_ms", value))
@@ -345,6 +353,10 @@ def epoch_s(value: Any) -> int:
 
     Example: "2024-01-02T03:04:05Z" | epoch_s() -> 1704164645
     """
+    if value.__class__ is str:  # the usual case, in fewer calls; text that is not a date fails below
+        parsed = _iso_or_none(value)
+        if parsed is not None:
+            return _epoch_s_of(parsed)
     if _is_number(value):
         return _whole("epoch_s", value)
     return _epoch_s_of(_as_datetime("epoch_s", value))
@@ -975,7 +987,7 @@ def tried(name: str) -> Callable[..., Any]:
 
     def attempt(value: Any, *args: Any) -> Any:
         if from_text is not None and value.__class__ is str and not args:  # a date on text: no exception to catch
-            parsed = _iso_or_none(value)
+            parsed = _iso_or_none(value) if _MAY_BE_ISO(value) else None
             return value if parsed is None else from_text(parsed)
         try:
             return fn(value, *args)
