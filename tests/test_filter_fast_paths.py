@@ -51,3 +51,9 @@ def test_a_date_with_spaces_around_it_is_still_a_date():
     assert FILTERS["epoch_s"](" 2024-01-02T00:00:00Z ") == 1704153600
     assert try_filter("\t2024-01-02", "date") == "2024-01-02"
     assert try_filter("Product 2024-01-02", "date") == "Product 2024-01-02"
+
+
+@given(st.one_of(st.text(max_size=20), st.text(alphabet="abcXYZ019_.~-/ %é?", max_size=20), st.integers()))
+def test_url_segment_is_quote_with_nothing_safe(value):
+    from urllib.parse import quote
+    assert FILTERS["url_segment"](value) == quote(value if isinstance(value, str) else str(value), safe="")

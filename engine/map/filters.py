@@ -473,7 +473,12 @@ def url_segment(value: Any) -> str:
 
     Example: "a/b c" | url_segment() -> "a%2Fb%20c"
     """
-    return _quote(value if isinstance(value, str) else str(value), safe="")
+    text = value if isinstance(value, str) else str(value)
+    return text if _URL_SAFE(text) else _quote(text, safe="")
+
+
+# text quote() leaves as it is (its always-safe characters): most ids, checked in C
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
 
 
 @register_filter("uuid5")
