@@ -17,7 +17,6 @@ again.
 """
 from __future__ import annotations
 
-import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +79,7 @@ class Step:
         self._holds: Any = None
         self._inherited: list[str] | None = None
         self.inherited_read_answers = False
-        self.inherited_values: Any = None  # their values read from the action's vars (an itemgetter)
+        self.left_out: list[str] | None = None  # the action's vars not among them
 
     def inherited_vars(self) -> list[str]:
         """The names of the action's vars that come first in ``action``'s (those it reads), in order."""
@@ -88,8 +87,6 @@ class Step:
             own = len(self.action.vars) - len(self.vars)
             self._inherited = [name for name, _ in self.action.vars[:own]]
             self.inherited_read_answers = bool(step_reads([node for _, node in self.action.vars[:own]], ()))
-            if self._inherited:
-                self.inherited_values = operator.itemgetter(*self._inherited)
         return self._inherited
 
     def runs(self, data: dict) -> bool:
@@ -286,10 +283,12 @@ class ActionContext(Context):
         inherited = step.inherited_vars()
         if answers and inherited and step.inherited_read_answers:
             return None
-        if not inherited:
-            return {}
-        values = step.inherited_values(self._variables)
-        return dict(zip(inherited, values if len(inherited) > 1 else (values,)))
+        if step.left_out is None:  # the action's vars the step does not read, worked out once
+            step.left_out = [name for name, _ in self.action.vars if name not in inherited]
+        given = self._variables.copy()  # the action's vars, in their order, less those: a copy is cheaper
+        for name in step.left_out:
+            del given[name]
+        return given
 
     def _data(self, answers: dict) -> dict:
         """The event, plus ``steps`` once there are answers to read."""
