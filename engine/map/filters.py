@@ -1000,6 +1000,8 @@ def tried(name: str) -> Callable[..., Any]:
             raise
         except FilterError:
             return _plain(value)
+    # text this C-level test turns away is kept as it is (without arguments): generated code asks it first
+    attempt.converts_text = _MAY_BE_ISO if from_text is not None else None  # type: ignore[attr-defined]
     return attempt
 
 

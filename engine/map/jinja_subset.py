@@ -527,6 +527,11 @@ class Translator:
         if inside:
             self._bail_if(*inside)
         present = getattr(fn, "when_present", None)  # a built-in: null in, null out
+        converts = getattr(fn, "converts_text", None)
+        if converts is not None and not args:  # try(a date filter): most text is kept, known without a call
+            call = f"{self.w.constant(fn, f'jinja_{node.name}')}({self._none_for_undefined(value)})"
+            return self._assign(f"{value} if {value}.__class__ is str and not "
+                                f"{self.w.constant(converts, 'converts_text')}({value}) else {call}")
         if present is None:
             name = self.w.constant(fn, f"jinja_{node.name}")
             shown = ", ".join(self._none_for_undefined(v) for v in [value, *args])
