@@ -158,7 +158,8 @@ def test_the_templates_the_shipped_destinations_use_are_translated(source):
 
 
 EVENTS = [{"a": a, "b": b, "userId": u, "price": p, "quantity": q, "event": e}
-          for a in ("abc", "ABé", "", None, 5, ["x"], "items", "a", "O'Brien-Smith Jr.", " +44 (0)20 7946-0958")
+          for a in ("abc", "ABé", "", None, 5, ["x"], "items", "a", "O'Brien-Smith Jr.", " +44 (0)20 7946-0958",
+                    "2024-01-02T03:04:05.678Z", " 2024-01-02 ", "2024-13-02")
           for b in ("us", 2, None, 1, -3) for u in ("u1", 7, None, "x" * 151)
           for p, q in ((2.5, 2), (3, None), (None, 1), ("4", 2)) for e in ("Signed Up", "items", 3)]
 
@@ -175,6 +176,7 @@ EVENTS = [{"a": a, "b": b, "userId": u, "price": p, "quantity": q, "event": e}
     "{{ event.a | string | lower | reject('in', ' \t\r\n!\"#$%&\\'()*+,-./:;<=>?@[\\\\]^_`{|}~') | join }}",
     "{{ (event.a | string | select('in', '0123456789') | join).lstrip('0') }}",
     "{{ event.a | reject('in', ' .-') | join }}", "{{ event.a | select('in', 'abc') | join('') }}",
+    "{{ event.a | try('epoch_s') }}", "<{{ event.a | try('date') }}>", "{{ event.b | try('epoch_ms') }}",
     "{{ ({'a': 1, 'abc': 2})[event.a] }}", "{{ ({'a': 1})[event.e] }}", "{{ [1, 2][event.b] }}",
     "{{ ({'k': event.a} | string) }}", "{{ ({'k': [event.a]} | json) }}", "{{ [event.a, event.b] > [1] }}",
     "{{ event.a[1:] }}", "{{ event.e[:2] }}", "{{ 'a-b'.startswith((event.a, 'x')) }}",
