@@ -60,7 +60,7 @@ class Unsupported(EventmapError):
     """The template uses something outside the subset; keep Jinja2 for it."""
 
 
-class Bail(Exception):
+class Bail(EventmapError):
     """Raised by generated code for data the translation does not decide: Jinja2 renders the value instead."""
 
 
