@@ -315,14 +315,11 @@ class ActionContext(Context):
                                                     self.settings):
             return SKIPPED_STEP
         body, variables = bound.payload(data, self._given(step, answers) if self._variables is not None else None)
-        missing = None
-        for check in bound.required:
-            if check.missing(body, variables):
-                if missing is None:
-                    missing, label = [], f"{self.destination} {self.action.name}"
-                missing.append(self._required_problem(step, check.rule, label, Scope(data, self.settings, variables)))
-        if missing:
-            return missing
+        found = bound.required and bound.compiled.missing_required(body, variables)
+        if found:
+            label = f"{self.destination} {self.action.name}"
+            return [self._required_problem(step, bound.required[i].rule, label, Scope(data, self.settings, variables))
+                    for i in found]
         return bound.request(data, variables, body, self.destination, self.message_ids, self.secrets)
 
 

@@ -822,6 +822,11 @@ def split_name(value: Any, part: Any) -> str | None:
 
 
 def _replaced(filter_name: str, value: Any, old: Any, new: Any, flags: int) -> str:
+    if not flags and value.__class__ is str and old.__class__ is str and old and new.__class__ is str:
+        # the usual case: text in, text to replace and text to put, written in the mapping
+        if len(value) + value.count(old) * len(new) > MAX_SIZE:
+            refuse_over(len(value) + value.count(old) * len(new), filter_name)
+        return value.replace(old, new)
     text = str(value) if _is_number(value) else _text(filter_name, value)
     if not isinstance(old, str) or not old:
         raise FilterError(f"{filter_name}'s old text must be non-empty text, {_got(old)}")
