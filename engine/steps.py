@@ -306,14 +306,15 @@ class ActionContext(Context):
 
     def prepare(self, step: Step, answers: dict):
         action = step.action
-        bound = action.bound(self.settings, None, self.destination) if action is not None and not step.requires \
-            else None
-        if bound is None:
+        if action is None or step.requires:
             return super().prepare(step, answers)
         data = self._data(answers) if answers else self.event  # runs per step and event: no call when no answers
         if step.when is not None and not step.holds(self.event, data.get("steps", NO_ANSWERS), self.variables(),
                                                     self.settings):
-            return SKIPPED_STEP
+            return SKIPPED_STEP  # (the interpreter's own when, in super().prepare, answers the same)
+        bound = action.bound(self.settings, None, self.destination)
+        if bound is None:
+            return super().prepare(step, answers)
         body, variables = bound.payload(data, self._given(step, answers) if self._variables is not None else None)
         found = bound.required and bound.compiled.missing_required(body, variables)
         if found:
