@@ -8,11 +8,15 @@ language.py writes its own statements (``Node.emit``) and this module supplies
 the writer, the reads, the templates and the function around them. A single
 node is evaluated by the code generated for it alone (``evaluator``).
 
-* plain JMESPath paths (``a.b.c``, ``@``) become dict reads; others call the
-  compiled JMESPath expression;
+* plain JMESPath paths (``a.b.c``, ``@``) become dict reads; other expressions
+  become Python too (jmespath_subset.py), and the few it leaves out (``&expr``)
+  call the compiled JMESPath expression; conditions outside generated code (a
+  step's ``when``) are ``Expression`` objects whose ``search`` runs the same
+  translation;
 * templates that read only ``settings`` are rendered once per route and read
-  from ``K`` (the route's constants); simple templates become Python
-  (jinja_subset.py); the rest call Jinja2, compiled once;
+  from ``K`` (the route's constants); the others become Python (jinja_subset.py)
+  where they can, handing an event to Jinja2 where the translation does not
+  decide its data (``Bail``); the rest call Jinja2, compiled once;
 * everything else (filters, functions, @each, @merge...) is spelled out.
 
 ``eventmap explain --code DEST TYPE`` prints the generated source.
