@@ -24,6 +24,9 @@ from engine.map import templates as jinja_templates
 from engine.map.jinja_subset import Translator
 from engine.map.language import Compiler, MappingError, Scope, Template
 
+# Jinja2 compiles generated templates such as none[0] into Python, which warns about them: noise here
+pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning", "ignore::hypothesis.errors.HypothesisWarning")
+
 MISSING = object()
 VALUES = [MISSING, None, True, False, 0, 1, 2, -1, 1.5, 0.0, "", "a", "ab", "AB1", " x ", "ab-cd", "1", "é",
           "2024-01-02T03:04:05Z", "items", [], [1, "a"], ["a", None], {}, {"a": 1, "k": "v"}, {"items": 3}]
