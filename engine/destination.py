@@ -146,6 +146,8 @@ class Destination:
                 if shown:
                     return Outcome(self.name, SEND, [request for _, request in shown], None, [], [], message_id, [],
                                    call_type, action.plan(tuple(name for name, _ in shown)))
+                if len(action.ahead) == len(action.sequence):  # every step was sure to run, and none does
+                    return self._no_step_applies(message_id, call_type)
             run = self.run_steps(action, event, settings, secrets, client.send if client is not None else None)
         except MappingError as exc:
             return self.mapping_failed(exc, call_type, message_id)
@@ -160,11 +162,14 @@ class Destination:
             return Outcome(self.name, SEND, [request for _, request in shown], message_id=message_id,
                            action=call_type, steps=action.plan(tuple(name for name, _ in shown)))
         if not requests:
-            return Outcome(self.name, SKIPPED, reason=f"no step of {self.name} {call_type} applies to this event",
-                           message_id=message_id, action=call_type)
+            return self._no_step_applies(message_id, call_type)
         reason = run.reason if run.end != stepping.DONE else None
         return Outcome(self.name, SEND, requests, reason, message_id=message_id, action=call_type,
                        steps=self._trace(run, secrets))
+
+    def _no_step_applies(self, message_id, call_type: str) -> Outcome:
+        return Outcome(self.name, SKIPPED, reason=f"no step of {self.name} {call_type} applies to this event",
+                       message_id=message_id, action=call_type)
 
     @staticmethod
     def _trace(run, secrets: frozenset) -> list[dict]:

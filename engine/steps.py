@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .answers import TransportError, is_retryable, retry_after, summarize
+from .map.codegen import scopes_condition
 from .map.language import MappingError, Node, Scope, is_empty, is_truthy, plain_steps
 from .problems import Problem
 from .render.endpoint import Endpoint
@@ -85,6 +86,18 @@ class Step:
 
     def __post_init__(self):
         self._when_keys = plain_steps(self.when.parsed) if self.when is not None else None
+        self._holds: Any = None
+        self._inherited: list[str] | None = None
+        self.inherited_read_answers = False
+        self.left_out: list[str] | None = None  # the action's vars not among them
+
+    def inherited_vars(self) -> list[str]:
+        """The names of the action's vars that come first in ``action``'s (those it reads), in order."""
+        if self._inherited is None:
+            own = len(self.action.vars) - len(self.vars)
+            self._inherited = [name for name, _ in self.action.vars[:own]]
+            self.inherited_read_answers = bool(step_reads([node for _, node in self.action.vars[:own]], ()))
+        return self._inherited
 
     def runs(self, data: dict) -> bool:
         """Is ``when`` true for ``data`` (the scopes by name)? A plain path (``vars.custom``) is read as dict
@@ -96,6 +109,16 @@ class Step:
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         return is_truthy(value)
+
+    def holds(self, event: dict, steps: dict, variables: dict, settings: dict) -> bool:
+        """``runs`` on an action's scopes given one by one (its generated code reads them as they are)."""
+        if self._holds is None:
+            self._holds = scopes_condition(self.when, ("event", "steps", "vars", "settings"))
+        try:
+            return self._holds(event, steps, variables, settings)
+        except Exception as exc:  # noqa: BLE001  as condition_holds: this event's MappingError
+            raise MappingError(("steps", self.name, "when"), f"when {self.when_text}: cannot be evaluated on this "
+                                                              f"event: {type(exc).__name__}: {exc}") from None
 
     def rule(self, status: int) -> Rule:
         """The rule for this status: exact, then its class, then the defaults."""
@@ -185,6 +208,7 @@ class Run:
 
 
 SKIPPED_STEP = object()   # what Context.prepare returns for a step whose `when` is false
+NO_ANSWERS: dict = {}     # ``steps`` before any step answered (read only)
 
 
 class Context:
@@ -252,6 +276,8 @@ class ActionContext(Context):
         self._variables: dict | None = None
 
     def variables(self) -> dict:
+        if self._variables is None and not self.action.vars:  # none to work out
+            self._variables = {}
         if self._variables is None:
             bound = self.action.bound(self.settings, None, self.destination)
             if bound is not None:
@@ -262,6 +288,21 @@ class ActionContext(Context):
                     scope.set_var(name, node.evaluate(scope))
                 self._variables = scope.vars
         return self._variables
+
+    def _given(self, step: Step, answers: dict) -> dict | None:
+        """The action's vars the step's code reads, when ``when`` has worked them out already for this data
+        (no answers yet, or vars that read none): the step's code then computes only its own."""
+        if self._variables is None:
+            return None
+        inherited = step.inherited_vars()
+        if answers and inherited and step.inherited_read_answers:
+            return None
+        if step.left_out is None:  # the action's vars the step does not read, worked out once
+            step.left_out = [name for name, _ in self.action.vars if name not in inherited]
+        given = self._variables.copy()  # the action's vars, in their order, less those: a copy is cheaper
+        for name in step.left_out:
+            del given[name]
+        return given
 
     def _data(self, answers: dict) -> dict:
         """The event, plus ``steps`` once there are answers to read."""
@@ -278,22 +319,22 @@ class ActionContext(Context):
                 "vars": scope.vars, "settings": self.settings}
 
     def prepare(self, step: Step, answers: dict):
-        bound = None
-        if step.action is not None and not step.requires:
-            bound = step.action.bound(self.settings, None, self.destination)
+        action = step.action
+        if action is None or step.requires:
+            return super().prepare(step, answers)
+        data = self._data(answers) if answers else self.event  # runs per step and event: no call when no answers
+        if step.when is not None and not step.holds(self.event, data.get("steps", NO_ANSWERS), self.variables(),
+                                                    self.settings):
+            return SKIPPED_STEP  # (the interpreter's own when, in super().prepare, answers the same)
+        bound = action.bound(self.settings, None, self.destination)
         if bound is None:
             return super().prepare(step, answers)
-        data = self._data(answers)
-        if step.when is not None and not step.runs(
-                {"event": self.event, "steps": data.get("steps", {}), "vars": self.variables(), "settings": self.settings}):
-            return SKIPPED_STEP
-        body, variables = bound.payload(data)
-        if bound.required:
+        body, variables = bound.payload(data, self._given(step, answers) if self._variables is not None else None)
+        found = bound.required and bound.compiled.missing_required(body, variables)
+        if found:
             label = f"{self.destination} {self.action.name}"
-            missing = [self._required_problem(step, check.rule, label, Scope(data, self.settings, variables))
-                       for check in bound.required if check.missing(body, variables)]
-            if missing:
-                return missing
+            return [self._required_problem(step, bound.required[i].rule, label, Scope(data, self.settings, variables))
+                    for i in found]
         return bound.request(data, variables, body, self.destination, self.message_ids, self.secrets)
 
 

@@ -440,7 +440,7 @@ def test_explain_code_prints_the_generated_python(capsys):
     assert main(["explain", "--code", "richpanel", "track"]) == 0
     source = capsys.readouterr().out
     ast.parse(source)
-    assert "def map_track(event, settings, K):" in source and "def wrap_items(" in source
+    assert "def map_track(event, settings, K, given=None):" in source and "def wrap_items(" in source
     assert "event.get('properties')" in source  # plain paths are plain dict reads
 
 

@@ -8,11 +8,15 @@ language.py writes its own statements (``Node.emit``) and this module supplies
 the writer, the reads, the templates and the function around them. A single
 node is evaluated by the code generated for it alone (``evaluator``).
 
-* plain JMESPath paths (``a.b.c``, ``@``) become dict reads; others call the
-  compiled JMESPath expression;
+* plain JMESPath paths (``a.b.c``, ``@``) become dict reads; other expressions
+  become Python too (jmespath_subset.py), and the few it leaves out (``&expr``)
+  call the compiled JMESPath expression; conditions outside generated code (a
+  step's ``when``) are ``Expression`` objects whose ``search`` runs the same
+  translation;
 * templates that read only ``settings`` are rendered once per route and read
-  from ``K`` (the route's constants); simple templates become Python
-  (jinja_subset.py); the rest call Jinja2, compiled once;
+  from ``K`` (the route's constants); the others become Python (jinja_subset.py)
+  where they can, handing an event to Jinja2 where the translation does not
+  decide its data (``Bail``); the rest call Jinja2, compiled once;
 * everything else (filters, functions, @each, @merge...) is spelled out.
 
 ``eventmap explain --code DEST TYPE`` prints the generated source.
@@ -24,17 +28,22 @@ import functools
 import math
 from typing import Any
 
-from . import operators
-from .filters import BUILTIN_FILTERS, FilterError
-from .jinja_subset import Translator, Unsupported, reads_only_settings
+import jmespath
+
+from . import jmespath_subset, operators
+from .filters import BUILTIN_FILTERS, FILTERS, FilterError
+from .jinja_subset import Bail, Translator, Unsupported, reads_only_settings
 from .reads import plain_steps, root_reads
-from .runtime import NAMESPACE, Scope
+from .runtime import NAMESPACE, Scope, is_truthy
 from .templates import environment, template_ast, template_facts
 
 # Node and Template below are language.py's classes: this module does not import it (language.py imports this
 # one), it only calls what every node has (emit, static, describe, evaluate, where).
 Node = Any
 Template = Any
+
+
+OBJECT_SCOPES = ("event", "vars", "settings")  # always objects in generated code (the event of an action)
 
 
 class Writer:
@@ -114,15 +123,24 @@ class Generator:
 
     # --- entry point
     def function(self, name: str, doc: str, vars: list, body: Node) -> None:
-        """``def name(event, settings, K)`` returning (body value, vars dict)."""
-        self.w.lines.append(f"def {name}({self.root}, settings, K):")
+        """``def name(event, settings, K, given=None)`` returning (body value, vars dict).
+
+        ``given``: the values of the first vars, worked out already for this event (a multi-step
+        action's vars, read by a step's ``when`` first); the function computes the rest.
+        """
+        self.w.lines.append(f"def {name}({self.root}, settings, K, given=None):")
         self.w.emit(repr(doc))
-        self.w.emit("vars = {}")
+        if vars:
+            self.w.emit("vars, skip = ({}, 0) if given is None else (given, len(given))")
+        else:
+            self.w.emit("vars = {} if given is None else given")
         ctx = Context(self.root, None)
-        for var_name, node in vars:
+        for i, (var_name, node) in enumerate(vars):
             self.w.emit(f"# vars.{var_name}: {node.describe()}")
-            value = self.value(node, ctx)
-            self.w.emit(f"vars[{var_name!r}] = {value}")
+            self.w.emit(f"if skip <= {i}:")
+            with self.w.indented():
+                value = self.value(node, ctx)
+                self.w.emit(f"vars[{var_name!r}] = {value}")
         value = self.value(body, ctx)
         self.w.emit(f"return {value}, vars")
 
@@ -152,11 +170,21 @@ class Generator:
         """``out = <JMESPath expression over the scopes>``, as dict reads when it is a plain path."""
         steps = plain_steps(expression.parsed)
         if steps is None:
+            mark = len(self.w.lines)
+            try:  # jmespath's semantics written as Python (jmespath_subset.py)
+                value = jmespath_subset.Translator(self.w, lambda name: self.scope(name, ctx),
+                                                  objects={self.scope(name, ctx) for name in OBJECT_SCOPES}
+                                                  ).value(expression.parsed)
+            except jmespath_subset.Unsupported:
+                del self.w.lines[mark:]
+            else:
+                self.w.emit(f"{out} = {value}")
+                return
             reads = self.scopes(set(root_reads(expression.parsed)), ctx)
             self.w.emit(f"{out} = {self.w.constant(expression, 'jmespath')}.search({reads})")
             return
-        if steps[0] == "event" and len(steps) > 1:  # an action's event is always an object
-            self.w.emit(f"{out} = {self.root}.get({steps[1]!r})")
+        if steps[0] in OBJECT_SCOPES and len(steps) > 1:  # an action's event, vars and settings are always objects
+            self.w.emit(f"{out} = {self.scope(steps[0], ctx)}.get({steps[1]!r})")
             steps = steps[1:]
         else:
             self.w.emit(f"{out} = {self.scope(steps[0], ctx)}")
@@ -168,24 +196,30 @@ class Generator:
             return self.w.route_constant(node)
         ast = template_ast(node.source)
         mark = len(self.w.lines)
+        # a template whose code may hand an event to Jinja2 must not call a user's filter twice
+        can_bail = not (template_facts(node.source).filters & (set(FILTERS) - BUILTIN_FILTERS))
         try:
-            translator = Translator(self.w, self.env, lambda name: self.jinja_name(name, ctx))
-            if node.whole:
-                return self._guarded(node, lambda: translator.whole(ast))
-            return self._guarded(node, lambda: translator.text(ast))
+            translator = Translator(self.w, self.env, lambda name: self.jinja_name(name, ctx), can_bail)
+            return self._guarded(node, ctx, translator, ast)
         except Unsupported:
             del self.w.lines[mark:]
         out = self.w.temp()
-        names = self.scopes(template_facts(node.source).scopes, ctx)
-        self.w.emit(f"{out} = {self.w.constant(node, 'template')}.run({names})  # {node.source}")
+        self.w.emit(f"{out} = {self._jinja(node, ctx)}  # {node.source}")
         return out
 
-    def _guarded(self, node: Template, translate) -> str:
-        """Translated template code, with Template.evaluate's error wording."""
+    def _jinja(self, node: Template, ctx: Context) -> str:
+        """The call rendering ``node`` with Jinja2 itself."""
+        return f"{self.w.constant(node, 'template')}.run({self.scopes(template_facts(node.source).scopes, ctx)})"
+
+    def _guarded(self, node: Template, ctx: Context, translator: Translator, ast) -> str:
+        """Translated template code, with Template.evaluate's error wording; Jinja2 where it bails."""
         self.w.emit(f"# {node.describe()}")
         self.w.emit("try:")
         with self.w.indented():
-            out = translate()
+            out = translator.whole(ast) if node.whole else translator.text(ast)
+        if translator.bails:
+            self.w.emit(f"except {self.w.constant(Bail, 'Bail')}:  # data the translation leaves to Jinja2")
+            self.w.emit(f"    {out} = {self._jinja(node, ctx)}")
         source = self.w.constant(node.source, "SOURCE")
         where = repr(tuple(node.where))
         self.w.emit("except FilterError as exc:")
@@ -215,7 +249,8 @@ class CompiledCode:
 
 
 def generate(name: str, doc: str, vars: list, body: Node, root: str = "event") -> CompiledCode:
-    """``name(event, settings, K) -> (value of body, vars)``: vars first, in order, then the body."""
+    """``name(event, settings, K, given=None) -> (value of body, vars)``: vars first, in order (those not
+    ``given``), then the body."""
     writer = Writer()
     Generator(writer, root).function(name, doc, vars, body)
     return CompiledCode(name, "\n".join(writer.lines) + "\n", writer.namespace, writer.route_nodes)
@@ -237,6 +272,64 @@ def evaluator(node: Node, in_item: bool):
     value = generator.value(node, ctx)
     writer.emit(f"return {value}")
     return CompiledCode("evaluate", "\n".join(writer.lines) + "\n", writer.namespace, []).function
+
+
+class Expression(jmespath.parser.ParsedResult):
+    """A compiled JMESPath expression whose ``search`` runs its Python translation (jmespath_subset.py),
+    written on first use; jmespath's own interpreter where the translation does not apply.
+
+    What every condition and read outside generated code gets (a step's ``when``, a named action's
+    ``when``, ``on_answer`` rules, ``requires``): the same answers, without walking the tree per call.
+    """
+
+    def __init__(self, expression: str, parsed: dict):
+        super().__init__(expression, parsed)
+        self._run: Any = None
+
+    def search(self, value, options=None):
+        if options is not None:
+            return super().search(value, options)
+        if self._run is None:
+            self._run = self._translated()
+        return self._run(value)
+
+    def _translated(self):
+        writer = Writer(hoist=False)
+        writer.lines.append("def search(data):")
+        try:
+            value = jmespath_subset.Translator(writer, root="data").value(self.parsed)
+        except jmespath_subset.Unsupported:
+            return super().search
+        writer.emit(f"return {value}")
+        return CompiledCode("search", "\n".join(writer.lines) + "\n", writer.namespace, []).function
+
+
+def scopes_condition(expression, names: tuple[str, ...]):
+    """``holds(*scopes)``: whether ``expression`` is true (runtime.is_truthy) on the scopes given in the order of
+    ``names``, each an object: what searching ``{name: scope...}`` answers, without making that object."""
+    writer = Writer(hoist=False)
+    writer.lines.append(f"def holds({', '.join(names)}):")
+    try:
+        value = jmespath_subset.Translator(writer, lambda name: name if name in names else "None",
+                                           objects=set(names)).value(expression.parsed)
+    except jmespath_subset.Unsupported:
+        return lambda *scopes: is_truthy(expression.search(dict(zip(names, scopes))))
+    if jmespath_subset.boolean(expression.parsed):
+        writer.emit(f"return {value}")
+    else:
+        writer.emit(f"return {value} is not False and not ({empty_test(value)})")
+    return CompiledCode("holds", "\n".join(writer.lines) + "\n", writer.namespace, []).function
+
+
+def empty_test(v: str) -> str:
+    """runtime.is_empty, written inline in generated code (a call per field costs more than the test); the
+    truth test first, so most values are decided without a call."""
+    return f"{v} is None or (not {v} and isinstance({v}, _EMPTIABLE))"
+
+
+def compile_expression(text: str) -> Expression:
+    """``jmespath.compile`` (its cache, its errors), as an Expression."""
+    return Expression(text, jmespath.compile(text).parsed)
 
 
 # filters and tests whose answer depends on their input alone: the built-in filters and the operators' own

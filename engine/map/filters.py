@@ -183,17 +183,30 @@ _ISO_8601 = re.compile(
 _UTC_ISO_8601 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
 
 
+# how every text _iso_or_none reads starts (after the spaces strip() takes): a quick, C-level first test
+_MAY_BE_ISO = re.compile(r"\s*\d{4}-").match
+
+
 def _parse_iso(text: str) -> datetime:
     """Parse an ISO-8601 date or date-time into an aware UTC datetime (naive means UTC)."""
+    parsed = _iso_or_none(text)
+    if parsed is None:
+        raise FilterError(f"{text!r} is not an ISO-8601 date-time")
+    return parsed
+
+
+def _iso_or_none(text: str) -> datetime | None:
+    """_parse_iso's answer, None where it refuses the text (``try`` keeps such text without raising)."""
+    if not _MAY_BE_ISO(text):  # both patterns start with four digits and "-" (most text fails here)
+        return None
     if _UTC_ISO_8601.fullmatch(text):
         try:
             return datetime.fromisoformat(text)
         except ValueError:
             pass  # month 13, say: the general path words the error
-    bad = FilterError(f"{text!r} is not an ISO-8601 date-time")
     m = _ISO_8601.fullmatch(text.strip())
     if not m:
-        raise bad
+        return None
     g = m.groupdict()
     fraction = (g["fraction"] or "")[:6].ljust(6, "0")  # beyond microseconds is truncated
     tz = UTC
@@ -201,7 +214,7 @@ def _parse_iso(text: str) -> datetime:
         digits = g["tz"][1:].replace(":", "")
         hours, minutes = int(digits[:2]), int(digits[2:] or 0)
         if hours > 23 or minutes > 59:
-            raise bad
+            return None
         offset = timedelta(hours=hours, minutes=minutes)
         tz = timezone(-offset if g["tz"][0] == "-" else offset)
     try:
@@ -212,7 +225,7 @@ def _parse_iso(text: str) -> datetime:
         )
         return parsed.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise bad from None
+        return None
 
 
 def _from_epoch_ms(filter_name: str, ms: float) -> datetime:
@@ -324,9 +337,13 @@ def epoch_ms(value: Any) -> int:
 
     Example: "2024-01-02T03:04:05Z" | epoch_ms() -> 1704164645000
     """
+    if value.__class__ is str:  # the usual case, in fewer calls; text that is not a date fails below
+        parsed = _iso_or_none(value)
+        if parsed is not None:
+            return _epoch_ms_of(parsed)
     if _is_number(value):
         return _whole("epoch_ms", value)
-    return (_as_datetime("epoch_ms", value) - _EPOCH) // timedelta(milliseconds=1)
+    return _epoch_ms_of(_as_datetime("epoch_ms", value))
 
 
 @register_filter("epoch_s")
@@ -336,9 +353,13 @@ def epoch_s(value: Any) -> int:
 
     Example: "2024-01-02T03:04:05Z" | epoch_s() -> 1704164645
     """
+    if value.__class__ is str:  # the usual case, in fewer calls; text that is not a date fails below
+        parsed = _iso_or_none(value)
+        if parsed is not None:
+            return _epoch_s_of(parsed)
     if _is_number(value):
         return _whole("epoch_s", value)
-    return (_as_datetime("epoch_s", value) - _EPOCH) // timedelta(seconds=1)
+    return _epoch_s_of(_as_datetime("epoch_s", value))
 
 
 @register_filter("iso8601")
@@ -348,11 +369,7 @@ def iso8601(value: Any) -> str:
 
     Example: 1704164645000 | iso8601() -> "2024-01-02T03:04:05.000Z"
     """
-    dt = _as_datetime("iso8601", value)
-    return (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T"
-        f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond // 1000:03d}Z"
-    )
+    return _iso8601_of(_as_datetime("iso8601", value))
 
 
 @register_filter("date")
@@ -362,8 +379,30 @@ def to_date(value: Any) -> str:
 
     Example: "2024-01-02T03:04:05Z" | date() -> "2024-01-02"
     """
-    dt = _as_datetime("date", value)
+    return _date_of(_as_datetime("date", value))
+
+
+def _epoch_ms_of(dt: datetime) -> int:
+    since = dt - _EPOCH  # (since // 1 ms), in integers: days may be negative, seconds and microseconds are not
+    return (since.days * 86400 + since.seconds) * 1000 + since.microseconds // 1000
+
+
+def _epoch_s_of(dt: datetime) -> int:
+    since = dt - _EPOCH
+    return since.days * 86400 + since.seconds
+
+
+def _iso8601_of(dt: datetime) -> str:
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T"
+            f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond // 1000:03d}Z")
+
+
+def _date_of(dt: datetime) -> str:
     return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+
+
+# the date filters' answer for text, from the parsed date-time (``try`` parses without raising)
+_FROM_TEXT = {"epoch_ms": _epoch_ms_of, "epoch_s": _epoch_s_of, "iso8601": _iso8601_of, "date": _date_of}
 
 
 # --------------------------------------------------------------------------
@@ -434,7 +473,12 @@ def url_segment(value: Any) -> str:
 
     Example: "a/b c" | url_segment() -> "a%2Fb%20c"
     """
-    return _quote(value if isinstance(value, str) else str(value), safe="")
+    text = value if isinstance(value, str) else str(value)
+    return text if _URL_SAFE(text) else _quote(text, safe="")
+
+
+# text quote() leaves as it is (its always-safe characters): most ids, checked in C
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
 
 
 @register_filter("uuid5")
@@ -778,6 +822,11 @@ def split_name(value: Any, part: Any) -> str | None:
 
 
 def _replaced(filter_name: str, value: Any, old: Any, new: Any, flags: int) -> str:
+    if not flags and value.__class__ is str and old.__class__ is str and old and new.__class__ is str:
+        # the usual case: text in, text to replace and text to put, written in the mapping
+        if len(value) + value.count(old) * len(new) > MAX_SIZE:
+            refuse_over(len(value) + value.count(old) * len(new), filter_name)
+        return value.replace(old, new)
     text = str(value) if _is_number(value) else _text(filter_name, value)
     if not isinstance(old, str) or not old:
         raise FilterError(f"{filter_name}'s old text must be non-empty text, {_got(old)}")
@@ -785,6 +834,9 @@ def _replaced(filter_name: str, value: Any, old: Any, new: Any, flags: int) -> s
         new = ""
     if not isinstance(new, str):
         raise FilterError(f"{filter_name}'s new text must be text, {_got(new)}")
+    if not flags:  # the plain text replaced, as a pattern of it would be (non-overlapping, left to right)
+        refuse_over(len(text) + text.count(old) * len(new), f"{filter_name}")
+        return text.replace(old, new)
     pattern = re.compile(re.escape(old), flags)
     refuse_over(len(text) + len(pattern.findall(text)) * len(new), f"{filter_name}")
     return pattern.sub(lambda _match: new, text)
@@ -934,12 +986,28 @@ def try_filter(value: Any, name: Any, *args: Any) -> Any:
     """
     if name not in BUILTIN_FILTERS or name == "try":
         raise FilterError(f"try expects the name of a built-in filter, got {_show(name)}")
-    try:
-        return FILTERS[name](value, *args)
-    except TooLarge:
-        raise
-    except FilterError:
-        return _plain(value)
+    return tried(name)(value, *args)
+
+
+@functools.cache
+def tried(name: str) -> Callable[..., Any]:
+    """``try(name)`` as one function of the value (and the filter's arguments), for a built-in filter's name:
+    what try_filter calls, and what generated code calls when the mapping writes the name."""
+    fn, from_text = FILTERS[name], _FROM_TEXT.get(name)
+
+    def attempt(value: Any, *args: Any) -> Any:
+        if from_text is not None and value.__class__ is str and not args:  # a date on text: no exception to catch
+            parsed = _iso_or_none(value) if _MAY_BE_ISO(value) else None
+            return value if parsed is None else from_text(parsed)
+        try:
+            return fn(value, *args)
+        except TooLarge:
+            raise
+        except FilterError:
+            return _plain(value)
+    # text this C-level test turns away is kept as it is (without arguments): generated code asks it first
+    attempt.converts_text = _MAY_BE_ISO if from_text is not None else None  # type: ignore[attr-defined]
+    return attempt
 
 
 # --------------------------------------------------------------------------

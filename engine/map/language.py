@@ -28,12 +28,12 @@ import json
 import re
 from typing import Any, ClassVar
 
-import jmespath
 from jinja2 import TemplateError
 from jmespath.exceptions import JMESPathError
 
 from ..problems import bare_yaml_key
-from .codegen import evaluator, reads_only_settings_template
+from . import jmespath_subset
+from .codegen import Expression, compile_expression, empty_test, evaluator, reads_only_settings_template
 from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
 from .reads import negation_problem, nested_or, plain_steps, root_reads, split_or
@@ -435,7 +435,10 @@ class Condition(Directive):
         test, out = w.temp("test"), w.temp()
         w.emit(f"# if {self.source}")
         gen.read(self.expression, ctx, test)
-        w.emit(f"if {test} is False or {empty_test(test)}:")
+        if jmespath_subset.boolean(self.expression.parsed):  # true or false: its truth is Python's
+            w.emit(f"if not {test}:")
+        else:
+            w.emit(f"if {test} is False or {empty_test(test)}:")
         with w.indented():
             w.emit(f"{out} = {gen.value(self.otherwise, ctx) if self.otherwise is not None else None}")
         w.emit("else:")
@@ -523,24 +526,50 @@ class MapValues(Directive):
     def emit(self, gen, ctx):
         w = gen.w
         source = gen.value(self.source, ctx)
-        out, one, item, key, x = w.temp("values"), w.temp("one"), w.temp("item"), w.temp("k"), w.temp("x")
-        w.emit(f"def {one}({item}):")  # one value: the mapper's result (deep: walks objects and lists first)
-        with w.indented():
-            if self.deep:
-                w.emit(f"if isinstance({item}, dict):")
-                w.emit(f"    return {{{key}: {x} for {key}, {x} in (({key}, {one}({x})) for {key}, {x} in "
-                       f"{item}.items()) if {x} is not None}}")
-                w.emit(f"if isinstance({item}, list):")
-                w.emit(f"    return [{x} for {x} in map({one}, {item}) if {x} is not None]")
-            w.emit(f"return {gen.value(self.mapper, gen.item_context(item))}")
+        out, walk = w.temp("values"), w.temp("walk")
+
+        def mapped_values(target: str, values: str, as_list: bool) -> None:
+            """``target`` = each value of ``values`` mapped, null results left out; with @deep, an object or
+            list value is walked (``walk``) instead. The mapper is written out in the loop: plain loops, no
+            call per value."""
+            item, key = w.temp("item"), w.temp("k")
+            w.emit(f"{target} = []" if as_list else f"{target} = {{}}")
+            w.emit(f"for {item} in {values}:" if as_list else f"for {key}, {item} in {values}.items():")
+            with w.indented():
+                if self.deep:
+                    mapped = w.temp("x")
+                    w.emit(f"if isinstance({item}, (dict, list)):")
+                    w.emit(f"    {mapped} = {walk}({item})")
+                    w.emit("else:")
+                    with w.indented():
+                        w.emit(f"{mapped} = {gen.value(self.mapper, gen.item_context(item))}")
+                else:
+                    mapped = gen.value(self.mapper, gen.item_context(item))
+                w.emit(f"if {mapped} is not None:")
+                w.emit(f"    {target}.append({mapped})" if as_list else f"    {target}[{key}] = {mapped}")
+
+        if self.deep:  # an object or list at any depth: its values mapped (what the top level does too)
+            value, deep = w.temp("item"), w.temp("deep")
+            w.emit(f"def {walk}({value}):")
+            with w.indented():
+                w.emit(f"if isinstance({value}, dict):")
+                with w.indented():
+                    mapped_values(deep, value, False)
+                w.emit("else:")
+                with w.indented():
+                    mapped_values(deep, value, True)
+                w.emit(f"return {deep}")
         w.emit(f"if {source} is None:")
         w.emit(f"    {out} = None")
         w.emit(f"elif not isinstance({source}, dict):")
         w.emit(f"    raise MappingError({tuple(self.where)!r}, '@map_values expected an object, got ' + "
                f"describe_type({source}))")
         w.emit("else:")
-        w.emit(f"    {out} = {{{key}: {x} for {key}, {x} in (({key}, {one}({x})) for {key}, {x} in "
-               f"{source}.items()) if {x} is not None}}")
+        with w.indented():
+            if self.deep:
+                w.emit(f"{out} = {walk}({source})")
+            else:
+                mapped_values(out, source, False)
         return out
 
     def describe(self):
@@ -592,11 +621,6 @@ class Function(Directive):
 
     def describe(self):
         return f"function {self.name}"
-
-
-def empty_test(v: str) -> str:
-    """runtime.is_empty, written inline in generated code (a call per field costs more than the test)."""
-    return f"{v} is None or (isinstance({v}, _EMPTIABLE) and not {v})"
 
 
 def where_text(where) -> str:
@@ -708,7 +732,7 @@ class Compiler:
             self.report(path, f"{key} {text!r}: '$.' is no longer the event; write {'event' + text[1:]!r}")
             return None
         try:
-            expression = jmespath.compile(text)
+            expression = compile_expression(text)
         except JMESPathError as exc:
             detail = str(exc).splitlines()[0]
             self.report(path, f"{key} {text!r} is not a valid JMESPath expression: {detail}")
@@ -746,7 +770,7 @@ class Compiler:
             return []
         if len(parts) == 1:
             return [compiled]
-        return [jmespath.parser.ParsedResult(text, part) for part in parts]
+        return [Expression(text, part) for part in parts]
 
     def directive(self, raw: dict, path, in_item) -> Node:
         sources = [k for k in raw if k in DIRECTIVES]

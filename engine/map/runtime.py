@@ -65,7 +65,7 @@ UNDEFINED = _Undefined()
 
 def is_empty(value) -> bool:
     """The one emptiness rule: null, "", [] and {} are empty; false and 0 are values."""
-    return value is None or value is UNDEFINED or (isinstance(value, EMPTIABLE) and len(value) == 0)
+    return value is None or value is UNDEFINED or (not value and isinstance(value, EMPTIABLE))
 
 
 def is_missing(value) -> bool:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..map.codegen import generate, generate_values
-from ..map.language import MappingError, Scope, is_empty, plain_steps
+from ..map.codegen import CompiledCode, Writer, generate, generate_values
+from ..map.language import MappingError, Scope, plain_steps
 from .request import Request
 
 
@@ -35,6 +35,7 @@ class CompiledAction:
                                          f"{label}: the URL" if self.only_url_varies else f"{label}: URL, headers and query",
                                          nodes[:1] if self.only_url_varies else nodes))
         self.required = [RequiredCheck(rule) for rule in action.required]
+        self.missing_required = required_function(self.required)
 
     def source(self) -> str:
         """The generated Python, for ``eventmap explain --code``."""
@@ -88,14 +89,18 @@ class BoundAction:
                 self.fixed = (url, endpoint.with_content_type(headers, method), query, method, endpoint.format,
                               compiled.action.name)
 
-    def payload(self, event: dict) -> tuple[object, dict]:
-        """(mapped body, vars); raises MappingError on data a filter cannot take."""
-        return self.map(event, self.settings, self.constants)
+    def payload(self, event: dict, given: dict | None = None) -> tuple[object, dict]:
+        """(mapped body, vars); raises MappingError on data a filter cannot take. ``given``: the first
+        vars' values for this event, already worked out (in order: the rest are computed after them)."""
+        return self.map(event, self.settings, self.constants, given)
 
     def missing(self, payload, vars: dict, label: str, event: dict) -> list:
         """A Problem per required field that is missing or empty (a template message reads ``event``)."""
-        return [self.compiled.action.required_problem(check.rule, label, lambda: Scope(event, self.settings, vars))
-                for check in self.required if check.missing(payload, vars)]
+        found = self.compiled.missing_required(payload, vars)
+        if not found:
+            return []
+        return [self.compiled.action.required_problem(self.required[i].rule, label,
+                                                      lambda: Scope(event, self.settings, vars)) for i in found]
 
     def envelope(self, items: list):
         return self.wrap({"items": items}, self.settings, self.wrap_constants)[0]
@@ -139,9 +144,10 @@ class BoundAction:
 
 
 class RequiredCheck:
-    """``Required.missing`` as dict reads when each alternative is a plain path."""
+    """What ``Required.missing`` reads, as dict keys when each alternative is a plain path (for
+    ``required_function``)."""
 
-    __slots__ = ("rule", "alternatives", "on_vars")
+    __slots__ = ("rule", "alternatives", "on_vars", "in_vars")
 
     def __init__(self, rule):
         self.rule = rule
@@ -150,15 +156,37 @@ class RequiredCheck:
         if len(self.alternatives) != len(paths):
             self.alternatives = None
         self.on_vars = rule.path.startswith("vars.")
+        # every alternative a var (vars.a || vars.b): read from vars itself, not from {"vars": vars}
+        alternatives = self.alternatives or []
+        self.in_vars = self.on_vars and bool(alternatives) and all(steps[0] == "vars" for steps in alternatives)
+        if self.in_vars:
+            self.alternatives = [steps[1:] for steps in alternatives]
 
-    def missing(self, payload, vars: dict) -> bool:
-        if self.alternatives is None:
-            return self.rule.missing(payload, vars)
-        root = {"vars": vars} if self.on_vars else payload
-        for steps in self.alternatives:
-            value = root
-            for key in steps:
-                value = value.get(key) if isinstance(value, dict) else None
-            if not is_empty(value):
-                return False
-        return True
+
+def required_function(checks: list[RequiredCheck]):
+    """``missing(payload, vars) -> [index, ...] or None``: which of ``checks`` find their field missing, in
+    order, as one generated function (dict reads, the one emptiness rule); a check that needs JMESPath
+    calls its rule."""
+    writer = Writer(hoist=False)
+    writer.lines.append("def missing(payload, vars):")
+    writer.emit("found = None")
+    for i, check in enumerate(checks):
+        writer.emit(f"# {check.rule.path}")
+        start = writer.depth
+        if check.alternatives is None:
+            writer.emit(f"if {writer.constant(check.rule, 'RULE')}.missing(payload, vars):")
+            writer.depth += 1
+        else:
+            root = "vars" if check.in_vars else "{'vars': vars}" if check.on_vars else "payload"
+            for steps in check.alternatives:  # each read only when those before it are empty
+                writer.emit(f"v = {root}")
+                for key in steps:
+                    writer.emit(f"v = v.get({key!r}) if isinstance(v, dict) else None")
+                writer.emit("if v is None or v is _U or (not v and isinstance(v, _EMPTIABLE)):")  # runtime.is_empty
+                writer.depth += 1
+        writer.emit("if found is None:")
+        writer.emit("    found = []")
+        writer.emit(f"found.append({i})")
+        writer.depth = start
+    writer.emit("return found")
+    return CompiledCode("missing", "\n".join(writer.lines) + "\n", writer.namespace, []).function
