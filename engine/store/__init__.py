@@ -32,8 +32,10 @@ from .base import (
     NewDelivery,
     NewEvent,
     Received,
+    SentRequest,
     Store,
 )
+from .refusals import Refusal
 from .violations import NewViolation, ViolationQuery, ViolationRecord
 
 DEFAULT_URL = "sqlite:///eventmap.db"
@@ -97,6 +99,8 @@ __all__ = [
     "NewEvent",
     "NewViolation",
     "Received",
+    "Refusal",
+    "SentRequest",
     "Store",
     "ViolationQuery",
     "ViolationRecord",
