@@ -72,8 +72,10 @@ def chart(timeline: list[tuple[float, int, int]], since: float, now: float, buck
         result.bars.append(Bar(round(index * slot, 2), round(max(slot - 1, 1), 2), ok, failed,
                                round(ok * scale, 2), round(failed * scale, 2), start))
     every = max(1, round(count / (TICKS if not small else TICKS // 2)))
+    room = 70 if bucket >= 3600 else 36   # pixels a label takes: none starts where it would be cut off
     for index in range(0, count, every):
-        result.ticks.append(Tick(round(index * slot, 2), _label(first + index * bucket, bucket)))
+        if index * slot <= width - room:
+            result.ticks.append(Tick(round(index * slot, 2), _label(first + index * bucket, bucket)))
     return result
 
 

@@ -90,6 +90,7 @@ RANGES = {"1h": (HOUR, 60.0, "per minute, last hour"), "6h": (6 * HOUR, 300.0, "
           "24h": (DAY, 1800.0, "per 30 minutes, last 24 hours"), "7d": (7 * DAY, 6 * HOUR, "per 6 hours, last 7 days")}
 DEFAULT_RANGE = "1h"
 REFUSALS_SHOWN = 5    # the latest refused requests the overview lists (the Refused page has the rest)
+REASONS_SHOWN = 5     # reasons per destination and state the overview lists, the most frequent first
 
 
 def chart_range(query: dict) -> str:
@@ -111,7 +112,8 @@ def overview(store, setup, now: float, chosen: str = DEFAULT_RANGE) -> dict:
 
     def row(name: str) -> Row:
         drawn = charts.chart(timelines.get(name, []), since, now, bucket, f"{name}: {title}", small=True)
-        return Row(name, counts.get(name, {}), skipped.get(name, {}), rejected.get(name, {}), dead.get(name, {}),
+        return Row(name, counts.get(name, {}), _first_reasons(skipped.get(name, {})),
+                   _first_reasons(rejected.get(name, {})), _first_reasons(dead.get(name, {})),
                    retrying.get(name, []), drawn)
 
     every = [(start, ok, failed) for start, ok, failed in _summed(timelines.values())]
@@ -126,6 +128,15 @@ def overview(store, setup, now: float, chosen: str = DEFAULT_RANGE) -> dict:
         "refused_total": sum(r.count for r in refused),
         "now": now,
     }
+
+
+def _first_reasons(reasons: dict[str, int]) -> dict[str, int]:
+    """The most frequent reasons; the rest counted under one line."""
+    shown = dict(list(reasons.items())[:REASONS_SHOWN])
+    rest = sum(reasons.values()) - sum(shown.values())
+    if rest:
+        shown[f"(other reasons, {len(reasons) - len(shown)} of them)"] = rest
+    return shown
 
 
 def _summed(timelines) -> list[tuple[float, int, int]]:
