@@ -118,6 +118,7 @@ class SentRequest:
     destination: str = ""
     at: float = 0.0
     deliveries: list[int] = field(default_factory=list)   # when read: the first few deliveries it carried
+    text: str = ""               # ``request`` as JSON, when made by ``recorded``: the store writes it as it is
 
     def __repr__(self) -> str:
         return f"<SentRequest {self.id or ''} {self.events} events>"
@@ -125,14 +126,16 @@ class SentRequest:
     @classmethod
     def recorded(cls, request: dict, events: int, destination: str) -> SentRequest:
         """``request`` (masked already) as the store keeps it: whole up to ``ANSWER_LIMIT`` of JSON, past it
-        with the body cut to an excerpt that says so, the policy vendors' answers have."""
-        size = len(jsoncodec.dumps(request).encode("utf-8", "surrogatepass"))
-        if size > ANSWER_LIMIT:
+        with the body cut to an excerpt that says so, the policy vendors' answers have. Written as JSON once,
+        here: the store keeps that text."""
+        text = jsoncodec.dumps(request)
+        if len(text) > ANSWER_LIMIT // 4 and len(text.encode("utf-8", "surrogatepass")) > ANSWER_LIMIT:
             body = request.get("body")
-            text = body if isinstance(body, str) else jsoncodec.dumps(body)
-            request = {**request, "body": f"{text[:EXCERPT]}... (cut: the request is over "
+            whole = body if isinstance(body, str) else jsoncodec.dumps(body)
+            request = {**request, "body": f"{whole[:EXCERPT]}... (cut: the request is over "
                                           f"{describe_bytes(ANSWER_LIMIT)}, the most eventmap keeps of one it sent)"}
-        return cls(request, events, destination=destination)
+            text = jsoncodec.dumps(request)
+        return cls(request, events, destination=destination, text=text)
 
 
 @dataclass

@@ -329,7 +329,7 @@ class PostgresStore(Store):
         ids = conn.execute("SELECT ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s))",
                            (self._sequences[2], len(distinct))).fetchone()[0]
         by_object = dict(zip(distinct, ids))
-        rows = [(by_object[key], a.sent.destination, a.at, a.sent.events, _dumps(a.sent.request))
+        rows = [(by_object[key], a.sent.destination, a.at, a.sent.events, a.sent.text or _dumps(a.sent.request))
                 for key, a in distinct.items() if a.sent is not None]
         return by_object, [list(column) for column in zip(*rows)]
 

@@ -290,8 +290,7 @@ class SQLiteStore(Store):
         return sorted(leased, key=lambda item: item.id)
 
     def finish(self, results: list[Finish], owner: str, now: float) -> int:
-        applied = 0
-        sent_ids: dict[int, int] = {}   # id(SentRequest) -> its row: a batch's request is kept once
+        applied, tried = 0, []
         with self._write() as conn:
             for r in results:
                 a = r.attempt
@@ -305,23 +304,27 @@ class SQLiteStore(Store):
                      _dump(r.errors) if r.errors else None, a.status if a else None, a.error if a else None,
                      _dump(r.request) if r.request else None, r.id, owner))
                 if cursor.rowcount and a is not None:
-                    self._attempt(conn, r.id, a, sent_ids)
+                    tried.append((r.id, a))
                 applied += cursor.rowcount
+            self._attempts(conn, tried)
         return applied
 
     @staticmethod
-    def _attempt(conn, delivery_id: int, a: Attempt, sent_ids: dict[int, int]) -> None:
-        """One attempt of a delivery whose verdict applied, with the request it sent (kept once per batch)."""
-        sent_id = None
-        if a.sent is not None:
-            sent_id = sent_ids.get(id(a.sent))
-            if sent_id is None:
+    def _attempts(conn, tried: list[tuple[int, Attempt]]) -> None:
+        """The attempts of deliveries whose verdicts applied, each with the request it sent: a batch's request
+        is kept once (``SentRequest`` objects are shared by the deliveries of one request)."""
+        sent_ids: dict[int, int] = {}
+        for _, a in tried:
+            if a.sent is not None and id(a.sent) not in sent_ids:
                 conn.execute("INSERT INTO sent_requests(destination, at, events, request) VALUES (?, ?, ?, ?)",
-                             (a.sent.destination, a.at, a.sent.events, _dump(a.sent.request)))
-                sent_id = sent_ids[id(a.sent)] = _last_id(conn)
-        conn.execute("INSERT INTO attempts(delivery_id, at, status, error, duration, step, destination, sent_id)"
-                     " SELECT ?, ?, ?, ?, ?, ?, destination, ? FROM deliveries WHERE id = ?",
-                     (delivery_id, a.at, a.status, a.error, a.duration, a.step, sent_id, delivery_id))
+                             (a.sent.destination, a.at, a.sent.events, a.sent.text or _dump(a.sent.request)))
+                sent_ids[id(a.sent)] = _last_id(conn)
+        # the destination from the request sent, else from the delivery (COALESCE reads it only then)
+        conn.executemany("INSERT INTO attempts(delivery_id, at, status, error, duration, step, destination, sent_id)"
+                         " VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, (SELECT destination FROM deliveries WHERE id = ?)), ?)",
+                         [(delivery_id, a.at, a.status, a.error, a.duration, a.step,
+                           a.sent.destination if a.sent else None, delivery_id,
+                           sent_ids[id(a.sent)] if a.sent else None) for delivery_id, a in tried])
 
     def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float,
                   lease_until: float | None = None) -> bool:
@@ -331,7 +334,7 @@ class SQLiteStore(Store):
                 " updated_at = ?, lease_until = COALESCE(?, lease_until) WHERE id = ? AND lease_owner = ?",
                 (_dump(progress), attempt.status, now, lease_until, delivery_id, owner)).rowcount
             if applied:
-                self._attempt(conn, delivery_id, attempt, {})
+                self._attempts(conn, [(delivery_id, attempt)])
         return bool(applied)
 
     def release(self, owner: str, ids: Ids | None = None) -> int:
