@@ -69,7 +69,8 @@ def main() -> int:
             send_traffic(server)
             with open_store("sqlite:///events.db", base=Path(folder)) as store:
                 wait_for(lambda: store.counts(time.time()).get("crisp", {}).get("dead", 0) >= 2, 30, "two dead letters")
-                wait_for(lambda: not store.counts(time.time()).get("planhat", {}).get("queued"), 30, "planhat sent")
+                wait_for(lambda: not any(store.counts(time.time()).get("planhat", {}).get(s) for s in ("queued", "retrying")),
+                         30, "planhat sent")
                 wait_for(lambda: store.list(FAILING, "retrying", limit=1), 30, f"{FAILING} retrying")
                 dead = store.list("crisp", "dead", limit=1)[0].id
                 batched = max((r for r in store.list("planhat", "delivered", limit=1000)),

@@ -413,6 +413,13 @@ def test_the_demo_tester_sends_nothing_and_a_misdirected_host_is_a_refusal(demo,
         page.click("#run")
         assert page.locator("#status").inner_text() == "send" and page.locator("#send").count() == 0
         assert "this server sends nothing" in page.locator("main p.muted").first.inner_text()
+        session = requests.Session()   # a hand-made POST is refused too
+        token = session.get(demo.url + "/console/tester", timeout=10).text.split('name="csrf" value="', 1)[1] \
+            .split('"', 1)[0]
+        sent = session.post(demo.url + "/console/tester", timeout=10,
+                            data={"csrf": token, "action": "send", "confirmed": "yes", "destination": "",
+                                  "event": json.dumps({"type": "track", "event": "x", "userId": "u"})})
+        assert "the tester does not send either" in sent.text and "Sent to" not in sent.text
         port = demo.url.rsplit(":", 1)[1]
         assert requests.get(demo.url + "/healthz", headers={"Host": f"rebinding.example:{port}"},
                             timeout=10).status_code == 421

@@ -6,6 +6,8 @@ Times are a fake clock (plain floats).
 """
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from engine.store import (DEAD, DELIVERED, QUEUED, REJECTED, RETRYING, SKIPPED, Attempt, EventQuery, Finish,
@@ -155,6 +157,7 @@ def test_a_batch_request_is_kept_once_and_each_of_its_deliveries_shows_it_with_i
         assert record.sent.deliveries == ids
         assert record.history[-1].sent_id == record.sent.id
     assert len({store.get(i).sent.id for i in ids}) == 1
+    assert store._rows("SELECT COUNT(*) FROM sent_requests")[0][0] == 1   # kept once, not once per delivery
 
 
 def test_each_attempt_keeps_its_own_request_and_the_latest_is_shown(store):
@@ -291,3 +294,26 @@ def test_upgrading_gives_old_attempts_their_destination(backend, version):
         assert upgraded.timelines(T0, 60) == {"crisp": [(T0 - T0 % 60, 1, 0)]}
         assert upgraded.get(upgraded.list()[0].id).sent is None
         assert [e.message_id for e in upgraded.events(EventQuery(destination="crisp", state=DELIVERED))] == ["old"]
+
+
+# --------------------------------------------------------------------------- one odd refusal affects only itself
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=400)   # NUL and lone surrogates too
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reason=ANY_TEXT, path=ANY_TEXT, key=ANY_TEXT, origin=ANY_TEXT, agent=ANY_TEXT)
+def test_any_text_in_a_refusal_is_kept_with_the_others_of_its_write(store, reason, path, key, origin, agent):
+    mark = uuid.uuid4().hex   # the examples share the store: each finds its own rows
+    odd = refusal(T0, reason=reason, path=path, key_prefix=key_prefix(key), origin=origin, user_agent=agent,
+                  ip=f"odd-{mark}")
+    plain = refusal(T0, ip=f"plain-{mark}")
+    store.refused([odd, plain])
+    kept = {r.ip: r for r in store.refusals(limit=1000)}
+    assert {f"odd-{mark}", f"plain-{mark}"} <= set(kept)
+    shown = kept[f"odd-{mark}"].key_prefix or ""
+    assert len(key) < 12 or key[4:] not in shown or not key[4:]   # never more of a key than its first four
+    store._rows("SELECT 1")   # the store still answers

@@ -107,6 +107,9 @@ def select(mark: str, since: float | None, limit: int) -> tuple[str, list]:
 
 
 def _cut(value: str | None, limit: int, text) -> str | None:
+    """At most ``limit`` characters the backend can hold: a lone surrogate (a JSON body's key may carry one)
+    becomes '?', so one odd request cannot make the write of every refusal with it fail."""
     if value is None:
         return None
-    return text(value if len(value) <= limit else value[:limit - 1] + "…")
+    value = value if len(value) <= limit else value[:limit - 1] + "…"
+    return text(value.encode("utf-8", "replace").decode("utf-8"))
