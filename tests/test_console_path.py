@@ -347,6 +347,47 @@ def test_a_retried_dead_letter_that_is_then_delivered_shows_its_latest_attempt(s
     assert crisp.locator("a").inner_text() == "crisp: delivered" and "400" not in crisp.inner_text()
 
 
+# --------------------------------------------------------------------------- the issue's check
+
+def test_from_the_console_alone_each_event_says_why_it_did_or_did_not_reach_each_vendor(site, page):
+    """Delivered, skipped, rejected, retrying against a stand-in answering 500, dead after a 400: each found from
+    the Events page, and its delivery page says why, with the vendor's answer where there was one."""
+    server, _, folder = site
+    user = unique("why-each")
+    dead, rejected, skipped = f"{user}-dead", f"{user}-rejected", f"{user}-skipped"
+    assert server.post("/v1/identify", {"userId": user, "traits": {"email": f"{user}.{REFUSED_MARK}@example.com"},
+                                        "messageId": dead}).ok
+    assert server.post("/v1/identify", {"userId": user, "traits": {"name": "No Email"}, "messageId": rejected}).ok
+    assert server.post("/v1/track", {"userId": user, "event": "Skipped By Crisp", "messageId": skipped}).ok
+    delivery_of(folder, dead, "crisp", "dead")
+    delivery_of(folder, dead, "planhat", DELIVERED)
+    retrying(folder)
+
+    def open_delivery(message_id: str, destination: str) -> str:
+        page.goto(server.url + f"/console/events?userId={user}")
+        link = page.locator(f'tr.event[data-message-id="{message_id}"] .delivery[data-destination="{destination}"] a')
+        state = link.inner_text().split(": ", 1)[1]
+        link.click()
+        return state
+
+    assert open_delivery(dead, "planhat") == "delivered"
+    assert page.locator("#last-status").inner_text() == "200" and page.locator("#sent-request").count() == 1
+    assert open_delivery(dead, "crisp") == "dead"
+    assert "400" in page.locator("#reason").inner_text() and "invalid email" in page.locator("#reason").inner_text()
+    assert open_delivery(rejected, "crisp") == "rejected"
+    assert "required fields are missing" in page.locator("#reason").inner_text()
+    assert "email" in page.locator("dl.facts").inner_text()
+    assert open_delivery(skipped, "crisp") == "skipped"
+    assert "not subscribed" in page.locator("#reason").inner_text() and page.locator("#nothing-sent").count() == 1
+    state = open_delivery(dead, FAILING)   # retrying, or queued behind the failing destination's probe
+    assert state in ("retrying", "queued")
+    waiting = page.locator("#waiting").inner_text()
+    assert "last answer 500" in waiting and "upstream on fire" in waiting
+    if state == "retrying":
+        assert page.locator("#last-status").inner_text() == "500"
+    no_secret_in(page)
+
+
 # --------------------------------------------------------------------------- the mapping tester
 
 def test_the_tester_sends_an_event_for_real_only_after_a_confirmation(site, page):

@@ -31,7 +31,7 @@ from ..problems import EventmapError
 from ..secrets import Masker, masked_path
 from ..serve.hosts import misdirected
 from ..serve.segment_api import basic_credentials
-from ..store import INTAKE
+from ..store import INTAKE, QUEUED, RETRYING
 from . import PREFIX, pages
 from .csrf import Tokens, login_of
 from .login import GLOBAL_FAILURES, LoginGuard, retry_after
@@ -255,7 +255,10 @@ class Console:
         record = self.store().get(int(text))
         if record is None:
             raise Refused(404, f"no delivery {text} in the store (pruned, or never there)")
-        return pages.masked(self.masker, pages.delivery(record, self.setup))
+        found = pages.delivery(record, self.setup)
+        if record.state in (QUEUED, RETRYING):   # why it still waits: how its destination has been answering
+            found["waiting"] = self.store().answers(RETRYING, [record.destination]).get(record.destination, [])
+        return pages.masked(self.masker, found)
 
     def dead(self, query: dict) -> dict:
         destination = _first(query, "destination")
