@@ -219,7 +219,7 @@ class Console:
         if rest == "/tester":   # every action is a POST with the form's token; a GET only shows the form
             _allow(method, "GET", "HEAD", "POST")
             form = request.checked_form() if method == "POST" else request.query
-            action = _first(form, "action") or RENDER if method == "POST" else LOAD
+            action = (_first(form, "action") or RENDER) if method == "POST" else LOAD
             found = self.tester().page(form, action, self.setup.config.browser.client_ip(request.environ), self.clock())
             return 200, html, self.page("tester.html", request, **found), []
         raise Refused(404, f"no console page at {path}")

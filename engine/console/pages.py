@@ -35,9 +35,7 @@ def seconds(value: float | None) -> str:
     return "" if value is None else f"{value * 1000:,.0f} ms" if value < 10 else f"{value:,.1f} s"
 
 
-# nouns whose plural is not the noun and an s
-PLURALS = {"delivery": "deliveries", "dead delivery": "dead deliveries", "this": "these", "was": "were",
-           "it": "them", "request": "requests", "other": "others"}
+PLURALS = {"delivery": "deliveries", "dead delivery": "dead deliveries"}   # the nouns not made plural by an s
 
 
 def plural(count: int, noun: str) -> str:
