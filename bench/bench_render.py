@@ -64,6 +64,13 @@ SETTINGS = {
     "klaviyo": {"api_key": "pk_benchkey01"},
     "meta-conversions": {"pixel_id": "1000001", "access_token": "bench-meta-token"},
     "customerio": {"site_id": "bench-site", "api_key": "bench-cio-key"},
+    "webhook": {"url": "https://hooks.example.com/bench?token=bench", "shared_secret": "bench-webhook-secret",
+                "headers": {"X-Tenant": "bench"}},
+    "amplitude": {"api_key": "bench-amplitude-key"},
+    "posthog": {"api_key": "phc_benchkey"},
+    "braze": {"api_key": "bench-braze-key"},
+    "hubspot": {"access_token": "bench-hubspot-token", "portal_id": "1000001"},
+    "intercom": {"access_token": "bench-intercom-token"},
 }
 
 # --------------------------------------------------------------------------- workload
@@ -148,7 +155,9 @@ class HandWritten:
                 continue
             mapped = mapping(event, settings)
             if mapped is not None:
-                out += [(url, orjson.dumps(body)) for url, body in (mapped if isinstance(mapped, list) else [mapped])]
+                # a baseline that signs or form-encodes its body returns the very bytes it sends; None: no body
+                out += [(url, body if body is None or isinstance(body, bytes) else orjson.dumps(body))
+                        for url, body in (mapped if isinstance(mapped, list) else [mapped])]
         return out
 
 

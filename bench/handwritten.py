@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import hmac
+import re
 import uuid
 from datetime import datetime, timezone
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import orjson
 import phonenumbers
@@ -386,8 +388,13 @@ def mixpanel(event: dict, settings: dict):
         profile["$set"] = update
         return f"{base}/engage", [profile]
     if kind == "group":
-        return f"{base}/groups", [{"$token": settings["project_token"], "$group_key": settings.get("group_key", "company_id"),
-                                   "$group_id": _str(event["groupId"]), "$set": _first(event.get("traits")) or {}}]
+        group_key, group_id = settings.get("group_key", "company_id"), _str(event["groupId"])
+        requests = [(f"{base}/groups", [{"$token": settings["project_token"], "$group_key": group_key,
+                                         "$group_id": group_id, "$set": _first(event.get("traits")) or {}}])]
+        if user:   # the membership step: the group on the user's profile ($union keeps the user's other groups)
+            requests.append((f"{base}/engage", [{"$token": settings["project_token"], "$distinct_id": _str(user),
+                                                 "$union": {group_key: [group_id]}}]))
+        return requests
     return None
 
 
@@ -738,6 +745,15 @@ def _unix_dates(value):
     return value
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _ulid(message_id: str, when: str) -> str:
+    """A ULID: the event time in ms, then the first 80 bits of the messageId's SHA-256, in Crockford base32."""
+    number = ((_when(when) - _EPOCH) // _MS << 80) | int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:10], "big")
+    return "".join(_CROCKFORD[(number >> shift) & 31] for shift in range(125, -1, -5))
+
+
 def customerio(event: dict, settings: dict):
     base = settings.get("base_url") or ("https://track-eu.customer.io" if settings.get("region") == "eu" else "https://track.customer.io")
     kind = event["type"]
@@ -779,22 +795,468 @@ def customerio(event: dict, settings: dict):
     attributes = _unix_dates(event["properties"]) if event.get("properties") is not None else None
     action = "event" if kind == "track" else kind
     if identifiers:
-        body = {"type": "person", "identifiers": identifiers, "action": action, "name": name, "timestamp": timestamp}
+        body = {"type": "person", "identifiers": identifiers, "action": action, "id": _ulid(event["messageId"], event["timestamp"]),
+                "name": name, "timestamp": timestamp}
         _set(body, "attributes", attributes)
         return f"{base}/api/v2/entity", body
-    body = {"name": name, "type": action, "anonymous_id": event["anonymousId"], "timestamp": timestamp}
+    body = {"name": name, "type": action, "id": _ulid(event["messageId"], event["timestamp"]), "anonymous_id": event["anonymousId"],
+            "timestamp": timestamp}
     _set(body, "data", attributes)
     return f"{base}/api/v1/events", body
 
 
+# --------------------------------------------------------------------------- Webhook
+
+def webhook(event: dict, settings: dict):
+    """The event as received, to the URL; X-Signature over the very bytes sent (so the body is encoded once,
+    here, and returned as those bytes)."""
+    body = orjson.dumps(event)
+    headers = dict(settings.get("headers") or {})
+    if settings.get("shared_secret"):
+        digest = hashlib.sha256 if settings.get("signature_sha256") else hashlib.sha1
+        headers["X-Signature"] = hmac.new(settings["shared_secret"].encode(), body, digest).hexdigest()
+    return settings["url"], body
+
+
+# --------------------------------------------------------------------------- Amplitude
+
+_MOBILE_DEVICES = {"iPhone", "iPod", "Generic Smartphone", "Generic Feature Phone"}
+_MOBILE_OS = {"Android", "Windows Phone", "BlackBerry OS", "Symbian OS", "KaiOS", "Firefox OS"}
+_DESKTOP_OS = {"Windows", "Mac OS X", "Linux", "Ubuntu", "Debian", "Fedora", "Chrome OS", "FreeBSD", "OpenBSD",
+               "NetBSD", "Solaris"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _device(text: str) -> dict:
+    """device_model and device_type from ua-parser, with _user_agent's browser and os (kept per string)."""
+    from ua_parser import parse
+    result, fields = parse(text), dict(_user_agent(text))
+    device = result.device.family if result.device else None
+    brand = result.device.brand if result.device else None
+    fields["device_model"] = result.device.model if result.device else None
+    kind = None
+    if device == "Spider":
+        kind = "bot"
+    elif device in {"iPad", "Kindle", "Generic Tablet"} or brand == "Generic_Android_Tablet":
+        kind = "tablet"
+    elif device in _MOBILE_DEVICES or fields.get("os") in _MOBILE_OS:
+        kind = "mobile"
+    elif fields.get("os") in _DESKTOP_OS and device in (None, "Other", "Mac"):
+        kind = "desktop"
+    fields["device_type"] = kind
+    return {k: v for k, v in fields.items() if v not in (None, "", "Other")}
+
+
+def _amplitude_host(settings: dict, usermap: bool = False) -> str:
+    if settings.get("base_url"):
+        return settings["base_url"].rstrip("/")
+    if settings.get("region") == "eu":
+        return "https://api.eu.amplitude.com"
+    return "https://api.amplitude.com" if usermap else "https://api2.amplitude.com"
+
+
+def _amplitude_common(event: dict, context: dict, settings: dict, user, device) -> tuple[dict, dict]:
+    """(event fields shared by track, page and screen, in the mapping's order; the parsed user agent)."""
+    ua = _device(context["userAgent"]) if context.get("userAgent") else {}
+    os_, dev = context.get("os") or {}, context.get("device") or {}
+    campaign, page, location = context.get("campaign") or {}, context.get("page") or {}, context.get("location") or {}
+    out: dict = {}
+    _set(out, "user_id", user)
+    _set(out, "device_id", device)
+    _set(out, "time", _epoch_ms(_first(event.get("timestamp"), event.get("originalTimestamp"))))
+    out["insert_id"] = _str(event["messageId"])
+    _set(out, "event_properties", event.get("properties"))
+    if campaign or page.get("referrer"):
+        latest = {k: v for k, v in (("utm_source", campaign.get("source")), ("utm_medium", campaign.get("medium")),
+                                    ("utm_campaign", campaign.get("name")), ("utm_term", campaign.get("term")),
+                                    ("utm_content", campaign.get("content")), ("referrer", page.get("referrer")))
+                  if not _empty(v)}
+        first = {f"initial_{k}": v for k, v in latest.items()}
+        out["user_properties"] = {k: v for k, v in (("$set", latest), ("$setOnce", first)) if v}
+    if context.get("groupId"):
+        out["groups"] = {settings.get("group_type", "company"): str(context["groupId"])}
+    _set(out, "app_version", _get(context, "app", "version"))
+    platform = dev.get("type")
+    if platform is not None:
+        platform = platform.replace("ios", "iOS").replace("android", "Android")
+    elif _get(context, "library", "name") == "analytics.js":
+        platform = "Web"
+    _set(out, "platform", platform)
+    browser_major = ua["browser_version"].split(".")[0] if ua.get("browser_version") else None
+    for key, value in (("os_name", _first(os_.get("name"), ua.get("browser"), ua.get("os"))),
+                       ("os_version", _first(os_.get("version"), browser_major, ua.get("os_version"))),
+                       ("device_brand", _first(dev.get("brand"), ua.get("device_brand"))),
+                       ("device_manufacturer", dev.get("manufacturer")),
+                       ("device_model", _first(dev.get("model"), ua.get("device_model"))),
+                       ("device_type", ua.get("device_type")),
+                       ("carrier", _get(context, "network", "carrier")),
+                       ("country", location.get("country")), ("region", location.get("region")),
+                       ("city", location.get("city")), ("language", context.get("locale")),
+                       ("location_lat", location.get("latitude")), ("location_lng", location.get("longitude")),
+                       ("ip", context.get("ip"))):
+        _set(out, key, value)
+    ad_id = dev.get("advertisingId")
+    if os_.get("name") == "iOS":
+        _set(out, "idfa", ad_id)
+    if os_.get("name") == "Android":
+        _set(out, "adid", ad_id)
+    out["library"] = "eventmap"
+    return out, ua
+
+
+def amplitude(event: dict, settings: dict):
+    kind, context = event["type"], event.get("context") or {}
+    user = _str(event.get("userId"))
+    device = _str(_first(_get(context, "device", "id"), event.get("anonymousId")))
+    if _empty(user) and _empty(device):
+        return None  # rejected: no id
+    host = _amplitude_host(settings)
+    if kind in ("track", "page", "screen"):
+        out, _ = _amplitude_common(event, context, settings, user, device)
+        props = event.get("properties")
+        if kind == "track":
+            out["event_type"] = event["event"]
+        else:
+            label = "Page" if kind == "page" else "Screen"
+            out["event_type"] = f"Viewed {event['name']}" if event.get("name") else f"Loaded a {label}"
+            extra = {k: v for k, v in (props or {}).items() if v is not None}
+            _set(extra, "name", event.get("name"))
+            if kind == "page":
+                _set(extra, "category", event.get("category"))
+            out["event_properties"] = extra
+        if kind == "track" and event["event"] == "Order Completed":
+            props = props or {}
+            revenue = _first(props.get("revenue"), props.get("total"))
+            _set(out, "revenue", _number(revenue) if isinstance(revenue, (int, float, str)) else revenue)
+            out["revenueType"] = _first(props.get("revenueType")) or "Purchase"
+            currency = props.get("currency")
+            _set(out, "currency", currency.upper() if isinstance(currency, str) else currency)
+        body: dict = {"api_key": settings["api_key"], "events": [out]}
+        if settings.get("min_id_length"):
+            body["options"] = {"min_id_length": settings["min_id_length"]}
+        path = "/batch" if settings.get("endpoint") == "batch" else "/2/httpapi"
+        return f"{host}{path}", body
+    options = orjson.dumps({"min_id_length": settings["min_id_length"]}).decode() if settings.get("min_id_length") else None
+    if kind == "identify":
+        ident, ua = _amplitude_identify(event, context, settings, user, device)
+        form = {"api_key": settings["api_key"], "identification": orjson.dumps(ident).decode()}
+        if options:
+            form["options"] = options
+        return f"{host}/identify", urlencode(form).encode()
+    if kind == "group":
+        group_type, value = settings.get("group_type", "company"), _str(event.get("groupId"))
+        membership = {k: v for k, v in (("user_id", user), ("device_id", device)) if not _empty(v)}
+        membership["groups"] = {group_type: value}
+        membership["user_properties"] = {"$set": {group_type: value}}
+        properties = [{"group_type": group_type, "group_value": value,
+                       "group_properties": {"$set": event.get("traits") or {}}}]
+        forms = [{"api_key": settings["api_key"], "identification": orjson.dumps(membership).decode()},
+                 {"api_key": settings["api_key"], "identification": orjson.dumps(properties).decode()}]
+        if options:
+            for form in forms:
+                form["options"] = options
+        return [(f"{host}/identify", urlencode(forms[0]).encode()), (f"{host}/groupidentify", urlencode(forms[1]).encode())]
+    return None  # alias: only with map_aliases (not in the benchmark's settings)
+
+
+def _amplitude_identify(event: dict, context: dict, settings: dict, user, device) -> tuple[dict, dict]:
+    ua = _device(context["userAgent"]) if context.get("userAgent") else {}
+    os_, dev = context.get("os") or {}, context.get("device") or {}
+    campaign, page, location = context.get("campaign") or {}, context.get("page") or {}, context.get("location") or {}
+    latest = {k: v for k, v in (("utm_source", campaign.get("source")), ("utm_medium", campaign.get("medium")),
+                                ("utm_campaign", campaign.get("name")), ("utm_term", campaign.get("term")),
+                                ("utm_content", campaign.get("content")), ("referrer", page.get("referrer")))
+              if v is not None}
+    traits = {k: v for k, v in (event.get("traits") or {}).items() if v is not None}
+    to_set = {**traits, **latest}
+    to_set = {k: v for k, v in to_set.items() if not _empty(v)}
+    first = {f"initial_{k}": v for k, v in latest.items() if not _empty(v)}
+    ident: dict = {}
+    for key, value in (("user_id", user), ("device_id", device)):
+        if not _empty(value):
+            ident[key] = value
+    properties = {k: v for k, v in (("$set", to_set), ("$setOnce", first)) if v}
+    if properties:
+        ident["user_properties"] = properties
+    if context.get("groupId"):
+        ident["groups"] = {settings.get("group_type", "company"): str(context["groupId"])}
+    platform = dev.get("type")
+    if platform is not None:
+        platform = platform.replace("ios", "iOS").replace("android", "Android")
+    elif _get(context, "library", "name") == "analytics.js":
+        platform = "Web"
+    browser_major = ua["browser_version"].split(".")[0] if ua.get("browser_version") else None
+    for key, value in (("app_version", _get(context, "app", "version")), ("platform", platform),
+                       ("os_name", _first(os_.get("name"), ua.get("browser"), ua.get("os"))),
+                       ("os_version", _first(os_.get("version"), browser_major, ua.get("os_version"))),
+                       ("device_brand", _first(dev.get("brand"), ua.get("device_brand"))),
+                       ("device_manufacturer", dev.get("manufacturer")),
+                       ("device_model", _first(dev.get("model"), ua.get("device_model"))),
+                       ("carrier", _get(context, "network", "carrier")), ("country", location.get("country")),
+                       ("region", location.get("region")), ("city", location.get("city")),
+                       ("language", context.get("locale"))):
+        if not _empty(value):
+            ident[key] = value
+    return ident, ua
+
+
+# --------------------------------------------------------------------------- PostHog
+
+def posthog(event: dict, settings: dict):
+    base = settings["base_url"].rstrip("/") if settings.get("base_url") else \
+        f"https://{settings.get('region', 'us')}.i.posthog.com"
+    kind, context = event["type"], event.get("context") or {}
+    distinct = _str(_first(event.get("userId"), event.get("anonymousId")))
+    when = _iso(_first(event.get("timestamp"), event.get("originalTimestamp")))
+    uid = str(uuid.uuid5(_NAMESPACE, event["messageId"]))
+    if kind in ("track", "page", "screen"):
+        ua = _device(context["userAgent"]) if context.get("userAgent") else {}
+        page, os_ = context.get("page") or {}, context.get("os") or {}
+        props_in = event.get("properties") or {}
+        props = {k: v for k, v in props_in.items() if v is not None}
+        kind_type = ua.get("device_type")
+        for key, value in (("$current_url", _first(page.get("url"), props_in.get("url"))),
+                           ("$referrer", _first(page.get("referrer"), props_in.get("referrer"))),
+                           ("$pathname", _first(page.get("path"), props_in.get("path"))),
+                           ("$ip", context.get("ip")), ("$browser", ua.get("browser")),
+                           ("$browser_version", ua.get("browser_version")),
+                           ("$os", _first(os_.get("name"), ua.get("os"))),
+                           ("$os_version", _first(os_.get("version"), ua.get("os_version"))),
+                           ("$device_type", kind_type.capitalize() if kind_type else None),
+                           ("$app_version", _get(context, "app", "version"))):
+            _set(props, key, value)
+        props["$lib"] = "eventmap"
+        if context.get("groupId"):
+            props["$groups"] = {settings.get("group_type", "company"): str(context["groupId"])}
+        if kind == "track":
+            name = event["event"]
+        elif kind == "page":
+            name = "$pageview"
+            _set(props, "$title", _first(props_in.get("title"), page.get("title")))
+            _set(props, "name", event.get("name"))
+            _set(props, "category", event.get("category"))
+        else:
+            name = "$screen"
+            _set(props, "$screen_name", event.get("name"))
+        item = {"event": name, "distinct_id": distinct, "timestamp": when, "uuid": uid, "properties": props}
+    elif kind == "identify":
+        props = {"$set": {k: v for k, v in (event.get("traits") or {}).items() if v is not None}}
+        if event.get("userId"):
+            _set(props, "$anon_distinct_id", event.get("anonymousId"))
+        _set(props, "$ip", context.get("ip"))
+        props["$lib"] = "eventmap"
+        item = {"event": "$identify", "distinct_id": distinct, "timestamp": when, "uuid": uid, "properties": props}
+    elif kind == "alias":
+        previous = _str(event.get("previousId"))
+        item = {"event": "$create_alias", "distinct_id": previous, "timestamp": when, "uuid": uid,
+                "properties": {"distinct_id": previous, "alias": _str(event.get("userId")), "$lib": "eventmap"}}
+    else:  # group
+        group_type, key = settings.get("group_type", "company"), _str(event["groupId"])
+        item = {"event": "$groupidentify", "distinct_id": distinct, "timestamp": when, "uuid": uid,
+                "properties": {"$group_type": group_type, "$group_key": key,
+                               "$group_set": {k: v for k, v in (event.get("traits") or {}).items() if v is not None},
+                               "$groups": {group_type: key}, "$lib": "eventmap"}}
+    item = {k: v for k, v in item.items() if v is not None}
+    body: dict = {"api_key": settings["api_key"]}
+    if settings.get("historical_migration"):
+        body["historical_migration"] = True
+    body["batch"] = [item]
+    return f"{base}/batch/", body
+
+
+# --------------------------------------------------------------------------- Braze
+
+BRAZE_PROFILE_TRAITS = {"email", "phone", "firstName", "first_name", "lastName", "last_name", "name", "gender", "birthday",
+                        "avatar", "address"}
+BRAZE_GENDERS = {"male": "M", "man": "M", "m": "M", "female": "F", "woman": "F", "w": "F", "f": "F", "other": "O",
+                 "o": "O", "not applicable": "N", "n": "N", "prefer not to say": "P", "p": "P"}
+BRAZE_PURCHASE_FIELDS = {"products", "product_id", "currency", "price", "quantity"}
+
+
+def braze(event: dict, settings: dict):
+    url = f"{settings.get('base_url') or settings.get('instance_url', 'https://rest.iad-01.braze.com')}/users/track"
+    kind = event["type"]
+    user = _str(_first(event.get("userId")))
+    who = {"external_id": user} if user else {
+        "user_alias": {"alias_name": _str(event["anonymousId"]), "alias_label": settings.get("alias_label", "anonymous_id")}}
+    update_only = settings.get("update_existing_only", False)
+    app = {"app_id": settings["app_id"]} if settings.get("app_id") else {}
+    if kind == "identify":
+        traits = event.get("traits") or {}
+        attributes = {k: v for k, v in traits.items() if k not in BRAZE_PROFILE_TRAITS and v is not None}
+        attributes.update(who)
+        attributes["_update_existing_only"] = update_only
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        name = traits.get("name")
+        words = name.split() if isinstance(name, str) else []
+        email = _first(traits.get("email"), _get(event, "context", "traits", "email"))
+        gender = traits.get("gender")
+        attributes.update(_compact({
+            "email": email.strip() if isinstance(email, str) else email, "phone": _e164(_first(traits.get("phone"))),
+            "first_name": _first(traits.get("firstName"), traits.get("first_name"), words[0] if words else None),
+            "last_name": _first(traits.get("lastName"), traits.get("last_name"), " ".join(words[1:]) or None),
+            "gender": BRAZE_GENDERS.get(gender.strip().lower()) if isinstance(gender, str) else None,
+            "dob": _when(traits["birthday"]).date().isoformat() if traits.get("birthday") else None,
+            "country": _first(address.get("country")),
+            "home_city": _first(address.get("city")), "image_url": _first(traits.get("avatar"))}))
+        return url, {"attributes": [attributes]}
+    if kind != "track":
+        return None
+    props = event.get("properties")
+    time = _iso(_first(event.get("timestamp"), event.get("originalTimestamp")))
+    products = _get(props, "products")
+    if event["event"] == "Order Completed" and isinstance(products, list) and products and not _empty(products[0]):
+        order = {k: v for k, v in props.items() if v is not None}
+        purchases = []
+        for product in products:
+            price, quantity = _number(product.get("price")), _number(product.get("quantity"))
+            product_id = _str(_first(product.get("product_id"), product.get("sku"), product.get("name")))
+            if not isinstance(price, (int, float)) or product_id is None or len(product_id) > 255 or not (
+                    isinstance(quantity if quantity is not None else 1, int) and 1 <= (quantity or 1) <= 100):
+                return None
+            merged = {**order, **{k: v for k, v in product.items() if v is not None}}
+            purchases.append({**who, **app, "product_id": product_id,
+                              "currency": _first(product.get("currency"), props.get("currency"), "USD").upper(),
+                              "price": price, **({"quantity": quantity} if quantity is not None else {}), "time": time,
+                              "properties": {k: v for k, v in merged.items() if k not in BRAZE_PURCHASE_FIELDS},
+                              "_update_existing_only": update_only})
+        return (url, {"purchases": purchases}) if len(purchases) <= 75 else None
+    name = event["event"].strip()
+    sent = {**who, **app, "name": name, "time": time}
+    if props is not None:
+        sent["properties"] = props
+    sent["_update_existing_only"] = update_only
+    return url, {"events": [sent]}
+
+
+# --------------------------------------------------------------------------- HubSpot
+
+HUBSPOT_NAME = re.compile(r"[^a-z0-9_]")
+
+
+def hubspot(event: dict, settings: dict):
+    base = settings.get("base_url", "https://api.hubapi.com")
+    kind = event["type"]
+    if kind == "identify":
+        traits = event.get("traits") or {}
+        email = _first(traits.get("email"), _get(event, "context", "traits", "email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        name = traits.get("name")
+        words = name.split() if isinstance(name, str) else []
+        company = _first(_get(traits.get("company"), "name"), traits.get("company"))
+        properties = _compact({
+            "email": email, "firstname": _first(traits.get("firstName"), traits.get("first_name"), words[0] if words else None),
+            "lastname": _first(traits.get("lastName"), traits.get("last_name"), " ".join(words[1:]) or None),
+            "phone": _e164(_first(traits.get("phone"))), "company": _str(company), "jobtitle": _first(traits.get("title")),
+            "website": _first(traits.get("website")), "address": _first(address.get("street")),
+            "city": _first(address.get("city")), "state": _first(address.get("state")),
+            "zip": _first(address.get("postalCode"), address.get("postal_code")), "country": _first(address.get("country"))})
+        # the request made before any answer: the update (a 404 creates, offline views show the update)
+        return f"{base}/crm/v3/objects/contacts/{quote(email, safe='')}", {"properties": properties}  # query: idProperty=email
+    if kind == "track":
+        props = event.get("properties") if isinstance(event.get("properties"), dict) else {}
+        email = _first(props.get("email"), _get(event, "context", "traits", "email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        name = HUBSPOT_NAME.sub("_", event["event"].strip().lower())
+        flat = _flatten({k: v for k, v in props.items() if k != "products"}, sep="_")
+        return f"{base}/events/v3/send", {"eventName": f"pe{settings['portal_id']}_{name}", "email": email,
+                                          "occurredAt": _iso(_first(event.get("timestamp"), event.get("originalTimestamp"))),
+                                          "properties": flat, "uuid": str(uuid.uuid5(_NAMESPACE, event["messageId"]))}
+    if kind == "group":
+        traits = event.get("traits") or {}
+        group_id = _str(event.get("groupId"))
+        if _empty(group_id):
+            return None
+        prop = settings.get("company_id_property", "segment_group_id")
+        address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+        properties = {prop: group_id, **_compact({
+            "name": _first(traits.get("name")), "domain": _first(traits.get("domain")), "website": _first(traits.get("website")),
+            "description": _first(traits.get("description")), "phone": _first(traits.get("phone")),
+            "numberofemployees": _number(traits.get("employees")), "address": _first(address.get("street")),
+            "city": _first(address.get("city")), "state": _first(address.get("state")),
+            "zip": _first(address.get("postalCode"), address.get("postal_code")), "country": _first(address.get("country"))})}
+        return f"{base}/crm/v3/objects/companies/batch/upsert", {"inputs": [{"idProperty": prop, "id": group_id, "properties": properties}]}
+    return None
+
+
+# --------------------------------------------------------------------------- Intercom
+
+INTERCOM_HOSTS = {"us": "https://api.intercom.io", "eu": "https://api.eu.intercom.io", "au": "https://api.au.intercom.io"}
+
+
+def _epoch_s(text):
+    return None if text is None else int((_when(text) - _EPOCH).total_seconds() // 1)
+
+
+def intercom(event: dict, settings: dict):
+    """The requests made before any answer: the lookup of the contact, the event, the company (then the lookup)."""
+    api = settings.get("base_url") or INTERCOM_HOSTS[settings.get("region", "us")]
+    kind = event["type"]
+    user = _str(_first(event.get("userId")))
+    ctraits = _get(event, "context", "traits") or {}
+    if kind == "identify":
+        if user:
+            return f"{api}/contacts/find_by_external_id/{quote(user, safe='')}", None
+        traits = event.get("traits") or {}
+        email = _first(traits.get("email"), ctraits.get("email"), _get(event, "properties", "email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        return f"{api}/contacts/search", {"query": {"field": "email", "operator": "=", "value": email}}
+    if kind == "track":
+        props = event.get("properties") if isinstance(event.get("properties"), dict) else {}
+        flat = _flatten({k: v for k, v in props.items() if k not in ("email", "revenue", "products")}, sep="_")
+        metadata = {k: ("true" if v is True else "false" if v is False else v) for k, v in flat.items() if v != ""}
+        revenue = props.get("revenue")
+        if isinstance(revenue, (int, float)) and not isinstance(revenue, bool):
+            metadata["price"] = {"amount": int(round(revenue * 100)), "currency": _first(props.get("currency"), "USD")}
+        body = {"event_name": event["event"].strip(), "created_at": _epoch_s(_first(event.get("timestamp"), event.get("originalTimestamp")))}
+        if user:
+            return f"{api}/events", {**body, "user_id": user, "metadata": metadata}
+        email = _first(ctraits.get("email"), props.get("email"))
+        email = email.strip() if isinstance(email, str) else email
+        if _empty(email):
+            return None
+        return f"{api}/contacts/search", {"query": {"field": "email", "operator": "=", "value": email}}
+    if kind == "group":
+        traits = event.get("traits") or {}
+        company_id = _str(_first(event.get("groupId")))
+        if _empty(company_id):
+            return None
+        company = {"company_id": company_id, **_compact({
+            "name": _first(traits.get("name")), "plan": _first(traits.get("plan")),
+            "size": _number(_first(traits.get("employees"), traits.get("size"))), "website": _first(traits.get("website")),
+            "industry": _first(traits.get("industry")), "monthly_spend": _number(traits.get("monthly_spend")),
+            "remote_created_at": _epoch_s(_first(traits.get("createdAt"), traits.get("created_at")))})}
+        requests = [(f"{api}/companies", company)]
+        if user:
+            requests.append((f"{api}/contacts/find_by_external_id/{quote(user, safe='')}", None))
+        return requests
+    return None
+
+
 MAPPINGS = {"planhat": planhat, "richpanel": richpanel, "crisp": crisp, "segment": segment,
             "mixpanel": mixpanel, "google-analytics-4": google_analytics_4, "slack": slack,
-            "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio}
+            "klaviyo": klaviyo, "meta-conversions": meta_conversions, "customerio": customerio,
+            "webhook": webhook, "amplitude": amplitude, "posthog": posthog, "braze": braze, "hubspot": hubspot,
+            "intercom": intercom}
 ACCEPTS = {"planhat": {"identify", "track", "page", "group", "alias"}, "richpanel": {"identify", "track", "page"},
            "crisp": {"identify", "track"}, "segment": {"identify", "track", "page", "screen", "group", "alias"},
            "mixpanel": {"identify", "track", "page", "screen", "group", "alias"}, "google-analytics-4": {"track", "page"},
            "slack": {"track"}, "klaviyo": {"identify", "track"}, "meta-conversions": {"page", "track"},
-           "customerio": {"identify", "track", "page", "screen", "group"}}
+           "customerio": {"identify", "track", "page", "screen", "group"},
+           "webhook": {"identify", "track", "page", "screen", "group", "alias"},
+           "amplitude": {"identify", "track", "page", "screen", "group", "alias"},
+           "posthog": {"identify", "track", "page", "screen", "group", "alias"},
+           "braze": {"identify", "track"}, "hubspot": {"identify", "track", "group"},
+           "intercom": {"identify", "track", "group"}}
 NAMES = {"planhat": "Planhat", "richpanel": "Richpanel", "crisp": "Crisp", "segment": "Segment",
          "mixpanel": "Mixpanel", "google-analytics-4": "Google Analytics 4", "slack": "Slack",
-         "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io"}
+         "klaviyo": "Klaviyo", "meta-conversions": "Meta Conversions API", "customerio": "Customer.io",
+         "webhook": "Webhook", "amplitude": "Amplitude", "posthog": "PostHog", "braze": "Braze",
+         "hubspot": "HubSpot", "intercom": "Intercom"}

@@ -65,14 +65,16 @@ class Destination:
         """The call types some action takes, in file order."""
         return list(self.by_type)
 
-    def action_for(self, event: dict):
-        """The first named action whose subscription matches, else the call type's own action (None: no action)."""
+    def action_for(self, event: dict, settings: dict):
+        """The first named action whose subscription matches, else the call type's own action (None: no action).
+
+        Raises MappingError when a subscription's condition cannot be evaluated on this event."""
         kind = event.get("type") or ""
         if kind in self.only_action:
             return self.only_action[kind]
         named, own = self.by_type.get(kind, ([], None))
         for action in named:
-            if action.subscription.matches(event):
+            if action.subscription.matches(event, settings):
                 return action
         return own
 
@@ -85,7 +87,10 @@ class Destination:
         """
         call_type = event.get("type")
         message_id = event.get("messageId")
-        action = self.action_for(event)
+        try:
+            action = self.action_for(event, settings)
+        except MappingError as exc:   # a named action's condition fails on this event's data: this event only
+            return self.mapping_failed(exc, exc.path[1], message_id)
         if action is None:
             return Outcome(self.name, SKIPPED, reason=self.no_action_reason(event), message_id=message_id)
         if action.steps is not None:
@@ -183,9 +188,9 @@ class Destination:
         return (f"no action of {self.name} takes this {call_type} (" +
                 "; ".join(f"{a.name}: {a.subscription.describe()}" for a in named) + ")")
 
-    def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset) -> list[Request]:
-        """Combine the sendable outcomes into as few requests as the vendor allows."""
-        return [request for request, _ in self.batch_groups(outcomes, settings, secrets)]
+    def batch(self, outcomes: list[Outcome], settings: dict, secrets: frozenset, enabled: bool = True) -> list[Request]:
+        """Combine the sendable outcomes into as few requests as the vendor allows (``enabled`` false: one each)."""
+        return [request for request, _ in self.batch_groups(outcomes, settings, secrets, enabled)]
 
     def batch_groups(self, outcomes: list[Outcome], settings: dict, secrets: frozenset,
                      enabled: bool = True) -> list[tuple[Request, list[Outcome]]]:

@@ -104,6 +104,9 @@ def _endpoint(endpoint) -> list[str]:
         lines.append(f"  - header `{name}`: {_code(node.describe())}")
     for name, node in endpoint.query:
         lines.append(f"  - query `{name}`: {_code(node.describe())}")
+    for part, name, node in endpoint.signed:
+        lines.append(f"  - {'header' if part == 'headers' else 'query'} `{name}`, from the body as sent: "
+                     f"{_code(node.describe())}")
     if endpoint.auth is not None:
         lines.append(f"  - auth: {endpoint.auth[0]} ({', '.join(_code(n.describe()) for n in endpoint.auth[1])})")
     if endpoint.format != "json":
@@ -128,7 +131,8 @@ def _action(destination: Destination, action, description: str) -> list[str]:
     if action.steps is None:
         lines += _endpoint(action.endpoint)
         batched = destination.batching is not None and action.batched
-        lines += ["- " + ("batched with other events (see [Batching and limits](#batching-and-limits))" if batched
+        when = "" if destination.limits.batch else " when a route turns batching on"
+        lines += ["- " + (f"batched with other events{when} (see [Batching and limits](#batching-and-limits))" if batched
                           else "one request per event"), ""]
         lines += _fields(variables + [(".".join(map(str, p)) or "(body)", n) for p, n in mapped_leaves(action.body)])
     else:
@@ -176,6 +180,9 @@ def _batching(destination: Destination) -> list[str]:
         lines.append("- no batching: one request per event")
     else:
         size = f" and {batching.max_bytes:,} bytes" if batching.max_bytes else ""
+        if not destination.limits.batch:
+            lines.append("- batching is off unless a routes file turns it on (`limits: {batch: true}`): each event "
+                         "is its own request by default")
         lines.append(f"- batches of at most {batching.max_events:,} events{size}, as one request:")
         lines += ["  " + line for line in _endpoint(batching.endpoint)]
         if batching.envelope is not None:

@@ -1,4 +1,5 @@
-"""Durations ("30s", "4h", "7d") and rates ("150/s", "5000/day") as people write them in YAML."""
+"""Durations ("30s", "4h", "7d") and rates ("150/s", "5000/day") as people write them in YAML, and times
+("2024-05-01", "24h" ago) as they write them on a command line."""
 from __future__ import annotations
 
 import re
@@ -47,8 +48,10 @@ def describe_seconds(seconds: float) -> str:
 
 def parse_since(value: str, now: float) -> float:
     """A moment as people write it on a command line: an ISO 8601 date or date-time (UTC unless it says),
-    or a duration meaning that long before ``now`` (1h, 7d). Raises ValueError with what was expected."""
+    ``now``, or a duration meaning that long before ``now`` (1h, 7d). Raises ValueError with what was expected."""
     text = value.strip()
+    if text.lower() == "now":
+        return now
     if not text.replace(".", "").isdigit():   # a bare number is neither: 2024 seconds, or the year?
         try:
             return now - parse_duration(text)
@@ -57,6 +60,13 @@ def parse_since(value: str, now: float) -> float:
     try:
         moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" and text else text)
     except ValueError:
-        raise ValueError(f"expected a moment such as 2024-05-02, 2024-05-02T09:00:00Z, or a duration ago such as "
-                         f"1h or 7d, not {value!r}") from None
+        raise ValueError(f"expected a moment such as 2024-05-02, 2024-05-02T09:00:00Z, now, or a duration ago such "
+                         f"as 1h or 7d, not {value!r}") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def describe_time(seconds: float) -> str:
+    """A time as ``parse_since`` reads it back: ISO 8601, UTC, to the second (or finer when it has a fraction)."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    spec = "seconds" if moment.microsecond == 0 else "milliseconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")

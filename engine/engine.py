@@ -155,8 +155,9 @@ class Engine:
             yield self.render_all(event, routes)
 
     def batch(self, route: Route, outcomes: list[Outcome]) -> list[Request]:
-        """Sendable outcomes of one route combined into the vendor's batch requests."""
-        return route.destination.batch(outcomes, route.settings, route.secrets)
+        """Sendable outcomes of one route combined into the vendor's batch requests, as delivery combines them
+        (a route whose limits turn batching off: each event's own request)."""
+        return route.destination.batch(outcomes, route.settings, route.secrets, route.limits.batch)
 
 
 def _find(items: dict, name: str, kind: str):

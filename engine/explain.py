@@ -59,7 +59,7 @@ def explain(engine: Engine, route: Route, event, responses=None) -> Explanation:
     if outcome.status != SEND:
         return Explanation(outcome)
     destination = route.destination
-    action = destination.action_for(event)
+    action = destination.action_for(event, route.settings)
     values = mapped_fields(destination, action, event, route.settings)
     twin_settings, sentinels = destination.sentinel_settings(route.settings)
     try:

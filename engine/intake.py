@@ -60,7 +60,8 @@ class Intake:
 
     def decide(self, event, source: str | None = None) -> tuple[NewEvent, list]:
         """The deliveries one event needs, without writing anything; never raises for one event.
-        ``source``: the SDK source it came from, whose tracking plan (if it has one) applies."""
+        ``source``: the source it came in from, whose tracking plan (if it has one) applies; an accepted
+        event is archived under it, for replays."""
         try:
             return self._decide(event, source)
         except Exception as exc:  # noqa: BLE001  the per-event boundary: this event alone is rejected
@@ -104,7 +105,7 @@ class Intake:
                 deliveries.append(NewDelivery(name, REJECTED, exc.reason, [exc.problem.as_dict()]))
                 continue
             deliveries.append(NewDelivery(name, SKIPPED, reason) if reason else NewDelivery(name, QUEUED))
-        return NewEvent(event, _message_id(event), deliveries, violations), []
+        return NewEvent(event, _message_id(event), deliveries, violations, source, archive=True), []
 
     def reject(self, event, reason: str, errors: list) -> tuple[NewEvent, list]:
         """An event refused before routing (bad schema, too large): kept under ``(intake)`` with its errors.

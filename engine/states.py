@@ -12,6 +12,10 @@ or ``rejected``. A *delivery* kept in the store is in exactly one state:
     dead      failed for good, with every attempt kept        (final, re-queueable)
 
 ``skipped`` and ``rejected`` mean the same in both, so they are the same words.
+
+A *replay* (``engine/replay.py``) is ``running`` (or was, when its process was killed) or ``stopped``
+(Ctrl-C), both of which ``eventmap replay --resume`` continues, or ``done`` or ``abandoned``. For each
+event and destination it counts what it did: ``replayed`` (a new delivery queued), ``skipped`` or ``rejected``.
 """
 from __future__ import annotations
 
@@ -34,3 +38,13 @@ FINAL = (DELIVERED, DRY_RUN, SKIPPED, REJECTED, DEAD)
 PRUNABLE = (DELIVERED, DRY_RUN, SKIPPED, REJECTED)
 # the destination name of an event rejected before routing (it failed the Segment schema)
 INTAKE = "(intake)"
+
+# replay states, and what a replay did with one event at one destination
+REPLAY_RUNNING = "running"
+REPLAY_STOPPED = "stopped"
+REPLAY_DONE = "done"
+REPLAY_ABANDONED = "abandoned"
+REPLAY_STATES = (REPLAY_RUNNING, REPLAY_STOPPED, REPLAY_DONE, REPLAY_ABANDONED)
+REPLAY_FINAL = (REPLAY_DONE, REPLAY_ABANDONED)
+REPLAYED = "replayed"
+REPLAY_VERDICTS = (REPLAYED, SKIPPED, REJECTED)

@@ -46,7 +46,9 @@ class Exception_:
     """A vendor contract that is wrong in one place: one rule at one location, with why and the source.
 
     ``message`` narrows further to violations whose message contains it (a dependency between two
-    named fields, say). Named ``Exception_`` so as not to shadow the builtin.
+    named fields, say). A ``where`` ending in ``.*`` is any one key of that object (``body.metadata.*``:
+    each metadata value, not what is nested in one), for a contract wrong about every value of a map.
+    Named ``Exception_`` so as not to shadow the builtin.
     """
 
     name: str
@@ -58,8 +60,15 @@ class Exception_:
     message: str = ""
 
     def excuses(self, violation: Violation) -> bool:
-        return (violation.check == self.check and violation.where == self.where and violation.rule == self.rule
+        return (violation.check == self.check and self._at(violation.where) and violation.rule == self.rule
                 and self.message in violation.message)
+
+    def _at(self, where: str) -> bool:
+        if not self.where.endswith(".*"):
+            return where == self.where
+        parent = self.where[:-1]   # "body.metadata."
+        key = where[len(parent):]
+        return where.startswith(parent) and key != "" and not set(key) & set(".[")
 
 
 # --------------------------------------------------------------------------- the request as sent

@@ -7,17 +7,24 @@ the contract is wrong; tests/test_contracts.py fails when one is no longer neede
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+
 from contract_harness import (
     CONTRACTS as FOLDER,
 )
 from contract_harness import (
     BodySchema,
+    Check,
     Contract,
     Exception_,
     OpenAPIOperation,
     OpenAPIRouted,
     RequestRules,
     Sent,
+    Violation,
+    schema_violations,
 )
 
 # Mixpanel's profile and group operations share a path; the operator in the update names the operation
@@ -45,8 +52,56 @@ def _currency(value) -> bool:
     return not isinstance(value, str) or (len(value) == 3 and value.isascii() and value.isupper() and value.isalpha())
 
 
+class FormJSON(RequestRules):
+    """A rules schema over a form whose fields carry JSON as text (Amplitude's identification, mapping and
+    options: "a JSON object or an array ... as a string"): those fields are parsed first, and one that is
+    not JSON is a violation of its own."""
+
+    def __init__(self, name: str, path, fields: tuple[str, ...]):
+        super().__init__(name, path)
+        self.fields = fields
+
+    def violations(self, sent: Sent) -> list[Violation]:
+        if sent.content_type != "application/x-www-form-urlencoded" or not isinstance(sent.body, dict):
+            return super().violations(sent)
+        body, found = dict(sent.body), []
+        for field in self.fields:
+            if field in body:
+                try:
+                    body[field] = json.loads(body[field])
+                except ValueError as exc:
+                    found.append(Violation(self.name, f"request.body.{field}", "json", f"not JSON: {exc}"))
+        view = {**sent.view(), "body": body}
+        return found + schema_violations(self.name, self.validator, view, "request")
+
+
+class HmacSignature(Check):
+    """A signature header recomputed over the exact bytes received, with the route's shared secret: the
+    receiver's own check (hex HMAC-SHA1, as Segment's webhooks sign, or HMAC-SHA256)."""
+
+    def __init__(self, name: str, header: str, secret: str):
+        self.name, self.header, self.secret = name, header.lower(), secret.encode("utf-8")
+
+    def violations(self, sent: Sent) -> list[Violation]:
+        where = f"headers.{self.header}"
+        got = sent.headers.get(self.header)
+        if got is None:
+            return [Violation(self.name, where, "required", "no signature, though the route has a shared secret")]
+        expected = {hmac.new(self.secret, sent.raw, digest).hexdigest() for digest in (hashlib.sha1, hashlib.sha256)}
+        if got not in expected:
+            return [Violation(self.name, where, "signature", f"{got!r} is not the HMAC of the {len(sent.raw)} bytes sent")]
+        return []
+
+
+WEBHOOK_SETTINGS = json.loads((FOLDER.parents[0] / "settings" / "webhook.json").read_text(encoding="utf-8"))
+
 MIXPANEL_OPENAPI = "mixpanel openapi"
+# PostHog's capture OpenAPI, a floor ("not a complete specification"): routed by openapi-core
+POSTHOG = OpenAPIRouted("posthog openapi", FOLDER / "posthog" / "capture.yaml")
 GA4_SCHEMA = "ga4 event builder"
+INTERCOM_OPENAPI = "intercom openapi"
+# Intercom's own OpenAPI 2.14 (the subset that validates), routed by openapi-core
+INTERCOM = OpenAPIRouted(INTERCOM_OPENAPI, FOLDER / "intercom" / "api.intercom.io.2.14.subset.yaml")
 
 DESTINATIONS: dict[str, Contract] = {
     "mixpanel": Contract(
@@ -92,6 +147,21 @@ DESTINATIONS: dict[str, Contract] = {
         # the EU host, and people without a userId identified by their email
         variants=[{"region": "eu", "identify_by_email": True, "object_type_id": "2"}],
     ),
+    "intercom": Contract(
+        checks=[INTERCOM, RequestRules("intercom rules", FOLDER / "intercom" / "rules.schema.json")],
+        exceptions=[
+            Exception_(
+                name="intercom-metadata-types",
+                check=INTERCOM_OPENAPI, where="body.metadata.*", rule="type", message="is not of type 'string'",
+                reason="createDataEvent's schema types every metadata value as a string, but the operation's own "
+                       "description documents Number ('\"load\": 3.67'), Date (a Unix timestamp), Rich Link "
+                       "({url, value}) and Monetary Amount ({amount, currency}) values. 'intercom rules' checks "
+                       "each value against those documented types instead.",
+                url="https://developers.intercom.com/docs/references/2.14/rest-api/api.intercom.io/data-events/createdataevent"),
+        ],
+        # the European host, an older API version the header still names
+        variants=[{"region": "eu"}, {"region": "au", "intercom_version": "2.13"}],
+    ),
     "klaviyo": Contract(
         checks=[RequestRules("klaviyo rules", FOLDER / "klaviyo" / "rules.schema.json")],
         variants=[{"revision": "2026-10-15"}],
@@ -103,6 +173,35 @@ DESTINATIONS: dict[str, Contract] = {
         variants=[{"action_source": "website", "default_phone_country": "US", "test_event_code": "TEST12345"},
                   {"action_source": "physical_store", "default_currency": "USD", "api_version": "v23.0"}],
     ),
+    "webhook": Contract(
+        checks=[RequestRules("webhook rules", FOLDER / "webhook" / "rules.schema.json"),
+                HmacSignature("webhook signature", "X-Signature", WEBHOOK_SETTINGS["shared_secret"])],
+        # PUT with SHA-256, and another host through base_url with no custom headers
+        variants=[{"method": "PUT", "signature_sha256": True},
+                  {"method": "PATCH", "base_url": "http://127.0.0.1:9", "headers": None, "authorization": None}],
+    ),
+    "amplitude": Contract(
+        checks=[FormJSON("amplitude rules", FOLDER / "amplitude" / "rules.schema.json",
+                         ("identification", "mapping", "options"))],
+        # the EU host and the Batch API; shorter ids allowed, aliases mapped, another group type
+        variants=[{"region": "eu", "endpoint": "batch"},
+                  {"min_id_length": 3, "map_aliases": True, "group_type": "org id"}],
+    ),
+    "posthog": Contract(
+        checks=[POSTHOG, RequestRules("posthog rules", FOLDER / "posthog" / "rules.schema.json")],
+        variants=[{"region": "eu", "historical_migration": True, "group_type": "organization"}],
+    ),
+    "braze": Contract(
+        checks=[RequestRules("braze rules", FOLDER / "braze" / "rules.schema.json")],
+        # the default instance (US-01) without an app id, and another instance in update-only mode
+        variants=[{"instance_url": "https://rest.iad-01.braze.com", "app_id": None},
+                  {"instance_url": "https://rest.us-10.braze.com", "update_existing_only": True, "alias_label": "segment_anonymous_id"}],
+    ),
+    "hubspot": Contract(
+        checks=[RequestRules("hubspot rules", FOLDER / "hubspot" / "rules.schema.json")],
+        # another company id property than Segment's segment_group_id
+        variants=[{"company_id_property": "crm_group_key"}],
+    ),
     "planhat": Contract(checks=[RequestRules("planhat rules", FOLDER / "planhat" / "rules.schema.json")]),
     "richpanel": Contract(checks=[RequestRules("richpanel rules", FOLDER / "richpanel" / "rules.schema.json")]),
     "crisp": Contract(checks=[RequestRules("crisp rules", FOLDER / "crisp" / "rules.schema.json")]),
@@ -113,6 +212,3 @@ DESTINATIONS: dict[str, Contract] = {
 # Every one of them has one today; the list keeps a new destination from being added without one.
 SHIPPED_BEFORE_CONTRACTS = frozenset({"planhat", "richpanel", "crisp", "segment"})
 
-# Kept for catalogue part 2 (Intercom) and PostHog: the harness takes whole OpenAPI documents too.
-INTERCOM = OpenAPIRouted("intercom openapi", FOLDER / "intercom" / "api.intercom.io.2.14.subset.yaml")
-POSTHOG = OpenAPIRouted("posthog openapi", FOLDER / "posthog" / "capture.yaml")

@@ -421,6 +421,22 @@ def test_the_tester_sends_an_event_for_real_only_after_a_confirmation(site, page
     no_secret_in(page)
 
 
+def test_the_tester_sends_a_multi_step_action_as_a_delivery_runs_its_steps(site):
+    """Crisp's identify is steps (update, else create): the tester runs them with the route's settings."""
+    server, vendor, _ = site
+    user = unique("stepped")
+    session = requests.Session()
+    token = session.get(server.url + "/console/tester", auth=AUTH, timeout=10).text \
+        .split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    event = {"type": "identify", "userId": user, "traits": {"email": f"{user}@example.com"}}
+    sent = session.post(server.url + "/console/tester", auth=AUTH, timeout=10,
+                        data={"csrf": token, "action": "send", "confirmed": "yes", "destination": "crisp",
+                              "event": json.dumps(event)})
+    assert sent.status_code == 200 and "the vendor accepted it" in sent.text, sent.text
+    [arrived] = [r for r in list(vendor.received) if user in json.dumps(r.body)]
+    assert arrived.method == "PATCH" and arrived.path.startswith("/crisp/") and user in arrived.path
+
+
 def test_the_tester_does_not_send_without_its_confirmation_or_its_token(site):
     server, vendor, _ = site
     user = unique("unconfirmed")

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from engine.store import (DEAD, DELIVERED, QUEUED, REJECTED, RETRYING, SKIPPED, Attempt, EventQuery, Finish,
-                          NewDelivery, NewEvent)
+                          NewDelivery, NewEvent, Replay, ReplayStep)
 from engine.store import refusals as refusal_rows
 from engine.store.base import OUT_OF_ORDER, SentRequest
 from engine.store.migrations import migrations
@@ -93,6 +93,29 @@ def test_events_are_found_by_time_range_even_when_received_out_of_id_order(store
     assert found(store, until=T0 + 60) == ["m0"]
     assert found(store, since=T0 + DAY) == [] and found(store, until=T0 - 1) == []
     assert found(store, since=until, until=since) == []
+
+
+def test_a_replayed_delivery_is_found_by_when_its_event_was_received_not_when_it_was_replayed(store):
+    """A replay (engine/replay.py) writes deliveries long after their event came in: the time range is the
+    event's, whichever of its deliveries finds it."""
+    accept(store, "old")
+    accept(store, "new", now=T0 + DAY)
+    [second, first] = [e.id for e in store.events(EventQuery(limit=2))]
+    replay = store.start_replay(Replay(0, "", T0 - 1, T0 + 1, None, ["hubspot"], None, first, first, first - 1,
+                                       counts={"hubspot": {}}, owner="p1"), T0 + DAY)
+    assert store.replay_step(replay.id, "p1", replay.after_id, ReplayStep(first, 1, 1, {"hubspot": {"replayed": 1}},
+                                                                         [(first, "old", NewDelivery("hubspot"))]),
+                             T0 + DAY)
+    assert found(store, destination="hubspot", since=T0 - 60, until=T0 + 60) == ["old"]
+    assert found(store, destination="hubspot", state=QUEUED, until=T0 + 60) == ["old"]
+    assert found(store, destination="hubspot", since=T0 + DAY - 60) == []
+    # the newest event has two queued deliveries to crisp now: one page of two still holds two events
+    again = store.start_replay(Replay(0, "", T0 + DAY - 1, T0 + DAY + 1, None, ["crisp"], None, second, second,
+                                      second - 1, counts={"crisp": {}}, owner="p1"), T0 + DAY)
+    assert store.replay_step(again.id, "p1", again.after_id, ReplayStep(second, 1, 1, {"crisp": {"replayed": 1}},
+                                                                       [(second, "new", NewDelivery("crisp"))]),
+                             T0 + DAY)
+    assert found(store, destination="crisp", state=QUEUED, limit=2) == ["new", "old"]
 
 
 def test_destinations_are_every_name_with_a_delivery(store):
@@ -276,9 +299,9 @@ def test_a_refusal_never_keeps_a_whole_key_and_long_text_is_cut(store):
 
 # --------------------------------------------------------------------------- the migration
 
-@pytest.mark.parametrize("version", [6])
+@pytest.mark.parametrize("version", [6, 7])
 def test_upgrading_gives_old_attempts_their_destination(backend, version):
-    """Attempts recorded before migration 7 count in the per-destination charts after the upgrade."""
+    """Attempts recorded before migration 8 count in the per-destination charts after the upgrade."""
     for number, script in migrations(backend.name):
         if number > version:
             break

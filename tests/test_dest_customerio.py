@@ -67,7 +67,8 @@ def test_an_anonymous_event_goes_to_the_v1_anonymous_endpoint_for_merging_later(
     anonymous = {k: v for k, v in TRACK.items() if k != "userId"}
     request = only(render(engine, anonymous))
     assert request.url == "https://track.customer.io/api/v1/events"
-    assert request.body == {"name": "Order Completed", "type": "event", "anonymous_id": "a1", "timestamp": 1715678400,
+    assert request.body == {"name": "Order Completed", "type": "event", "id": "01HXV6DKG0570V52F7A8GSBCV2", "anonymous_id": "a1",
+                            "timestamp": 1715678400,
                             "data": {"order_id": "ORD-1", "shipped_at": 1715767200, "total": 10}}
     # where the workspace identifies by email, the same event is the person's, and only that is sent
     route = engine.route("customerio", {**SETTINGS, "identify_by_email": True}, environ={})

@@ -83,7 +83,8 @@ class VendorServer:
                 if answer.drop:
                     self.close_connection = True
                     return
-                payload = json.dumps(answer.body).encode()
+                # 204 and 304 carry no body (RFC 9110): one sent anyway would be read as the next answer's start
+                payload = b"" if answer.status in (204, 304) else json.dumps(answer.body).encode()
                 self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -95,7 +96,7 @@ class VendorServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test, a killed worker): that is the point
 
-            do_PUT = do_PATCH = do_POST
+            do_GET = do_PUT = do_PATCH = do_POST
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -177,12 +177,12 @@ def print_json(data, indent: int | None = 2) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=indent))
 
 
-def print_table(rows: list[list[str]]) -> None:
-    """Left-aligned first column, right-aligned numbers, two spaces between."""
+def print_table(rows: list[list[str]], stream=None) -> None:
+    """Left-aligned first column, right-aligned numbers, two spaces between; on stdout unless ``stream``."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip(), file=stream)
 
 
 def is_terminal(stream) -> bool:
@@ -200,8 +200,9 @@ class Progress:
     WIDTH = 24
 
     def __init__(self, stream, every: float = 0.25, done=lambda: None, label: str = "eventmap batch",
-                 keys=OUTCOME_STATUSES):
+                 keys=OUTCOME_STATUSES, unit: str = "line"):
         self.stream, self.every, self.done, self.label, self.keys = stream, every, done, label, keys
+        self.unit = unit   # what ``line`` counts: lines of a file, or events (replay)
         self.active = is_terminal(stream)
         self.started = time.monotonic()
         self.next = self.started + every
@@ -217,13 +218,13 @@ class Progress:
         elapsed = max(now - self.started, 1e-9)
         share = self.done()
         if share is None:
-            where = f"line {line:,}"
+            where = f"{self.unit} {line:,}"
         else:
             filled = int(share * self.WIDTH)
             left = elapsed * (1 - share) / share if share > 0 else 0
-            where = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} line {line:,}, {left:,.0f} s left"
+            where = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} {self.unit} {line:,}, {left:,.0f} s left"
         shown = ", ".join(f"{counts.get(key, 0):,} {key}" for key in self.keys)
-        self.stream.write(f"\r\033[K{self.label}: {where}: {shown}, {line / elapsed:,.0f} lines/s")
+        self.stream.write(f"\r\033[K{self.label}: {where}: {shown}, {line / elapsed:,.0f} {self.unit}s/s")
         self.stream.flush()
         self.shown = True
 

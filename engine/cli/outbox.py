@@ -125,6 +125,7 @@ def cmd_deliver(args) -> int:
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in workers
                                                  if hasattr(w, "route")}, owner=owner,
                         stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
+                        archive_for=config.delivery.archive_for,
                         report_every=every if every > 0 else None)
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:

@@ -3,9 +3,10 @@
 Parsing takes two steps: the command's name (or ``--help``, ``--version``), then that
 command's own options, so only the parser of the command given is ever built (building
 all twenty took a fifth of ``--version``'s time). A command's code (mapping.py,
-outbox.py, serve.py, console.py) is imported only when it runs: each parser names it as
-``run="module:function"``, which ``engine.cli.main`` resolves. So this module imports
-nothing of the engine but the leaf modules below (tests/test_cli_start.py checks it).
+outbox.py, serve.py, console.py, plans.py, replay.py) is imported only when it runs: each
+parser names it as ``run="module:function"``, which ``engine.cli.main`` resolves. So this
+module imports nothing of the engine but the leaf modules below (tests/test_cli_start.py
+checks it).
 """
 from __future__ import annotations
 
@@ -260,6 +261,33 @@ def add_plan(p: argparse.ArgumentParser) -> None:
     q.set_defaults(run="plans:cmd_diff")
 
 
+# --------------------------------------------------------------------------- replay.py (docs/operations.md)
+
+def add_replay(p: argparse.ArgumentParser) -> None:
+    p.description = ("Run the events accepted within [--since, --until) again through the configuration's mappings "
+                     "and routes as they are today, and queue new deliveries for 'eventmap deliver'. Times: "
+                     "2024-05-01, 2024-05-01T12:00:00Z (UTC unless an offset is given), now, or a duration ago "
+                     "(24h, 7d). A replay bypasses the dedupe window on purpose. Killed or stopped, it is resumed "
+                     "with --resume ID and enqueues no event twice; the same command with the same absolute times "
+                     "resumes it too, and one overlapping it with the same filters is refused.")
+    store_options(p, config_required=True)
+    p.add_argument("--since", metavar="T", help="from this time on (when eventmap accepted the events)")
+    p.add_argument("--until", metavar="T", help="up to, not including, this time (default: now)")
+    p.add_argument("--source", metavar="S", help="only events that came in from this source (its name in the "
+                                                 "configuration's sources)")
+    p.add_argument("--destination", metavar="D", action="append",
+                   help="only to this destination (repeatable; default: every enabled one)")
+    p.add_argument("--where", metavar="JMESPATH", help="only events for which this JMESPath condition is true")
+    p.add_argument("--dry-run", action="store_true", help="write nothing: print what would be sent (secrets masked) "
+                                                          "and the summary")
+    control = p.add_mutually_exclusive_group()
+    control.add_argument("--resume", type=int, metavar="ID", help="continue an unfinished replay (killed or stopped)")
+    control.add_argument("--abandon", type=int, metavar="ID", help="give up an unfinished replay for good")
+    control.add_argument("--list", action="store_true", help="the latest replays, one JSON line each")
+    mappings_option(p)
+    p.set_defaults(run="replay:cmd_replay")
+
+
 # name -> (what it does, the function that adds its options), in the order --help lists them
 COMMANDS = {
     "validate": ("check all mapping files and schemas; print every problem as file:line: path: message", add_validate),
@@ -275,4 +303,5 @@ COMMANDS = {
     "console": ("the web console alone: events, deliveries, dead letters, mapping tester", add_console),
     "violations": ("tracking-plan violations recorded at intake, per source, event and rule", add_violations),
     "plan": ("write a tracking plan from a sample of events, or compare one with traffic", add_plan),
+    "replay": ("send archived events again through today's mappings and routes (new deliveries)", add_replay),
 }

@@ -216,6 +216,10 @@ class Console:
             _allow(method, "GET", "HEAD")
             found = violations_page(self.store(), self.setup, request.query, self.masker, self.clock())
             return 200, html, self.page("violations.html", request, **found), []
+        if rest in ("/replays", "/replays/rows"):
+            _allow(method, "GET", "HEAD")
+            name = "replays.html" if rest == "/replays" else "_replay_rows.html"
+            return 200, html, self.page(name, request, replays=pages.masked(self.masker, pages.replays(self.store()))), []
         if rest == "/tester":   # every action is a POST with the form's token; a GET only shows the form
             _allow(method, "GET", "HEAD", "POST")
             form = request.checked_form() if method == "POST" else request.query

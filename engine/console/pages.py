@@ -253,6 +253,13 @@ def ids(values: list[str]) -> list[int]:
     return sorted({int(v) for v in values if v.isdigit() and len(v) < 18})
 
 
+# --------------------------------------------------------------------------- replays
+
+def replays(store) -> list:
+    """The latest replays (``eventmap replay``), newest first: each one's id, range, filters and progress."""
+    return store.replays(limit=PAGE)
+
+
 # --------------------------------------------------------------------------- mapping tester (tester.py)
 
 def samples() -> dict:

@@ -171,7 +171,8 @@ class Tester:
         outcome = destination.render(event, route.settings, route.secrets)
         try:
             if outcome.steps is not None:
-                destination.run_steps(destination.action_for(event), event, route.settings, route.secrets, exchange)
+                action = destination.action_for(event, route.settings)
+                destination.run_steps(action, event, route.settings, route.secrets, exchange)
             else:
                 for request, _ in self._requests(route, outcome):
                     exchange(request)

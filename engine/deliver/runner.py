@@ -58,11 +58,14 @@ def destination_workers(routes: list[Route], store: Store, options: DeliveryOpti
 class Runner:
     def __init__(self, workers: list, store: Store, *, threads: dict[str, int] | None = None, owner: str,
                  stop: threading.Event, keep_done_for: float | None = None, idle_wait: float = 1.0,
-                 clock=time.time, masker: Masker | None = None, report_every: float | None = None):
+                 clock=time.time, masker: Masker | None = None, report_every: float | None = None,
+                 archive_for: float | None = None):
+        """``keep_done_for``: prune finished deliveries this old (None: no pruning); ``archive_for``: and events
+        without deliveries this old (the archive replays read; None: as old as ``keep_done_for``)."""
         self.workers, self.store, self.owner, self.stop_event = workers, store, owner, stop
         self.threads = threads or {}
         self.keep_done_for, self.idle_wait, self.clock = keep_done_for, idle_wait, clock
-        self.report_every = report_every
+        self.report_every, self.archive_for = report_every, archive_for
         self.masker = masker or Masker(frozenset())
         self._threads: list[threading.Thread] = []
 
@@ -111,7 +114,9 @@ class Runner:
     def _prune_loop(self) -> None:
         while not self.stop_event.wait(60.0):
             try:
-                self.store.prune(self.clock() - self.keep_done_for)
+                now = self.clock()
+                self.store.prune(now - self.keep_done_for,
+                                 archive_before=None if self.archive_for is None else now - self.archive_for)
             except Exception as exc:  # noqa: BLE001  pruning tries again next minute
                 log.error("pruning failed: %s", self.masker.text(f"{type(exc).__name__}: {exc}"))
 

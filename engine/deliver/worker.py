@@ -215,7 +215,7 @@ class DestinationWorker:
         if stepped:  # multi-step actions: one event at a time, each step recorded as it completes
             sendable = [(o, item) for o, item in sendable if o.steps is None]
             for position, (_outcome, item) in enumerate(stepped):
-                steps = len(self.route.destination.action_for(item.event).steps)
+                steps = len(self.route.destination.action_for(item.event, self.route.settings).steps)
                 if self._stopping() or self._backing_off() or not self._in_time(turn, steps):
                     self._release(turn, [i.id for _, i in stepped[position:]])
                     break
@@ -351,7 +351,7 @@ class DestinationWorker:
         """
         destination, route = self.route.destination, self.route
         event: dict = item.event  # leased events passed intake: JSON objects
-        action = destination.action_for(event)   # it rendered a moment ago: this cannot fail now
+        action = destination.action_for(event, route.settings)   # it rendered a moment ago: this cannot fail now
         masker = self.masker
         progress = dict(item.progress or {})
         timing: dict = {"started": self.clock(), "dry_run": True, "status": None}

@@ -16,6 +16,7 @@ class DeliveryOptions:
     lease: float = 60.0
     dedupe_window: float = 86400.0
     keep_done_for: float = 7 * 86400.0
+    archive_for: float = 7 * 86400.0   # accepted events stay this long for replays (and while they have deliveries)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..destination import Destination, Limits
 from ..durations import parse_rate
-from ..map.language import ACTION_SCOPES, ENVELOPE_SCOPES, Compiler, root_reads
+from ..map.language import ACTION_SCOPES, ENVELOPE_SCOPES, Compiler, plain_steps, root_reads
 from ..problems import Problem
 from ..render.action import CALL_TYPES, Action, Batching, Envelope, Subscription
 from ..render.endpoint import compile_endpoint, merge_request
@@ -44,7 +44,7 @@ def compile_destination(doc: YamlDocument, slug: str) -> tuple[Destination, list
         # an action with steps also reads the answers of its earlier steps (steps.NAME.status, .body)
         compiler = Compiler(doc.problem, setting_names, ACTION_SCOPES | {"steps"} if "steps" in spec else ACTION_SCOPES)
         path = ("actions", name)
-        call_type, subscription = _compile_subscription(name, spec, compiler, path)
+        call_type, subscription = _compile_subscription(name, spec, compiler, path, settings.properties)
         if call_type is None:  # a misspelt call type: one problem is enough
             problems += compiler.problems
             continue
@@ -155,7 +155,7 @@ def _vars_needed(variables: list, nodes: list, required: list) -> set[str]:
     return needed
 
 
-def _compile_subscription(name: str, spec: dict, compiler: Compiler, path: tuple):
+def _compile_subscription(name: str, spec: dict, compiler: Compiler, path: tuple, settings: dict):
     """(call type, Subscription or None): a call type's own action takes all its events, a named one some."""
     if name in CALL_TYPES:
         if spec.get("type", name) != name:
@@ -178,12 +178,44 @@ def _compile_subscription(name: str, spec: dict, compiler: Compiler, path: tuple
         compiler.report(path, f"the named action '{name}' needs 'events' (event names) or 'when' (a condition) "
                               "to say which events it takes")
     when = compiler.jmespath(spec["when"], path + ("when",), "when") if "when" in spec else None
-    if when is not None and not set(root_reads(when.parsed)) <= {"event"}:
-        compiler.report(path + ("when",), f"when {spec['when']!r}: a subscription reads the event only "
-                                          "(event.NAME), not settings or vars")
+    if when is not None and not set(root_reads(when.parsed)) <= {"event", "settings"}:
+        compiler.report(path + ("when",), f"when {spec['when']!r}: a subscription reads the event and settings "
+                                          "only (event.NAME, settings.NAME), not vars")
     call_type = spec.get("type", "track")
-    events = frozenset(spec["events"]) if "events" in spec else None
-    return call_type, Subscription(events, when, spec.get("events"), spec.get("when"))
+    written = spec.get("events")
+    if isinstance(written, dict):   # {"@path": settings.NAME}: the names are that setting's list, per route
+        setting = _events_setting(written, compiler, path + ("events",), settings)
+        if setting is None:   # reported; the file does not load
+            return call_type, Subscription(frozenset(), when, [], spec.get("when"), where=path)
+        return call_type, Subscription(None, when, None, spec.get("when"), setting, path)
+    events = frozenset(written) if written is not None else None
+    return call_type, Subscription(events, when, written, spec.get("when"), where=path)
+
+
+def _events_setting(written: dict, compiler: Compiler, path: tuple, settings: dict) -> str | None:
+    """The setting a named action's ``events: {"@path": settings.NAME}`` reads (None: reported).
+
+    One declared setting whose schema is a list of text, so that the route's settings, validated
+    against it, always give event names: nothing about it can fail while events are rendered.
+    """
+    text = written.get("@path")
+    expression = compiler.jmespath(text, path + ("@path",), "events") if isinstance(text, str) else None
+    steps = plain_steps(expression.parsed) if expression is not None else None
+    if isinstance(text, str) and expression is None:
+        return None   # reported: not JMESPath, or an unknown scope or setting
+    if steps is None or len(steps) != 2 or steps[0] != "settings":
+        compiler.report(path, f"events {written!r}: a named action's events are a list of names, or one setting "
+                              "that holds them: {\"@path\": settings.NAME}")
+        return None
+    if steps[1] not in settings:
+        return None   # reported: an unknown setting
+    declared = settings[steps[1]]
+    items = declared.get("items") if isinstance(declared.get("items"), dict) else {}
+    if declared.get("type") != "array" or items.get("type") != "string":
+        compiler.report(path, f"events reads settings.{steps[1]}, which must be declared as a list of event names "
+                              f"(type: array, items: {{type: string}}) so every route's value is one")
+        return None
+    return steps[1]
 
 
 def _compile_limits(spec: dict, doc, problems: list) -> Limits:
@@ -193,7 +225,9 @@ def _compile_limits(spec: dict, doc, problems: list) -> Limits:
             rate = parse_rate(spec["rate"])
         except ValueError as exc:
             problems.append(doc.problem(("limits", "rate"), str(exc)))
-    return Limits(spec.get("concurrency", Limits.concurrency), rate)
+    # batch: false: each event is its own request unless a routes file turns batching on (a webhook's receiver
+    # may expect one event per request)
+    return Limits(spec.get("concurrency", Limits.concurrency), rate, spec.get("batch", True))
 
 
 def _compile_vars(compiler: Compiler, spec, path) -> list:

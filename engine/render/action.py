@@ -5,7 +5,7 @@ from typing import Any
 
 import jmespath
 
-from ..map.language import Literal, Node, Scope, find_node, is_empty, is_truthy, plain_steps, split_or
+from ..map.language import Literal, MappingError, Node, Scope, find_node, is_empty, is_truthy, plain_steps, split_or
 from ..problems import Problem
 from .endpoint import Endpoint
 
@@ -57,23 +57,56 @@ CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
 
 class Subscription:
-    """Which events of its call type a named action takes: event names, a JMESPath condition, or both."""
+    """Which events of its call type a named action takes: event names (written in the file, or read from
+    one setting), a JMESPath condition over the event and settings, or both.
 
-    __slots__ = ("events", "when", "events_text", "when_text")
+    Names read from a setting are worked out once per route: kept per settings object, as ``Action.bound``
+    keeps its code, so choosing an action costs a set lookup per event.
+    """
 
-    def __init__(self, events: frozenset | None, when, events_text, when_text):
+    __slots__ = ("events", "when", "events_text", "when_text", "setting", "where", "_names")
+
+    def __init__(self, events: frozenset | None, when, events_text, when_text, setting: str | None = None,
+                 where: tuple = ()):
         self.events, self.when, self.events_text, self.when_text = events, when, events_text, when_text
+        self.setting = setting   # events: {"@path": settings.NAME}: the names are that setting's list
+        self.where = where       # ("actions", NAME): where a failing condition is reported
+        self._names: dict = {}
 
-    def matches(self, event: dict) -> bool:
-        if self.events is not None:
+    def names(self, settings: dict) -> frozenset | None:
+        """The event names this action takes for a route's settings (None: any name)."""
+        if self.setting is None:
+            return self.events
+        entry = self._names.get(id(settings))
+        if entry is not None and entry[0] is settings:
+            return entry[1]
+        if len(self._names) >= BOUND_ROUTES:
+            self._names.clear()
+        names = frozenset(settings.get(self.setting) or ())   # a list of text: the setting's schema says so
+        self._names[id(settings)] = (settings, names)
+        return names
+
+    def matches(self, event: dict, settings: dict) -> bool:
+        """Does this action take ``event``? A condition that cannot be evaluated on this event's data
+        (``contains()`` of a missing field) raises MappingError: that event's own failure."""
+        names = self.events if self.setting is None else self.names(settings)
+        if names is not None:
             label = event.get("event") if event.get("type") == "track" else event.get("name")
-            if label not in self.events:
+            if label not in names:
                 return False
-        return self.when is None or is_truthy(self.when.search({"event": event}))
+        if self.when is None:
+            return True
+        try:
+            return is_truthy(self.when.search({"event": event, "settings": settings}))
+        except Exception as exc:  # noqa: BLE001  jmespath raises its own errors and Python's TypeError
+            raise MappingError(self.where + ("when",), f"when {self.when_text}: cannot be evaluated on this "
+                                                        f"event: {type(exc).__name__}: {exc}") from None
 
     def describe(self) -> str:
         parts = []
-        if self.events_text is not None:
+        if self.setting is not None:
+            parts.append(f"events named in settings.{self.setting}")
+        elif self.events_text is not None:
             parts.append("events " + ", ".join(repr(e) for e in self.events_text))
         if self.when_text is not None:
             parts.append(f"when {self.when_text}")

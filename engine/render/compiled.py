@@ -124,7 +124,9 @@ class BoundAction:
         endpoint = self.compiled.action.endpoint
         if self.endpoint is None:  # nothing varies, and making it failed
             assert self.fixed_error is not None
-            raise self.fixed_error
+            # the route's one error, raised for each event: without its last traceback, or every raise would
+            # chain another event's frames (and all they hold) onto it
+            raise self.fixed_error.with_traceback(None)
         try:
             values = self.endpoint(event, self.settings, self.endpoint_constants, vars)
         except MappingError:
@@ -132,7 +134,7 @@ class BoundAction:
             return endpoint.parts(Scope(event, self.settings, vars))
         if self.fixed_error is not None:  # only the URL varies: a good URL, then the route's own error
             endpoint.checked_url(values[0])
-            raise self.fixed_error
+            raise self.fixed_error.with_traceback(None)
         return endpoint.assemble(iter(values))
 
 

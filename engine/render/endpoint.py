@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 from jinja2 import TemplateSyntaxError, nodes
 
-from ..map.language import MappingError, Node, Scope, template_ast
+from ..map.language import MappingError, Node, Scope, describe_type, template_ast
 from ..map.templates import environment, is_template
 from .reads import reads_of, template_reads
 from .request import Request
@@ -18,6 +18,9 @@ AUTH_HEADER = "Authorization"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # what a request may use (the mapping schema lists the same)
 BODY = "body"   # what a header or query value reads to sign the request: its body as sent (text)
 CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
+MERGED = "@merge"   # a request's headers may merge an object of headers (a webhook's from its settings)
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # RFC 9110 token
+FRAMING = frozenset({"content-length", "transfer-encoding", "host", "connection"})   # the HTTP client's own
 
 
 class Endpoint:
@@ -27,13 +30,18 @@ class Endpoint:
     made after the body is encoded, from those very bytes (``sign``); the others are in ``nodes()``.
     """
 
-    __slots__ = ("method", "method_node", "url", "headers", "query", "auth", "format", "signed")
+    __slots__ = ("method", "method_node", "url", "headers", "query", "auth", "format", "signed", "named")
 
     def __init__(self, method: str | None, url: Node, headers: list, query: list, auth: tuple | None, format: str,
                  method_node: Node | None = None, signed: list | None = None):
         self.method, self.url, self.headers, self.query = method, url, headers, query
         self.auth, self.format, self.method_node = auth, format, method_node
         self.signed = signed or []
+        # the header names the mapping writes (and Authorization, with auth): each wins over a merged header
+        # of the same name in any case, so a request never carries one header twice
+        self.named = frozenset(name.lower() for name in [*(n for n, _ in self.headers if n is not MERGED),
+                                                         *(n for part, n, _ in self.signed if part == "headers"),
+                                                         *((AUTH_HEADER,) if auth else ())])
 
     def build(self, scope: Scope, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
         request = self.finish(self.parts(scope), body, destination, action, message_ids, secrets)
@@ -94,10 +102,13 @@ class Endpoint:
     def headers_and_query(self, values) -> tuple[dict, dict, str]:
         """Headers (with auth), query and method from the values of every node after the URL."""
         headers = {}
-        for name, _node in self.headers:
+        for name, node in self.headers:
             value = next(values)
             if value is not None and value != "":
-                headers[name] = str(value)
+                if name is MERGED:   # first of the headers, so the named ones written after it win
+                    headers = self.merged_headers(value, node)
+                else:
+                    headers[name] = str(value)
         if self.auth is not None:
             headers[AUTH_HEADER] = self._auth_header([next(values) for _ in self.auth[1]])
         query = {}
@@ -108,6 +119,33 @@ class Endpoint:
         method = self.checked_method(next(values)) if self.method_node is not None else self.method
         assert method is not None
         return headers, query, method
+
+    def merged_headers(self, value, node: Node) -> dict:
+        """The headers of a ``@merge`` object: names checked as HTTP tokens and values as text; a name the
+        mapping writes itself is left to it, and ``content-type`` in any case replaces the default."""
+        if not isinstance(value, dict):
+            raise MappingError(node.where, f"headers' @merge rendered to {describe_type(value)}, not an object of "
+                                           "header names and values")
+        headers = {}
+        for name, item in value.items():
+            if item is None or item == "":
+                continue
+            if not isinstance(name, str) or not HEADER_NAME.fullmatch(name):
+                raise MappingError(node.where, f"headers' @merge: {name!r} is not a header name (letters, digits "
+                                               "and !#$%&'*+.^_`|~- only)")
+            if name.lower() in FRAMING:
+                raise MappingError(node.where, f"headers' @merge: {name!r} is set by the HTTP client from the "
+                                               "request itself; leave it out")
+            if isinstance(item, bool):
+                item = "true" if item else "false"
+            elif isinstance(item, (dict, list)):
+                raise MappingError(node.where, f"headers' @merge: the value of {name!r} is {describe_type(item)}, "
+                                               "not text")
+            if name.lower() in self.named:
+                continue
+            # a value's characters are checked where every header's are, before sending (check_sendable)
+            headers["Content-Type" if name.lower() == "content-type" else name] = str(item)
+        return headers
 
     def finish(self, parts: tuple, body, destination: str, action: str, message_ids: tuple, secrets) -> Request:
         url, headers, query, method = parts
@@ -180,6 +218,9 @@ def compile_endpoint(spec: dict, compiler, path: tuple, operator_vars: frozenset
     signed = []
     for part, entries in parts.items():
         for name, raw in (spec.get(part) or {}).items():
+            if part == "headers" and name == MERGED:   # an object of headers, under the named ones (first)
+                entries.insert(0, (MERGED, compiler.merge_source(raw, path + (part, name), False)))
+                continue
             node = signing.value(raw, path + (part, name))
             reads = reads_of(node)
             if BODY not in reads.scopes:

@@ -54,6 +54,7 @@ def main(config_file: str | None, folder: str, mappings: str, dry_run: bool, par
         workers = inbox + destinations + source_workers(setup, store, intake, owner)
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in destinations},
                         owner=owner, stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
+                        archive_for=config.delivery.archive_for,
                         report_every=config.logging.every)
         runner.start()
         while not stop.wait(PARENT_CHECK):

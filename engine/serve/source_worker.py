@@ -63,7 +63,7 @@ class SourceWorker:
         except Exception as exc:  # noqa: BLE001  the per-payload boundary: its own verdict, the rest go on
             return self._failed(item, exc, now)
         if result.status == EVENTS:
-            receipts = self.intake.accept(result.events)
+            receipts = self.intake.accept(result.events, source=self.name.removeprefix("source:"))
             names = ", ".join(f"{e.get('event') or e.get('type')} (messageId {r.message_id})"
                               for e, r in zip(result.events, receipts))
             refused = sum(r.rejected for r in receipts)

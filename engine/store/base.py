@@ -32,6 +32,12 @@ from ..states import (  # noqa: F401  (re-exported: the store's callers name sta
     PRUNABLE,
     QUEUED,
     REJECTED,
+    REPLAY_ABANDONED,
+    REPLAY_DONE,
+    REPLAY_FINAL,
+    REPLAY_RUNNING,
+    REPLAY_STATES,
+    REPLAY_STOPPED,
     RETRYING,
     SKIPPED,
     STATES,
@@ -68,6 +74,9 @@ class NewEvent:
     message_id: str | None
     deliveries: list[NewDelivery]
     violations: list[NewViolation] = field(default_factory=list)   # of its source's tracking plan
+    source: str | None = None    # the source it came in from (a write key's or a webhook's); from enqueue, --source's
+    archive: bool = False        # an accepted Segment event, which a replay may send again (engine/replay.py):
+                                 # intake sets it; a rejected event or a webhook payload keeps False
 
 
 @dataclass
@@ -188,6 +197,7 @@ class DeliveryRecord:
     sent: SentRequest | None = None  # the request its latest recorded attempt sent (``get`` only)
 
 
+
 @dataclass
 class EventRecord:
     """One accepted event with what happened to it at each destination (the console's Events page)."""
@@ -220,7 +230,67 @@ class EventQuery:
         return bool(self.destination or self.state)
 
 
+@dataclass
+class Archived:
+    """One event of the archive, as a replay reads it: every accepted Segment event is kept until its
+    deliveries are pruned and it is older than ``delivery.archive_for``."""
+
+    id: int
+    received_at: float
+    message_id: str | None
+    source: str | None
+    event: Any
+
+
+@dataclass
+class Replay:
+    """A replay of archived events through today's mappings (``engine/replay.py``), as the store records it.
+
+    It covers the archived events with ids ``first_id`` to ``last_id`` (fixed when it began) received
+    within [since, until); every one up to ``after_id`` is done, its deliveries written in the same
+    transaction as that progress, so a replay resumed after a crash enqueues no event twice."""
+
+    id: int
+    state: str                   # one of REPLAY_STATES
+    since: float
+    until: float
+    source: str | None
+    destinations: list[str] | None   # None: every enabled destination
+    where: str | None            # the JMESPath condition on events
+    first_id: int
+    last_id: int
+    after_id: int
+    events: int = 0              # archived events read so far (in range, of the source)
+    matched: int = 0             # of those, the ones the condition let through (all, without one)
+    counts: dict = field(default_factory=dict)   # {destination: {"replayed": n, "skipped": n, "rejected": n, ...}}
+    owner: str | None = None     # the process running it (or that ran it last)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def share(self) -> float:
+        """How far through its range of ids it is, 0 to 1."""
+        if self.state == REPLAY_DONE:
+            return 1.0
+        return min(1.0, max(0.0, (self.after_id - self.first_id + 1) / max(1, self.last_id - self.first_id + 1)))
+
+
+@dataclass
+class ReplayStep:
+    """One chunk of a replay: where it ends, the replay's totals after it, and the deliveries it enqueues."""
+
+    after_id: int
+    events: int
+    matched: int
+    counts: dict
+    deliveries: list[tuple[int, str | None, NewDelivery]]   # (event id, messageId, delivery)
+
+
+REPLAY_FINAL_SQL = "(" + ", ".join(f"'{state}'" for state in REPLAY_FINAL) + ")"
+
 EventRecords = list[EventRecord]             # names for the return types of the methods after Store.list
+ArchivedEvents = list[Archived]
+Replays = list[Replay]
 ViolationRecords = list[ViolationRecord]
 Refusals = list[Refusal]
 Timeline = list[tuple[float, int, int]]      # (bucket start, succeeded, failed)
@@ -481,9 +551,44 @@ class Store(ABC):
         outage: what waited on its own backoff goes out together, in full batches); returns how many."""
 
     @abstractmethod
-    def prune(self, before: float, batch: int = 1000) -> int:
-        """Delete delivered/dry_run/skipped/rejected deliveries finished before ``before`` (and events left
-        without deliveries), ``batch`` rows per transaction; dead letters are kept. Returns rows deleted."""
+    def prune(self, before: float, batch: int = 1000, archive_before: float | None = None) -> int:
+        """Delete delivered/dry_run/skipped/rejected deliveries finished before ``before``, and events left
+        without deliveries that were received before ``archive_before`` (the archive's horizon, default
+        ``before``), ``batch`` rows per transaction; dead letters are kept. Returns deliveries deleted."""
+
+    # --- the archive and replays (engine/replay.py)
+    @abstractmethod
+    def archive_bounds(self, since: float, until: float) -> tuple[int, int] | None:
+        """(first id, last id) of the archived events received within [since, until); None when there are none."""
+
+    @abstractmethod
+    def archived(self, after_id: int, last_id: int, since: float, until: float, source: str | None,
+                 limit: int) -> ArchivedEvents:
+        """Up to ``limit`` archived events with ids after ``after_id`` up to ``last_id``, received within
+        [since, until) (and from ``source`` when given), in id order: one page of a replay, read by key."""
+
+    @abstractmethod
+    def start_replay(self, replay: Replay, now: float) -> Replay:
+        """Record a new replay (running, owned by ``replay.owner``); returns it with its id."""
+
+    @abstractmethod
+    def replay_step(self, replay_id: int, owner: str, after_id: int, step: ReplayStep, now: float) -> bool:
+        """In one transaction: the step's deliveries (new ids, due now, no dedupe) and the replay's progress,
+        only if ``owner`` still runs it and it is still at ``after_id``; False (nothing written) otherwise."""
+
+    @abstractmethod
+    def take_replay(self, replay_id: int, owner: str, now: float) -> Replay | None:
+        """Make ``owner`` the one running an unfinished replay (a resume); None when there is no such replay
+        or it is done or abandoned. A process still running it loses it: its next step is refused."""
+
+    @abstractmethod
+    def end_replay(self, replay_id: int, owner: str | None, state: str, now: float) -> bool:
+        """Set the state of an unfinished replay (done, stopped or abandoned) that ``owner`` runs (None:
+        whoever does); False when there is no such replay or another has taken it."""
+
+    @abstractmethod
+    def replays(self, limit: int = 50, replay_id: int | None = None) -> Replays:
+        """The latest replays, newest first (or the one with ``replay_id``)."""
 
     @abstractmethod
     def violations(self, query: ViolationQuery) -> ViolationRecords:
@@ -593,6 +698,23 @@ _OK = "CASE WHEN status BETWEEN 200 AND 299 THEN 1 ELSE 0 END"
 _FAILED = "CASE WHEN status BETWEEN 200 AND 299 THEN 0 ELSE 1 END"   # no answer (NULL) is a failure
 
 
+# the columns of a Replay, in its field order; destinations and counts are JSON
+REPLAY_COLUMNS = ("id, state, since, until, source, destinations, condition, first_id, last_id, after_id, events,"
+                  " matched, counts, owner, created_at, updated_at")
+
+
+def archived_filters(after_id: int, last_id: int, since: float, until: float, source: str | None,
+                     mark: str) -> tuple[str, list]:
+    """The WHERE clause of ``archived`` for either backend: the id range first, so the primary key finds
+    the page; ``mark`` is the placeholder."""
+    where = f"id > {mark} AND id <= {mark} AND archived AND received_at >= {mark} AND received_at < {mark}"
+    params: list[object] = [after_id, last_id, since, until]
+    if source is not None:
+        where += f" AND source = {mark}"
+        params.append(source)
+    return where, params
+
+
 def event_columns(event) -> tuple[str | None, str | None, str | None]:
     """(type, name, userId) of an event, kept beside its body so the console filters on indexed columns:
     the name is a track's event or a page's or screen's name."""
@@ -608,12 +730,12 @@ def event_filters(query: EventQuery, mark: str, bounds: tuple[int | None, int | 
                   events: str = "", deliveries: str | None = None) -> tuple[str, list]:
     """The WHERE clause of ``events`` for either backend; ``mark`` is its placeholder. ``bounds``: the event
     ids the time range may hold (``id_bounds``); ``events``: the events table's alias with its dot;
-    ``deliveries``: the deliveries' alias when walking them (their event_id and created_at stand in for
-    the event's id and received_at, which they equal)."""
+    ``deliveries``: the deliveries' alias when walking them (their event_id stands in for the event's id;
+    the time is the event's own received_at, as a replay's deliveries are written long after it)."""
     where: list[str] = ["1 = 1"]
     params: list[object] = []
     event_id = f"{deliveries}.event_id" if deliveries else f"{events}id"
-    received = f"{deliveries}.created_at" if deliveries else f"{events}received_at"
+    received = f"{events}received_at"
     lowest, highest = bounds
     ranges: list[tuple[str, float | None]] = [
         (f"{event_id} < {mark}", query.before_id), (f"{event_id} >= {mark}", lowest), (f"{event_id} < {mark}", highest),
@@ -634,14 +756,15 @@ def delivery_walk(query: EventQuery, pairs: list[tuple[str, str]], bounds: tuple
                   mark: str) -> tuple[str, list]:
     """The ids of the newest events (at most ``query.limit``) with a delivery in one of ``pairs``
     (destination, state) that match ``query``: each pair walks the index (destination, state, event_id)
-    from the newest end and stops at the limit, and the newest of all of them are kept. An event has one
-    delivery per destination, so a walk's ``limit`` rows are ``limit`` events: none is missed."""
-    join = " JOIN events e ON e.id = d.event_id" if (query.type or query.name or query.user_id or query.message_id) \
-        else ""
+    from the newest end, distinct events only (a replay gives an event a second delivery to a destination),
+    and stops at the limit; the newest of all of them are kept, so none is missed. The event is joined
+    for its own columns and its time."""
+    join = " JOIN events e ON e.id = d.event_id" if (query.type or query.name or query.user_id or query.message_id
+                                                     or query.since is not None or query.until is not None) else ""
     where, filters = event_filters(query, mark, bounds, "e.", "d")
     walks, params = [], []
     for position, (destination, state) in enumerate(pairs):
-        walks.append(f"SELECT event_id FROM (SELECT d.event_id AS event_id FROM deliveries d{join} WHERE"
+        walks.append(f"SELECT event_id FROM (SELECT DISTINCT d.event_id AS event_id FROM deliveries d{join} WHERE"
                      f" d.destination = {mark} AND d.state = {mark} AND {where} ORDER BY d.event_id DESC"
                      f" LIMIT {mark}) AS w{position}")
         params += [destination, state, *filters, query.limit]

@@ -117,11 +117,42 @@ CREATE TABLE violations (
 CREATE INDEX violations_last ON violations(last_at);
 ALTER TABLE inbox ADD COLUMN source TEXT
 """),
+    # issue 27, replay: the events table is the archive. An event stays while it has deliveries or is
+    # younger than delivery.archive_for; archived says whether a replay may send it again (an accepted Segment
+    # event, not one rejected at intake, a duplicate or a webhook payload waiting to be mapped), source which
+    # source it came in from (inbox requests have kept theirs since migration 6). Events found by time for a
+    # replay's range (PostgreSQL has had this index since migration 1). Each replay is recorded with its
+    # range, filters and progress, which move with its deliveries in one transaction per chunk.
+    (7, """
+ALTER TABLE events ADD COLUMN archived INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE events ADD COLUMN source TEXT;
+UPDATE events SET archived = 0 WHERE id IN (SELECT event_id FROM deliveries WHERE destination = '(intake)'
+    OR destination LIKE 'source:%' OR reason LIKE 'duplicate:%');
+CREATE INDEX events_received ON events(received_at);
+CREATE TABLE replays (
+    id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    since REAL NOT NULL,
+    until REAL NOT NULL,
+    source TEXT,
+    destinations TEXT,
+    condition TEXT,
+    first_id INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    after_id INTEGER NOT NULL,
+    events INTEGER NOT NULL DEFAULT 0,
+    matched INTEGER NOT NULL DEFAULT 0,
+    counts TEXT NOT NULL,
+    owner TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)
+"""),
     # issue 26, the console shows the whole path of an event: the request each attempt sent (a batch kept
     # once, its deliveries' attempts pointing at it), each attempt's destination (charts per destination
     # read one covering index, no join), deliveries found by destination and state newest first, and the
     # sample of requests refused at the door (store/refusals.py)
-    (7, """
+    (8, """
 CREATE TABLE sent_requests (
     id INTEGER PRIMARY KEY,
     destination TEXT NOT NULL,
@@ -274,6 +305,30 @@ CREATE INDEX violations_last ON violations(last_at);
 ALTER TABLE inbox ADD COLUMN source text
 """),
     (7, """
+ALTER TABLE events ADD COLUMN archived boolean NOT NULL DEFAULT true;
+ALTER TABLE events ADD COLUMN source text;
+UPDATE events SET archived = false WHERE id IN (SELECT event_id FROM deliveries WHERE destination = '(intake)'
+    OR destination LIKE 'source:%' OR reason LIKE 'duplicate:%');
+CREATE TABLE replays (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    state text NOT NULL,
+    since double precision NOT NULL,
+    until double precision NOT NULL,
+    source text,
+    destinations json,
+    condition text,
+    first_id bigint NOT NULL,
+    last_id bigint NOT NULL,
+    after_id bigint NOT NULL,
+    events bigint NOT NULL DEFAULT 0,
+    matched bigint NOT NULL DEFAULT 0,
+    counts json NOT NULL,
+    owner text,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL
+)
+"""),
+    (8, """
 CREATE TABLE sent_requests (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     destination text NOT NULL,

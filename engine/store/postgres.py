@@ -27,8 +27,13 @@ from .base import (
     PRUNABLE_SQL,
     QUEUED,
     RECORD_COLUMNS,
+    REPLAY_COLUMNS,
+    REPLAY_FINAL_SQL,
+    REPLAY_RUNNING,
     RETRYING,
     Accepted,
+    Archived,
+    ArchivedEvents,
     Attempt,
     DeliveryRecord,
     Finish,
@@ -36,9 +41,13 @@ from .base import (
     Leased,
     NewEvent,
     Received,
+    Replay,
+    Replays,
+    ReplayStep,
     Rows,
     Store,
     ViolationRecords,
+    archived_filters,
     claims_wanted,
     duplicates,
     event_columns,
@@ -194,11 +203,13 @@ class PostgresStore(Store):
         ids = iter(delivery_ids)
         columns = [event_columns(new.event) for new in events]
         conn.execute(
-            "INSERT INTO events(id, message_id, received_at, body, type, name, user_id) OVERRIDING SYSTEM VALUE"
-            " SELECT i, m, %s, b::json, t, n, u FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[],"
-            " %b::text[], %b::text[]) AS e(i, m, b, t, n, u)",
+            "INSERT INTO events(id, message_id, received_at, body, type, name, user_id, archived, source)"
+            " OVERRIDING SYSTEM VALUE SELECT i, m, %s, b::json, t, n, u, a, s FROM unnest(%b::bigint[], %b::text[],"
+            " %b::text[], %b::text[], %b::text[], %b::text[], %b::bool[], %b::text[]) AS e(i, m, b, t, n, u, a, s)",
             (now, event_ids, [_text(new.message_id) for new in events], [_dumps(new.event) for new in events],
-             *([_text(c[k]) for c in columns] for k in range(3))))
+             *([_text(c[k]) for c in columns] for k in range(3)),
+             [new.archive and position not in repeated for position, new in enumerate(events)],
+             [_text(new.source) for new in events]))
         if count:
             with conn.cursor().copy(_COPY_DELIVERIES) as copy:
                 copy.set_types(_DELIVERY_TYPES)
@@ -461,8 +472,9 @@ class PostgresStore(Store):
                 "UPDATE deliveries SET next_at = %s WHERE destination = %s AND state = %s AND next_at > %s"
                 " AND (lease_until IS NULL OR lease_until < %s)", (now, destination, RETRYING, now, now)).rowcount
 
-    def prune(self, before: float, batch: int = 1000) -> int:
+    def prune(self, before: float, batch: int = 1000, archive_before: float | None = None) -> int:
         """Each batch is its own short transaction; rows another transaction holds are left for next time."""
+        archive_before = before if archive_before is None else archive_before
         deleted = 0
         while True:
             with self._write() as conn:
@@ -478,23 +490,93 @@ class PostgresStore(Store):
                         conn.execute("DELETE FROM sent_requests s WHERE s.id = ANY(%s) AND NOT EXISTS"
                                      " (SELECT 1 FROM attempts a WHERE a.sent_id = s.id)", (sent,))
                     conn.execute("DELETE FROM deliveries WHERE id = ANY(%s)", (ids,))
-                    conn.execute("DELETE FROM events e WHERE e.id = ANY(%s) AND NOT EXISTS"
-                                 " (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)", (event_ids,))
+                    conn.execute("DELETE FROM events e WHERE e.id = ANY(%s) AND e.received_at < %s AND NOT EXISTS"
+                                 " (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)", (event_ids, archive_before))
                 seen = conn.execute(
                     "DELETE FROM claims WHERE message_id IN (SELECT message_id FROM claims"
                     " WHERE at < %s LIMIT %s FOR UPDATE SKIP LOCKED)", (before, batch)).rowcount
             deleted += len(ids)
             if len(ids) < batch and seen < batch:
                 break
-        with self._write() as conn:  # events accepted with no deliveries at all (every route disabled)
-            conn.execute("DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.received_at < %s AND NOT"
-                         " EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT %s FOR UPDATE SKIP LOCKED)",
-                         (before, batch))
+        while True:  # events without deliveries (every route disabled, or theirs pruned while the archive kept them)
+            with self._write() as conn:
+                gone = conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.received_at < %s AND NOT"
+                    " EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT %s FOR UPDATE SKIP LOCKED)",
+                    (archive_before, batch)).rowcount
+            if gone < batch:
+                break
         with self._write() as conn:   # one row per violation (or refusal) kind and hour: few, in one statement each
             conn.execute("DELETE FROM violations WHERE last_at < %s", (before,))
             conn.execute("DELETE FROM refusals WHERE last_at < %s", (before,))
         return deleted
 
+    # --- the archive and replays
+    def archive_bounds(self, since: float, until: float) -> tuple[int, int] | None:
+        with self._conn() as conn:
+            # OFFSET 0 keeps the subquery whole: else the planner reads MIN(id) off the primary key from the
+            # table's first row on, filtering every event older than the range (all but a day of a month's)
+            row = conn.execute("SELECT MIN(id), MAX(id) FROM (SELECT id FROM events WHERE received_at >= %s"
+                               " AND received_at < %s AND archived OFFSET 0) AS in_range", (since, until)).fetchone()
+        return None if row is None or row[0] is None else (row[0], row[1])
+
+    def archived(self, after_id, last_id, since, until, source, limit) -> ArchivedEvents:
+        where, params = archived_filters(after_id, last_id, since, until, source, "%s")
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT id, received_at, message_id, source, body FROM events WHERE {where}"
+                                f" ORDER BY id LIMIT %s", (*params, limit)).fetchall()
+        return [Archived(*row) for row in rows]
+
+    def start_replay(self, replay: Replay, now: float) -> Replay:
+        with self._conn() as conn:
+            row = conn.execute(
+                f"INSERT INTO replays(state, since, until, source, destinations, condition, first_id, last_id,"
+                f" after_id, events, matched, counts, owner, created_at, updated_at)"
+                f" VALUES (%s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s)"
+                f" RETURNING {REPLAY_COLUMNS}",
+                (REPLAY_RUNNING, replay.since, replay.until, _text(replay.source),
+                 _dumps(replay.destinations) if replay.destinations is not None else None, _text(replay.where),
+                 replay.first_id, replay.last_id, replay.after_id, replay.events, replay.matched,
+                 _dumps(replay.counts), replay.owner, now, now)).fetchone()
+        return Replay(*row)
+
+    def replay_step(self, replay_id: int, owner: str, after_id: int, step: ReplayStep, now: float) -> bool:
+        with self._write() as conn:
+            moved = conn.execute("UPDATE replays SET after_id = %s, events = %s, matched = %s, counts = %s::json,"
+                                 " updated_at = %s WHERE id = %s AND owner = %s AND after_id = %s AND state = %s",
+                                 (step.after_id, step.events, step.matched, _dumps(step.counts), now, replay_id, owner,
+                                  after_id, REPLAY_RUNNING)).rowcount
+            if moved and step.deliveries:
+                columns = list(zip(*[(event_id, d.destination, _text(message_id), d.state,
+                                      now if d.state == QUEUED else None, _text(d.reason),
+                                      _dumps(d.errors) if d.errors else None)
+                                     for event_id, message_id, d in step.deliveries]))
+                conn.execute(
+                    "INSERT INTO deliveries(event_id, destination, message_id, state, created_at, updated_at, first_at,"
+                    " next_at, reason, errors) SELECT e, d, m, s, %s, %s, %s, n, r, x::json FROM unnest(%b::bigint[],"
+                    " %b::text[], %b::text[], %b::text[], %b::float8[], %b::text[], %b::text[]) AS i(e, d, m, s, n, r, x)",
+                    (now, now, now, *[list(c) for c in columns]))
+        return bool(moved)
+
+    def take_replay(self, replay_id: int, owner: str, now: float) -> Replay | None:
+        with self._conn() as conn:
+            row = conn.execute(f"UPDATE replays SET owner = %s, state = %s, updated_at = %s WHERE id = %s"
+                               f" AND state NOT IN {REPLAY_FINAL_SQL} RETURNING {REPLAY_COLUMNS}",
+                               (owner, REPLAY_RUNNING, now, replay_id)).fetchone()
+        return None if row is None else Replay(*row)
+
+    def end_replay(self, replay_id: int, owner: str | None, state: str, now: float) -> bool:
+        with self._conn() as conn:
+            return bool(conn.execute(f"UPDATE replays SET state = %s, updated_at = %s WHERE id = %s"
+                                     f" AND (owner = %s OR %s) AND state NOT IN {REPLAY_FINAL_SQL}",
+                                     (state, now, replay_id, owner, owner is None)).rowcount)
+
+    def replays(self, limit: int = 50, replay_id: int | None = None) -> Replays:
+        where, params = ("id = %s", [replay_id]) if replay_id is not None else ("true", [])
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays WHERE {where} ORDER BY id DESC LIMIT %s",
+                                (*params, limit)).fetchall()
+        return [Replay(*row) for row in rows]
 
 
 _INBOX_FREE = inbox_free("%s")

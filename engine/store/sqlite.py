@@ -27,8 +27,13 @@ from .base import (
     PRUNABLE_SQL,
     QUEUED,
     RECORD_COLUMNS,
+    REPLAY_COLUMNS,
+    REPLAY_FINAL_SQL,
+    REPLAY_RUNNING,
     RETRYING,
     Accepted,
+    Archived,
+    ArchivedEvents,
     Attempt,
     DeliveryRecord,
     Finish,
@@ -36,9 +41,13 @@ from .base import (
     Leased,
     NewEvent,
     Received,
+    Replay,
+    Replays,
+    ReplayStep,
     Rows,
     Store,
     ViolationRecords,
+    archived_filters,
     claims_wanted,
     duplicates,
     event_columns,
@@ -198,9 +207,11 @@ class SQLiteStore(Store):
         Ids come back without RETURNING: under the write lock nobody else inserts, and SQLite gives each
         new row the next id after the largest, so a batch's rows have consecutive ids."""
         repeated = self._claim(conn, events, now, window)
-        conn.executemany("INSERT INTO events(message_id, received_at, body, type, name, user_id)"
-                         " VALUES (?, ?, ?, ?, ?, ?)",
-                         [(new.message_id, now, _dump(new.event), *event_columns(new.event)) for new in events])
+        conn.executemany("INSERT INTO events(message_id, received_at, body, type, name, user_id, archived, source)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         [(new.message_id, now, _dump(new.event), *event_columns(new.event),
+                           new.archive and position not in repeated, new.source)
+                          for position, new in enumerate(events)])
         event_id = _last_id(conn) - len(events) + 1
         rows, planned = [], []
         for position, new in enumerate(events):
@@ -442,10 +453,11 @@ class SQLiteStore(Store):
                 "UPDATE deliveries SET next_at = ? WHERE destination = ? AND state = ? AND next_at > ?"
                 " AND (lease_until IS NULL OR lease_until < ?)", (now, destination, RETRYING, now, now)).rowcount
 
-    def prune(self, before: float, batch: int = 250) -> int:
-        """Delete old finished deliveries (dead letters stay), their attempts, events left with no delivery,
-        and old message ids, in short transactions that each leave the write lock free after them
-        (``yield_lock``): intake keeps its turn while a large prune runs."""
+    def prune(self, before: float, batch: int = 250, archive_before: float | None = None) -> int:
+        """Delete old finished deliveries (dead letters stay), their attempts, events left with no delivery
+        once the archive lets them go, and old message ids, in short transactions that each leave the write
+        lock free after them (``yield_lock``): intake keeps its turn while a large prune runs."""
+        archive_before = before if archive_before is None else archive_before
         deleted = 0
         while True:
             began = time.monotonic()
@@ -463,8 +475,9 @@ class SQLiteStore(Store):
                         conn.execute(f"DELETE FROM sent_requests WHERE id IN ({','.join('?' * len(sent))}) AND NOT"
                                      f" EXISTS (SELECT 1 FROM attempts a WHERE a.sent_id = sent_requests.id)", sent)
                     conn.execute(f"DELETE FROM deliveries WHERE id IN ({marks})", ids)
-                    conn.execute(f"DELETE FROM events WHERE id IN ({','.join('?' * len(events))}) AND NOT EXISTS"
-                                 " (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)", events)
+                    conn.execute(f"DELETE FROM events WHERE id IN ({','.join('?' * len(events))})"
+                                 " AND received_at < ? AND NOT EXISTS"
+                                 " (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)", (*events, archive_before))
             deleted += len(rows)
             yield_lock(time.monotonic() - began)
             if len(rows) < batch:
@@ -477,15 +490,16 @@ class SQLiteStore(Store):
             yield_lock(time.monotonic() - began)
             if seen < batch:
                 break
-        self._prune_undelivered_events(before, batch)
+        self._prune_undelivered_events(archive_before, batch)
         with self._write() as conn:   # one row per violation (or refusal) kind and hour: few, in one statement each
             conn.execute("DELETE FROM violations WHERE last_at < ?", (before,))
             conn.execute("DELETE FROM refusals WHERE last_at < ?", (before,))
         return deleted
 
     def _prune_undelivered_events(self, before: float, batch: int) -> None:
-        """Events that never had a delivery (every route disabled). Found by reading, which takes no lock,
-        in id order (the order they came in) up to the first one too young to go."""
+        """Events without deliveries (every route disabled, or theirs pruned while the archive kept them).
+        Found by reading, which takes no lock, in id order (the order they came in) up to the first one
+        too young to go."""
         conn, after = self._connection(), 0
         while True:
             rows = conn.execute("SELECT e.id, e.received_at, EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)"
@@ -502,7 +516,68 @@ class SQLiteStore(Store):
                 return
             after = rows[-1][0]
 
+    # --- the archive and replays
+    def archive_bounds(self, since: float, until: float) -> tuple[int, int] | None:
+        row = self._connection().execute("SELECT MIN(id), MAX(id) FROM events WHERE received_at >= ?"
+                                         " AND received_at < ? AND archived", (since, until)).fetchone()
+        return None if row[0] is None else (row[0], row[1])
 
+    def archived(self, after_id, last_id, since, until, source, limit) -> ArchivedEvents:
+        where, params = archived_filters(after_id, last_id, since, until, source, "?")
+        rows = self._connection().execute(f"SELECT id, received_at, message_id, source, body FROM events"
+                                          f" WHERE {where} ORDER BY id LIMIT ?", (*params, limit)).fetchall()
+        return [Archived(r[0], r[1], r[2], r[3], jsoncodec.loads(r[4])) for r in rows]
+
+    def start_replay(self, replay: Replay, now: float) -> Replay:
+        with self._write() as conn:
+            conn.execute("INSERT INTO replays(state, since, until, source, destinations, condition, first_id, last_id,"
+                         " after_id, events, matched, counts, owner, created_at, updated_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (REPLAY_RUNNING, replay.since, replay.until, replay.source,
+                          _dump(replay.destinations) if replay.destinations is not None else None, replay.where,
+                          replay.first_id, replay.last_id, replay.after_id, replay.events, replay.matched,
+                          _dump(replay.counts), replay.owner, now, now))
+            replay_id = _last_id(conn)
+        return self.replays(replay_id=replay_id)[0]
+
+    def replay_step(self, replay_id: int, owner: str, after_id: int, step: ReplayStep, now: float) -> bool:
+        with self._write() as conn:
+            moved = conn.execute("UPDATE replays SET after_id = ?, events = ?, matched = ?, counts = ?, updated_at = ?"
+                                 " WHERE id = ? AND owner = ? AND after_id = ? AND state = ?",
+                                 (step.after_id, step.events, step.matched, _dump(step.counts), now, replay_id, owner,
+                                  after_id, REPLAY_RUNNING)).rowcount
+            if moved and step.deliveries:
+                conn.executemany(
+                    "INSERT INTO deliveries(event_id, destination, message_id, state, created_at, updated_at, first_at,"
+                    " next_at, reason, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(event_id, d.destination, message_id, d.state, now, now, now, now if d.state == QUEUED else None,
+                      d.reason, _dump(d.errors) if d.errors else None) for event_id, message_id, d in step.deliveries])
+        return bool(moved)
+
+    def take_replay(self, replay_id: int, owner: str, now: float) -> Replay | None:
+        with self._write() as conn:
+            taken = conn.execute(f"UPDATE replays SET owner = ?, state = ?, updated_at = ? WHERE id = ?"
+                                 f" AND state NOT IN {REPLAY_FINAL_SQL}", (owner, REPLAY_RUNNING, now, replay_id)).rowcount
+        return self.replays(replay_id=replay_id)[0] if taken else None
+
+    def end_replay(self, replay_id: int, owner: str | None, state: str, now: float) -> bool:
+        with self._write() as conn:
+            return bool(conn.execute(f"UPDATE replays SET state = ?, updated_at = ? WHERE id = ? AND (owner = ? OR ?)"
+                                     f" AND state NOT IN {REPLAY_FINAL_SQL}",
+                                     (state, now, replay_id, owner, owner is None)).rowcount)
+
+    def replays(self, limit: int = 50, replay_id: int | None = None) -> Replays:
+        where, params = ("id = ?", [replay_id]) if replay_id is not None else ("1 = 1", [])
+        rows = self._connection().execute(f"SELECT {REPLAY_COLUMNS} FROM replays WHERE {where} ORDER BY id DESC"
+                                          f" LIMIT ?", (*params, limit)).fetchall()
+        return [_replay(row) for row in rows]
+
+
+def _replay(row) -> Replay:
+    values = list(row)
+    values[5] = jsoncodec.loads(values[5]) if values[5] else None
+    values[12] = jsoncodec.loads(values[12])
+    return Replay(*values)
 
 
 _INBOX_FREE = inbox_free("?")
