@@ -3,15 +3,17 @@ wire (a batch once, its deliveries counted), secrets masked; a real vendor stand
 """
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 
 import pytest
 
 from engine import Engine
+from engine.cli import main
 from engine.deliver import DestinationWorker, HttpClient, RetryPolicy, drain
 from engine.intake import Intake
-from engine.store import DEAD, DELIVERED, RETRYING, EventQuery, open_store
+from engine.store import DEAD, DELIVERED, NOT_RECORDED, RETRYING, EventQuery, open_store
 
 from vendor_server import Answer, VendorServer
 
@@ -108,3 +110,31 @@ def test_a_dead_letter_after_a_final_answer_keeps_the_request_it_failed_with(sto
         record = store.get(found[ok])
         assert record.state == DELIVERED
         assert "msg-2" not in [i["messageId"] for i in record.sent.request["body"]["batch"]]
+
+
+def test_deliveries_show_prints_the_request_that_went_over_the_wire_or_says_it_was_not_recorded(
+        store, vendor, tmp_path, capsys):
+    clock = FakeClock()
+    intake, worker = worker_for(store, vendor, clock)
+    intake.accept([track(n) for n in range(3)])
+    drain([worker], store, clock, clock.advance)
+    intake.accept([track(3)])   # queued: nothing sent yet
+
+    def show(delivery: int) -> dict:
+        assert main(["deliveries", "show", str(delivery), "--store", f"sqlite:///{tmp_path / 'outbox.db'}"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    found = deliveries(store)
+    shown = show(found["msg-1"])
+    [wire] = vendor.received
+    assert shown["sent"]["request"]["url"] == f"{vendor.url}/v1/batch" and shown["sent"]["request"]["body"] == wire.body
+    assert shown["sent"]["events"] == 3 and sorted(shown["sent"]["deliveries"]) == sorted(
+        found[f"msg-{n}"] for n in range(3))
+    assert shown["attempts_log"][-1]["sent_id"] == shown["sent"]["id"]
+    assert show(found["msg-3"])["sent"] is None
+    with sqlite3.connect(tmp_path / "outbox.db") as raw:   # as a request sent before requests were recorded
+        raw.execute("UPDATE attempts SET sent_id = NULL")
+    unrecorded = show(found["msg-1"])
+    assert unrecorded["sent"] == NOT_RECORDED and unrecorded["state"] == DELIVERED
+    assert "sent_id" not in unrecorded["attempts_log"][-1]
+    assert WRITE_KEY not in json.dumps(shown)

@@ -11,7 +11,19 @@ from datetime import UTC, datetime
 from importlib import resources
 
 from ..durations import parse_since
-from ..store import DEAD, DELIVERED, DRY_RUN, INTAKE, QUEUED, REJECTED, RETRYING, SKIPPED, STATES, EventQuery
+from ..store import (
+    DEAD,
+    DELIVERED,
+    DRY_RUN,
+    INTAKE,
+    NOT_RECORDED,
+    QUEUED,
+    REJECTED,
+    RETRYING,
+    SKIPPED,
+    STATES,
+    EventQuery,
+)
 from . import charts
 
 PAGE = 100            # rows per page: every list is LIMITed
@@ -216,9 +228,6 @@ def events(store, query: EventQuery) -> list:
 
 # --------------------------------------------------------------------------- one delivery
 
-SENT_STATES = (DELIVERED, DRY_RUN, RETRYING, DEAD)   # states a delivery reaches by sending
-
-
 def delivery(record, setup) -> dict:
     """A delivery with what was sent: the request its latest attempt sent (recorded by the worker), or, where
     none was recorded, a plain note saying so. Beside it, under its own heading, what today's mapping makes
@@ -233,8 +242,8 @@ def delivery(record, setup) -> dict:
             preview = [r.to_dict() for r in outcome.requests]
             if not preview:
                 preview_note = f"today's mapping does not send this event ({outcome.status}: {outcome.reason or ''})"
-    tried = bool(record.history) or record.state in SENT_STATES
-    return {"record": record, "sent": record.sent, "tried": tried, "preview": preview, "preview_note": preview_note,
+    return {"record": record, "sent": record.sent, "tried": record.tried, "not_recorded": NOT_RECORDED,
+            "preview": preview, "preview_note": preview_note,
             "kept_request": record.request if record.sent is None else None}
 
 

@@ -39,6 +39,7 @@ from ..states import (  # noqa: F401  (re-exported: the store's callers name sta
     REPLAY_STATES,
     REPLAY_STOPPED,
     RETRYING,
+    SENT_STATES,
     SKIPPED,
     STATES,
 )
@@ -196,6 +197,17 @@ class DeliveryRecord:
     progress: dict | None = None  # answers of the steps done (multi-step actions)
     sent: SentRequest | None = None  # the request its latest recorded attempt sent (``get`` only)
 
+    @property
+    def tried(self) -> bool:
+        """Whether a request went out for it (``get``): with no ``sent`` beside, that request was not recorded
+        (``NOT_RECORDED``)."""
+        return bool(self.history) or self.state in SENT_STATES
+
+
+# What the console and 'eventmap deliveries show' say of a delivery that sent a request none recorded: never a
+# request rebuilt from today's mapping in its place.
+NOT_RECORDED = ("the request sent was not recorded: it went out before this version of eventmap recorded"
+                " requests, or it was pruned")
 
 
 @dataclass
