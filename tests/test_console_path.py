@@ -28,7 +28,7 @@ from console_harness import (
     require_browser,
     start,
 )
-from serve_harness import MOBILE_KEY, WRITE_KEY, Server, wait_for
+from serve_harness import MOBILE_KEY, Server, wait_for
 from vendor_server import VendorServer
 
 from engine.store import DELIVERED, Attempt, EventQuery, Finish, NewDelivery, NewEvent, open_store

@@ -8,14 +8,13 @@ import random
 import sqlite3
 
 import pytest
+from vendor_server import Answer, VendorServer
 
 from engine import Engine
 from engine.cli import main
 from engine.deliver import DestinationWorker, HttpClient, RetryPolicy, drain
 from engine.intake import Intake
 from engine.store import DEAD, DELIVERED, NOT_RECORDED, RETRYING, EventQuery, open_store
-
-from vendor_server import Answer, VendorServer
 
 WRITE_KEY = "wk-secret-sent-5521"
 

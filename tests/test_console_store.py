@@ -10,8 +10,21 @@ import uuid
 
 import pytest
 
-from engine.store import (DEAD, DELIVERED, QUEUED, REJECTED, RETRYING, SKIPPED, Attempt, EventQuery, Finish,
-                          NewDelivery, NewEvent, Replay, ReplayStep)
+from engine.store import (
+    DEAD,
+    DELIVERED,
+    QUEUED,
+    REJECTED,
+    RETRYING,
+    SKIPPED,
+    Attempt,
+    EventQuery,
+    Finish,
+    NewDelivery,
+    NewEvent,
+    Replay,
+    ReplayStep,
+)
 from engine.store import refusals as refusal_rows
 from engine.store.base import OUT_OF_ORDER, SentRequest
 from engine.store.migrations import migrations
