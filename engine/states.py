@@ -34,6 +34,8 @@ DEAD = "dead"
 STATES = (QUEUED, RETRYING, DELIVERED, DRY_RUN, SKIPPED, REJECTED, DEAD)
 PENDING = (QUEUED, RETRYING)
 FINAL = (DELIVERED, DRY_RUN, SKIPPED, REJECTED, DEAD)
+# states a delivery reaches only by sending (or handing its request to the dry-run sink)
+SENT_STATES = (DELIVERED, DRY_RUN, RETRYING, DEAD)
 # final states pruned after ``delivery.keep_done_for``; dead letters wait for a person
 PRUNABLE = (DELIVERED, DRY_RUN, SKIPPED, REJECTED)
 # the destination name of an event rejected before routing (it failed the Segment schema)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from browser_harness import CHROMIUM, CHROMIUM_ARGS
-from serve_harness import Server, environment, wait_for, write_config
+from serve_harness import WRITE_KEY, Server, environment, wait_for, write_config
 from vendor_server import Answer, VendorServer
 
 from engine.store import open_store
@@ -41,10 +41,19 @@ def refuse_marked(vendor: VendorServer, times: int | None = None) -> None:
                   when=lambda r: r.path.startswith("/crisp") and REFUSED_MARK in str(r.body), times=times)
 
 
-def start(folder: Path, vendor: VendorServer) -> Server:
-    """``eventmap serve`` with destinations at ``vendor`` and the console behind HTTP Basic."""
-    path = write_config(folder, vendor.url, "http://127.0.0.1:9")
+FAILING = "segment"   # with ``start(..., failing=True)``: a third destination the stand-in answers 500, for good
+SHOP = "https://shop.example"   # the one page origin the web source allows
+
+
+def start(folder: Path, vendor: VendorServer, failing: bool = False) -> Server:
+    """``eventmap serve`` with destinations at ``vendor`` and the console behind HTTP Basic; the web source allows
+    the origin SHOP only. ``failing``: a Segment destination too, which the stand-in answers 500 (it retries)."""
+    more = f"{FAILING}:\n  settings: {{write_key: segment-key-0e4d, base_url: {vendor.url}/{FAILING}}}\n" if failing else ""
+    if failing:
+        vendor.answer(Answer(500, {"error": "upstream on fire"}), when=lambda r: r.path.startswith(f"/{FAILING}"))
+    path = write_config(folder, vendor.url, "http://127.0.0.1:9", more)
     text = path.read_text(encoding="utf-8")
+    text = text.replace(f"    write_key: {WRITE_KEY}\n", f"    write_key: {WRITE_KEY}\n    allowed_origins: [{SHOP}]\n", 1)
     # Crisp's own limit (5,000 a day) would space the stand-in's requests out by seconds
     text = text.replace("    types: [identify]\n", "    types: [identify]\n    limits: {rate: 100/s}\n", 1)
     path.write_text(text + "console:\n  username: admin\n  password: {env: TEST_CONSOLE_PASSWORD}\n", encoding="utf-8")

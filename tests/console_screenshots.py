@@ -1,8 +1,10 @@
 """Screenshots of every console page for docs/console/: ``python -m tests.console_screenshots``.
 
-Starts a real server (console on) with a vendor stand-in that refuses some events and
-fails others a few times, sends a mix of events, and photographs each page in
-Debian's Chromium. Run it again after changing a page and review the pictures.
+Starts a real server (console on) with a vendor stand-in that refuses some events, fails
+others a few times and one destination for good, sends a mix of events and a few requests
+the server refuses (a browser SDK's wrong write key, a page the source does not allow),
+and photographs each page in Debian's Chromium. Run it again after changing a page and
+review the pictures.
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import requests
 from console_harness import (
     CONSOLE_PASSWORD,
     CONSOLE_USER,
+    FAILING,
     REFUSED_MARK,
+    SHOP,
     browser_missing,
     launch,
     refuse_marked,
@@ -41,6 +46,12 @@ def send_traffic(server) -> None:
                                   "properties": {"order_id": f"o-{i}", "revenue": 10 + i}})
         server.post("/v1/page", {"userId": person, "name": "Pricing"})
     server.post("/v1/batch", {"batch": [{"type": "track", "userId": "ada"}, {"type": "identify", "userId": "ada"}]})
+    sdk = {"Content-Type": "text/plain", "Origin": SHOP, "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126"}
+    for _ in range(3):   # a page with an old write key
+        requests.post(server.url + "/v1/t", data=json.dumps({"writeKey": "wk_live_0ld5e8a1f2c94b7d", "type": "track",
+                                                             "event": "Viewed", "anonymousId": "a-1"}),
+                      headers=sdk, timeout=10)
+    server.post("/v1/track", {"userId": "ada", "event": "Viewed"}, headers={"Origin": "https://staging.shop.example"})
 
 
 def main() -> int:
@@ -53,13 +64,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder, VendorServer() as vendor:
         refuse_marked(vendor)
         vendor.answer(Answer(503, {"error": "busy"}), when=lambda r: r.path.startswith("/planhat"), times=2)
-        server = start(Path(folder), vendor)
+        server = start(Path(folder), vendor, failing=True)
         try:
             send_traffic(server)
             with open_store("sqlite:///events.db", base=Path(folder)) as store:
                 wait_for(lambda: store.counts(time.time()).get("crisp", {}).get("dead", 0) >= 2, 30, "two dead letters")
-                wait_for(lambda: not store.counts(time.time()).get("planhat", {}).get("queued"), 30, "planhat sent")
+                wait_for(lambda: not any(store.counts(time.time()).get("planhat", {}).get(s) for s in ("queued", "retrying")),
+                         30, "planhat sent")
+                wait_for(lambda: store.list(FAILING, "retrying", limit=1), 30, f"{FAILING} retrying")
                 dead = store.list("crisp", "dead", limit=1)[0].id
+                batched = max((r for r in store.list("planhat", "delivered", limit=1000)),
+                              key=lambda r: len(store.get(r.id).sent.deliveries) if store.get(r.id).sent else 0).id
+            time.sleep(1.5)   # the refusals of both server processes are written
             with sync_playwright() as playwright:
                 browser = launch(playwright)
                 context = browser.new_context(http_credentials={"username": CONSOLE_USER, "password": CONSOLE_PASSWORD},
@@ -73,8 +89,9 @@ def main() -> int:
                     print(f"console_screenshots: {OUT / name}.png", file=sys.stderr)
 
                 shoot("/", "overview")
+                shoot("/refused", "refused")
                 shoot("/events", "events")
-                shoot(f"/deliveries/{dead}", "delivery")
+                shoot(f"/deliveries/{batched}", "delivery")
                 shoot("/dead?destination=crisp", "dead-letters")
                 page.check(f'tr[data-id="{dead}"] input[type="checkbox"]')
                 page.click("#retry-chosen")

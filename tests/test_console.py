@@ -112,7 +112,9 @@ def test_the_overview_counts_match_the_store(site, page):
     assert counts["crisp"]["dead"] >= 1 and counts["crisp"]["skipped"] >= 3
     crisp = page.locator('#destinations tr[data-destination="crisp"] .reasons').inner_text()
     assert "not subscribed: call type 'track' is not in this route's types (identify)" in crisp
-    assert page.locator("#intake-rejected").inner_text().startswith(f"{counts['(intake)']['rejected']} events")
+    rejected = counts["(intake)"]["rejected"]
+    assert page.locator("#intake-rejected").inner_text().startswith(
+        f"{rejected} event{'' if rejected == 1 else 's'} did not follow")   # "1 event", never "1 events"
     assert "succeeded" in page.locator("figure.chart").first.inner_text()
     no_secret_in(page)
 
@@ -180,38 +182,50 @@ def test_a_dead_letter_retried_from_the_page_after_confirming_reaches_the_vendor
     page.goto(server.url + "/console/dead?destination=crisp")
     page.check(f'tr[data-id="{record.id}"] input[type="checkbox"]')
     page.click("#retry-chosen")
-    assert "Queue these 1 dead deliveries again?" in page.locator("#question").inner_text()
+    assert "Queue this dead delivery again?" in page.locator("#question").inner_text()
     def arrived():   # accepted (2xx) by the Crisp stand-in
         return any(r.path.startswith("/crisp") and email in str(r.body) for r in list(vendor.received))
     time.sleep(1.5)
     assert not arrived() and store_state(folder, record.id) == "dead"   # nothing happens before confirming
     page.click("#confirm")
-    assert page.locator("#retried").inner_text().startswith("1 dead deliveries queued again")
+    assert page.locator("#retried").inner_text().startswith("1 dead delivery queued again")
     wait_for(arrived, 20, "the retried delivery at the stand-in")
     wait_for(lambda: store_state(folder, record.id) == "delivered", 20, "the delivery recorded as delivered")
 
 
 # --------------------------------------------------------------------------- mapping tester
 
-def test_the_mapping_tester_shows_the_requests_render_prints(site, page, tmp_path):
+def test_the_mapping_tester_runs_intake_then_shows_the_requests_a_delivery_sends(site, page, tmp_path):
     server, vendor, _ = site
     event = json.loads((ROOT / "fixtures/events/identify-full.json").read_text(encoding="utf-8"))
+    event.pop("messageId", None)
+    event.get("context", {}).pop("ip", None)
     page.goto(server.url + "/console/tester")
     page.select_option("#destination", "planhat")
     page.fill("#event", json.dumps(event))
     page.click("#run")
     assert page.locator("#status").inner_text() == "send"
-    shown = json.loads(page.locator("#requests").inner_text())
     assert "externalId" in page.locator("#fields").inner_text()
     no_secret_in(page)
 
-    (tmp_path / "event.json").write_text(json.dumps(event), encoding="utf-8")
+    # the server's intake steps came first: receivedAt, context.ip from the client, a messageId
+    prepared = json.loads(page.locator("#prepared").inner_text())
+    assert prepared["receivedAt"].endswith("Z") and prepared["context"]["ip"] == "127.0.0.1"
+    assert prepared["messageId"].startswith("eventmap-") and prepared["traits"] == event["traits"]
+    assert "csrf" not in page.url and page.url.endswith("/console/tester")   # a POST: no token in the URL
+
+    # what eventmap render prints for the event intake made ...
+    (tmp_path / "event.json").write_text(json.dumps(prepared), encoding="utf-8")
     settings = json.dumps({"tenant_token": "planhat-token", "base_url": f"{vendor.url}/planhat"})
     printed = subprocess.run([sys.executable, "-m", "engine", "render", "planhat", str(tmp_path / "event.json"),
                               "--settings", settings], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert printed.returncode == 0, printed.stderr
-    assert shown == json.loads(printed.stdout)["requests"]
-    assert "***" in json.dumps(shown)   # the tenant token in the URL, masked on both sides
+    rendered = json.loads(printed.stdout)["requests"]
+    assert json.loads(page.locator("#outcome").text_content())["requests"] == rendered
+    assert "***" in json.dumps(rendered)   # the tenant token in the URL, masked on both sides
+    # ... and the request a delivery sends: Planhat batches, so a bulk request of one
+    [sent] = json.loads(page.locator("#requests").inner_text())
+    assert sent["url"] == f"{vendor.url}/planhat/analytics/bulk/***" and sent["body"] == [rendered[0]["body"]]
 
 
 def test_the_mapping_tester_explains_bad_input_without_failing(site, page):

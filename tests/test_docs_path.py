@@ -58,6 +58,15 @@ def test_the_readme_runs_eventmap_from_the_venv_in_every_command():
     assert "(cd tests/js && npm ci)" in README
 
 
+def test_the_readmes_browser_command_runs_every_test_that_drives_the_browser():
+    [command] = [block for block in re.findall(r"```sh\n(.*?)```", README, re.S) if "npm ci" in block]
+    listed = set(re.findall(r"tests/(test_\w+\.py)", command))
+    drives = {path.name for path in (REPO / "tests").glob("test_*.py") if path.name != os.path.basename(__file__)
+              and re.search(r"playwright|browser_missing", path.read_text(encoding="utf-8"))}
+    assert drives and drives <= listed, f"the README's browser command leaves out {sorted(drives - listed)}"
+    assert all((REPO / "tests" / name).exists() for name in listed)
+
+
 # --------------------------------------------------------------------------- the tutorial, from any folder
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from ..serve.config import load_serve_config
 from ..serve.inbox import inbox_workers
 from ..serve.setup import build
 from ..states import DEAD, DELIVERED, DRY_RUN, PENDING, QUEUED, REJECTED, RETRYING, SKIPPED
+from ..store import NOT_RECORDED, SentRequest
 from . import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED
 from .common import JsonLines, Progress, engine_and_routes, optional_config, print_table, read_config, store_for
 
@@ -169,9 +170,12 @@ def cmd_show(args) -> int:
         return EXIT_CONFIG
     data = _record_dict(record)
     data["event"] = record.event
-    data["request"] = record.request  # masked when it was recorded; secrets never reach the store
+    # what went over the wire, as the worker recorded it (secrets masked): the batch it travelled in, if one
+    data["sent"] = _sent_dict(record.sent) if record.sent is not None else (NOT_RECORDED if record.tried else None)
+    data["request"] = record.request  # a dead letter's own request, masked; secrets never reach the store
     data["attempts_log"] = [{"at": _iso(a.at), **({"step": a.step} if a.step else {}), "status": a.status,
-                             "error": a.error, "seconds": round(a.duration, 3)} for a in record.history]
+                             "error": a.error, "seconds": round(a.duration, 3),
+                             **({"sent_id": a.sent_id} if a.sent_id is not None else {})} for a in record.history]
     if record.progress:  # a multi-step action: the answers of the steps done, which a retry does not repeat
         data["steps_done"] = record.progress
     print(json.dumps(data, ensure_ascii=False, indent=2))
@@ -223,6 +227,12 @@ def _record_dict(record) -> dict:
         if value is not None:
             data[key] = value
     return data
+
+
+def _sent_dict(sent: SentRequest) -> dict:
+    """A recorded sent request: when, how many deliveries it carried (the first few by id), the request."""
+    return {"id": sent.id, "at": _iso(sent.at), "events": sent.events, "deliveries": sent.deliveries,
+            "request": sent.request}
 
 
 def _iso(seconds: float | None) -> str | None:

@@ -22,6 +22,7 @@ from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -30,9 +31,11 @@ from ..problems import EventmapError
 from ..secrets import Masker, masked_path
 from ..serve.hosts import misdirected
 from ..serve.segment_api import basic_credentials
+from ..store import INTAKE, QUEUED, RETRYING
 from . import PREFIX, pages
 from .csrf import Tokens, login_of
 from .login import GLOBAL_FAILURES, LoginGuard, retry_after
+from .tester import LOAD, RENDER, Tester
 from .violations import violations_page
 
 log = logging.getLogger("eventmap.console")
@@ -65,21 +68,23 @@ class Refused(EventmapError):
 class Console:
     """The console for one configuration: its setup (engine, routes, sources) and its store."""
 
-    def __init__(self, setup, *, login=None, enabled: bool = True, disabled_reason: str = "", clock=time.time):
+    def __init__(self, setup, *, login=None, enabled: bool = True, disabled_reason: str = "", clock=time.time,
+                 dry_run: bool = False):
         self.setup, self.login, self.enabled, self.disabled_reason = setup, login, enabled, disabled_reason
-        self.clock = clock
+        self.clock, self.dry_run = clock, dry_run or setup.config.demo   # dry_run: the tester sends nothing
         self.masker = Masker(frozenset(s for r in setup.routes for s in r.secrets) | frozenset(setup.config.secrets()))
         folder = Path(str(resources.files(__package__)))
         self.templates = Environment(loader=FileSystemLoader(folder / "templates"),
                                      autoescape=select_autoescape(default=True, default_for_string=True))
-        self.templates.filters.update(when=pages.when, pretty=pages.pretty, seconds=pages.seconds)
+        self.templates.filters.update(when=pages.when, pretty=pages.pretty, seconds=pages.seconds, plural=pages.plural)
         self.static = folder / "static"
         self.logins = LoginGuard()   # made before the server forks: its counts are shared by every process
         self.tokens = Tokens()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._store = None
-        self._overview: tuple[float, dict] | None = None
+        self._client: Any = None
+        self._overview: dict[str, tuple[float, dict]] = {}   # per chart range
 
     def __repr__(self) -> str:
         return f"<Console {self.setup.config.file}>"
@@ -89,8 +94,19 @@ class Console:
         with self._lock:
             if self._pid != os.getpid():
                 self._store = self.setup.open_store()
+                self._client = None
                 self._pid = os.getpid()
             return self._store
+
+    def client(self):
+        """The HTTP client deliveries use, for the tester's sending: made per process, on first use."""
+        self.store()
+        with self._lock:
+            if self._client is None:
+                # only when something is sent: the console's pages load without the HTTP client
+                from ..deliver.http import HttpClient
+                self._client = HttpClient(timeout=self.setup.config.delivery.timeout)
+            return self._client
 
     # --- WSGI
     def __call__(self, environ, start_response):
@@ -158,17 +174,28 @@ class Console:
         html = "text/html; charset=utf-8"
         if rest == "/":
             _allow(method, "GET", "HEAD")
-            return 200, html, self.page("overview.html", request, **self.overview()), []
+            return 200, html, self.page("overview.html", request, **self.overview(request.query)), []
         if rest == "/overview":
             _allow(method, "GET", "HEAD")
-            return 200, html, self.render("_overview.html", request, **self.overview()), []
+            return 200, html, self.render("_overview.html", request, **self.overview(request.query)), []
+        if rest == "/refused":   # requests refused at the door (store/refusals.py)
+            _allow(method, "GET", "HEAD")
+            found = pages.refusals(self.store(), request.query, self.clock())
+            return 200, html, self.page("refused.html", request, **pages.masked(self.masker, found)), []
+        if parts[0] == "sent" and len(parts) == 2:   # one request as it was sent
+            _allow(method, "GET", "HEAD")
+            return 200, html, self.page("sent.html", request, sent=self.sent(parts[1])), []
         if rest in ("/events", "/events/rows"):
             _allow(method, "GET", "HEAD")
-            query = pages.event_query(request.query)
-            found = pages.masked(self.masker, pages.events(self.store(), query))
+            filters = pages.event_query(request.query, self.clock())
+            found = pages.masked(self.masker, pages.events(self.store(), filters.query))
             name = "events.html" if rest == "/events" else "_event_rows.html"
-            return 200, html, self.page(name, request, events=found, filters=query,
-                                        rows_url=f"{PREFIX}/events/rows?{urlencode(pages.filters_of(query))}"), []
+            older = {**filters.text, "before": found[-1].id} if found else filters.text
+            return 200, html, self.page(name, request, events=found, filters=filters, page_size=pages.PAGE,
+                                        destinations=[*pages.destination_names(self.setup), INTAKE],
+                                        states=pages.FILTER_STATES,
+                                        rows_url=f"{PREFIX}/events/rows?{urlencode(self._kept(request.query))}",
+                                        older_url=f"{PREFIX}/events?{urlencode(older)}"), []
         if parts[0] == "deliveries" and len(parts) == 2:
             _allow(method, "GET", "HEAD")
             return 200, html, self.page("delivery.html", request, **self.delivery(parts[1])), []
@@ -193,23 +220,38 @@ class Console:
             _allow(method, "GET", "HEAD")
             name = "replays.html" if rest == "/replays" else "_replay_rows.html"
             return 200, html, self.page(name, request, replays=pages.masked(self.masker, pages.replays(self.store()))), []
-        if rest == "/tester":
+        if rest == "/tester":   # every action is a POST with the form's token; a GET only shows the form
             _allow(method, "GET", "HEAD", "POST")
             form = request.checked_form() if method == "POST" else request.query
-            return 200, html, self.page("tester.html", request, **self.tester(form, method == "POST")), []
+            action = (_first(form, "action") or RENDER) if method == "POST" else LOAD
+            found = self.tester().page(form, action, self.setup.config.browser.client_ip(request.environ), self.clock())
+            return 200, html, self.page("tester.html", request, **found), []
         raise Refused(404, f"no console page at {path}")
 
     # --- pages
-    def overview(self) -> dict:
-        now = self.clock()
+    def overview(self, query: dict) -> dict:
+        now, chosen = self.clock(), pages.chart_range(query)
         with self._lock:
-            kept = self._overview
+            kept = self._overview.get(chosen)
         if kept is not None and 0 <= now - kept[0] < OVERVIEW_FOR:
             return kept[1]
-        found = pages.overview(self.store(), self.setup, now)
+        found = pages.masked(self.masker, pages.overview(self.store(), self.setup, now, chosen))
         with self._lock:
-            self._overview = (now, found)
+            self._overview[chosen] = (now, found)
         return found
+
+    def sent(self, text: str):
+        if not text.isdigit() or len(text) > 18:
+            raise Refused(404, f"no request {text!r}: request ids are numbers")
+        found = self.store().sent_request(int(text))
+        if found is None:
+            raise Refused(404, f"no request {text} in the store (pruned with its deliveries, or never there)")
+        return pages.masked(self.masker, found)
+
+    @staticmethod
+    def _kept(query: dict) -> dict:
+        """The Events page's parameters its live refresh keeps (not paging: the refresh shows the newest)."""
+        return {k: v[0] for k, v in query.items() if k != "before" and v and v[0]}
 
     def delivery(self, text: str) -> dict:
         if not text.isdigit():
@@ -217,7 +259,10 @@ class Console:
         record = self.store().get(int(text))
         if record is None:
             raise Refused(404, f"no delivery {text} in the store (pruned, or never there)")
-        return pages.masked(self.masker, pages.delivery(record, self.setup))
+        found = pages.delivery(record, self.setup)
+        if record.state in (QUEUED, RETRYING):   # why it still waits: how its destination has been answering
+            found["waiting"] = self.store().answers(RETRYING, [record.destination]).get(record.destination, [])
+        return pages.masked(self.masker, found)
 
     def dead(self, query: dict) -> dict:
         destination = _first(query, "destination")
@@ -249,8 +294,8 @@ class Console:
                  f"ids {', '.join(map(str, ids))}" if ids else f"all of {destination}")
         return count
 
-    def tester(self, form: dict, run: bool) -> dict:
-        return pages.tester(self.setup, form, run, self.masker)
+    def tester(self) -> Tester:
+        return Tester(self.setup, self.masker, self.store(), self.client, self.dry_run)
 
     # --- rendering
     def page(self, name: str, request: Request, **values) -> str:
@@ -343,14 +388,15 @@ def _allow(method: str, *allowed: str) -> None:
 
 
 
-def console_for(setup) -> Console:
+def console_for(setup, dry_run: bool = False) -> Console:
     """The console a configuration asks for: with its login; without one only in the demo (the server then
-    listens on localhost only); otherwise off, and the page says how to turn it on."""
+    listens on localhost only); otherwise off, and the page says how to turn it on. ``dry_run``: the server
+    sends nothing (--dry-run), so neither does the mapping tester."""
     config = setup.config
     if config.console is not None:
-        return Console(setup, login=config.console)
+        return Console(setup, login=config.console, dry_run=dry_run)
     if config.demo:
-        return Console(setup)
+        return Console(setup, dry_run=True)
     return Console(setup, enabled=False,
                    disabled_reason=f"the console is off: add console: {{username: ..., password: {{env: ...}}}} "
                                    f"to {config.file} to turn it on")

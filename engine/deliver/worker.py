@@ -25,6 +25,7 @@ the circuit breaker never hears it, since the vendor did not fail.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -41,7 +42,7 @@ from ..outcome import SEND
 from ..render.request import Request
 from ..route import Route
 from ..secrets import Masker
-from ..store import DEAD, DELIVERED, DRY_RUN, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, Store
+from ..store import DEAD, DELIVERED, DRY_RUN, REJECTED, RETRYING, SKIPPED, Attempt, Finish, Leased, SentRequest, Store
 from .health import Health
 from .limits import RateLimiter
 from .retry import RetryPolicy
@@ -368,7 +369,8 @@ class DestinationWorker:
             whole(answer.body, f"step '{name}'")   # a later step reads it: an excerpt will not do
             now = self.clock()
             progress[name] = masker.data(answer.to_dict())
-            attempt = Attempt(now, answer.status, None, max(0.0, now - timing["started"]), name)
+            attempt = Attempt(now, answer.status, None, max(0.0, now - timing["started"]), name,
+                              sent=self._recorded(sent.request, 1))
             self.pace.add(attempt.duration)
             try:
                 kept = self.store.step_done(item.id, self.owner, progress, attempt, now, now + self.lease_for)
@@ -415,7 +417,7 @@ class DestinationWorker:
         attempt = None
         if last is not None and not stepping.kept(last):  # kept steps were recorded by on_answer already
             attempt = Attempt(now, last.answer.status if last.answer else None, last.error,
-                              max(0.0, now - started), last.step)
+                              max(0.0, now - started), last.step, sent=self._recorded(last.request, 1))
         request = last.request.to_dict() if last is not None else None
         if run.end == stepping.DONE:
             return Finish(item.id, DELIVERED, attempt)
@@ -457,7 +459,7 @@ class DestinationWorker:
                 error = f"{request.destination} answered {status}: {summarize(response.body, request)}"
                 asked = retry_after(response.headers)
         now = self.clock()
-        attempt = Attempt(now, status, error, max(0.0, now - started))
+        attempt = Attempt(now, status, error, max(0.0, now - started), sent=self._recorded(request, len(items)))
         self.pace.add(attempt.duration)
         if error is None:
             return 1, [Finish(i.id, sent_state, attempt) for i in items]
@@ -499,6 +501,13 @@ class DestinationWorker:
                           reason=f"gave up after {item.attempts + 1} attempts over the "
                                  f"{describe_seconds(self.policy.retry_for)} retry horizon" + (f": {why}" if why else ""))
         return Finish(item.id, RETRYING, attempt, next_at=next_at)
+
+    def _recorded(self, request: Request, events: int) -> SentRequest:
+        """What the store keeps of a request that went out, for the console to show what was sent: masked
+        by searching for the secrets' text (``to_dict`` without a twin), not by rendering the request again
+        with sentinels as a dead letter's is, which would double the cost of rendering every request;
+        bounded as answers are (``SentRequest.recorded``)."""
+        return SentRequest.recorded(dataclasses.replace(request, twin=None).to_dict(), events, self.name)
 
     def _alone(self, outcome) -> dict:
         """The request as it would carry this one event: what a dead letter keeps (masked), never a

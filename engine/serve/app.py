@@ -28,6 +28,7 @@ from .calls import decide_request
 from .config import ServeConfig, WebhookSource
 from .hosts import misdirected
 from .inbox_limit import MB, InboxLimit
+from .refusal_log import BODY_KEY, RefusalLog
 from .segment_api import (
     BATCH_LIMIT,
     CALLS,
@@ -44,6 +45,7 @@ log = logging.getLogger("eventmap.serve")
 JSON = "application/json"
 REFUSED = "eventmap.refused"   # an environ key: the ApiError the server answers instead of running the request
 KEEP = "eventmap.keep"         # an environ key: what ingest keeps in the inbox before its answer may go out
+KEPT_AS_EVENTS = ("invalid_event",)       # refusals whose events the store keeps (rejected at intake): not sampled
 SUCCESS = json.dumps({"success": True})   # Segment's answer to an accepted request
 FAILED = json.dumps({"success": False, "code": "internal",
                      "message": "the server failed; the request was not stored, send it again"})
@@ -70,6 +72,7 @@ class Collector:
         self._pid: int | None = None
         self.refusals = metrics.Refusals()   # made here, before gunicorn forks, so every process shares it
         self.inbox_full = metrics.Count()    # likewise: requests refused because the inbox was full
+        self.refusal_log = RefusalLog(self.store, config, clock)   # a sample of refused requests for the console
 
     def __repr__(self) -> str:
         return f"<Collector {self.config.file}>"
@@ -128,6 +131,7 @@ class Collector:
             status, content_type, body, extra = self.dispatch(method, path.rstrip("/") or "/", environ)
         except ApiError as exc:
             log.info("%s %s: %s %s", method, shown, exc.status, exc.message)
+            self._sample(environ, exc)
             return self._reply(environ, exc.status, JSON, _json({"success": False, "code": exc.code,
                                                                  "message": exc.message}),
                                cors=not isinstance(exc, OriginRefused))
@@ -135,6 +139,11 @@ class Collector:
             log.exception("%s %s failed", method, shown)
             return self._reply(environ, 500, JSON, FAILED)
         return self._reply(environ, status, content_type, body, extra, keep=environ.pop(KEEP, None))
+
+    def _sample(self, environ, exc: ApiError) -> None:
+        """Keep a refused request in the console's sample (refusal_log.py): never a write of its own."""
+        if exc.code not in KEPT_AS_EVENTS:
+            self.refusal_log.note(environ, exc)
 
     def kept(self, reply: Reply, environ, error: BaseException | None) -> Reply:
         """The answer once the inbox write of ``reply`` ended: itself, or a 500 when it failed."""
@@ -244,6 +253,7 @@ class Collector:
         body = parse_json(raw)
         if source is None:
             key = body.get("writeKey")
+            environ[BODY_KEY] = key if isinstance(key, str) else None   # for the refusal sample, if refused
             source = self._source(key if isinstance(key, str) else None)
             self.config.browser.check(environ, source)
         now = self.clock()
@@ -252,7 +262,7 @@ class Collector:
             items_of(call, body)   # a malformed batch is still refused now, while the client can hear why
             kept = _without_write_key(raw, body)
             if not self.inbox_limit().admit(len(kept)):
-                return self._inbox_full()
+                return self._inbox_full(environ)
             environ[KEEP] = [Received(call, kept, now, ip, source=source)]   # 200 once durable
             return 200, JSON, SUCCESS, []
         intake = self.intake()
@@ -270,7 +280,7 @@ class Collector:
                                                 f"the first: {_summary(rejected[0]['errors'])}"}), []
         return 200, JSON, _json({"success": True, "accepted": len(decided) - len(rejected), "rejected": rejected}), []
 
-    def _inbox_full(self):
+    def _inbox_full(self, environ):
         """429 with Retry-After: the inbox holds as much as it may (``inbox_limit.py``); counted in /metrics."""
         self.inbox_full.add()
         server = self.config.server
@@ -278,6 +288,7 @@ class Collector:
         message = (f"the inbox is full (server.inbox_max_requests {server.inbox_max_requests}, server.inbox_max_mb "
                    f"{server.inbox_max_mb}): events are arriving faster than they are processed; send it again in "
                    f"{wait}s")
+        self._sample(environ, ApiError(429, "inbox_full", message))
         return 429, JSON, _json({"success": False, "code": "inbox_full", "message": message}), [("Retry-After", str(wait))]
 
     def webhook(self, name: str, environ):

@@ -51,7 +51,7 @@ def serve(args) -> int:
         worker = background.start(Path(args.config).resolve() if args.config else None, config.folder, mappings,
                                   dry_run=config.demo or args.dry_run)
     from ..console.app import console_for
-    app = Collector(config, setup.engine, setup.routes, setup.open_store, console=console_for(setup))
+    app = Collector(config, setup.engine, setup.routes, setup.open_store, console=console_for(setup, args.dry_run))
     master = os.getpid()
     try:
         Server(app, config.server, on_exit=lambda: background.stop(worker), refusals=app.refusals).run()

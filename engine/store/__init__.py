@@ -15,6 +15,7 @@ from .base import (
     DUPLICATE,
     FINAL,
     INTAKE,
+    NOT_RECORDED,
     PENDING,
     PRUNABLE,
     QUEUED,
@@ -40,8 +41,10 @@ from .base import (
     Received,
     Replay,
     ReplayStep,
+    SentRequest,
     Store,
 )
+from .refusals import Refusal
 from .violations import NewViolation, ViolationQuery, ViolationRecord
 
 DEFAULT_URL = "sqlite:///eventmap.db"
@@ -87,6 +90,7 @@ __all__ = [
     "DUPLICATE",
     "FINAL",
     "INTAKE",
+    "NOT_RECORDED",
     "PENDING",
     "PRUNABLE",
     "QUEUED",
@@ -111,8 +115,10 @@ __all__ = [
     "NewEvent",
     "NewViolation",
     "Received",
+    "Refusal",
     "Replay",
     "ReplayStep",
+    "SentRequest",
     "Store",
     "ViolationQuery",
     "ViolationRecord",

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import jsoncodec
+from ..answers import ANSWER_LIMIT, EXCERPT, describe_bytes
 from ..durations import describe_seconds
 from ..problems import EventmapError
 from ..states import (  # noqa: F401  (re-exported: the store's callers name states through engine.store)
@@ -37,10 +39,13 @@ from ..states import (  # noqa: F401  (re-exported: the store's callers name sta
     REPLAY_STATES,
     REPLAY_STOPPED,
     RETRYING,
+    SENT_STATES,
     SKIPPED,
     STATES,
 )
+from . import refusals as refusal_rows
 from .group import GroupCommit
+from .refusals import Refusal
 from .violations import NewViolation, ViolationQuery, ViolationRecord
 
 # PENDING and PRUNABLE as SQL lists written into the statements: the planners use the partial indexes
@@ -51,6 +56,8 @@ PRUNABLE_SQL = "(" + ", ".join(f"'{state}'" for state in PRUNABLE) + ")"
 
 # delivery or event ids; a name of its own because Store.list shadows the builtin inside the class
 Ids = list[int]
+Names = list[str]
+Rows = list[Any]   # rows of a read: tuples, as the driver gives them
 
 @dataclass
 class NewDelivery:
@@ -110,6 +117,37 @@ class Leased:
     progress: dict | None = None  # a multi-step action: {step name: {"status", "body"}} of steps done
 
 
+@dataclass(eq=False)   # compared by identity: the deliveries of one batch share one, written once
+class SentRequest:
+    """A request as it went over the wire, secrets masked and its size bounded (``recorded``), and how many
+    deliveries it carried: a batch request is kept once, and each of its deliveries' attempts points at it."""
+
+    request: dict                # method, url, headers, query, body (masked; the body an excerpt past the bound)
+    events: int = 1              # deliveries it carried: the delivery and its siblings
+    id: int = 0                  # set when read back from the store
+    destination: str = ""
+    at: float = 0.0
+    deliveries: list[int] = field(default_factory=list)   # when read: the first few deliveries it carried
+    text: str = ""               # ``request`` as JSON, when made by ``recorded``: the store writes it as it is
+
+    def __repr__(self) -> str:
+        return f"<SentRequest {self.id or ''} {self.events} events>"
+
+    @classmethod
+    def recorded(cls, request: dict, events: int, destination: str) -> SentRequest:
+        """``request`` (masked already) as the store keeps it: whole up to ``ANSWER_LIMIT`` of JSON, past it
+        with the body cut to an excerpt that says so, the policy vendors' answers have. Written as JSON once,
+        here: the store keeps that text."""
+        text = jsoncodec.dumps(request)
+        if len(text) > ANSWER_LIMIT // 4 and len(text.encode("utf-8", "surrogatepass")) > ANSWER_LIMIT:
+            body = request.get("body")
+            whole = body if isinstance(body, str) else jsoncodec.dumps(body)
+            request = {**request, "body": f"{whole[:EXCERPT]}... (cut: the request is over "
+                                          f"{describe_bytes(ANSWER_LIMIT)}, the most eventmap keeps of one it sent)"}
+            text = jsoncodec.dumps(request)
+        return cls(request, events, destination=destination, text=text)
+
+
 @dataclass
 class Attempt:
     """One HTTP try for one delivery (a batch request records one per delivery in it)."""
@@ -119,6 +157,8 @@ class Attempt:
     error: str | None            # masked
     duration: float = 0.0
     step: str | None = None      # which step of a multi-step action
+    sent_id: int | None = None   # read back: the request it sent (DeliveryRecord.sent), None where not recorded
+    sent: SentRequest | None = field(default=None, compare=False)   # to write: the request it sent
 
 
 @dataclass
@@ -155,6 +195,19 @@ class DeliveryRecord:
     event: object = None
     history: list[Attempt] = field(default_factory=list)
     progress: dict | None = None  # answers of the steps done (multi-step actions)
+    sent: SentRequest | None = None  # the request its latest recorded attempt sent (``get`` only)
+
+    @property
+    def tried(self) -> bool:
+        """Whether a request went out for it (``get``): with no ``sent`` beside, that request was not recorded
+        (``NOT_RECORDED``)."""
+        return bool(self.history) or self.state in SENT_STATES
+
+
+# What the console and 'eventmap deliveries show' say of a delivery that sent a request none recorded: never a
+# request rebuilt from today's mapping in its place.
+NOT_RECORDED = ("the request sent was not recorded: it went out before this version of eventmap recorded"
+                " requests, or it was pruned")
 
 
 @dataclass
@@ -176,8 +229,17 @@ class EventQuery:
     name: str | None = None        # a track's event, or a page's or screen's name
     user_id: str | None = None
     message_id: str | None = None
+    destination: str | None = None  # events with a delivery to this destination ...
+    state: str | None = None       # ... (or to any) in this state
+    since: float | None = None     # received at or after
+    until: float | None = None     # received before
     before_id: int | None = None   # paging: only events older than this one
     limit: int = 50
+
+    @property
+    def by_delivery(self) -> bool:
+        """Found through the deliveries' index (destination, state, event) rather than by walking events."""
+        return bool(self.destination or self.state)
 
 
 @dataclass
@@ -242,7 +304,9 @@ EventRecords = list[EventRecord]             # names for the return types of the
 ArchivedEvents = list[Archived]
 Replays = list[Replay]
 ViolationRecords = list[ViolationRecord]
+Refusals = list[Refusal]
 Timeline = list[tuple[float, int, int]]      # (bucket start, succeeded, failed)
+Answers = dict[str, list[tuple[int | None, int, str | None, float]]]   # see Store.answers
 
 # Skip reasons that name one event (its messageId) are grouped under one label in ``reasons``.
 DUPLICATE = "duplicate: messageId already accepted within the dedupe window"
@@ -356,25 +420,142 @@ class Store(ABC):
     def get(self, delivery_id: int) -> DeliveryRecord | None:
         """One delivery with its event, last request and every attempt."""
 
+    # --- reads both backends run alike: the same SQL through ``_rows`` with the backend's placeholder
+    _mark = "?"
+    _bucket = "CAST(at / ? AS INTEGER)"   # an attempt's time bucket, ``at`` over the bucket's seconds, rounded down
+
     @abstractmethod
+    def _rows(self, sql: str, params=()) -> Rows:
+        """Every row of one read."""
+
+    @staticmethod
+    def _text(value: str | None) -> str | None:
+        """Text the backend can hold (PostgreSQL's cannot hold NUL)."""
+        return value
+
     def events(self, query: EventQuery) -> EventRecords:
         """The latest events matching ``query``, newest first, each with its deliveries (no requests or
-        attempts): at most ``query.limit``, found through indexes for messageId and userId."""
+        attempts): at most ``query.limit``. Found through indexes: messageId and userId, the deliveries'
+        (destination, state, event_id) when a destination or state is asked for, and a time range turned
+        into a range of ids (``id_bounds``); otherwise by walking the events newest first."""
+        m = self._mark
+        bounds: tuple[int | None, int | None] = (None, None)
+        if query.since is not None or query.until is not None:
+            bounds = id_bounds(query, self._first_event_from, self._rows("SELECT MAX(id) FROM events")[0][0])
+        if query.by_delivery:
+            pairs = walk_pairs(query, self.destinations())
+            if not pairs:
+                return []
+            sql, params = delivery_walk(query, pairs, bounds, m)
+            ids = [row[0] for row in self._rows(sql, params)]
+            rows = self._rows(f"SELECT id, message_id, received_at, body FROM events WHERE id IN"
+                              f" ({', '.join([m] * len(ids))}) ORDER BY id DESC", ids) if ids else []
+        else:
+            where, params = event_filters(query, m, bounds)
+            rows = self._rows(f"SELECT id, message_id, received_at, body FROM events WHERE {where}"
+                              f" ORDER BY id DESC LIMIT {m}", [*params, query.limit])
+        found = [EventRecord(r[0], r[1], r[2], loads_json(r[3])) for r in rows]
+        if found:
+            by_id = {e.id: e for e in found}
+            for row in self._rows(f"SELECT {RECORD_COLUMNS} FROM deliveries WHERE event_id IN"
+                                  f" ({', '.join([m] * len(by_id))}) ORDER BY id", [*by_id]):
+                record = record_of(row)
+                by_id[record.event_id].deliveries.append(record)
+        return found
 
-    @abstractmethod
+    def _first_event_from(self, event_id: int) -> tuple[int, float] | None:
+        rows = self._rows(f"SELECT id, received_at FROM events WHERE id >= {self._mark} ORDER BY id LIMIT 1", [event_id])
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def destinations(self) -> Names:
+        """Every destination name with a delivery kept, in name order: one index step per name (the index
+        on (destination, state, event_id) read as a loose index scan), not a read of every row."""
+        return [row[0] for row in self._rows(
+            "WITH RECURSIVE names(name) AS (SELECT MIN(destination) FROM deliveries UNION ALL"
+            " SELECT (SELECT MIN(d.destination) FROM deliveries d WHERE d.destination > names.name) FROM names"
+            " WHERE names.name IS NOT NULL) SELECT name FROM names WHERE name IS NOT NULL")]
+
     def reasons(self, state: str = SKIPPED, limit: int = 100) -> dict[str, dict[str, int]]:
-        """{destination: {reason: n}} for deliveries in ``state``, the most frequent first; duplicates
-        share the one reason ``DUPLICATE``."""
+        """{destination: {reason: n}} for deliveries in ``state``, the most frequent first (at most ``limit``
+        per destination); duplicates share the one reason ``DUPLICATE``. Each destination's rows are read
+        through the index on (destination, state, ...), never every delivery."""
+        m = self._mark
+        result: dict[str, dict[str, int]] = {}
+        for destination in self.destinations():
+            for reason, n in self._rows(
+                    f"SELECT CASE WHEN reason LIKE {m} THEN {m} ELSE COALESCE(reason, '') END AS r, COUNT(*) AS n"
+                    f" FROM deliveries WHERE destination = {m} AND state = {m} GROUP BY r ORDER BY n DESC, r"
+                    f" LIMIT {m}", ("duplicate:%", DUPLICATE, destination, state, limit)):
+                result.setdefault(destination, {})[reason] = int(n)
+        return result
 
-    @abstractmethod
+    def answers(self, state: str = RETRYING, destinations: Names | None = None) -> Answers:
+        """Why deliveries in ``state`` are there, by their last answer: {destination: [(last status, how many,
+        the latest one's error, its time)]}, the most frequent status first (None: no answer)."""
+        m = self._mark
+        result: Answers = {}
+        for destination in self.destinations() if destinations is None else destinations:
+            groups = self._rows(f"SELECT last_status, COUNT(*) AS n, MAX(id) FROM deliveries WHERE destination = {m}"
+                                f" AND state = {m} GROUP BY last_status ORDER BY n DESC LIMIT 10", (destination, state))
+            if not groups:
+                continue
+            latest = {row[0]: (row[1], row[2]) for row in self._rows(
+                f"SELECT id, last_error, updated_at FROM deliveries WHERE id IN ({', '.join([m] * len(groups))})",
+                [g[2] for g in groups])}
+            result[destination] = [(status, int(n), *latest.get(last, (None, 0.0))) for status, n, last in groups]
+        return result
+
     def timeline(self, since: float, bucket: float, destination: str | None = None) -> Timeline:
         """Attempts since ``since`` per ``bucket`` seconds, oldest first: (bucket start, succeeded, failed).
-        Buckets without attempts are left out."""
+        Buckets without attempts are left out. Read from the covering index on (at, destination, status)."""
+        m = self._mark
+        where, params = (f"at >= {m} AND destination = {m}", [since, destination]) if destination \
+            else (f"at >= {m}", [since])
+        rows = self._rows(f"SELECT {self._bucket} AS b, SUM({_OK}), SUM({_FAILED}) FROM attempts WHERE {where}"
+                          f" GROUP BY b ORDER BY b", [bucket, *params])
+        return [(float(b * bucket), int(ok), int(failed)) for b, ok, failed in rows]
+
+    def timelines(self, since: float, bucket: float) -> dict[str, Timeline]:
+        """``timeline`` for every destination at once: {destination: timeline}, one read of the attempts."""
+        result: dict[str, Timeline] = {}
+        for destination, b, ok, failed in self._rows(
+                f"SELECT destination, {self._bucket} AS b, SUM({_OK}), SUM({_FAILED}) FROM attempts"
+                f" WHERE at >= {self._mark} GROUP BY destination, b ORDER BY destination, b", [bucket, since]):
+            result.setdefault(destination or "", []).append((float(b * bucket), int(ok), int(failed)))
+        return result
+
+    def sent_request(self, sent_id: int) -> SentRequest | None:
+        """A request as it was sent, with the first ``SIBLINGS`` deliveries it carried; None when pruned."""
+        m = self._mark
+        rows = self._rows(f"SELECT id, destination, at, events, request FROM sent_requests WHERE id = {m}", [sent_id])
+        if not rows:
+            return None
+        sent_id, destination, at, events, request = rows[0]
+        carried = [row[0] for row in self._rows(f"SELECT DISTINCT delivery_id FROM attempts WHERE sent_id = {m}"
+                                                f" ORDER BY delivery_id LIMIT {m}", [sent_id, SIBLINGS])]
+        return SentRequest(loads_json(request), events, sent_id, destination, at, carried)
+
+    def refused(self, refusals: Refusals) -> None:
+        """Add requests refused at the door to the sample the console shows (store/refusals.py), in one
+        transaction, keeping the most recent ``refusals.KEPT`` rows."""
+        if not refusals:
+            return
+        sql, keep = refusal_rows.trim(self._mark)
+        with self._write() as conn:
+            conn.cursor().executemany(refusal_rows.upsert(self._mark), refusal_rows.rows(refusals, self._text))
+            conn.execute(sql, (keep,))
+
+    def refusals(self, since: float | None = None, limit: int = 100) -> Refusals:
+        """The sample of refused requests, the most recent first: one Refusal per kind and hour."""
+        sql, params = refusal_rows.select(self._mark, since, limit)
+        return [Refusal(*row) for row in self._rows(sql, params)]
 
     @abstractmethod
     def requeue(self, now: float, ids: Ids | None = None, destination: str | None = None,
                 state: str = DEAD) -> int:
-        """Put final deliveries (dead by default) back in the queue, due now, with a fresh horizon."""
+        """Put final deliveries (dead by default) back in the queue, due now, with a fresh horizon. Their
+        reason and errors were the last round's verdict and are cleared (the attempts keep the history);
+        ``last_status`` and ``last_error`` stay, the latest answer, until the next attempt."""
 
     @abstractmethod
     def hurry(self, destination: str, now: float) -> int:
@@ -517,6 +698,18 @@ RECORD_COLUMNS = ("id, event_id, destination, message_id, state, attempts, creat
                   " reason, errors, last_status, last_error")
 
 
+def record_of(row) -> DeliveryRecord:
+    """A DeliveryRecord from a row of ``RECORD_COLUMNS`` (errors as JSON text or parsed)."""
+    values = list(row)
+    values[10] = loads_json(values[10]) if values[10] else None
+    return DeliveryRecord(*values)
+
+
+SIBLINGS = 20   # deliveries a sent request lists of those it carried (the count says how many in all)
+_OK = "CASE WHEN status BETWEEN 200 AND 299 THEN 1 ELSE 0 END"
+_FAILED = "CASE WHEN status BETWEEN 200 AND 299 THEN 0 ELSE 1 END"   # no answer (NULL) is a failure
+
+
 # the columns of a Replay, in its field order; destinations and counts are JSON
 REPLAY_COLUMNS = ("id, state, since, until, source, destinations, condition, first_id, last_id, after_id, events,"
                   " matched, counts, owner, created_at, updated_at")
@@ -545,16 +738,91 @@ def event_columns(event) -> tuple[str | None, str | None, str | None]:
     return values[0], values[1], values[2]
 
 
-def event_filters(query: EventQuery, mark: str) -> tuple[str, list]:
-    """The WHERE clause of ``events`` for either backend; ``mark`` is its placeholder."""
+def event_filters(query: EventQuery, mark: str, bounds: tuple[int | None, int | None] = (None, None),
+                  events: str = "", deliveries: str | None = None) -> tuple[str, list]:
+    """The WHERE clause of ``events`` for either backend; ``mark`` is its placeholder. ``bounds``: the event
+    ids the time range may hold (``id_bounds``); ``events``: the events table's alias with its dot;
+    ``deliveries``: the deliveries' alias when walking them (their event_id stands in for the event's id;
+    the time is the event's own received_at, as a replay's deliveries are written long after it)."""
     where: list[str] = ["1 = 1"]
     params: list[object] = []
-    if query.before_id is not None:
-        where.append(f"id < {mark}")
-        params.append(query.before_id)
+    event_id = f"{deliveries}.event_id" if deliveries else f"{events}id"
+    received = f"{events}received_at"
+    lowest, highest = bounds
+    ranges: list[tuple[str, float | None]] = [
+        (f"{event_id} < {mark}", query.before_id), (f"{event_id} >= {mark}", lowest), (f"{event_id} < {mark}", highest),
+        (f"{received} >= {mark}", query.since), (f"{received} < {mark}", query.until)]
+    for condition, bound in ranges:
+        if bound is not None:
+            where.append(condition)
+            params.append(bound)
     for column, value in (("message_id", query.message_id), ("user_id", query.user_id), ("type", query.type),
                           ("name", query.name)):
         if value:
-            where.append(f"{column} = {mark}")
+            where.append(f"{events}{column} = {mark}")
             params.append(value)
     return " AND ".join(where), params
+
+
+def delivery_walk(query: EventQuery, pairs: list[tuple[str, str]], bounds: tuple[int | None, int | None],
+                  mark: str) -> tuple[str, list]:
+    """The ids of the newest events (at most ``query.limit``) with a delivery in one of ``pairs``
+    (destination, state) that match ``query``: each pair walks the index (destination, state, event_id)
+    from the newest end, distinct events only (a replay gives an event a second delivery to a destination),
+    and stops at the limit; the newest of all of them are kept, so none is missed. The event is joined
+    for its own columns and its time."""
+    join = " JOIN events e ON e.id = d.event_id" if (query.type or query.name or query.user_id or query.message_id
+                                                     or query.since is not None or query.until is not None) else ""
+    where, filters = event_filters(query, mark, bounds, "e.", "d")
+    walks, params = [], []
+    for position, (destination, state) in enumerate(pairs):
+        walks.append(f"SELECT event_id FROM (SELECT DISTINCT d.event_id AS event_id FROM deliveries d{join} WHERE"
+                     f" d.destination = {mark} AND d.state = {mark} AND {where} ORDER BY d.event_id DESC"
+                     f" LIMIT {mark}) AS w{position}")
+        params += [destination, state, *filters, query.limit]
+    return (f"SELECT DISTINCT event_id FROM ({' UNION ALL '.join(walks)}) AS u ORDER BY event_id DESC LIMIT {mark}",
+            [*params, query.limit])
+
+
+def walk_pairs(query: EventQuery, known: list[str]) -> list[tuple[str, str]]:
+    """The (destination, state) pairs a query by delivery walks: its destination or every ``known`` one,
+    its state or every state."""
+    destinations = [query.destination] if query.destination else known
+    states = [query.state] if query.state else list(STATES)
+    return [(d, s) for d in destinations for s in states]
+
+
+# How far out of id order an event's received_at may be: each writer stamps its events before it waits for
+# its turn to write, so one that waited lands after events stamped later. Time ranges are turned into id
+# ranges this much wider, then filtered on the time itself.
+OUT_OF_ORDER = 300.0
+
+
+def id_bounds(query: EventQuery, first_from: Callable[[int], tuple[int, float] | None],
+              last_id: int | None) -> tuple[int | None, int | None]:
+    """(lowest id, id past the highest) of the events ``query.since`` and ``query.until`` may hold, found by
+    bisecting ids (events are numbered as they come in, so received_at grows with the id but for
+    ``OUT_OF_ORDER``); a few point reads, where a filter on received_at would walk every newer event.
+    ``first_from(id)``: (id, received_at) of the first event at or after that id, None past the last."""
+    if last_id is None or (query.since is None and query.until is None):
+        return None, None
+
+    def first_at(moment: float) -> int:
+        low, high = 0, last_id + 1
+        while low < high:
+            middle = (low + high) // 2
+            found = first_from(middle)
+            if found is None or found[1] >= moment:
+                high = middle
+            else:
+                low = found[0] + 1
+        return low
+
+    lowest = first_at(query.since - OUT_OF_ORDER) if query.since is not None else None
+    highest = first_at(query.until + OUT_OF_ORDER) if query.until is not None else None
+    return lowest, highest
+
+
+def loads_json(value):
+    """A JSON column's value: SQLite gives text, PostgreSQL the parsed value."""
+    return jsoncodec.loads(value) if isinstance(value, (str, bytes)) else value

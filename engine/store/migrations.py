@@ -148,6 +148,45 @@ CREATE TABLE replays (
     updated_at REAL NOT NULL
 )
 """),
+    # issue 26, the console shows the whole path of an event: the request each attempt sent (a batch kept
+    # once, its deliveries' attempts pointing at it), each attempt's destination (charts per destination
+    # read one covering index, no join), deliveries found by destination and state newest first, and the
+    # sample of requests refused at the door (store/refusals.py)
+    (8, """
+CREATE TABLE sent_requests (
+    id INTEGER PRIMARY KEY,
+    destination TEXT NOT NULL,
+    at REAL NOT NULL,
+    events INTEGER NOT NULL,
+    request TEXT NOT NULL
+);
+ALTER TABLE attempts ADD COLUMN destination TEXT;
+ALTER TABLE attempts ADD COLUMN sent_id INTEGER;
+UPDATE attempts SET destination = (SELECT d.destination FROM deliveries d WHERE d.id = attempts.delivery_id);
+DROP INDEX attempts_at;
+CREATE INDEX attempts_at ON attempts(at, destination, status);
+CREATE INDEX attempts_sent ON attempts(sent_id) WHERE sent_id IS NOT NULL;
+DROP INDEX deliveries_state;
+CREATE INDEX deliveries_state ON deliveries(destination, state, event_id);
+CREATE TABLE refusals (
+    key TEXT NOT NULL,
+    hour REAL NOT NULL,
+    status INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    path TEXT NOT NULL,
+    source TEXT,
+    key_prefix TEXT,
+    origin TEXT,
+    ip TEXT,
+    user_agent TEXT,
+    count INTEGER NOT NULL,
+    first_at REAL NOT NULL,
+    last_at REAL NOT NULL,
+    PRIMARY KEY (key, hour)
+) WITHOUT ROWID;
+CREATE INDEX refusals_last ON refusals(last_at)
+"""),
 ]
 
 # PostgreSQL: the same tables; times stay epoch seconds (double precision) so both backends speak one
@@ -288,6 +327,41 @@ CREATE TABLE replays (
     created_at double precision NOT NULL,
     updated_at double precision NOT NULL
 )
+"""),
+    (8, """
+CREATE TABLE sent_requests (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    destination text NOT NULL,
+    at double precision NOT NULL,
+    events integer NOT NULL,
+    request json NOT NULL
+);
+ALTER TABLE attempts ADD COLUMN destination text;
+ALTER TABLE attempts ADD COLUMN sent_id bigint;
+UPDATE attempts a SET destination = d.destination FROM deliveries d WHERE d.id = a.delivery_id;
+DROP INDEX attempts_at;
+CREATE INDEX attempts_at ON attempts(at, destination, status);
+CREATE INDEX attempts_sent ON attempts(sent_id) WHERE sent_id IS NOT NULL;
+DROP INDEX deliveries_state;
+CREATE INDEX deliveries_state ON deliveries(destination, state, event_id);
+CREATE TABLE refusals (
+    key text NOT NULL,
+    hour double precision NOT NULL,
+    status integer NOT NULL,
+    code text NOT NULL,
+    reason text NOT NULL,
+    path text NOT NULL,
+    source text,
+    key_prefix text,
+    origin text,
+    ip text,
+    user_agent text,
+    count bigint NOT NULL,
+    first_at double precision NOT NULL,
+    last_at double precision NOT NULL,
+    PRIMARY KEY (key, hour)
+);
+CREATE INDEX refusals_last ON refusals(last_at)
 """),
 ]
 

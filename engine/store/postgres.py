@@ -23,7 +23,6 @@ from ..secrets import Masker
 from . import violations as plan_violations
 from .base import (
     DEAD,
-    DUPLICATE,
     PENDING_SQL,
     PRUNABLE_SQL,
     QUEUED,
@@ -32,15 +31,11 @@ from .base import (
     REPLAY_FINAL_SQL,
     REPLAY_RUNNING,
     RETRYING,
-    SKIPPED,
     Accepted,
     Archived,
     ArchivedEvents,
     Attempt,
     DeliveryRecord,
-    EventQuery,
-    EventRecord,
-    EventRecords,
     Finish,
     Ids,
     Leased,
@@ -49,14 +44,13 @@ from .base import (
     Replay,
     Replays,
     ReplayStep,
+    Rows,
     Store,
-    Timeline,
     ViolationRecords,
     archived_filters,
     claims_wanted,
     duplicates,
     event_columns,
-    event_filters,
     inbox_free,
     with_duplicates,
 )
@@ -149,9 +143,10 @@ class PostgresStore(Store):
                 self._check_version(found, latest)
             # the id sequences, named once: nextval(pg_get_serial_sequence(...)) looked the name up for every
             # id drawn, which was 1.3 ms of a 100-event batch's accept
-            events, deliveries = conn.execute("SELECT pg_get_serial_sequence('events', 'id'),"
-                                              " pg_get_serial_sequence('deliveries', 'id')").fetchone() or ("", "")
-            self._sequences: tuple[str, str] = (events, deliveries)
+            events, deliveries, sent = conn.execute(
+                "SELECT pg_get_serial_sequence('events', 'id'), pg_get_serial_sequence('deliveries', 'id'),"
+                " pg_get_serial_sequence('sent_requests', 'id')").fetchone() or ("", "", "")
+            self._sequences: tuple[str, str, str] = (events, deliveries, sent)
 
     def _check_version(self, found: int, latest: int) -> None:
         if found < latest:
@@ -304,41 +299,67 @@ class PostgresStore(Store):
         return sorted((Leased(r[0], destination, r[1], r[2], r[3], r[4], r[5]) for r in rows), key=lambda item: item.id)
 
     def finish(self, results: list[Finish], owner: str, now: float) -> int:
-        """One statement (one round trip, its own transaction): verdicts, then attempts of those applied."""
+        """One statement (one round trip, its own transaction): verdicts, then attempts of those applied and
+        the requests they sent (a batch's once); one more round trip first draws ids for those requests."""
         if not results:
             return 0
-        columns = list(zip(*[(
-            r.id, r.state, r.next_at, int(r.attempt is not None), _text(r.reason), _dumps(r.errors) if r.errors else None,
-            r.attempt.status if r.attempt else None, _text(r.attempt.error) if r.attempt else None,
-            _dumps(r.request) if r.request else None, r.attempt.at if r.attempt else None,
-            r.attempt.duration if r.attempt else None, r.attempt.step if r.attempt else None) for r in results]))
         with self._conn() as conn:
+            sent_ids, sent = self._sent_rows(conn, [r.attempt for r in results])
+            columns = list(zip(*[(
+                r.id, r.state, r.next_at, int(r.attempt is not None), _text(r.reason),
+                _dumps(r.errors) if r.errors else None, r.attempt.status if r.attempt else None,
+                _text(r.attempt.error) if r.attempt else None, _dumps(r.request) if r.request else None,
+                r.attempt.at if r.attempt else None, r.attempt.duration if r.attempt else None,
+                r.attempt.step if r.attempt else None,
+                sent_ids.get(id(r.attempt.sent)) if r.attempt and r.attempt.sent else None) for r in results]))
             return conn.execute(
                 "WITH input AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::int[], %s::text[],"
-                " %s::text[], %s::int[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::text[])"
-                " AS i(id, state, next_at, tried, reason, errors, status, error, request, at, duration, step)),"
+                " %s::text[], %s::int[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::text[], %s::bigint[])"
+                " AS i(id, state, next_at, tried, reason, errors, status, error, request, at, duration, step, sent_id)),"
                 " done AS (UPDATE deliveries d SET state = i.state, next_at = i.next_at, lease_owner = NULL,"
                 " lease_until = NULL, attempts = d.attempts + i.tried, round_attempts = d.round_attempts + i.tried,"
                 " updated_at = %s, reason = COALESCE(i.reason, d.reason), errors = COALESCE(i.errors::json, d.errors),"
                 " last_status = COALESCE(i.status, d.last_status), last_error = i.error,"
                 " request = COALESCE(i.request::json, d.request)"
-                " FROM input i WHERE d.id = i.id AND d.lease_owner = %s RETURNING d.id),"
-                " logged AS (INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
-                " SELECT i.id, i.at, i.status, i.error, i.duration, i.step FROM input i JOIN done ON done.id = i.id"
-                " WHERE i.tried = 1)"
-                " SELECT COUNT(*) FROM done", (*[list(c) for c in columns], now, owner)).fetchone()[0]
+                " FROM input i WHERE d.id = i.id AND d.lease_owner = %s RETURNING d.id, d.destination),"
+                " logged AS (INSERT INTO attempts(delivery_id, at, status, error, duration, step, destination, sent_id)"
+                " SELECT i.id, i.at, i.status, i.error, i.duration, i.step, done.destination, i.sent_id"
+                " FROM input i JOIN done ON done.id = i.id WHERE i.tried = 1),"
+                " kept AS (INSERT INTO sent_requests(id, destination, at, events, request) OVERRIDING SYSTEM VALUE"
+                " SELECT s.id, s.destination, s.at, s.events, s.request::json FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::int[], %s::text[])"
+                " AS s(id, destination, at, events, request)"
+                " WHERE s.id IN (SELECT i.sent_id FROM input i JOIN done ON done.id = i.id WHERE i.tried = 1))"
+                " SELECT COUNT(*) FROM done", (*[list(c) for c in columns], now, owner, *sent)).fetchone()[0]
+
+    def _sent_rows(self, conn, attempts: list[Attempt | None]) -> tuple[dict[int, int], list[list]]:
+        """Ids for the distinct requests these attempts sent ({id(SentRequest): id}) and their columns for
+        unnest; a request is written only if one of its attempts is (a verdict whose lease was lost is not)."""
+        distinct = {id(a.sent): a for a in attempts if a is not None and a.sent is not None}
+        if not distinct:
+            return {}, [[], [], [], [], []]
+        ids = conn.execute("SELECT ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s))",
+                           (self._sequences[2], len(distinct))).fetchone()[0]
+        by_object = dict(zip(distinct, ids))
+        rows = [(by_object[key], a.sent.destination, a.at, a.sent.events, a.sent.text or _dumps(a.sent.request))
+                for key, a in distinct.items() if a.sent is not None]
+        return by_object, [list(column) for column in zip(*rows)]
 
     def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float,
                   lease_until: float | None = None) -> bool:
         with self._conn() as conn:  # one statement: the step's answers and its attempt together
+            sent_ids, sent = self._sent_rows(conn, [attempt])
+            sent_id = sent_ids.get(id(attempt.sent)) if attempt.sent is not None else None
             return bool(conn.execute(
                 "WITH done AS (UPDATE deliveries SET progress = %s::json, attempts = attempts + 1, last_status = %s,"
                 " last_error = NULL, updated_at = %s, lease_until = COALESCE(%s::float8, lease_until)"
-                " WHERE id = %s AND lease_owner = %s RETURNING id)"
-                " INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
-                " SELECT id, %s, %s, %s, %s, %s FROM done RETURNING delivery_id",
-                (_dumps(progress), attempt.status, now, lease_until, delivery_id, owner, attempt.at, attempt.status,
-                 _text(attempt.error), attempt.duration, attempt.step)).fetchone())
+                " WHERE id = %s AND lease_owner = %s RETURNING id, destination),"
+                " kept AS (INSERT INTO sent_requests(id, destination, at, events, request) OVERRIDING SYSTEM VALUE"
+                " SELECT s.id, s.destination, s.at, s.events, s.request::json FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::int[], %s::text[])"
+                " AS s(id, destination, at, events, request) WHERE EXISTS (SELECT 1 FROM done))"
+                " INSERT INTO attempts(delivery_id, at, status, error, duration, step, destination, sent_id)"
+                " SELECT id, %s, %s, %s, %s, %s, destination, %s FROM done RETURNING delivery_id",
+                (_dumps(progress), attempt.status, now, lease_until, delivery_id, owner, *sent, attempt.at,
+                 attempt.status, _text(attempt.error), attempt.duration, attempt.step, sent_id)).fetchone())
 
     def release(self, owner: str, ids: Ids | None = None) -> int:
         if ids is not None and not ids:
@@ -363,6 +384,17 @@ class PostgresStore(Store):
                 (now, list(destinations))).fetchone()[0]
 
     # --- inspection
+    _mark = "%s"
+    _bucket = "floor(at / %s)::bigint"
+
+    def _rows(self, sql: str, params=()) -> Rows:
+        with self._conn() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    @staticmethod
+    def _text(value: str | None) -> str | None:
+        return _text(value)
+
     def counts(self, now: float) -> dict[str, dict[str, int]]:
         result: dict[str, dict[str, int]] = {}
         with self._conn() as conn:
@@ -398,44 +430,11 @@ class PostgresStore(Store):
             record.request, record.progress = row[-2], row[-1]
             record.event = conn.execute("SELECT body FROM events WHERE id = %s", (record.event_id,)).fetchone()[0]
             record.history = [Attempt(*a) for a in conn.execute(
-                "SELECT at, status, error, duration, step FROM attempts WHERE delivery_id = %s ORDER BY id",
+                "SELECT at, status, error, duration, step, sent_id FROM attempts WHERE delivery_id = %s ORDER BY id",
                 (delivery_id,))]
+        latest = next((a.sent_id for a in reversed(record.history) if a.sent_id is not None), None)
+        record.sent = self.sent_request(latest) if latest is not None else None
         return record
-
-    def events(self, query: EventQuery) -> EventRecords:
-        where, params = event_filters(query, "%s")
-        with self._conn() as conn:
-            rows = conn.execute(f"SELECT id, message_id, received_at, body FROM events WHERE {where}"
-                                f" ORDER BY id DESC LIMIT %s", (*params, query.limit)).fetchall()
-            found = [EventRecord(*row) for row in rows]
-            if found:
-                by_id = {e.id: e for e in found}
-                for row in conn.execute(f"SELECT {RECORD_COLUMNS} FROM deliveries WHERE event_id = ANY(%s)"
-                                        f" ORDER BY id", ([*by_id],)):
-                    record = DeliveryRecord(*row)
-                    by_id[record.event_id].deliveries.append(record)
-        return found
-
-    def reasons(self, state=SKIPPED, limit=100) -> dict[str, dict[str, int]]:
-        result: dict[str, dict[str, int]] = {}
-        with self._conn() as conn:
-            for destination, reason, n in conn.execute(
-                    "SELECT destination, CASE WHEN reason LIKE 'duplicate:%%' THEN %s ELSE COALESCE(reason, '') END"
-                    " AS r, COUNT(*) AS n FROM deliveries WHERE state = %s GROUP BY destination, r"
-                    " ORDER BY n DESC LIMIT %s", (DUPLICATE, state, limit)):
-                result.setdefault(destination, {})[reason] = n
-        return result
-
-    def timeline(self, since, bucket, destination=None) -> Timeline:
-        join, params = "", [bucket, since]
-        if destination:
-            join, params = " JOIN deliveries d ON d.id = a.delivery_id AND d.destination = %s", [bucket, destination, since]
-        with self._conn() as conn:
-            rows = conn.execute(
-                f"SELECT floor(a.at / %s)::bigint AS b, COUNT(*) FILTER (WHERE a.status BETWEEN 200 AND 299),"
-                f" COUNT(*) FILTER (WHERE a.status IS NULL OR a.status NOT BETWEEN 200 AND 299) FROM attempts a{join}"
-                f" WHERE a.at >= %s GROUP BY b ORDER BY b", params).fetchall()
-        return [(float(b * bucket), ok, failed) for b, ok, failed in rows]
 
     def violations(self, query: ViolationQuery) -> ViolationRecords:
         with self._conn() as conn:
@@ -464,7 +463,7 @@ class PostgresStore(Store):
         with self._conn() as conn:
             return conn.execute(
                 f"UPDATE deliveries SET state = %s, next_at = %s, first_at = %s, round_attempts = 0, updated_at = %s,"
-                f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
+                f" lease_owner = NULL, lease_until = NULL, reason = NULL, errors = NULL WHERE {' AND '.join(where)}",
                 (QUEUED, now, now, now, *params)).rowcount
 
     def hurry(self, destination: str, now: float) -> int:
@@ -484,7 +483,12 @@ class PostgresStore(Store):
                     " LIMIT %s FOR UPDATE SKIP LOCKED", (before, batch)).fetchall()
                 ids, event_ids = [r[0] for r in rows], sorted({r[1] for r in rows})
                 if ids:
+                    sent = [r[0] for r in conn.execute("SELECT DISTINCT sent_id FROM attempts WHERE delivery_id ="
+                                                       " ANY(%s) AND sent_id IS NOT NULL", (ids,))]
                     conn.execute("DELETE FROM attempts WHERE delivery_id = ANY(%s)", (ids,))
+                    if sent:   # a batch's request goes with the last of its deliveries' attempts
+                        conn.execute("DELETE FROM sent_requests s WHERE s.id = ANY(%s) AND NOT EXISTS"
+                                     " (SELECT 1 FROM attempts a WHERE a.sent_id = s.id)", (sent,))
                     conn.execute("DELETE FROM deliveries WHERE id = ANY(%s)", (ids,))
                     conn.execute("DELETE FROM events e WHERE e.id = ANY(%s) AND e.received_at < %s AND NOT EXISTS"
                                  " (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)", (event_ids, archive_before))
@@ -502,8 +506,9 @@ class PostgresStore(Store):
                     (archive_before, batch)).rowcount
             if gone < batch:
                 break
-        with self._write() as conn:   # one row per violation kind and hour: few, in one statement
+        with self._write() as conn:   # one row per violation (or refusal) kind and hour: few, in one statement each
             conn.execute("DELETE FROM violations WHERE last_at < %s", (before,))
+            conn.execute("DELETE FROM refusals WHERE last_at < %s", (before,))
         return deleted
 
     # --- the archive and replays
@@ -572,7 +577,6 @@ class PostgresStore(Store):
             rows = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays WHERE {where} ORDER BY id DESC LIMIT %s",
                                 (*params, limit)).fetchall()
         return [Replay(*row) for row in rows]
-
 
 
 _INBOX_FREE = inbox_free("%s")

@@ -23,7 +23,6 @@ from ..problems import ConfigError, Problem
 from . import violations as plan_violations
 from .base import (
     DEAD,
-    DUPLICATE,
     PENDING_SQL,
     PRUNABLE_SQL,
     QUEUED,
@@ -32,15 +31,11 @@ from .base import (
     REPLAY_FINAL_SQL,
     REPLAY_RUNNING,
     RETRYING,
-    SKIPPED,
     Accepted,
     Archived,
     ArchivedEvents,
     Attempt,
     DeliveryRecord,
-    EventQuery,
-    EventRecord,
-    EventRecords,
     Finish,
     Ids,
     Leased,
@@ -49,15 +44,15 @@ from .base import (
     Replay,
     Replays,
     ReplayStep,
+    Rows,
     Store,
-    Timeline,
     ViolationRecords,
     archived_filters,
     claims_wanted,
     duplicates,
     event_columns,
-    event_filters,
     inbox_free,
+    record_of,
     with_duplicates,
     yield_lock,
 )
@@ -306,7 +301,7 @@ class SQLiteStore(Store):
         return sorted(leased, key=lambda item: item.id)
 
     def finish(self, results: list[Finish], owner: str, now: float) -> int:
-        applied = 0
+        applied, tried = 0, []
         with self._write() as conn:
             for r in results:
                 a = r.attempt
@@ -320,10 +315,27 @@ class SQLiteStore(Store):
                      _dump(r.errors) if r.errors else None, a.status if a else None, a.error if a else None,
                      _dump(r.request) if r.request else None, r.id, owner))
                 if cursor.rowcount and a is not None:
-                    conn.execute("INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
-                                 " VALUES (?, ?, ?, ?, ?, ?)", (r.id, a.at, a.status, a.error, a.duration, a.step))
+                    tried.append((r.id, a))
                 applied += cursor.rowcount
+            self._attempts(conn, tried)
         return applied
+
+    @staticmethod
+    def _attempts(conn, tried: list[tuple[int, Attempt]]) -> None:
+        """The attempts of deliveries whose verdicts applied, each with the request it sent: a batch's request
+        is kept once (``SentRequest`` objects are shared by the deliveries of one request)."""
+        sent_ids: dict[int, int] = {}
+        for _, a in tried:
+            if a.sent is not None and id(a.sent) not in sent_ids:
+                conn.execute("INSERT INTO sent_requests(destination, at, events, request) VALUES (?, ?, ?, ?)",
+                             (a.sent.destination, a.at, a.sent.events, a.sent.text or _dump(a.sent.request)))
+                sent_ids[id(a.sent)] = _last_id(conn)
+        # the destination from the request sent, else from the delivery (COALESCE reads it only then)
+        conn.executemany("INSERT INTO attempts(delivery_id, at, status, error, duration, step, destination, sent_id)"
+                         " VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, (SELECT destination FROM deliveries WHERE id = ?)), ?)",
+                         [(delivery_id, a.at, a.status, a.error, a.duration, a.step,
+                           a.sent.destination if a.sent else None, delivery_id,
+                           sent_ids[id(a.sent)] if a.sent else None) for delivery_id, a in tried])
 
     def step_done(self, delivery_id: int, owner: str, progress: dict, attempt: Attempt, now: float,
                   lease_until: float | None = None) -> bool:
@@ -333,9 +345,7 @@ class SQLiteStore(Store):
                 " updated_at = ?, lease_until = COALESCE(?, lease_until) WHERE id = ? AND lease_owner = ?",
                 (_dump(progress), attempt.status, now, lease_until, delivery_id, owner)).rowcount
             if applied:
-                conn.execute("INSERT INTO attempts(delivery_id, at, status, error, duration, step)"
-                             " VALUES (?, ?, ?, ?, ?, ?)", (delivery_id, attempt.at, attempt.status, attempt.error,
-                                                           attempt.duration, attempt.step))
+                self._attempts(conn, [(delivery_id, attempt)])
         return bool(applied)
 
     def release(self, owner: str, ids: Ids | None = None) -> int:
@@ -362,6 +372,9 @@ class SQLiteStore(Store):
         return row[0]
 
     # --- inspection
+    def _rows(self, sql: str, params=()) -> Rows:
+        return self._connection().execute(sql, params).fetchall()
+
     def counts(self, now: float) -> dict[str, dict[str, int]]:
         result: dict[str, dict[str, int]] = {}
         conn = self._connection()
@@ -385,7 +398,7 @@ class SQLiteStore(Store):
         rows = self._connection().execute(
             f"SELECT {RECORD_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit)).fetchall()
-        return [_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
     def get(self, delivery_id: int) -> DeliveryRecord | None:
         conn = self._connection()
@@ -393,47 +406,16 @@ class SQLiteStore(Store):
                            (delivery_id,)).fetchone()
         if row is None:
             return None
-        record = _record(row[:-2])
+        record = record_of(row[:-2])
         record.request = jsoncodec.loads(row[-2]) if row[-2] else None
         record.progress = jsoncodec.loads(row[-1]) if row[-1] else None
         record.event = jsoncodec.loads(conn.execute("SELECT body FROM events WHERE id = ?", (record.event_id,)).fetchone()[0])
         record.history = [Attempt(*a) for a in conn.execute(
-            "SELECT at, status, error, duration, step FROM attempts WHERE delivery_id = ? ORDER BY rowid",
+            "SELECT at, status, error, duration, step, sent_id FROM attempts WHERE delivery_id = ? ORDER BY rowid",
             (delivery_id,))]
+        latest = next((a.sent_id for a in reversed(record.history) if a.sent_id is not None), None)
+        record.sent = self.sent_request(latest) if latest is not None else None
         return record
-
-    def events(self, query: EventQuery) -> EventRecords:
-        where, params = event_filters(query, "?")
-        conn = self._connection()
-        rows = conn.execute(f"SELECT id, message_id, received_at, body FROM events WHERE {where}"
-                            f" ORDER BY id DESC LIMIT ?", (*params, query.limit)).fetchall()
-        found = [EventRecord(r[0], r[1], r[2], jsoncodec.loads(r[3])) for r in rows]
-        if found:
-            by_id = {e.id: e for e in found}
-            for row in conn.execute(f"SELECT {RECORD_COLUMNS} FROM deliveries WHERE event_id IN"
-                                    f" ({','.join('?' * len(found))}) ORDER BY id", [*by_id]):
-                record = _record(row)
-                by_id[record.event_id].deliveries.append(record)
-        return found
-
-    def reasons(self, state=SKIPPED, limit=100) -> dict[str, dict[str, int]]:
-        result: dict[str, dict[str, int]] = {}
-        for destination, reason, n in self._connection().execute(
-                "SELECT destination, CASE WHEN reason LIKE 'duplicate:%' THEN ? ELSE COALESCE(reason, '') END AS r,"
-                " COUNT(*) AS n FROM deliveries WHERE state = ? GROUP BY destination, r ORDER BY n DESC LIMIT ?",
-                (DUPLICATE, state, limit)):
-            result.setdefault(destination, {})[reason] = n
-        return result
-
-    def timeline(self, since, bucket, destination=None) -> Timeline:
-        join, params = "", [bucket, since]
-        if destination:
-            join, params = " JOIN deliveries d ON d.id = a.delivery_id AND d.destination = ?", [bucket, destination, since]
-        rows = self._connection().execute(
-            f"SELECT CAST(a.at / ? AS INTEGER) AS b, SUM(CASE WHEN a.status BETWEEN 200 AND 299 THEN 1 ELSE 0 END),"
-            f" SUM(CASE WHEN a.status BETWEEN 200 AND 299 THEN 0 ELSE 1 END) FROM attempts a{join}"
-            f" WHERE a.at >= ? GROUP BY b ORDER BY b", params).fetchall()
-        return [(float(b * bucket), ok, failed) for b, ok, failed in rows]
 
     def violations(self, query: ViolationQuery) -> ViolationRecords:
         conn = self._connection()
@@ -462,7 +444,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             return conn.execute(
                 f"UPDATE deliveries SET state = ?, next_at = ?, first_at = ?, round_attempts = 0, updated_at = ?,"
-                f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
+                f" lease_owner = NULL, lease_until = NULL, reason = NULL, errors = NULL WHERE {' AND '.join(where)}",
                 (QUEUED, now, now, now, *params)).rowcount
 
     def hurry(self, destination: str, now: float) -> int:
@@ -486,7 +468,12 @@ class SQLiteStore(Store):
                 if rows:
                     ids, marks = [r[0] for r in rows], ",".join("?" * len(rows))
                     events = sorted({r[1] for r in rows})
+                    sent = [r[0] for r in conn.execute(f"SELECT DISTINCT sent_id FROM attempts WHERE delivery_id IN"
+                                                       f" ({marks}) AND sent_id IS NOT NULL", ids)]
                     conn.execute(f"DELETE FROM attempts WHERE delivery_id IN ({marks})", ids)
+                    if sent:   # a batch's request goes with the last of its deliveries' attempts
+                        conn.execute(f"DELETE FROM sent_requests WHERE id IN ({','.join('?' * len(sent))}) AND NOT"
+                                     f" EXISTS (SELECT 1 FROM attempts a WHERE a.sent_id = sent_requests.id)", sent)
                     conn.execute(f"DELETE FROM deliveries WHERE id IN ({marks})", ids)
                     conn.execute(f"DELETE FROM events WHERE id IN ({','.join('?' * len(events))})"
                                  " AND received_at < ? AND NOT EXISTS"
@@ -504,8 +491,9 @@ class SQLiteStore(Store):
             if seen < batch:
                 break
         self._prune_undelivered_events(archive_before, batch)
-        with self._write() as conn:   # one row per violation kind and hour: few, in one statement
+        with self._write() as conn:   # one row per violation (or refusal) kind and hour: few, in one statement each
             conn.execute("DELETE FROM violations WHERE last_at < ?", (before,))
+            conn.execute("DELETE FROM refusals WHERE last_at < ?", (before,))
         return deleted
 
     def _prune_undelivered_events(self, before: float, batch: int) -> None:
@@ -590,12 +578,6 @@ def _replay(row) -> Replay:
     values[5] = jsoncodec.loads(values[5]) if values[5] else None
     values[12] = jsoncodec.loads(values[12])
     return Replay(*values)
-
-
-def _record(row) -> DeliveryRecord:
-    values = list(row)
-    values[10] = jsoncodec.loads(values[10]) if values[10] else None
-    return DeliveryRecord(*values)
 
 
 _INBOX_FREE = inbox_free("?")
