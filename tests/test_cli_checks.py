@@ -205,7 +205,7 @@ def test_serve_reports_every_missing_setting_in_one_run(tmp_path):
     (tmp_path / "eventmap.yaml").write_text(
         "sources:\n  web:\n    write_key: {env: TEST_UNSET_WRITE_KEY}\n"
         "destinations:\n  planhat: {}\n  crisp: {}\n", encoding="utf-8")
-    result = run("serve", "--config", "eventmap.yaml", cwd=tmp_path)
+    result = run("serve", "--config", "eventmap.yaml", "--port", "0", cwd=tmp_path)
     assert result.returncode == 1
     assert [line.split(": ", 2)[:2] for line in result.stderr.splitlines()] == [
         ["eventmap.yaml:3", "sources.web.write_key"],
