@@ -546,7 +546,8 @@ def test_a_step_condition_that_cannot_be_evaluated_rejects_that_event_alone(tmp_
         records = {r.message_id: store.get(r.id) for r in store.list(limit=100)}
     assert sorted(posted_ids(httpserver, "/people")) == sorted(f"m{n}" for n in range(6) if n != 2)
     bad = records["bad"]
-    assert (bad.state, bad.reason) == (REJECTED, "the steps failed on this event")
+    assert (bad.state, bad.reason) == (REJECTED, "the mapping could not be applied")   # a condition is mapping
+    assert bad.errors[0]["path"].endswith(".when") and "cannot be evaluated on this event" in bad.errors[0]["message"]
     assert "JMESPathTypeError" in bad.errors[0]["message"] and "contains()" in bad.errors[0]["message"]
     assert bad.progress["lookup"]["body"] == {"id": "nobody"}   # the step that completed is kept
 
@@ -597,7 +598,7 @@ def test_a_payload_whose_lookup_condition_cannot_be_evaluated_is_rejected_alone(
         assert worker.run_once(time.time()) == 3
         states = {r.message_id: (r.state, r.reason) for r in store.list(destination="source:probe", limit=10)}
     assert states["probe:p1"][0] == states["probe:p3"][0] == DELIVERED
-    assert states["probe:p2"] == (REJECTED, "the source Probe failed on this event")
+    assert states["probe:p2"] == (REJECTED, "the webhook payload cannot be mapped")   # its condition, named
 
 
 ENVELOPED = """\
