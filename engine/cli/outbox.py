@@ -125,7 +125,8 @@ def cmd_deliver(args) -> int:
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in workers
                                                  if hasattr(w, "route")}, owner=owner,
                         stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
-                        report_every=every if every > 0 else None)
+                        report_every=every if every > 0 else None, idle_wait=config.delivery.poll,
+                        batch_wait=config.delivery.batch_wait)
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             runner.start()

@@ -16,6 +16,8 @@ class DeliveryOptions:
     lease: float = 60.0
     dedupe_window: float = 86400.0
     keep_done_for: float = 7 * 86400.0
+    poll: float = 1.0                  # an idle worker looks at the store this often; wake-ups are what hurry it
+    batch_wait: float = 0.2            # after a batch short of full, a batching destination gathers this long
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from .base import (
     Store,
 )
 from .violations import NewViolation, ViolationQuery, ViolationRecord
+from .wake import INBOX
 
 DEFAULT_URL = "sqlite:///eventmap.db"
 
@@ -78,6 +79,7 @@ __all__ = [
     "DRY_RUN",
     "DUPLICATE",
     "FINAL",
+    "INBOX",
     "INTAKE",
     "PENDING",
     "PRUNABLE",

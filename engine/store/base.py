@@ -36,6 +36,7 @@ from ..states import (  # noqa: F401  (re-exported: the store's callers name sta
 )
 from .group import GroupCommit
 from .violations import NewViolation, ViolationQuery, ViolationRecord
+from .wake import Hear, Silent
 
 # PENDING and PRUNABLE as SQL lists written into the statements: the planners use the partial indexes
 # on "state IN (...)" only when the states are literals, not bound parameters.
@@ -224,6 +225,15 @@ class Store(ABC):
         except LeaseLost:
             return None
 
+    def listen(self, hear: Hear):
+        """Call ``hear(names)`` from a thread of the store's whenever any process commits work for the queues
+        ``names`` (None: any queue), until the returned object's ``close()``. A wake-up only hurries a worker:
+        one may be lost (a reconnect, a full pipe), so workers still poll, seldom (``wake.py``)."""
+        return Silent()
+
+    def _notify(self, conn, names: set[str]) -> None:  # noqa: B027 - a store without listeners tells nobody
+        """Tell the listeners that the queues ``names`` have new work, once the transaction ``conn`` commits."""
+
     # what each backend provides for the shared methods above
     @abstractmethod
     def _receive_group(self, jobs: list[list[Received]]) -> list[None]:
@@ -347,6 +357,11 @@ class Store(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def queued(planned: list[list[tuple[str, str, str | None]]]) -> set[str]:
+    """The destinations a write queues something for (``with_duplicates`` of each event): whom it wakes."""
+    return {destination for plan in planned for destination, state, _ in plan if state == QUEUED}
 
 
 def duplicate_reason(message_id: str, first: float, window: float) -> str:

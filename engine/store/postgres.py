@@ -49,12 +49,15 @@ from .base import (
     event_columns,
     event_filters,
     inbox_free,
+    queued,
     with_duplicates,
 )
 from .group import GroupCommit
 from .migrations import migrations, statements
+from .pg_listen import PgListener
 from .urls import masked_url, url_secrets
 from .violations import ViolationQuery
+from .wake import ALL, INBOX, Hear, wake_text
 
 # any constant will do: it serialises 'eventmap db upgrade' runs on one database
 MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
@@ -124,6 +127,14 @@ class PostgresStore(Store):
         with self._conn() as conn, conn.transaction():
             yield conn
 
+    def _notify(self, conn, names: set[str]) -> None:
+        """``NOTIFY`` in the open transaction: heard once it commits (a listener woken sooner would find nothing)."""
+        if names:
+            conn.execute("SELECT pg_notify(%s, %s)", (self._channel, wake_text(names)))
+
+    def listen(self, hear: Hear) -> PgListener:
+        return PgListener(self._params, self._channel, hear, self._masker, self.url)
+
     def close(self) -> None:
         self._receiving.close()
         pool = getattr(self, "_pool", None)
@@ -140,9 +151,11 @@ class PostgresStore(Store):
                 self._check_version(found, latest)
             # the id sequences, named once: nextval(pg_get_serial_sequence(...)) looked the name up for every
             # id drawn, which was 1.3 ms of a 100-event batch's accept
-            events, deliveries = conn.execute("SELECT pg_get_serial_sequence('events', 'id'),"
-                                              " pg_get_serial_sequence('deliveries', 'id')").fetchone() or ("", "")
+            events, deliveries, schema = conn.execute(
+                "SELECT pg_get_serial_sequence('events', 'id'), pg_get_serial_sequence('deliveries', 'id'),"
+                " current_schema()").fetchone() or ("", "", "")
             self._sequences: tuple[str, str] = (events, deliveries)
+            self._channel = wake_channel(schema)
 
     def _check_version(self, found: int, latest: int) -> None:
         if found < latest:
@@ -224,16 +237,18 @@ class PostgresStore(Store):
                 cursor.executemany(plan_violations.upsert("%s", "::json"),
                                    [tuple(_text(v) if isinstance(v, str) else v for v in row)
                                     for row in plan_violations.rows(broken, now, _dumps)])
+        self._notify(conn, queued(plans))
         return accepted
 
     # --- the inbox (server.intake: queue)
     def _receive_group(self, jobs: list[list[Received]]) -> list[None]:
         requests = [r for requests in jobs for r in requests]
-        with self._conn() as conn:   # one statement: its own transaction
+        with self._conn() as conn, conn.transaction():
             conn.execute("INSERT INTO inbox(call, body, received_at, ip, source) SELECT * FROM unnest(%b::text[],"
                          " %b::bytea[], %b::float8[], %b::text[], %b::text[])",
                          ([r.call for r in requests], [r.body for r in requests], [r.received_at for r in requests],
                           [_text(r.ip) for r in requests], [r.source for r in requests]))
+            self._notify(conn, {INBOX})
         return [None] * len(jobs)
 
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
@@ -336,9 +351,10 @@ class PostgresStore(Store):
         if ids is not None:
             where += " AND id = ANY(%s)"
             params.append(list(ids))
-        with self._conn() as conn:
-            if ids is None:
+        with self._write() as conn:
+            if ids is None:   # a clean stop: another process may take the rest now
                 conn.execute("UPDATE inbox SET taken_by = NULL, taken_until = NULL WHERE taken_by = %s", (owner,))
+                self._notify(conn, {ALL})
             return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
                                 params).rowcount
 
@@ -450,7 +466,8 @@ class PostgresStore(Store):
         if destination:
             where.append("destination = %s")
             params.append(destination)
-        with self._conn() as conn:
+        with self._write() as conn:
+            self._notify(conn, {destination or ALL})
             return conn.execute(
                 f"UPDATE deliveries SET state = %s, next_at = %s, first_at = %s, round_attempts = 0, updated_at = %s,"
                 f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
@@ -493,6 +510,13 @@ class PostgresStore(Store):
 
 
 _INBOX_FREE = inbox_free("%s")
+
+
+def wake_channel(schema: str | None) -> str:
+    """The NOTIFY channel of the eventmap tables in ``schema``: two installs sharing a database in schemas of
+    their own do not wake each other. At most 63 bytes, PostgreSQL's longest identifier."""
+    name = "eventmap" if schema in (None, "public") else f"eventmap.{schema}"
+    return name.encode()[:63].decode("utf-8", "ignore")
 
 
 def _version_in(conn) -> int:

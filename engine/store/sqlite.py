@@ -49,12 +49,15 @@ from .base import (
     event_columns,
     event_filters,
     inbox_free,
+    queued,
     with_duplicates,
     yield_lock,
 )
+from .fifo import FifoListener, ring, wake_folder
 from .group import GroupCommit
 from .migrations import migrations, statements
 from .violations import ViolationQuery
+from .wake import ALL, INBOX, Hear
 
 
 class SQLiteStore(Store):
@@ -125,15 +128,25 @@ class SQLiteStore(Store):
 
     @contextmanager
     def _write(self):
+        """A write transaction; the queues it filled (``_notify``) are woken once it is committed."""
         conn = self._connection()
         with self._turn():
             conn.execute("BEGIN IMMEDIATE")
+            self._local.wake = set()
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if self._local.wake:
+                ring(wake_folder(self.path), self._local.wake)
+
+    def _notify(self, conn, names: set[str]) -> None:
+        self._local.wake |= names
+
+    def listen(self, hear: Hear) -> FifoListener:
+        return FifoListener(wake_folder(self.path), hear)
 
     def close(self) -> None:
         self._receiving.close()
@@ -229,6 +242,7 @@ class SQLiteStore(Store):
         broken = [v for new in events if new.violations for v in new.violations]
         if broken:
             conn.executemany(plan_violations.upsert("?"), plan_violations.rows(broken, now, _dump))
+        self._notify(conn, queued(planned))
         return accepted
 
     # --- the inbox (server.intake: queue)
@@ -236,6 +250,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             conn.executemany("INSERT INTO inbox(call, body, received_at, ip, source) VALUES (?, ?, ?, ?, ?)",
                              [(r.call, r.body, r.received_at, r.ip, r.source) for requests in jobs for r in requests])
+            self._notify(conn, {INBOX})
         return [None] * len(jobs)
 
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
@@ -335,8 +350,9 @@ class SQLiteStore(Store):
             where += f" AND id IN ({','.join('?' * len(ids))})"
             params += list(ids)
         with self._write() as conn:
-            if ids is None:
+            if ids is None:   # a clean stop: another process may take the rest now
                 conn.execute("UPDATE inbox SET taken_by = NULL, taken_until = NULL WHERE taken_by = ?", (owner,))
+                self._notify(conn, {ALL})
             return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
                                 params).rowcount
 
@@ -449,6 +465,7 @@ class SQLiteStore(Store):
             where.append("destination = ?")
             params.append(destination)
         with self._write() as conn:
+            self._notify(conn, {destination or ALL})
             return conn.execute(
                 f"UPDATE deliveries SET state = ?, next_at = ?, first_at = ?, round_attempts = 0, updated_at = ?,"
                 f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
