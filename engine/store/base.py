@@ -36,7 +36,7 @@ from ..states import (  # noqa: F401  (re-exported: the store's callers name sta
 )
 from .group import GroupCommit
 from .violations import NewViolation, ViolationQuery, ViolationRecord
-from .wake import Hear, Silent
+from .wake import Hear, Notifier, Silent
 
 # PENDING and PRUNABLE as SQL lists written into the statements: the planners use the partial indexes
 # on "state IN (...)" only when the states are literals, not bound parameters.
@@ -221,9 +221,14 @@ class Store(ABC):
             with self._write() as conn:
                 if self._remove_received(conn, ids, owner) != len(ids):
                     raise LeaseLost   # rolls the removal back
-                return self._insert(conn, events, now, dedupe_window) if events else []
+                accepted = self._insert(conn, events, now, dedupe_window) if events else []
         except LeaseLost:
             return None
+        self._wake(queued_in(accepted))
+        return accepted
+
+    # each backend makes it in its __init__: Notifier(a function that tells its listeners)
+    _wakes: Notifier
 
     def listen(self, hear: Hear):
         """Call ``hear(names)`` from a thread of the store's whenever any process commits work for the queues
@@ -231,8 +236,11 @@ class Store(ABC):
         one may be lost (a reconnect, a full pipe), so workers still poll, seldom (``wake.py``)."""
         return Silent()
 
-    def _notify(self, conn, names: set[str]) -> None:  # noqa: B027 - a store without listeners tells nobody
-        """Tell the listeners that the queues ``names`` have new work, once the transaction ``conn`` commits."""
+    def _wake(self, names: set[str]) -> None:
+        """Tell the listeners, soon and without waiting, that the queues ``names`` have new work; called once that
+        work is committed (a listener woken sooner would find nothing)."""
+        if names:
+            self._wakes.add(names)
 
     # what each backend provides for the shared methods above
     @abstractmethod
@@ -359,9 +367,9 @@ class Store(ABC):
         self.close()
 
 
-def queued(planned: list[list[tuple[str, str, str | None]]]) -> set[str]:
-    """The destinations a write queues something for (``with_duplicates`` of each event): whom it wakes."""
-    return {destination for plan in planned for destination, state, _ in plan if state == QUEUED}
+def queued_in(accepted: list[Accepted]) -> set[str]:
+    """The destinations that accepted events queued something for: the queues their write wakes."""
+    return {destination for one in accepted for _, destination, state in one.deliveries if state == QUEUED}
 
 
 def duplicate_reason(message_id: str, first: float, window: float) -> str:

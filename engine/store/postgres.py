@@ -49,7 +49,7 @@ from .base import (
     event_columns,
     event_filters,
     inbox_free,
-    queued,
+    queued_in,
     with_duplicates,
 )
 from .group import GroupCommit
@@ -57,7 +57,7 @@ from .migrations import migrations, statements
 from .pg_listen import PgListener
 from .urls import masked_url, url_secrets
 from .violations import ViolationQuery
-from .wake import ALL, INBOX, Hear, wake_text
+from .wake import ALL, INBOX, Hear, Notifier, wake_text
 
 # any constant will do: it serialises 'eventmap db upgrade' runs on one database
 MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
@@ -79,6 +79,7 @@ class PostgresStore(Store):
         self.url = masked_url(url)
         self._receiving = GroupCommit(self._receive_group)
         self._masker = Masker(url_secrets(url))
+        self._wakes = Notifier(self._notify, self._masker)
         if unknown:
             raise ConfigError([Problem(f"storage.{name}", f"not an option of PostgreSQL storage (it takes "
                                        f"{', '.join(OPTIONS)})") for name in unknown])
@@ -127,16 +128,20 @@ class PostgresStore(Store):
         with self._conn() as conn, conn.transaction():
             yield conn
 
-    def _notify(self, conn, names: set[str]) -> None:
-        """``NOTIFY`` in the open transaction: heard once it commits (a listener woken sooner would find nothing)."""
-        if names:
-            conn.execute("SELECT pg_notify(%s, %s)", (self._channel, wake_text(names)))
+    def _notify(self, names: set[str]) -> None:
+        """The wake-up, from the Notifier's thread, in a transaction of its own: NOTIFY takes a lock for the whole
+        database as it commits, which no intake transaction should wait for. Not flushed to disk before it
+        returns (``synchronous_commit`` off for this one statement): a wake-up need not survive a crash."""
+        with self._conn() as conn:
+            conn.execute("SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)",
+                         (self._channel, wake_text(names)))
 
     def listen(self, hear: Hear) -> PgListener:
         return PgListener(self._params, self._channel, hear, self._masker, self.url)
 
     def close(self) -> None:
         self._receiving.close()
+        self._wakes.close()
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.close()
@@ -195,7 +200,9 @@ class PostgresStore(Store):
         if not events:
             return []
         with self._write() as conn:
-            return self._insert(conn, events, now, dedupe_window)
+            accepted = self._insert(conn, events, now, dedupe_window)
+        self._wake(queued_in(accepted))
+        return accepted
 
     def _insert(self, conn, events: list[NewEvent], now: float, window: float) -> list[Accepted]:
         """Every row of a batch in the open transaction: ids drawn first (one round trip), then the events
@@ -237,18 +244,17 @@ class PostgresStore(Store):
                 cursor.executemany(plan_violations.upsert("%s", "::json"),
                                    [tuple(_text(v) if isinstance(v, str) else v for v in row)
                                     for row in plan_violations.rows(broken, now, _dumps)])
-        self._notify(conn, queued(plans))
         return accepted
 
     # --- the inbox (server.intake: queue)
     def _receive_group(self, jobs: list[list[Received]]) -> list[None]:
         requests = [r for requests in jobs for r in requests]
-        with self._conn() as conn, conn.transaction():
+        with self._conn() as conn:   # one statement: its own transaction
             conn.execute("INSERT INTO inbox(call, body, received_at, ip, source) SELECT * FROM unnest(%b::text[],"
                          " %b::bytea[], %b::float8[], %b::text[], %b::text[])",
                          ([r.call for r in requests], [r.body for r in requests], [r.received_at for r in requests],
                           [_text(r.ip) for r in requests], [r.source for r in requests]))
-            self._notify(conn, {INBOX})
+        self._wake({INBOX})
         return [None] * len(jobs)
 
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
@@ -351,12 +357,14 @@ class PostgresStore(Store):
         if ids is not None:
             where += " AND id = ANY(%s)"
             params.append(list(ids))
-        with self._write() as conn:
-            if ids is None:   # a clean stop: another process may take the rest now
+        with self._conn() as conn:
+            if ids is None:
                 conn.execute("UPDATE inbox SET taken_by = NULL, taken_until = NULL WHERE taken_by = %s", (owner,))
-                self._notify(conn, {ALL})
-            return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
-                                params).rowcount
+            released = conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
+                                    params).rowcount
+        if ids is None:   # a clean stop: another process may take the rest now
+            self._wake({ALL})
+        return released
 
     def next_due(self, destinations: list[str], now: float) -> float | None:
         if not destinations:
@@ -466,12 +474,14 @@ class PostgresStore(Store):
         if destination:
             where.append("destination = %s")
             params.append(destination)
-        with self._write() as conn:
-            self._notify(conn, {destination or ALL})
-            return conn.execute(
+        with self._conn() as conn:
+            count = conn.execute(
                 f"UPDATE deliveries SET state = %s, next_at = %s, first_at = %s, round_attempts = 0, updated_at = %s,"
                 f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
                 (QUEUED, now, now, now, *params)).rowcount
+        if count:
+            self._wake({destination or ALL})
+        return count
 
     def hurry(self, destination: str, now: float) -> int:
         with self._conn() as conn:

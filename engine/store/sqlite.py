@@ -49,7 +49,7 @@ from .base import (
     event_columns,
     event_filters,
     inbox_free,
-    queued,
+    queued_in,
     with_duplicates,
     yield_lock,
 )
@@ -57,7 +57,7 @@ from .fifo import FifoListener, ring, wake_folder
 from .group import GroupCommit
 from .migrations import migrations, statements
 from .violations import ViolationQuery
-from .wake import ALL, INBOX, Hear
+from .wake import ALL, INBOX, Hear, Notifier
 
 
 class SQLiteStore(Store):
@@ -75,6 +75,7 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._accepting = GroupCommit(self._accept_group, turn=self._turn)
         self._receiving = GroupCommit(self._receive_group, turn=self._turn)
+        self._wakes = Notifier(lambda names: ring(wake_folder(self.path), names))
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if upgrade:
@@ -128,28 +129,22 @@ class SQLiteStore(Store):
 
     @contextmanager
     def _write(self):
-        """A write transaction; the queues it filled (``_notify``) are woken once it is committed."""
         conn = self._connection()
         with self._turn():
             conn.execute("BEGIN IMMEDIATE")
-            self._local.wake = set()
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            if self._local.wake:
-                ring(wake_folder(self.path), self._local.wake)
-
-    def _notify(self, conn, names: set[str]) -> None:
-        self._local.wake |= names
 
     def listen(self, hear: Hear) -> FifoListener:
         return FifoListener(wake_folder(self.path), hear)
 
     def close(self) -> None:
         self._receiving.close()
+        self._wakes.close()
         with self._lock:
             for conn in self._all:
                 conn.close()
@@ -208,7 +203,9 @@ class SQLiteStore(Store):
 
     def _accept_group(self, jobs: list[tuple[list[NewEvent], float, float]]) -> list[list[Accepted]]:
         with self._write() as conn:
-            return [self._insert(conn, events, now, window) for events, now, window in jobs]
+            accepted = [self._insert(conn, events, now, window) for events, now, window in jobs]
+        self._wake(queued_in([one for job in accepted for one in job]))
+        return accepted
 
     def _insert(self, conn, events: list[NewEvent], now: float, window: float) -> list[Accepted]:
         """Every row of a batch with two multi-row inserts (events, then deliveries) in the open transaction.
@@ -242,7 +239,6 @@ class SQLiteStore(Store):
         broken = [v for new in events if new.violations for v in new.violations]
         if broken:
             conn.executemany(plan_violations.upsert("?"), plan_violations.rows(broken, now, _dump))
-        self._notify(conn, queued(planned))
         return accepted
 
     # --- the inbox (server.intake: queue)
@@ -250,7 +246,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             conn.executemany("INSERT INTO inbox(call, body, received_at, ip, source) VALUES (?, ?, ?, ?, ?)",
                              [(r.call, r.body, r.received_at, r.ip, r.source) for requests in jobs for r in requests])
-            self._notify(conn, {INBOX})
+        self._wake({INBOX})
         return [None] * len(jobs)
 
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
@@ -350,11 +346,13 @@ class SQLiteStore(Store):
             where += f" AND id IN ({','.join('?' * len(ids))})"
             params += list(ids)
         with self._write() as conn:
-            if ids is None:   # a clean stop: another process may take the rest now
+            if ids is None:
                 conn.execute("UPDATE inbox SET taken_by = NULL, taken_until = NULL WHERE taken_by = ?", (owner,))
-                self._notify(conn, {ALL})
-            return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
-                                params).rowcount
+            released = conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
+                                    params).rowcount
+        if ids is None:   # a clean stop: another process may take the rest now
+            self._wake({ALL})
+        return released
 
     def next_due(self, destinations: list[str], now: float) -> float | None:
         if not destinations:
@@ -465,11 +463,13 @@ class SQLiteStore(Store):
             where.append("destination = ?")
             params.append(destination)
         with self._write() as conn:
-            self._notify(conn, {destination or ALL})
-            return conn.execute(
+            count = conn.execute(
                 f"UPDATE deliveries SET state = ?, next_at = ?, first_at = ?, round_attempts = 0, updated_at = ?,"
                 f" lease_owner = NULL, lease_until = NULL WHERE {' AND '.join(where)}",
                 (QUEUED, now, now, now, *params)).rowcount
+        if count:
+            self._wake({destination or ALL})
+        return count
 
     def hurry(self, destination: str, now: float) -> int:
         with self._write() as conn:

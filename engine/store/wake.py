@@ -11,7 +11,13 @@ workers: a lost one costs the poll interval, never an event.
 """
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterable
+
+from ..secrets import Masker
+
+log = logging.getLogger("eventmap.store")
 
 INBOX = "(inbox)"   # the inbox processor's queue (server.intake: queue); not a destination
 ALL = "*"           # every queue: sent in place of a list too long to carry
@@ -33,6 +39,57 @@ def heard(text: str) -> frozenset[str] | None:
     """The queue names in wake-ups (one or several, run together); None for ``ALL``."""
     names = frozenset(line for line in text.split("\n") if line)
     return None if ALL in names else names
+
+
+class Notifier:
+    """Sends a store's wake-ups from a thread of its own, so that no write waits for one: a write hands its
+    names over (``add``) and returns; names that gather while one wake-up is being sent go in the next one
+    together. ``send(names)`` is the backend's way of telling its listeners."""
+
+    def __init__(self, send: Callable[[set[str]], None], masker: Masker | None = None):
+        self._send, self._masker = send, masker or Masker(frozenset())
+        self._changed = threading.Condition()
+        self._waiting: set[str] = set()
+        self._sender: threading.Thread | None = None
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"<Notifier waiting={sorted(self._waiting)}>"
+
+    def add(self, names: set[str]) -> None:
+        with self._changed:
+            self._waiting |= names
+            if self._sender is None or not self._sender.is_alive():   # first use in this process (or after a fork)
+                self._sender = threading.Thread(target=self._send_waiting, name="store-wake", daemon=True)
+                self._sender.start()
+            self._changed.notify()
+
+    def close(self) -> None:
+        """Send what is waiting, then stop the thread (a later ``add`` starts another): a command that exits
+        right after its writes still wakes the workers."""
+        with self._changed:
+            sender, self._closing = self._sender, True
+            self._changed.notify()
+        if sender is not None and sender is not threading.current_thread():
+            sender.join(10)
+        with self._changed:
+            self._closing = False
+            if self._sender is sender:
+                self._sender = None
+
+    def _send_waiting(self) -> None:
+        while True:
+            with self._changed:
+                while not self._waiting and not self._closing:
+                    self._changed.wait()
+                if not self._waiting:
+                    return
+                names, self._waiting = self._waiting, set()
+            try:
+                self._send(names)
+            except Exception as exc:  # noqa: BLE001  a wake-up only hurries: the workers find the work when they poll
+                log.warning("could not wake the delivery workers (%s); they find the work within the poll interval",
+                            self._masker.text(f"{type(exc).__name__}: {exc}"))
 
 
 class Silent:
