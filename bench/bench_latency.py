@@ -41,7 +41,6 @@ idle statements per second, and the ratios of this tree to REF.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -55,7 +54,7 @@ import textwrap
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -263,10 +262,8 @@ def statements(counts: Path) -> int:
     total = 0
     for path in counts.iterdir():
         if path.suffix != ".tmp":
-            try:
+            with suppress(OSError, ValueError):   # a process that has not written its count yet
                 total += int(path.read_text() or 0)
-            except (OSError, ValueError):
-                pass
     return total
 
 

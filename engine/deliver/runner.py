@@ -121,6 +121,8 @@ class Runner:
 
     def _loop(self, worker) -> None:
         bell = self.bells[worker.name]
+        if hasattr(worker, "more_due"):   # a full lease leaves more, perhaps: a sibling thread takes it meanwhile
+            worker.more_due = bell.ring
         failures = 0
         while not self.stop_event.is_set():
             self._gather(worker)
@@ -134,18 +136,10 @@ class Runner:
                 self.stop_event.wait(min(30, 2 ** failures))
                 continue
             if handled:
-                self._turn_done(worker, handled, bell)
+                if getattr(worker, "batching", False) and handled < worker.lease_size():
+                    self._short_batch_at[worker.name] = time.monotonic()   # the next batch gathers (_gather)
                 continue
             bell.wait(lambda: self._idle_for(worker))
-
-    def _turn_done(self, worker, handled: int, bell) -> None:
-        """After a turn that found work: a full one leaves more, perhaps, so a sibling thread takes it; a batch short
-        of full holds this destination's next batch back (``_gather``)."""
-        size = worker.lease_size() if hasattr(worker, "lease_size") else None
-        if size is not None and handled >= size:
-            bell.ring()
-        elif getattr(worker, "batching", False):
-            self._short_batch_at[worker.name] = time.monotonic()
 
     def _gather(self, worker) -> None:
         """A batching destination that sent a batch short of full less than ``batch_wait`` ago lets events gather
