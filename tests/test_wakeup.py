@@ -118,6 +118,22 @@ def running(engine, store, vendor, *, poll: float, batch: bool = False, batch_wa
         runner.join(10)
 
 
+# --------------------------------------------------------------------------- configuration
+
+def test_the_poll_and_batch_wait_come_from_the_configuration_and_a_zero_poll_is_refused(tmp_path):
+    from engine.load.config import load_config
+    path = tmp_path / "eventmap.yaml"
+    path.write_text("destinations: {segment: {}}\ndelivery: {poll: 5s, batch_wait: 50ms}\n", encoding="utf-8")
+    config, problems = load_config(path)
+    assert problems == [] and (config.delivery.poll, config.delivery.batch_wait) == (5.0, 0.05)
+    assert DeliveryOptions().poll == 1.0 and DeliveryOptions().batch_wait == 0.2   # the documented defaults
+
+    path.write_text("destinations: {segment: {}}\ndelivery:\n  poll: 0s\n", encoding="utf-8")
+    _, problems = load_config(path)
+    assert [(p.path, p.line) for p in problems] == [("delivery.poll", 3)]
+    assert "longer than 0" in problems[0].message
+
+
 # --------------------------------------------------------------------------- the store's wake-ups
 
 def test_a_write_wakes_every_listening_process_with_the_queues_it_filled(backend, store):

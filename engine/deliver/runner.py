@@ -92,6 +92,8 @@ class Runner:
         thread.start()
         self._threads.append(thread)
         for worker in self.workers:
+            if hasattr(worker, "more_due"):   # a full lease leaves more, perhaps: a sibling thread takes it meanwhile
+                worker.more_due = self.bells[worker.name].ring
             for index in range(self.threads.get(worker.name, 1)):
                 thread = threading.Thread(target=self._loop, args=(worker,), name=f"{worker.name}-{index}", daemon=True)
                 thread.start()
@@ -121,8 +123,6 @@ class Runner:
 
     def _loop(self, worker) -> None:
         bell = self.bells[worker.name]
-        if hasattr(worker, "more_due"):   # a full lease leaves more, perhaps: a sibling thread takes it meanwhile
-            worker.more_due = bell.ring
         failures = 0
         while not self.stop_event.is_set():
             self._gather(worker)

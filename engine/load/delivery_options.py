@@ -37,6 +37,9 @@ def delivery_options(config: dict, problem) -> tuple[DeliveryOptions, list[Probl
             except ValueError as exc:
                 problems.append(problem(("delivery", name), str(exc)))
     options = DeliveryOptions(**values)
+    if options.poll <= 0:
+        problems.append(problem(("delivery", "poll"), "the poll interval must be longer than 0: idle workers would "
+                                "query the store without pause (wake-ups make them start at once anyway)"))
     if options.dedupe_window > options.keep_done_for:
         problems.append(problem(("delivery", "dedupe_window"), "the dedupe window cannot be longer than keep_done_for: "
                                 "pruned deliveries can no longer tell a duplicate"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from ..secrets import Masker
@@ -22,6 +23,7 @@ log = logging.getLogger("eventmap.store")
 INBOX = "(inbox)"   # the inbox processor's queue (server.intake: queue); not a destination
 ALL = "*"           # every queue: sent in place of a list too long to carry
 MOST_BYTES = 4000   # a wake-up's size at most: under a pipe's atomic write (4096) and NOTIFY's payload (8000)
+LEAST_GAP = 0.005   # seconds between two wake-ups a process sends: under load they carry many writes each
 
 Hear = Callable[[frozenset[str] | None], None]   # names of the queues with new work; None: any of them
 
@@ -43,8 +45,10 @@ def heard(text: str) -> frozenset[str] | None:
 
 class Notifier:
     """Sends a store's wake-ups from a thread of its own, so that no write waits for one: a write hands its
-    names over (``add``) and returns; names that gather while one wake-up is being sent go in the next one
-    together. ``send(names)`` is the backend's way of telling its listeners."""
+    names over (``add``) and returns; names that gather while one wake-up is being sent, or within
+    ``LEAST_GAP`` of the last, go in the next one together. So a lone write wakes the workers at once, and a
+    stream of writes costs the listeners (and PostgreSQL, where each wake-up is a transaction) at most one
+    wake-up per 5 ms per process, not one per write. ``send(names)`` is the backend's way of telling them."""
 
     def __init__(self, send: Callable[[set[str]], None], masker: Masker | None = None):
         self._send, self._masker = send, masker or Masker(frozenset())
@@ -52,6 +56,7 @@ class Notifier:
         self._waiting: set[str] = set()
         self._sender: threading.Thread | None = None
         self._closing = False
+        self._next_at = 0.0   # time.monotonic() before which nothing more is sent
 
     def __repr__(self) -> str:
         return f"<Notifier waiting={sorted(self._waiting)}>"
@@ -84,7 +89,10 @@ class Notifier:
                     self._changed.wait()
                 if not self._waiting:
                     return
+            time.sleep(max(0.0, self._next_at - time.monotonic()))   # names keep gathering meanwhile
+            with self._changed:
                 names, self._waiting = self._waiting, set()
+            self._next_at = time.monotonic() + LEAST_GAP
             try:
                 self._send(names)
             except Exception as exc:  # noqa: BLE001  a wake-up only hurries: the workers find the work when they poll
