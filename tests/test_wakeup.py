@@ -28,6 +28,7 @@ from engine.load.delivery_options import DeliveryOptions
 from engine.store import DEAD, INBOX, SKIPPED, Finish, NewDelivery, NewEvent, Received
 from engine.store.fifo import wake_folder
 
+from conftest import Backend
 from vendor_server import Answer, VendorServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,11 +324,10 @@ def test_eventmap_enqueue_and_deliveries_retry_wake_a_running_deliverer(backend,
 
 # --------------------------------------------------------------------------- each backend's own failure
 
-def test_postgres_listener_reconnects_then_wakes_every_queue(backend, store, engine, vendor, caplog):
-    if backend.name != "postgres":
-        pytest.skip("PostgreSQL's LISTEN connection")
+def test_postgres_listener_reconnects_then_wakes_every_queue(postgres_url, engine, vendor, caplog):
     import psycopg
-    writer = backend.open()
+    backend = Backend("postgres", postgres_url)
+    store, writer = backend.open(), backend.open()
     try:
         with running(engine, store, vendor, poll=60.0) as route:
             with psycopg.connect(backend.url, autocommit=True) as admin:
@@ -344,13 +344,14 @@ def test_postgres_listener_reconnects_then_wakes_every_queue(backend, store, eng
             assert arrived is not None, "not delivered: the listener did not come back or did not catch up"
     finally:
         writer.close()
+        store.close()
     assert any("lost the wake-up connection" in r.getMessage() for r in caplog.records)
     assert any("listening for wake-ups" in r.getMessage() and "again" in r.getMessage() for r in caplog.records)
 
 
-def test_sqlite_removes_the_pipe_of_a_listener_that_died(backend, store, tmp_path):
-    if backend.name != "sqlite":
-        pytest.skip("SQLite's pipes")
+def test_sqlite_removes_the_pipe_of_a_listener_that_died(tmp_path):
+    backend = Backend("sqlite", f"sqlite:///{tmp_path}/outbox.db")
+    store = backend.open()
     folder = wake_folder(store.path)
     code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from engine.store import open_store; "
             "s = open_store(sys.argv[1]); s.listen(lambda names: None); print('ready', flush=True); time.sleep(60)")
