@@ -50,7 +50,7 @@ class PgListener:
                     failures = 0
                     self.hear(None)   # anything written before LISTEN took effect went unheard
                     self._listen(conn)
-            except psycopg.Error as exc:
+            except Exception as exc:  # noqa: BLE001  whatever ends the connection, the listener tries again
                 failures += 1
                 wait = min(30, 2 ** failures)
                 if failures == 1:
