@@ -127,7 +127,8 @@ def cmd_deliver(args) -> int:
                                                  if hasattr(w, "route")}, owner=owner,
                         stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
                         archive_for=config.delivery.archive_for,
-                        report_every=every if every > 0 else None)
+                        report_every=every if every > 0 else None, idle_wait=config.delivery.poll,
+                        batch_wait=config.delivery.batch_wait)
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             runner.start()

@@ -7,6 +7,14 @@ Stopping lets every thread finish the request it is sending and record the
 verdict; leases not yet used go back to the queue. Every ``report_every``
 seconds it logs one line per destination that did something (sent, failed,
 retrying, dead); ``health.py`` logs failing/recovered edges and dead letters.
+
+Idle threads wait on their worker's doorbell (``wakeup.py``), rung when a write
+anywhere commits work for that queue (``store.listen``): an accepted event starts
+its request milliseconds later, and an idle destination still looks at the store
+only once per ``idle_wait`` (``delivery.poll``), which is also what a lost wake-up
+costs. A batching destination that has just sent a batch short of full waits
+``batch_wait`` (``delivery.batch_wait``) before its next turn, so that under load
+events gather into full batches, while a lone event after a quiet spell goes at once.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ from ..store import PENDING, RETRYING, Store
 from .http import HttpClient
 from .limits import RateLimiter
 from .retry import RetryPolicy
+from .wakeup import Doorbells
 from .worker import DestinationWorker
 
 log = logging.getLogger("eventmap.deliver")
@@ -55,22 +64,39 @@ def destination_workers(routes: list[Route], store: Store, options: DeliveryOpti
     return workers
 
 
+DEFAULT_OPTIONS = DeliveryOptions()   # frozen: one shared default is safe
+
+
 class Runner:
     def __init__(self, workers: list, store: Store, *, threads: dict[str, int] | None = None, owner: str,
-                 stop: threading.Event, keep_done_for: float | None = None, idle_wait: float = 1.0,
+                 stop: threading.Event, keep_done_for: float | None = None,
+                 idle_wait: float = DEFAULT_OPTIONS.poll, batch_wait: float = DEFAULT_OPTIONS.batch_wait,
                  clock=time.time, masker: Masker | None = None, report_every: float | None = None,
                  archive_for: float | None = None):
         """``keep_done_for``: prune finished deliveries this old (None: no pruning); ``archive_for``: and events
         without deliveries this old (the archive replays read; None: as old as ``keep_done_for``)."""
         self.workers, self.store, self.owner, self.stop_event = workers, store, owner, stop
         self.threads = threads or {}
-        self.keep_done_for, self.idle_wait, self.clock = keep_done_for, idle_wait, clock
+        self.keep_done_for, self.idle_wait, self.batch_wait, self.clock = keep_done_for, idle_wait, batch_wait, clock
         self.report_every, self.archive_for = report_every, archive_for
         self.masker = masker or Masker(frozenset())
+        self.bells = Doorbells(worker.name for worker in workers)
+        self._short_batch_at: dict[str, float] = {}   # batching worker -> when it last sent a batch short of full
         self._threads: list[threading.Thread] = []
+        self._listening = None
 
     def start(self) -> None:
+        try:   # before the first turns: what is committed after them rings
+            self._listening = self.store.listen(self.bells.hear)
+        except Exception as exc:  # noqa: BLE001  without wake-ups delivery still works, by polling
+            log.warning("no wake-ups from the store (%s): idle workers look every %gs",
+                        self.masker.text(f"{type(exc).__name__}: {exc}"), self.idle_wait)
+        thread = threading.Thread(target=self._close_bells_on_stop, name="doorbells", daemon=True)
+        thread.start()
+        self._threads.append(thread)
         for worker in self.workers:
+            if hasattr(worker, "more_due"):   # a full lease leaves more, perhaps: a sibling thread takes it meanwhile
+                worker.more_due = self.bells[worker.name].ring
             for index in range(self.threads.get(worker.name, 1)):
                 thread = threading.Thread(target=self._loop, args=(worker,), name=f"{worker.name}-{index}", daemon=True)
                 thread.start()
@@ -90,11 +116,19 @@ class Runner:
     def join(self, timeout: float | None = None) -> None:
         for thread in self._threads:
             thread.join(timeout)
+        if self._listening is not None:
+            self._listening.close()
         self.store.release(self.owner)
 
+    def _close_bells_on_stop(self) -> None:
+        self.stop_event.wait()
+        self.bells.close()
+
     def _loop(self, worker) -> None:
+        bell = self.bells[worker.name]
         failures = 0
         while not self.stop_event.is_set():
+            self._gather(worker)
             try:
                 handled = worker.run_once(self.clock())
                 failures = 0
@@ -105,11 +139,29 @@ class Runner:
                 self.stop_event.wait(min(30, 2 ** failures))
                 continue
             if handled:
+                if getattr(worker, "batching", False) and handled < worker.lease_size():
+                    self._short_batch_at[worker.name] = time.monotonic()   # the next batch gathers (_gather)
                 continue
-            idle = min(self.idle_wait, getattr(worker, "poll_every", self.idle_wait))   # the inbox looks more often
+            bell.wait(lambda: self._idle_for(worker))
+
+    def _gather(self, worker) -> None:
+        """A batching destination that sent a batch short of full less than ``batch_wait`` ago lets events gather
+        until then (a lone event after a quiet spell goes at once; under load batches fill)."""
+        sent = self._short_batch_at.get(worker.name)
+        if sent is not None and self.batch_wait > 0:
+            hold = sent + self.batch_wait - time.monotonic()
+            if hold > 0:
+                self.stop_event.wait(hold)
+
+    def _idle_for(self, worker) -> float:
+        """How long an idle worker's time-keeping thread waits for a ring: the poll interval, or less when a
+        retry is due sooner (and not before its circuit breaker lets a request out)."""
+        try:
             due = resume_at(worker, self.store, self.clock())
-            wait = idle if due is None else min(idle, max(0.01, due - self.clock()))
-            self.stop_event.wait(wait)
+        except Exception as exc:  # noqa: BLE001  the store is failing: look again after the poll interval
+            log.error("%s: %s", worker.name, self.masker.text(f"{type(exc).__name__}: {exc}"))
+            return self.idle_wait
+        return self.idle_wait if due is None else min(self.idle_wait, max(0.01, due - self.clock()))
 
     def _prune_loop(self) -> None:
         while not self.stop_event.wait(60.0):

@@ -150,6 +150,7 @@ class DestinationWorker:
         self.steps = max((len(a.steps) for a in route.destination.actions.values() if a.steps), default=1)
         self.pace = Pace()
         self.masker = Masker(route.secrets)
+        self.more_due = None   # called when a lease comes back full: the runner wakes another thread for the rest
 
     def __repr__(self) -> str:
         return f"<DestinationWorker {self.name}>"
@@ -201,6 +202,8 @@ class DestinationWorker:
         leased = self.store.lease(self.name, size, self.owner, now, self.lease_for)
         if not leased:
             return 0
+        if len(leased) == size and self.more_due is not None:
+            self.more_due()
         turn = _Turn(now + self.lease_for, {item.id: item.message_id for item in leased})
         try:
             self._send_leased(turn, leased)

@@ -17,6 +17,8 @@ class DeliveryOptions:
     dedupe_window: float = 86400.0
     keep_done_for: float = 7 * 86400.0
     archive_for: float = 7 * 86400.0   # accepted events stay this long for replays (and while they have deliveries)
+    poll: float = 1.0                  # an idle worker looks at the store this often; wake-ups are what hurry it
+    batch_wait: float = 0.2            # after a batch short of full, a batching destination gathers this long
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ def delivery_options(config: dict, problem) -> tuple[DeliveryOptions, list[Probl
             except ValueError as exc:
                 problems.append(problem(("delivery", name), str(exc)))
     options = DeliveryOptions(**values)
+    if options.poll <= 0:
+        problems.append(problem(("delivery", "poll"), "the poll interval must be longer than 0: idle workers would "
+                                "query the store without pause (wake-ups make them start at once anyway)"))
     if options.dedupe_window > options.keep_done_for:
         problems.append(problem(("delivery", "dedupe_window"), "the dedupe window cannot be longer than keep_done_for: "
                                 "pruned deliveries can no longer tell a duplicate"))

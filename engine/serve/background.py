@@ -55,7 +55,8 @@ def main(config_file: str | None, folder: str, mappings: str, dry_run: bool, par
         runner = Runner(workers, store, threads={w.name: w.route.limits.concurrency for w in destinations},
                         owner=owner, stop=stop, keep_done_for=config.delivery.keep_done_for, masker=Masker(secrets),
                         archive_for=config.delivery.archive_for,
-                        report_every=config.logging.every)
+                        report_every=config.logging.every, idle_wait=config.delivery.poll,
+                        batch_wait=config.delivery.batch_wait)
         runner.start()
         while not stop.wait(PARENT_CHECK):
             if os.getppid() != parent:

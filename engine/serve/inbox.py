@@ -29,18 +29,17 @@ import time
 from ..failures import event_failed
 from ..intake import Intake
 from ..problems import Problem
-from ..store import NewEvent, Received, Store
+from ..store import INBOX, NewEvent, Received, Store
 from .calls import decide_request
 from .segment_api import ApiError, parse_json
 
 log = logging.getLogger("eventmap.serve")
 
-NAME = "(inbox)"   # not a destination: the name the runner and its logs know this worker by
+NAME = INBOX   # not a destination: the name the runner, its logs and the store's wake-ups know this worker by
 
 
 class InboxWorker:
     name = NAME
-    poll_every = 0.1   # seconds between looks at an empty inbox (a look takes no write lock)
 
     def __init__(self, intake: Intake, store: Store, *, requests_per_turn: int = 50, events_per_write: int = 500,
                  lease_for: float = 60.0, owner: str | None = None, clock=time.time):

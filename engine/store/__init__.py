@@ -46,6 +46,7 @@ from .base import (
 )
 from .refusals import Refusal
 from .violations import NewViolation, ViolationQuery, ViolationRecord
+from .wake import INBOX
 
 DEFAULT_URL = "sqlite:///eventmap.db"
 
@@ -89,6 +90,7 @@ __all__ = [
     "DRY_RUN",
     "DUPLICATE",
     "FINAL",
+    "INBOX",
     "INTAKE",
     "NOT_RECORDED",
     "PENDING",

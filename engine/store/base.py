@@ -47,6 +47,7 @@ from . import refusals as refusal_rows
 from .group import GroupCommit
 from .refusals import Refusal
 from .violations import NewViolation, ViolationQuery, ViolationRecord
+from .wake import Hear, Notifier, Silent
 
 # PENDING and PRUNABLE as SQL lists written into the statements: the planners use the partial indexes
 # on "state IN (...)" only when the states are literals, not bound parameters.
@@ -353,9 +354,26 @@ class Store(ABC):
             with self._write() as conn:
                 if self._remove_received(conn, ids, owner) != len(ids):
                     raise LeaseLost   # rolls the removal back
-                return self._insert(conn, events, now, dedupe_window) if events else []
+                accepted = self._insert(conn, events, now, dedupe_window) if events else []
         except LeaseLost:
             return None
+        self._wake(queued_in(accepted))
+        return accepted
+
+    # each backend makes it in its __init__: Notifier(a function that tells its listeners)
+    _wakes: Notifier
+
+    def listen(self, hear: Hear):
+        """Call ``hear(names)`` from a thread of the store's whenever any process commits work for the queues
+        ``names`` (None: any queue), until the returned object's ``close()``. A wake-up only hurries a worker:
+        one may be lost (a reconnect, a full pipe), so workers still poll, seldom (``wake.py``)."""
+        return Silent()
+
+    def _wake(self, names: set[str]) -> None:
+        """Tell the listeners, soon and without waiting, that the queues ``names`` have new work; called once that
+        work is committed (a listener woken sooner would find nothing)."""
+        if names:
+            self._wakes.add(names)
 
     # what each backend provides for the shared methods above
     @abstractmethod
@@ -632,6 +650,11 @@ class Store(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def queued_in(accepted: list[Accepted]) -> set[str]:
+    """The destinations that accepted events queued something for: the queues their write wakes."""
+    return {destination for one in accepted for _, destination, state in one.deliveries if state == QUEUED}
 
 
 def duplicate_reason(message_id: str, first: float, window: float) -> str:

@@ -52,12 +52,15 @@ from .base import (
     duplicates,
     event_columns,
     inbox_free,
+    queued_in,
     with_duplicates,
 )
 from .group import GroupCommit
 from .migrations import migrations, statements
+from .pg_listen import PgListener
 from .urls import masked_url, url_secrets
 from .violations import ViolationQuery
+from .wake import ALL, INBOX, Hear, Notifier, wake_text
 
 # any constant will do: it serialises 'eventmap db upgrade' runs on one database
 MIGRATION_LOCK = 0x6576_656E_746D_6170  # "eventmap"
@@ -79,6 +82,7 @@ class PostgresStore(Store):
         self.url = masked_url(url)
         self._receiving = GroupCommit(self._receive_group)
         self._masker = Masker(url_secrets(url))
+        self._wakes = Notifier(self._notify, self._masker)
         if unknown:
             raise ConfigError([Problem(f"storage.{name}", f"not an option of PostgreSQL storage (it takes "
                                        f"{', '.join(OPTIONS)})") for name in unknown])
@@ -127,8 +131,20 @@ class PostgresStore(Store):
         with self._conn() as conn, conn.transaction():
             yield conn
 
+    def _notify(self, names: set[str]) -> None:
+        """The wake-up, from the Notifier's thread, in a transaction of its own: NOTIFY takes a lock for the whole
+        database as it commits, which no intake transaction should wait for. Not flushed to disk before it
+        returns (``synchronous_commit`` off for this one statement): a wake-up need not survive a crash."""
+        with self._conn() as conn:
+            conn.execute("SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)",
+                         (self._channel, wake_text(names)))
+
+    def listen(self, hear: Hear) -> PgListener:
+        return PgListener(self._params, self._channel, hear, self._masker, self.url)
+
     def close(self) -> None:
         self._receiving.close()
+        self._wakes.close()
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.close()
@@ -143,10 +159,11 @@ class PostgresStore(Store):
                 self._check_version(found, latest)
             # the id sequences, named once: nextval(pg_get_serial_sequence(...)) looked the name up for every
             # id drawn, which was 1.3 ms of a 100-event batch's accept
-            events, deliveries, sent = conn.execute(
+            events, deliveries, sent, schema = conn.execute(
                 "SELECT pg_get_serial_sequence('events', 'id'), pg_get_serial_sequence('deliveries', 'id'),"
-                " pg_get_serial_sequence('sent_requests', 'id')").fetchone() or ("", "", "")
+                " pg_get_serial_sequence('sent_requests', 'id'), current_schema()").fetchone() or ("", "", "", "")
             self._sequences: tuple[str, str, str] = (events, deliveries, sent)
+            self._channel = wake_channel(schema)
 
     def _check_version(self, found: int, latest: int) -> None:
         if found < latest:
@@ -186,7 +203,9 @@ class PostgresStore(Store):
         if not events:
             return []
         with self._write() as conn:
-            return self._insert(conn, events, now, dedupe_window)
+            accepted = self._insert(conn, events, now, dedupe_window)
+        self._wake(queued_in(accepted))
+        return accepted
 
     def _insert(self, conn, events: list[NewEvent], now: float, window: float) -> list[Accepted]:
         """Every row of a batch in the open transaction: ids drawn first (one round trip), then the events
@@ -240,6 +259,7 @@ class PostgresStore(Store):
                          " %b::bytea[], %b::float8[], %b::text[], %b::text[])",
                          ([r.call for r in requests], [r.body for r in requests], [r.received_at for r in requests],
                           [_text(r.ip) for r in requests], [r.source for r in requests]))
+        self._wake({INBOX})
         return [None] * len(jobs)
 
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
@@ -371,8 +391,11 @@ class PostgresStore(Store):
         with self._conn() as conn:
             if ids is None:
                 conn.execute("UPDATE inbox SET taken_by = NULL, taken_until = NULL WHERE taken_by = %s", (owner,))
-            return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
-                                params).rowcount
+            released = conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
+                                    params).rowcount
+        if ids is None:   # a clean stop: another process may take the rest now
+            self._wake({ALL})
+        return released
 
     def next_due(self, destinations: list[str], now: float) -> float | None:
         if not destinations:
@@ -461,10 +484,13 @@ class PostgresStore(Store):
             where.append("destination = %s")
             params.append(destination)
         with self._conn() as conn:
-            return conn.execute(
+            count = conn.execute(
                 f"UPDATE deliveries SET state = %s, next_at = %s, first_at = %s, round_attempts = 0, updated_at = %s,"
                 f" lease_owner = NULL, lease_until = NULL, reason = NULL, errors = NULL WHERE {' AND '.join(where)}",
                 (QUEUED, now, now, now, *params)).rowcount
+        if count:
+            self._wake({destination or ALL})
+        return count
 
     def hurry(self, destination: str, now: float) -> int:
         with self._conn() as conn:
@@ -556,6 +582,8 @@ class PostgresStore(Store):
                     " next_at, reason, errors) SELECT e, d, m, s, %s, %s, %s, n, r, x::json FROM unnest(%b::bigint[],"
                     " %b::text[], %b::text[], %b::text[], %b::float8[], %b::text[], %b::text[]) AS i(e, d, m, s, n, r, x)",
                     (now, now, now, *[list(c) for c in columns]))
+        if moved:   # the deliveries it queued wake their workers, as accept's do
+            self._wake({d.destination for _, _, d in step.deliveries if d.state == QUEUED})
         return bool(moved)
 
     def take_replay(self, replay_id: int, owner: str, now: float) -> Replay | None:
@@ -580,6 +608,13 @@ class PostgresStore(Store):
 
 
 _INBOX_FREE = inbox_free("%s")
+
+
+def wake_channel(schema: str | None) -> str:
+    """The NOTIFY channel of the eventmap tables in ``schema``: two installs sharing a database in schemas of
+    their own do not wake each other. At most 63 bytes, PostgreSQL's longest identifier."""
+    name = "eventmap" if schema in (None, "public") else f"eventmap.{schema}"
+    return name.encode()[:63].decode("utf-8", "ignore")
 
 
 def _version_in(conn) -> int:

@@ -52,13 +52,16 @@ from .base import (
     duplicates,
     event_columns,
     inbox_free,
+    queued_in,
     record_of,
     with_duplicates,
     yield_lock,
 )
+from .fifo import FifoListener, ring, wake_folder
 from .group import GroupCommit
 from .migrations import migrations, statements
 from .violations import ViolationQuery
+from .wake import ALL, INBOX, Hear, Notifier
 
 
 class SQLiteStore(Store):
@@ -76,6 +79,7 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._accepting = GroupCommit(self._accept_group, turn=self._turn)
         self._receiving = GroupCommit(self._receive_group, turn=self._turn)
+        self._wakes = Notifier(lambda names: ring(wake_folder(self.path), names))
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if upgrade:
@@ -139,8 +143,12 @@ class SQLiteStore(Store):
                 raise
             conn.execute("COMMIT")
 
+    def listen(self, hear: Hear) -> FifoListener:
+        return FifoListener(wake_folder(self.path), hear)
+
     def close(self) -> None:
         self._receiving.close()
+        self._wakes.close()
         with self._lock:
             for conn in self._all:
                 conn.close()
@@ -199,7 +207,9 @@ class SQLiteStore(Store):
 
     def _accept_group(self, jobs: list[tuple[list[NewEvent], float, float]]) -> list[list[Accepted]]:
         with self._write() as conn:
-            return [self._insert(conn, events, now, window) for events, now, window in jobs]
+            accepted = [self._insert(conn, events, now, window) for events, now, window in jobs]
+        self._wake(queued_in([one for job in accepted for one in job]))
+        return accepted
 
     def _insert(self, conn, events: list[NewEvent], now: float, window: float) -> list[Accepted]:
         """Every row of a batch with two multi-row inserts (events, then deliveries) in the open transaction.
@@ -242,6 +252,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             conn.executemany("INSERT INTO inbox(call, body, received_at, ip, source) VALUES (?, ?, ?, ?, ?)",
                              [(r.call, r.body, r.received_at, r.ip, r.source) for requests in jobs for r in requests])
+        self._wake({INBOX})
         return [None] * len(jobs)
 
     def take_received(self, limit: int, owner: str, now: float, lease_for: float) -> list[Received]:
@@ -358,8 +369,11 @@ class SQLiteStore(Store):
         with self._write() as conn:
             if ids is None:
                 conn.execute("UPDATE inbox SET taken_by = NULL, taken_until = NULL WHERE taken_by = ?", (owner,))
-            return conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
-                                params).rowcount
+            released = conn.execute(f"UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE {where}",
+                                    params).rowcount
+        if ids is None:   # a clean stop: another process may take the rest now
+            self._wake({ALL})
+        return released
 
     def next_due(self, destinations: list[str], now: float) -> float | None:
         if not destinations:
@@ -442,10 +456,13 @@ class SQLiteStore(Store):
             where.append("destination = ?")
             params.append(destination)
         with self._write() as conn:
-            return conn.execute(
+            count = conn.execute(
                 f"UPDATE deliveries SET state = ?, next_at = ?, first_at = ?, round_attempts = 0, updated_at = ?,"
                 f" lease_owner = NULL, lease_until = NULL, reason = NULL, errors = NULL WHERE {' AND '.join(where)}",
                 (QUEUED, now, now, now, *params)).rowcount
+        if count:
+            self._wake({destination or ALL})
+        return count
 
     def hurry(self, destination: str, now: float) -> int:
         with self._write() as conn:
@@ -552,6 +569,8 @@ class SQLiteStore(Store):
                     " next_at, reason, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(event_id, d.destination, message_id, d.state, now, now, now, now if d.state == QUEUED else None,
                       d.reason, _dump(d.errors) if d.errors else None) for event_id, message_id, d in step.deliveries])
+        if moved:   # the deliveries it queued wake their workers, as accept's do
+            self._wake({d.destination for _, _, d in step.deliveries if d.state == QUEUED})
         return bool(moved)
 
     def take_replay(self, replay_id: int, owner: str, now: float) -> Replay | None:
