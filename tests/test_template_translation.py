@@ -43,7 +43,9 @@ UNARY = ["(not {})", "({} | length)", "({} | string)", "({} | lower)", "({} | tr
          "{}.replace('a', 'bb')", "({} | map('lower') | join)", "({} | reject('number') | first)",
          "({} | reject('in', ' -.é') | join)", "({} | select('in', '0123456789') | join(''))",
          "({} | string | select('in', 'ab') | join)", "({} | select('string') | map('length') | select('gt', 1) | first)",
-         "({} | reject('none') | map('string') | first)"]
+         "({} | reject('none') | map('string') | first)", "({} | round)", "({} | round(1, 'floor'))", "({} | int)",
+         "({} | float)", "({} | abs)", "({} | capitalize)", "({} | title)", "({} | upper)", "({} | sum)", "({} | max)",
+         "({} | round | int)"]
 PAIRED = ["({} if {} else {})", "{}[{}]", "{{{}: {}}}", "({} | default({}))", "[{}, {}]", "{}.startswith({})",
           "{}[:{}]"]
 

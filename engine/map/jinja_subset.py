@@ -29,6 +29,7 @@ import contextlib
 import math
 
 from jinja2 import nodes
+from jinja2.utils import _PassArg
 
 from ..problems import EventmapError
 from . import operators
@@ -50,6 +51,10 @@ _NUMBERS = (int, float)
 _KIND_TESTS = frozenset({"defined", "undefined", "none", "boolean", "false", "true", "integer", "float", "number",
                          "string", "mapping", "sequence", "iterable"})
 # methods of text a template may call: (name, what it returns is text or a list, so its size is checked)
+# Jinja2's own filters of one value that the translation calls directly, as Jinja2's compiled code does: each
+# takes its arguments as given (or the environment first) and answers a number or text, never a generator
+_PLAIN_FILTERS = frozenset({"abs", "capitalize", "float", "int", "lower", "round", "title", "trim", "upper", "sum",
+                            "min", "max"})
 _TEXT_METHODS = {**dict.fromkeys(("isascii", "isalpha", "isalnum", "isdigit", "isdecimal", "isnumeric", "islower",
                                   "isupper", "isspace", "istitle", "startswith", "endswith"), False),
                  **dict.fromkeys(("lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "title",
@@ -515,6 +520,8 @@ class Translator:
             return self._assign(f"0 if {value} is _U else len({value})")  # Undefined's length is 0
         if node.name in ("select", "reject", "map", "first") and node.name not in FILTERS:
             return self._sequence_filter(node)
+        if node.name in _PLAIN_FILTERS and node.name not in FILTERS:
+            return self._plain_filter(node)
         if node.name not in FILTERS:
             raise Unsupported("a Jinja2 built-in filter")
         fn = FILTERS[node.name]  # what Jinja2 calls, less its Undefined-to-None wrapper (done here)
@@ -540,6 +547,19 @@ class Translator:
         shown = ", ".join([value] + [self._none_for_undefined(a) for a in args])
         missing = f"{value} is None" if value in self.defined else f"{value} is _U or {value} is None"
         return self._assign(f"None if {missing} else {name}({shown})")
+
+    def _plain_filter(self, node) -> str:
+        """One of Jinja2's filters of plain values, the very callable its compiled code calls (the bounded one
+        where templates.py bounds it); missing data in or among the arguments is Jinja2's to decide."""
+        fn = self.env.filters[node.name]
+        pass_arg = _PassArg.from_obj(fn)
+        if pass_arg not in (None, _PassArg.environment):
+            raise Unsupported("a Jinja2 filter that takes the context")
+        value = self.expr(node.node, safe=True)
+        args = [self.expr(arg, safe=True) for arg in node.args]
+        self._bail_if(*(self._given(n, v) for n, v in zip([node.node, *node.args], [value, *args])))
+        given = [self.w.constant(self.env, "environment")] if pass_arg is _PassArg.environment else []
+        return self._assign(f"{self.w.constant(fn, f'jinja_{node.name}')}({', '.join([*given, value, *args])})")
 
     def _sequence_filter(self, node) -> str:
         """Jinja2's select and reject (with a test), map (with a filter) and first, lazily as Jinja2 does;
