@@ -46,12 +46,12 @@ def _actual_number(x) -> bool:
 
 
 def equals(x, y) -> bool:
-    """jmespath's ``==``: 0 and 1 never equal false and true (Python's own == says they do)."""
-    if _actual_number(x) and x in (0, 1):
-        if isinstance(y, bool):
-            return False
-    elif _actual_number(y) and y in (0, 1) and isinstance(x, bool):
-        return False
+    """jmespath's ``==``: 0 and 1 never equal false and true (Python's own == says they do).
+
+    So a boolean equals only itself (true and false are single objects), and everything else is Python's ==.
+    """
+    if x.__class__ is bool or y.__class__ is bool:
+        return x is y
     return x == y
 
 
