@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,3 +58,32 @@ def test_a_date_with_spaces_around_it_is_still_a_date():
 def test_url_segment_is_quote_with_nothing_safe(value):
     from urllib.parse import quote
     assert FILTERS["url_segment"](value) == quote(value if isinstance(value, str) else str(value), safe="")
+
+
+# regex_replace: patterns Python's engine runs for RE2 (filters._PLAIN_PATTERN) and the ones it must not
+_LITERALS = st.sampled_from(["a", "b", "_", " ", "é", "-", "#", "\\.", "\\-", "\\[", "\\+", "\\\\", "x"])
+_CLASS_ITEMS = st.sampled_from(["a", "b", "0", "_", " ", "é", "\\-", "\\]", "\\\\", "a-z", "0-9", "A-Z", "à-ö"])
+_CLASSES = st.tuples(st.booleans(), st.lists(_CLASS_ITEMS, min_size=1, max_size=4)).map(
+    lambda t: "[" + ("^" if t[0] else "") + "".join(t[1]) + "]")
+PLAIN_PATTERNS = st.tuples(st.lists(st.one_of(_LITERALS, _CLASSES), min_size=1, max_size=4), st.booleans()).map(
+    lambda t: "".join(t[0]) + ("+" if t[1] else ""))
+TEXTS = st.one_of(st.text(alphabet="ab_ -.é#+[]\\xAZ09àö", max_size=30), st.text(max_size=20))
+
+
+@given(PLAIN_PATTERNS, TEXTS, st.sampled_from(["", "_", "-", "xy", "$"]))
+def test_a_plain_pattern_replaces_as_re2_does(pattern, text, replacement):
+    from engine.map.filters import _PLAIN_PATTERN, _re2_compiled
+    assert _PLAIN_PATTERN.fullmatch(pattern), pattern  # the strategy writes only plain patterns
+    assert FILTERS["regex_replace"](text, pattern, replacement) == _re2_compiled(pattern).sub(replacement, text)
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+b", "a+b", "a*", "a?", "a|b", ".", "^a", "a$", "a{2}", "\\d", "\\s+", "a+?",
+                                     "[[:alpha:]]", "[a-]", "(?i)a", ""])
+def test_patterns_that_can_backtrack_or_mean_another_thing_stay_with_re2(pattern):
+    from engine.map.filters import _PLAIN_PATTERN
+    assert not _PLAIN_PATTERN.fullmatch(pattern)
+
+
+def test_a_pattern_that_backtracks_in_python_still_runs_in_linear_time():
+    """(a+)+b on 'a' * 40 takes Python's engine 2**40 steps; RE2 answers at once."""
+    assert FILTERS["regex_replace"]("a" * 40, "(a+)+b", "x") == "a" * 40
