@@ -8,7 +8,6 @@ client all read these rules, so each is defined once, below every layer that use
 """
 from __future__ import annotations
 
-import email.utils
 import json
 import time
 
@@ -80,6 +79,8 @@ def retry_after(headers: dict) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        import email.utils  # only an HTTP-date Retry-After needs it: kept out of the CLI's start
+
         when = email.utils.parsedate_to_datetime(value)
         return max(0.0, when.timestamp() - time.time()) if when else None
 

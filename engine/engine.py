@@ -30,8 +30,9 @@ def display_path(path: Path) -> str:
     return relative if not relative.startswith("..") else str(path)
 
 
-def load_folder(root: Path, kind: str, load) -> tuple[dict, list[Problem]]:
-    """Every file in ``root/kind`` (destinations or sources), keyed by file name; all problems at once."""
+def load_folder(root: Path, kind: str, load, only: str | None = None) -> tuple[dict, list[Problem]]:
+    """Every file in ``root/kind`` (destinations or sources), keyed by file name; all problems at once.
+    ``only``: the file of that name alone (``only.yaml``), when there is one."""
     loaded: dict = {}
     problems: list[Problem] = []
     folder = Path(root) / kind
@@ -40,7 +41,10 @@ def load_folder(root: Path, kind: str, load) -> tuple[dict, list[Problem]]:
             return {}, []  # sources are optional
         return {}, [Problem("", f"no {kind} folder at {display_path(folder)}", display_path(Path(root)))]
     by_name: dict[str, str] = {}
-    for file in sorted(folder.glob("*.y*ml")):
+    files = sorted(folder.glob("*.y*ml"))
+    if only is not None and any(file.stem == only for file in files):
+        files = [file for file in files if file.stem == only]
+    for file in files:
         item, found = load(file, display_path(file))
         problems += found
         if item is None:
@@ -52,8 +56,12 @@ def load_folder(root: Path, kind: str, load) -> tuple[dict, list[Problem]]:
     return loaded, problems
 
 
-def load_mappings(root: Path) -> tuple[dict[str, Destination], dict[str, Source], list[Problem]]:
-    destinations, problems = load_folder(root, "destinations", load_destination)
+def load_mappings(root: Path, only: str | None = None) -> tuple[dict[str, Destination], dict[str, Source], list[Problem]]:
+    """Every destination and source in ``root``; with ``only``, the destination file of that name alone (a
+    command about one destination reads no other file), or everything when no file has that name."""
+    destinations, problems = load_folder(root, "destinations", load_destination, only)
+    if only is not None and only in destinations:
+        return destinations, {}, problems
     sources, more = load_folder(root, "sources", load_source)
     return destinations, sources, problems + more
 
@@ -68,9 +76,11 @@ class Engine:
     a rejected Outcome with every error.
     """
 
-    def __init__(self, mappings: str | Path = DEFAULT_MAPPINGS, *, lint: bool = True):
+    def __init__(self, mappings: str | Path = DEFAULT_MAPPINGS, *, lint: bool = True, only: str | None = None):
+        """``only``: load the destination file of that name (``planhat`` for planhat.yaml) and nothing else,
+        when there is one (a quicker start for a command about one destination)."""
         self.root = Path(mappings)
-        self.destinations, self.sources, problems = load_mappings(self.root)
+        self.destinations, self.sources, problems = load_mappings(self.root, only)
         errors = [p for p in problems if p.severity == "error"]
         if errors:
             raise ConfigError(errors)

@@ -254,6 +254,27 @@ def test_render_unknown_destination_exits_1(project):
                            "--mappings DIR, else the configuration's mappings:")
 
 
+def test_render_reads_the_named_destination_file_alone(project):
+    """A broken file beside it is validate's to report: rendering planhat neither reads nor refuses it."""
+    (project / "mappings" / "destinations" / "broken.yaml").write_text("name: Broken\nactions: [\n", encoding="utf-8")
+    result = run("render", "planhat", write_event(project, IDENTIFY), "--settings", SETTINGS, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "send"
+    assert "broken.yaml" not in result.stderr
+    assert run("validate", cwd=project).returncode != 0
+
+
+def test_render_finds_a_destination_by_its_display_name_from_every_file(project):
+    (project / "mappings" / "destinations" / "broken.yaml").write_text("name: Broken\nactions: [\n", encoding="utf-8")
+    result = run("render", "Planhat", write_event(project, IDENTIFY), "--settings", SETTINGS, cwd=project)
+    assert result.returncode == 1  # a name that is no file name: every file is read, the broken one refused
+    assert "broken.yaml" in result.stderr
+    (project / "mappings" / "destinations" / "broken.yaml").unlink()
+    result = run("render", "Planhat", write_event(project, IDENTIFY), "--settings", SETTINGS, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["destination"] == "Planhat"
+
+
 def test_render_invalid_json_event_names_file_and_line(project):
     (project / "bad.json").write_text('{"type": "identify",\n "userId": }\n', encoding="utf-8")
     result = run("render", "planhat", "bad.json", "--settings", SETTINGS, cwd=project)

@@ -39,7 +39,8 @@ def make_engine(args, config: Config | None = None) -> Engine:
     destination can be reported with the folder searched (engine/cli/__init__.py)."""
     args.mappings_folder = find_mappings(getattr(args, "mappings", None), config.mappings if config else None,
                                          config.file if config else None)
-    return Engine(args.mappings_folder.path)
+    # a command about one destination (render, explain, batch DEST) reads that destination's file alone
+    return Engine(args.mappings_folder.path, only=getattr(args, "destination", None) if config is None else None)
 
 
 def read_config(path: Path) -> Config:

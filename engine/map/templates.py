@@ -225,56 +225,58 @@ def is_template(text: str) -> bool:
     return any(marker in text for marker in TEMPLATE_MARKERS)
 
 
-def attribute_reads(ast: nodes.Node, root: str) -> set[str]:
-    """Names read as ``root.NAME`` or ``root['NAME']`` anywhere in a template."""
+def attribute_reads(found: list[nodes.Node], root: str) -> set[str]:
+    """Names read as ``root.NAME`` or ``root['NAME']`` among a template's nodes."""
     names = set()
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        target, arg = getattr(node, "node", None), getattr(node, "arg", None)
-        if isinstance(target, nodes.Name) and target.name == root:
-            if isinstance(node, nodes.Getattr):
-                names.add(node.attr)
-            elif isinstance(arg, nodes.Const) and isinstance(arg.value, str):
-                names.add(arg.value)
+    for node in found:
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            target, arg = getattr(node, "node", None), getattr(node, "arg", None)
+            if isinstance(target, nodes.Name) and target.name == root:
+                if isinstance(node, nodes.Getattr):
+                    names.add(node.attr)
+                elif isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                    names.add(arg.value)
     return names
 
 
-def refused(ast: nodes.Node) -> list[str]:
-    """Why the sandbox would refuse this template on every event, found without running it."""
-    found = []
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        name = node.attr if isinstance(node, nodes.Getattr) else getattr(getattr(node, "arg", None), "value", None)
-        if isinstance(name, str) and name.startswith("__"):
-            found.append(f"reads '{name}': names starting with '__' are Python internals, which templates cannot reach")
-    for call in ast.find_all(nodes.Call):
-        target = getattr(call, "node", None)
-        if isinstance(target, nodes.Getattr) and target.attr in MUTATING_METHODS:
-            found.append(f"calls '.{target.attr}()': templates cannot change data")
-    return found
-
-
-def names_read(ast: nodes.Node) -> set[str]:
-    return {node.name for node in ast.find_all(nodes.Name) if node.ctx == "load"}
+def refused(found: list[nodes.Node]) -> list[str]:
+    """Why the sandbox would refuse a template (given its nodes) on every event, found without running it."""
+    reads, calls = [], []
+    for node in found:
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            name = node.attr if isinstance(node, nodes.Getattr) else getattr(getattr(node, "arg", None), "value", None)
+            if isinstance(name, str) and name.startswith("__"):
+                reads.append(f"reads '{name}': names starting with '__' are Python internals, which templates cannot reach")
+        elif isinstance(node, nodes.Call):
+            target = getattr(node, "node", None)
+            if isinstance(target, nodes.Getattr) and target.attr in MUTATING_METHODS:
+                calls.append(f"calls '.{target.attr}()': templates cannot change data")
+    return reads + calls
 
 
 class Facts:
-    """What the loader checks about a template, worked out once per template text (files repeat them)."""
+    """What the loader checks about a template, worked out once per template text (files repeat them), in one
+    walk of its tree."""
 
     __slots__ = ("refused", "settings", "vars", "names", "scopes", "filters", "tests", "filter_calls")
 
     def __init__(self, ast: nodes.Node):
-        self.refused = refused(ast)
-        self.settings = attribute_reads(ast, "settings")
-        self.vars = attribute_reads(ast, "vars")
-        self.names = names_read(ast)
+        found = list(ast.find_all(nodes.Node))
+        self.refused = refused(found)
+        self.settings = attribute_reads(found, "settings")
+        self.vars = attribute_reads(found, "vars")
+        names = [node for node in found if isinstance(node, nodes.Name)]
+        self.names = {node.name for node in names if node.ctx == "load"}
         # the scopes it reads (event, settings...): names it neither defines ({% set %}, loops) nor Jinja2 has
-        stored = {node.name for node in ast.find_all(nodes.Name) if node.ctx in ("store", "param")}
-        stored |= {node.name for node in ast.find_all(nodes.Macro)}
+        stored = {node.name for node in names if node.ctx in ("store", "param")}
+        stored |= {node.name for node in found if isinstance(node, nodes.Macro)}
         self.scopes = self.names - stored - set(_ENVIRONMENT.globals) - {"loop", "caller"}
-        self.filters = {node.name for node in ast.find_all(nodes.Filter)}
+        filters = [node for node in found if isinstance(node, nodes.Filter)]
+        self.filters = {node.name for node in filters}
         # each filter call's arguments, as written (NOT_WRITTEN: computed), for filters that check theirs at load
         self.filter_calls = [(node.name, [a.value if isinstance(a, nodes.Const) else NOT_WRITTEN for a in node.args])
-                             for node in ast.find_all(nodes.Filter)]
-        self.tests = {node.name for node in ast.find_all(nodes.Test)}
+                             for node in filters]
+        self.tests = {node.name for node in found if isinstance(node, nodes.Test)}
 
     def unknown_names(self) -> bool:
         """True when a filter or test is missing from the environment (Jinja2 decides whether that is an error)."""
