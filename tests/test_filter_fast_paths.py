@@ -87,3 +87,11 @@ def test_patterns_that_can_backtrack_or_mean_another_thing_stay_with_re2(pattern
 def test_a_pattern_that_backtracks_in_python_still_runs_in_linear_time():
     """(a+)+b on 'a' * 40 takes Python's engine 2**40 steps; RE2 answers at once."""
     assert FILTERS["regex_replace"]("a" * 40, "(a+)+b", "x") == "a" * 40
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999), st.text(max_size=20))  # to the year 9999
+def test_a_ulid_is_its_time_and_hash_in_crockford_base32_five_bits_a_character(ms, value):
+    import hashlib
+    number = (ms << 80) | int.from_bytes(hashlib.sha256(value.encode("utf-8")).digest()[:10], "big")
+    want = "".join("0123456789ABCDEFGHJKMNPQRSTVWXYZ"[(number >> shift) & 31] for shift in range(125, -1, -5))
+    assert FILTERS["ulid"](value, ms) == want

@@ -1034,6 +1034,9 @@ def tried(name: str) -> Callable[..., Any]:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # ULID's alphabet: Crockford's base32 (https://github.com/ulid/spec)
+# every 10 bits as their two characters: a ULID's 130 bits (26 characters) in 13 look-ups
+_CROCKFORD_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+_PAIR_SHIFTS = range(120, -1, -10)
 
 
 @register_filter("ulid")
@@ -1051,7 +1054,7 @@ def ulid(value: Any, time: Any = None) -> str:
         raise FilterError(f"ulid's time {_show(time)} is before 1970, outside what a ULID can hold")
     text = str(value) if _is_number(value) else _text("ulid", value)
     number = (ms << 80) | int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:10], "big")
-    return "".join(_CROCKFORD[(number >> shift) & 31] for shift in range(125, -1, -5))
+    return "".join([_CROCKFORD_PAIRS[(number >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 # The filters shipped here are pure functions of their input: a template using only
