@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from browser_harness import CHROMIUM, CHROMIUM_ARGS
 from serve_harness import WRITE_KEY, Server, environment, wait_for, write_config
 from vendor_server import Answer, VendorServer
@@ -33,6 +35,31 @@ def browser_missing() -> str | None:
 
 def launch(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+
+
+@contextmanager
+def playwright_or_skip():
+    """Playwright, to drive Debian's Chromium; without them the test skips, saying why (and fails instead
+    under EVENTMAP_REQUIRE_BROWSER=1, as CI runs)."""
+    missing = browser_missing()
+    if missing:
+        if require_browser():
+            pytest.fail(f"the browser is required here (EVENTMAP_REQUIRE_BROWSER=1) but {missing}", pytrace=False)
+        pytest.skip(f"no browser: {missing}")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@contextmanager
+def chromium_or_skip():
+    """A launched Chromium (see playwright_or_skip), closed afterwards."""
+    with playwright_or_skip() as playwright:
+        launched = launch(playwright)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 def refuse_marked(vendor: VendorServer, times: int | None = None) -> None:

@@ -20,10 +20,8 @@ from console_harness import (
     CONSOLE_PASSWORD,
     CONSOLE_USER,
     REFUSED_MARK,
-    browser_missing,
-    launch,
+    chromium_or_skip,
     refuse_marked,
-    require_browser,
     settled,
     start,
 )
@@ -37,16 +35,8 @@ SECRETS = ("planhat-token", "crisp-key", CONSOLE_PASSWORD, MOBILE_KEY, GLADLY_TO
 
 @pytest.fixture(scope="module")
 def browser():
-    missing = browser_missing()
-    if missing:
-        if require_browser():
-            pytest.fail(f"the browser is required here (EVENTMAP_REQUIRE_BROWSER=1) but {missing}", pytrace=False)
-        pytest.skip(f"no browser: {missing}")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
+    with chromium_or_skip() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

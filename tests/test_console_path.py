@@ -22,10 +22,8 @@ from console_harness import (
     FAILING,
     REFUSED_MARK,
     SHOP,
-    browser_missing,
-    launch,
+    chromium_or_skip,
     refuse_marked,
-    require_browser,
     start,
 )
 from serve_harness import MOBILE_KEY, Server, wait_for
@@ -39,16 +37,8 @@ AUTH = (CONSOLE_USER, CONSOLE_PASSWORD)
 
 @pytest.fixture(scope="module")
 def browser():
-    missing = browser_missing()
-    if missing:
-        if require_browser():
-            pytest.fail(f"the browser is required here (EVENTMAP_REQUIRE_BROWSER=1) but {missing}", pytrace=False)
-        pytest.skip(f"no browser: {missing}")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
+    with chromium_or_skip() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from conftest import REPO
-from console_harness import CONSOLE_PASSWORD, CONSOLE_USER, browser_missing, launch, require_browser
+from console_harness import CONSOLE_PASSWORD, CONSOLE_USER, chromium_or_skip
 from serve_harness import Server, environment, ok_vendor, wait_for
 
 from engine.store import ViolationQuery, open_store
@@ -19,16 +19,8 @@ KEY = "key-web-7d1e"
 
 @pytest.fixture(scope="module")
 def browser():
-    missing = browser_missing()
-    if missing:
-        if require_browser():
-            pytest.fail(f"the browser is required here (EVENTMAP_REQUIRE_BROWSER=1) but {missing}", pytrace=False)
-        pytest.skip(f"no browser: {missing}")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
+    with chromium_or_skip() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

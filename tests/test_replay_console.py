@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from console_harness import CONSOLE_PASSWORD, CONSOLE_USER, browser_missing, launch, require_browser, settled, start
+from console_harness import CONSOLE_PASSWORD, CONSOLE_USER, chromium_or_skip, settled, start
 from serve_harness import environment
 from vendor_server import VendorServer
 
@@ -18,19 +18,11 @@ from engine.store import NewDelivery, Replay, ReplayStep, open_store
 
 @pytest.fixture
 def page():
-    missing = browser_missing()
-    if missing:
-        if require_browser():
-            pytest.fail(f"the browser is required here (EVENTMAP_REQUIRE_BROWSER=1) but {missing}", pytrace=False)
-        pytest.skip(f"no browser: {missing}")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
+    with chromium_or_skip() as browser:
         context = browser.new_context(http_credentials={"username": CONSOLE_USER, "password": CONSOLE_PASSWORD})
         opened = context.new_page()
         opened.set_default_timeout(15_000)
         yield opened
-        browser.close()
 
 
 def test_the_replays_page_shows_each_replay_with_its_range_filters_and_progress(tmp_path, page):
