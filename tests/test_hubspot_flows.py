@@ -4,18 +4,15 @@ does not know, a 429 and a 409 in the middle of a flow, and a SIGKILL of deliver
 Each ends with the stand-in holding exactly what HubSpot would, and no dead letter but where HubSpot says so."""
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
+import flows_harness as flows
 import pytest
+from flows_harness import deliver, enqueue, kill_deliver_while_hanging, served, settle, states
 from hubspot_stand_in import HubSpotStandIn
-from test_klaviyo_flows import deliver, enqueue, states
-from vendor_server import Answer, VendorServer
+from vendor_server import Answer
 
 from engine.map.filters import EVENTMAP_NAMESPACE
 from engine.store import DEAD, DELIVERED
@@ -26,24 +23,13 @@ PORTAL = "4470011"
 
 @pytest.fixture
 def hubspot():
-    stand_in = HubSpotStandIn(TOKEN, PORTAL, events=("order_completed", "signed_up"))
-    with VendorServer() as server:
-        server.answer(stand_in)
-        stand_in.url, stand_in.server = server.url, server
+    with served(HubSpotStandIn(TOKEN, PORTAL, events=("order_completed", "signed_up"))) as stand_in:
         yield stand_in
 
 
 def write_config(folder: Path, url: str, lease: str = "30s") -> Path:
-    config = folder / "eventmap.yaml"
-    config.write_text(f"""
-storage: sqlite:///{folder / 'outbox.db'}
-delivery: {{lease: {lease}, timeout: 5s}}
-destinations:
-  hubspot:
-    settings: {{access_token: "{TOKEN}", portal_id: "{PORTAL}", base_url: "{url}"}}
-    limits: {{rate: 100/s, concurrency: 1}}
-""", encoding="utf-8")
-    return config
+    return flows.write_config(folder, "hubspot", f'{{access_token: "{TOKEN}", portal_id: "{PORTAL}", base_url: "{url}"}}',
+                              lease)
 
 
 def identify(n: int, email: str, **traits) -> dict:
@@ -54,16 +40,6 @@ def identify(n: int, email: str, **traits) -> dict:
 def track(n: int, email: str, name: str = "Order Completed", **properties) -> dict:
     return {"type": "track", "userId": f"u{n}", "messageId": f"tr-{n}", "event": name, "timestamp": "2024-05-14T09:30:00Z",
             "context": {"traits": {"email": email}}, "properties": properties}
-
-
-def settle(tmp_path: Path, config: Path, seconds: float = 30) -> dict:
-    """Deliver until nothing is waiting (a 429's Retry-After included); the final states by messageId."""
-    deliver(config)
-    deadline = time.time() + seconds
-    while any(r.state not in (DELIVERED, DEAD) for r in states(tmp_path).values()) and time.time() < deadline:
-        time.sleep(0.5)
-        deliver(config)
-    return states(tmp_path)
 
 
 def test_people_their_events_and_their_company_end_as_hubspot_holds_them(tmp_path, hubspot):
@@ -147,27 +123,13 @@ def test_sigkill_between_two_steps_then_a_rerun_loses_nothing_and_creates_nothin
     people = [f"p{n}@example.com" for n in range(4)]
     config = write_config(tmp_path, hubspot.url, lease="2s")
     enqueue(tmp_path, config, *[identify(n, email, firstName=f"P{n}") for n, email in enumerate(people)])
-    stalled, creates = threading.Event(), []
+    creates = []
 
-    def stall(received):
-        answer = hubspot(received)
+    def second_create(received):
         if received.method == "POST" and received.path == "/crm/v3/objects/contacts":
             creates.append(received)
-            if len(creates) == 2:
-                stalled.set()
-                return Answer(answer.status, answer.body, delay=30)
-        return answer
-    hubspot.server.answer(stall)
-
-    worker = subprocess.Popen([sys.executable, "-m", "engine", "deliver", "--config", str(config), "--progress", "0"],
-                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert stalled.wait(60), "deliver never reached the second create"
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+        return len(creates) == 2
+    kill_deliver_while_hanging(hubspot, config, second_create)
     assert len(hubspot.contacts) == 2   # the stalled create was made before the kill
 
     time.sleep(2.1)  # the killed worker's lease runs out

@@ -4,17 +4,14 @@ does not know, a 429 and a 409 in the middle of a flow, and a SIGKILL of deliver
 Each ends with the stand-in holding exactly what Intercom would, and no dead letter but where Intercom says so."""
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
+import flows_harness as flows
 import pytest
+from flows_harness import deliver, enqueue, kill_deliver_while_hanging, served, settle, states
 from intercom_stand_in import IntercomStandIn
-from test_klaviyo_flows import deliver, enqueue, states
-from vendor_server import Answer, VendorServer
+from vendor_server import Answer
 
 from engine.store import DEAD, DELIVERED
 
@@ -24,24 +21,12 @@ SECONDS = 1715678400   # 2024-05-14T09:20:00Z
 
 @pytest.fixture
 def intercom():
-    stand_in = IntercomStandIn(TOKEN)
-    with VendorServer() as server:
-        server.answer(stand_in)
-        stand_in.url, stand_in.server = server.url, server
+    with served(IntercomStandIn(TOKEN)) as stand_in:
         yield stand_in
 
 
 def write_config(folder: Path, url: str, lease: str = "30s") -> Path:
-    config = folder / "eventmap.yaml"
-    config.write_text(f"""
-storage: sqlite:///{folder / 'outbox.db'}
-delivery: {{lease: {lease}, timeout: 5s}}
-destinations:
-  intercom:
-    settings: {{access_token: "{TOKEN}", base_url: "{url}"}}
-    limits: {{rate: 100/s, concurrency: 1}}
-""", encoding="utf-8")
-    return config
+    return flows.write_config(folder, "intercom", f'{{access_token: "{TOKEN}", base_url: "{url}"}}', lease)
 
 
 def identify(n: int, user: str | None, email: str, **traits) -> dict:
@@ -56,16 +41,6 @@ def track(n: int, user: str | None, email: str | None = None, name: str = "Order
     if email:
         event["context"] = {"traits": {"email": email}}
     return {**event, "userId": user} if user else event
-
-
-def settle(tmp_path: Path, config: Path, seconds: float = 30) -> dict:
-    """Deliver until nothing is waiting (a 429's Retry-After included); the final states by messageId."""
-    deliver(config)
-    deadline = time.time() + seconds
-    while any(r.state not in (DELIVERED, DEAD) for r in states(tmp_path).values()) and time.time() < deadline:
-        time.sleep(0.5)
-        deliver(config)
-    return states(tmp_path)
 
 
 def test_people_their_events_and_their_company_end_as_intercom_holds_them(tmp_path, intercom):
@@ -164,27 +139,13 @@ def test_sigkill_between_two_steps_then_a_rerun_loses_nothing_and_creates_nothin
     enqueue(tmp_path, config, *[identify(n, user, email, name=f"Person {n}") for n, (user, email) in enumerate(people)])
     # the second create is recorded by Intercom, but its answer never comes: deliver is killed between that
     # event's create and whatever would follow it
-    stalled, creates = threading.Event(), []
+    creates = []
 
-    def stall(received):
-        answer = intercom(received)
+    def second_create(received):
         if received.method == "POST" and received.path == "/contacts":
             creates.append(received)
-            if len(creates) == 2:
-                stalled.set()
-                return Answer(answer.status, answer.body, delay=30)
-        return answer
-    intercom.server.answer(stall)
-
-    worker = subprocess.Popen([sys.executable, "-m", "engine", "deliver", "--config", str(config), "--progress", "0"],
-                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert stalled.wait(60), "deliver never reached the second create"
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+        return len(creates) == 2
+    kill_deliver_while_hanging(intercom, config, second_create)
     assert len(intercom.contacts) == 2   # the stalled create was made before the kill
 
     time.sleep(2.1)  # the killed worker's lease runs out

@@ -4,44 +4,28 @@ Klaviyo does not know, a 429 and a 409 in the middle of a flow, and a SIGKILL of
 ends with the stand-in holding exactly what Klaviyo would, and no dead letter but where Klaviyo says so."""
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
+import flows_harness as flows
 import pytest
+from flows_harness import deliver, enqueue, kill_deliver_while_hanging, served, states
 from klaviyo_stand_in import KlaviyoStandIn
-from vendor_server import Answer, VendorServer
+from vendor_server import Answer
 
-from engine.cli import main
-from engine.store import DEAD, DELIVERED, open_store
+from engine.store import DEAD, DELIVERED
 
 KEY = "pk_flowtestkey4471"
 
 
 @pytest.fixture
 def klaviyo():
-    stand_in = KlaviyoStandIn(KEY)
-    with VendorServer() as server:
-        server.answer(stand_in)
-        stand_in.url, stand_in.server = server.url, server
+    with served(KlaviyoStandIn(KEY)) as stand_in:
         yield stand_in
 
 
 def write_config(folder: Path, url: str, lease: str = "30s", concurrency: int = 1) -> Path:
-    config = folder / "eventmap.yaml"
-    config.write_text(f"""
-storage: sqlite:///{folder / 'outbox.db'}
-delivery: {{lease: {lease}, timeout: 5s}}
-destinations:
-  klaviyo:
-    settings: {{api_key: "{KEY}", base_url: "{url}"}}
-    limits: {{rate: 100/s, concurrency: {concurrency}}}
-""", encoding="utf-8")
-    return config
+    return flows.write_config(folder, "klaviyo", f'{{api_key: "{KEY}", base_url: "{url}"}}', lease, concurrency)
 
 
 def identify(n: int, user: str, email: str, **traits) -> dict:
@@ -55,21 +39,6 @@ def track(n: int, email: str, user: str | None = None, name: str = "Order Comple
     if user:
         event["userId"] = user
     return event
-
-
-def enqueue(tmp_path: Path, config: Path, *events: dict) -> None:
-    lines = tmp_path / f"{events[0]['messageId']}.jsonl"
-    lines.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
-    assert main(["enqueue", str(lines), "--config", str(config)]) == 0
-
-
-def deliver(config: Path) -> None:
-    assert main(["deliver", "--config", str(config), "--until-idle"]) == 0
-
-
-def states(tmp_path: Path) -> dict:
-    with open_store(f"sqlite:///{tmp_path / 'outbox.db'}") as store:
-        return {r.message_id: store.get(r.id) for r in store.list(limit=1000)}
 
 
 def test_people_and_their_events_end_as_klaviyo_holds_them(tmp_path, klaviyo):
@@ -151,26 +120,12 @@ def test_sigkill_of_deliver_mid_flow_then_a_rerun_loses_nothing_and_counts_nothi
               for e in (identify(n, f"u{n}", email, plan="pro"), track(n, email, f"u{n}", order_id=f"o{n}", revenue=n))]
     enqueue(tmp_path, config, *events)
     # the second event request is recorded by Klaviyo, but its answer never comes: deliver is killed waiting
-    stalled, seen = threading.Event(), []
+    events_seen = []
 
-    def stall(received):
-        answer = klaviyo(received)
-        seen.append(received.path)
-        if seen.count("/api/events") == 2:
-            stalled.set()
-            return Answer(answer.status, answer.body, delay=30)
-        return answer
-    klaviyo.server.answer(stall)
-
-    worker = subprocess.Popen([sys.executable, "-m", "engine", "deliver", "--config", str(config), "--progress", "0"],
-                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert stalled.wait(60), "deliver never reached the second event"
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    def second_event(received):
+        events_seen.append(received.path)
+        return events_seen.count("/api/events") == 2
+    kill_deliver_while_hanging(klaviyo, config, second_event)
     assert len(klaviyo.events) == 2  # the stalled one was recorded before the kill
 
     time.sleep(2.1)  # the killed worker's lease runs out
