@@ -198,3 +198,37 @@ actions:
     engine = Engine(write_mappings(tmp_path, {"x.yaml": text}))
     outcome = engine.render({"type": "identify", "userId": "a/b&c=d#e", "messageId": "m1"}, engine.route("x", {}))
     assert outcome.requests[0].url == "https://x.test?u=a%2Fb%26c%3Dd%23e#a%2Fb%26c%3Dd%23e"
+
+
+URL_PIECES = ["{{", "}}", "{%", "%}", "{#", "#}", " event.userId ", " settings.scheme ", " vars.id ", "https://", "x.test",
+              "/", "?", "#", "=", "|", " url_segment ", "'", "(", ")", "a"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(URL_PIECES), min_size=1, max_size=8).map("".join),
+       st.sampled_from(["url", "header", "body", "var"]))
+def test_any_template_text_loads_or_is_refused_with_its_line(tmp_path, piece, where):
+    """A URL, header, body value or var of any text, unclosed and mismatched template markers included:
+    it loads, or each problem names its line; never an exception."""
+    url = json.dumps(piece if where == "url" else "https://x.test/{{ vars.id }}")
+    header = json.dumps(piece if where == "header" else "h")
+    body = json.dumps(piece if where == "body" else "b")
+    var = json.dumps(piece if where == "var" else "v")
+    text = f"""\
+name: X
+settings:
+  type: object
+  properties:
+    scheme: {{type: string}}
+actions:
+  identify:
+    vars:
+      id: {{"@path": event.userId}}
+      other: {var}
+    request: {{url: {url}, headers: {{X-Thing: {header}}}}}
+    body: {{value: {body}}}
+"""
+    try:
+        Engine(write_mappings(tmp_path / "fuzz", {"x.yaml": text}))
+    except ConfigError as refused:
+        assert all(p.line for p in refused.problems), refused.problems

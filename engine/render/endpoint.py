@@ -295,7 +295,9 @@ def url_template(source: str, operator_vars: frozenset) -> tuple[str, str | None
                 skeleton += text
             position += 1
             continue
-        end = next(i for i in range(position, len(tokens)) if tokens[i][1] == "variable_end")
+        end = next((i for i in range(position, len(tokens)) if tokens[i][1] == "variable_end"), None)
+        if end is None:   # "{{" never closed: the lexer stops there, the compiler words the syntax error
+            return source, None
         expression = "".join(token[2] for token in tokens[position + 1:end])
         operator, escaped = _url_value(expression, operator_vars)
         if not operator and _url_part(skeleton) == "authority":
