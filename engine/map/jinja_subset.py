@@ -50,11 +50,11 @@ _NUMBERS = (int, float)
 # Jinja2's tests that only ask what kind of value it is: never an error, Undefined included
 _KIND_TESTS = frozenset({"defined", "undefined", "none", "boolean", "false", "true", "integer", "float", "number",
                          "string", "mapping", "sequence", "iterable"})
-# methods of text a template may call: (name, what it returns is text or a list, so its size is checked)
 # Jinja2's own filters of one value that the translation calls directly, as Jinja2's compiled code does: each
 # takes its arguments as given (or the environment first) and answers a number or text, never a generator
-_PLAIN_FILTERS = frozenset({"abs", "capitalize", "float", "int", "lower", "round", "title", "trim", "upper", "sum",
-                            "min", "max"})
+# (the language's own lower, upper and trim are in FILTERS, and translated as the language's filters are)
+_PLAIN_FILTERS = frozenset({"abs", "capitalize", "float", "int", "round", "title", "sum", "min", "max"})
+# methods of text a template may call: (name, what it returns is text or a list, so its size is checked)
 _TEXT_METHODS = {**dict.fromkeys(("isascii", "isalpha", "isalnum", "isdigit", "isdecimal", "isnumeric", "islower",
                                   "isupper", "isspace", "istitle", "startswith", "endswith"), False),
                  **dict.fromkeys(("lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "title",
