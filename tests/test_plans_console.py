@@ -2,11 +2,13 @@
 ``eventmap serve`` whose source enforces the example plan (fixtures/plans/shop.yaml) in warn mode."""
 from __future__ import annotations
 
+import html
 import json
 import textwrap
 import uuid
 
 import pytest
+import requests
 from conftest import REPO
 from console_harness import CONSOLE_PASSWORD, CONSOLE_USER, chromium_or_skip
 from serve_harness import Server, environment, ok_vendor, wait_for
@@ -91,3 +93,78 @@ def test_violations_are_listed_by_event_name_with_the_failing_rule_and_an_exampl
     page.goto(server.url + "/console/violations?since=yesterday-ish")
     assert "since: expected a moment such as" in page.locator("#filter-problem").inner_text()
     assert page.locator('nav a[aria-current="page"]').inner_text() == "Violations"
+
+
+# --------------------------------------------------------------------------- the mapping tester
+
+ORDER = {"type": "track", "event": "Order Completed", "userId": "u1",
+         "properties": {"order_id": "o-9", "total": "lots", "currency": "EUR"}}
+
+
+def test_the_tester_checks_the_event_against_the_sources_plan_as_intake_does(site, page):
+    server, _ = site
+    page.goto(server.url + "/console/tester")
+    assert page.locator("#source").input_value() == "web"   # the one source with a plan, chosen to begin with
+    page.select_option("#destination", "segment")
+    page.fill("#event", json.dumps(ORDER))
+    page.click("#run")
+    assert page.locator("#status").inner_text() == "send"   # warn: the event goes on, with the violation shown
+    assert "properties.total expected a number, got a string (type; warn)" in page.locator("#violations").inner_text()
+
+    page.select_option("#source", "")   # no source: no plan, as an event from a source without one
+    page.click("#run")
+    assert page.locator("#status").inner_text() == "send" and page.locator("#violations").count() == 0
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory):
+    """A server whose source drops the properties that break its plan and blocks unplanned events."""
+    folder = tmp_path_factory.mktemp("plans-tester")
+    with ok_vendor() as vendor:
+        (folder / "eventmap.yaml").write_text(textwrap.dedent(f"""\
+            storage: sqlite:///events.db
+            sources:
+              web:
+                write_key: {KEY}
+                plan: {{file: {PLAN}, unplanned: block, invalid: drop_properties}}
+            destinations:
+              segment:
+                settings: {{write_key: seg-key, base_url: "{vendor.url_for('').rstrip('/')}"}}
+            console:
+              username: {CONSOLE_USER}
+              password: {{env: TEST_CONSOLE_PASSWORD}}
+            """), encoding="utf-8")
+        env = {**environment(), "TEST_CONSOLE_PASSWORD": CONSOLE_PASSWORD}
+        with Server(folder, "--config", "eventmap.yaml", "--workers", "1", env=env) as server:
+            yield server
+
+
+def tried(server, event: dict, **form) -> str:
+    """The tester's page after rendering ``event`` (an HTTP session, as the form posts it)."""
+    session, auth = requests.Session(), (CONSOLE_USER, CONSOLE_PASSWORD)
+    token = session.get(server.url + "/console/tester", auth=auth, timeout=10).text \
+        .split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    answer = session.post(server.url + "/console/tester", auth=auth, timeout=10,
+                          data={"csrf": token, "action": "render", "destination": "segment", "event": json.dumps(event),
+                                **form})
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
+def test_the_tester_shows_what_the_plan_drops_and_what_it_blocks(strict):
+    dropped = tried(strict, ORDER)
+    requests_shown = json.loads(html.unescape(dropped.split('<pre id="requests">', 1)[1].split("</pre>", 1)[0]))
+    [sent] = requests_shown
+    assert [e["properties"] for e in sent["body"]["batch"]] == [{"order_id": "o-9", "currency": "EUR"}]   # no total
+    assert "(type; drop_properties)" in dropped
+
+    blocked = tried(strict, {"type": "track", "event": "Wishlist Shared", "userId": "u1"})
+    assert 'id="status" class="state-rejected">rejected<' in blocked and "(at intake)" in blocked
+    assert "(unplanned; block)" in blocked
+    assert 'id="requests"' not in blocked
+
+    unchecked = tried(strict, {"type": "track", "event": "Wishlist Shared", "userId": "u1"}, source="")
+    assert 'id="status" class="state-send">send<' in unchecked
+
+    unknown = tried(strict, ORDER, source="nope")
+    assert "source: &#39;nope&#39; has no tracking plan here (sources with one: web)" in unknown

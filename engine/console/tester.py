@@ -42,6 +42,7 @@ class Trial:
     fields: list
     text: str                  # the outcome as 'eventmap render' prints it (masked)
     prepared: str = ""         # the event after the intake steps, as JSON: what is rendered and sent
+    violations: list = field(default_factory=list)   # (rule, path, message, action): its source's plan said so
 
 
 @dataclass
@@ -71,12 +72,15 @@ class Tester:
     def __init__(self, setup, masker: Masker, store, client, dry_run: bool):
         self.setup, self.masker, self.dry_run = setup, masker, dry_run
         self.routes = {r.destination.slug: r for r in setup.routes}
+        self.planned = list(setup.config.plans)   # the sources with a tracking plan: intake checks their events
         self.intake = Intake(setup.engine, setup.routes, store, setup.config.delivery.dedupe_window,
                              plans=setup.config.plans)
         self.client = client   # client(): the HTTP client deliveries use, made per process
 
     def page(self, form: dict, action: str, ip: str | None, now: float) -> dict:
         chosen = _first(form, "destination") or next(iter(self.routes), "")
+        # the source the event comes in from (its tracking plan applies); the first with a plan unless chosen
+        source = _first(form, "source") if "source" in form else next(iter(self.planned), "")
         sample = _first(form, "sample")
         examples = samples()
         text = _first(form, "event")
@@ -84,12 +88,17 @@ class Tester:
             text = pretty(examples.get(sample) or examples["track"])
         values = {"destinations": [(name, self.masker.text(_masked_settings(r))) for name, r in self.routes.items()],
                   "chosen": chosen, "samples": list(examples), "sample": sample, "event_text": text,
-                  "trial": None, "problem": None, "action": action, "sending": None, "dry_run": self.dry_run}
+                  "trial": None, "problem": None, "action": action, "sending": None, "dry_run": self.dry_run,
+                  "sources": self.planned, "source": source}
         if action not in (RENDER, CONFIRM, SEND_NOW):
             return values
         route = self.routes.get(chosen)
         if route is None:
             values["problem"] = f"destination: {chosen!r} is not configured (configured: {', '.join(self.routes) or 'none'})"
+            return values
+        if source and source not in self.planned:
+            values["problem"] = (f"source: {source!r} has no tracking plan here "
+                                 f"(sources with one: {', '.join(self.planned) or 'none'})")
             return values
         try:
             event = jsoncodec.loads_bounded(text)
@@ -100,15 +109,19 @@ class Tester:
             values["problem"] = "event: expected a JSON object (one Segment event)"
             return values
         if action == RENDER:   # the server's intake steps; confirming and sending take the event they made
-            event, decided = self._through_intake(event, route, ip, now)
+            event, decided, violations = self._through_intake(event, route, ip, now, source or None)
             if decided is not None:
+                decided.violations = violations
                 values["trial"] = masked(self.masker, decided)
                 return values
+        else:
+            violations = []
         try:
             trial = values["trial"] = self._trial(route, event)
         except ConfigError as exc:
             values["problem"] = "; ".join(str(p) for p in exc.problems)
             return values
+        trial.violations = masked(self.masker, violations)
         if action == SEND_NOW:
             if self.dry_run:
                 values["problem"] = "this server sends nothing (the demo, or --dry-run): the tester does not send either"
@@ -118,22 +131,25 @@ class Tester:
                 values["sending"] = self._send(route, event)
         return values
 
-    def _through_intake(self, event: dict, route, ip: str | None, now: float) -> tuple[dict, Trial | None]:
-        """The event as the server would keep it, and a Trial when intake already decides this destination's
-        fate (rejected at intake, skipped or rejected by the route): nothing to render then."""
-        [(new, errors)] = decide_request(self.intake, "batch", {"batch": [event]}, now, ip)
+    def _through_intake(self, event: dict, route, ip: str | None, now: float,
+                        source: str | None) -> tuple[dict, Trial | None, list]:
+        """The event as the server would keep it (``source``'s tracking plan applied), a Trial when intake
+        already decides this destination's fate (rejected at intake, skipped or rejected by the route):
+        nothing to render then; and how the event breaks the plan, as (rule, path, message, action)."""
+        [(new, errors)] = decide_request(self.intake, "batch", {"batch": [event]}, now, ip, source)
         prepared = new.event if isinstance(new.event, dict) else event
+        violations = [(v.rule, v.path, v.message, v.action) for v in new.violations]
         mine = next((d for d in new.deliveries if d.destination in (route.destination.slug, INTAKE)), None)
         if mine is None:
             return prepared, Trial("skipped", f"{route.destination.slug} is disabled in the configuration", [], [],
-                                   [], "", pretty(prepared))
+                                   [], "", pretty(prepared)), violations
         if mine.state == QUEUED:
-            return prepared, None
+            return prepared, None, violations
         problems = [e.as_dict() for e in errors] if errors else list(mine.errors or [])
         where = "at intake" if mine.destination == INTAKE else f"by the route to {route.destination.slug}"
         return prepared, Trial(mine.state, f"{mine.reason} ({where})" if mine.reason else where, problems, [], [],
                                pretty({"destination": route.destination.name, "status": mine.state,
-                                       "reason": mine.reason, "errors": problems}), pretty(prepared))
+                                       "reason": mine.reason, "errors": problems}), pretty(prepared)), violations
 
     def _trial(self, route, event: dict) -> Trial:
         explained = explain(self.setup.engine, route, event)
