@@ -6,6 +6,7 @@ import html
 import json
 import textwrap
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -25,16 +26,16 @@ def browser():
         yield launched
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("plans-console")
+@contextmanager
+def served(folder, unplanned: str, invalid: str):
+    """``eventmap serve`` whose source web checks the example plan with these modes; one Segment destination."""
     with ok_vendor() as vendor:
         (folder / "eventmap.yaml").write_text(textwrap.dedent(f"""\
             storage: sqlite:///events.db
             sources:
               web:
                 write_key: {KEY}
-                plan: {{file: {PLAN}, unplanned: warn, invalid: warn}}
+                plan: {{file: {PLAN}, unplanned: {unplanned}, invalid: {invalid}}}
             destinations:
               segment:
                 settings: {{write_key: seg-key, base_url: "{vendor.url_for('').rstrip('/')}"}}
@@ -44,7 +45,14 @@ def site(tmp_path_factory):
             """), encoding="utf-8")
         env = {**environment(), "TEST_CONSOLE_PASSWORD": CONSOLE_PASSWORD}
         with Server(folder, "--config", "eventmap.yaml", "--workers", "1", env=env) as server:
-            yield server, folder
+            yield server
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plans-console")
+    with served(folder, unplanned="warn", invalid="warn") as server:
+        yield server, folder
 
 
 @pytest.fixture
@@ -119,24 +127,8 @@ def test_the_tester_checks_the_event_against_the_sources_plan_as_intake_does(sit
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory):
     """A server whose source drops the properties that break its plan and blocks unplanned events."""
-    folder = tmp_path_factory.mktemp("plans-tester")
-    with ok_vendor() as vendor:
-        (folder / "eventmap.yaml").write_text(textwrap.dedent(f"""\
-            storage: sqlite:///events.db
-            sources:
-              web:
-                write_key: {KEY}
-                plan: {{file: {PLAN}, unplanned: block, invalid: drop_properties}}
-            destinations:
-              segment:
-                settings: {{write_key: seg-key, base_url: "{vendor.url_for('').rstrip('/')}"}}
-            console:
-              username: {CONSOLE_USER}
-              password: {{env: TEST_CONSOLE_PASSWORD}}
-            """), encoding="utf-8")
-        env = {**environment(), "TEST_CONSOLE_PASSWORD": CONSOLE_PASSWORD}
-        with Server(folder, "--config", "eventmap.yaml", "--workers", "1", env=env) as server:
-            yield server
+    with served(tmp_path_factory.mktemp("plans-tester"), unplanned="block", invalid="drop_properties") as server:
+        yield server
 
 
 def tried(server, event: dict, **form) -> str:
