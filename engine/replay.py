@@ -6,8 +6,10 @@ while it has deliveries or is younger than ``delivery.archive_for``. A replay
 reads the archived events of a time range by key (id order, ``CHUNK`` at a
 time: constant memory however long the range), decides each as intake would
 today (``Intake.decide``: the Segment schema, today's tracking plan of the
-source it came in from, and today's routes) and renders it with today's
-mapping, as a worker will, so its summary says what will happen.
+source it came in from, and today's routes) and renders what intake made of it
+with today's mapping, as a worker will, so its summary says what will happen. An
+event today's plan changes (properties dropped) is sent as that copy, written as
+an event of its own (``ReplayStep.copies``); the archive keeps it as accepted.
 Each chunk's new deliveries and the replay's progress are written in one
 transaction (``Store.replay_step``): a replay killed at any moment and resumed
 goes on after the last chunk written, and enqueues no event twice.
@@ -93,6 +95,15 @@ class Verdict:
         return None
 
 
+@dataclass
+class Decided:
+    """One archived event's verdicts, and the event its deliveries send when today's tracking plan changed it
+    (``copy``: properties dropped; kept as an event of its own beside the archived one)."""
+
+    verdicts: list[Verdict]
+    copy: object = None
+
+
 class ReplayTaken(EventmapError):
     """Another process has taken over this replay (``eventmap replay --resume`` elsewhere): this one stops."""
 
@@ -156,7 +167,7 @@ class Replayer:
         return f"<Replayer {self.selection}>"
 
     # --- one event
-    def decide(self, item: Archived) -> list[Verdict] | None:
+    def decide(self, item: Archived) -> Decided | None:
         """A verdict per destination for one archived event; None when ``--where`` leaves it out. Whatever
         fails for this event (the condition, the mapping) is its own verdict, with the reason."""
         names = [route.destination.slug for route in self.routes]
@@ -166,25 +177,27 @@ class Replayer:
                     return None
             except Exception as exc:  # noqa: BLE001  a condition that fails on one event skips that event only
                 reason = f"{WHERE_FAILED}: {_first_line(exc)}"
-                return [Verdict(name, SKIPPED, reason) for name in names]
+                return Decided([Verdict(name, SKIPPED, reason) for name in names])
         new, _ = self.intake.decide(item.event, item.source)
         if not new.archive:   # refused today (the Segment schema, the source's plan): at every destination
             rejection = new.deliveries[0]
-            return [Verdict(name, REJECTED, rejection.reason, rejection.errors or []) for name in names]
+            return Decided([Verdict(name, REJECTED, rejection.reason, rejection.errors or []) for name in names])
         decided = {d.destination: d for d in new.deliveries}
-        return [self._render(route, decided[route.destination.slug], item) for route in self.routes]
+        # what intake makes of it today is what is rendered and sent: less what today's plan drops
+        copy = new.event if new.event is not item.event and new.event != item.event else None
+        sent = item.event if copy is None else copy
+        return Decided([self._render(route, decided[route.destination.slug], sent) for route in self.routes], copy)
 
-    def _render(self, route: Route, decided: NewDelivery, item: Archived) -> Verdict:
-        """The verdict at one destination: intake's, or else what today's mapping makes of the archived event,
-        which is what the new delivery sends (it refers to the archived row: properties today's plan would
-        drop are not dropped from it)."""
+    def _render(self, route: Route, decided: NewDelivery, event) -> Verdict:
+        """The verdict at one destination: intake's, or else what today's mapping makes of ``event``, which
+        is what the new delivery sends."""
         name = route.destination.slug
         if decided.state == REJECTED:   # the route's condition cannot be evaluated on this event
             return Verdict(name, REJECTED, decided.reason, decided.errors or [])
         if decided.state != QUEUED:
             return Verdict(name, SKIPPED, decided.reason)
         try:
-            outcome = route.destination.render(item.event, route.settings, route.secrets)
+            outcome = route.destination.render(event, route.settings, route.secrets)
         except Exception as exc:  # noqa: BLE001  the per-event boundary, as the delivery worker's
             failed = event_failed(exc, "the mapping")
             return Verdict(name, REJECTED, failed.reason, [failed.problem.as_dict()])
@@ -217,19 +230,21 @@ class Replayer:
         owner = str(replay.owner)
         for page in self.pages(replay.after_id, replay.last_id):
             counts = {name: dict(per, reasons=dict(per.get("reasons", {}))) for name, per in replay.counts.items()}
-            events, matched, rows = replay.events, replay.matched, []
+            events, matched, rows, copies = replay.events, replay.matched, [], {}
             for item in page:
                 events += 1
-                verdicts = self.decide(item)
-                if verdicts is None:
+                decided = self.decide(item)
+                if decided is None:
                     continue
                 matched += 1
-                for verdict in verdicts:
+                for verdict in decided.verdicts:
                     tally(counts, verdict)
                     delivery = verdict.delivery()
                     if delivery is not None:
                         rows.append((item.id, item.message_id, delivery))
-            step = ReplayStep(page[-1].id, events, matched, counts, rows)
+                        if decided.copy is not None:
+                            copies[item.id] = decided.copy
+            step = ReplayStep(page[-1].id, events, matched, counts, rows, copies)
             now = self.clock()
             if not self.store.replay_step(replay.id, owner, replay.after_id, step, now):
                 raise ReplayTaken(f"replay {replay.id} was taken over by another process (or abandoned): "
@@ -250,11 +265,11 @@ class Replayer:
         for page in self.pages(replay.after_id, replay.last_id):
             for item in page:
                 replay.events += 1
-                verdicts = self.decide(item)
-                if verdicts is None:
+                decided = self.decide(item)
+                if decided is None:
                     continue
                 replay.matched += 1
-                for verdict in verdicts:
+                for verdict in decided.verdicts:
                     tally(replay.counts, verdict)
                     on_verdict(item, verdict)
             replay.after_id = page[-1].id

@@ -199,6 +199,43 @@ def test_todays_tracking_plan_rejects_a_replayed_event_it_blocks_with_the_plans_
     assert sorted(b["messageId"] for b in again) == [f"m-{n:05d}" for n in range(30) if n % 3 != 2]
 
 
+def test_a_replay_sends_what_todays_plan_leaves_of_an_event_and_the_archive_keeps_it_whole(tmp_path, backend):
+    """Today's plan drops the plan property where it is p2: the replayed deliveries send the events without
+    it, the archive still holds them as accepted, and a second replay finds the same thirty events."""
+    with VendorServer() as vendor:
+        config = write_setup(tmp_path, backend, vendor, TODAY_SHAPE)
+        settings = json.loads(config.read_text(encoding="utf-8"))
+        settings["sources"] = {"web": {"write_key": "key-web"}}
+        config.write_text(json.dumps(settings), encoding="utf-8")
+        before = time.time()
+        ok(eventmap("enqueue", str(events_file(tmp_path, 30)), "--config", str(config), "--source", "web",
+                    cwd=tmp_path))
+        since, until = describe_time(before - 1), describe_time(time.time() + 1)
+        ok(eventmap("deliver", "--config", str(config), "--until-idle", cwd=tmp_path))
+
+        (tmp_path / "plan.yaml").write_text(PLAN, encoding="utf-8")
+        settings["sources"]["web"]["plan"] = {"file": "plan.yaml", "unplanned": "block", "invalid": "drop_properties"}
+        config.write_text(json.dumps(settings), encoding="utf-8")
+        window = ("--config", str(config), "--since", since, "--until", until)
+        dry = ok(eventmap("replay", *window, "--dry-run", cwd=tmp_path))
+        shown = [json.loads(line) for line in dry.stdout.splitlines() if line.startswith('{"line"')
+                 or '"requests"' in line]
+        assert shown and all(("p2" in json.dumps(o)) is False for o in shown), dry.stdout[:2000]
+        replayed = json.loads(ok(eventmap("replay", *window, cwd=tmp_path)).stdout)
+        assert replayed["counts"]["standin"]["replayed"] == 30
+        ok(eventmap("deliver", "--config", str(config), "--until-idle", cwd=tmp_path))
+        again = {b["messageId"]: b for b in bodies(vendor)[30:]}
+        assert len(again) == 30
+        assert all("plan" not in again[f"m-{n:05d}"] for n in range(30) if n % 3 == 2)
+        assert all(again[f"m-{n:05d}"]["plan"] == f"p{n % 3}" for n in range(30) if n % 3 != 2)
+
+        with open_store(backend.url) as store:   # the archive keeps each event as it was accepted
+            archived = store.archived(0, 10**12, 0, time.time() + 60, None, 100)
+        assert sorted(a.event["properties"]["plan"] for a in archived) == sorted(f"p{n % 3}" for n in range(30))
+        second = json.loads(ok(eventmap("replay", *window, cwd=tmp_path)).stdout)
+        assert second["counts"]["standin"]["replayed"] == 30   # the copies sent are not archived events
+
+
 # --------------------------------------------------------------------------- killed midway
 
 def test_a_replay_sigkilled_midway_and_run_again_enqueues_each_event_once(tmp_path, backend):

@@ -297,6 +297,9 @@ class ReplayStep:
     matched: int
     counts: dict
     deliveries: list[tuple[int, str | None, NewDelivery]]   # (event id, messageId, delivery)
+    # archived event id -> the event as today's tracking plan made it (properties dropped): the deliveries of
+    # that archived event send this copy, kept as an event of its own (not archived: never replayed itself)
+    copies: dict[int, object] = field(default_factory=dict)
 
 
 REPLAY_FINAL_SQL = "(" + ", ".join(f"'{state}'" for state in REPLAY_FINAL) + ")"

@@ -573,7 +573,12 @@ class PostgresStore(Store):
                                  (step.after_id, step.events, step.matched, _dumps(step.counts), now, replay_id, owner,
                                   after_id, REPLAY_RUNNING)).rowcount
             if moved and step.deliveries:
-                columns = list(zip(*[(event_id, d.destination, _text(message_id), d.state,
+                copied = {archived: conn.execute(
+                    "INSERT INTO events(message_id, received_at, body, type, name, user_id, archived, source)"
+                    " SELECT message_id, received_at, %s::json, %s, %s, %s, false, source FROM events WHERE id = %s"
+                    " RETURNING id", (_dumps(event), *(_text(c) for c in event_columns(event)), archived)).fetchone()[0]
+                    for archived, event in step.copies.items()}
+                columns = list(zip(*[(copied.get(event_id, event_id), d.destination, _text(message_id), d.state,
                                       now if d.state == QUEUED else None, _text(d.reason),
                                       _dumps(d.errors) if d.errors else None)
                                      for event_id, message_id, d in step.deliveries]))

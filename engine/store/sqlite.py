@@ -564,11 +564,16 @@ class SQLiteStore(Store):
                                  (step.after_id, step.events, step.matched, _dump(step.counts), now, replay_id, owner,
                                   after_id, REPLAY_RUNNING)).rowcount
             if moved and step.deliveries:
+                copied = {archived: conn.execute(
+                    "INSERT INTO events(message_id, received_at, body, type, name, user_id, archived, source)"
+                    " SELECT message_id, received_at, ?, ?, ?, ?, 0, source FROM events WHERE id = ?",
+                    (_dump(event), *event_columns(event), archived)).lastrowid for archived, event in step.copies.items()}
                 conn.executemany(
                     "INSERT INTO deliveries(event_id, destination, message_id, state, created_at, updated_at, first_at,"
                     " next_at, reason, errors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(event_id, d.destination, message_id, d.state, now, now, now, now if d.state == QUEUED else None,
-                      d.reason, _dump(d.errors) if d.errors else None) for event_id, message_id, d in step.deliveries])
+                    [(copied.get(event_id, event_id), d.destination, message_id, d.state, now, now, now,
+                      now if d.state == QUEUED else None, d.reason, _dump(d.errors) if d.errors else None)
+                     for event_id, message_id, d in step.deliveries])
         if moved:   # the deliveries it queued wake their workers, as accept's do
             self._wake({d.destination for _, _, d in step.deliveries if d.state == QUEUED})
         return bool(moved)
