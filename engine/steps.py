@@ -28,11 +28,11 @@ from .problems import Problem
 from .render.endpoint import Endpoint
 from .secrets import Masker
 
-# what an answer status may do (the keys of an on_status rule)
-CONTINUE, EMPTY, DONE, SKIP, FAIL, REJECT, RUN = "continue", "empty", "done", "skip", "fail", "reject", "run"
-RULE_KINDS = (CONTINUE, EMPTY, DONE, SKIP, FAIL, REJECT, RUN)
-# how a run ends besides those: try again later, or (offline) stopped before a request
-RETRY, OFFLINE = "retry", "offline"
+# what an answer status may do (the keys of an on_status rule); retry: try the event again later, as a 5xx does
+CONTINUE, EMPTY, DONE, SKIP, FAIL, REJECT, RUN, RETRY = "continue", "empty", "done", "skip", "fail", "reject", "run", "retry"
+RULE_KINDS = (CONTINUE, EMPTY, DONE, SKIP, FAIL, REJECT, RUN, RETRY)
+# how a run ends besides those: (offline) stopped before a request
+OFFLINE = "offline"
 STATUS_KEY = re.compile(r"^[1-5]([0-9][0-9]|xx)$")
 STEP_READ = re.compile(r"(?<![\w.])steps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 LOOKUP_READ = re.compile(r"(?<![\w.])lookups\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")   # a source's answers

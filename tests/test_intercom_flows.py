@@ -133,6 +133,31 @@ def test_a_409_in_the_middle_of_a_flow_updates_the_contact_made_meanwhile(tmp_pa
                                               "email": "di@example.com", "name": "Di", "last_seen_at": SECONDS}}
 
 
+def test_a_contact_the_search_does_not_list_yet_is_tried_again_until_it_does(tmp_path, intercom):
+    """By email: the search finds none, the create answers 409 (the contact was made meanwhile) and the search
+    again still finds none, as Intercom's search can lag a new contact by minutes: the event is retried, not a
+    dead letter, and once the search lists the contact it is updated. Nothing is duplicated."""
+    config = write_config(tmp_path, intercom.url)
+
+    def made_meanwhile(received):
+        intercom.contacts["65000077"] = {"type": "contact", "id": "65000077", "role": "user", "email": "ed@example.com"}
+        return intercom(received)
+    intercom.server.answer(made_meanwhile, when=lambda r: r.method == "POST" and r.path == "/contacts", times=1)
+    intercom.server.answer(Answer(200, {"type": "list", "data": [], "total_count": 0}),   # not listed yet
+                           when=lambda r: r.method == "POST" and r.path == "/contacts/search", times=2)
+    enqueue(tmp_path, config, identify(1, None, "ed@example.com", name="Ed"))
+    found = settle(tmp_path, config)
+    assert found["id-1"].state == DELIVERED, found["id-1"].reason
+    retried = [a for a in found["id-1"].history if a.error and "tried again later" in a.error]
+    assert len(retried) == 1 and retried[0].status == 200   # the search answered: Intercom was not failing
+    # the first search and the create were not asked again (their answers were kept): only the search again was
+    searches = [r for r in intercom.server.received if r.path == "/contacts/search"]
+    assert len(searches) == 3   # the first, the one that did not list the contact yet, the one that did
+    assert [(m, p, s) for m, p, s in intercom.calls] == [("POST", "/contacts", 409), ("POST", "/contacts/search", 200),
+                                                         ("PUT", "/contacts/65000077", 200)]
+    assert list(intercom.contacts) == ["65000077"] and intercom.contacts["65000077"]["name"] == "Ed"
+
+
 def test_sigkill_between_two_steps_then_a_rerun_loses_nothing_and_creates_nothing_twice(tmp_path, intercom):
     people = [(f"u{n}", f"p{n}@example.com") for n in range(4)]
     config = write_config(tmp_path, intercom.url, lease="2s")
