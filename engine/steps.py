@@ -23,7 +23,7 @@ from typing import Any
 
 from .answers import TransportError, is_retryable, retry_after, summarize
 from .map.codegen import scopes_condition
-from .map.language import MappingError, Node, Scope, is_empty, is_truthy, plain_steps
+from .map.language import MappingError, Node, Scope, is_empty, is_truthy, plain_steps, slots_of
 from .problems import Problem
 from .render.endpoint import Endpoint
 from .secrets import Masker
@@ -575,8 +575,6 @@ def var_reads(nodes) -> set[str]:
 def _walk(value, found: list, pattern=STEP_READ) -> None:
     if isinstance(value, Node):
         for slot in _slots(type(value)):
-            if slot in ("where", "reads"):   # a Path's reads repeat its sources
-                continue
             child = getattr(value, slot, None)
             texts = [child] if isinstance(child, str) else (
                 [t for t in child if isinstance(t, str)] if slot == "sources" and isinstance(child, list) else [])
@@ -589,9 +587,5 @@ def _walk(value, found: list, pattern=STEP_READ) -> None:
             _walk(item, found, pattern)
 
 
-def _slots(cls) -> list[str]:
-    names: list[str] = []
-    for klass in cls.__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        names += [slots] if isinstance(slots, str) else list(slots)
-    return names
+def _slots(cls) -> tuple[str, ...]:
+    return slots_of(cls, ("where", "reads"))   # a Path's reads repeat its sources

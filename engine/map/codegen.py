@@ -33,7 +33,7 @@ import jmespath
 from . import jmespath_subset, operators
 from .filters import BUILTIN_FILTERS, FILTERS, FilterError
 from .jinja_subset import Bail, Translator, Unsupported, reads_only_settings
-from .reads import plain_steps, root_reads
+from .reads import negation_problem, plain_steps, root_reads
 from .runtime import NAMESPACE, Scope, is_truthy
 from .templates import environment, template_ast, template_facts
 
@@ -286,6 +286,11 @@ class Expression(jmespath.parser.ParsedResult):
         super().__init__(expression, parsed)
         self._run: Any = None
 
+    @functools.cached_property
+    def negation_problem(self) -> str | None:
+        """reads.negation_problem of this expression, worked out once (files repeat their conditions)."""
+        return negation_problem(self.expression, self.parsed)
+
     def search(self, value, options=None):
         if options is not None:
             return super().search(value, options)
@@ -327,8 +332,10 @@ def empty_test(v: str) -> str:
     return f"{v} is None or (not {v} and isinstance({v}, _EMPTIABLE))"
 
 
+@functools.lru_cache(maxsize=8192)
 def compile_expression(text: str) -> Expression:
-    """``jmespath.compile`` (its cache, its errors), as an Expression."""
+    """``jmespath.compile`` (its errors), as an Expression; one per text (jmespath's own cache keeps 128), shared
+    by every file that writes it: its translation is made once, on first use."""
     return Expression(text, jmespath.compile(text).parsed)
 
 

@@ -36,7 +36,7 @@ from . import jmespath_subset
 from .codegen import Expression, compile_expression, empty_test, evaluator, reads_only_settings_template
 from .filters import BUILTIN_FILTERS, FILTERS
 from .functions import FUNCTIONS
-from .reads import negation_problem, nested_or, plain_steps, root_reads, split_or
+from .reads import nested_or, plain_steps, root_reads, split_or
 from .runtime import MappingError, Scope, describe_type, is_empty, is_truthy
 from .templates import (
     NOT_WRITTEN,
@@ -87,6 +87,22 @@ class Node:
     def static(self) -> bool:
         """True when the value depends on settings alone (computed once per route)."""
         return False
+
+
+_SLOTS: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def slots_of(cls: type, leave_out: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every slot of a node class, its bases' included, but those in ``leave_out``: what a walk over compiled
+    values visits (worked out once per class)."""
+    found = _SLOTS.get((cls, leave_out))
+    if found is None:
+        names: list[str] = []
+        for klass in cls.__mro__:
+            slots = klass.__dict__.get("__slots__", ())
+            names += [slots] if isinstance(slots, str) else list(slots)
+        found = _SLOTS[(cls, leave_out)] = tuple(name for name in names if name not in leave_out)
+    return found
 
 
 class Literal(Node):
@@ -737,7 +753,7 @@ class Compiler:
             detail = str(exc).splitlines()[0]
             self.report(path, f"{key} {text!r} is not a valid JMESPath expression: {detail}")
             return None
-        negation = negation_problem(text, expression.parsed)
+        negation = expression.negation_problem
         if negation:
             self.report(path, f"{key} {text!r}: {negation}")
             return None

@@ -9,7 +9,10 @@ JMESPath read's root (``root_reads``), so a word inside a string literal is no r
 """
 from __future__ import annotations
 
-from ..map.language import Node, Template, root_reads, template_facts
+import functools
+
+from ..map.codegen import compile_expression
+from ..map.language import Node, Template, root_reads, slots_of, template_facts
 
 ANY_VAR = "*"   # a read of ``vars`` as a whole, or by a name worked out at run time: any var
 
@@ -63,9 +66,17 @@ def _walk(value, found: Reads) -> None:
         for item in value:
             _walk(item, found)
     elif hasattr(value, "parsed") and hasattr(value, "search"):   # a compiled JMESPath read
-        scopes, names = set(root_reads(value.parsed)), set(_var_names(value.parsed))
+        scopes, names = _expression_reads(value.expression)
         found.scopes |= scopes
-        found.vars |= names or ({ANY_VAR} if "vars" in scopes else set())
+        found.vars |= names
+
+
+@functools.lru_cache(maxsize=8192)
+def _expression_reads(text: str) -> tuple[frozenset, frozenset]:
+    """(scopes, var names) of one JMESPath read, worked out once per text (files repeat their reads)."""
+    parsed = compile_expression(text).parsed
+    scopes, names = frozenset(root_reads(parsed)), frozenset(_var_names(parsed))
+    return scopes, names or (frozenset({ANY_VAR}) if "vars" in scopes else frozenset())
 
 
 def _var_names(parsed: dict) -> list[str]:
@@ -81,9 +92,5 @@ def _var_names(parsed: dict) -> list[str]:
     return names
 
 
-def _slots(cls) -> list[str]:
-    names: list[str] = []
-    for klass in cls.__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        names += [slots] if isinstance(slots, str) else list(slots)
-    return [name for name in names if name not in ("where", "_code", "_render")]
+def _slots(cls) -> tuple[str, ...]:
+    return slots_of(cls, ("where", "_code", "_render"))
