@@ -4,6 +4,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -20,6 +22,22 @@ def write_mappings(tmp_path: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def typed(value):
+    """A value with its types spelt out: 1, 1.0 and true are three different answers (translation tests)."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The shipped mappings, loaded once for every test that renders them."""
+    from engine import Engine
+    return Engine()
+
+
 
 # --------------------------------------------------------------------------- stores: SQLite and PostgreSQL
 # The shared store suite runs every test on both backends. PostgreSQL comes from
@@ -31,8 +49,6 @@ def write_mappings(tmp_path: Path, files: dict[str, str]) -> Path:
 import os  # noqa: E402
 import uuid  # noqa: E402
 from urllib.parse import quote, urlsplit, urlunsplit  # noqa: E402
-
-import pytest  # noqa: E402
 
 POSTGRES_SERVER = os.environ.get("EVENTMAP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -27,11 +27,6 @@ class Accepting:
         return Response(200, {})
 
 
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
-
-
 def routes_of(engine: Engine, slug: str) -> list:
     base = fixture_settings(engine, slug)
     contract = DESTINATIONS.get(slug)

@@ -10,8 +10,6 @@ from urllib.parse import parse_qs
 import pytest
 from contracts import DESTINATIONS
 
-from engine import Engine
-
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "amplitude.json").read_text(encoding="utf-8"))
 EVENTS = ROOT / "fixtures" / "events"
@@ -21,11 +19,6 @@ TRACK = {"type": "track", "event": "Signed Up", "userId": "user-0001", "anonymou
 
 def load(name: str) -> dict:
     return json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def render(engine, event, **settings):

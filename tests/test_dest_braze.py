@@ -13,7 +13,6 @@ from contracts import DESTINATIONS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import Engine
 from engine.problems import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +27,6 @@ ORDER = {"type": "track", "event": "Order Completed", "userId": "u1", "messageId
          "properties": {"order_id": "o1", "revenue": 22.0, "currency": "eur", "name": "the order", "coupon": "SPRING",
                         "products": [{"product_id": "p1", "name": "Monopoly", "price": 19, "quantity": 1, "category": "Games"},
                                      {"sku": "sku-2", "name": "Uno", "price": "1.50", "quantity": 2, "currency": "GBP"}]}}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def render(engine, event, **settings):

@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from test_contracts import Accepting
-
-from engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "customerio.json").read_text(encoding="utf-8"))
@@ -19,11 +16,6 @@ IDENTIFY = {"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId"
 TRACK = {"type": "track", "event": "Order Completed", "userId": "u1", "anonymousId": "a1", "messageId": "m2",
          "timestamp": "2024-05-14T09:20:00Z", "context": {"traits": {"email": "ada@example.com"}},
          "properties": {"order_id": "ORD-1", "shipped_at": "2024-05-15T10:00:00Z", "total": 10}}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def render(engine, event, **settings):

@@ -7,18 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine
-
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "fixtures" / "events"
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "google-analytics-4.json").read_text(encoding="utf-8"))
 TRACK = {"type": "track", "event": "Report Exported", "userId": "u1", "anonymousId": "a1", "messageId": "m1",
          "timestamp": "2024-05-14T09:20:00.000Z", "properties": {"format": "csv"}}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def render(engine, event, **settings):

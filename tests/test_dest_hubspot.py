@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scripted_vendor import Scripted
 
-from engine import Engine
 from engine.render.request import Request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +29,6 @@ TRACK = {"type": "track", "event": "Order Completed", "userId": "u1", "messageId
 GROUP = {"type": "group", "groupId": 42, "userId": "u1", "messageId": "m3", "timestamp": "2024-05-14T09:20:00Z",
          "context": {"traits": {"email": "ada@example.com"}},
          "traits": {"name": "Acme", "employees": "120", "website": "https://acme.example", "industry": "Manufacturing"}}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def route(engine, **settings):

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scripted_vendor import Scripted
 
-from engine import Engine
 from engine.render.request import Request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +34,6 @@ CONTACT = {"type": "contact", "id": "c-1", "external_id": "u1", "email": "ada@ex
 FOUND = {"type": "list", "total_count": 1, "data": [CONTACT]}
 NONE = {"type": "list", "total_count": 0, "data": []}
 TWO = {"type": "list", "total_count": 2, "data": [CONTACT, {**CONTACT, "id": "c-2"}]}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def run(engine, event, answers: dict, **settings):

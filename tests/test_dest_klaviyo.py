@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine
-
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "klaviyo.json").read_text(encoding="utf-8"))
 IDENTIFY = {"type": "identify", "userId": "u1", "messageId": "m1", "context": {"ip": "203.0.113.9", "locale": "en-GB"},
             "traits": {"email": " ada@example.com ", "name": "Ada King Lovelace", "phone": "+44 20 7946 0958", "plan": "pro",
                        "company": {"name": "Acme"}, "title": "", "address": {"city": "London", "postalCode": "EC1A 1BB", "country": "GB"},
                        "empty": None}}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def render(engine, event, **settings):

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from test_snapshots import EVENT_FILES, load_event
 
-from engine import Engine
-
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "meta-conversions.json").read_text(encoding="utf-8"))
 HASHED = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "external_id", "db", "ge")
@@ -25,11 +23,6 @@ PHONE = ("(650)555-1212", "16505551212", "e323ec626319ca94ee8bff2e4c87cf613be6ea
 FIRST_NAMES = [("Mary", "6915771be1c5aa0c886870b6951b03d7eafc121fea0e80a5ea83beb7c449f4ec"),
                ("정", "8fa8cd9c440be61d0151429310034083132b35975c4bea67fdd74158eb51db14"),
                ("Valéry", "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac29417149c")]
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def render(engine, event, **settings):

@@ -7,17 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine
-
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "mixpanel.json").read_text(encoding="utf-8"))
 TRACK = {"type": "track", "event": "Signed Up", "userId": "u1", "anonymousId": "a1", "messageId": "ajs-next-" + "0" * 32,
          "timestamp": "2024-05-14T09:20:00.000Z", "properties": {"plan": "pro"}}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def render(engine, event, **settings):

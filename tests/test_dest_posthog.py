@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from contracts import DESTINATIONS
 
-from engine import Engine
-
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "posthog.json").read_text(encoding="utf-8"))
 EVENTS = ROOT / "fixtures" / "events"
@@ -22,11 +20,6 @@ TRACK = {"type": "track", "event": "Signed Up", "userId": "u1", "anonymousId": "
 
 def load(name: str) -> dict:
     return json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def render(engine, event, **settings):

@@ -6,17 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine, HttpClient, send
+from engine import HttpClient, send
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "slack.json").read_text(encoding="utf-8"))
 TRACK = {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "m1",
          "context": {"traits": {"name": "Ann <Lee> & co"}}}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def render(engine, event, **settings):

@@ -12,18 +12,13 @@ import pytest
 from contracts import DESTINATIONS
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from engine import Engine, HttpClient, send
+from engine import HttpClient, send
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "webhook.json").read_text(encoding="utf-8"))
 SECRET = SETTINGS["shared_secret"].encode()
 EVENTS = ROOT / "fixtures" / "events"
 TRACK = json.loads((EVENTS / "track-non-ascii.json").read_text(encoding="utf-8"))   # "Commande passée", 🙏
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def route(engine, batch: bool = False, **settings):

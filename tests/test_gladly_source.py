@@ -87,11 +87,6 @@ class Recording:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
-
-
-@pytest.fixture(scope="module")
 def gladly(engine):
     # environ={} keeps EVENTMAP_GLADLY_* of the machine out of the results
     return engine.source("gladly", SETTINGS, environ={})
@@ -730,7 +725,8 @@ def test_retry_after_zero_is_honoured():
 
 def test_a_broken_requires_path_is_named_with_file_and_line(tmp_path):
     from conftest import REPO
-    from engine import ConfigError, Engine
+
+    from engine import ConfigError
     shipped = (REPO / "mappings" / "sources" / "gladly.yaml").read_text(encoding="utf-8")
     broken = shipped.replace("      - path: payload.content.conversationId", "      - path: payload.content.[")
     (tmp_path / "destinations").mkdir()

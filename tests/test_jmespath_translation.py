@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jmespath
 import pytest
+from conftest import typed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,15 +61,6 @@ def compound(prefix: str):
 def data():
     value = st.sampled_from(VALUES)
     return st.fixed_dictionaries({}, optional={"a": value, "b": value, "c": value})
-
-
-def typed(value):
-    """A value with its types spelt out: 1, 1.0 and true are three different answers."""
-    if isinstance(value, dict):
-        return {k: typed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed(v) for v in value]
-    return (type(value).__name__, value)
 
 
 def outcome(run):

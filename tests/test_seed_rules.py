@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from engine import Engine, audience_identify
+from engine import audience_identify
 from engine.deliver import SavedResponses
 from engine.secrets import parts
 
@@ -38,11 +38,6 @@ CRISP_BASE = f"https://api.crisp.chat/v1/website/{CRISP_WEBSITE}"
 
 def event(stem: str) -> dict:
     return json.loads((EVENTS / f"{stem}.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 @pytest.fixture(scope="module")

@@ -69,11 +69,6 @@ def fixture_settings(engine: Engine, slug: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
-
-
-@pytest.fixture(scope="module")
 def routes(engine):
     # environ={} keeps EVENTMAP_* variables of the machine out of the snapshots
     return {slug: engine.route(slug, fixture_settings(engine, slug), environ={}) for slug in SLUGS}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import typed
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jinja2 import nodes
@@ -65,15 +66,6 @@ def templates():
 
 def event_of(values) -> dict:
     return {key: value for key, value in zip("abc", values) if value is not MISSING}
-
-
-def typed(value):
-    """A value with its types spelt out: 1, 1.0 and true are three different answers."""
-    if isinstance(value, dict):
-        return {k: typed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed(v) for v in value]
-    return (type(value).__name__, value)
 
 
 def outcome(run):

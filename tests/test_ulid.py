@@ -16,7 +16,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_contracts import Accepting
 
-from engine import Engine
 from engine.map.filters import FILTERS, FilterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,11 +72,6 @@ def test_missing_and_bad_input():
 SETTINGS = json.loads((ROOT / "fixtures" / "settings" / "customerio.json").read_text(encoding="utf-8"))
 TRACK = {"type": "track", "event": "Order Completed", "userId": "u1", "anonymousId": "a1", "messageId": "m-42",
          "timestamp": "2024-05-14T09:20:00.500Z", "properties": {"total": 10}}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine()
 
 
 def body(engine, event, **settings) -> dict:
