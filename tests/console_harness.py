@@ -62,6 +62,20 @@ def chromium_or_skip():
             launched.close()
 
 
+@contextmanager
+def console_page(browser, **options):
+    """A page logged in to the console (HTTP Basic) with a 15 s default timeout; ``options`` go to
+    ``new_context`` (a viewport). Its context is closed afterwards."""
+    context = browser.new_context(http_credentials={"username": CONSOLE_USER, "password": CONSOLE_PASSWORD},
+                                  **options)
+    try:
+        opened = context.new_page()
+        opened.set_default_timeout(15_000)
+        yield opened
+    finally:
+        context.close()
+
+
 def refuse_marked(vendor: VendorServer, times: int | None = None) -> None:
     """Crisp answers 400 to identifies whose email holds REFUSED_MARK (``times`` times, or always)."""
     vendor.answer(Answer(400, {"error": "invalid email"}),

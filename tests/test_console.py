@@ -21,6 +21,7 @@ from console_harness import (
     CONSOLE_USER,
     REFUSED_MARK,
     chromium_or_skip,
+    console_page,
     refuse_marked,
     settled,
     start,
@@ -55,12 +56,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, site):
-    context = browser.new_context(http_credentials={"username": CONSOLE_USER, "password": CONSOLE_PASSWORD},
-                                  viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(15_000)
-    yield opened
-    context.close()
+    with console_page(browser, viewport={"width": 1280, "height": 900}) as opened:
+        yield opened
 
 
 def unique(prefix: str) -> str:

@@ -23,6 +23,7 @@ from console_harness import (
     REFUSED_MARK,
     SHOP,
     chromium_or_skip,
+    console_page,
     refuse_marked,
     start,
 )
@@ -56,14 +57,10 @@ def site(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, site):
-    context = browser.new_context(http_credentials={"username": CONSOLE_USER, "password": CONSOLE_PASSWORD},
-                                  viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(15_000)
     urls: list[str] = []
-    opened.on("request", lambda r: urls.append(r.url))
-    yield opened
-    context.close()
+    with console_page(browser, viewport={"width": 1280, "height": 900}) as opened:
+        opened.on("request", lambda r: urls.append(r.url))
+        yield opened
     assert not [u for u in urls if "csrf" in u], "the CSRF token went into a URL"
 
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 from conftest import REPO
-from console_harness import CONSOLE_PASSWORD, CONSOLE_USER, chromium_or_skip
+from console_harness import CONSOLE_PASSWORD, CONSOLE_USER, chromium_or_skip, console_page
 from serve_harness import Server, environment, ok_vendor, wait_for
 
 from engine.store import ViolationQuery, open_store
@@ -57,11 +57,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(http_credentials={"username": CONSOLE_USER, "password": CONSOLE_PASSWORD})
-    opened = context.new_page()
-    opened.set_default_timeout(15_000)
-    yield opened
-    context.close()
+    with console_page(browser) as opened:
+        yield opened
 
 
 def test_violations_are_listed_by_event_name_with_the_failing_rule_and_an_example(site, page):

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from console_harness import CONSOLE_PASSWORD, CONSOLE_USER, chromium_or_skip, settled, start
+from console_harness import chromium_or_skip, console_page, settled, start
 from serve_harness import environment
 from vendor_server import VendorServer
 
@@ -18,10 +18,7 @@ from engine.store import NewDelivery, Replay, ReplayStep, open_store
 
 @pytest.fixture
 def page():
-    with chromium_or_skip() as browser:
-        context = browser.new_context(http_credentials={"username": CONSOLE_USER, "password": CONSOLE_PASSWORD})
-        opened = context.new_page()
-        opened.set_default_timeout(15_000)
+    with chromium_or_skip() as browser, console_page(browser) as opened:
         yield opened
 
 
