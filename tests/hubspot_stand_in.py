@@ -21,31 +21,23 @@ with state, on a real local HTTP server (tests/vendor_server.py). What it holds 
 from __future__ import annotations
 
 import re
-import threading
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from vendor_server import Answer, Received
+from vendor_server import Answer, Received, StandIn
 
 PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 
 
-class HubSpotStandIn:
+class HubSpotStandIn(StandIn):
     def __init__(self, token: str, portal_id: str, events: tuple[str, ...] = (), group_property: str = "segment_group_id"):
+        super().__init__()
         self.token, self.portal_id, self.group_property = token, portal_id, group_property
         self.defined = {f"pe{portal_id}_{name}" for name in events}   # the event definitions the portal has
         self.contacts: dict[str, dict] = {}     # record id -> properties
         self.companies: dict[str, dict] = {}    # record id -> properties
         self.associations: set[tuple[str, str]] = set()   # (company id, contact id)
         self.occurrences: list[dict] = []       # {eventName, contact, occurredAt, properties, uuid}
-        self.calls: list[tuple[str, str, int]] = []       # (method, path, status) of every request
-        self.lock = threading.Lock()
         self._ids = 100
-
-    def __call__(self, received: Received) -> Answer:
-        with self.lock:
-            answer = self._answer(received)
-            self.calls.append((received.method, urlsplit(received.path).path, answer.status))
-            return answer
 
     # ------------------------------------------------------------------ requests
     def _answer(self, received: Received) -> Answer:

@@ -16,31 +16,23 @@ OpenAPI 2.14 (fixtures/contracts/intercom/):
 """
 from __future__ import annotations
 
-import threading
 from urllib.parse import unquote, urlsplit
 
-from vendor_server import Answer, Received
+from vendor_server import Answer, Received, StandIn
 
 CONTACT_FIELDS = ("role", "external_id", "email", "phone", "name", "avatar", "signed_up_at", "last_seen_at")
 COMPANY_FIELDS = ("company_id", "name", "plan", "size", "website", "industry", "monthly_spend", "remote_created_at")
 
 
-class IntercomStandIn:
+class IntercomStandIn(StandIn):
     def __init__(self, token: str):
+        super().__init__()
         self.token = token
         self.contacts: dict[str, dict] = {}     # Intercom id -> the contact's fields
         self.companies: dict[str, dict] = {}    # Intercom id -> the company's fields
         self.events: list[dict] = []            # {contact, event_name, created_at, metadata}
         self.attached: set[tuple[str, str]] = set()   # (contact id, company id)
-        self.calls: list[tuple[str, str, int]] = []   # (method, path, status) of every request
-        self.lock = threading.Lock()
         self._ids = 0
-
-    def __call__(self, received: Received) -> Answer:
-        with self.lock:
-            answer = self._answer(received)
-            self.calls.append((received.method, urlsplit(received.path).path, answer.status))
-            return answer
 
     # ------------------------------------------------------------------ requests
     def _answer(self, received: Received) -> Answer:

@@ -13,27 +13,18 @@
 """
 from __future__ import annotations
 
-import threading
-
-from vendor_server import Answer, Received
+from vendor_server import Answer, Received, StandIn
 
 IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id")
 
 
-class KlaviyoStandIn:
+class KlaviyoStandIn(StandIn):
     def __init__(self, api_key: str):
+        super().__init__()
         self.api_key = api_key
         self.profiles: dict[str, dict] = {}          # id -> attributes (identifiers, fields, properties)
         self.events: list[dict] = []                  # {profile, metric, unique_id, properties, value, time}
-        self.calls: list[tuple[str, int]] = []        # (path, status) of every request
-        self.lock = threading.Lock()
         self._ids = 0
-
-    def __call__(self, received: Received) -> Answer:
-        with self.lock:
-            answer = self._answer(received)
-            self.calls.append((received.path, answer.status))
-            return answer
 
     # ------------------------------------------------------------------ requests
     def _answer(self, received: Received) -> Answer:

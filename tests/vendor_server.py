@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 
 @dataclass
@@ -53,6 +54,24 @@ class Rule:
     when: object          # callable(Received) -> bool
     answer: object        # Answer, or callable(Received) -> Answer
     times: int | None     # None: forever
+
+
+class StandIn:
+    """A stateful vendor to serve (``server.answer(stand_in)``): ``_answer`` decides each request, one at a
+    time, and ``calls`` keeps (method, path, status) of every request it answered."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str, int]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, received: Received) -> Answer:
+        with self.lock:
+            answer = self._answer(received)
+            self.calls.append((received.method, urlsplit(received.path).path, answer.status))
+            return answer
+
+    def _answer(self, received: Received) -> Answer:
+        raise NotImplementedError
 
 
 class VendorServer:
