@@ -51,7 +51,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,9 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_ingest import stop_server  # noqa: E402  (SIGTERM, then SIGKILL to the group)
+
 WRITE_KEY = "bench-latency-key"
 POSTGRES = os.environ.get("EVENTMAP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 ARRIVAL_DEADLINE = 10.0   # seconds an event may take to arrive before it counts as lost
@@ -238,7 +240,7 @@ def serving(tree: Path, setup: Setup, vendor: str, counter: Path):
                 address = wait_listening(process, log)
                 yield address, counts
             finally:
-                stop(process)
+                stop_server(process)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -253,15 +255,6 @@ def wait_listening(process: subprocess.Popen, log: Path) -> str:
             raise SystemExit(f"the server exited: {log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.05)
     raise SystemExit("the server did not start within 60s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def statements(counts: Path) -> int:
