@@ -69,6 +69,12 @@ def fixture_settings(engine: Engine, slug: str) -> dict:
 
 
 @pytest.fixture(scope="module")
+def engine() -> Engine:
+    """Its own, not conftest's: the README's tutorial runs this file alone in a clone (tests/test_docs_path.py)."""
+    return Engine()
+
+
+@pytest.fixture(scope="module")
 def routes(engine):
     # environ={} keeps EVENTMAP_* variables of the machine out of the snapshots
     return {slug: engine.route(slug, fixture_settings(engine, slug), environ={}) for slug in SLUGS}
